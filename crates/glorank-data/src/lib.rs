@@ -1,0 +1,113 @@
+//! The GloRank reranking data pipeline.
+//!
+//! From raw interaction logs to reranking requests ("50-to-6" protocol, DESIGN section 3):
+//!
+//! 1. **Read** a dataset into a [`RawDataset`]: [`read_ml1m`], [`read_ml100k`],
+//!    [`read_amazon_csv`], [`read_implicit`], [`read_csv`], or simulate the embedded
+//!    [`SyntheticWorld`]. Every malformed input is an error naming its file, line and field.
+//! 2. **Prepare** with [`prepare`]: k-core filter, chronological slates of `L`, splits (last
+//!    slate test, the one before validation), labels, a stage-1 ALS retriever
+//!    ([`fit_als`]) trained on train interactions, and shuffled pools of `N` candidates.
+//! 3. **Save / load** the [`PreparedDataset`] in a versioned binary file.
+//! 4. **Item vectors** for the tokenizer with [`item_vectors`].
+//!
+//! Pure Rust (no tensors) and deterministic given the seeds.
+//!
+//! ```
+//! use glorank_data::{prepare, NoProgress, ProtocolConfig, SyntheticConfig, SyntheticWorld};
+//!
+//! let world = SyntheticWorld::new(&SyntheticConfig::small(60, 150).with_sessions(4))?;
+//! let config = ProtocolConfig::default().with_k_core(5).with_shape(6, 20, 30);
+//! let ds = prepare(world.log(), &config, &NoProgress)?;
+//! let request = &ds.test[0];
+//! assert_eq!(request.candidates.len(), 30);
+//! println!(
+//!     "user {} sees {} candidates, {} of them clicked; history of {}",
+//!     ds.user_ids[request.user as usize],
+//!     request.candidates.len(),
+//!     request.positives(),
+//!     ds.history(request).items.len()
+//! );
+//! # Ok::<(), glorank_data::DataError>(())
+//! ```
+
+mod error;
+mod prepared;
+mod progress;
+mod protocol;
+mod raw;
+mod readers;
+mod retriever;
+mod rng;
+mod synthetic;
+mod vectors;
+
+pub use error::{DataError, Result};
+pub use prepared::{
+    DATASET_FILE, FORMAT_VERSION, History, PrepareStats, PreparedDataset, RerankSample,
+    SUMMARY_FILE, Split, UserSequence, write_atomic,
+};
+pub use progress::{NoProgress, Progress};
+pub use protocol::{LabelThresholds, Labels, ProtocolConfig, dedupe_pairs, k_core, prepare};
+pub use raw::{CategoricalField, Interaction, ItemFeatures, RawDataset, UserFeatures};
+pub use readers::movielens::{read_ml100k, read_ml1m};
+pub use readers::tabular::{CsvConfig, read_amazon_csv, read_csv, read_implicit};
+pub use retriever::{MfModel, RetrieverConfig, fit_als};
+pub use synthetic::{SyntheticConfig, SyntheticWorld};
+pub use vectors::{ItemVectorSource, ItemVectors, item_vectors, title_words};
+
+use std::path::PathBuf;
+
+/// A dataset to read, by format.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum DatasetSource {
+    /// The embedded synthetic world.
+    Synthetic(SyntheticConfig),
+    /// MovieLens-1M folder (`ratings.dat`, `movies.dat`, `users.dat`).
+    Ml1m(PathBuf),
+    /// MovieLens-100K folder (`u.data`, `u.item`, `u.user`).
+    Ml100k(PathBuf),
+    /// Amazon ratings CSV file (`user,item,rating,timestamp`).
+    Amazon(PathBuf),
+    /// Implicit `user item item ...` file, or a folder with `train.txt`/`test.txt`.
+    Implicit(PathBuf),
+    /// A generic CSV with named columns.
+    Csv(PathBuf, CsvConfig),
+}
+
+impl DatasetSource {
+    /// Reads the dataset.
+    ///
+    /// # Errors
+    /// The reader's [`DataError`] (file, line and field of the first bad input).
+    pub fn read(&self) -> Result<RawDataset> {
+        match self {
+            Self::Synthetic(cfg) => Ok(SyntheticWorld::new(cfg)?.log()),
+            Self::Ml1m(p) => read_ml1m(p),
+            Self::Ml100k(p) => read_ml100k(p),
+            Self::Amazon(p) => read_amazon_csv(p),
+            Self::Implicit(p) => read_implicit(p),
+            Self::Csv(p, cfg) => read_csv(p, cfg),
+        }
+    }
+
+    /// Reads and prepares the dataset; the synthetic world's configuration is recorded in
+    /// the result so its true click model can be rebuilt.
+    ///
+    /// # Errors
+    /// As [`DatasetSource::read`] and [`prepare`].
+    pub fn prepare(&self, config: &ProtocolConfig, progress: &dyn Progress) -> Result<PreparedDataset> {
+        let t = std::time::Instant::now();
+        progress.stage("reading", 0);
+        let raw = self.read()?;
+        progress.finish();
+        let read_secs = t.elapsed().as_secs_f64();
+        let mut ds = prepare(raw, config, progress)?;
+        ds.stats.seconds.insert(0, ("read".into(), read_secs));
+        if let Self::Synthetic(cfg) = self {
+            ds.synthetic = Some(cfg.clone());
+        }
+        Ok(ds)
+    }
+}

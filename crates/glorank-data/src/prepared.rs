@@ -1,0 +1,401 @@
+//! The prepared dataset: requests (samples) by split, with everything later stages need, and
+//! its versioned binary file format.
+
+use crate::protocol::{Labels, ProtocolConfig};
+use crate::raw::{ItemFeatures, UserFeatures};
+use crate::retriever::MfModel;
+use crate::synthetic::SyntheticConfig;
+use crate::{DataError, Result};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Magic bytes at the start of `dataset.bin`.
+const MAGIC: &[u8; 8] = b"GLRKDATA";
+
+/// Version of the binary format; bumped whenever [`PreparedDataset`] changes shape.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// File name of the prepared dataset inside a run directory.
+pub const DATASET_FILE: &str = "dataset.bin";
+
+/// File name of the human-readable summary inside a run directory.
+pub const SUMMARY_FILE: &str = "summary.json";
+
+/// One user's interactions after filtering, in chronological order.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UserSequence {
+    /// Item indices.
+    pub items: Vec<u32>,
+    /// Ratings (1 on implicit data).
+    pub ratings: Vec<f32>,
+    /// Timestamps (or positions on data without time).
+    pub timestamps: Vec<i64>,
+}
+
+/// One reranking request: a user, a history, `N` shuffled candidates with labels, and the
+/// logged slate.
+///
+/// The history is not copied into every sample: it is the `history_len` interactions of the
+/// user's [`UserSequence`] before `slate_start`; read it with [`PreparedDataset::history`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RerankSample {
+    /// User index.
+    pub user: u32,
+    /// Index in the user's sequence where the logged slate starts.
+    pub slate_start: u32,
+    /// Candidate item indices, shuffled (`N` of them).
+    pub candidates: Vec<u32>,
+    /// Labels of each candidate (all zero for retrieved, never-logged items).
+    pub labels: Vec<Labels>,
+    /// Positions in `candidates` of the logged slate's items, in exposure (time) order.
+    pub logged: Vec<u16>,
+}
+
+impl RerankSample {
+    /// Binary click relevance per candidate (1.0 for a click), for Precision/Recall/MAP.
+    pub fn click_relevance(&self) -> Vec<f64> {
+        self.labels
+            .iter()
+            .map(|l| if l.click() { 1.0 } else { 0.0 })
+            .collect()
+    }
+
+    /// Graded relevance per candidate: the number of behaviours (click, like, star), 0..=3,
+    /// for graded NDCG.
+    pub fn graded_relevance(&self) -> Vec<f64> {
+        self.labels.iter().map(|l| f64::from(l.grade())).collect()
+    }
+
+    /// Number of clicked candidates.
+    pub fn positives(&self) -> usize {
+        self.labels.iter().filter(|l| l.click()).count()
+    }
+}
+
+/// A history window: the interactions before a slate, oldest first.
+#[derive(Debug, Clone, Copy)]
+pub struct History<'a> {
+    /// Item indices.
+    pub items: &'a [u32],
+    /// Their ratings.
+    pub ratings: &'a [f32],
+    /// Their timestamps.
+    pub timestamps: &'a [i64],
+}
+
+/// Counts and timings of a `prepare` run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PrepareStats {
+    /// Users before filtering.
+    pub raw_users: usize,
+    /// Items before filtering.
+    pub raw_items: usize,
+    /// Interactions before filtering.
+    pub raw_interactions: usize,
+    /// Repeated (user, item) pairs removed.
+    pub duplicate_pairs: usize,
+    /// Rounds of the k-core filter until the fixpoint.
+    pub k_core_rounds: usize,
+    /// Users after filtering.
+    pub users: usize,
+    /// Items after filtering.
+    pub items: usize,
+    /// Interactions after filtering.
+    pub interactions: usize,
+    /// Interactions the retriever was trained on.
+    pub retriever_train_interactions: usize,
+    /// Items with no train interaction (cold).
+    pub cold_items: usize,
+    /// Train slates.
+    pub train_slates: usize,
+    /// Validation slates.
+    pub valid_slates: usize,
+    /// Test slates.
+    pub test_slates: usize,
+    /// Mean clicked items per slate, per split (train, valid, test).
+    pub mean_positives: [f64; 3],
+    /// Mean over test slates with a positive of the fraction of its positives found in the
+    /// retriever's own top-N (history excluded).
+    pub retriever_recall: Option<f64>,
+    /// Wall time per step, seconds.
+    pub seconds: Vec<(String, f64)>,
+}
+
+impl PrepareStats {
+    /// Fills the per-split counts and mean positives.
+    pub(crate) fn fill_split_counts(
+        &mut self,
+        train: &[RerankSample],
+        valid: &[RerankSample],
+        test: &[RerankSample],
+    ) {
+        self.train_slates = train.len();
+        self.valid_slates = valid.len();
+        self.test_slates = test.len();
+        for (k, split) in [train, valid, test].iter().enumerate() {
+            self.mean_positives[k] = if split.is_empty() {
+                0.0
+            } else {
+                split.iter().map(|s| s.positives() as f64).sum::<f64>() / split.len() as f64
+            };
+        }
+    }
+}
+
+/// A split of the requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Split {
+    /// Training requests (all slates before the last two of each user).
+    Train,
+    /// Validation requests (each user's second-to-last slate).
+    Valid,
+    /// Test requests (each user's last slate).
+    Test,
+}
+
+/// Everything the later stages read: ids, features, sequences, samples, the retriever.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreparedDataset {
+    /// Dataset name.
+    pub name: String,
+    /// Protocol configuration used.
+    pub config: ProtocolConfig,
+    /// Whether the data is implicit feedback.
+    pub implicit: bool,
+    /// Original user ids, by user index.
+    pub user_ids: Vec<String>,
+    /// Original item ids, by item index.
+    pub item_ids: Vec<String>,
+    /// Item content features, if the source has them.
+    pub item_features: Option<ItemFeatures>,
+    /// User attributes, if the source has them.
+    pub user_features: Option<UserFeatures>,
+    /// Chronological interactions of each user.
+    pub sequences: Vec<UserSequence>,
+    /// Train requests.
+    pub train: Vec<RerankSample>,
+    /// Validation requests.
+    pub valid: Vec<RerankSample>,
+    /// Test requests.
+    pub test: Vec<RerankSample>,
+    /// The stage-1 retriever (fitted on train interactions).
+    pub retriever: MfModel,
+    /// Number of train interactions of each item (0 = cold item).
+    pub item_train_counts: Vec<u32>,
+    /// Counts and timings.
+    pub stats: PrepareStats,
+    /// The generating configuration, for the synthetic world (its true click model can be
+    /// rebuilt from it).
+    pub synthetic: Option<SyntheticConfig>,
+}
+
+impl PreparedDataset {
+    /// Number of users.
+    pub fn num_users(&self) -> usize {
+        self.user_ids.len()
+    }
+
+    /// Number of items.
+    pub fn num_items(&self) -> usize {
+        self.item_ids.len()
+    }
+
+    /// The requests of `split`.
+    pub fn split(&self, split: Split) -> &[RerankSample] {
+        match split {
+            Split::Train => &self.train,
+            Split::Valid => &self.valid,
+            Split::Test => &self.test,
+        }
+    }
+
+    /// The history window of `sample` (up to `history_len` interactions, oldest first).
+    pub fn history(&self, sample: &RerankSample) -> History<'_> {
+        let seq = &self.sequences[sample.user as usize];
+        let end = sample.slate_start as usize;
+        let start = end.saturating_sub(self.config.history_len);
+        History {
+            items: &seq.items[start..end],
+            ratings: &seq.ratings[start..end],
+            timestamps: &seq.timestamps[start..end],
+        }
+    }
+
+    /// Labels of the history items.
+    pub fn history_labels(&self, sample: &RerankSample) -> Vec<Labels> {
+        self.history(sample)
+            .ratings
+            .iter()
+            .map(|&r| Labels::from_rating(r, &self.config.thresholds, self.implicit))
+            .collect()
+    }
+
+    /// Ratings of the logged slate, in exposure order.
+    pub fn logged_ratings(&self, sample: &RerankSample) -> &[f32] {
+        let seq = &self.sequences[sample.user as usize];
+        let s = sample.slate_start as usize;
+        &seq.ratings[s..s + sample.logged.len()]
+    }
+
+    /// The default SFT demonstration: positions in `candidates` of the logged slate ordered by
+    /// rating, descending, ties by time (exposure order).
+    pub fn demonstration(&self, sample: &RerankSample) -> Vec<usize> {
+        let ratings = self.logged_ratings(sample);
+        let mut order: Vec<usize> = (0..sample.logged.len()).collect();
+        order.sort_by(|&a, &b| ratings[b].total_cmp(&ratings[a]).then(a.cmp(&b)));
+        order.into_iter().map(|k| sample.logged[k] as usize).collect()
+    }
+
+    /// Retriever scores of the sample's candidates.
+    pub fn retriever_scores(&self, sample: &RerankSample) -> Vec<f32> {
+        sample
+            .candidates
+            .iter()
+            .map(|&i| self.retriever.score(sample.user as usize, i as usize))
+            .collect()
+    }
+
+    /// Saves `dataset.bin` (versioned binary) and `summary.json` into `dir`, creating it.
+    /// Both files are written to a temporary name and renamed, so a crash never leaves a
+    /// half-written file under the final name.
+    ///
+    /// # Errors
+    /// [`DataError::Io`] naming the file.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+        let mut bytes = Vec::with_capacity(1 << 20);
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        let payload = postcard::to_allocvec(self).map_err(|e| DataError::Corrupt {
+            path: dir.join(DATASET_FILE),
+            message: format!("serialisation failed: {e}"),
+        })?;
+        bytes.extend_from_slice(&payload);
+        write_atomic(&dir.join(DATASET_FILE), &bytes)?;
+        let summary = serde_json::to_vec_pretty(&Summary::of(self)).map_err(|e| {
+            DataError::Corrupt {
+                path: dir.join(SUMMARY_FILE),
+                message: e.to_string(),
+            }
+        })?;
+        write_atomic(&dir.join(SUMMARY_FILE), &summary)
+    }
+
+    /// Loads a dataset saved by [`PreparedDataset::save`] from `dir` (or from the file itself).
+    ///
+    /// # Errors
+    /// [`DataError::MissingFile`], [`DataError::StaleCache`] for another format version,
+    /// [`DataError::Corrupt`] for a file that is not a prepared dataset or is truncated.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path: PathBuf = if dir.is_dir() {
+            dir.join(DATASET_FILE)
+        } else {
+            dir.to_path_buf()
+        };
+        let bytes = std::fs::read(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                DataError::MissingFile {
+                    path: path.clone(),
+                    hint: Some("run `glorank prepare` first".into()),
+                }
+            } else {
+                DataError::io(&path, e)
+            }
+        })?;
+        if bytes.len() < 12 || &bytes[..8] != MAGIC {
+            return Err(DataError::Corrupt {
+                path,
+                message: "missing the GLRKDATA header".into(),
+            });
+        }
+        let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+        if version != FORMAT_VERSION {
+            return Err(DataError::StaleCache {
+                path,
+                found: version,
+                expected: FORMAT_VERSION,
+            });
+        }
+        let ds: Self = postcard::from_bytes(&bytes[12..]).map_err(|e| DataError::Corrupt {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        ds.check_consistency().map_err(|message| DataError::Corrupt { path, message })?;
+        Ok(ds)
+    }
+
+    /// Cross-checks indices so a damaged file cannot cause out-of-bounds access later.
+    fn check_consistency(&self) -> std::result::Result<(), String> {
+        let (nu, ni) = (self.num_users(), self.num_items());
+        if self.sequences.len() != nu || self.item_train_counts.len() != ni {
+            return Err("sequence or item-count table does not match the id tables".into());
+        }
+        if self.retriever.num_users() != nu || self.retriever.num_items() != ni {
+            return Err("retriever factors do not match the id tables".into());
+        }
+        for seq in &self.sequences {
+            if seq.ratings.len() != seq.items.len()
+                || seq.timestamps.len() != seq.items.len()
+                || seq.items.iter().any(|&i| i as usize >= ni)
+            {
+                return Err("a user sequence is inconsistent".into());
+            }
+        }
+        for s in self.train.iter().chain(&self.valid).chain(&self.test) {
+            let seq_len = self.sequences.get(s.user as usize).map_or(0, |q| q.items.len());
+            if s.user as usize >= nu
+                || s.slate_start as usize + s.logged.len() > seq_len
+                || s.labels.len() != s.candidates.len()
+                || s.candidates.iter().any(|&i| i as usize >= ni)
+                || s.logged.iter().any(|&p| p as usize >= s.candidates.len())
+            {
+                return Err(format!("sample of user {} is inconsistent", s.user));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The contents of `summary.json`.
+#[derive(Debug, Serialize)]
+struct Summary<'a> {
+    name: &'a str,
+    format_version: u32,
+    implicit: bool,
+    config: &'a ProtocolConfig,
+    stats: &'a PrepareStats,
+    synthetic: Option<&'a SyntheticConfig>,
+}
+
+impl<'a> Summary<'a> {
+    fn of(ds: &'a PreparedDataset) -> Self {
+        Self {
+            name: &ds.name,
+            format_version: FORMAT_VERSION,
+            implicit: ds.implicit,
+            config: &ds.config,
+            stats: &ds.stats,
+            synthetic: ds.synthetic.as_ref(),
+        }
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed and
+/// synced, then renamed over `path`.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        DataError::io(path, e)
+    })
+}
