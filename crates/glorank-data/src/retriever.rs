@@ -43,6 +43,25 @@ impl Default for RetrieverConfig {
 }
 
 impl RetrieverConfig {
+    /// Sets the latent dimension.
+    pub fn with_factors(mut self, factors: usize) -> Self {
+        self.factors = factors;
+        self
+    }
+
+    /// Sets the number of ALS sweeps.
+    pub fn with_iterations(mut self, iterations: usize) -> Self {
+        self.iterations = iterations;
+        self
+    }
+
+    /// Sets the regularisation `λ` and the confidence weight `alpha`.
+    pub fn with_weights(mut self, regularization: f32, alpha: f32) -> Self {
+        self.regularization = regularization;
+        self.alpha = alpha;
+        self
+    }
+
     /// Checks every value.
     ///
     /// # Errors

@@ -53,9 +53,9 @@ pub struct SyntheticConfig {
     pub content_weight: f64,
     /// Standard deviation of the item quality bias (default 0.5).
     pub quality_std: f64,
-    /// Intercept of the relevance logit (default -1.0).
+    /// Intercept of the relevance logit (default -2.0).
     pub base_logit: f64,
-    /// Scale of the user-item affinity in the logit (default 3.0).
+    /// Scale of the user-item affinity in the logit (default 1.5).
     pub relevance_scale: f64,
     /// Logit decrease per slot down the list (default 0.15).
     pub position_decay: f64,
@@ -78,8 +78,8 @@ impl Default for SyntheticConfig {
             slate_len: 6,
             content_weight: 0.8,
             quality_std: 0.5,
-            base_logit: -1.0,
-            relevance_scale: 3.0,
+            base_logit: -2.0,
+            relevance_scale: 1.5,
             position_decay: 0.15,
             diversity_penalty: 1.0,
             behaviour_temperature: 1.5,
