@@ -91,6 +91,12 @@ struct PrepareArgs {
     /// Retriever ALS sweeps.
     #[arg(long, default_value_t = 10)]
     iterations: usize,
+    /// Retriever L2 regularisation.
+    #[arg(long, default_value_t = 0.1)]
+    regularization: f32,
+    /// Retriever confidence weight of observed pairs.
+    #[arg(long, default_value_t = 10.0)]
+    alpha: f32,
     /// Synthetic world: number of users.
     #[arg(long, default_value_t = 2000)]
     users: usize,
@@ -254,7 +260,8 @@ fn prepare(args: &PrepareArgs) -> Result<(), String> {
     let src = source(args)?;
     let retriever = RetrieverConfig::default()
         .with_factors(args.factors)
-        .with_iterations(args.iterations);
+        .with_iterations(args.iterations)
+        .with_weights(args.regularization, args.alpha);
     let config = ProtocolConfig::default()
         .with_seed(args.seed)
         .with_k_core(args.k_core)

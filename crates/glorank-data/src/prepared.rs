@@ -119,7 +119,8 @@ pub struct PrepareStats {
     /// Mean over test slates with a positive of the fraction of its positives found in the
     /// retriever's own top-N (history excluded).
     pub retriever_recall: Option<f64>,
-    /// Wall time per step, seconds.
+    /// Wall time per step, seconds: the only field that differs between two runs with the
+    /// same seed.
     pub seconds: Vec<(String, f64)>,
 }
 

@@ -198,30 +198,27 @@ fn adjacency(pairs: impl Iterator<Item = (u32, u32)>, rows: usize) -> Vec<Vec<u3
 
 /// One ALS half-step: solves every row of the "solved" side given the fixed side `y`.
 fn half_step(adj: &[Vec<u32>], y: &[f32], k: usize, cfg: &RetrieverConfig) -> Vec<f32> {
-    // Gram matrix YᵀY, shared by every row.
-    let n_fixed = y.len() / k;
-    let gram = (0..n_fixed)
-        .into_par_iter()
-        .fold(
-            || vec![0f32; k * k],
-            |mut g, j| {
-                let row = &y[j * k..(j + 1) * k];
+    // Gram matrix YᵀY, shared by every row. Partial sums over fixed chunks, added in chunk
+    // order: the float result does not depend on how rayon schedules the work.
+    let partials: Vec<Vec<f32>> = y
+        .par_chunks(256 * k)
+        .map(|chunk| {
+            let mut g = vec![0f32; k * k];
+            for row in chunk.chunks_exact(k) {
                 for a in 0..k {
                     let ra = row[a];
                     for b in 0..k {
                         g[a * k + b] += ra * row[b];
                     }
                 }
-                g
-            },
-        )
-        .reduce(
-            || vec![0f32; k * k],
-            |mut a, b| {
-                a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-                a
-            },
-        );
+            }
+            g
+        })
+        .collect();
+    let mut gram = vec![0f32; k * k];
+    for p in partials {
+        gram.iter_mut().zip(p).for_each(|(x, v)| *x += v);
+    }
     let alpha = cfg.alpha;
     let lambda = cfg.regularization;
     let mut out = vec![0f32; adj.len() * k];
@@ -331,6 +328,16 @@ mod tests {
         assert!((10..20).all(|i| held > m.score(0, i)));
         let again = fit_als(&pairs, 20, 20, &cfg, 7, &NoProgress).unwrap();
         assert_eq!(m, again);
+    }
+
+    #[test]
+    fn result_does_not_depend_on_thread_count() {
+        let pairs: Vec<(u32, u32)> = (0..300u32).map(|k| (k % 37, (k * 7) % 53)).collect();
+        let cfg = RetrieverConfig::default().with_factors(8);
+        let fit = || fit_als(&pairs, 37, 53, &cfg, 1, &NoProgress).unwrap();
+        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(fit);
+        let three = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap().install(fit);
+        assert_eq!(one, three);
     }
 
     #[test]

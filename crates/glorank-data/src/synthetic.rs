@@ -442,7 +442,7 @@ mod tests {
 
     #[test]
     fn click_model_has_position_bias_and_diversity_penalty() {
-        let w = SyntheticWorld::new(&SyntheticConfig::small(5, 30)).unwrap();
+        let w = SyntheticWorld::new(&SyntheticConfig::small(5, 30).with_sessions(2)).unwrap();
         // The same item twice is maximally redundant: slot 2 gets position decay + penalty.
         let p = w.click_probabilities(0, &[3, 3]);
         let expect = sigmoid(w.relevance_logit(0, 3) - 0.15 - 1.0);

@@ -1,0 +1,259 @@
+//! End-to-end protocol tests: pools, splits, labels, determinism, save/load, item vectors.
+
+use glorank_data::{
+    DataError, DatasetSource, Interaction, ItemVectorSource, NoProgress, PreparedDataset,
+    ProtocolConfig, RawDataset, SyntheticConfig, SyntheticWorld, item_vectors, prepare,
+};
+use proptest::prelude::*;
+use std::collections::HashSet;
+
+fn small_config() -> ProtocolConfig {
+    ProtocolConfig::default()
+        .with_k_core(5)
+        .with_shape(6, 20, 30)
+        .with_seed(3)
+}
+
+fn synthetic() -> PreparedDataset {
+    DatasetSource::Synthetic(SyntheticConfig::small(80, 200).with_sessions(5))
+        .prepare(&small_config(), &NoProgress)
+        .unwrap()
+}
+
+/// Checks every protocol invariant of a prepared dataset.
+fn check_invariants(ds: &PreparedDataset) {
+    let cfg = &ds.config;
+    let l = cfg.slate_len;
+    for s in ds.train.iter().chain(&ds.valid).chain(&ds.test) {
+        let seq = &ds.sequences[s.user as usize];
+        let start = s.slate_start as usize;
+        let slate = &seq.items[start..start + l];
+        // N distinct candidates, containing the slate, and no history item.
+        assert_eq!(s.candidates.len(), cfg.pool_size);
+        let set: HashSet<u32> = s.candidates.iter().copied().collect();
+        assert_eq!(set.len(), cfg.pool_size);
+        let history = ds.history(s).items;
+        assert!(history.len() <= cfg.history_len);
+        assert!(history.iter().all(|i| !set.contains(i)));
+        // `logged` points at the slate in exposure order; only logged items carry labels.
+        let logged: Vec<u32> = s.logged.iter().map(|&p| s.candidates[p as usize]).collect();
+        assert_eq!(logged, slate);
+        for (p, lab) in s.labels.iter().enumerate() {
+            if !s.logged.contains(&(p as u16)) {
+                assert_eq!(lab.0, 0);
+            }
+        }
+        // Demonstration: the logged positions, ratings non-increasing.
+        let demo = ds.demonstration(s);
+        let mut sorted = demo.clone();
+        sorted.sort_unstable();
+        let mut logged_pos: Vec<usize> = s.logged.iter().map(|&p| p as usize).collect();
+        logged_pos.sort_unstable();
+        assert_eq!(sorted, logged_pos);
+    }
+    // One test and at most one validation slate per user, and the test slate is the latest.
+    let test_users: HashSet<u32> = ds.test.iter().map(|s| s.user).collect();
+    assert_eq!(test_users.len(), ds.test.len());
+    for s in &ds.test {
+        assert_eq!(
+            s.slate_start as usize + l,
+            ds.sequences[s.user as usize].items.len()
+        );
+    }
+}
+
+#[test]
+fn synthetic_protocol_invariants() {
+    let ds = synthetic();
+    assert!(!ds.train.is_empty() && !ds.valid.is_empty() && !ds.test.is_empty());
+    check_invariants(&ds);
+    assert_eq!(ds.stats.test_slates, ds.test.len());
+    assert!(ds.stats.retriever_recall.is_some());
+    assert!(ds.synthetic.is_some());
+    // Shuffled: the logged items do not always sit in the first L positions.
+    assert!(ds.test.iter().any(|s| s.logged.iter().any(|&p| p >= 6)));
+}
+
+#[test]
+fn same_seed_same_dataset_other_seed_other_shuffle() {
+    let mut a = synthetic();
+    let mut b = synthetic();
+    // Wall-clock timings are the only field that may differ between runs.
+    a.stats.seconds.clear();
+    b.stats.seconds.clear();
+    assert!(a == b, "two runs with the same seed differ");
+    let c = DatasetSource::Synthetic(SyntheticConfig::small(80, 200).with_sessions(5))
+        .prepare(&small_config().with_seed(4), &NoProgress)
+        .unwrap();
+    assert_ne!(a.test[0].candidates, c.test[0].candidates);
+}
+
+#[test]
+fn save_load_round_trip_and_version_check() {
+    let ds = synthetic();
+    let dir = tempfile::tempdir().unwrap();
+    ds.save(dir.path()).unwrap();
+    let back = PreparedDataset::load(dir.path()).unwrap();
+    assert!(ds == back, "loaded dataset differs from the saved one");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["stats"]["test_slates"], ds.test.len());
+
+    // A file from another format version is rejected as stale.
+    let path = dir.path().join("dataset.bin");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[8..12].copy_from_slice(&999u32.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    match PreparedDataset::load(dir.path()).unwrap_err() {
+        DataError::StaleCache { found, .. } => assert_eq!(found, 999),
+        other => panic!("{other}"),
+    }
+    // Truncated or foreign files are corrupt, not a panic.
+    bytes[8..12].copy_from_slice(&glorank_data::FORMAT_VERSION.to_le_bytes());
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    assert!(matches!(PreparedDataset::load(dir.path()), Err(DataError::Corrupt { .. })));
+    std::fs::write(&path, b"hello").unwrap();
+    assert!(matches!(PreparedDataset::load(dir.path()), Err(DataError::Corrupt { .. })));
+    assert!(matches!(
+        PreparedDataset::load(&dir.path().join("nope")),
+        Err(DataError::MissingFile { .. })
+    ));
+}
+
+#[test]
+fn too_small_catalog_and_empty_filter_are_clear_errors() {
+    let world = SyntheticWorld::new(&SyntheticConfig::small(20, 40).with_sessions(4)).unwrap();
+    let cfg = ProtocolConfig::default().with_k_core(2).with_shape(6, 50, 50);
+    let err = prepare(world.log(), &cfg, &NoProgress).unwrap_err();
+    assert!(err.to_string().contains("pool"), "{err}");
+    let cfg = ProtocolConfig::default().with_k_core(1000);
+    let err = prepare(world.log(), &cfg, &NoProgress).unwrap_err();
+    assert!(err.to_string().contains("k-core"), "{err}");
+}
+
+#[test]
+fn implicit_labels_every_logged_item_as_click() {
+    let mut raw = SyntheticWorld::new(&SyntheticConfig::small(40, 150).with_sessions(4))
+        .unwrap()
+        .log();
+    raw.implicit = true;
+    let ds = prepare(raw, &small_config(), &NoProgress).unwrap();
+    for s in &ds.test {
+        assert_eq!(s.positives(), 6);
+    }
+}
+
+#[test]
+fn item_vectors_from_every_source() {
+    let ds = synthetic();
+    let n = ds.num_items();
+    let content = item_vectors(&ds, &ItemVectorSource::Content { title_buckets: 16 }).unwrap();
+    let genres = ds.item_features.as_ref().unwrap().genre_names.len();
+    assert_eq!((content.len(), content.dim), (n, genres + 2 + 16));
+    let mf = item_vectors(&ds, &ItemVectorSource::MfFactors).unwrap();
+    assert_eq!((mf.len(), mf.dim), (n, ds.retriever.factors));
+    let both = item_vectors(&ds, &ItemVectorSource::Concat { title_buckets: 16 }).unwrap();
+    assert_eq!(both.dim, content.dim + mf.dim);
+    assert_eq!(both, item_vectors(&ds, &ItemVectorSource::Concat { title_buckets: 16 }).unwrap());
+
+    let dir = tempfile::tempdir().unwrap();
+    // .npy, float32, C order.
+    let npy = dir.path().join("v.npy");
+    std::fs::write(&npy, npy_bytes(n, 3)).unwrap();
+    let v = item_vectors(&ds, &ItemVectorSource::File(npy.clone())).unwrap();
+    assert_eq!((v.len(), v.dim), (n, 3));
+    assert_eq!(v.row(2), &[6.0, 7.0, 8.0]);
+    std::fs::write(&npy, npy_bytes(n + 1, 3)).unwrap();
+    let err = item_vectors(&ds, &ItemVectorSource::File(npy)).unwrap_err();
+    assert!(err.to_string().contains("shape"), "{err}");
+
+    // CSV keyed by original id.
+    let csv = dir.path().join("v.csv");
+    let mut text = String::from("item,a,b\n");
+    for id in ds.item_ids.iter().rev() {
+        text.push_str(&format!("{id},1.5,-2\n"));
+    }
+    std::fs::write(&csv, &text).unwrap();
+    let v = item_vectors(&ds, &ItemVectorSource::File(csv.clone())).unwrap();
+    assert_eq!(v.row(0), &[1.5, -2.0]);
+    std::fs::write(&csv, format!("{text}{},1,oops\n", ds.item_ids[0])).unwrap();
+    match item_vectors(&ds, &ItemVectorSource::File(csv.clone())).unwrap_err() {
+        DataError::Parse { line, field, .. } => assert_eq!((line, field.as_str()), (n + 2, "v2")),
+        other => panic!("{other}"),
+    }
+    std::fs::write(&csv, "item,a\nnot-an-item,1\n").unwrap();
+    assert!(matches!(
+        item_vectors(&ds, &ItemVectorSource::File(csv)),
+        Err(DataError::Insufficient(_))
+    ));
+}
+
+/// A float32 `.npy` array `[rows, cols]` holding 0, 1, 2, ...
+fn npy_bytes(rows: usize, cols: usize) -> Vec<u8> {
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for k in 0..rows * cols {
+        out.extend_from_slice(&(k as f32).to_le_bytes());
+    }
+    out
+}
+
+/// A random interaction log: `users` users, each with a random number of interactions over
+/// a catalog of `items`, random ratings and (possibly tied) timestamps.
+fn random_log() -> impl Strategy<Value = RawDataset> {
+    (5usize..25, 60usize..120).prop_flat_map(|(users, items)| {
+        prop::collection::vec(
+            prop::collection::vec((0..items as u32, 1u8..=5, 0i64..40), 3..30),
+            users,
+        )
+        .prop_map(move |rows| RawDataset {
+            name: "random".into(),
+            user_ids: (0..users).map(|u| u.to_string()).collect(),
+            item_ids: (0..items).map(|i| i.to_string()).collect(),
+            interactions: rows
+                .iter()
+                .enumerate()
+                .flat_map(|(u, r)| {
+                    r.iter().map(move |&(item, rating, t)| Interaction {
+                        user: u as u32,
+                        item,
+                        rating: f32::from(rating),
+                        timestamp: t,
+                    })
+                })
+                .collect(),
+            ..Default::default()
+        })
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn random_logs_satisfy_the_protocol(raw in random_log(), k in 1usize..4) {
+        let cfg = ProtocolConfig::default().with_k_core(k).with_shape(3, 10, 12).with_seed(1);
+        match prepare(raw, &cfg, &NoProgress) {
+            Ok(ds) => {
+                check_invariants(&ds);
+                // k-core fixpoint: every kept user and item has at least k interactions.
+                let mut ic = vec![0usize; ds.num_items()];
+                for seq in &ds.sequences {
+                    prop_assert!(seq.items.len() >= k);
+                    for &i in &seq.items { ic[i as usize] += 1; }
+                    // Chronological order.
+                    prop_assert!(seq.timestamps.windows(2).all(|w| w[0] <= w[1]));
+                }
+                prop_assert!(ic.iter().all(|&c| c >= k));
+            }
+            Err(DataError::Insufficient(_)) => {}
+            Err(other) => prop_assert!(false, "unexpected error: {other}"),
+        }
+    }
+}
