@@ -4,9 +4,7 @@
 //! It compares the stage-1 retriever order with the oracle (positives first), using the true
 //! click model of the world for the oracle's expected clicks.
 
-use glorank_data::{
-    NoProgress, ProtocolConfig, SyntheticConfig, SyntheticWorld, prepare,
-};
+use glorank_data::{NoProgress, ProtocolConfig, SyntheticConfig, SyntheticWorld, prepare};
 use glorank_metrics::{ListMetrics, MetricAccumulator};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -312,7 +312,10 @@ fn print_summary(ds: &PreparedDataset, args: &PrepareArgs, save_secs: f64, total
     for (a, b, c) in &rows {
         println!("  {a:<32} {b:>14} {c:>16}");
     }
-    println!("  {:<32} {:>14} {:>16} {:>10}", "", "train", "valid", "test");
+    println!(
+        "  {:<32} {:>14} {:>16} {:>10}",
+        "", "train", "valid", "test"
+    );
     println!(
         "  {:<32} {:>14} {:>16} {:>10}",
         "slates (requests)", s.train_slates, s.valid_slates, s.test_slates
@@ -328,12 +331,18 @@ fn print_summary(ds: &PreparedDataset, args: &PrepareArgs, save_secs: f64, total
         .retriever_recall
         .map(|r| format!("{r:.4}"))
         .unwrap_or_else(|| "n/a".into());
-    println!("  {:<32} {recall:>14}", format!("retriever recall@{}", c.pool_size));
+    println!(
+        "  {:<32} {recall:>14}",
+        format!("retriever recall@{}", c.pool_size)
+    );
     println!(
         "  {:<32} {:>14}",
         "retriever train interactions", s.retriever_train_interactions
     );
-    println!("  {:<32} {:>14}", "cold items (0 train interactions)", s.cold_items);
+    println!(
+        "  {:<32} {:>14}",
+        "cold items (0 train interactions)", s.cold_items
+    );
     let mut steps: Vec<String> = s
         .seconds
         .iter()

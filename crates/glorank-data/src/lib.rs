@@ -50,7 +50,7 @@ pub use prepared::{
 pub use progress::{NoProgress, Progress};
 pub use protocol::{LabelThresholds, Labels, ProtocolConfig, dedupe_pairs, k_core, prepare};
 pub use raw::{CategoricalField, Interaction, ItemFeatures, RawDataset, UserFeatures};
-pub use readers::movielens::{read_ml100k, read_ml1m};
+pub use readers::movielens::{read_ml1m, read_ml100k};
 pub use readers::tabular::{CsvConfig, read_amazon_csv, read_csv, read_implicit};
 pub use retriever::{MfModel, RetrieverConfig, fit_als};
 pub use synthetic::{SyntheticConfig, SyntheticWorld};
@@ -97,7 +97,11 @@ impl DatasetSource {
     ///
     /// # Errors
     /// As [`DatasetSource::read`] and [`prepare`].
-    pub fn prepare(&self, config: &ProtocolConfig, progress: &dyn Progress) -> Result<PreparedDataset> {
+    pub fn prepare(
+        &self,
+        config: &ProtocolConfig,
+        progress: &dyn Progress,
+    ) -> Result<PreparedDataset> {
         let t = std::time::Instant::now();
         progress.stage("reading", 0);
         let raw = self.read()?;

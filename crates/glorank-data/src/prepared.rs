@@ -246,7 +246,10 @@ impl PreparedDataset {
         let ratings = self.logged_ratings(sample);
         let mut order: Vec<usize> = (0..sample.logged.len()).collect();
         order.sort_by(|&a, &b| ratings[b].total_cmp(&ratings[a]).then(a.cmp(&b)));
-        order.into_iter().map(|k| sample.logged[k] as usize).collect()
+        order
+            .into_iter()
+            .map(|k| sample.logged[k] as usize)
+            .collect()
     }
 
     /// Retriever scores of the sample's candidates.
@@ -275,12 +278,11 @@ impl PreparedDataset {
         })?;
         bytes.extend_from_slice(&payload);
         write_atomic(&dir.join(DATASET_FILE), &bytes)?;
-        let summary = serde_json::to_vec_pretty(&Summary::of(self)).map_err(|e| {
-            DataError::Corrupt {
+        let summary =
+            serde_json::to_vec_pretty(&Summary::of(self)).map_err(|e| DataError::Corrupt {
                 path: dir.join(SUMMARY_FILE),
                 message: e.to_string(),
-            }
-        })?;
+            })?;
         write_atomic(&dir.join(SUMMARY_FILE), &summary)
     }
 
@@ -323,7 +325,8 @@ impl PreparedDataset {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        ds.check_consistency().map_err(|message| DataError::Corrupt { path, message })?;
+        ds.check_consistency()
+            .map_err(|message| DataError::Corrupt { path, message })?;
         Ok(ds)
     }
 
@@ -345,7 +348,10 @@ impl PreparedDataset {
             }
         }
         for s in self.train.iter().chain(&self.valid).chain(&self.test) {
-            let seq_len = self.sequences.get(s.user as usize).map_or(0, |q| q.items.len());
+            let seq_len = self
+                .sequences
+                .get(s.user as usize)
+                .map_or(0, |q| q.items.len());
             if s.user as usize >= nu
                 || s.slate_start as usize + s.logged.len() > seq_len
                 || s.labels.len() != s.candidates.len()
@@ -386,8 +392,14 @@ impl<'a> Summary<'a> {
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed and
 /// synced, then renamed over `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;

@@ -220,7 +220,14 @@ impl ProtocolConfig {
 /// Returns the kept interactions in file order and the number removed.
 pub fn dedupe_pairs(interactions: &[Interaction]) -> (Vec<Interaction>, usize) {
     let mut order: Vec<usize> = (0..interactions.len()).collect();
-    order.sort_by_key(|&i| (interactions[i].user, interactions[i].item, interactions[i].timestamp, i));
+    order.sort_by_key(|&i| {
+        (
+            interactions[i].user,
+            interactions[i].item,
+            interactions[i].timestamp,
+            i,
+        )
+    });
     let mut keep = vec![false; interactions.len()];
     let mut prev: Option<(u32, u32)> = None;
     for &i in &order {
@@ -356,7 +363,9 @@ pub fn prepare(
             seq.timestamps = rows.iter().map(|r| r.0).collect();
         }
     }
-    stats.seconds.push(("filter".into(), t0.elapsed().as_secs_f64()));
+    stats
+        .seconds
+        .push(("filter".into(), t0.elapsed().as_secs_f64()));
 
     // 7. Retriever on train interactions.
     let t1 = Instant::now();
@@ -380,7 +389,9 @@ pub fn prepare(
     )?;
     stats.retriever_train_interactions = train_pairs.len();
     stats.cold_items = item_train_counts.iter().filter(|&&c| c == 0).count();
-    stats.seconds.push(("retriever".into(), t1.elapsed().as_secs_f64()));
+    stats
+        .seconds
+        .push(("retriever".into(), t1.elapsed().as_secs_f64()));
 
     // 4-6, 8. Slates, labels and pools, per user in parallel.
     let t2 = Instant::now();
@@ -414,7 +425,9 @@ pub fn prepare(
     } else {
         Some(recalls.iter().sum::<f64>() / recalls.len() as f64)
     };
-    stats.seconds.push(("pools".into(), t2.elapsed().as_secs_f64()));
+    stats
+        .seconds
+        .push(("pools".into(), t2.elapsed().as_secs_f64()));
 
     let item_features = raw.item_features.as_ref().map(|f| f.select(&old_items));
     let user_features = raw.user_features.as_ref().map(|f| f.select(&old_users));
@@ -567,7 +580,8 @@ fn user_samples(
         let mut logged = vec![0u16; l];
         for (pos, &c) in candidates.iter().enumerate() {
             if let Some(k) = slate.iter().position(|&x| x == c) {
-                labels[pos] = Labels::from_rating(seq.ratings[start + k], &cfg.thresholds, implicit);
+                labels[pos] =
+                    Labels::from_rating(seq.ratings[start + k], &cfg.thresholds, implicit);
                 logged[k] = pos as u16;
             }
         }
@@ -677,7 +691,9 @@ mod tests {
     fn config_checks() {
         assert!(ProtocolConfig::default().validate().is_ok());
         let bad = ProtocolConfig::default().with_shape(6, 50, 6);
-        assert!(matches!(bad.validate(), Err(DataError::InvalidConfig { field, .. }) if field == "pool_size"));
+        assert!(
+            matches!(bad.validate(), Err(DataError::InvalidConfig { field, .. }) if field == "pool_size")
+        );
         let bad = ProtocolConfig::default().with_thresholds(LabelThresholds::new(4.0, 3.0, 5.0));
         assert!(bad.validate().is_err());
     }

@@ -45,9 +45,15 @@ impl ItemFeatures {
     pub(crate) fn select(&self, keep: &[u32]) -> Self {
         Self {
             genre_names: self.genre_names.clone(),
-            genres: keep.iter().map(|&i| self.genres[i as usize].clone()).collect(),
+            genres: keep
+                .iter()
+                .map(|&i| self.genres[i as usize].clone())
+                .collect(),
             years: keep.iter().map(|&i| self.years[i as usize]).collect(),
-            titles: keep.iter().map(|&i| self.titles[i as usize].clone()).collect(),
+            titles: keep
+                .iter()
+                .map(|&i| self.titles[i as usize].clone())
+                .collect(),
         }
     }
 }

@@ -68,10 +68,16 @@ impl RetrieverConfig {
     /// [`DataError::InvalidConfig`] naming the first bad field.
     pub fn validate(&self) -> Result<()> {
         if self.factors == 0 || self.factors > 1024 {
-            return Err(DataError::config("retriever.factors", "must be in 1..=1024"));
+            return Err(DataError::config(
+                "retriever.factors",
+                "must be in 1..=1024",
+            ));
         }
         if self.iterations == 0 {
-            return Err(DataError::config("retriever.iterations", "must be at least 1"));
+            return Err(DataError::config(
+                "retriever.iterations",
+                "must be at least 1",
+            ));
         }
         for (name, v) in [
             ("retriever.regularization", self.regularization),
@@ -79,7 +85,10 @@ impl RetrieverConfig {
             ("retriever.init_std", self.init_std),
         ] {
             if !(v.is_finite() && v > 0.0) {
-                return Err(DataError::config(name, format!("{v} must be finite and > 0")));
+                return Err(DataError::config(
+                    name,
+                    format!("{v} must be finite and > 0"),
+                ));
             }
         }
         Ok(())
@@ -222,34 +231,32 @@ fn half_step(adj: &[Vec<u32>], y: &[f32], k: usize, cfg: &RetrieverConfig) -> Ve
     let alpha = cfg.alpha;
     let lambda = cfg.regularization;
     let mut out = vec![0f32; adj.len() * k];
-    out.par_chunks_mut(k)
-        .zip(adj.par_iter())
-        .for_each_init(
-            || (vec![0f32; k * k], vec![0f32; k]),
-            |(a, rhs), (x, cols)| {
-                if cols.is_empty() {
-                    x.fill(0.0);
-                    return;
-                }
-                a.copy_from_slice(&gram);
-                rhs.fill(0.0);
-                for &c in cols {
-                    let row = &y[c as usize * k..(c as usize + 1) * k];
-                    for p in 0..k {
-                        let w = alpha * row[p];
-                        rhs[p] += (1.0 + alpha) * row[p];
-                        for q in 0..k {
-                            a[p * k + q] += w * row[q];
-                        }
+    out.par_chunks_mut(k).zip(adj.par_iter()).for_each_init(
+        || (vec![0f32; k * k], vec![0f32; k]),
+        |(a, rhs), (x, cols)| {
+            if cols.is_empty() {
+                x.fill(0.0);
+                return;
+            }
+            a.copy_from_slice(&gram);
+            rhs.fill(0.0);
+            for &c in cols {
+                let row = &y[c as usize * k..(c as usize + 1) * k];
+                for p in 0..k {
+                    let w = alpha * row[p];
+                    rhs[p] += (1.0 + alpha) * row[p];
+                    for q in 0..k {
+                        a[p * k + q] += w * row[q];
                     }
                 }
-                for d in 0..k {
-                    a[d * k + d] += lambda;
-                }
-                cholesky_solve(a, rhs, k);
-                x.copy_from_slice(rhs);
-            },
-        );
+            }
+            for d in 0..k {
+                a[d * k + d] += lambda;
+            }
+            cholesky_solve(a, rhs, k);
+            x.copy_from_slice(rhs);
+        },
+    );
     out
 }
 
@@ -335,8 +342,16 @@ mod tests {
         let pairs: Vec<(u32, u32)> = (0..300u32).map(|k| (k % 37, (k * 7) % 53)).collect();
         let cfg = RetrieverConfig::default().with_factors(8);
         let fit = || fit_als(&pairs, 37, 53, &cfg, 1, &NoProgress).unwrap();
-        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(fit);
-        let three = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap().install(fit);
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap()
+            .install(fit);
+        let three = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap()
+            .install(fit);
         assert_eq!(one, three);
     }
 

@@ -10,10 +10,10 @@
 //!   `b_i ~ N(0, quality_std^2)`.
 //! * User `u`: one or two favourite genres and `x_u` built the same way.
 //! * Relevance logit `s(u, i) = base_logit + relevance_scale * <x_u, v_i> / sqrt(d) + b_i`.
-//! * Click model of a list `(i_1, ..., i_L)`:
-//!   `P(click at slot k) = sigmoid(s(u, i_k) - position_decay * (k - 1)
-//!    - diversity_penalty * max_{j<k} max(0, cos(v_{i_k}, v_{i_j})))`:
-//!   relevance, a position bias, and a penalty for items similar to ones shown above them.
+//! * Click model of a list `(i_1, ..., i_L)`: relevance, a position bias, and a penalty for
+//!   items similar to ones shown above them,
+//!   `P(click at slot k) = sigmoid(s(u, i_k) - position_decay * (k - 1) - diversity_penalty * r_k)`
+//!   with redundancy `r_k = max_{j<k} max(0, cos(v_{i_k}, v_{i_j}))`.
 //! * Logged data: every user sees `sessions_per_user` slates of `slate_len` items chosen by a
 //!   noisy behaviour policy (sampling without replacement from `softmax(s / temperature)`,
 //!   never re-showing an item), and clicks drawn from the click model. A clicked item gets
@@ -129,7 +129,10 @@ impl SyntheticConfig {
             }
         }
         if self.genres > u16::MAX as usize {
-            return Err(DataError::config("synthetic.genres", "must be at most 65535"));
+            return Err(DataError::config(
+                "synthetic.genres",
+                "must be at most 65535",
+            ));
         }
         if self.sessions_per_user * self.slate_len > self.items {
             return Err(DataError::config(
@@ -141,7 +144,10 @@ impl SyntheticConfig {
             ));
         }
         if !(0.0..=1.0).contains(&self.content_weight) {
-            return Err(DataError::config("synthetic.content_weight", "must be in [0, 1]"));
+            return Err(DataError::config(
+                "synthetic.content_weight",
+                "must be in [0, 1]",
+            ));
         }
         if !(self.behaviour_temperature.is_finite() && self.behaviour_temperature > 0.0) {
             return Err(DataError::config(
@@ -429,14 +435,20 @@ mod tests {
         let b = SyntheticWorld::new(&cfg).unwrap().log();
         assert_eq!(a, b);
         assert_eq!(a.interactions.len(), 50 * 4 * 6);
-        assert!(a.interactions.iter().all(|x| (1.0..=5.0).contains(&x.rating)));
+        assert!(
+            a.interactions
+                .iter()
+                .all(|x| (1.0..=5.0).contains(&x.rating))
+        );
         // No item is shown twice to a user.
         let mut pairs: Vec<(u32, u32)> = a.interactions.iter().map(|x| (x.user, x.item)).collect();
         pairs.sort_unstable();
         let n = pairs.len();
         pairs.dedup();
         assert_eq!(pairs.len(), n);
-        let c = SyntheticWorld::new(&cfg.clone().with_seed(8)).unwrap().log();
+        let c = SyntheticWorld::new(&cfg.clone().with_seed(8))
+            .unwrap()
+            .log();
         assert_ne!(a, c);
     }
 

@@ -124,7 +124,12 @@ pub fn item_vectors(ds: &PreparedDataset, source: &ItemVectorSource) -> Result<I
 /// Scales all rows by one factor so that the root-mean-square row norm is 1.
 fn unit_rms(mut v: ItemVectors) -> ItemVectors {
     let n = v.len().max(1) as f64;
-    let ms: f64 = v.data.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>() / n;
+    let ms: f64 = v
+        .data
+        .iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        / n;
     if ms > 0.0 {
         let s = (1.0 / ms.sqrt()) as f32;
         v.data.iter_mut().for_each(|x| *x *= s);
@@ -210,11 +215,17 @@ fn read_npy(path: &Path, rows: usize) -> Result<ItemVectors> {
     } else {
         return Err(err(
             "descr",
-            format!("dtype {} is not little-endian float32/float64", descr.split(',').next().unwrap_or("")),
+            format!(
+                "dtype {} is not little-endian float32/float64",
+                descr.split(',').next().unwrap_or("")
+            ),
         ));
     };
     if value_of("fortran_order").is_some_and(|v| v.starts_with("True")) {
-        return Err(err("fortran_order", "Fortran-order arrays are not supported; save with C order".into()));
+        return Err(err(
+            "fortran_order",
+            "Fortran-order arrays are not supported; save with C order".into(),
+        ));
     }
     let shape = value_of("shape").ok_or_else(|| err("shape", "missing".into()))?;
     let inner = shape
@@ -229,7 +240,10 @@ fn read_npy(path: &Path, rows: usize) -> Result<ItemVectors> {
         .collect::<std::result::Result<_, _>>()
         .map_err(|_| err("shape", format!("cannot read {inner:?}")))?;
     let [n, dim] = dims[..] else {
-        return Err(err("shape", format!("expected a 2-D array, found shape ({inner})")));
+        return Err(err(
+            "shape",
+            format!("expected a 2-D array, found shape ({inner})"),
+        ));
     };
     if n != rows {
         return Err(err(
@@ -274,11 +288,20 @@ fn read_vector_csv(path: &Path, ds: &PreparedDataset) -> Result<ItemVectors> {
         let mut fields = line.split(',');
         let id = fields.next().unwrap_or("").trim();
         let values: Vec<&str> = fields.collect();
-        if ln == 1 && values.first().is_some_and(|v| v.trim().parse::<f32>().is_err()) {
+        if ln == 1
+            && values
+                .first()
+                .is_some_and(|v| v.trim().parse::<f32>().is_err())
+        {
             return Ok(());
         }
         if values.is_empty() {
-            return Err(DataError::parse(path, ln, "v1", "missing: a row is item_id,v1,...,vd"));
+            return Err(DataError::parse(
+                path,
+                ln,
+                "v1",
+                "missing: a row is item_id,v1,...,vd",
+            ));
         }
         if dim == 0 {
             dim = values.len();

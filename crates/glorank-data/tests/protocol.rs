@@ -111,9 +111,15 @@ fn save_load_round_trip_and_version_check() {
     // Truncated or foreign files are corrupt, not a panic.
     bytes[8..12].copy_from_slice(&glorank_data::FORMAT_VERSION.to_le_bytes());
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-    assert!(matches!(PreparedDataset::load(dir.path()), Err(DataError::Corrupt { .. })));
+    assert!(matches!(
+        PreparedDataset::load(dir.path()),
+        Err(DataError::Corrupt { .. })
+    ));
     std::fs::write(&path, b"hello").unwrap();
-    assert!(matches!(PreparedDataset::load(dir.path()), Err(DataError::Corrupt { .. })));
+    assert!(matches!(
+        PreparedDataset::load(dir.path()),
+        Err(DataError::Corrupt { .. })
+    ));
     assert!(matches!(
         PreparedDataset::load(&dir.path().join("nope")),
         Err(DataError::MissingFile { .. })
@@ -123,7 +129,9 @@ fn save_load_round_trip_and_version_check() {
 #[test]
 fn too_small_catalog_and_empty_filter_are_clear_errors() {
     let world = SyntheticWorld::new(&SyntheticConfig::small(20, 40).with_sessions(4)).unwrap();
-    let cfg = ProtocolConfig::default().with_k_core(2).with_shape(6, 50, 50);
+    let cfg = ProtocolConfig::default()
+        .with_k_core(2)
+        .with_shape(6, 50, 50);
     let err = prepare(world.log(), &cfg, &NoProgress).unwrap_err();
     assert!(err.to_string().contains("pool"), "{err}");
     let cfg = ProtocolConfig::default().with_k_core(1000);
@@ -154,7 +162,10 @@ fn item_vectors_from_every_source() {
     assert_eq!((mf.len(), mf.dim), (n, ds.retriever.factors));
     let both = item_vectors(&ds, &ItemVectorSource::Concat { title_buckets: 16 }).unwrap();
     assert_eq!(both.dim, content.dim + mf.dim);
-    assert_eq!(both, item_vectors(&ds, &ItemVectorSource::Concat { title_buckets: 16 }).unwrap());
+    assert_eq!(
+        both,
+        item_vectors(&ds, &ItemVectorSource::Concat { title_buckets: 16 }).unwrap()
+    );
 
     let dir = tempfile::tempdir().unwrap();
     // .npy, float32, C order.
@@ -190,7 +201,8 @@ fn item_vectors_from_every_source() {
 
 /// A float32 `.npy` array `[rows, cols]` holding 0, 1, 2, ...
 fn npy_bytes(rows: usize, cols: usize) -> Vec<u8> {
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    let mut header =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
     }

@@ -2,7 +2,7 @@
 //! and a clear error naming the file, line and field for every kind of malformed input.
 
 use glorank_data::{
-    CsvConfig, DataError, read_amazon_csv, read_csv, read_implicit, read_ml100k, read_ml1m,
+    CsvConfig, DataError, read_amazon_csv, read_csv, read_implicit, read_ml1m, read_ml100k,
 };
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -44,7 +44,10 @@ fn assert_parse(err: DataError, file: &str, line: usize, field: &str) {
         other => panic!("expected a parse error at {file}:{line} `{field}`, got: {other}"),
     }
     let text = err.to_string();
-    assert!(text.contains(&format!(":{line}:")) && text.contains(field), "{text}");
+    assert!(
+        text.contains(&format!(":{line}:")) && text.contains(field),
+        "{text}"
+    );
 }
 
 #[test]
@@ -60,7 +63,10 @@ fn ml1m_parses_ratings_titles_and_users() {
     assert_eq!(f.titles[1], "Cité");
     assert_eq!(f.years[1], Some(1996));
     assert_eq!(f.genres[1].len(), 3);
-    let names: Vec<&str> = f.genres[1].iter().map(|&g| f.genre_names[g as usize].as_str()).collect();
+    let names: Vec<&str> = f.genres[1]
+        .iter()
+        .map(|&g| f.genre_names[g as usize].as_str())
+        .collect();
     assert_eq!(names, ["Animation", "Children's", "Musical"]);
     let u = raw.user_features.unwrap();
     let age = &u.fields[1];
@@ -71,33 +77,69 @@ fn ml1m_parses_ratings_titles_and_users() {
 
 #[test]
 fn ml1m_bad_separator_names_the_missing_field() {
-    let dir = ml1m(b"1::1193::5::978300760\n1,661,3,978302109\n", ML1M_MOVIES, ML1M_USERS);
+    let dir = ml1m(
+        b"1::1193::5::978300760\n1,661,3,978302109\n",
+        ML1M_MOVIES,
+        ML1M_USERS,
+    );
     assert_parse(read_ml1m(dir.path()).unwrap_err(), "ratings.dat", 2, "item");
 }
 
 #[test]
 fn ml1m_non_numeric_and_out_of_range() {
-    let dir = ml1m(b"1::1193::5::978300760\n1::661::x::978302109\n", ML1M_MOVIES, ML1M_USERS);
-    assert_parse(read_ml1m(dir.path()).unwrap_err(), "ratings.dat", 2, "rating");
+    let dir = ml1m(
+        b"1::1193::5::978300760\n1::661::x::978302109\n",
+        ML1M_MOVIES,
+        ML1M_USERS,
+    );
+    assert_parse(
+        read_ml1m(dir.path()).unwrap_err(),
+        "ratings.dat",
+        2,
+        "rating",
+    );
     let dir = ml1m(b"1::1193::6::978300760\n", ML1M_MOVIES, ML1M_USERS);
     let err = read_ml1m(dir.path()).unwrap_err();
     assert!(err.to_string().contains("out of range"), "{err}");
     assert_parse(err, "ratings.dat", 1, "rating");
     let dir = ml1m(b"1::1193::5::soon\n", ML1M_MOVIES, ML1M_USERS);
-    assert_parse(read_ml1m(dir.path()).unwrap_err(), "ratings.dat", 1, "timestamp");
-    let dir = ml1m(ML1M_RATINGS, ML1M_MOVIES, b"1::F::1::10::48067\n2::X::56::16::70072\n");
+    assert_parse(
+        read_ml1m(dir.path()).unwrap_err(),
+        "ratings.dat",
+        1,
+        "timestamp",
+    );
+    let dir = ml1m(
+        ML1M_RATINGS,
+        ML1M_MOVIES,
+        b"1::F::1::10::48067\n2::X::56::16::70072\n",
+    );
     assert_parse(read_ml1m(dir.path()).unwrap_err(), "users.dat", 2, "gender");
     let dir = ml1m(ML1M_RATINGS, ML1M_MOVIES, b"1::F::2::10::48067\n");
     assert_parse(read_ml1m(dir.path()).unwrap_err(), "users.dat", 1, "age");
     let dir = ml1m(ML1M_RATINGS, ML1M_MOVIES, b"1::F::1::21::48067\n");
-    assert_parse(read_ml1m(dir.path()).unwrap_err(), "users.dat", 1, "occupation");
+    assert_parse(
+        read_ml1m(dir.path()).unwrap_err(),
+        "users.dat",
+        1,
+        "occupation",
+    );
 }
 
 #[test]
 fn ml1m_too_many_fields_and_duplicate_ids() {
     let dir = ml1m(b"1::1193::5::978300760::9\n", ML1M_MOVIES, ML1M_USERS);
-    assert_parse(read_ml1m(dir.path()).unwrap_err(), "ratings.dat", 1, "end of line");
-    let dir = ml1m(ML1M_RATINGS, b"1193::A (1975)::Drama\n1193::B (1975)::Drama\n", ML1M_USERS);
+    assert_parse(
+        read_ml1m(dir.path()).unwrap_err(),
+        "ratings.dat",
+        1,
+        "end of line",
+    );
+    let dir = ml1m(
+        ML1M_RATINGS,
+        b"1193::A (1975)::Drama\n1193::B (1975)::Drama\n",
+        ML1M_USERS,
+    );
     let err = read_ml1m(dir.path()).unwrap_err();
     assert!(err.to_string().contains("first on line 1"), "{err}");
     assert_parse(err, "movies.dat", 2, "item");
@@ -123,7 +165,11 @@ fn missing_and_empty_files() {
 
 #[test]
 fn invalid_utf8_and_latin1_name_the_line() {
-    let dir = ml1m(b"1::1193::5::978300760\n1::66\xff1::3::978302109\n", ML1M_MOVIES, ML1M_USERS);
+    let dir = ml1m(
+        b"1::1193::5::978300760\n1::66\xff1::3::978302109\n",
+        ML1M_MOVIES,
+        ML1M_USERS,
+    );
     match read_ml1m(dir.path()).unwrap_err() {
         DataError::Encoding {
             path,
@@ -142,8 +188,15 @@ fn invalid_utf8_and_latin1_name_the_line() {
         DataError::Encoding { line, encoding, .. } => assert_eq!((line, encoding), (1, "Latin-1")),
         other => panic!("{other}"),
     }
-    let dir = ml1m(ML1M_RATINGS, b"1193::Quote \x93x\x94 (1975)::Drama\n", ML1M_USERS);
-    assert!(matches!(read_ml1m(dir.path()), Err(DataError::Encoding { .. })));
+    let dir = ml1m(
+        ML1M_RATINGS,
+        b"1193::Quote \x93x\x94 (1975)::Drama\n",
+        ML1M_USERS,
+    );
+    assert!(matches!(
+        read_ml1m(dir.path()),
+        Err(DataError::Encoding { .. })
+    ));
 }
 
 fn ml100k_item(id: u32, title: &str, flags: &str) -> String {
@@ -153,18 +206,28 @@ fn ml100k_item(id: u32, title: &str, flags: &str) -> String {
 #[test]
 fn ml100k_parses_and_rejects_bad_flags() {
     let flags = "0|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0|1|0|0";
-    let items = ml100k_item(242, "Kolya (1996)", flags) + &ml100k_item(302, "L.A. Confidential (1997)", flags);
+    let items = ml100k_item(242, "Kolya (1996)", flags)
+        + &ml100k_item(302, "L.A. Confidential (1997)", flags);
     let dir = folder(&[
-        ("u.data", b"196\t242\t3\t881250949\n186\t302\t3\t891717742\n"),
+        (
+            "u.data",
+            b"196\t242\t3\t881250949\n186\t302\t3\t891717742\n",
+        ),
         ("u.item", items.as_bytes()),
-        ("u.user", b"196|49|M|writer|55105\n186|39|F|executive|00000\n"),
+        (
+            "u.user",
+            b"196|49|M|writer|55105\n186|39|F|executive|00000\n",
+        ),
     ]);
     let raw = read_ml100k(dir.path()).unwrap();
     let f = raw.item_features.unwrap();
     assert_eq!(f.years[0], Some(1995)); // release date wins over the title year
     assert_eq!(f.genres[0], vec![1, 2, 16]);
     let u = raw.user_features.unwrap();
-    assert_eq!(u.fields[1].vocabulary[u.fields[1].values[0] as usize], "45-49");
+    assert_eq!(
+        u.fields[1].vocabulary[u.fields[1].values[0] as usize],
+        "45-49"
+    );
 
     let bad = ml100k_item(242, "Kolya (1996)", "0|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0|2|0|0");
     let dir = folder(&[
@@ -172,7 +235,12 @@ fn ml100k_parses_and_rejects_bad_flags() {
         ("u.item", bad.as_bytes()),
         ("u.user", b"196|49|M|writer|55105\n"),
     ]);
-    assert_parse(read_ml100k(dir.path()).unwrap_err(), "u.item", 1, "genre Thriller");
+    assert_parse(
+        read_ml100k(dir.path()).unwrap_err(),
+        "u.item",
+        1,
+        "genre Thriller",
+    );
 
     let dir = folder(&[
         ("u.data", b"196 242 3 881250949\n"),
@@ -193,11 +261,26 @@ fn amazon_csv_parses_with_optional_header() {
     assert_eq!(raw.item_ids, ["0001"]);
 
     let dir = folder(&[("r.csv", b"A1,0001,5.0,1360000000\nA2;0001;3.0;1360000001\n")]);
-    assert_parse(read_amazon_csv(&dir.path().join("r.csv")).unwrap_err(), "r.csv", 2, "item");
+    assert_parse(
+        read_amazon_csv(&dir.path().join("r.csv")).unwrap_err(),
+        "r.csv",
+        2,
+        "item",
+    );
     let dir = folder(&[("r.csv", b"A1,0001,0,1360000000\n")]);
-    assert_parse(read_amazon_csv(&dir.path().join("r.csv")).unwrap_err(), "r.csv", 1, "rating");
+    assert_parse(
+        read_amazon_csv(&dir.path().join("r.csv")).unwrap_err(),
+        "r.csv",
+        1,
+        "rating",
+    );
     let dir = folder(&[("r.csv", b"A1,,4,1360000000\n")]);
-    assert_parse(read_amazon_csv(&dir.path().join("r.csv")).unwrap_err(), "r.csv", 1, "item");
+    assert_parse(
+        read_amazon_csv(&dir.path().join("r.csv")).unwrap_err(),
+        "r.csv",
+        1,
+        "item",
+    );
     let dir = folder(&[("r.csv", b"A1,0001,4,13600\xff0000\n")]);
     assert!(matches!(
         read_amazon_csv(&dir.path().join("r.csv")),
@@ -226,7 +309,9 @@ fn generic_csv_uses_configured_columns() {
     assert_eq!(raw.interactions[1].timestamp, 11);
     assert!(!raw.implicit);
 
-    let implicit = CsvConfig::default().with_columns("uid", "iid", None, None).with_delimiter(b'\t');
+    let implicit = CsvConfig::default()
+        .with_columns("uid", "iid", None, None)
+        .with_delimiter(b'\t');
     let raw = read_csv(&dir.path().join("log.tsv"), &implicit).unwrap();
     assert!(raw.implicit);
     assert_eq!(raw.interactions[1].timestamp, 1);
@@ -236,7 +321,9 @@ fn generic_csv_uses_configured_columns() {
 fn generic_csv_header_errors() {
     let dir = folder(&[("d.csv", b"user,item,user\n1,2,3\n")]);
     match read_csv(&dir.path().join("d.csv"), &CsvConfig::default()).unwrap_err() {
-        DataError::DuplicateHeader { line, column, .. } => assert_eq!((line, column.as_str()), (1, "user")),
+        DataError::DuplicateHeader { line, column, .. } => {
+            assert_eq!((line, column.as_str()), (1, "user"))
+        }
         other => panic!("{other}"),
     }
     let dir = folder(&[("d.csv", b"user,item,stars,timestamp\n1,2,3,4\n")]);
@@ -267,12 +354,20 @@ fn generic_csv_header_errors() {
 
 #[test]
 fn implicit_format_reads_folders_and_gzip() {
-    let dir = folder(&[("train.txt", b"0 10 11 12\n1 11\n"), ("test.txt", b"0 13\n1\n")]);
+    let dir = folder(&[
+        ("train.txt", b"0 10 11 12\n1 11\n"),
+        ("test.txt", b"0 13\n1\n"),
+    ]);
     let raw = read_implicit(dir.path()).unwrap();
     assert!(raw.implicit);
     assert_eq!(raw.interactions.len(), 5);
     // User 0's test item comes after its train items.
-    let last = raw.interactions.iter().filter(|x| x.user == 0).max_by_key(|x| x.timestamp).unwrap();
+    let last = raw
+        .interactions
+        .iter()
+        .filter(|x| x.user == 0)
+        .max_by_key(|x| x.timestamp)
+        .unwrap();
     assert_eq!(raw.item_ids[last.item as usize], "13");
 
     let gz: PathBuf = dir.path().join("extra.txt.gz");
@@ -282,12 +377,23 @@ fn implicit_format_reads_folders_and_gzip() {
     assert_eq!(read_implicit(&gz).unwrap().interactions.len(), 3);
 
     let dir = folder(&[("train.txt", b"0 10 x1\n")]);
-    assert_parse(read_implicit(dir.path()).unwrap_err(), "train.txt", 1, "item 2");
+    assert_parse(
+        read_implicit(dir.path()).unwrap_err(),
+        "train.txt",
+        1,
+        "item 2",
+    );
     let dir = folder(&[("other.txt", b"0 1\n")]);
-    assert!(matches!(read_implicit(dir.path()), Err(DataError::MissingFile { .. })));
+    assert!(matches!(
+        read_implicit(dir.path()),
+        Err(DataError::MissingFile { .. })
+    ));
 }
 
 /// A gzip writer (flate2 is a dependency of the crate under test; reuse its encoder).
 fn flate2_writer(path: &Path) -> flate2::write::GzEncoder<std::fs::File> {
-    flate2::write::GzEncoder::new(std::fs::File::create(path).unwrap(), flate2::Compression::fast())
+    flate2::write::GzEncoder::new(
+        std::fs::File::create(path).unwrap(),
+        flate2::Compression::fast(),
+    )
 }

@@ -55,7 +55,9 @@ pub enum MetricsError {
     #[error("the cut-off L must be at least 1")]
     ZeroCutoff,
     /// A list entry points outside the candidate set.
-    #[error("list entry at rank {rank} is candidate {index}, but there are only {candidates} candidates")]
+    #[error(
+        "list entry at rank {rank} is candidate {index}, but there are only {candidates} candidates"
+    )]
     IndexOutOfRange {
         /// 1-based rank of the entry.
         rank: usize,

@@ -111,7 +111,11 @@ pub fn f1_at(list: &[usize], relevance: &[f64], l: usize) -> Result<f64> {
 
 /// Harmonic mean of a precision and a recall, 0 when both are 0.
 fn f1(p: f64, r: f64) -> f64 {
-    if p + r > 0.0 { 2.0 * p * r / (p + r) } else { 0.0 }
+    if p + r > 0.0 {
+        2.0 * p * r / (p + r)
+    } else {
+        0.0
+    }
 }
 
 /// NDCG@L = `DCG@L / IDCG@L` with

@@ -193,7 +193,10 @@ mod tests {
     fn single_value_and_errors() {
         let s = Summary::from_values(&[0.25]).unwrap();
         assert_eq!((s.ci_low, s.ci_high), (0.25, 0.25));
-        assert!(matches!(Summary::from_values(&[]), Err(MetricsError::Empty)));
+        assert!(matches!(
+            Summary::from_values(&[]),
+            Err(MetricsError::Empty)
+        ));
         assert!(matches!(
             Summary::from_values(&[0.1, f64::NAN]),
             Err(MetricsError::InvalidScore { index: 1 })

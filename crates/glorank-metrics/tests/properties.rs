@@ -8,7 +8,10 @@ use proptest::prelude::*;
 fn request() -> impl Strategy<Value = (Vec<f64>, Vec<usize>, usize)> {
     (2usize..40).prop_flat_map(|n| {
         (
-            prop::collection::vec(prop_oneof![2 => Just(0u8), 1 => 1u8..4].prop_map(f64::from), n),
+            prop::collection::vec(
+                prop_oneof![2 => Just(0u8), 1 => 1u8..4].prop_map(f64::from),
+                n,
+            ),
             Just((0..n).collect::<Vec<_>>()).prop_shuffle(),
             1usize..=n,
         )
@@ -24,7 +27,9 @@ fn ideal(rel: &[f64]) -> Vec<usize> {
 
 /// Binary relevance (1 for a positive) of a graded vector.
 fn binary(rel: &[f64]) -> Vec<f64> {
-    rel.iter().map(|&r| if r > 0.0 { 1.0 } else { 0.0 }).collect()
+    rel.iter()
+        .map(|&r| if r > 0.0 { 1.0 } else { 0.0 })
+        .collect()
 }
 
 proptest! {

@@ -289,54 +289,62 @@ pub fn read_csv(path: &Path, config: &CsvConfig) -> Result<RawDataset> {
     let mut interactions = Vec::new();
     let mut cols: Option<Columns> = None;
     let mut names: Vec<String> = Vec::new();
-    for_each_record(path, config.delimiter, "interactions CSV", |line, fields| {
-        let Some(c) = &cols else {
-            let mut pos = HashMap::new();
-            for (i, h) in fields.iter().enumerate() {
-                let h = h.trim();
-                if pos.insert(h.to_string(), i).is_some() {
-                    return Err(DataError::DuplicateHeader {
-                        path: path.to_path_buf(),
-                        line,
-                        column: h.to_string(),
-                    });
+    for_each_record(
+        path,
+        config.delimiter,
+        "interactions CSV",
+        |line, fields| {
+            let Some(c) = &cols else {
+                let mut pos = HashMap::new();
+                for (i, h) in fields.iter().enumerate() {
+                    let h = h.trim();
+                    if pos.insert(h.to_string(), i).is_some() {
+                        return Err(DataError::DuplicateHeader {
+                            path: path.to_path_buf(),
+                            line,
+                            column: h.to_string(),
+                        });
+                    }
                 }
-            }
-            let find = |name: &str| {
-                pos.get(name).copied().ok_or_else(|| {
-                    DataError::parse(
-                        path,
-                        line,
-                        "header",
-                        format!("no column named {name:?} (header has {:?})", fields.join(",")),
-                    )
-                })
+                let find = |name: &str| {
+                    pos.get(name).copied().ok_or_else(|| {
+                        DataError::parse(
+                            path,
+                            line,
+                            "header",
+                            format!(
+                                "no column named {name:?} (header has {:?})",
+                                fields.join(",")
+                            ),
+                        )
+                    })
+                };
+                cols = Some(Columns {
+                    user: find(&config.user_column)?,
+                    item: find(&config.item_column)?,
+                    rating: config.rating_column.as_deref().map(find).transpose()?,
+                    timestamp: config.timestamp_column.as_deref().map(find).transpose()?,
+                    width: fields.len(),
+                });
+                names = fields.iter().map(|s| s.trim().to_string()).collect();
+                return Ok(());
             };
-            cols = Some(Columns {
-                user: find(&config.user_column)?,
-                item: find(&config.item_column)?,
-                rating: config.rating_column.as_deref().map(find).transpose()?,
-                timestamp: config.timestamp_column.as_deref().map(find).transpose()?,
-                width: fields.len(),
-            });
-            names = fields.iter().map(|s| s.trim().to_string()).collect();
-            return Ok(());
-        };
-        let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let row = interactions.len() as i64;
-        interactions.push(parse_row(
-            path,
-            line,
-            fields,
-            c,
-            &name_refs,
-            config.rating_range,
-            row,
-            &mut users,
-            &mut items,
-        )?);
-        Ok(())
-    })?;
+            let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            let row = interactions.len() as i64;
+            interactions.push(parse_row(
+                path,
+                line,
+                fields,
+                c,
+                &name_refs,
+                config.rating_range,
+                row,
+                &mut users,
+                &mut items,
+            )?);
+            Ok(())
+        },
+    )?;
     if interactions.is_empty() {
         return Err(DataError::EmptyFile {
             path: path.to_path_buf(),
@@ -366,7 +374,9 @@ fn implicit_files(path: &Path) -> Result<Vec<PathBuf>> {
     if !train.exists() {
         return Err(DataError::MissingFile {
             path: train,
-            hint: Some("an implicit-feedback folder holds train.txt (and optionally test.txt)".into()),
+            hint: Some(
+                "an implicit-feedback folder holds train.txt (and optionally test.txt)".into(),
+            ),
         });
     }
     let test = find_file(path, "test.txt");

@@ -30,7 +30,9 @@ pub(crate) fn open(path: &Path, hint: &str) -> Result<Box<dyn BufRead>> {
             DataError::io(path, e)
         }
     })?;
-    let gz = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"));
+    let gz = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gz"));
     Ok(if gz {
         Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(file)))
     } else {
