@@ -433,8 +433,18 @@ pub fn read_implicit(path: &Path) -> Result<RawDataset> {
             path: path.to_path_buf(),
         });
     }
+    let name = path
+        .file_name()
+        .map(|s| {
+            s.to_string_lossy()
+                .trim_end_matches(".gz")
+                .trim_end_matches(".txt")
+                .to_string()
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "implicit".into());
     Ok(RawDataset {
-        name: "implicit".into(),
+        name,
         user_ids: users.into_ids(),
         item_ids: items.into_ids(),
         interactions,
