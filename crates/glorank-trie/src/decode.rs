@@ -102,6 +102,8 @@ pub struct StepBatch<'a> {
     pub parents: &'a [u32],
     tokens: &'a [u32],
     stride: usize,
+    /// Where each row's tokens sit in `tokens` (`None`: row `r` at `r`).
+    row_slot: Option<&'a [u32]>,
 }
 
 impl StepBatch<'_> {
@@ -112,7 +114,8 @@ impl StepBatch<'_> {
 
     /// Tokens generated so far by `row` (length `step`).
     pub fn prefix(&self, row: usize) -> &[u32] {
-        &self.tokens[row * self.stride..row * self.stride + self.step]
+        let at = self.row_slot.map_or(row, |s| s[row] as usize) * self.stride;
+        &self.tokens[at..at + self.step]
     }
 }
 
@@ -208,7 +211,7 @@ fn normaliser(
             max = max.max(x);
         }
     }
-    if max == f32::NEG_INFINITY || max == f32::INFINITY {
+    if max.is_infinite() {
         return Err(TrieError::NonFiniteScore {
             request,
             step,
@@ -383,6 +386,15 @@ fn call_scorer(scorer: &mut dyn StepScorer, batch: &StepBatch<'_>, out: &mut [f3
     scorer.score(batch, out).map_err(TrieError::Scorer)
 }
 
+/// One row's work item in greedy/sampled decoding: index, row, its tokens, its scores.
+type RowWork<'a, 't> = (usize, ((&'a mut Row<'t>, &'a mut [u32]), &'a [f32]));
+
+/// One request's work item in beam search: index, expansions, next slots, next tokens.
+type BeamWork<'a> = (
+    usize,
+    ((&'a mut Vec<Expansion>, &'a mut [Hyp]), &'a mut [u32]),
+);
+
 /// Per-row state of greedy and sampled decoding.
 struct Row<'t> {
     trie: &'t CandidateTrie,
@@ -437,29 +449,29 @@ fn decode_rows(
             parents: &requests,
             tokens: &tokens,
             stride: steps,
+            row_slot: None,
         };
         call_scorer(scorer, &batch, out)?;
-        let work =
-            |(r, ((row, toks), sc)): (usize, ((&mut Row<'_>, &mut [u32]), &[f32]))| -> Result<()> {
-                let lse = normaliser(row.trie, &row.state, sc, r, step)?;
-                let choice = match (params, row.rng.as_mut()) {
-                    (Some((temperature, top_k)), Some(rng)) => sample_choice(
-                        row.trie,
-                        &row.state,
-                        sc,
-                        lse,
-                        temperature,
-                        top_k,
-                        rng,
-                        &mut row.buf,
-                    ),
-                    _ => greedy_choice(row.trie, &row.state, sc, lse),
-                };
-                row.state.step_to(row.trie, choice.child);
-                row.logprobs.push(choice.logprob);
-                toks[step] = choice.token;
-                Ok(())
+        let work = |(r, ((row, toks), sc)): RowWork<'_, '_>| -> Result<()> {
+            let lse = normaliser(row.trie, &row.state, sc, r, step)?;
+            let choice = match (params, row.rng.as_mut()) {
+                (Some((temperature, top_k)), Some(rng)) => sample_choice(
+                    row.trie,
+                    &row.state,
+                    sc,
+                    lse,
+                    temperature,
+                    top_k,
+                    rng,
+                    &mut row.buf,
+                ),
+                _ => greedy_choice(row.trie, &row.state, sc, lse),
             };
+            row.state.step_to(row.trie, choice.child);
+            row.logprobs.push(choice.logprob);
+            toks[step] = choice.token;
+            Ok(())
+        };
         if n >= PARALLEL_ROWS {
             rows.par_iter_mut()
                 .zip(tokens.par_chunks_mut(steps))
@@ -496,7 +508,76 @@ struct Hyp {
     total: f32,
 }
 
+/// Expands request `r`'s hypotheses (`hyps[..count]`, scored at compact rows
+/// `first_row..first_row + count`) and keeps the best `width` in `exp`, best first, always
+/// including the greedy continuation of hypothesis `greedy` (see [`DecodeStrategy::Beam`]).
+/// Returns the position of that continuation in `exp`.
+#[allow(clippy::too_many_arguments)]
+fn expand_request(
+    trie: &CandidateTrie,
+    hyps: &[Hyp],
+    scores: &[f32],
+    first_row: usize,
+    greedy: usize,
+    width: usize,
+    (r, step): (usize, usize),
+    exp: &mut Vec<Expansion>,
+) -> Result<usize> {
+    let v = trie.vocab_sizes()[step % trie.depth()];
+    exp.clear();
+    let mut greedy_pick = 0usize;
+    for (k, h) in hyps.iter().enumerate() {
+        let row = first_row + k;
+        let sc = &scores[row * v..(row + 1) * v];
+        let lse = normaliser(trie, &h.state, sc, r, step)?;
+        if k == greedy {
+            let g = greedy_choice(trie, &h.state, sc, lse);
+            greedy_pick = exp.len()
+                + trie
+                    .children(h.state.node())
+                    .filter(|&c| h.state.is_open(c) && c < g.child)
+                    .count();
+        }
+        for c in trie.children(h.state.node()) {
+            if h.state.is_open(c) {
+                let tok = trie.token(c);
+                let lp = sc[tok as usize] - lse;
+                exp.push(Expansion {
+                    parent: k as u32,
+                    child: c,
+                    token: tok,
+                    logprob: lp,
+                    total: h.total + lp,
+                });
+            }
+        }
+    }
+    let anchor = exp[greedy_pick];
+    let by_total = |a: &Expansion, b: &Expansion| {
+        b.total
+            .total_cmp(&a.total)
+            .then(a.parent.cmp(&b.parent))
+            .then(a.token.cmp(&b.token))
+    };
+    if exp.len() > width {
+        exp.select_nth_unstable_by(width - 1, by_total);
+        exp.truncate(width);
+    }
+    exp.sort_unstable_by(by_total);
+    let is_anchor = |e: &Expansion| e.parent == anchor.parent && e.child == anchor.child;
+    if !exp.iter().any(is_anchor) {
+        let last = exp.len() - 1;
+        exp[last] = anchor;
+        exp.sort_unstable_by(by_total);
+    }
+    Ok(exp.iter().position(is_anchor).unwrap_or(0))
+}
+
 /// Beam search with a greedy anchor (see [`DecodeStrategy::Beam`]).
+///
+/// Hypotheses live in `width` fixed slots per request (double-buffered, reused across
+/// steps), so expansion and the copy of surviving hypotheses run per request in parallel;
+/// the scorer sees only the active slots, as compact rows.
 fn decode_beam(
     tries: &[&CandidateTrie],
     list_len: usize,
@@ -508,29 +589,30 @@ fn decode_beam(
     let vmax = vocab.iter().copied().max().unwrap_or(0);
     let steps = list_len * depth;
     let n = tries.len();
-    let cap = n * width;
-    // Current rows: hypotheses, their request, parent, token prefix; `starts[r]..starts[r+1]`
-    // are request r's rows. Double-buffered so hypotheses are reused, not reallocated.
-    let mut hyps: Vec<Hyp> = Vec::with_capacity(cap);
+    let slots = n * width;
+    let mut hyps: Vec<Hyp> = Vec::with_capacity(slots);
     for t in tries {
-        hyps.push(Hyp {
+        let h = Hyp {
             state: t.start(list_len)?,
             logprobs: Vec::with_capacity(steps),
             total: 0.0,
-        });
+        };
+        hyps.extend(std::iter::repeat_n(h, width));
     }
-    let mut next_hyps: Vec<Hyp> = hyps.clone();
+    let mut next_hyps = hyps.clone();
+    let mut count = vec![1usize; n];
+    let mut greedy = vec![0usize; n];
+    let mut tokens = vec![0u32; slots * steps];
+    let mut next_tokens = tokens.clone();
+    let mut scores = vec![0f32; slots * vmax];
+    let mut expansions: Vec<Vec<Expansion>> =
+        (0..n).map(|_| Vec::with_capacity(width * vmax)).collect();
+    // Compact rows of the current step: request, slot, and the previous step's row.
     let mut requests: Vec<u32> = (0..n as u32).collect();
+    let mut row_slot: Vec<u32> = (0..n as u32).map(|r| r * width as u32).collect();
     let mut parents: Vec<u32> = requests.clone();
-    let mut starts: Vec<usize> = (0..=n).collect();
-    // Row index of the greedy path of each request.
-    let mut greedy_row: Vec<usize> = (0..n).collect();
-    let mut tokens = vec![0u32; cap * steps];
-    let mut next_tokens = vec![0u32; cap * steps];
-    let mut scores = vec![0f32; cap * vmax];
-    let mut expansions: Vec<Vec<Expansion>> = (0..n)
-        .map(|_| Vec::with_capacity(width * vmax.min(1024)))
-        .collect();
+    let mut first_row: Vec<usize> = (0..n).collect();
+    let mut prev_first_row = first_row.clone();
 
     for step in 0..steps {
         let level = step % depth;
@@ -545,124 +627,85 @@ fn decode_beam(
             parents: &parents,
             tokens: &tokens,
             stride: steps,
+            row_slot: Some(&row_slot),
         };
         call_scorer(scorer, &batch, &mut scores[..rows * v])?;
-        let scores_ref = &scores;
+        let scores_ref = &scores[..rows * v];
         let hyps_ref = &hyps;
-        let starts_ref = &starts;
-        let greedy_ref = &greedy_row;
-        // Expand every request's rows and keep the best `width` (plus the greedy anchor).
-        let expand = |(r, exp): (usize, &mut Vec<Expansion>)| -> Result<usize> {
-            exp.clear();
-            let trie = tries[r];
-            let mut greedy_pick = 0usize;
-            for row in starts_ref[r]..starts_ref[r + 1] {
-                let h = &hyps_ref[row];
-                let sc = &scores_ref[row * v..(row + 1) * v];
-                let lse = normaliser(trie, &h.state, sc, r, step)?;
-                if row == greedy_ref[r] {
-                    let g = greedy_choice(trie, &h.state, sc, lse);
-                    greedy_pick = exp.len()
-                        + trie
-                            .children(h.state.node())
-                            .filter(|&c| h.state.is_open(c) && c < g.child)
-                            .count();
-                }
-                for c in trie.children(h.state.node()) {
-                    if h.state.is_open(c) {
-                        let tok = trie.token(c);
-                        let lp = sc[tok as usize] - lse;
-                        exp.push(Expansion {
-                            parent: row as u32,
-                            child: c,
-                            token: tok,
-                            logprob: lp,
-                            total: h.total + lp,
-                        });
-                    }
-                }
+        let tokens_ref = &tokens;
+        let (count_ref, greedy_ref, first_ref) = (&count, &greedy, &first_row);
+        // Per request: expand, select, and write the survivors into the next slots.
+        let work = |(r, ((exp, next), next_tok)): BeamWork<'_>| -> Result<usize> {
+            let own = &hyps_ref[r * width..r * width + count_ref[r]];
+            let pos = expand_request(
+                tries[r],
+                own,
+                scores_ref,
+                first_ref[r],
+                greedy_ref[r],
+                width,
+                (r, step),
+                exp,
+            )?;
+            for (k, e) in exp.iter().enumerate() {
+                let p = e.parent as usize;
+                let h = &mut next[k];
+                h.state.clone_from(&own[p].state);
+                h.state.step_to(tries[r], e.child);
+                h.logprobs.clone_from(&own[p].logprobs);
+                h.logprobs.push(e.logprob);
+                h.total = e.total;
+                let src = &tokens_ref[(r * width + p) * steps..(r * width + p) * steps + step];
+                next_tok[k * steps..k * steps + step].copy_from_slice(src);
+                next_tok[k * steps + step] = e.token;
             }
-            let greedy = exp[greedy_pick];
-            let by_total = |a: &Expansion, b: &Expansion| {
-                b.total
-                    .total_cmp(&a.total)
-                    .then(a.parent.cmp(&b.parent))
-                    .then(a.token.cmp(&b.token))
-            };
-            if exp.len() > width {
-                exp.select_nth_unstable_by(width - 1, by_total);
-                exp.truncate(width);
-            }
-            exp.sort_by(by_total);
-            let keeps_greedy = exp
-                .iter()
-                .any(|e| e.parent == greedy.parent && e.child == greedy.child);
-            if !keeps_greedy {
-                let last = exp.len() - 1;
-                exp[last] = greedy;
-                exp.sort_by(by_total);
-            }
-            let pos = exp
-                .iter()
-                .position(|e| e.parent == greedy.parent && e.child == greedy.child)
-                .unwrap_or(0);
             Ok(pos)
         };
         let greedy_pos: Vec<usize> = if rows >= PARALLEL_ROWS {
             expansions
                 .par_iter_mut()
+                .zip(next_hyps.par_chunks_mut(width))
+                .zip(next_tokens.par_chunks_mut(width * steps))
                 .enumerate()
-                .map(expand)
+                .map(work)
                 .collect::<Result<_>>()?
         } else {
             expansions
                 .iter_mut()
+                .zip(next_hyps.chunks_mut(width))
+                .zip(next_tokens.chunks_mut(width * steps))
                 .enumerate()
-                .map(expand)
+                .map(work)
                 .collect::<Result<_>>()?
         };
-
-        // Materialise the new rows.
-        let total_rows: usize = expansions.iter().map(Vec::len).sum();
-        if next_hyps.len() < total_rows {
-            next_hyps.resize(total_rows, hyps[0].clone());
-        }
-        next_hyps.truncate(total_rows);
+        // Compact rows of the next step.
+        std::mem::swap(&mut prev_first_row, &mut first_row);
         requests.clear();
+        row_slot.clear();
         parents.clear();
-        let mut row = 0;
         for (r, exp) in expansions.iter().enumerate() {
-            starts[r] = row;
-            greedy_row[r] = row + greedy_pos[r];
-            for e in exp {
-                let p = e.parent as usize;
-                let h = &mut next_hyps[row];
-                h.state.clone_from(&hyps[p].state);
-                h.state.step_to(tries[r], e.child);
-                h.logprobs.clone_from(&hyps[p].logprobs);
-                h.logprobs.push(e.logprob);
-                h.total = e.total;
-                let (dst, src) = (row * steps, p * steps);
-                next_tokens[dst..dst + step].copy_from_slice(&tokens[src..src + step]);
-                next_tokens[dst + step] = e.token;
+            first_row[r] = requests.len();
+            count[r] = exp.len();
+            greedy[r] = greedy_pos[r];
+            for (k, e) in exp.iter().enumerate() {
                 requests.push(r as u32);
-                parents.push(p as u32);
-                row += 1;
+                row_slot.push((r * width + k) as u32);
+                parents.push((prev_first_row[r] + e.parent as usize) as u32);
             }
         }
-        starts[n] = row;
         std::mem::swap(&mut hyps, &mut next_hyps);
         std::mem::swap(&mut tokens, &mut next_tokens);
     }
 
     Ok((0..n)
         .map(|r| {
-            (starts[r]..starts[r + 1])
-                .map(|row| {
-                    let h = &hyps[row];
+            (0..count[r])
+                .map(|k| {
+                    let slot = r * width + k;
+                    let h = &hyps[slot];
                     DecodedList {
                         items: h.state.items().iter().map(|&c| c as usize).collect(),
-                        tokens: tokens[row * steps..(row + 1) * steps].to_vec(),
+                        tokens: tokens[slot * steps..(slot + 1) * steps].to_vec(),
                         token_logprobs: h.logprobs.clone(),
                         logprob: h.logprobs.iter().sum(),
                     }

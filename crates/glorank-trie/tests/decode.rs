@@ -411,3 +411,51 @@ fn beam_finds_a_list_greedy_misses() {
     assert!(beam[0][0].logprob > greedy[0][0].logprob);
     assert_eq!(beam[0].len(), 2);
 }
+
+/// Checks, at every step, that each row's prefix extends its declared parent's prefix and
+/// that the parent belongs to the same request: what a key/value-cache scorer relies on.
+struct ParentChecker {
+    inner: HashScorer,
+    prev: Vec<(u32, Vec<u32>)>,
+}
+
+impl StepScorer for ParentChecker {
+    fn score(
+        &mut self,
+        batch: &StepBatch<'_>,
+        out: &mut [f32],
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let mut now = Vec::with_capacity(batch.rows());
+        for row in 0..batch.rows() {
+            let prefix = batch.prefix(row).to_vec();
+            assert_eq!(prefix.len(), batch.step);
+            if batch.step > 0 {
+                let (req, parent_prefix) = &self.prev[batch.parents[row] as usize];
+                assert_eq!(*req, batch.requests[row]);
+                assert_eq!(&prefix[..batch.step - 1], &parent_prefix[..]);
+            }
+            now.push((batch.requests[row], prefix));
+        }
+        self.prev = now;
+        self.inner.score(batch, out)
+    }
+}
+
+#[test]
+fn parents_link_rows_across_steps() {
+    let tuples: Vec<[u32; 3]> = (0..40).map(|i| [i % 3, (i / 3) % 4, i / 12]).collect();
+    let trie = CandidateTrie::new(&tuples, &[3, 4, 4]).unwrap();
+    let other: Vec<[u32; 3]> = tuples.iter().rev().take(25).copied().collect();
+    let trie2 = CandidateTrie::new(&other, &[3, 4, 4]).unwrap();
+    for strategy in strategies() {
+        let mut scorer = ParentChecker {
+            inner: HashScorer { salt: 4 },
+            prev: Vec::new(),
+        };
+        let refs = [&trie, &trie2, &trie];
+        Decoder::new(strategy, 0)
+            .unwrap()
+            .decode(&refs, 4, &mut scorer)
+            .unwrap();
+    }
+}
