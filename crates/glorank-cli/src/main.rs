@@ -2,6 +2,7 @@
 //!
 //! `glorank prepare` reads a dataset (or simulates the embedded synthetic world), applies the
 //! 50-to-6 reranking protocol and writes the prepared dataset into a run directory.
+//! `glorank tokenize` learns semantic IDs for the prepared dataset's items.
 
 use clap::{Parser, Subcommand, ValueEnum};
 use glorank_data::{
@@ -28,6 +29,91 @@ struct Cli {
 enum Command {
     /// Read a dataset, apply the reranking protocol, write a prepared run directory.
     Prepare(PrepareArgs),
+    /// Learn semantic IDs (RQ-VAE or RQ-KMeans) for the items of a prepared dataset.
+    Tokenize(TokenizeArgs),
+}
+
+/// Tokenizer methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Method {
+    /// Residual-quantised VAE (burn).
+    Rqvae,
+    /// Residual k-means.
+    Rqkmeans,
+}
+
+/// Item-vector sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum VectorKind {
+    /// Content features and MF factors (MF only when the data has no content features).
+    Auto,
+    /// Genres, year and hashed title words.
+    Content,
+    /// The retriever's item factors.
+    Mf,
+    /// Content followed by MF factors.
+    Concat,
+}
+
+/// Compute devices for the RQ-VAE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DeviceKind {
+    /// burn's flex CPU backend (default).
+    Flex,
+    /// burn's ndarray CPU backend (needs the `ndarray` feature).
+    Ndarray,
+    /// A GPU through wgpu (needs the `wgpu` feature).
+    Wgpu,
+}
+
+/// Arguments of `glorank tokenize`.
+#[derive(Debug, clap::Args)]
+struct TokenizeArgs {
+    /// Run directory written by `glorank prepare`.
+    #[arg(long)]
+    data: PathBuf,
+    /// Tokenizer.
+    #[arg(long, value_enum, default_value = "rqvae")]
+    method: Method,
+    /// Where the item vectors come from.
+    #[arg(long, value_enum, default_value = "auto")]
+    vectors: VectorKind,
+    /// Item vectors from a `.npy` (rows in item order) or CSV (`item_id,v1,...`) file instead.
+    #[arg(long)]
+    vectors_file: Option<PathBuf>,
+    /// Hash buckets for title words in content vectors.
+    #[arg(long, default_value_t = 32)]
+    title_buckets: usize,
+    /// Code levels D.
+    #[arg(long, default_value_t = 3)]
+    levels: usize,
+    /// Codes per level K (one value for every level, or a comma-separated list).
+    #[arg(long, default_value = "256")]
+    codes: String,
+    /// Requested dedupe vocabulary (enlarged with a warning if collisions need more).
+    #[arg(long, default_value_t = 32)]
+    dedupe_codes: usize,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// RQ-VAE latent dimension.
+    #[arg(long, default_value_t = 32)]
+    latent: usize,
+    /// RQ-VAE maximum epochs.
+    #[arg(long, default_value_t = 50)]
+    epochs: usize,
+    /// RQ-VAE batch size.
+    #[arg(long, default_value_t = 256)]
+    batch_size: usize,
+    /// RQ-VAE learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// RQ-VAE compute device.
+    #[arg(long, value_enum, default_value = "flex")]
+    device: DeviceKind,
+    /// Output directory (`semantic_ids.json`, `stats.json`, `tokenizer.json`, weights).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 /// Dataset formats `prepare` reads.
@@ -180,6 +266,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Prepare(args) => prepare(&args),
+        Command::Tokenize(args) => tokenize(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -355,4 +442,114 @@ fn print_summary(ds: &PreparedDataset, args: &PrepareArgs, save_secs: f64, total
         format!("{total:.2}s"),
         steps.join(", ")
     );
+}
+
+/// The burn device named on the command line.
+fn device(kind: DeviceKind) -> Result<glorank_tokenizer::Device, String> {
+    match kind {
+        DeviceKind::Flex => Ok(glorank_tokenizer::Device::flex()),
+        #[cfg(feature = "ndarray")]
+        #[allow(deprecated)]
+        DeviceKind::Ndarray => Ok(glorank_tokenizer::Device::ndarray()),
+        #[cfg(feature = "wgpu")]
+        DeviceKind::Wgpu => Ok(glorank_tokenizer::Device::wgpu(
+            burn_device_kind_default(),
+        )),
+        #[allow(unreachable_patterns)]
+        other => Err(format!(
+            "--device {other:?} needs glorank built with the matching feature (`--features wgpu` or `ndarray`)"
+        )),
+    }
+}
+
+/// The default wgpu adapter.
+#[cfg(feature = "wgpu")]
+fn burn_device_kind_default() -> glorank_tokenizer::DeviceKind {
+    glorank_tokenizer::DeviceKind::DefaultDevice
+}
+
+/// Parses `--codes`: one size for every level or a comma-separated list of `levels` sizes.
+fn parse_codes(text: &str, levels: usize) -> Result<Vec<usize>, String> {
+    let sizes: Vec<usize> = text
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("--codes {text:?}: {s:?} is not a whole number"))
+        })
+        .collect::<Result<_, _>>()?;
+    match sizes.len() {
+        1 => Ok(vec![sizes[0]; levels]),
+        n if n == levels => Ok(sizes),
+        n => Err(format!("--codes lists {n} sizes but --levels is {levels}")),
+    }
+}
+
+/// `glorank tokenize`.
+fn tokenize(args: &TokenizeArgs) -> Result<(), String> {
+    use glorank_data::{ItemVectorSource, item_vectors};
+    use glorank_tokenizer::{
+        ItemTokenizer, RqKMeans, RqKMeansConfig, RqVae, RqVaeConfig, save_artifacts,
+    };
+    let ds = PreparedDataset::load(&args.data).map_err(|e| e.to_string())?;
+    let source = match (&args.vectors_file, args.vectors) {
+        (Some(path), _) => ItemVectorSource::File(path.clone()),
+        (None, VectorKind::Content) => ItemVectorSource::Content {
+            title_buckets: args.title_buckets,
+        },
+        (None, VectorKind::Mf) => ItemVectorSource::MfFactors,
+        (None, VectorKind::Concat) => ItemVectorSource::Concat {
+            title_buckets: args.title_buckets,
+        },
+        (None, VectorKind::Auto) if ds.item_features.is_some() => ItemVectorSource::Concat {
+            title_buckets: args.title_buckets,
+        },
+        (None, VectorKind::Auto) => ItemVectorSource::MfFactors,
+    };
+    let vectors = item_vectors(&ds, &source).map_err(|e| e.to_string())?;
+    let codes = parse_codes(&args.codes, args.levels)?;
+    let mut tokenizer: Box<dyn ItemTokenizer> = match args.method {
+        Method::Rqkmeans => {
+            let mut cfg = RqKMeansConfig::default()
+                .with_codes_per_level(codes)
+                .with_seed(args.seed);
+            cfg.dedupe_codes = args.dedupe_codes;
+            Box::new(RqKMeans::new(cfg).map_err(|e| e.to_string())?)
+        }
+        Method::Rqvae => {
+            let mut cfg = RqVaeConfig::default()
+                .with_seed(args.seed)
+                .with_shape(args.latent, vec![128, 64])
+                .with_batch_size(args.batch_size)
+                .with_learning_rate(args.lr);
+            cfg.codes_per_level = codes;
+            cfg.dedupe_codes = args.dedupe_codes;
+            cfg.max_epochs = args.epochs;
+            Box::new(RqVae::with_device(cfg, device(args.device)?).map_err(|e| e.to_string())?)
+        }
+    };
+    eprintln!(
+        "fitting {:?} on {} items x {} dims ({:?})",
+        args.method,
+        vectors.len(),
+        vectors.dim,
+        source
+    );
+    let ids = tokenizer
+        .fit(&vectors.data, vectors.dim)
+        .map_err(|e| e.to_string())?;
+    save_artifacts(tokenizer.as_ref(), &ids, &args.out).map_err(|e| e.to_string())?;
+    if let Some(stats) = tokenizer.stats() {
+        println!("{}", stats.table());
+        if stats.dedupe_overflow {
+            eprintln!(
+                "warning: up to {} items share one code prefix, more than --dedupe-codes {}; the dedupe vocabulary was enlarged to {}",
+                stats.max_collisions,
+                args.dedupe_codes,
+                ids.dedupe_codes()
+            );
+        }
+    }
+    println!("wrote {} item IDs to {}", ids.len(), args.out.display());
+    Ok(())
 }

@@ -37,7 +37,7 @@ mod ids;
 mod kmeans;
 mod rqvae;
 
-pub use burn::tensor::Device;
+pub use burn::tensor::{Device, DeviceKind};
 pub use ids::{DedupeReport, SemanticIds, TokenizerStats};
 pub use kmeans::{RqKMeans, RqKMeansConfig};
 pub use rqvae::{Mlp, RqVae, RqVaeConfig, RqVaeModel, WEIGHTS_FILE};
@@ -263,7 +263,7 @@ pub(crate) fn check_vectors(vectors: &[f32], dim: usize) -> Result<usize> {
     if vectors.is_empty() {
         return Err(TokenizerError::InvalidInput("no vectors".into()));
     }
-    if vectors.len() % dim != 0 {
+    if !vectors.len().is_multiple_of(dim) {
         return Err(TokenizerError::InvalidInput(format!(
             "{} values do not form rows of dimension {dim}",
             vectors.len()
