@@ -452,9 +452,7 @@ fn device(kind: DeviceKind) -> Result<glorank_tokenizer::Device, String> {
         #[allow(deprecated)]
         DeviceKind::Ndarray => Ok(glorank_tokenizer::Device::ndarray()),
         #[cfg(feature = "wgpu")]
-        DeviceKind::Wgpu => Ok(glorank_tokenizer::Device::wgpu(
-            burn_device_kind_default(),
-        )),
+        DeviceKind::Wgpu => Ok(glorank_tokenizer::Device::wgpu(burn_device_kind_default())),
         #[allow(unreachable_patterns)]
         other => Err(format!(
             "--device {other:?} needs glorank built with the matching feature (`--features wgpu` or `ndarray`)"

@@ -6,6 +6,7 @@
 use crate::ids::{SemanticIds, TokenizerStats};
 use crate::{ItemTokenizer, Result, TokenizerError, check_vectors, seeded_rng};
 use rand::RngExt;
+use rand::seq::SliceRandom;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -15,9 +16,25 @@ use std::time::Instant;
 const CHUNK: usize = 2048;
 
 /// Squared Euclidean distance.
+///
+/// Eight independent accumulators let the compiler vectorise the loop (a single running
+/// float sum cannot be reordered, so it would stay scalar).
 #[inline]
 pub(crate) fn sq_dist(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            let d = x[l] - y[l];
+            acc[l] += d * d;
+        }
+    }
+    let mut tail = 0f32;
+    for (x, y) in ra.iter().zip(rb) {
+        tail += (x - y) * (x - y);
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 /// Index and squared distance of the nearest center (ties: lowest index).
@@ -119,7 +136,23 @@ pub(crate) fn kmeans(
     seed: u64,
 ) -> KMeans {
     let n = data.len() / dim;
-    let mut centers = kmeans_pp(data, dim, k, seed);
+    // Seed on a random subsample of at most max(10,000, 40k) points: the greedy seeding costs
+    // O(n k log k), and a subsample of that size already covers every sizeable cluster.
+    let sample_size = n.min((40 * k).max(10_000));
+    let mut centers = if sample_size < n {
+        let mut rng = seeded_rng(seed, 0x5355_4253);
+        let mut idx: Vec<usize> = (0..n).collect();
+        idx.shuffle(&mut rng);
+        idx.truncate(sample_size);
+        idx.sort_unstable();
+        let sample: Vec<f32> = idx
+            .iter()
+            .flat_map(|&i| data[i * dim..(i + 1) * dim].iter().copied())
+            .collect();
+        kmeans_pp(&sample, dim, k, seed)
+    } else {
+        kmeans_pp(data, dim, k, seed)
+    };
     let mut assign = vec![0u32; n];
     let mut dist = vec![0f32; n];
     let mut prev = f64::INFINITY;
