@@ -84,3 +84,59 @@ fn errors_are_reported_not_panics() {
     assert!(stderr.contains("u.data:1: field `rating`"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn tokenize_writes_ids_and_stats_for_both_methods() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = glorank()
+        .args(["prepare", "--dataset", "synthetic", "--users", "60", "--items", "150"])
+        .args(["--sessions", "4", "--k-core", "5", "--history", "20", "--pool-size", "30", "--quiet"])
+        .arg("--out")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    for method in ["rqkmeans", "rqvae"] {
+        let tok = dir.path().join(method);
+        let out = glorank()
+            .args(["tokenize", "--method", method, "--levels", "2", "--codes", "8,4"])
+            .args(["--epochs", "3", "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(&tok)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("unique prefix fraction"), "{stdout}");
+        let stats: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(tok.join("stats.json")).unwrap()).unwrap();
+        for field in [
+            "items",
+            "levels",
+            "codes_per_level",
+            "usage_per_level",
+            "unique_prefix_fraction",
+            "max_collisions",
+            "reconstruction_error",
+            "fit_seconds",
+        ] {
+            assert!(!stats[field].is_null(), "stats.json lacks {field}");
+        }
+        assert_eq!(stats["codes_per_level"], serde_json::json!([8, 4]));
+        let ds = glorank_data::PreparedDataset::load(&data).unwrap();
+        let (_, ids) = glorank_tokenizer::load_artifacts(&tok, glorank_tokenizer::Device::flex()).unwrap();
+        assert_eq!(ids.len(), ds.num_items());
+    }
+    // Bad arguments are reported, not panics.
+    let out = glorank()
+        .args(["tokenize", "--levels", "2", "--codes", "8,4,2", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(dir.path().join("x"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--codes lists 3 sizes"));
+}
