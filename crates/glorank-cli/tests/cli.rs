@@ -90,8 +90,26 @@ fn tokenize_writes_ids_and_stats_for_both_methods() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let out = glorank()
-        .args(["prepare", "--dataset", "synthetic", "--users", "60", "--items", "150"])
-        .args(["--sessions", "4", "--k-core", "5", "--history", "20", "--pool-size", "30", "--quiet"])
+        .args([
+            "prepare",
+            "--dataset",
+            "synthetic",
+            "--users",
+            "60",
+            "--items",
+            "150",
+        ])
+        .args([
+            "--sessions",
+            "4",
+            "--k-core",
+            "5",
+            "--history",
+            "20",
+            "--pool-size",
+            "30",
+            "--quiet",
+        ])
         .arg("--out")
         .arg(&data)
         .output()
@@ -100,7 +118,9 @@ fn tokenize_writes_ids_and_stats_for_both_methods() {
     for method in ["rqkmeans", "rqvae"] {
         let tok = dir.path().join(method);
         let out = glorank()
-            .args(["tokenize", "--method", method, "--levels", "2", "--codes", "8,4"])
+            .args([
+                "tokenize", "--method", method, "--levels", "2", "--codes", "8,4",
+            ])
             .args(["--epochs", "3", "--data"])
             .arg(&data)
             .arg("--out")
@@ -108,7 +128,11 @@ fn tokenize_writes_ids_and_stats_for_both_methods() {
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(stdout.contains("unique prefix fraction"), "{stdout}");
         let stats: serde_json::Value =
             serde_json::from_slice(&std::fs::read(tok.join("stats.json")).unwrap()).unwrap();
@@ -126,7 +150,8 @@ fn tokenize_writes_ids_and_stats_for_both_methods() {
         }
         assert_eq!(stats["codes_per_level"], serde_json::json!([8, 4]));
         let ds = glorank_data::PreparedDataset::load(&data).unwrap();
-        let (_, ids) = glorank_tokenizer::load_artifacts(&tok, glorank_tokenizer::Device::flex()).unwrap();
+        let (_, ids) =
+            glorank_tokenizer::load_artifacts(&tok, glorank_tokenizer::Device::flex()).unwrap();
         assert_eq!(ids.len(), ds.num_items());
     }
     // Bad arguments are reported, not panics.

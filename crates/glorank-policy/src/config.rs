@@ -1,0 +1,170 @@
+//! Policy configuration, checked before any allocation.
+
+use crate::{PolicyError, Result};
+use serde::{Deserialize, Serialize};
+
+/// What one decoding step chooses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ActionSpace {
+    /// GloRank: each item is `depth` tokens of the global semantic-ID vocabulary; the head of
+    /// level `l` has one output per code of that level, the same code in every request.
+    Global,
+    /// The local-index ablation (LAS): one step per list slot, a fixed linear head with one
+    /// output per *input position* `0..max_candidates`, whose meaning changes per request.
+    LocalIndex,
+}
+
+/// Hyper-parameters of [`Policy`](crate::Policy). Defaults follow DESIGN section 4.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PolicyConfig {
+    /// Vocabulary size of each semantic-ID level, dedupe level included (its length is the
+    /// depth `D + 1`).
+    pub vocab_sizes: Vec<usize>,
+    /// Number of categories of each user attribute (empty: no user features).
+    pub user_field_sizes: Vec<usize>,
+    /// Model width `d` (default 128).
+    pub d_model: usize,
+    /// Attention heads (default 4); must divide `d_model`.
+    pub heads: usize,
+    /// Encoder layers (default 2).
+    pub encoder_layers: usize,
+    /// Decoder layers (default 2).
+    pub decoder_layers: usize,
+    /// Feed-forward width (default `4 * d_model`).
+    pub d_ff: usize,
+    /// Dropout during training (default 0.1).
+    pub dropout: f64,
+    /// Longest history (default 50).
+    pub max_history: usize,
+    /// Largest candidate pool (default 50); the LAS head has this many outputs.
+    pub max_candidates: usize,
+    /// Items per list `L` (default 6).
+    pub list_len: usize,
+    /// Global semantic-ID head or the local-index ablation.
+    pub action_space: ActionSpace,
+    /// Add a projection of the stage-1 retriever score to each candidate (default true).
+    pub use_retriever_score: bool,
+    /// Seed of the weight initialisation (default 0).
+    pub seed: u64,
+}
+
+impl PolicyConfig {
+    /// A default configuration for semantic IDs with these per-level vocabularies.
+    pub fn new(vocab_sizes: Vec<usize>) -> Self {
+        Self {
+            vocab_sizes,
+            user_field_sizes: Vec::new(),
+            d_model: 128,
+            heads: 4,
+            encoder_layers: 2,
+            decoder_layers: 2,
+            d_ff: 512,
+            dropout: 0.1,
+            max_history: 50,
+            max_candidates: 50,
+            list_len: 6,
+            action_space: ActionSpace::Global,
+            use_retriever_score: true,
+            seed: 0,
+        }
+    }
+
+    /// Sets width, heads, layers (encoder and decoder) and feed-forward width `4 d`.
+    pub fn with_size(mut self, d_model: usize, heads: usize, layers: usize) -> Self {
+        self.d_model = d_model;
+        self.heads = heads;
+        self.encoder_layers = layers;
+        self.decoder_layers = layers;
+        self.d_ff = 4 * d_model;
+        self
+    }
+
+    /// Sets the user attribute sizes.
+    pub fn with_user_fields(mut self, sizes: Vec<usize>) -> Self {
+        self.user_field_sizes = sizes;
+        self
+    }
+
+    /// Sets the action space.
+    pub fn with_action_space(mut self, action_space: ActionSpace) -> Self {
+        self.action_space = action_space;
+        self
+    }
+
+    /// Sets list length, longest history and largest pool.
+    pub fn with_shape(
+        mut self,
+        list_len: usize,
+        max_history: usize,
+        max_candidates: usize,
+    ) -> Self {
+        self.list_len = list_len;
+        self.max_history = max_history;
+        self.max_candidates = max_candidates;
+        self
+    }
+
+    /// Sets the dropout.
+    pub fn with_dropout(mut self, dropout: f64) -> Self {
+        self.dropout = dropout;
+        self
+    }
+
+    /// Sets the seed.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Tokens per item (`D + 1`).
+    pub fn depth(&self) -> usize {
+        self.vocab_sizes.len()
+    }
+
+    /// Decoding steps per list: `L * depth` (global) or `L` (local index).
+    pub fn steps(&self) -> usize {
+        match self.action_space {
+            ActionSpace::Global => self.list_len * self.depth(),
+            ActionSpace::LocalIndex => self.list_len,
+        }
+    }
+
+    /// Checks every value.
+    ///
+    /// # Errors
+    /// [`PolicyError::InvalidConfig`] naming the field.
+    pub fn validate(&self) -> Result<()> {
+        let bad =
+            |field: &str, msg: &str| Err(PolicyError::InvalidConfig(format!("{field}: {msg}")));
+        if self.vocab_sizes.is_empty() || self.vocab_sizes.contains(&0) {
+            return bad(
+                "vocab_sizes",
+                "need at least one level, each with >= 1 token",
+            );
+        }
+        if self.user_field_sizes.contains(&0) {
+            return bad("user_field_sizes", "every attribute needs >= 1 category");
+        }
+        if self.d_model == 0 || self.heads == 0 || !self.d_model.is_multiple_of(self.heads) {
+            return bad(
+                "d_model/heads",
+                "d_model must be a positive multiple of heads",
+            );
+        }
+        if self.encoder_layers == 0 || self.decoder_layers == 0 || self.d_ff == 0 {
+            return bad("layers/d_ff", "must be at least 1");
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad("dropout", "must be in [0, 1)");
+        }
+        if self.list_len == 0 || self.max_candidates < self.list_len {
+            return bad(
+                "list_len/max_candidates",
+                "need 1 <= list_len <= max_candidates",
+            );
+        }
+        Ok(())
+    }
+}

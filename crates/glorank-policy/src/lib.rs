@@ -1,0 +1,159 @@
+//! The GloRank policy: a transformer that writes a reranked list as semantic-ID tokens.
+//!
+//! * **Embeddings**: one token table per semantic-ID level, shared by history, candidates and
+//!   decoder; an item is the sum of its level-token embeddings. Candidates add a projection of
+//!   the stage-1 retriever score; history items add their feedback label and recency; user
+//!   attributes embed into one user token. Segment embeddings tell the three apart.
+//! * **Encoder**: pre-LayerNorm transformer over `[user, history..., candidates...]`.
+//!   Candidates carry no positional encoding: they are a set, and shuffling them does not
+//!   change the output distribution. Padding is masked.
+//! * **Decoder**: autoregressive over `[BOS, item1 level1 .. levelD+1, item2 ...]`; input =
+//!   previous token embedding + level embedding + slot embedding; causal self-attention and
+//!   cross-attention to the encoder output. The head of level `l` gives logits over that
+//!   level's global codebook: the same output neuron is the same code in every request.
+//! * Two paths computing the same function: [`Policy::log_probs`] (teacher forcing with the
+//!   trie masks, for SFT and RL) and [`PolicyScorer`] (incremental decoding with a key/value
+//!   cache, a [`glorank_trie::StepScorer`], so greedy, sampling and beam search all work).
+//! * [`ActionSpace::LocalIndex`]: the ablation with one step per slot and a fixed head over
+//!   input positions, through the same encoder, decoder and trainers.
+//!
+//! ```
+//! use glorank_policy::{HistoryItem, Policy, PolicyConfig, Request, decode};
+//! use glorank_trie::{DecodeStrategy, Decoder};
+//! use burn::tensor::Device;
+//!
+//! let device = Device::flex();
+//! let config = PolicyConfig::new(vec![8, 8, 4]).with_size(32, 4, 1).with_shape(3, 10, 10);
+//! let policy = Policy::new(&config, &device)?;
+//! let request = Request {
+//!     user_features: vec![],
+//!     history: vec![HistoryItem { tuple: vec![1, 2, 0], labels: 1 }],
+//!     candidates: (0..6).map(|i| vec![i % 8, (i * 3) % 8, 0]).collect(),
+//!     retriever_scores: vec![],
+//! };
+//! let mut greedy = Decoder::new(DecodeStrategy::Greedy, 0)?;
+//! let lists = decode(&policy, &[request], &mut greedy, &device)?;
+//! assert_eq!(lists[0][0].items.len(), 3);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod config;
+mod layers;
+mod model;
+mod scorer;
+
+pub use config::{ActionSpace, PolicyConfig};
+pub use layers::{Attention, DecoderLayer};
+pub use model::{EncodedBatch, HistoryItem, Policy, Request};
+pub use scorer::{PolicyScorer, decode};
+
+use burn::module::Module;
+use burn::tensor::Device;
+use std::path::{Path, PathBuf};
+
+/// File name of the policy configuration inside a model directory.
+pub const CONFIG_FILE: &str = "policy.json";
+
+/// File name of the policy weights (burnpack).
+pub const WEIGHTS_FILE: &str = "policy.bpk";
+
+/// Errors of the policy crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// A configuration value is invalid.
+    #[error("invalid policy configuration: {0}")]
+    InvalidConfig(String),
+    /// A request or list does not fit the policy.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// Trie construction or decoding failed.
+    #[error(transparent)]
+    Trie(#[from] glorank_trie::TrieError),
+    /// A file could not be read or written.
+    #[error("{}: {message}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = PolicyError> = std::result::Result<T, E>;
+
+impl Policy {
+    /// Saves the configuration (`policy.json`) and weights (`policy.bpk`) into `dir`; both are
+    /// written to temporary names and renamed.
+    ///
+    /// # Errors
+    /// [`PolicyError::File`] naming the file.
+    pub fn save(&self, config: &PolicyConfig, dir: &Path) -> Result<()> {
+        let err = |path: &Path, e: &dyn std::fmt::Display| PolicyError::File {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
+        std::fs::create_dir_all(dir).map_err(|e| err(dir, &e))?;
+        let cfg_path = dir.join(CONFIG_FILE);
+        let tmp = dir.join(format!(".{CONFIG_FILE}.tmp"));
+        let json = serde_json::to_vec_pretty(config).map_err(|e| err(&cfg_path, &e))?;
+        std::fs::write(&tmp, json).map_err(|e| err(&tmp, &e))?;
+        std::fs::rename(&tmp, &cfg_path).map_err(|e| err(&cfg_path, &e))?;
+        let w = dir.join(WEIGHTS_FILE);
+        let tmp = dir.join(format!(".{WEIGHTS_FILE}.tmp"));
+        self.clone().save_file(&tmp).map_err(|e| err(&w, &e))?;
+        std::fs::rename(&tmp, &w).map_err(|e| err(&w, &e))
+    }
+
+    /// Loads a policy saved with [`Policy::save`] onto `device`.
+    ///
+    /// # Errors
+    /// [`PolicyError::File`] for a missing or unreadable file, or weights that do not match
+    /// the configuration.
+    pub fn load(dir: &Path, device: &Device) -> Result<(Self, PolicyConfig)> {
+        let cfg_path = dir.join(CONFIG_FILE);
+        let bytes = std::fs::read(&cfg_path).map_err(|e| PolicyError::File {
+            path: cfg_path.clone(),
+            message: e.to_string(),
+        })?;
+        let config: PolicyConfig =
+            serde_json::from_slice(&bytes).map_err(|e| PolicyError::File {
+                path: cfg_path.clone(),
+                message: e.to_string(),
+            })?;
+        let w = dir.join(WEIGHTS_FILE);
+        if !w.exists() {
+            return Err(PolicyError::File {
+                path: w,
+                message: "weights not found".into(),
+            });
+        }
+        let policy = Policy::new(&config, device)?
+            .try_load_file(&w)
+            .map_err(|e| PolicyError::File {
+                path: w.clone(),
+                message: format!("weights do not match {CONFIG_FILE}: {e}"),
+            })?;
+        Ok((policy, config))
+    }
+}
+
+impl Policy {
+    /// A one-line summary with the parameter count (the derived `Display` prints the full
+    /// module tree with per-module parameter counts).
+    pub fn summary(&self) -> String {
+        format!(
+            "GloRank policy ({} action space, depth {}, {} items per list, {} steps): {} parameters",
+            if self.is_local_index() {
+                "local-index"
+            } else {
+                "global"
+            },
+            self.depth(),
+            self.list_len(),
+            self.steps(),
+            self.parameter_count()
+        )
+    }
+}

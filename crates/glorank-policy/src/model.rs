@@ -1,0 +1,581 @@
+//! The policy network: request encoder and list decoder.
+
+use crate::config::{ActionSpace, PolicyConfig};
+use crate::layers::{CrossKv, DecoderLayer, MASKED};
+use crate::{PolicyError, Result};
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::nn::transformer::{
+    TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
+};
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use glorank_trie::CandidateTrie;
+use serde::{Deserialize, Serialize};
+use std::sync::Mutex;
+
+/// Serialises seeded initialisation: burn's random initialisers draw from a device RNG that
+/// some backends keep globally, so two models built at once would interleave their draws.
+static INIT_LOCK: Mutex<()> = Mutex::new(());
+
+/// Forces the lazy initialisation of every float parameter.
+struct Materialize;
+
+impl ModuleVisitor for Materialize {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let _ = param.val();
+    }
+}
+
+/// One history interaction of a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryItem {
+    /// Semantic-ID tuple of the item (`depth` tokens).
+    pub tuple: Vec<u32>,
+    /// Feedback label bits (click 1, like 2, star 4), 0..=7.
+    pub labels: u8,
+}
+
+/// One reranking request, on the host: what the policy reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// Category of each user attribute (`config.user_field_sizes.len()` values).
+    pub user_features: Vec<u32>,
+    /// History, oldest first (the most recent `max_history` are used).
+    pub history: Vec<HistoryItem>,
+    /// Semantic-ID tuple of each candidate.
+    pub candidates: Vec<Vec<u32>>,
+    /// Stage-1 retriever score of each candidate (empty: all zero).
+    pub retriever_scores: Vec<f32>,
+}
+
+/// A batch of requests as tensors on one device (built by [`Policy::encode_inputs`]).
+#[derive(Debug, Clone)]
+pub struct EncodedBatch {
+    /// Encoder output `[B, S, d]`, `S = 1 + H + N`.
+    pub memory: Tensor<3>,
+    /// Additive mask `[B, 1, 1, S]` (0 for real positions, a large negative for padding).
+    pub memory_bias: Tensor<4>,
+    /// Candidate item embeddings `[B, N, d]` (the local-index decoder's inputs).
+    pub candidates: Tensor<3>,
+    /// Candidates per request.
+    pub pool_sizes: Vec<usize>,
+}
+
+/// The GloRank policy network (see the crate documentation for the architecture).
+#[derive(Module, Debug)]
+pub struct Policy {
+    /// One token table per semantic-ID level, shared by history, candidates and decoder.
+    token_emb: Vec<Embedding>,
+    /// User attribute table (row 0: the base user token; fields follow at offsets).
+    user_emb: Embedding,
+    /// History feedback labels (0..=7).
+    label_emb: Embedding,
+    /// History recency (0 = most recent).
+    recency_emb: Embedding,
+    /// Segments: user, history, candidate.
+    segment_emb: Embedding,
+    /// Projection of the retriever score.
+    score_proj: Linear,
+    encoder: TransformerEncoder,
+    /// Beginning-of-list input `[1, d]`.
+    bos: Param<Tensor<2>>,
+    /// Level being decoded.
+    level_emb: Embedding,
+    /// List slot being decoded.
+    slot_emb: Embedding,
+    layers: Vec<DecoderLayer>,
+    final_norm: LayerNorm,
+    /// Global: one head per level (`d -> vocab_l`). Local index: one head `d -> max_candidates`.
+    heads: Vec<Linear>,
+    /// Field offsets into `user_emb`.
+    user_offsets: Vec<usize>,
+    depth: usize,
+    list_len: usize,
+    max_history: usize,
+    max_candidates: usize,
+    local_index: bool,
+    use_score: bool,
+}
+
+impl Policy {
+    /// A freshly initialised policy on `device`; the same `config.seed` gives the same weights.
+    ///
+    /// # Errors
+    /// [`PolicyError::InvalidConfig`] for an invalid configuration.
+    pub fn new(config: &PolicyConfig, device: &Device) -> Result<Self> {
+        config.validate()?;
+        let _guard = INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        device.seed(config.seed);
+        let d = config.d_model;
+        let mut user_offsets = Vec::new();
+        let mut total = 1;
+        for &s in &config.user_field_sizes {
+            user_offsets.push(total);
+            total += s;
+        }
+        let heads = match config.action_space {
+            ActionSpace::Global => config
+                .vocab_sizes
+                .iter()
+                .map(|&v| LinearConfig::new(d, v).init(device))
+                .collect(),
+            ActionSpace::LocalIndex => {
+                vec![LinearConfig::new(d, config.max_candidates).init(device)]
+            }
+        };
+        let bos = Tensor::<2>::random([1, d], burn::tensor::Distribution::Normal(0.0, 1.0), device);
+        let policy = Self {
+            token_emb: config
+                .vocab_sizes
+                .iter()
+                .map(|&v| EmbeddingConfig::new(v, d).init(device))
+                .collect(),
+            user_emb: EmbeddingConfig::new(total, d).init(device),
+            label_emb: EmbeddingConfig::new(8, d).init(device),
+            recency_emb: EmbeddingConfig::new(config.max_history.max(1), d).init(device),
+            segment_emb: EmbeddingConfig::new(3, d).init(device),
+            score_proj: LinearConfig::new(1, d).init(device),
+            encoder: TransformerEncoderConfig::new(
+                d,
+                config.d_ff,
+                config.heads,
+                config.encoder_layers,
+            )
+            .with_norm_first(true)
+            .with_dropout(config.dropout)
+            .init(device),
+            bos: Param::from_tensor(bos),
+            level_emb: EmbeddingConfig::new(config.depth(), d).init(device),
+            slot_emb: EmbeddingConfig::new(config.list_len, d).init(device),
+            layers: (0..config.decoder_layers)
+                .map(|_| DecoderLayer::new(d, config.heads, config.d_ff, config.dropout, device))
+                .collect(),
+            final_norm: LayerNormConfig::new(d).init(device),
+            heads,
+            user_offsets,
+            depth: config.depth(),
+            list_len: config.list_len,
+            max_history: config.max_history,
+            max_candidates: config.max_candidates,
+            local_index: config.action_space == ActionSpace::LocalIndex,
+            use_score: config.use_retriever_score,
+        };
+        // Parameters initialise lazily; draw them now, in module order, while the seeded
+        // RNG is ours.
+        policy.visit(&mut Materialize);
+        Ok(policy)
+    }
+
+    /// Tokens per item.
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// Items per list.
+    pub fn list_len(&self) -> usize {
+        self.list_len
+    }
+
+    /// Whether this is the local-index (LAS) ablation.
+    pub fn is_local_index(&self) -> bool {
+        self.local_index
+    }
+
+    /// Decoding steps per list.
+    pub fn steps(&self) -> usize {
+        if self.local_index {
+            self.list_len
+        } else {
+            self.list_len * self.depth
+        }
+    }
+
+    /// Vocabulary of each decoding level: the semantic-ID vocabularies (global) or
+    /// `[max_candidates]` (local index).
+    pub fn vocab_sizes(&self) -> Vec<usize> {
+        if self.local_index {
+            vec![self.max_candidates]
+        } else {
+            self.token_emb.iter().map(|e| e.weight.dims()[0]).collect()
+        }
+    }
+
+    /// Sum of the level-token embeddings of `tokens [B, M, depth]` -> `[B, M, d]`.
+    fn item_embedding(&self, tokens: Tensor<3, Int>) -> Tensor<3> {
+        let [b, m, _] = tokens.dims();
+        let mut out: Option<Tensor<3>> = None;
+        for (l, emb) in self.token_emb.iter().enumerate() {
+            let t = tokens.clone().slice([0..b, 0..m, l..l + 1]).reshape([b, m]);
+            let e = emb.forward(t);
+            out = Some(match out {
+                Some(o) => o + e,
+                None => e,
+            });
+        }
+        out.unwrap_or_else(|| Tensor::zeros([b, m, 1], &tokens.device()))
+    }
+
+    /// The decoding trie of a request for this policy's action space: the candidates'
+    /// semantic IDs (global) or their positions (local index).
+    ///
+    /// # Errors
+    /// [`PolicyError::Trie`] for invalid candidate tuples; [`PolicyError::InvalidInput`] for a
+    /// pool larger than `max_candidates`.
+    pub fn trie(&self, request: &Request) -> Result<CandidateTrie> {
+        if request.candidates.len() > self.max_candidates {
+            return Err(PolicyError::InvalidInput(format!(
+                "{} candidates exceed max_candidates {}",
+                request.candidates.len(),
+                self.max_candidates
+            )));
+        }
+        Ok(if self.local_index {
+            let positions: Vec<[u32; 1]> =
+                (0..request.candidates.len() as u32).map(|i| [i]).collect();
+            CandidateTrie::new(&positions, &[self.max_candidates])?
+        } else {
+            CandidateTrie::new(&request.candidates, &self.vocab_sizes())?
+        })
+    }
+
+    /// Checks a request against the configuration.
+    fn check(&self, r: usize, req: &Request) -> Result<()> {
+        let vocab: Vec<usize> = self.token_emb.iter().map(|e| e.weight.dims()[0]).collect();
+        let bad = |m: String| Err(PolicyError::InvalidInput(format!("request {r}: {m}")));
+        if req.user_features.len() != self.user_offsets.len() {
+            return bad(format!(
+                "{} user features, the policy has {} fields",
+                req.user_features.len(),
+                self.user_offsets.len()
+            ));
+        }
+        let sizes: Vec<usize> = (0..self.user_offsets.len())
+            .map(|f| {
+                let end = self
+                    .user_offsets
+                    .get(f + 1)
+                    .copied()
+                    .unwrap_or(self.user_emb.weight.dims()[0]);
+                end - self.user_offsets[f]
+            })
+            .collect();
+        if let Some(f) = (0..sizes.len()).find(|&f| req.user_features[f] as usize >= sizes[f]) {
+            return bad(format!(
+                "user feature {f} = {} exceeds its {} categories",
+                req.user_features[f], sizes[f]
+            ));
+        }
+        if req.candidates.is_empty() || req.candidates.len() > self.max_candidates {
+            return bad(format!(
+                "{} candidates (need 1..={})",
+                req.candidates.len(),
+                self.max_candidates
+            ));
+        }
+        if !req.retriever_scores.is_empty() && req.retriever_scores.len() != req.candidates.len() {
+            return bad("retriever_scores and candidates differ in length".into());
+        }
+        let tuples = req
+            .candidates
+            .iter()
+            .chain(req.history.iter().map(|h| &h.tuple));
+        for t in tuples {
+            if t.len() != self.depth || t.iter().zip(&vocab).any(|(&x, &v)| x as usize >= v) {
+                return bad(format!(
+                    "tuple {t:?} does not fit the vocabularies {vocab:?}"
+                ));
+            }
+        }
+        if req.history.iter().any(|h| h.labels > 7) {
+            return bad("history labels must be in 0..=7".into());
+        }
+        Ok(())
+    }
+
+    /// Encodes a batch of requests on `device` (the policy's device): pads histories and pools,
+    /// runs the encoder over `[user, history..., candidates...]`.
+    ///
+    /// Shapes: memory `[B, 1 + H + N, d]` with `H` the longest history (at least 1) and `N`
+    /// the largest pool of the batch.
+    ///
+    /// # Errors
+    /// [`PolicyError::InvalidInput`] naming the request and field.
+    pub fn encode_inputs(&self, requests: &[Request], device: &Device) -> Result<EncodedBatch> {
+        if requests.is_empty() {
+            return Err(PolicyError::InvalidInput("empty batch".into()));
+        }
+        for (r, req) in requests.iter().enumerate() {
+            self.check(r, req)?;
+        }
+        let b = requests.len();
+        let dep = self.depth;
+        let h = requests
+            .iter()
+            .map(|r| r.history.len().min(self.max_history))
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let n = requests
+            .iter()
+            .map(|r| r.candidates.len())
+            .max()
+            .unwrap_or(1);
+        let f = self.user_offsets.len();
+        let mut user = vec![0i64; b * (f + 1)];
+        let mut hist_tok = vec![0i64; b * h * dep];
+        let mut hist_lab = vec![0i64; b * h];
+        let mut hist_rec = vec![0i64; b * h];
+        let mut cand_tok = vec![0i64; b * n * dep];
+        let mut score = vec![0f32; b * n];
+        let mut pad = vec![false; b * (1 + h + n)];
+        for (r, req) in requests.iter().enumerate() {
+            for (k, &v) in req.user_features.iter().enumerate() {
+                user[r * (f + 1) + 1 + k] = (self.user_offsets[k] + v as usize) as i64;
+            }
+            let hist = &req.history[req.history.len().saturating_sub(self.max_history)..];
+            for p in 0..h {
+                let masked = p >= hist.len();
+                pad[r * (1 + h + n) + 1 + p] = masked;
+                if !masked {
+                    let item = &hist[p];
+                    for (l, &t) in item.tuple.iter().enumerate() {
+                        hist_tok[(r * h + p) * dep + l] = i64::from(t);
+                    }
+                    hist_lab[r * h + p] = i64::from(item.labels);
+                    hist_rec[r * h + p] = (hist.len() - 1 - p) as i64;
+                }
+            }
+            for c in 0..n {
+                let masked = c >= req.candidates.len();
+                pad[r * (1 + h + n) + 1 + h + c] = masked;
+                if !masked {
+                    for (l, &t) in req.candidates[c].iter().enumerate() {
+                        cand_tok[(r * n + c) * dep + l] = i64::from(t);
+                    }
+                    if self.use_score {
+                        score[r * n + c] = req.retriever_scores.get(c).copied().unwrap_or(0.0);
+                    }
+                }
+            }
+        }
+        let int2 =
+            |v: Vec<i64>, s: [usize; 2]| Tensor::<2, Int>::from_data(TensorData::new(v, s), device);
+        let int3 =
+            |v: Vec<i64>, s: [usize; 3]| Tensor::<3, Int>::from_data(TensorData::new(v, s), device);
+        let seg = |k: i64, len: usize| {
+            self.segment_emb.forward(Tensor::<2, Int>::from_data(
+                TensorData::new(vec![k; b * len], [b, len]),
+                device,
+            ))
+        };
+        // User token: base row 0 plus each attribute.
+        let user_tok = self.user_emb.forward(int2(user, [b, f + 1])).sum_dim(1) + seg(0, 1); // [B,1,d]
+        let hist = self.item_embedding(int3(hist_tok, [b, h, dep]))
+            + self.label_emb.forward(int2(hist_lab, [b, h]))
+            + self.recency_emb.forward(int2(hist_rec, [b, h]))
+            + seg(1, h);
+        let cand_items = self.item_embedding(int3(cand_tok, [b, n, dep]));
+        let mut cand = cand_items.clone() + seg(2, n);
+        if self.use_score {
+            let s = Tensor::<3>::from_data(TensorData::new(score, [b, n, 1]), device);
+            cand = cand + self.score_proj.forward(s);
+        }
+        let x = Tensor::cat(vec![user_tok, hist, cand], 1);
+        let pad_t =
+            Tensor::<2, Bool>::from_data(TensorData::new(pad.clone(), [b, 1 + h + n]), device);
+        let memory = self
+            .encoder
+            .forward(TransformerEncoderInput::new(x).mask_pad(pad_t));
+        let bias: Vec<f32> = pad.iter().map(|&p| if p { MASKED } else { 0.0 }).collect();
+        let memory_bias =
+            Tensor::<4>::from_data(TensorData::new(bias, [b, 1, 1, 1 + h + n]), device);
+        Ok(EncodedBatch {
+            memory,
+            memory_bias,
+            candidates: cand_items,
+            pool_sizes: requests.iter().map(|r| r.candidates.len()).collect(),
+        })
+    }
+
+    /// Cross-attention keys/values of every decoder layer for `memory`.
+    pub(crate) fn cross_kv(&self, memory: &Tensor<3>) -> Vec<CrossKv> {
+        self.layers
+            .iter()
+            .map(|l| l.cross_kv(memory.clone()))
+            .collect()
+    }
+
+    /// Decoder input at step `t` added to the previous token's embedding: level + slot.
+    pub(crate) fn position_embedding(&self, t: usize, rows: usize, device: &Device) -> Tensor<3> {
+        let (level, slot) = if self.local_index {
+            (0, t)
+        } else {
+            (t % self.depth, t / self.depth)
+        };
+        let idx = |v: usize| {
+            Tensor::<2, Int>::from_data(TensorData::new(vec![v as i64; rows], [rows, 1]), device)
+        };
+        self.level_emb.forward(idx(level)) + self.slot_emb.forward(idx(slot))
+    }
+
+    /// Embeddings `[R, 1, d]` of the tokens emitted at step `t - 1` (`tokens[r]`) for rows
+    /// of `requests`; the BOS vector at `t = 0`.
+    pub(crate) fn previous_embedding(
+        &self,
+        t: usize,
+        tokens: &[u32],
+        requests: &[u32],
+        batch: &EncodedBatch,
+        device: &Device,
+    ) -> Tensor<3> {
+        let rows = requests.len();
+        if t == 0 {
+            let d = self.bos.val().dims()[1];
+            return self.bos.val().reshape([1, 1, d]).repeat_dim(0, rows);
+        }
+        if self.local_index {
+            let [_, n, d] = batch.candidates.dims();
+            let idx: Vec<i64> = tokens
+                .iter()
+                .zip(requests)
+                .map(|(&p, &r)| (r as usize * n + p as usize) as i64)
+                .collect();
+            let flat = batch
+                .candidates
+                .clone()
+                .reshape([batch.pool_sizes.len() * n, d]);
+            let sel = flat.select(
+                0,
+                Tensor::<1, Int>::from_data(TensorData::new(idx, [rows]), device),
+            );
+            return sel.reshape([rows, 1, d]);
+        }
+        let level = (t - 1) % self.depth;
+        let ids: Vec<i64> = tokens.iter().map(|&x| i64::from(x)).collect();
+        self.token_emb[level].forward(Tensor::<2, Int>::from_data(
+            TensorData::new(ids, [rows, 1]),
+            device,
+        ))
+    }
+
+    /// Logits of the head for step `t` from decoder states `h [R, d]` -> `[R, V]`.
+    pub(crate) fn head(&self, t: usize, h: Tensor<2>) -> Tensor<2> {
+        let l = if self.local_index { 0 } else { t % self.depth };
+        self.heads[l].forward(h)
+    }
+
+    /// One incremental decoder step for rows `x [R, 1, d]` (see [`DecoderLayer::step`]).
+    pub(crate) fn decode_step(
+        &self,
+        mut x: Tensor<3>,
+        caches: Vec<Option<(Tensor<4>, Tensor<4>)>>,
+        cross: &[CrossKv],
+        memory_bias: &Tensor<4>,
+    ) -> (Tensor<2>, Vec<(Tensor<4>, Tensor<4>)>) {
+        let mut new = Vec::with_capacity(self.layers.len());
+        for ((layer, cache), kv) in self.layers.iter().zip(caches).zip(cross) {
+            let (y, c) = layer.step(x, cache, kv, memory_bias.clone());
+            x = y;
+            new.push(c);
+        }
+        let [r, _, d] = x.dims();
+        (self.final_norm.forward(x).reshape([r, d]), new)
+    }
+
+    /// Teacher forcing: log-probabilities of given lists under the trie-masked softmax.
+    ///
+    /// `lists[r]` are candidate indices of request `r` (`list_len` of them), `tries[r]` its
+    /// trie from [`Policy::trie`]. Returns per-token log-probs `[B, steps]` and their sum per
+    /// list `[B]`; differentiable when the policy and batch live on an autodiff device.
+    ///
+    /// # Errors
+    /// [`PolicyError::InvalidInput`] / [`PolicyError::Trie`] for a list that is not valid for
+    /// its trie or has the wrong length.
+    pub fn log_probs(
+        &self,
+        batch: &EncodedBatch,
+        tries: &[CandidateTrie],
+        lists: &[Vec<usize>],
+    ) -> Result<(Tensor<2>, Tensor<1>)> {
+        let device = batch.memory.device();
+        let b = tries.len();
+        if lists.len() != b || batch.pool_sizes.len() != b {
+            return Err(PolicyError::InvalidInput(
+                "batch, tries and lists differ in length".into(),
+            ));
+        }
+        let steps = self.steps();
+        let vocab = self.vocab_sizes();
+        // Targets and allowed tokens per step, from the tries.
+        let mut targets = vec![0u32; b * steps];
+        let mut allowed: Vec<Vec<Vec<u32>>> = Vec::with_capacity(b);
+        for (r, (trie, list)) in tries.iter().zip(lists).enumerate() {
+            if list.len() != self.list_len {
+                return Err(PolicyError::InvalidInput(format!(
+                    "list {r} has {} items, the policy decodes {}",
+                    list.len(),
+                    self.list_len
+                )));
+            }
+            let (toks, allow) = trie.teacher_forcing(list)?;
+            targets[r * steps..(r + 1) * steps].copy_from_slice(&toks);
+            allowed.push(allow);
+        }
+        // Decoder inputs: BOS, then the previous token's embedding, plus level and slot.
+        let requests: Vec<u32> = (0..b as u32).collect();
+        let mut inputs = Vec::with_capacity(steps);
+        for t in 0..steps {
+            let prev: Vec<u32> = (0..b)
+                .map(|r| {
+                    if t == 0 {
+                        0
+                    } else {
+                        targets[r * steps + t - 1]
+                    }
+                })
+                .collect();
+            inputs.push(
+                self.previous_embedding(t, &prev, &requests, batch, &device)
+                    + self.position_embedding(t, b, &device),
+            );
+        }
+        let mut x = Tensor::cat(inputs, 1); // [B, T, d]
+        let causal: Vec<f32> = (0..steps * steps)
+            .map(|k| if k % steps > k / steps { MASKED } else { 0.0 })
+            .collect();
+        let self_bias =
+            Tensor::<4>::from_data(TensorData::new(causal, [1, 1, steps, steps]), &device);
+        let cross = self.cross_kv(&batch.memory);
+        for (layer, kv) in self.layers.iter().zip(&cross) {
+            x = layer.forward(x, kv, self_bias.clone(), batch.memory_bias.clone());
+        }
+        let x = self.final_norm.forward(x);
+        let [_, _, d] = x.dims();
+        // Per step: head, mask, log-softmax, pick the target.
+        let mut per_step = Vec::with_capacity(steps);
+        for t in 0..steps {
+            let v = vocab[if self.local_index { 0 } else { t % self.depth }];
+            let h = x.clone().slice([0..b, t..t + 1, 0..d]).reshape([b, d]);
+            let mut forbid = vec![true; b * v];
+            for r in 0..b {
+                for &tok in &allowed[r][t] {
+                    forbid[r * v + tok as usize] = false;
+                }
+            }
+            let forbid = Tensor::<2, Bool>::from_data(TensorData::new(forbid, [b, v]), &device);
+            let logp = log_softmax(self.head(t, h).mask_fill(forbid, MASKED), 1);
+            let tgt: Vec<i64> = (0..b).map(|r| i64::from(targets[r * steps + t])).collect();
+            let idx = Tensor::<2, Int>::from_data(TensorData::new(tgt, [b, 1]), &device);
+            per_step.push(logp.gather(1, idx));
+        }
+        let token_logprobs = Tensor::cat(per_step, 1); // [B, T]
+        let total = token_logprobs.clone().sum_dim(1).reshape([b]);
+        Ok((token_logprobs, total))
+    }
+
+    /// Number of trainable scalars.
+    pub fn parameter_count(&self) -> usize {
+        self.num_params()
+    }
+}

@@ -1,0 +1,177 @@
+//! Incremental decoding with a key/value cache, as a [`StepScorer`] for `glorank-trie`.
+//!
+//! The encoder runs once per request and every decoder layer's cross-attention keys/values
+//! are computed once from its output. Each step feeds only the newest position through the
+//! decoder, appending its self-attention keys/values to the per-row cache.
+//!
+//! Beam search reorders rows between steps. The cache is **reordered, not recomputed**: each
+//! step gathers the cached keys/values of every row's parent (`StepBatch::parents`) with one
+//! `select` per layer. That costs a copy of `rows x t x d` values per layer, against
+//! recomputing the whole prefix (`t` positions through every layer) per step: cheaper at
+//! every step, and it keeps greedy, sampling and beam on the same code path.
+
+use crate::layers::CrossKv;
+use crate::model::{EncodedBatch, Policy, Request};
+use crate::{PolicyError, Result};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use glorank_trie::{CandidateTrie, DecodedList, Decoder, StepBatch, StepScorer};
+
+/// A policy bound to one batch of requests, scoring decoding steps with a KV cache.
+pub struct PolicyScorer<'a> {
+    policy: &'a Policy,
+    device: Device,
+    batch: EncodedBatch,
+    cross: Vec<CrossKv>,
+    /// Cross keys/values and memory bias gathered for the current row layout.
+    rows_cross: Option<(Vec<u32>, Vec<CrossKv>, Tensor<4>)>,
+    cache: Vec<Option<(Tensor<4>, Tensor<4>)>>,
+}
+
+impl<'a> PolicyScorer<'a> {
+    /// Encodes `requests` and prepares the cross-attention keys/values. Use a policy on a
+    /// plain (non-autodiff) device, typically `policy.valid()`.
+    ///
+    /// # Errors
+    /// [`PolicyError::InvalidInput`] for requests that do not fit the policy.
+    pub fn new(policy: &'a Policy, requests: &[Request], device: &Device) -> Result<Self> {
+        let batch = policy.encode_inputs(requests, device)?;
+        let cross = policy.cross_kv(&batch.memory);
+        Ok(Self {
+            policy,
+            device: device.clone(),
+            batch,
+            cross,
+            rows_cross: None,
+            cache: Vec::new(),
+        })
+    }
+
+    /// Cross keys/values and memory bias for rows of `requests` (recomputed only when the row
+    /// layout changes, e.g. while a beam fills up).
+    fn cross_for(&mut self, requests: &[u32]) -> (Vec<CrossKv>, Tensor<4>) {
+        let identity = requests.len() == self.batch.pool_sizes.len()
+            && requests.iter().enumerate().all(|(i, &r)| r as usize == i);
+        if identity {
+            return (self.cross.clone(), self.batch.memory_bias.clone());
+        }
+        if let Some((rows, kv, bias)) = &self.rows_cross
+            && rows == requests
+        {
+            return (kv.clone(), bias.clone());
+        }
+        let idx = Tensor::<1, Int>::from_data(
+            TensorData::new(
+                requests.iter().map(|&r| i64::from(r)).collect::<Vec<_>>(),
+                [requests.len()],
+            ),
+            &self.device,
+        );
+        let kv: Vec<CrossKv> = self
+            .cross
+            .iter()
+            .map(|c| CrossKv {
+                k: c.k.clone().select(0, idx.clone()),
+                v: c.v.clone().select(0, idx.clone()),
+            })
+            .collect();
+        let bias = self.batch.memory_bias.clone().select(0, idx);
+        self.rows_cross = Some((requests.to_vec(), kv.clone(), bias.clone()));
+        (kv, bias)
+    }
+}
+
+impl StepScorer for PolicyScorer<'_> {
+    fn score(
+        &mut self,
+        batch: &StepBatch<'_>,
+        out: &mut [f32],
+    ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let t = batch.step;
+        let rows = batch.rows();
+        if t == 0 {
+            self.cache = vec![None; self.policy_layers()];
+        } else {
+            // Reorder the cache to the rows' parents (identity for greedy and sampling).
+            let identity = batch
+                .parents
+                .iter()
+                .enumerate()
+                .all(|(i, &p)| p as usize == i)
+                && self
+                    .cache
+                    .first()
+                    .and_then(|c| c.as_ref())
+                    .is_some_and(|(k, _)| k.dims()[0] == rows);
+            if !identity {
+                let idx = Tensor::<1, Int>::from_data(
+                    TensorData::new(
+                        batch
+                            .parents
+                            .iter()
+                            .map(|&p| i64::from(p))
+                            .collect::<Vec<_>>(),
+                        [rows],
+                    ),
+                    &self.device,
+                );
+                for c in self.cache.iter_mut() {
+                    if let Some((k, v)) = c.take() {
+                        *c = Some((k.select(0, idx.clone()), v.select(0, idx.clone())));
+                    }
+                }
+            }
+        }
+        let last: Vec<u32> = (0..rows)
+            .map(|r| if t == 0 { 0 } else { batch.prefix(r)[t - 1] })
+            .collect();
+        let x = self
+            .policy
+            .previous_embedding(t, &last, batch.requests, &self.batch, &self.device)
+            + self.policy.position_embedding(t, rows, &self.device);
+        let (cross, bias) = self.cross_for(batch.requests);
+        let caches = std::mem::take(&mut self.cache);
+        let (h, new_cache) = self.policy.decode_step(x, caches, &cross, &bias);
+        self.cache = new_cache.into_iter().map(Some).collect();
+        let logits = self.policy.head(t, h);
+        let [r, v] = logits.dims();
+        if r * v != out.len() {
+            return Err(format!(
+                "head gives {r} x {v} logits, the decoder expects {}",
+                out.len()
+            )
+            .into());
+        }
+        for (o, x) in out.iter_mut().zip(logits.into_data().iter::<f32>()) {
+            *o = x;
+        }
+        Ok(())
+    }
+}
+
+impl PolicyScorer<'_> {
+    fn policy_layers(&self) -> usize {
+        self.cross.len()
+    }
+}
+
+/// Decodes one list per request (or `width` per request with beam search) with the policy,
+/// constrained by each request's trie. Item indices in the result are candidate positions.
+///
+/// # Errors
+/// Input, trie and decoding errors.
+pub fn decode(
+    policy: &Policy,
+    requests: &[Request],
+    decoder: &mut Decoder,
+    device: &Device,
+) -> Result<Vec<Vec<DecodedList>>> {
+    let tries: Vec<CandidateTrie> = requests
+        .iter()
+        .map(|r| policy.trie(r))
+        .collect::<Result<_>>()?;
+    let refs: Vec<&CandidateTrie> = tries.iter().collect();
+    let mut scorer = PolicyScorer::new(policy, requests, device)?;
+    decoder
+        .decode(&refs, policy.list_len(), &mut scorer)
+        .map_err(PolicyError::from)
+}

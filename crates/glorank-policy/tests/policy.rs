@@ -1,0 +1,259 @@
+//! Policy tests: padding, teacher-forcing / incremental parity, candidate permutation,
+//! validity of every decoding strategy, save/load and seeding, and one training step.
+
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::Device;
+use glorank_policy::{ActionSpace, HistoryItem, Policy, PolicyConfig, Request, decode};
+use glorank_trie::{CandidateTrie, DecodeStrategy, Decoder};
+use rand::rngs::ChaCha8Rng;
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
+use std::collections::BTreeSet;
+
+const VOCAB: [usize; 3] = [6, 5, 3];
+
+fn config(space: ActionSpace) -> PolicyConfig {
+    PolicyConfig::new(VOCAB.to_vec())
+        .with_size(32, 4, 2)
+        .with_shape(3, 8, 12)
+        .with_user_fields(vec![2, 3])
+        .with_action_space(space)
+        .with_seed(11)
+}
+
+/// A random request with `n` distinct candidates and `h` history items.
+fn request(rng: &mut ChaCha8Rng, n: usize, h: usize) -> Request {
+    let mut set = BTreeSet::new();
+    while set.len() < n {
+        set.insert(
+            VOCAB
+                .iter()
+                .map(|&v| rng.random_range(0..v as u32))
+                .collect::<Vec<u32>>(),
+        );
+    }
+    let mut candidates: Vec<Vec<u32>> = set.into_iter().collect();
+    candidates.shuffle(rng);
+    Request {
+        user_features: vec![rng.random_range(0..2), rng.random_range(0..3)],
+        history: (0..h)
+            .map(|_| HistoryItem {
+                tuple: VOCAB
+                    .iter()
+                    .map(|&v| rng.random_range(0..v as u32))
+                    .collect(),
+                labels: rng.random_range(0..8),
+            })
+            .collect(),
+        retriever_scores: (0..n).map(|_| rng.random_range(-1.0..1.0)).collect(),
+        candidates,
+    }
+}
+
+fn log_prob(policy: &Policy, reqs: &[Request], lists: &[Vec<usize>], dev: &Device) -> Vec<f32> {
+    let batch = policy.encode_inputs(reqs, dev).unwrap();
+    let tries: Vec<CandidateTrie> = reqs.iter().map(|r| policy.trie(r).unwrap()).collect();
+    let (_, total) = policy.log_probs(&batch, &tries, lists).unwrap();
+    total.into_data().iter::<f32>().collect()
+}
+
+fn token_log_probs(
+    policy: &Policy,
+    reqs: &[Request],
+    lists: &[Vec<usize>],
+    dev: &Device,
+) -> Vec<Vec<f32>> {
+    let batch = policy.encode_inputs(reqs, dev).unwrap();
+    let tries: Vec<CandidateTrie> = reqs.iter().map(|r| policy.trie(r).unwrap()).collect();
+    let (tok, _) = policy.log_probs(&batch, &tries, lists).unwrap();
+    let steps = policy.steps();
+    let flat: Vec<f32> = tok.into_data().iter::<f32>().collect();
+    flat.chunks(steps).map(<[f32]>::to_vec).collect()
+}
+
+#[test]
+fn incremental_decoding_matches_teacher_forcing() {
+    // Tolerance 1e-4 per token: both paths run the same modules in f32, differing only in
+    // summation order (whole-sequence vs one-position matmuls).
+    let dev = Device::flex();
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    for space in [ActionSpace::Global, ActionSpace::LocalIndex] {
+        let policy = Policy::new(&config(space), &dev).unwrap();
+        let reqs: Vec<Request> = (0..5).map(|k| request(&mut rng, 6 + k, k * 2)).collect();
+        for strategy in [
+            DecodeStrategy::Greedy,
+            DecodeStrategy::sample(),
+            DecodeStrategy::Beam { width: 3 },
+        ] {
+            let mut decoder = Decoder::new(strategy, 3).unwrap();
+            let out = decode(&policy, &reqs, &mut decoder, &dev).unwrap();
+            for (r, lists) in out.iter().enumerate() {
+                for list in lists {
+                    let tf = token_log_probs(
+                        &policy,
+                        &reqs[r..r + 1],
+                        std::slice::from_ref(&list.items),
+                        &dev,
+                    );
+                    assert_eq!(tf[0].len(), list.token_logprobs.len());
+                    for (a, b) in tf[0].iter().zip(&list.token_logprobs) {
+                        assert!(
+                            (a - b).abs() < 1e-4,
+                            "{space:?} {strategy:?}: teacher {a} vs incremental {b}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_decoded_list_is_valid() {
+    let dev = Device::flex();
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    for space in [ActionSpace::Global, ActionSpace::LocalIndex] {
+        let policy = Policy::new(&config(space), &dev).unwrap();
+        let reqs: Vec<Request> = (0..4).map(|k| request(&mut rng, 3 + 2 * k, k)).collect();
+        for strategy in [
+            DecodeStrategy::Greedy,
+            DecodeStrategy::sample(),
+            DecodeStrategy::Beam { width: 4 },
+        ] {
+            let mut decoder = Decoder::new(strategy, 9).unwrap();
+            for (r, lists) in decode(&policy, &reqs, &mut decoder, &dev)
+                .unwrap()
+                .iter()
+                .enumerate()
+            {
+                for list in lists {
+                    let set: BTreeSet<usize> = list.items.iter().copied().collect();
+                    assert_eq!(set.len(), 3);
+                    assert!(list.items.iter().all(|&c| c < reqs[r].candidates.len()));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn padding_does_not_change_real_outputs() {
+    let dev = Device::flex();
+    let policy = Policy::new(&config(ActionSpace::Global), &dev).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let small = request(&mut rng, 5, 1);
+    let big = request(&mut rng, 12, 8);
+    let list = vec![vec![4, 0, 2]];
+    let alone = log_prob(&policy, std::slice::from_ref(&small), &list, &dev)[0];
+    let padded = log_prob(
+        &policy,
+        &[small, big],
+        &[list[0].clone(), vec![0, 1, 2]],
+        &dev,
+    )[0];
+    assert!((alone - padded).abs() < 1e-4, "{alone} vs {padded}");
+    let batch = policy
+        .encode_inputs(&[request(&mut rng, 7, 3)], &dev)
+        .unwrap();
+    assert_eq!(batch.memory.dims(), [1, 1 + 3 + 7, 32]);
+}
+
+#[test]
+fn shuffling_candidates_keeps_the_global_decode() {
+    let dev = Device::flex();
+    let policy = Policy::new(&config(ActionSpace::Global), &dev).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    for _ in 0..4 {
+        let req = request(&mut rng, 10, 4);
+        let mut perm: Vec<usize> = (0..10).collect();
+        perm.shuffle(&mut rng);
+        let mut shuffled = req.clone();
+        shuffled.candidates = perm.iter().map(|&i| req.candidates[i].clone()).collect();
+        shuffled.retriever_scores = perm.iter().map(|&i| req.retriever_scores[i]).collect();
+        let mut greedy = Decoder::new(DecodeStrategy::Greedy, 0).unwrap();
+        let a = &decode(&policy, &[req.clone()], &mut greedy, &dev).unwrap()[0][0];
+        let b = &decode(&policy, &[shuffled.clone()], &mut greedy, &dev).unwrap()[0][0];
+        let items_a: Vec<&Vec<u32>> = a.items.iter().map(|&c| &req.candidates[c]).collect();
+        let items_b: Vec<&Vec<u32>> = b.items.iter().map(|&c| &shuffled.candidates[c]).collect();
+        assert_eq!(items_a, items_b);
+        assert!((a.logprob - b.logprob).abs() < 1e-4);
+    }
+}
+
+#[test]
+fn save_load_and_seeding() {
+    let dev = Device::flex();
+    let cfg = config(ActionSpace::Global);
+    let policy = Policy::new(&cfg, &dev).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let reqs = vec![request(&mut rng, 8, 3), request(&mut rng, 6, 0)];
+    let lists = vec![vec![1, 2, 3], vec![5, 0, 4]];
+    let before = log_prob(&policy, &reqs, &lists, &dev);
+    let dir = tempfile::tempdir().unwrap();
+    policy.save(&cfg, dir.path()).unwrap();
+    let (loaded, loaded_cfg) = Policy::load(dir.path(), &dev).unwrap();
+    assert_eq!(loaded_cfg, cfg);
+    assert_eq!(log_prob(&loaded, &reqs, &lists, &dev), before);
+    // Same seed, same weights; another seed, other weights.
+    let again = Policy::new(&cfg, &dev).unwrap();
+    assert_eq!(log_prob(&again, &reqs, &lists, &dev), before);
+    let other = Policy::new(&cfg.clone().with_seed(12), &dev).unwrap();
+    assert_ne!(log_prob(&other, &reqs, &lists, &dev), before);
+    // A config that does not match the weights is a clear error.
+    let mut wrong = cfg.clone();
+    wrong.d_model = 64;
+    std::fs::write(
+        dir.path().join("policy.json"),
+        serde_json::to_vec(&wrong).unwrap(),
+    )
+    .unwrap();
+    let err = Policy::load(dir.path(), &dev).err().unwrap();
+    assert!(err.to_string().contains("policy.bpk"), "{err}");
+    assert!(policy.summary().contains("parameters"));
+}
+
+#[test]
+fn bad_requests_are_errors() {
+    let dev = Device::flex();
+    let policy = Policy::new(&config(ActionSpace::Global), &dev).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    let mut r = request(&mut rng, 5, 1);
+    r.user_features = vec![5, 0];
+    assert!(policy.encode_inputs(&[r], &dev).is_err());
+    let mut r = request(&mut rng, 5, 1);
+    r.candidates[0] = vec![9, 0, 0];
+    assert!(policy.encode_inputs(&[r.clone()], &dev).is_err());
+    assert!(policy.trie(&r).is_err());
+    let r = request(&mut rng, 13, 1);
+    assert!(policy.encode_inputs(&[r], &dev).is_err());
+    assert!(Policy::new(&config(ActionSpace::Global).with_size(30, 4, 1), &dev).is_err());
+}
+
+#[test]
+fn a_training_step_raises_the_target_log_prob() {
+    let train = Device::flex().autodiff();
+    let mut policy = Policy::new(&config(ActionSpace::Global).with_dropout(0.0), &train).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let reqs: Vec<Request> = (0..4).map(|_| request(&mut rng, 8, 2)).collect();
+    let lists: Vec<Vec<usize>> = (0..4).map(|_| vec![0, 1, 2]).collect();
+    let tries: Vec<CandidateTrie> = reqs.iter().map(|r| policy.trie(r).unwrap()).collect();
+    let mut optim = AdamConfig::new().init();
+    let mut first = None;
+    let mut last = 0.0;
+    for _ in 0..10 {
+        let batch = policy.encode_inputs(&reqs, &train).unwrap();
+        let (_, total) = policy.log_probs(&batch, &tries, &lists).unwrap();
+        let loss = total.mean().neg();
+        last = loss.clone().into_scalar::<f32>();
+        first.get_or_insert(last);
+        let grads = GradientsParams::from_grads(loss.backward(), &policy);
+        policy = optim.step(1e-2, policy, grads);
+    }
+    assert!(
+        last < first.unwrap() * 0.5,
+        "NLL {} -> {last}",
+        first.unwrap()
+    );
+    assert!(policy.valid().parameter_count() > 0);
+}
