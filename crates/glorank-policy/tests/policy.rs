@@ -172,8 +172,8 @@ fn shuffling_candidates_keeps_the_global_decode() {
         shuffled.candidates = perm.iter().map(|&i| req.candidates[i].clone()).collect();
         shuffled.retriever_scores = perm.iter().map(|&i| req.retriever_scores[i]).collect();
         let mut greedy = Decoder::new(DecodeStrategy::Greedy, 0).unwrap();
-        let a = &decode(&policy, &[req.clone()], &mut greedy, &dev).unwrap()[0][0];
-        let b = &decode(&policy, &[shuffled.clone()], &mut greedy, &dev).unwrap()[0][0];
+        let a = &decode(&policy, std::slice::from_ref(&req), &mut greedy, &dev).unwrap()[0][0];
+        let b = &decode(&policy, std::slice::from_ref(&shuffled), &mut greedy, &dev).unwrap()[0][0];
         let items_a: Vec<&Vec<u32>> = a.items.iter().map(|&c| &req.candidates[c]).collect();
         let items_b: Vec<&Vec<u32>> = b.items.iter().map(|&c| &shuffled.candidates[c]).collect();
         assert_eq!(items_a, items_b);
