@@ -38,11 +38,13 @@
 //! ```
 
 mod config;
+mod context;
 mod layers;
 mod model;
 mod scorer;
 
 pub use config::{ActionSpace, PolicyConfig};
+pub use context::{Context, ContextEmbedder, segment};
 pub use layers::{Attention, DecoderLayer};
 pub use model::{EncodedBatch, HistoryItem, Policy, Request};
 pub use scorer::{PolicyScorer, decode};

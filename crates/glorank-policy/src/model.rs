@@ -1,6 +1,7 @@
 //! The policy network: request encoder and list decoder.
 
 use crate::config::{ActionSpace, PolicyConfig};
+use crate::context::{ContextEmbedder, segment};
 use crate::layers::{CrossKv, DecoderLayer, MASKED};
 use crate::{PolicyError, Result};
 use burn::module::{Module, ModuleVisitor, Param};
@@ -65,16 +66,9 @@ pub struct EncodedBatch {
 /// The GloRank policy network (see the crate documentation for the architecture).
 #[derive(Module, Debug)]
 pub struct Policy {
-    /// One token table per semantic-ID level, shared by history, candidates and decoder.
-    token_emb: Vec<Embedding>,
-    /// User attribute table (row 0: the base user token; fields follow at offsets).
-    user_emb: Embedding,
-    /// History feedback labels (0..=7).
-    label_emb: Embedding,
-    /// History recency (0 = most recent).
-    recency_emb: Embedding,
-    /// Segments: user, history, candidate.
-    segment_emb: Embedding,
+    /// Token, user, label, recency and segment embeddings (token tables shared by history,
+    /// candidates and decoder).
+    embedder: ContextEmbedder,
     /// Projection of the retriever score.
     score_proj: Linear,
     encoder: TransformerEncoder,
@@ -88,11 +82,8 @@ pub struct Policy {
     final_norm: LayerNorm,
     /// Global: one head per level (`d -> vocab_l`). Local index: one head `d -> max_candidates`.
     heads: Vec<Linear>,
-    /// Field offsets into `user_emb`.
-    user_offsets: Vec<usize>,
     depth: usize,
     list_len: usize,
-    max_history: usize,
     max_candidates: usize,
     local_index: bool,
     use_score: bool,
@@ -108,12 +99,6 @@ impl Policy {
         let _guard = INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         device.seed(config.seed);
         let d = config.d_model;
-        let mut user_offsets = Vec::new();
-        let mut total = 1;
-        for &s in &config.user_field_sizes {
-            user_offsets.push(total);
-            total += s;
-        }
         let heads = match config.action_space {
             ActionSpace::Global => config
                 .vocab_sizes
@@ -126,15 +111,13 @@ impl Policy {
         };
         let bos = Tensor::<2>::random([1, d], burn::tensor::Distribution::Normal(0.0, 1.0), device);
         let policy = Self {
-            token_emb: config
-                .vocab_sizes
-                .iter()
-                .map(|&v| EmbeddingConfig::new(v, d).init(device))
-                .collect(),
-            user_emb: EmbeddingConfig::new(total, d).init(device),
-            label_emb: EmbeddingConfig::new(8, d).init(device),
-            recency_emb: EmbeddingConfig::new(config.max_history.max(1), d).init(device),
-            segment_emb: EmbeddingConfig::new(3, d).init(device),
+            embedder: ContextEmbedder::new(
+                &config.vocab_sizes,
+                &config.user_field_sizes,
+                d,
+                config.max_history,
+                device,
+            ),
             score_proj: LinearConfig::new(1, d).init(device),
             encoder: TransformerEncoderConfig::new(
                 d,
@@ -153,10 +136,8 @@ impl Policy {
                 .collect(),
             final_norm: LayerNormConfig::new(d).init(device),
             heads,
-            user_offsets,
             depth: config.depth(),
             list_len: config.list_len,
-            max_history: config.max_history,
             max_candidates: config.max_candidates,
             local_index: config.action_space == ActionSpace::LocalIndex,
             use_score: config.use_retriever_score,
@@ -197,23 +178,8 @@ impl Policy {
         if self.local_index {
             vec![self.max_candidates]
         } else {
-            self.token_emb.iter().map(|e| e.weight.dims()[0]).collect()
+            self.embedder.vocab_sizes()
         }
-    }
-
-    /// Sum of the level-token embeddings of `tokens [B, M, depth]` -> `[B, M, d]`.
-    fn item_embedding(&self, tokens: Tensor<3, Int>) -> Tensor<3> {
-        let [b, m, _] = tokens.dims();
-        let mut out: Option<Tensor<3>> = None;
-        for (l, emb) in self.token_emb.iter().enumerate() {
-            let t = tokens.clone().slice([0..b, 0..m, l..l + 1]).reshape([b, m]);
-            let e = emb.forward(t);
-            out = Some(match out {
-                Some(o) => o + e,
-                None => e,
-            });
-        }
-        out.unwrap_or_else(|| Tensor::zeros([b, m, 1], &tokens.device()))
     }
 
     /// The decoding trie of a request for this policy's action space: the candidates'
@@ -241,54 +207,23 @@ impl Policy {
 
     /// Checks a request against the configuration.
     fn check(&self, r: usize, req: &Request) -> Result<()> {
-        let vocab: Vec<usize> = self.token_emb.iter().map(|e| e.weight.dims()[0]).collect();
-        let bad = |m: String| Err(PolicyError::InvalidInput(format!("request {r}: {m}")));
-        if req.user_features.len() != self.user_offsets.len() {
-            return bad(format!(
-                "{} user features, the policy has {} fields",
-                req.user_features.len(),
-                self.user_offsets.len()
-            ));
-        }
-        let sizes: Vec<usize> = (0..self.user_offsets.len())
-            .map(|f| {
-                let end = self
-                    .user_offsets
-                    .get(f + 1)
-                    .copied()
-                    .unwrap_or(self.user_emb.weight.dims()[0]);
-                end - self.user_offsets[f]
-            })
-            .collect();
-        if let Some(f) = (0..sizes.len()).find(|&f| req.user_features[f] as usize >= sizes[f]) {
-            return bad(format!(
-                "user feature {f} = {} exceeds its {} categories",
-                req.user_features[f], sizes[f]
-            ));
-        }
+        self.embedder
+            .check_context(r, &req.user_features, &req.history)?;
         if req.candidates.is_empty() || req.candidates.len() > self.max_candidates {
-            return bad(format!(
-                "{} candidates (need 1..={})",
+            return Err(PolicyError::InvalidInput(format!(
+                "request {r}: {} candidates (need 1..={})",
                 req.candidates.len(),
                 self.max_candidates
-            ));
+            )));
         }
         if !req.retriever_scores.is_empty() && req.retriever_scores.len() != req.candidates.len() {
-            return bad("retriever_scores and candidates differ in length".into());
+            return Err(PolicyError::InvalidInput(format!(
+                "request {r}: retriever_scores and candidates differ in length"
+            )));
         }
-        let tuples = req
-            .candidates
-            .iter()
-            .chain(req.history.iter().map(|h| &h.tuple));
-        for t in tuples {
-            if t.len() != self.depth || t.iter().zip(&vocab).any(|(&x, &v)| x as usize >= v) {
-                return bad(format!(
-                    "tuple {t:?} does not fit the vocabularies {vocab:?}"
-                ));
-            }
-        }
-        if req.history.iter().any(|h| h.labels > 7) {
-            return bad("history labels must be in 0..=7".into());
+        for c in &req.candidates {
+            self.embedder
+                .check_tuple(&format!("request {r}, candidate"), c)?;
         }
         Ok(())
     }
@@ -309,87 +244,42 @@ impl Policy {
             self.check(r, req)?;
         }
         let b = requests.len();
-        let dep = self.depth;
-        let h = requests
-            .iter()
-            .map(|r| r.history.len().min(self.max_history))
-            .max()
-            .unwrap_or(0)
-            .max(1);
         let n = requests
             .iter()
             .map(|r| r.candidates.len())
             .max()
             .unwrap_or(1);
-        let f = self.user_offsets.len();
-        let mut user = vec![0i64; b * (f + 1)];
-        let mut hist_tok = vec![0i64; b * h * dep];
-        let mut hist_lab = vec![0i64; b * h];
-        let mut hist_rec = vec![0i64; b * h];
-        let mut cand_tok = vec![0i64; b * n * dep];
+        let contexts: Vec<(&[u32], &[HistoryItem])> = requests
+            .iter()
+            .map(|r| (r.user_features.as_slice(), r.history.as_slice()))
+            .collect();
+        let ctx = self.embedder.context(&contexts, device);
+        let s = 1 + ctx.history_len + n;
+        let mut pad = Vec::with_capacity(b * s);
         let mut score = vec![0f32; b * n];
-        let mut pad = vec![false; b * (1 + h + n)];
         for (r, req) in requests.iter().enumerate() {
-            for (k, &v) in req.user_features.iter().enumerate() {
-                user[r * (f + 1) + 1 + k] = (self.user_offsets[k] + v as usize) as i64;
-            }
-            let hist = &req.history[req.history.len().saturating_sub(self.max_history)..];
-            for p in 0..h {
-                let masked = p >= hist.len();
-                pad[r * (1 + h + n) + 1 + p] = masked;
-                if !masked {
-                    let item = &hist[p];
-                    for (l, &t) in item.tuple.iter().enumerate() {
-                        hist_tok[(r * h + p) * dep + l] = i64::from(t);
-                    }
-                    hist_lab[r * h + p] = i64::from(item.labels);
-                    hist_rec[r * h + p] = (hist.len() - 1 - p) as i64;
-                }
-            }
-            for c in 0..n {
-                let masked = c >= req.candidates.len();
-                pad[r * (1 + h + n) + 1 + h + c] = masked;
-                if !masked {
-                    for (l, &t) in req.candidates[c].iter().enumerate() {
-                        cand_tok[(r * n + c) * dep + l] = i64::from(t);
-                    }
-                    if self.use_score {
-                        score[r * n + c] = req.retriever_scores.get(c).copied().unwrap_or(0.0);
-                    }
+            pad.extend_from_slice(&ctx.pad[r * (s - n)..(r + 1) * (s - n)]);
+            pad.extend((0..n).map(|c| c >= req.candidates.len()));
+            if self.use_score {
+                for (c, &x) in req.retriever_scores.iter().enumerate() {
+                    score[r * n + c] = x;
                 }
             }
         }
-        let int2 =
-            |v: Vec<i64>, s: [usize; 2]| Tensor::<2, Int>::from_data(TensorData::new(v, s), device);
-        let int3 =
-            |v: Vec<i64>, s: [usize; 3]| Tensor::<3, Int>::from_data(TensorData::new(v, s), device);
-        let seg = |k: i64, len: usize| {
-            self.segment_emb.forward(Tensor::<2, Int>::from_data(
-                TensorData::new(vec![k; b * len], [b, len]),
-                device,
-            ))
-        };
-        // User token: base row 0 plus each attribute.
-        let user_tok = self.user_emb.forward(int2(user, [b, f + 1])).sum_dim(1) + seg(0, 1); // [B,1,d]
-        let hist = self.item_embedding(int3(hist_tok, [b, h, dep]))
-            + self.label_emb.forward(int2(hist_lab, [b, h]))
-            + self.recency_emb.forward(int2(hist_rec, [b, h]))
-            + seg(1, h);
-        let cand_items = self.item_embedding(int3(cand_tok, [b, n, dep]));
-        let mut cand = cand_items.clone() + seg(2, n);
+        let rows: Vec<&[Vec<u32>]> = requests.iter().map(|r| r.candidates.as_slice()).collect();
+        let cand_items = self.embedder.items(self.embedder.tokens(&rows, n, device));
+        let mut cand = cand_items.clone() + self.embedder.segment(segment::ITEMS, b, n, device);
         if self.use_score {
             let s = Tensor::<3>::from_data(TensorData::new(score, [b, n, 1]), device);
             cand = cand + self.score_proj.forward(s);
         }
-        let x = Tensor::cat(vec![user_tok, hist, cand], 1);
-        let pad_t =
-            Tensor::<2, Bool>::from_data(TensorData::new(pad.clone(), [b, 1 + h + n]), device);
+        let x = Tensor::cat(vec![ctx.x, cand], 1);
+        let pad_t = Tensor::<2, Bool>::from_data(TensorData::new(pad.clone(), [b, s]), device);
         let memory = self
             .encoder
             .forward(TransformerEncoderInput::new(x).mask_pad(pad_t));
         let bias: Vec<f32> = pad.iter().map(|&p| if p { MASKED } else { 0.0 }).collect();
-        let memory_bias =
-            Tensor::<4>::from_data(TensorData::new(bias, [b, 1, 1, 1 + h + n]), device);
+        let memory_bias = Tensor::<4>::from_data(TensorData::new(bias, [b, 1, 1, s]), device);
         Ok(EncodedBatch {
             memory,
             memory_bias,
@@ -453,10 +343,10 @@ impl Policy {
         }
         let level = (t - 1) % self.depth;
         let ids: Vec<i64> = tokens.iter().map(|&x| i64::from(x)).collect();
-        self.token_emb[level].forward(Tensor::<2, Int>::from_data(
-            TensorData::new(ids, [rows, 1]),
-            device,
-        ))
+        self.embedder.token(
+            level,
+            Tensor::<2, Int>::from_data(TensorData::new(ids, [rows, 1]), device),
+        )
     }
 
     /// Logits of the head for step `t` from decoder states `h [R, d]` -> `[R, V]`.

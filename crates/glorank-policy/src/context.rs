@@ -1,0 +1,219 @@
+//! Embeddings shared by the policy and the reward models: semantic-ID items, the user token
+//! and the history, with segment embeddings. Each model owns its own instance (its own
+//! weights); the code is written once.
+
+use crate::model::HistoryItem;
+use crate::{PolicyError, Result};
+use burn::module::Module;
+use burn::nn::{Embedding, EmbeddingConfig};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+/// Segment ids of the encoder sequence.
+pub mod segment {
+    /// The user token.
+    pub const USER: i64 = 0;
+    /// History items.
+    pub const HISTORY: i64 = 1;
+    /// Candidates (policy) or list items (reward model).
+    pub const ITEMS: i64 = 2;
+}
+
+/// Token, user, label, recency and segment embeddings.
+#[derive(Module, Debug)]
+pub struct ContextEmbedder {
+    /// One token table per semantic-ID level.
+    token_emb: Vec<Embedding>,
+    /// User attribute table (row 0: the base user token; fields follow at offsets).
+    user_emb: Embedding,
+    /// History feedback labels (0..=7).
+    label_emb: Embedding,
+    /// History recency (0 = most recent).
+    recency_emb: Embedding,
+    /// Segments: user, history, items.
+    segment_emb: Embedding,
+    /// Field offsets into `user_emb`.
+    user_offsets: Vec<usize>,
+    /// Categories of each user field.
+    user_sizes: Vec<usize>,
+    max_history: usize,
+}
+
+/// The `[user, history...]` part of an encoder sequence.
+pub struct Context {
+    /// Embeddings `[B, 1 + H, d]`.
+    pub x: Tensor<3>,
+    /// Padding flags, row-major `[B, 1 + H]`.
+    pub pad: Vec<bool>,
+    /// Padded history length `H` (at least 1).
+    pub history_len: usize,
+}
+
+impl ContextEmbedder {
+    /// Tables of width `d` for these vocabularies and user attributes.
+    pub fn new(
+        vocab_sizes: &[usize],
+        user_field_sizes: &[usize],
+        d: usize,
+        max_history: usize,
+        device: &Device,
+    ) -> Self {
+        let mut user_offsets = Vec::new();
+        let mut total = 1;
+        for &s in user_field_sizes {
+            user_offsets.push(total);
+            total += s;
+        }
+        Self {
+            token_emb: vocab_sizes
+                .iter()
+                .map(|&v| EmbeddingConfig::new(v, d).init(device))
+                .collect(),
+            user_emb: EmbeddingConfig::new(total, d).init(device),
+            label_emb: EmbeddingConfig::new(8, d).init(device),
+            recency_emb: EmbeddingConfig::new(max_history.max(1), d).init(device),
+            segment_emb: EmbeddingConfig::new(3, d).init(device),
+            user_offsets,
+            user_sizes: user_field_sizes.to_vec(),
+            max_history,
+        }
+    }
+
+    /// Vocabulary of each semantic-ID level.
+    pub fn vocab_sizes(&self) -> Vec<usize> {
+        self.token_emb.iter().map(|e| e.weight.dims()[0]).collect()
+    }
+
+    /// Tokens per item.
+    pub fn depth(&self) -> usize {
+        self.token_emb.len()
+    }
+
+    /// Embedding of level-`level` tokens `[R, 1]` -> `[R, 1, d]`.
+    pub fn token(&self, level: usize, tokens: Tensor<2, Int>) -> Tensor<3> {
+        self.token_emb[level].forward(tokens)
+    }
+
+    /// Sum of the level-token embeddings of `tokens [B, M, depth]` -> `[B, M, d]`.
+    pub fn items(&self, tokens: Tensor<3, Int>) -> Tensor<3> {
+        let [b, m, _] = tokens.dims();
+        let mut out: Option<Tensor<3>> = None;
+        for (l, emb) in self.token_emb.iter().enumerate() {
+            let t = tokens.clone().slice([0..b, 0..m, l..l + 1]).reshape([b, m]);
+            let e = emb.forward(t);
+            out = Some(match out {
+                Some(o) => o + e,
+                None => e,
+            });
+        }
+        out.unwrap_or_else(|| Tensor::zeros([b, m, 1], &tokens.device()))
+    }
+
+    /// Segment embedding `[B, len, d]` of segment `k`.
+    pub fn segment(&self, k: i64, b: usize, len: usize, device: &Device) -> Tensor<3> {
+        self.segment_emb.forward(Tensor::<2, Int>::from_data(
+            TensorData::new(vec![k; b * len], [b, len]),
+            device,
+        ))
+    }
+
+    /// Tokens of `rows` lists of tuples, padded with zeros to `m` per row: `[B, m, depth]`.
+    pub fn tokens(&self, rows: &[&[Vec<u32>]], m: usize, device: &Device) -> Tensor<3, Int> {
+        let dep = self.depth();
+        let mut v = vec![0i64; rows.len() * m * dep];
+        for (r, tuples) in rows.iter().enumerate() {
+            for (p, t) in tuples.iter().take(m).enumerate() {
+                for (l, &x) in t.iter().enumerate() {
+                    v[(r * m + p) * dep + l] = i64::from(x);
+                }
+            }
+        }
+        Tensor::from_data(TensorData::new(v, [rows.len(), m, dep]), device)
+    }
+
+    /// Checks a tuple against the vocabularies.
+    pub fn check_tuple(&self, what: &str, tuple: &[u32]) -> Result<()> {
+        let vocab = self.vocab_sizes();
+        if tuple.len() != vocab.len() || tuple.iter().zip(&vocab).any(|(&x, &v)| x as usize >= v) {
+            return Err(PolicyError::InvalidInput(format!(
+                "{what}: tuple {tuple:?} does not fit the vocabularies {vocab:?}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks user features and history of request `r`.
+    pub fn check_context(&self, r: usize, user: &[u32], history: &[HistoryItem]) -> Result<()> {
+        if user.len() != self.user_sizes.len() {
+            return Err(PolicyError::InvalidInput(format!(
+                "request {r}: {} user features, the model has {} fields",
+                user.len(),
+                self.user_sizes.len()
+            )));
+        }
+        if let Some(f) = (0..user.len()).find(|&f| user[f] as usize >= self.user_sizes[f]) {
+            return Err(PolicyError::InvalidInput(format!(
+                "request {r}: user feature {f} = {} exceeds its {} categories",
+                user[f], self.user_sizes[f]
+            )));
+        }
+        for h in history {
+            self.check_tuple(&format!("request {r}, history"), &h.tuple)?;
+            if h.labels > 7 {
+                return Err(PolicyError::InvalidInput(format!(
+                    "request {r}: history labels must be in 0..=7, found {}",
+                    h.labels
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Embeds `[user, history...]` of each `(user features, history)` pair; the most recent
+    /// `max_history` history items are used and shorter histories are padded.
+    pub fn context(&self, contexts: &[(&[u32], &[HistoryItem])], device: &Device) -> Context {
+        let b = contexts.len();
+        let h = contexts
+            .iter()
+            .map(|(_, hist)| hist.len().min(self.max_history))
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let f = self.user_offsets.len();
+        let mut user = vec![0i64; b * (f + 1)];
+        let mut labels = vec![0i64; b * h];
+        let mut recency = vec![0i64; b * h];
+        let mut pad = vec![false; b * (1 + h)];
+        let mut tuples: Vec<&[Vec<u32>]> = Vec::with_capacity(b);
+        let mut hist_tuples: Vec<Vec<Vec<u32>>> = Vec::with_capacity(b);
+        for (r, (feats, hist)) in contexts.iter().enumerate() {
+            for (k, &v) in feats.iter().enumerate() {
+                user[r * (f + 1) + 1 + k] = (self.user_offsets[k] + v as usize) as i64;
+            }
+            let hist = &hist[hist.len().saturating_sub(self.max_history)..];
+            for p in 0..h {
+                pad[r * (1 + h) + 1 + p] = p >= hist.len();
+                if let Some(item) = hist.get(p) {
+                    labels[r * h + p] = i64::from(item.labels);
+                    recency[r * h + p] = (hist.len() - 1 - p) as i64;
+                }
+            }
+            hist_tuples.push(hist.iter().map(|x| x.tuple.clone()).collect());
+        }
+        for t in &hist_tuples {
+            tuples.push(t);
+        }
+        let int2 =
+            |v: Vec<i64>, s: [usize; 2]| Tensor::<2, Int>::from_data(TensorData::new(v, s), device);
+        let user_tok = self.user_emb.forward(int2(user, [b, f + 1])).sum_dim(1)
+            + self.segment(segment::USER, b, 1, device);
+        let hist = self.items(self.tokens(&tuples, h, device))
+            + self.label_emb.forward(int2(labels, [b, h]))
+            + self.recency_emb.forward(int2(recency, [b, h]))
+            + self.segment(segment::HISTORY, b, h, device);
+        Context {
+            x: Tensor::cat(vec![user_tok, hist], 1),
+            pad,
+            history_len: h,
+        }
+    }
+}
