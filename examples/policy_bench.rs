@@ -1,7 +1,7 @@
 //! Policy benchmark: parameter counts, decoding latency and throughput, teacher-forced
 //! training throughput, on the CPU (flex) backend.
 //!
-//! `cargo run --release -p glorank-examples --example policy_bench`
+//! `cargo run --release -p glorank-examples --example policy_bench [-- --params-only]`
 //!
 //! Setup: default policy (d = 128, 4 heads, 2 encoder + 2 decoder layers), semantic IDs of
 //! depth 4 (3 x 256 codes + a dedupe level of 32), N = 50 candidates, L = 6, histories of 50.
@@ -10,6 +10,7 @@ use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::Device;
 use glorank_policy::{ActionSpace, HistoryItem, Policy, PolicyConfig, Request, decode};
+use glorank_reward::{RewardConfig, RewardRole, UserResponseModel};
 use glorank_trie::{CandidateTrie, DecodeStrategy, Decoder};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
@@ -51,6 +52,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dev = Device::flex();
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let reqs: Vec<Request> = (0..256).map(|_| request(&mut rng)).collect();
+    for role in [RewardRole::Evaluator, RewardRole::Simulator] {
+        let model = UserResponseModel::new(&RewardConfig::for_role(role, VOCAB.to_vec()), &dev)?;
+        println!(
+            "reward model ({role:?} defaults): {} parameters",
+            model.num_params()
+        );
+    }
+    if std::env::args().nth(1).as_deref() == Some("--params-only") {
+        return Ok(());
+    }
     for space in [ActionSpace::Global, ActionSpace::LocalIndex] {
         let config = PolicyConfig::new(VOCAB.to_vec()).with_action_space(space);
         let policy = Policy::new(&config, &dev)?;
