@@ -46,11 +46,11 @@ mod scorer;
 pub use config::{ActionSpace, PolicyConfig};
 pub use context::{Context, ContextEmbedder, segment};
 pub use layers::{Attention, DecoderLayer};
-pub use model::{EncodedBatch, HistoryItem, Policy, Request};
+pub use model::{EncodedBatch, HistoryItem, Policy, Request, init_seeded};
 pub use scorer::{PolicyScorer, decode};
 
-use burn::module::Module;
 use burn::tensor::Device;
+pub use glorank_tokenizer::persist;
 use std::path::{Path, PathBuf};
 
 /// File name of the policy configuration inside a model directory.
@@ -82,6 +82,24 @@ pub enum PolicyError {
     },
 }
 
+impl From<glorank_tokenizer::TokenizerError> for PolicyError {
+    fn from(e: glorank_tokenizer::TokenizerError) -> Self {
+        match e {
+            glorank_tokenizer::TokenizerError::Io { path, source } => Self::File {
+                path,
+                message: source.to_string(),
+            },
+            glorank_tokenizer::TokenizerError::Format { path, message } => {
+                Self::File { path, message }
+            }
+            other => Self::File {
+                path: PathBuf::new(),
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
 /// Result alias of this crate.
 pub type Result<T, E = PolicyError> = std::result::Result<T, E>;
 
@@ -92,20 +110,9 @@ impl Policy {
     /// # Errors
     /// [`PolicyError::File`] naming the file.
     pub fn save(&self, config: &PolicyConfig, dir: &Path) -> Result<()> {
-        let err = |path: &Path, e: &dyn std::fmt::Display| PolicyError::File {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        };
-        std::fs::create_dir_all(dir).map_err(|e| err(dir, &e))?;
-        let cfg_path = dir.join(CONFIG_FILE);
-        let tmp = dir.join(format!(".{CONFIG_FILE}.tmp"));
-        let json = serde_json::to_vec_pretty(config).map_err(|e| err(&cfg_path, &e))?;
-        std::fs::write(&tmp, json).map_err(|e| err(&tmp, &e))?;
-        std::fs::rename(&tmp, &cfg_path).map_err(|e| err(&cfg_path, &e))?;
-        let w = dir.join(WEIGHTS_FILE);
-        let tmp = dir.join(format!(".{WEIGHTS_FILE}.tmp"));
-        self.clone().save_file(&tmp).map_err(|e| err(&w, &e))?;
-        std::fs::rename(&tmp, &w).map_err(|e| err(&w, &e))
+        persist::save_json(&dir.join(CONFIG_FILE), config)?;
+        persist::save_weights(self, &dir.join(WEIGHTS_FILE))?;
+        Ok(())
     }
 
     /// Loads a policy saved with [`Policy::save`] onto `device`.
@@ -114,29 +121,8 @@ impl Policy {
     /// [`PolicyError::File`] for a missing or unreadable file, or weights that do not match
     /// the configuration.
     pub fn load(dir: &Path, device: &Device) -> Result<(Self, PolicyConfig)> {
-        let cfg_path = dir.join(CONFIG_FILE);
-        let bytes = std::fs::read(&cfg_path).map_err(|e| PolicyError::File {
-            path: cfg_path.clone(),
-            message: e.to_string(),
-        })?;
-        let config: PolicyConfig =
-            serde_json::from_slice(&bytes).map_err(|e| PolicyError::File {
-                path: cfg_path.clone(),
-                message: e.to_string(),
-            })?;
-        let w = dir.join(WEIGHTS_FILE);
-        if !w.exists() {
-            return Err(PolicyError::File {
-                path: w,
-                message: "weights not found".into(),
-            });
-        }
-        let policy = Policy::new(&config, device)?
-            .try_load_file(&w)
-            .map_err(|e| PolicyError::File {
-                path: w.clone(),
-                message: format!("weights do not match {CONFIG_FILE}: {e}"),
-            })?;
+        let config: PolicyConfig = persist::load_json(&dir.join(CONFIG_FILE))?;
+        let policy = persist::load_weights(Policy::new(&config, device)?, &dir.join(WEIGHTS_FILE))?;
         Ok((policy, config))
     }
 }

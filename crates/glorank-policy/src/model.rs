@@ -19,6 +19,20 @@ use std::sync::Mutex;
 /// some backends keep globally, so two models built at once would interleave their draws.
 static INIT_LOCK: Mutex<()> = Mutex::new(());
 
+/// Builds a module with burn's initialisers seeded by `seed`, reproducibly.
+///
+/// burn draws initial weights from a device RNG that some backends keep process-wide, and
+/// parameters initialise lazily on first use. This holds a process-wide lock, seeds the
+/// device, builds the module and forces every parameter's initialisation in module order, so
+/// the same seed gives the same weights even when other models are built concurrently.
+pub fn init_seeded<M: Module>(device: &Device, seed: u64, build: impl FnOnce() -> M) -> M {
+    let _guard = INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    device.seed(seed);
+    let module = build();
+    module.visit(&mut Materialize);
+    module
+}
+
 /// Forces the lazy initialisation of every float parameter.
 struct Materialize;
 
@@ -96,8 +110,13 @@ impl Policy {
     /// [`PolicyError::InvalidConfig`] for an invalid configuration.
     pub fn new(config: &PolicyConfig, device: &Device) -> Result<Self> {
         config.validate()?;
-        let _guard = INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        device.seed(config.seed);
+        Ok(init_seeded(device, config.seed, || {
+            Self::build(config, device)
+        }))
+    }
+
+    /// Builds the modules (called under [`init_seeded`]).
+    fn build(config: &PolicyConfig, device: &Device) -> Self {
         let d = config.d_model;
         let heads = match config.action_space {
             ActionSpace::Global => config
@@ -110,7 +129,7 @@ impl Policy {
             }
         };
         let bos = Tensor::<2>::random([1, d], burn::tensor::Distribution::Normal(0.0, 1.0), device);
-        let policy = Self {
+        Self {
             embedder: ContextEmbedder::new(
                 &config.vocab_sizes,
                 &config.user_field_sizes,
@@ -141,11 +160,7 @@ impl Policy {
             max_candidates: config.max_candidates,
             local_index: config.action_space == ActionSpace::LocalIndex,
             use_score: config.use_retriever_score,
-        };
-        // Parameters initialise lazily; draw them now, in module order, while the seeded
-        // RNG is ours.
-        policy.visit(&mut Materialize);
-        Ok(policy)
+        }
     }
 
     /// Tokens per item.

@@ -37,17 +37,16 @@
 //! # Ok::<(), glorank_reward::RewardError>(())
 //! ```
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::nn::transformer::{
     TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
 };
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
-use glorank_policy::{ContextEmbedder, HistoryItem, segment};
+use glorank_policy::{ContextEmbedder, HistoryItem, PolicyError, init_seeded, persist, segment};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::Path;
 
 /// Behaviours predicted per slot, in output order.
 pub const BEHAVIOURS: [&str; 3] = ["click", "like", "star"];
@@ -57,10 +56,6 @@ pub const CONFIG_FILE: &str = "reward.json";
 
 /// File name of the weights.
 pub const WEIGHTS_FILE: &str = "reward.bpk";
-
-/// Serialises seeded initialisation (see `glorank-policy`: burn's initialisers share a
-/// device RNG).
-static INIT_LOCK: Mutex<()> = Mutex::new(());
 
 /// Errors of the reward crate.
 #[derive(Debug, thiserror::Error)]
@@ -72,17 +67,10 @@ pub enum RewardError {
     /// An example does not fit the model.
     #[error("invalid input: {0}")]
     InvalidInput(String),
-    /// Context embedding rejected an input.
+    /// Context embedding rejected an input, or a model file could not be read or written
+    /// (the message names the file).
     #[error(transparent)]
     Policy(#[from] glorank_policy::PolicyError),
-    /// A file could not be read or written.
-    #[error("{}: {message}", path.display())]
-    File {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
 }
 
 /// Result alias of this crate.
@@ -240,15 +228,6 @@ impl RewardExample {
     }
 }
 
-/// Forces lazy parameter initialisation.
-struct Materialize;
-
-impl ModuleVisitor for Materialize {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let _ = param.val();
-    }
-}
-
 /// The list-wise user-response model.
 #[derive(Module, Debug)]
 pub struct UserResponseModel {
@@ -267,10 +246,8 @@ impl UserResponseModel {
     /// [`RewardError::InvalidConfig`].
     pub fn new(config: &RewardConfig, device: &Device) -> Result<Self> {
         config.validate()?;
-        let _guard = INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        device.seed(config.seed);
         let d = config.d_model;
-        let model = Self {
+        Ok(init_seeded(device, config.seed, || Self {
             embedder: ContextEmbedder::new(
                 &config.vocab_sizes,
                 &config.user_field_sizes,
@@ -285,9 +262,7 @@ impl UserResponseModel {
                 .init(device),
             head: LinearConfig::new(d, 3).init(device),
             list_len: config.list_len,
-        };
-        model.visit(&mut Materialize);
-        Ok(model)
+        }))
     }
 
     /// Per-slot behaviour logits `[B, L, 3]` (`L` = the longest list of the batch; slots past
@@ -389,42 +364,21 @@ impl UserResponseModel {
     /// # Errors
     /// [`RewardError::File`] naming the file.
     pub fn save(&self, config: &RewardConfig, dir: &Path) -> Result<()> {
-        let err = |path: &Path, e: &dyn std::fmt::Display| RewardError::File {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        };
-        std::fs::create_dir_all(dir).map_err(|e| err(dir, &e))?;
-        let cfg = dir.join(CONFIG_FILE);
-        let tmp = dir.join(format!(".{CONFIG_FILE}.tmp"));
-        let json = serde_json::to_vec_pretty(config).map_err(|e| err(&cfg, &e))?;
-        std::fs::write(&tmp, json).map_err(|e| err(&tmp, &e))?;
-        std::fs::rename(&tmp, &cfg).map_err(|e| err(&cfg, &e))?;
-        let w = dir.join(WEIGHTS_FILE);
-        let tmp = dir.join(format!(".{WEIGHTS_FILE}.tmp"));
-        self.clone().save_file(&tmp).map_err(|e| err(&w, &e))?;
-        std::fs::rename(&tmp, &w).map_err(|e| err(&w, &e))
+        persist::save_json(&dir.join(CONFIG_FILE), config).map_err(PolicyError::from)?;
+        persist::save_weights(self, &dir.join(WEIGHTS_FILE)).map_err(PolicyError::from)?;
+        Ok(())
     }
 
     /// Loads a model saved with [`UserResponseModel::save`] onto `device`.
     ///
     /// # Errors
-    /// [`RewardError::File`] for missing files or weights that do not match the configuration.
+    /// [`RewardError::Policy`] wrapping a file error for missing files or weights that do
+    /// not match the configuration.
     pub fn load(dir: &Path, device: &Device) -> Result<(Self, RewardConfig)> {
-        let cfg_path = dir.join(CONFIG_FILE);
-        let file_err = |path: &Path, message: String| RewardError::File {
-            path: path.to_path_buf(),
-            message,
-        };
-        let bytes = std::fs::read(&cfg_path).map_err(|e| file_err(&cfg_path, e.to_string()))?;
         let config: RewardConfig =
-            serde_json::from_slice(&bytes).map_err(|e| file_err(&cfg_path, e.to_string()))?;
-        let w = dir.join(WEIGHTS_FILE);
-        if !w.exists() {
-            return Err(file_err(&w, "weights not found".into()));
-        }
-        let model = Self::new(&config, device)?
-            .try_load_file(&w)
-            .map_err(|e| file_err(&w, format!("weights do not match {CONFIG_FILE}: {e}")))?;
+            persist::load_json(&dir.join(CONFIG_FILE)).map_err(PolicyError::from)?;
+        let model = persist::load_weights(Self::new(&config, device)?, &dir.join(WEIGHTS_FILE))
+            .map_err(PolicyError::from)?;
         Ok((model, config))
     }
 }

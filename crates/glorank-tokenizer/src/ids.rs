@@ -167,11 +167,7 @@ impl SemanticIds {
     /// # Errors
     /// [`TokenizerError::Io`] naming the file.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let json = serde_json::to_vec_pretty(self).map_err(|e| TokenizerError::Format {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        crate::write_atomic(path, &json)
+        crate::persist::save_json(path, self)
     }
 
     /// Reads a table written by [`SemanticIds::save`] and checks it.
@@ -180,11 +176,7 @@ impl SemanticIds {
     /// [`TokenizerError::Io`] / [`TokenizerError::Format`] naming the file; the message names
     /// the first bad item (wrong length, token out of range, duplicate tuple).
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| TokenizerError::io(path, e))?;
-        let mut ids: Self = serde_json::from_slice(&bytes).map_err(|e| TokenizerError::Format {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let mut ids: Self = crate::persist::load_json(path)?;
         let bad = |message: String| TokenizerError::Format {
             path: path.to_path_buf(),
             message,

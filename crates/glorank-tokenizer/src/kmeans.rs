@@ -363,14 +363,10 @@ impl RqKMeans {
     /// [`TokenizerError::Io`] naming the file.
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| TokenizerError::io(dir, e))?;
-        let path = dir.join(crate::TOKENIZER_FILE);
-        let json = serde_json::to_vec(&crate::Saved::RqKMeans(self.clone())).map_err(|e| {
-            TokenizerError::Format {
-                path: path.clone(),
-                message: e.to_string(),
-            }
-        })?;
-        crate::write_atomic(&path, &json)
+        crate::persist::save_json(
+            &dir.join(crate::TOKENIZER_FILE),
+            &crate::Saved::RqKMeans(self.clone()),
+        )
     }
 }
 

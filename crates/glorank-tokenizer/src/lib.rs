@@ -35,6 +35,7 @@
 
 mod ids;
 mod kmeans;
+pub mod persist;
 mod rqvae;
 
 pub use burn::tensor::{Device, DeviceKind};
@@ -45,7 +46,6 @@ pub use rqvae::{Mlp, RqVae, RqVaeConfig, RqVaeModel, WEIGHTS_FILE};
 use rand::SeedableRng;
 use rand::rngs::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// File name of the tokenizer description (method, configuration, codebooks for RQ-KMeans).
@@ -118,6 +118,18 @@ pub enum TokenizerError {
         /// What is wrong.
         message: String,
     },
+}
+
+impl From<glorank_data::DataError> for TokenizerError {
+    fn from(e: glorank_data::DataError) -> Self {
+        match e {
+            glorank_data::DataError::Io { path, source } => Self::Io { path, source },
+            other => Self::Format {
+                path: PathBuf::new(),
+                message: other.to_string(),
+            },
+        }
+    }
 }
 
 impl TokenizerError {
@@ -196,12 +208,7 @@ pub(crate) enum Saved {
 /// # Errors
 /// I/O and format errors naming the file.
 pub fn load_tokenizer(dir: &Path, device: Device) -> Result<Box<dyn ItemTokenizer>> {
-    let path = dir.join(TOKENIZER_FILE);
-    let bytes = std::fs::read(&path).map_err(|e| TokenizerError::io(&path, e))?;
-    let saved: Saved = serde_json::from_slice(&bytes).map_err(|e| TokenizerError::Format {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
+    let saved: Saved = persist::load_json(&dir.join(TOKENIZER_FILE))?;
     Ok(match saved {
         Saved::RqVae {
             config,
@@ -245,12 +252,7 @@ pub fn save_artifacts(tokenizer: &dyn ItemTokenizer, ids: &SemanticIds, dir: &Pa
     tokenizer.save(dir)?;
     ids.save(&dir.join(IDS_FILE))?;
     if let Some(stats) = tokenizer.stats() {
-        let path = dir.join(STATS_FILE);
-        let json = serde_json::to_vec_pretty(stats).map_err(|e| TokenizerError::Format {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        write_atomic(&path, &json)?;
+        persist::save_json(&dir.join(STATS_FILE), stats)?;
     }
     Ok(())
 }
@@ -336,27 +338,4 @@ pub(crate) fn warn_overflow(stats: &TokenizerStats, requested: usize) {
             "items sharing one code prefix exceed the requested dedupe vocabulary; it was enlarged"
         );
     }
-}
-
-/// Writes `bytes` to `path` atomically (temporary file in the same folder, then rename).
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        TokenizerError::io(path, e)
-    })
 }

@@ -513,28 +513,13 @@ impl RqVae {
     /// [`TokenizerError::NotFitted`], or I/O errors naming the file.
     pub fn save(&self, dir: &Path) -> Result<()> {
         let model = self.model.as_ref().ok_or(TokenizerError::NotFitted)?;
-        std::fs::create_dir_all(dir).map_err(|e| TokenizerError::io(dir, e))?;
-        let weights = dir.join(WEIGHTS_FILE);
-        let tmp = dir.join(format!(".{WEIGHTS_FILE}.{}.tmp", std::process::id()));
-        model
-            .clone()
-            .save_file(&tmp)
-            .map_err(|e| TokenizerError::Format {
-                path: weights.clone(),
-                message: e.to_string(),
-            })?;
-        std::fs::rename(&tmp, &weights).map_err(|e| TokenizerError::io(&weights, e))?;
-        let path = dir.join(crate::TOKENIZER_FILE);
+        crate::persist::save_weights(model, &dir.join(WEIGHTS_FILE))?;
         let saved = crate::Saved::RqVae {
             config: self.config.clone(),
             input_dim: self.input_dim,
             stats: self.stats.clone(),
         };
-        let json = serde_json::to_vec_pretty(&saved).map_err(|e| TokenizerError::Format {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        crate::write_atomic(&path, &json)
+        crate::persist::save_json(&dir.join(crate::TOKENIZER_FILE), &saved)
     }
 
     /// Rebuilds a saved tokenizer on `device` from its configuration and weights.
@@ -547,19 +532,10 @@ impl RqVae {
     ) -> Result<Self> {
         config.validate(None)?;
         let mut rng = seeded_rng(config.seed, 0);
-        let weights = dir.join(WEIGHTS_FILE);
-        if !weights.exists() {
-            return Err(TokenizerError::io(
-                &weights,
-                std::io::Error::new(std::io::ErrorKind::NotFound, "RQ-VAE weights not found"),
-            ));
-        }
-        let model = RqVaeModel::new(&config, input_dim, &mut rng, &device)
-            .try_load_file(&weights)
-            .map_err(|e| TokenizerError::Format {
-                path: weights.clone(),
-                message: format!("weights do not match the configuration: {e}"),
-            })?;
+        let model = crate::persist::load_weights(
+            RqVaeModel::new(&config, input_dim, &mut rng, &device),
+            &dir.join(WEIGHTS_FILE),
+        )?;
         Ok(Self {
             config,
             device,
