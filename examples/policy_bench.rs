@@ -40,6 +40,7 @@ fn request(rng: &mut ChaCha8Rng) -> Request {
             .collect(),
         candidates: set.into_iter().collect(),
         retriever_scores: (0..50).map(|_| rng.random_range(-1.0..1.0)).collect(),
+        candidate_features: vec![],
     }
 }
 

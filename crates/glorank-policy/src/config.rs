@@ -46,6 +46,9 @@ pub struct PolicyConfig {
     pub action_space: ActionSpace,
     /// Add a projection of the stage-1 retriever score to each candidate (default true).
     pub use_retriever_score: bool,
+    /// Width of the candidates' side-feature vectors (`Request::candidate_features`), added
+    /// through a linear projection; 0 disables them (default 0).
+    pub item_feature_dim: usize,
     /// Seed of the weight initialisation (default 0).
     pub seed: u64,
 }
@@ -67,6 +70,7 @@ impl PolicyConfig {
             list_len: 6,
             action_space: ActionSpace::Global,
             use_retriever_score: true,
+            item_feature_dim: 0,
             seed: 0,
         }
     }
@@ -103,6 +107,12 @@ impl PolicyConfig {
         self.list_len = list_len;
         self.max_history = max_history;
         self.max_candidates = max_candidates;
+        self
+    }
+
+    /// Sets the width of candidate side features (0: none).
+    pub fn with_item_features(mut self, dim: usize) -> Self {
+        self.item_feature_dim = dim;
         self
     }
 

@@ -62,6 +62,11 @@ pub struct Request {
     pub candidates: Vec<Vec<u32>>,
     /// Stage-1 retriever score of each candidate (empty: all zero).
     pub retriever_scores: Vec<f32>,
+    /// Side features of each candidate, `item_feature_dim` values each (for example genre
+    /// multi-hot and year; empty: all zero). They let the policy place items whose
+    /// semantic IDs it has rarely seen, such as cold-start items.
+    #[serde(default)]
+    pub candidate_features: Vec<Vec<f32>>,
 }
 
 /// A batch of requests as tensors on one device (built by [`Policy::encode_inputs`]).
@@ -85,6 +90,8 @@ pub struct Policy {
     embedder: ContextEmbedder,
     /// Projection of the retriever score.
     score_proj: Linear,
+    /// Projection of candidate side features (absent when `item_feature_dim` is 0).
+    feature_proj: Option<Linear>,
     encoder: TransformerEncoder,
     /// Beginning-of-list input `[1, d]`.
     bos: Param<Tensor<2>>,
@@ -138,6 +145,8 @@ impl Policy {
                 device,
             ),
             score_proj: LinearConfig::new(1, d).init(device),
+            feature_proj: (config.item_feature_dim > 0)
+                .then(|| LinearConfig::new(config.item_feature_dim, d).init(device)),
             encoder: TransformerEncoderConfig::new(
                 d,
                 config.d_ff,
@@ -231,6 +240,18 @@ impl Policy {
                 self.max_candidates
             )));
         }
+        let fdim = self.feature_proj.as_ref().map_or(0, |p| p.weight.dims()[0]);
+        if !req.candidate_features.is_empty()
+            && (req.candidate_features.len() != req.candidates.len()
+                || req
+                    .candidate_features
+                    .iter()
+                    .any(|f| f.len() != fdim || f.iter().any(|x| !x.is_finite())))
+        {
+            return Err(PolicyError::InvalidInput(format!(
+                "request {r}: candidate_features need one row of {fdim} finite values per candidate"
+            )));
+        }
         if !req.retriever_scores.is_empty() && req.retriever_scores.len() != req.candidates.len() {
             return Err(PolicyError::InvalidInput(format!(
                 "request {r}: retriever_scores and candidates differ in length"
@@ -287,6 +308,17 @@ impl Policy {
         if self.use_score {
             let s = Tensor::<3>::from_data(TensorData::new(score, [b, n, 1]), device);
             cand = cand + self.score_proj.forward(s);
+        }
+        if let Some(proj) = &self.feature_proj {
+            let fdim = proj.weight.dims()[0];
+            let mut feats = vec![0f32; b * n * fdim];
+            for (r, req) in requests.iter().enumerate() {
+                for (c, f) in req.candidate_features.iter().enumerate() {
+                    feats[(r * n + c) * fdim..(r * n + c + 1) * fdim].copy_from_slice(f);
+                }
+            }
+            let f = Tensor::<3>::from_data(TensorData::new(feats, [b, n, fdim]), device);
+            cand = cand + proj.forward(f);
         }
         let x = Tensor::cat(vec![ctx.x, cand], 1);
         let pad_t = Tensor::<2, Bool>::from_data(TensorData::new(pad.clone(), [b, s]), device);
