@@ -6,10 +6,9 @@ fn glorank() -> Command {
     Command::new(env!("CARGO_BIN_EXE_glorank"))
 }
 
-#[test]
-fn prepare_synthetic_writes_run_directory_and_prints_table() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = glorank()
+/// Runs `glorank prepare` on a small synthetic world into `out`.
+fn prepare_small(out: &std::path::Path) -> std::process::Output {
+    glorank()
         .args([
             "prepare",
             "--dataset",
@@ -30,9 +29,15 @@ fn prepare_synthetic_writes_run_directory_and_prints_table() {
             "30",
         ])
         .arg("--out")
-        .arg(dir.path())
+        .arg(out)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn prepare_synthetic_writes_run_directory_and_prints_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = prepare_small(dir.path());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -89,31 +94,7 @@ fn errors_are_reported_not_panics() {
 fn tokenize_writes_ids_and_stats_for_both_methods() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let out = glorank()
-        .args([
-            "prepare",
-            "--dataset",
-            "synthetic",
-            "--users",
-            "60",
-            "--items",
-            "150",
-        ])
-        .args([
-            "--sessions",
-            "4",
-            "--k-core",
-            "5",
-            "--history",
-            "20",
-            "--pool-size",
-            "30",
-            "--quiet",
-        ])
-        .arg("--out")
-        .arg(&data)
-        .output()
-        .unwrap();
+    let out = prepare_small(&data);
     assert!(out.status.success());
     for method in ["rqkmeans", "rqvae"] {
         let tok = dir.path().join(method);
