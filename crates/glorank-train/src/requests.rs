@@ -1,0 +1,92 @@
+//! From prepared samples to policy requests.
+
+use crate::{Result, TrainError};
+use glorank_data::{PreparedDataset, RerankSample};
+use glorank_policy::{HistoryItem, PolicyConfig, Request};
+use glorank_tokenizer::SemanticIds;
+
+/// Builds policy [`Request`]s from a [`PreparedDataset`] and the semantic IDs of its items.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestBuilder<'a> {
+    ds: &'a PreparedDataset,
+    ids: &'a SemanticIds,
+}
+
+impl<'a> RequestBuilder<'a> {
+    /// A builder for `ds` whose item `i` has the tuple `ids.tuple(i)`.
+    ///
+    /// # Errors
+    /// [`TrainError::InvalidInput`] when the table does not cover exactly the dataset's items
+    /// (a table made for another run directory).
+    pub fn new(ds: &'a PreparedDataset, ids: &'a SemanticIds) -> Result<Self> {
+        if ids.len() != ds.num_items() {
+            return Err(TrainError::InvalidInput(format!(
+                "the semantic-ID table has {} items but dataset `{}` has {}; tokenize this run directory",
+                ids.len(),
+                ds.name,
+                ds.num_items()
+            )));
+        }
+        Ok(Self { ds, ids })
+    }
+
+    /// Categories of each user attribute (empty when the dataset has none).
+    pub fn user_field_sizes(&self) -> Vec<usize> {
+        self.ds
+            .user_features
+            .as_ref()
+            .map(|u| u.fields.iter().map(|f| f.vocabulary.len()).collect())
+            .unwrap_or_default()
+    }
+
+    /// A default policy configuration matching the data: vocabularies from the table, user
+    /// attributes, list length, history length and pool size from the protocol.
+    pub fn policy_config(&self) -> PolicyConfig {
+        let c = &self.ds.config;
+        PolicyConfig::new(self.ids.vocab_sizes())
+            .with_user_fields(self.user_field_sizes())
+            .with_shape(c.slate_len, c.history_len, c.pool_size)
+    }
+
+    /// The tuple of item `i` (every item has one: checked in [`RequestBuilder::new`]).
+    fn tuple(&self, item: u32) -> Vec<u32> {
+        self.ids
+            .tuple(item as usize)
+            .map(<[u32]>::to_vec)
+            .unwrap_or_default()
+    }
+
+    /// The request of one sample: user attributes, history (tuples and label bits, oldest
+    /// first), candidate tuples in the sample's (shuffled) order, retriever scores.
+    pub fn request(&self, sample: &RerankSample) -> Request {
+        let user = sample.user as usize;
+        let user_features = self
+            .ds
+            .user_features
+            .as_ref()
+            .map(|u| u.fields.iter().map(|f| f.values[user]).collect())
+            .unwrap_or_default();
+        let history = self.ds.history(sample);
+        let labels = self.ds.history_labels(sample);
+        Request {
+            user_features,
+            history: history
+                .items
+                .iter()
+                .zip(labels)
+                .map(|(&i, l)| HistoryItem {
+                    tuple: self.tuple(i),
+                    labels: l.0,
+                })
+                .collect(),
+            candidates: sample.candidates.iter().map(|&i| self.tuple(i)).collect(),
+            retriever_scores: self.ds.retriever_scores(sample),
+            candidate_features: Vec::new(),
+        }
+    }
+
+    /// Requests of many samples.
+    pub fn requests(&self, samples: &[RerankSample]) -> Vec<Request> {
+        samples.iter().map(|s| self.request(s)).collect()
+    }
+}
