@@ -49,6 +49,10 @@ pub struct PolicyConfig {
     /// Width of the candidates' side-feature vectors (`Request::candidate_features`), added
     /// through a linear projection; 0 disables them (default 0).
     pub item_feature_dim: usize,
+    /// Add to each global head the dot product of the decoder state with that level's token
+    /// embeddings (weight tying on top of the linear head; default false).
+    #[serde(default)]
+    pub tie_heads: bool,
     /// Seed of the weight initialisation (default 0).
     pub seed: u64,
 }
@@ -71,6 +75,7 @@ impl PolicyConfig {
             action_space: ActionSpace::Global,
             use_retriever_score: true,
             item_feature_dim: 0,
+            tie_heads: false,
             seed: 0,
         }
     }
@@ -113,6 +118,12 @@ impl PolicyConfig {
     /// Sets the width of candidate side features (0: none).
     pub fn with_item_features(mut self, dim: usize) -> Self {
         self.item_feature_dim = dim;
+        self
+    }
+
+    /// Sets head tying (see [`PolicyConfig::tie_heads`]).
+    pub fn with_tied_heads(mut self, tie: bool) -> Self {
+        self.tie_heads = tie;
         self
     }
 

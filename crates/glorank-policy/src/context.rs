@@ -88,6 +88,11 @@ impl ContextEmbedder {
         self.token_emb.len()
     }
 
+    /// The level-`level` token table `[vocab, d]`.
+    pub fn table(&self, level: usize) -> Tensor<2> {
+        self.token_emb[level].weight.val()
+    }
+
     /// Embedding of level-`level` tokens `[R, 1]` -> `[R, 1, d]`.
     pub fn token(&self, level: usize, tokens: Tensor<2, Int>) -> Tensor<3> {
         self.token_emb[level].forward(tokens)

@@ -108,6 +108,7 @@ pub struct Policy {
     max_candidates: usize,
     local_index: bool,
     use_score: bool,
+    tie_heads: bool,
 }
 
 impl Policy {
@@ -169,6 +170,7 @@ impl Policy {
             max_candidates: config.max_candidates,
             local_index: config.action_space == ActionSpace::LocalIndex,
             use_score: config.use_retriever_score,
+            tie_heads: config.tie_heads,
         }
     }
 
@@ -399,7 +401,14 @@ impl Policy {
     /// Logits of the head for step `t` from decoder states `h [R, d]` -> `[R, V]`.
     pub(crate) fn head(&self, t: usize, h: Tensor<2>) -> Tensor<2> {
         let l = if self.local_index { 0 } else { t % self.depth };
-        self.heads[l].forward(h)
+        let logits = self.heads[l].forward(h.clone());
+        if self.tie_heads && !self.local_index {
+            // Tied term: similarity of the state to every code's input embedding, so codes
+            // present among the attended candidates score high from the start.
+            logits + h.matmul(self.embedder.table(l).transpose())
+        } else {
+            logits
+        }
     }
 
     /// One incremental decoder step for rows `x [R, 1, d]` (see [`DecoderLayer::step`]).

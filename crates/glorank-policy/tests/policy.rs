@@ -20,6 +20,7 @@ fn config(space: ActionSpace) -> PolicyConfig {
         .with_user_fields(vec![2, 3])
         .with_action_space(space)
         .with_item_features(2)
+        .with_tied_heads(space == ActionSpace::Global)
         .with_seed(11)
 }
 

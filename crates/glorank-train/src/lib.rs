@@ -4,9 +4,11 @@
 //!   [`Request`](glorank_policy::Request)s through a semantic-ID table: user attributes,
 //!   history tuples with labels, candidate tuples and retriever scores.
 //! * [`group_advantages`] computes the group-relative advantages of GRPO-style training.
+//! * [`sft_step`] is one supervised (teacher-forced) update; [`greedy_metrics`] scores greedy
+//!   lists.
 //!
-//! The SFT, RL and reward-model trainers, checkpoints and the `glorank train` command are
-//! the next step (see the project's issues); this crate already holds what they share.
+//! The full SFT, RL and reward-model trainers, checkpoints and the `glorank train` command
+//! are the next step (see the project's issues); this crate already holds what they share.
 //!
 //! ```
 //! use glorank_train::group_advantages;
@@ -21,9 +23,11 @@
 
 mod advantage;
 mod requests;
+mod sft;
 
 pub use advantage::{GroupAdvantages, group_advantages};
 pub use requests::RequestBuilder;
+pub use sft::{greedy_metrics, sft_step};
 
 /// Errors of the training crate.
 #[derive(Debug, thiserror::Error)]
