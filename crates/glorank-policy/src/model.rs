@@ -498,24 +498,36 @@ impl Policy {
         }
         let x = self.final_norm.forward(x);
         let [_, _, d] = x.dims();
-        // Per step: head, mask, log-softmax, pick the target.
-        let mut per_step = Vec::with_capacity(steps);
-        for t in 0..steps {
-            let v = vocab[if self.local_index { 0 } else { t % self.depth }];
-            let h = x.clone().slice([0..b, t..t + 1, 0..d]).reshape([b, d]);
-            let mut forbid = vec![true; b * v];
+        // Per head: gather the positions it decodes, mask, log-softmax, pick the targets.
+        // Global: head l serves positions l, l + depth, ...; local index: one head for all.
+        let heads = if self.local_index { 1 } else { self.depth };
+        let mut per_head = Vec::with_capacity(heads);
+        for l in 0..heads {
+            let positions: Vec<usize> = (l..steps).step_by(heads).collect();
+            let m = positions.len();
+            let v = vocab[l];
+            let idx = Tensor::<1, Int>::from_data(
+                TensorData::new(positions.iter().map(|&t| t as i64).collect::<Vec<_>>(), [m]),
+                &device,
+            );
+            let h = x.clone().select(1, idx).reshape([b * m, d]);
+            let mut forbid = vec![true; b * m * v];
+            let mut tgt = Vec::with_capacity(b * m);
             for r in 0..b {
-                for &tok in &allowed[r][t] {
-                    forbid[r * v + tok as usize] = false;
+                for (j, &t) in positions.iter().enumerate() {
+                    for &tok in &allowed[r][t] {
+                        forbid[(r * m + j) * v + tok as usize] = false;
+                    }
+                    tgt.push(i64::from(targets[r * steps + t]));
                 }
             }
-            let forbid = Tensor::<2, Bool>::from_data(TensorData::new(forbid, [b, v]), &device);
-            let logp = log_softmax(self.head(t, h).mask_fill(forbid, MASKED), 1);
-            let tgt: Vec<i64> = (0..b).map(|r| i64::from(targets[r * steps + t])).collect();
-            let idx = Tensor::<2, Int>::from_data(TensorData::new(tgt, [b, 1]), &device);
-            per_step.push(logp.gather(1, idx));
+            let forbid = Tensor::<2, Bool>::from_data(TensorData::new(forbid, [b * m, v]), &device);
+            let logp = log_softmax(self.head(l, h).mask_fill(forbid, MASKED), 1);
+            let tgt = Tensor::<2, Int>::from_data(TensorData::new(tgt, [b * m, 1]), &device);
+            per_head.push(logp.gather(1, tgt).reshape([b, m, 1]));
         }
-        let token_logprobs = Tensor::cat(per_step, 1); // [B, T]
+        // [B, L, heads] in step order (slot-major) -> [B, steps].
+        let token_logprobs = Tensor::cat(per_head, 2).reshape([b, steps]);
         let total = token_logprobs.clone().sum_dim(1).reshape([b]);
         Ok((token_logprobs, total))
     }
