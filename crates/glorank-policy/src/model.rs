@@ -502,10 +502,9 @@ impl Policy {
         // Global: head l serves positions l, l + depth, ...; local index: one head for all.
         let heads = if self.local_index { 1 } else { self.depth };
         let mut per_head = Vec::with_capacity(heads);
-        for l in 0..heads {
+        for (l, &v) in vocab.iter().enumerate().take(heads) {
             let positions: Vec<usize> = (l..steps).step_by(heads).collect();
             let m = positions.len();
-            let v = vocab[l];
             let idx = Tensor::<1, Int>::from_data(
                 TensorData::new(positions.iter().map(|&t| t as i64).collect::<Vec<_>>(), [m]),
                 &device,
