@@ -6,8 +6,10 @@
 //! * [`group_advantages`] computes the group-relative advantages of GRPO-style training.
 //! * [`sft_step`] is one supervised (teacher-forced) update; [`greedy_metrics`] scores greedy
 //!   lists.
+//! * [`train_reward_model`] trains an evaluator or simulator on [`reward_examples`] (logged
+//!   slates plus pool-sampled lists) with early stopping on validation click AUC.
 //!
-//! The full SFT, RL and reward-model trainers, checkpoints and the `glorank train` command
+//! The full SFT and RL trainers, checkpoints and the `glorank train` command
 //! are the next step (see the project's issues); this crate already holds what they share.
 //!
 //! ```
@@ -23,10 +25,12 @@
 
 mod advantage;
 mod requests;
+mod reward;
 mod sft;
 
 pub use advantage::{GroupAdvantages, group_advantages};
 pub use requests::RequestBuilder;
+pub use reward::{RewardEpoch, RewardTrainConfig, click_auc, reward_examples, train_reward_model};
 pub use sft::{greedy_metrics, sft_step};
 
 /// Errors of the training crate.
