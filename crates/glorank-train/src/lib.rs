@@ -8,8 +8,10 @@
 //!   lists.
 //! * [`train_reward_model`] trains an evaluator or simulator on [`reward_examples`] (logged
 //!   slates plus pool-sampled lists) with early stopping on validation click AUC.
+//! * [`rl_step`] is one group-relative policy-gradient update with a KL penalty to a frozen
+//!   reference policy.
 //!
-//! The full SFT and RL trainers, checkpoints and the `glorank train` command
+//! The full SFT and RL training loops, checkpoints and the `glorank train` command
 //! are the next step (see the project's issues); this crate already holds what they share.
 //!
 //! ```
@@ -26,11 +28,13 @@
 mod advantage;
 mod requests;
 mod reward;
+mod rl;
 mod sft;
 
 pub use advantage::{GroupAdvantages, group_advantages};
 pub use requests::RequestBuilder;
 pub use reward::{RewardEpoch, RewardTrainConfig, click_auc, reward_examples, train_reward_model};
+pub use rl::{RlConfig, RlStepStats, rl_step};
 pub use sft::{greedy_metrics, sft_step};
 
 /// Errors of the training crate.
