@@ -89,7 +89,7 @@ impl StepScorer for PolicyScorer<'_> {
         let t = batch.step;
         let rows = batch.rows();
         if t == 0 {
-            self.cache = vec![None; self.policy_layers()];
+            self.cache = vec![None; self.cross.len()];
         } else {
             // Reorder the cache to the rows' parents (identity for greedy and sampling).
             let identity = batch
@@ -145,12 +145,6 @@ impl StepScorer for PolicyScorer<'_> {
             *o = x;
         }
         Ok(())
-    }
-}
-
-impl PolicyScorer<'_> {
-    fn policy_layers(&self) -> usize {
-        self.cross.len()
     }
 }
 

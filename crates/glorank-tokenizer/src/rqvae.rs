@@ -328,8 +328,8 @@ impl RqVaeModel {
         }
     }
 
-    /// Training loss `(total, reconstruction)` and codes of a batch `x [B, dim]`.
-    fn loss(&self, x: Tensor<2>, beta: f64) -> (Tensor<1>, Tensor<1>, Tensor<2, Int>) {
+    /// Training loss and codes of a batch `x [B, dim]`.
+    fn loss(&self, x: Tensor<2>, beta: f64) -> (Tensor<1>, Tensor<2, Int>) {
         let [b, _] = x.dims();
         let z = self.encoder.forward(x.clone());
         let q = self.quantize(z);
@@ -339,8 +339,8 @@ impl RqVaeModel {
             .sum()
             .div_scalar(b as f32)
             .reshape([1]);
-        let total = recon.clone() + q.codebook + q.commitment.mul_scalar(beta as f32);
-        (total, recon, q.codes)
+        let total = recon + q.codebook + q.commitment.mul_scalar(beta as f32);
+        (total, q.codes)
     }
 }
 
@@ -471,11 +471,10 @@ impl RqVae {
         batch: &[f32],
         dim: usize,
         train: &Device,
-    ) -> usize {
+    ) {
         let latent = self.config.latent_dim;
         let valid = model.valid();
         let mut residual = self.encode_latent(&valid, batch, dim);
-        let mut reset = 0;
         for (l, used) in usage.iter_mut().enumerate() {
             let mut cb = host(valid.codebooks[l].val());
             let dead: Vec<usize> = (0..used.len()).filter(|&c| used[c] == 0).collect();
@@ -488,7 +487,6 @@ impl RqVae {
             for (&c, &(_, i)) in dead.iter().zip(&errs) {
                 cb[c * latent..(c + 1) * latent]
                     .copy_from_slice(&residual[i * latent..(i + 1) * latent]);
-                reset += 1;
             }
             if !dead.is_empty() {
                 model.codebooks[l] = Param::from_tensor(Tensor::from_data(
@@ -503,7 +501,6 @@ impl RqVae {
             }
             used.fill(0);
         }
-        reset
     }
 
     /// Writes `tokenizer.json` (configuration, input dimension, statistics) and the weights
@@ -575,7 +572,7 @@ impl ItemTokenizer for RqVae {
                     batch.extend_from_slice(&vectors[i * dim..(i + 1) * dim]);
                 }
                 let x = rows_tensor(&batch, dim, &train);
-                let (loss, _recon, codes) = model.loss(x, cfg.beta);
+                let (loss, codes) = model.loss(x, cfg.beta);
                 let grads = GradientsParams::from_grads(loss.backward(), &model);
                 model = optim.step(cfg.learning_rate, model, grads);
                 if let Some(every) = cfg.dead_code_steps {

@@ -1,27 +1,15 @@
 //! Requests built from a prepared synthetic dataset and RQ-KMeans IDs feed the policy.
 
 use burn::tensor::Device;
-use glorank_data::{
-    DatasetSource, ItemVectorSource, NoProgress, ProtocolConfig, SyntheticConfig, item_vectors,
-};
 use glorank_policy::{Policy, decode};
-use glorank_tokenizer::{ItemTokenizer, RqKMeans, RqKMeansConfig};
 use glorank_train::RequestBuilder;
 use glorank_trie::{DecodeStrategy, Decoder};
 
+mod common;
+
 #[test]
 fn requests_from_a_prepared_dataset_decode_through_the_policy() {
-    let ds = DatasetSource::Synthetic(SyntheticConfig::small(40, 150).with_sessions(4))
-        .prepare(
-            &ProtocolConfig::default()
-                .with_k_core(5)
-                .with_shape(6, 10, 20),
-            &NoProgress,
-        )
-        .unwrap();
-    let v = item_vectors(&ds, &ItemVectorSource::Concat { title_buckets: 8 }).unwrap();
-    let mut tok = RqKMeans::new(RqKMeansConfig::new(2, 8).with_seed(1)).unwrap();
-    let ids = tok.fit(&v.data, v.dim).unwrap();
+    let (ds, ids) = common::world(40, 150, 4, 10, 8);
     let builder = RequestBuilder::new(&ds, &ids).unwrap();
     let reqs = builder.requests(&ds.test[..5]);
     for (s, r) in ds.test.iter().zip(&reqs) {

@@ -1,30 +1,16 @@
 //! The reward-model trainer learns to separate clicked items from never-consumed pool items.
 
 use burn::tensor::Device;
-use glorank_data::{
-    DatasetSource, ItemVectorSource, NoProgress, ProtocolConfig, SyntheticConfig, item_vectors,
-};
 use glorank_reward::{RewardConfig, RewardRole, UserResponseModel};
-use glorank_tokenizer::{ItemTokenizer, RqKMeans, RqKMeansConfig};
 use glorank_train::{
     RequestBuilder, RewardTrainConfig, click_auc, reward_examples, train_reward_model,
 };
 
+mod common;
+
 #[test]
 fn evaluator_learns_clicks_from_logged_and_pool_lists() {
-    let ds = DatasetSource::Synthetic(SyntheticConfig::small(120, 200).with_sessions(6))
-        .prepare(
-            &ProtocolConfig::default()
-                .with_k_core(5)
-                .with_shape(6, 12, 20),
-            &NoProgress,
-        )
-        .unwrap();
-    let v = item_vectors(&ds, &ItemVectorSource::Concat { title_buckets: 8 }).unwrap();
-    let ids = RqKMeans::new(RqKMeansConfig::new(2, 16).with_seed(1))
-        .unwrap()
-        .fit(&v.data, v.dim)
-        .unwrap();
+    let (ds, ids) = common::world(120, 200, 6, 12, 16);
     let builder = RequestBuilder::new(&ds, &ids).unwrap();
     let train = reward_examples(&builder, &ds.train, 1, 7);
     let valid = reward_examples(&builder, &ds.valid, 1, 8);

@@ -3,27 +3,13 @@
 use burn::module::Module;
 use burn::optim::AdamWConfig;
 use burn::tensor::Device;
-use glorank_data::{
-    DatasetSource, ItemVectorSource, NoProgress, ProtocolConfig, SyntheticConfig, item_vectors,
-};
-use glorank_tokenizer::{ItemTokenizer, RqKMeans, RqKMeansConfig};
 use glorank_train::{RequestBuilder, greedy_metrics, sft_step};
+
+mod common;
 
 #[test]
 fn sft_fits_its_demonstrations() {
-    let ds = DatasetSource::Synthetic(SyntheticConfig::small(120, 200).with_sessions(6))
-        .prepare(
-            &ProtocolConfig::default()
-                .with_k_core(5)
-                .with_shape(6, 12, 20),
-            &NoProgress,
-        )
-        .unwrap();
-    let v = item_vectors(&ds, &ItemVectorSource::Concat { title_buckets: 8 }).unwrap();
-    let ids = RqKMeans::new(RqKMeansConfig::new(2, 16).with_seed(1))
-        .unwrap()
-        .fit(&v.data, v.dim)
-        .unwrap();
+    let (ds, ids) = common::world(120, 200, 6, 12, 16);
     let builder = RequestBuilder::new(&ds, &ids).unwrap();
     let train_reqs = builder.requests(&ds.train);
     let demos: Vec<Vec<usize>> = ds.train.iter().map(|s| ds.demonstration(s)).collect();

@@ -1,0 +1,33 @@
+//! Shared setup of the training tests: a prepared synthetic world and RQ-KMeans IDs.
+
+use glorank_data::{
+    DatasetSource, ItemVectorSource, NoProgress, PreparedDataset, ProtocolConfig, SyntheticConfig,
+    item_vectors,
+};
+use glorank_tokenizer::{ItemTokenizer, RqKMeans, RqKMeansConfig, SemanticIds};
+
+/// A synthetic world of `users` x `items` with `sessions` logged slates per user, prepared
+/// with a 5-core filter, slates of 6, histories of `history` and pools of 20; its items get
+/// 2-level RQ-KMeans IDs with `codes` codes per level (seed 1).
+pub fn world(
+    users: usize,
+    items: usize,
+    sessions: usize,
+    history: usize,
+    codes: usize,
+) -> (PreparedDataset, SemanticIds) {
+    let ds = DatasetSource::Synthetic(SyntheticConfig::small(users, items).with_sessions(sessions))
+        .prepare(
+            &ProtocolConfig::default()
+                .with_k_core(5)
+                .with_shape(6, history, 20),
+            &NoProgress,
+        )
+        .unwrap();
+    let v = item_vectors(&ds, &ItemVectorSource::Concat { title_buckets: 8 }).unwrap();
+    let ids = RqKMeans::new(RqKMeansConfig::new(2, codes).with_seed(1))
+        .unwrap()
+        .fit(&v.data, v.dim)
+        .unwrap();
+    (ds, ids)
+}
