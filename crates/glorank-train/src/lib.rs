@@ -26,16 +26,36 @@
 //! ```
 
 mod advantage;
+mod checkpoint;
+mod config;
+mod eval;
+mod grad;
+mod observer;
 mod requests;
 mod reward;
 mod rl;
 mod sft;
 
 pub use advantage::{GroupAdvantages, group_advantages};
+pub use checkpoint::{JsonlLog, latest, write_dir_atomic};
+pub use config::{Demonstrations, PolicyOptions, RewardSource, TrainingConfig};
+pub use eval::{
+    EvaluatorReward, LabelReward, ListReward, average_reward, greedy_lists, list_metrics,
+};
+pub use grad::clip_global_norm;
+pub use observer::{NoObserver, RunStatus, TrainObserver};
 pub use requests::RequestBuilder;
 pub use reward::{RewardEpoch, RewardTrainConfig, click_auc, reward_examples, train_reward_model};
-pub use rl::{RlConfig, RlStepStats, rl_step};
-pub use sft::{greedy_metrics, sft_step};
+pub use rl::{
+    RL_CHECKPOINT_DIR, RL_LOG, RL_POLICY_DIR, RlConfig, RlData, RlOutcome, RlStepStats, rl_step,
+    train_rl,
+};
+pub use sft::{
+    SFT_CHECKPOINT_DIR, SFT_LOG, SFT_POLICY_DIR, SftConfig, SftData, SftOutcome, StepOutcome,
+    best_of_k_demonstrations, greedy_metrics, sft_step, train_sft,
+};
+
+use std::path::PathBuf;
 
 /// Errors of the training crate.
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +64,64 @@ pub enum TrainError {
     /// Inputs that do not fit together (named in the message).
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// A configuration value is invalid.
+    #[error("invalid training configuration `{field}`: {message}")]
+    InvalidConfig {
+        /// The field (with its section, e.g. `sft.batch_size`).
+        field: String,
+        /// Why it is rejected.
+        message: String,
+    },
+    /// A file or directory could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A file's content is invalid.
+    #[error("{}: {message}", path.display())]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (with line and column where known).
+        message: String,
+    },
+    /// A training loss or gradient became non-finite in every attempt.
+    #[error("training diverged: {0}")]
+    Diverged(String),
+    /// Policy errors.
+    #[error(transparent)]
+    Policy(#[from] glorank_policy::PolicyError),
+    /// Reward-model errors.
+    #[error(transparent)]
+    Reward(#[from] glorank_reward::RewardError),
+    /// Tokenizer and persistence errors.
+    #[error(transparent)]
+    Tokenizer(#[from] glorank_tokenizer::TokenizerError),
+    /// Decoding errors.
+    #[error(transparent)]
+    Trie(#[from] glorank_trie::TrieError),
+    /// Metric errors.
+    #[error(transparent)]
+    Metrics(#[from] glorank_metrics::MetricsError),
 }
 
 /// Result alias of this crate.
 pub type Result<T, E = TrainError> = std::result::Result<T, E>;
+
+/// A seed for stream `parts` of a run seeded with `seed` (SplitMix64 mixing), so every random
+/// stream (batch order of an epoch, sampling of a step, dropout of a step) is a pure function
+/// of the seed and the step: resuming needs no RNG state beyond the step counter.
+pub fn derive_seed(seed: u64, parts: &[u64]) -> u64 {
+    let mut x = seed;
+    for &p in parts {
+        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15).wrapping_add(p);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        x = z ^ (z >> 31);
+    }
+    x
+}

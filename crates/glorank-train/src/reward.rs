@@ -1,6 +1,7 @@
 //! The reward-model trainer: logged slates plus lists sampled from the pool, binary
 //! cross-entropy per behaviour, early stopping on validation click AUC.
 
+use crate::config::check;
 use crate::requests::RequestBuilder;
 use crate::{Result, TrainError};
 use burn::module::Module;
@@ -12,9 +13,11 @@ use glorank_reward::{RewardExample, UserResponseModel};
 use rand::SeedableRng;
 use rand::rngs::ChaCha8Rng;
 use rand::seq::{IndexedRandom, SliceRandom};
+use serde::{Deserialize, Serialize};
 
-/// Hyper-parameters of [`train_reward_model`].
-#[derive(Debug, Clone, PartialEq)]
+/// Hyper-parameters of [`train_reward_model`] (and of the examples it trains on).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct RewardTrainConfig {
     /// Maximum epochs (default 10).
@@ -25,8 +28,10 @@ pub struct RewardTrainConfig {
     pub learning_rate: f64,
     /// Epochs without a better validation click AUC before stopping (default 3).
     pub patience: usize,
-    /// Seed of the batch order (default 0).
+    /// Seed of the batch order and the pool-sampled lists (default 0).
     pub seed: u64,
+    /// Lists sampled uniformly from each request's pool as extra examples (default 2).
+    pub pool_lists: usize,
 }
 
 impl Default for RewardTrainConfig {
@@ -37,6 +42,7 @@ impl Default for RewardTrainConfig {
             learning_rate: 1e-3,
             patience: 3,
             seed: 0,
+            pool_lists: 2,
         }
     }
 }
@@ -59,6 +65,22 @@ impl RewardTrainConfig {
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
+    }
+
+    /// Checks the values; `section` prefixes the field names in errors.
+    ///
+    /// # Errors
+    /// [`TrainError::InvalidConfig`] naming the field.
+    pub fn validate(&self, section: &str) -> Result<()> {
+        let f = |name: &str| format!("{section}.{name}");
+        check(&f("epochs"), self.epochs > 0, "must be > 0")?;
+        check(&f("batch_size"), self.batch_size > 0, "must be > 0")?;
+        check(
+            &f("learning_rate"),
+            self.learning_rate.is_finite() && self.learning_rate > 0.0,
+            "must be finite and > 0",
+        )?;
+        check(&f("patience"), self.patience > 0, "must be > 0")
     }
 }
 

@@ -1,35 +1,83 @@
-//! One group-relative policy-gradient step (GRPO-style) with a KL penalty to a frozen
-//! reference policy.
+//! Group-relative policy-gradient post-training (GRPO-style) with a KL penalty to the frozen
+//! SFT policy: one step ([`rl_step`]) and the resumable loop ([`train_rl`]).
 
 use crate::advantage::group_advantages;
-use crate::{Result, TrainError};
+use crate::checkpoint::{JsonlLog, write_dir_atomic};
+use crate::config::{RewardSource, check};
+use crate::eval::{ListReward, greedy_lists, list_metrics};
+use crate::observer::{RunStatus, TrainObserver};
+use crate::sft::{StepOutcome, adamw, apply_update, save_checkpoint, start_or_resume};
+use crate::{Result, TrainError, derive_seed};
 use burn::module::Module;
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::ModuleOptimizer;
 use burn::tensor::{Device, Tensor, TensorData};
-use glorank_policy::{Policy, Request, decode};
-use glorank_trie::{CandidateTrie, Decoder};
+use glorank_policy::{Policy, PolicyConfig, Request, decode};
+use glorank_trie::{CandidateTrie, DecodeStrategy, Decoder};
+use rand::SeedableRng;
+use rand::rngs::ChaCha8Rng;
+use rand::seq::index::sample;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::time::Instant;
 
-/// Hyper-parameters of [`rl_step`].
-#[derive(Debug, Clone, PartialEq)]
+/// Directory of the final RL policy inside a run directory.
+pub const RL_POLICY_DIR: &str = "policy_rl";
+/// Directory of the latest RL checkpoint.
+pub const RL_CHECKPOINT_DIR: &str = "rl_checkpoint";
+/// The RL evaluation log.
+pub const RL_LOG: &str = "rl_log.jsonl";
+
+/// Hyper-parameters of [`rl_step`] and [`train_rl`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct RlConfig {
-    /// Lists sampled per request (default 8).
+    /// Optimisation steps (default 300).
+    pub steps: usize,
+    /// Requests per step (default 16).
+    pub batch_size: usize,
+    /// Lists sampled per request, `G` (default 8).
     pub group_size: usize,
-    /// Weight of the per-token KL penalty to the reference policy (default 0.05).
+    /// Sampling temperature (default 1.0).
+    pub temperature: f32,
+    /// Weight of the per-token KL penalty to the reference (SFT) policy (default 0.05).
     pub kl_coef: f64,
     /// Floor of the group standard deviation (default 1e-3).
     pub std_floor: f32,
-    /// Learning rate (default 1e-4).
+    /// AdamW learning rate (default 5e-5).
     pub learning_rate: f64,
+    /// AdamW weight decay (default 0).
+    pub weight_decay: f32,
+    /// Global gradient-norm bound; 0 disables clipping (default 1.0).
+    pub grad_clip_norm: f32,
+    /// The reward (default: the evaluator).
+    pub reward: RewardSource,
+    /// Validation every this many steps and at the end (0: only at the end; default 50).
+    pub eval_every: usize,
+    /// A checkpoint every this many steps and at the end (default 50).
+    pub checkpoint_every: usize,
+    /// Seed of the request batches, the sampling and dropout (default 0).
+    pub seed: u64,
 }
 
 impl Default for RlConfig {
     fn default() -> Self {
         Self {
+            steps: 300,
+            batch_size: 16,
             group_size: 8,
+            temperature: 1.0,
             kl_coef: 0.05,
             std_floor: 1e-3,
-            learning_rate: 1e-4,
+            learning_rate: 5e-5,
+            weight_decay: 0.0,
+            grad_clip_norm: 1.0,
+            reward: RewardSource::Evaluator,
+            eval_every: 50,
+            checkpoint_every: 50,
+            seed: 0,
         }
     }
 }
@@ -42,6 +90,67 @@ impl RlConfig {
         self.learning_rate = learning_rate;
         self
     }
+
+    /// Sets steps, requests per step and the evaluation/checkpoint interval.
+    pub fn with_steps(mut self, steps: usize, batch_size: usize, every: usize) -> Self {
+        self.steps = steps;
+        self.batch_size = batch_size;
+        self.eval_every = every;
+        self.checkpoint_every = every;
+        self
+    }
+
+    /// Sets the reward source.
+    pub fn with_reward(mut self, reward: RewardSource) -> Self {
+        self.reward = reward;
+        self
+    }
+
+    /// Sets the seed.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Checks the values.
+    ///
+    /// # Errors
+    /// [`TrainError::InvalidConfig`] naming the field.
+    pub fn validate(&self) -> Result<()> {
+        check("rl.steps", self.steps > 0, "must be > 0")?;
+        check("rl.batch_size", self.batch_size > 0, "must be > 0")?;
+        check("rl.group_size", self.group_size >= 2, "must be >= 2")?;
+        check(
+            "rl.temperature",
+            self.temperature.is_finite() && self.temperature > 0.0,
+            "must be finite and > 0",
+        )?;
+        check(
+            "rl.kl_coef",
+            self.kl_coef.is_finite() && self.kl_coef >= 0.0,
+            "must be finite and >= 0",
+        )?;
+        check(
+            "rl.std_floor",
+            self.std_floor.is_finite() && self.std_floor > 0.0,
+            "must be finite and > 0",
+        )?;
+        check(
+            "rl.learning_rate",
+            self.learning_rate.is_finite() && self.learning_rate > 0.0,
+            "must be finite and > 0",
+        )?;
+        check(
+            "rl.grad_clip_norm",
+            self.grad_clip_norm.is_finite() && self.grad_clip_norm >= 0.0,
+            "must be finite and >= 0",
+        )?;
+        check(
+            "rl.checkpoint_every",
+            self.checkpoint_every > 0,
+            "must be > 0",
+        )
+    }
 }
 
 /// What one [`rl_step`] did.
@@ -51,40 +160,43 @@ pub struct RlStepStats {
     pub mean_reward: f64,
     /// Mean per-token KL estimate to the reference policy.
     pub kl: f64,
+    /// Monte-Carlo estimate of the per-token entropy of the (masked) policy: the mean of
+    /// `-log pi(token)` over the sampled tokens.
+    pub entropy: f64,
     /// Groups with zero reward variance (no policy-gradient signal).
     pub skipped_groups: usize,
-    /// Whether the update was skipped because the loss was not finite.
-    pub skipped_step: bool,
+    /// The update itself.
+    pub update: StepOutcome,
 }
 
 /// One RL step:
 /// 1. sample `group_size` lists per request from the current policy (`decoder` should use a
 ///    sampling strategy; `policy.valid()` decodes on `plain`);
-/// 2. score them with `reward(request_index, candidate_positions)`;
+/// 2. score them with `reward` (`ids[r]` is request `r`'s index in the training set);
 /// 3. group-relative advantages ([`group_advantages`]);
-/// 4. loss = `-mean(A * log pi(list)) + kl_coef * mean_tokens(exp(r) - r - 1)` with
-///    `r = log pi_ref - log pi` per token (the non-negative k3 estimator);
-/// 5. a non-finite loss skips the update (counted in the stats); otherwise backward and an
-///    optimizer step on `train` (the autodiff device the policy lives on).
+/// 4. loss = `-mean(A * log pi(list)) + kl_coef * mean_tokens(exp(d) - d - 1)` with
+///    `d = log pi_ref - log pi` per token (the non-negative k3 estimator);
+/// 5. backward, global gradient-norm clipping, optimizer step on `train` (the autodiff device
+///    the policy lives on); a non-finite loss or gradient skips the update (reported).
 ///
 /// # Errors
-/// Decoding or input errors.
+/// Decoding, reward or input errors.
 #[allow(clippy::too_many_arguments)]
 pub fn rl_step(
     policy: Policy,
     reference: &Policy,
     optim: &mut ModuleOptimizer,
     requests: &[Request],
-    reward: &dyn Fn(usize, &[usize]) -> f32,
+    ids: &[usize],
+    reward: &dyn ListReward,
     decoder: &mut Decoder,
     config: &RlConfig,
     (train, plain): (&Device, &Device),
 ) -> Result<(Policy, RlStepStats)> {
-    let err = |e: &dyn std::fmt::Display| TrainError::InvalidInput(e.to_string());
     let g = config.group_size;
-    if g == 0 || requests.is_empty() {
+    if g == 0 || requests.is_empty() || ids.len() != requests.len() {
         return Err(TrainError::InvalidInput(
-            "need requests and group_size >= 1".into(),
+            "need requests, one id per request and group_size >= 1".into(),
         ));
     }
     // 1-2. Sample and score.
@@ -92,32 +204,38 @@ pub fn rl_step(
         .iter()
         .flat_map(|r| std::iter::repeat_n(r.clone(), g))
         .collect();
-    let sampled = decode(&policy.valid(), &rows, decoder, plain).map_err(|e| err(&e))?;
+    let sampled = decode(&policy.valid(), &rows, decoder, plain)?;
+    let (mut tokens, mut neg_lp) = (0usize, 0.0f64);
     let lists: Vec<Vec<usize>> = sampled
         .into_iter()
-        .map(|mut l| l.swap_remove(0).items)
+        .map(|mut l| {
+            let best = l.swap_remove(0);
+            tokens += best.token_logprobs.len();
+            neg_lp -= best
+                .token_logprobs
+                .iter()
+                .map(|&x| f64::from(x))
+                .sum::<f64>();
+            best.items
+        })
         .collect();
-    let rewards: Vec<f32> = lists
+    let row_refs: Vec<&Request> = rows.iter().collect();
+    let row_ids: Vec<usize> = ids
         .iter()
-        .enumerate()
-        .map(|(k, list)| reward(k / g, list))
+        .flat_map(|&i| std::iter::repeat_n(i, g))
         .collect();
-    let adv = group_advantages(&rewards, g, config.std_floor).map_err(|e| err(&e))?;
+    let rewards = reward.rewards(&row_refs, &row_ids, &lists)?;
+    let adv = group_advantages(&rewards, g, config.std_floor)?;
     let mean_reward = rewards.iter().map(|&r| f64::from(r)).sum::<f64>() / rewards.len() as f64;
     // 3-4. Log-probs under the current (tracked) and reference (constant) policies.
     let tries: Vec<CandidateTrie> = rows
         .iter()
         .map(|r| policy.trie(r))
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| err(&e))?;
-    let batch = policy.encode_inputs(&rows, train).map_err(|e| err(&e))?;
-    let (tok_lp, seq_lp) = policy
-        .log_probs(&batch, &tries, &lists)
-        .map_err(|e| err(&e))?;
-    let ref_batch = reference.encode_inputs(&rows, plain).map_err(|e| err(&e))?;
-    let (ref_tok, _) = reference
-        .log_probs(&ref_batch, &tries, &lists)
-        .map_err(|e| err(&e))?;
+        .collect::<std::result::Result<_, _>>()?;
+    let batch = policy.encode_inputs(&rows, train)?;
+    let (tok_lp, seq_lp) = policy.log_probs(&batch, &tries, &lists)?;
+    let ref_batch = reference.encode_inputs(&rows, plain)?;
+    let (ref_tok, _) = reference.log_probs(&ref_batch, &tries, &lists)?;
     let [n, t] = ref_tok.dims();
     let ref_tok = Tensor::<2>::from_data(
         TensorData::new(
@@ -128,22 +246,244 @@ pub fn rl_step(
     );
     let adv_t = Tensor::<1>::from_data(TensorData::new(adv.values.clone(), [n]), train);
     let pg = (adv_t * seq_lp).mean().neg();
-    let r = ref_tok - tok_lp;
-    let kl = (r.clone().exp() - r - 1.0).mean();
+    let d = ref_tok - tok_lp;
+    let kl = (d.clone().exp() - d - 1.0).mean();
     let kl_value = f64::from(kl.clone().into_scalar::<f32>());
     let loss = pg + kl.mul_scalar(config.kl_coef as f32);
-    let value = loss.clone().into_scalar::<f32>();
-    let mut stats = RlStepStats {
-        mean_reward,
-        kl: kl_value,
-        skipped_groups: adv.skipped_groups,
-        skipped_step: false,
-    };
-    if !value.is_finite() {
-        stats.skipped_step = true;
-        return Ok((policy, stats));
-    }
     // 5. Update.
-    let grads = GradientsParams::from_grads(loss.backward(), &policy);
-    Ok((optim.step(config.learning_rate, policy, grads), stats))
+    let (policy, update) = apply_update(
+        policy,
+        optim,
+        loss,
+        config.learning_rate,
+        config.grad_clip_norm,
+    );
+    Ok((
+        policy,
+        RlStepStats {
+            mean_reward,
+            kl: kl_value,
+            entropy: neg_lp / tokens.max(1) as f64,
+            skipped_groups: adv.skipped_groups,
+            update,
+        },
+    ))
+}
+
+/// The inputs of [`train_rl`].
+#[derive(Clone, Copy)]
+pub struct RlData<'a> {
+    /// Training requests.
+    pub train: &'a [Request],
+    /// The training reward (evaluator or labels), indexed like `train`.
+    pub reward: &'a dyn ListReward,
+    /// Validation requests (may be empty).
+    pub valid: &'a [Request],
+    /// Relevance of each validation request's candidates.
+    pub valid_relevance: &'a [Vec<f64>],
+    /// A reward for the greedy validation lists (typically the evaluator), logged as
+    /// `valid_reward`; validation request `r` is passed as id `r`.
+    pub valid_reward: Option<&'a dyn ListReward>,
+}
+
+impl std::fmt::Debug for RlData<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RlData")
+            .field("train", &self.train.len())
+            .field("valid", &self.valid.len())
+            .finish()
+    }
+}
+
+/// How an RL run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RlOutcome {
+    /// Finished or interrupted.
+    pub status: RunStatus,
+    /// Steps done.
+    pub steps: u64,
+    /// Every evaluation record (also in `rl_log.jsonl`).
+    pub log: Vec<serde_json::Value>,
+}
+
+/// The trainer state saved in each checkpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct RlState {
+    step: u64,
+    sums: [f64; 4],
+    count: u64,
+    skipped_steps: u64,
+    skipped_groups: u64,
+    train_seconds: f64,
+    samples: u64,
+    log: Vec<serde_json::Value>,
+}
+
+fn evaluate(
+    policy: &Policy,
+    data: &RlData<'_>,
+    plain: &Device,
+    record: &mut serde_json::Value,
+) -> Result<()> {
+    if data.valid.is_empty() {
+        return Ok(());
+    }
+    let lists = greedy_lists(policy, data.valid, 1, plain)?;
+    let m = list_metrics(&lists, data.valid_relevance, policy.list_len())?;
+    record["valid_precision"] = json!(m.precision.mean);
+    record["valid_ndcg"] = json!(m.ndcg.mean);
+    record["valid_map"] = json!(m.map.mean);
+    if let Some(r) = data.valid_reward {
+        let refs: Vec<&Request> = data.valid.iter().collect();
+        let ids: Vec<usize> = (0..refs.len()).collect();
+        let v = r.rewards(&refs, &ids, &lists)?;
+        record["valid_reward"] =
+            json!(v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len() as f64);
+    }
+    Ok(())
+}
+
+/// Group-relative RL post-training of `initial` (the SFT policy, on the autodiff `device`)
+/// against `data.reward`, with a KL penalty to `reference` (the frozen SFT policy on `plain`).
+///
+/// Each step draws `batch_size` training requests (seeded by `(seed, step)`), samples
+/// `group_size` lists per request with a sampler seeded by `(seed, step)`, and applies
+/// [`rl_step`]. Every `eval_every` steps the greedy validation lists are scored (metrics and
+/// `valid_reward`) and logged to `out/rl_log.jsonl` with the running means of reward, KL,
+/// entropy and loss, and the skipped groups and steps. Checkpoints go to `out/rl_checkpoint/`
+/// (atomic); the final policy to `out/policy_rl/`. With `resume`, training continues from
+/// the last checkpoint and reaches the same weights as an uninterrupted run.
+///
+/// # Errors
+/// Invalid configuration or inputs, file errors.
+#[allow(clippy::too_many_arguments)]
+pub fn train_rl(
+    policy_config: &PolicyConfig,
+    initial: Policy,
+    reference: &Policy,
+    data: RlData<'_>,
+    config: &RlConfig,
+    out: &Path,
+    resume: bool,
+    (device, plain): (&Device, &Device),
+    observer: &mut dyn TrainObserver,
+) -> Result<RlOutcome> {
+    config.validate()?;
+    let n = data.train.len();
+    if n == 0 || data.valid.len() != data.valid_relevance.len() {
+        return Err(TrainError::InvalidInput(
+            "need training requests and one relevance vector per validation request".into(),
+        ));
+    }
+    std::fs::create_dir_all(out).map_err(|e| TrainError::Io {
+        path: out.to_path_buf(),
+        source: e,
+    })?;
+    let ckpt = out.join(RL_CHECKPOINT_DIR);
+    let (mut policy, mut optim, mut st): (Policy, ModuleOptimizer, RlState) = start_or_resume(
+        policy_config,
+        Some(initial),
+        adamw(config.weight_decay),
+        &ckpt,
+        resume,
+        device,
+    )?;
+    let log = JsonlLog::create(&out.join(RL_LOG), &st.log)?;
+    let total = config.steps as u64;
+    let bs = config.batch_size.min(n);
+    observer.start("rl", total, st.step);
+    if st.step == 0 {
+        let mut record = json!({"stage": "rl", "step": 0});
+        evaluate(&policy.valid(), &data, plain, &mut record)?;
+        log.append(&record)?;
+        observer.evaluation(&record);
+        st.log.push(record);
+    }
+    while st.step < total {
+        let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(config.seed, &[3, st.step]));
+        let ids: Vec<usize> = sample(&mut rng, n, bs).into_vec();
+        let reqs: Vec<Request> = ids.iter().map(|&i| data.train[i].clone()).collect();
+        let mut decoder = Decoder::new(
+            DecodeStrategy::Sample {
+                temperature: config.temperature,
+                top_k: None,
+            },
+            derive_seed(config.seed, &[4, st.step]),
+        )?;
+        device.seed(derive_seed(config.seed, &[2, st.step]));
+        let t0 = Instant::now();
+        let (p, s) = rl_step(
+            policy,
+            reference,
+            &mut optim,
+            &reqs,
+            &ids,
+            data.reward,
+            &mut decoder,
+            config,
+            (device, plain),
+        )?;
+        st.train_seconds += t0.elapsed().as_secs_f64();
+        st.samples += (bs * config.group_size) as u64;
+        policy = p;
+        st.step += 1;
+        st.skipped_groups += s.skipped_groups as u64;
+        if s.update.skipped {
+            st.skipped_steps += 1;
+        }
+        for (sum, v) in
+            st.sums
+                .iter_mut()
+                .zip([s.mean_reward, s.kl, s.entropy, f64::from(s.update.loss)])
+        {
+            if v.is_finite() {
+                *sum += v;
+            }
+        }
+        st.count += 1;
+        if observer.step(st.step, f64::from(s.update.loss)) == ControlFlow::Break(()) {
+            return Ok(RlOutcome {
+                status: RunStatus::Interrupted,
+                steps: st.step,
+                log: st.log,
+            });
+        }
+        let eval_now = st.step == total
+            || (config.eval_every > 0 && st.step.is_multiple_of(config.eval_every as u64));
+        if eval_now {
+            let c = st.count.max(1) as f64;
+            let mut record = json!({
+                "stage": "rl",
+                "step": st.step,
+                "train_reward": st.sums[0] / c,
+                "kl": st.sums[1] / c,
+                "entropy": st.sums[2] / c,
+                "loss": st.sums[3] / c,
+                "skipped_groups": st.skipped_groups,
+                "skipped_steps": st.skipped_steps,
+                "train_samples_per_s": st.samples as f64 / st.train_seconds.max(1e-9),
+            });
+            evaluate(&policy.valid(), &data, plain, &mut record)?;
+            st.sums = [0.0; 4];
+            st.count = 0;
+            log.append(&record)?;
+            observer.evaluation(&record);
+            st.log.push(record);
+        }
+        if st.step == total || st.step.is_multiple_of(config.checkpoint_every as u64) {
+            save_checkpoint(&ckpt, &policy, policy_config, &optim, &st)?;
+        }
+    }
+    write_dir_atomic(&out.join(RL_POLICY_DIR), |d| {
+        policy
+            .valid()
+            .save(policy_config, d)
+            .map_err(TrainError::from)
+    })?;
+    observer.finish();
+    Ok(RlOutcome {
+        status: RunStatus::Finished,
+        steps: st.step,
+        log: st.log,
+    })
 }

@@ -1,16 +1,189 @@
-//! Supervised pre-training (teacher forcing on demonstrations) and greedy evaluation.
+//! Supervised pre-training: teacher forcing on demonstrations with a trie-masked
+//! cross-entropy, validation each epoch, the best epoch kept, resumable checkpoints.
 
-use crate::{Result, TrainError};
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use crate::checkpoint::{
+    JsonlLog, STATE_FILE, latest, load_json, load_optimizer, save_json, save_optimizer,
+    write_dir_atomic,
+};
+use crate::config::{Demonstrations, check};
+use crate::eval::{EvaluatorReward, ListReward, greedy_lists, list_metrics};
+use crate::grad::clip_global_norm;
+use crate::observer::{RunStatus, TrainObserver};
+use crate::{Result, TrainError, derive_seed};
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::Device;
-use glorank_metrics::{ListMetrics, MetricAccumulator, MetricsSummary};
-use glorank_policy::{Policy, Request, decode};
-use glorank_trie::{CandidateTrie, DecodeStrategy, Decoder};
+use glorank_metrics::MetricsSummary;
+use glorank_policy::{Policy, PolicyConfig, Request};
+use glorank_reward::UserResponseModel;
+use glorank_trie::CandidateTrie;
+use rand::SeedableRng;
+use rand::rngs::ChaCha8Rng;
+use rand::seq::{IndexedRandom, SliceRandom};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::time::Instant;
+
+/// Directory of the best SFT policy inside a run directory.
+pub const SFT_POLICY_DIR: &str = "policy_sft";
+/// Directory of the latest SFT checkpoint.
+pub const SFT_CHECKPOINT_DIR: &str = "sft_checkpoint";
+/// The SFT evaluation log.
+pub const SFT_LOG: &str = "sft_log.jsonl";
+
+/// Hyper-parameters of [`train_sft`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct SftConfig {
+    /// Maximum epochs (default 10).
+    pub epochs: usize,
+    /// Demonstrations per step (default 64).
+    pub batch_size: usize,
+    /// AdamW learning rate (default 1e-3).
+    pub learning_rate: f64,
+    /// AdamW weight decay (default 1e-4).
+    pub weight_decay: f32,
+    /// Global gradient-norm bound; 0 disables clipping (default 1.0).
+    pub grad_clip_norm: f32,
+    /// Epochs without a better validation NDCG@L before stopping (default 3).
+    pub patience: usize,
+    /// What to imitate (default: the logged slate by rating).
+    pub demonstrations: Demonstrations,
+    /// A checkpoint every this many steps, besides the one at each epoch end (0: epoch ends
+    /// only; default 200).
+    pub checkpoint_every: usize,
+    /// Seed of the batch order and dropout (default 0).
+    pub seed: u64,
+}
+
+impl Default for SftConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 10,
+            batch_size: 64,
+            learning_rate: 1e-3,
+            weight_decay: 1e-4,
+            grad_clip_norm: 1.0,
+            patience: 3,
+            demonstrations: Demonstrations::Logged,
+            checkpoint_every: 200,
+            seed: 0,
+        }
+    }
+}
+
+impl SftConfig {
+    /// Sets epochs, batch size and learning rate.
+    pub fn with(mut self, epochs: usize, batch_size: usize, learning_rate: f64) -> Self {
+        self.epochs = epochs;
+        self.batch_size = batch_size;
+        self.learning_rate = learning_rate;
+        self
+    }
+
+    /// Sets the checkpoint interval in steps.
+    pub fn with_checkpoint_every(mut self, steps: usize) -> Self {
+        self.checkpoint_every = steps;
+        self
+    }
+
+    /// Sets the seed.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Checks the values.
+    ///
+    /// # Errors
+    /// [`TrainError::InvalidConfig`] naming the field.
+    pub fn validate(&self) -> Result<()> {
+        check("sft.epochs", self.epochs > 0, "must be > 0")?;
+        check("sft.batch_size", self.batch_size > 0, "must be > 0")?;
+        check(
+            "sft.learning_rate",
+            self.learning_rate.is_finite() && self.learning_rate > 0.0,
+            "must be finite and > 0",
+        )?;
+        check(
+            "sft.weight_decay",
+            self.weight_decay.is_finite() && self.weight_decay >= 0.0,
+            "must be finite and >= 0",
+        )?;
+        check(
+            "sft.grad_clip_norm",
+            self.grad_clip_norm.is_finite() && self.grad_clip_norm >= 0.0,
+            "must be finite and >= 0",
+        )?;
+        check("sft.patience", self.patience > 0, "must be > 0")?;
+        if let Demonstrations::BestOfK { k } = self.demonstrations {
+            check("sft.demonstrations.k", k >= 2, "must be >= 2")?;
+        }
+        Ok(())
+    }
+}
+
+/// What one optimisation step did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepOutcome {
+    /// The loss before the update.
+    pub loss: f32,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// The update was skipped: the loss or the gradient was not finite.
+    pub skipped: bool,
+}
+
+/// Backward, global-norm clipping and an optimizer step, skipped when the loss or the
+/// gradient norm is not finite.
+pub(crate) fn apply_update(
+    policy: Policy,
+    optim: &mut ModuleOptimizer,
+    loss: burn::tensor::Tensor<1>,
+    learning_rate: f64,
+    clip: f32,
+) -> (Policy, StepOutcome) {
+    let value = loss.clone().into_scalar::<f32>();
+    if !value.is_finite() {
+        return (
+            policy,
+            StepOutcome {
+                loss: value,
+                grad_norm: f64::NAN,
+                skipped: true,
+            },
+        );
+    }
+    let grads = GradientsParams::from_grads(loss.backward(), &policy);
+    let (grads, norm) = clip_global_norm(grads, &policy, clip);
+    if !norm.is_finite() {
+        return (
+            policy,
+            StepOutcome {
+                loss: value,
+                grad_norm: norm,
+                skipped: true,
+            },
+        );
+    }
+    let policy = optim.step(learning_rate, policy, grads);
+    (
+        policy,
+        StepOutcome {
+            loss: value,
+            grad_norm: norm,
+            skipped: false,
+        },
+    )
+}
 
 /// One SFT step: mean negative log-likelihood of the demonstrations (`lists[r]` are
-/// candidate positions of `requests[r]`) under the trie-masked softmax, backward, optimizer
-/// step. `device` is the autodiff device the policy lives on. Returns the updated policy and
-/// the loss.
+/// candidate positions of `requests[r]`) under the trie-masked softmax, backward, global
+/// gradient-norm clipping to `clip` (0: off), optimizer step. `device` is the autodiff device
+/// the policy lives on. A non-finite loss or gradient skips the update (reported).
 ///
 /// # Errors
 /// Input errors from the policy (a list that is not valid for its request).
@@ -19,33 +192,21 @@ pub fn sft_step(
     optim: &mut ModuleOptimizer,
     requests: &[Request],
     lists: &[Vec<usize>],
-    learning_rate: f64,
+    (learning_rate, clip): (f64, f32),
     device: &Device,
-) -> Result<(Policy, f32)> {
+) -> Result<(Policy, StepOutcome)> {
     let tries: Vec<CandidateTrie> = requests
         .iter()
         .map(|r| policy.trie(r))
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| TrainError::InvalidInput(e.to_string()))?;
-    let batch = policy
-        .encode_inputs(requests, device)
-        .map_err(|e| TrainError::InvalidInput(e.to_string()))?;
-    let (_, total) = policy
-        .log_probs(&batch, &tries, lists)
-        .map_err(|e| TrainError::InvalidInput(e.to_string()))?;
+        .collect::<std::result::Result<_, _>>()?;
+    let batch = policy.encode_inputs(requests, device)?;
+    let (_, total) = policy.log_probs(&batch, &tries, lists)?;
     let loss = total.mean().neg();
-    let value = loss.clone().into_scalar::<f32>();
-    if !value.is_finite() {
-        return Err(TrainError::InvalidInput(format!(
-            "non-finite SFT loss {value}"
-        )));
-    }
-    let grads = GradientsParams::from_grads(loss.backward(), &policy);
-    Ok((optim.step(learning_rate, policy, grads), value))
+    Ok(apply_update(policy, optim, loss, learning_rate, clip))
 }
 
 /// Greedy lists of `policy` (on a plain device) for `requests`, scored against each
-/// request's binary `relevance` (one value per candidate) at cut-off `list_len`.
+/// request's `relevance` (one value per candidate) at cut-off `list_len`.
 ///
 /// # Errors
 /// Decoding or metric errors.
@@ -55,18 +216,287 @@ pub fn greedy_metrics(
     relevance: &[Vec<f64>],
     device: &Device,
 ) -> Result<MetricsSummary> {
-    let mut decoder = Decoder::new(DecodeStrategy::Greedy, 0)
-        .map_err(|e| TrainError::InvalidInput(e.to_string()))?;
-    let lists = decode(policy, requests, &mut decoder, device)
-        .map_err(|e| TrainError::InvalidInput(e.to_string()))?;
-    let l = policy.list_len();
-    let mut acc = MetricAccumulator::new();
-    for (list, rel) in lists.iter().zip(relevance) {
-        acc.push(
-            ListMetrics::compute(&list[0].items, rel, l)
-                .map_err(|e| TrainError::InvalidInput(e.to_string()))?,
-        );
+    let lists = greedy_lists(policy, requests, 1, device)?;
+    list_metrics(&lists, relevance, policy.list_len())
+}
+
+/// The evaluator's choice among the logged demonstration and `k - 1` lists of the same
+/// length drawn uniformly from each request's pool (seeded per request); ties keep the
+/// logged demonstration. `evaluator` is a plain-device model.
+///
+/// # Errors
+/// Model errors.
+pub fn best_of_k_demonstrations(
+    requests: &[Request],
+    logged: &[Vec<usize>],
+    evaluator: &UserResponseModel,
+    k: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<Vec<Vec<usize>>> {
+    let reward = EvaluatorReward::new(evaluator, device);
+    let mut out = Vec::with_capacity(requests.len());
+    for (r, (req, demo)) in requests.iter().zip(logged).enumerate() {
+        let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, &[5, r as u64]));
+        let positions: Vec<usize> = (0..req.candidates.len()).collect();
+        let mut lists = vec![demo.clone()];
+        for _ in 1..k {
+            let mut l: Vec<usize> = positions.sample(&mut rng, demo.len()).copied().collect();
+            l.shuffle(&mut rng);
+            lists.push(l);
+        }
+        let reqs = vec![req; lists.len()];
+        let ids = vec![r; lists.len()];
+        let scores = reward.rewards(&reqs, &ids, &lists)?;
+        let best = (0..lists.len()).fold(0, |b, i| if scores[i] > scores[b] { i } else { b });
+        out.push(lists.swap_remove(best));
     }
-    acc.summary()
-        .map_err(|e| TrainError::InvalidInput(e.to_string()))
+    Ok(out)
+}
+
+/// The inputs of [`train_sft`].
+#[derive(Debug, Clone, Copy)]
+pub struct SftData<'a> {
+    /// Training requests.
+    pub train: &'a [Request],
+    /// One demonstration (candidate positions) per training request.
+    pub demonstrations: &'a [Vec<usize>],
+    /// Validation requests (may be empty: then every epoch counts as the best).
+    pub valid: &'a [Request],
+    /// Relevance of each validation request's candidates (gain `2^rel - 1`; binary click
+    /// labels for Precision).
+    pub valid_relevance: &'a [Vec<f64>],
+}
+
+/// How an SFT run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SftOutcome {
+    /// Finished or interrupted.
+    pub status: RunStatus,
+    /// Steps done.
+    pub steps: u64,
+    /// The best epoch (from 1) and its validation NDCG@L.
+    pub best: Option<(usize, f64)>,
+    /// Every evaluation record (also in `sft_log.jsonl`).
+    pub log: Vec<serde_json::Value>,
+}
+
+/// The trainer state saved in each checkpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct SftState {
+    step: u64,
+    best: Option<(usize, f64)>,
+    since_best: usize,
+    stopped: bool,
+    loss_sum: f64,
+    loss_steps: u64,
+    skipped_steps: u64,
+    train_seconds: f64,
+    samples: u64,
+    log: Vec<serde_json::Value>,
+}
+
+/// The optimizer of a trainer.
+pub(crate) fn adamw(weight_decay: f32) -> ModuleOptimizer {
+    AdamWConfig::new().with_weight_decay(weight_decay).init()
+}
+
+/// A fresh policy and optimizer, or the checkpoint's when resuming.
+pub(crate) fn start_or_resume<S: serde::de::DeserializeOwned + Default>(
+    config: &PolicyConfig,
+    initial: Option<Policy>,
+    optim: ModuleOptimizer,
+    checkpoint: &Path,
+    resume: bool,
+    device: &Device,
+) -> Result<(Policy, ModuleOptimizer, S)> {
+    if resume && let Some(dir) = latest(checkpoint) {
+        let (policy, saved) = Policy::load(&dir, device)?;
+        if &saved != config {
+            return Err(TrainError::InvalidInput(format!(
+                "{}: the checkpoint was made with another policy configuration; run without --resume",
+                dir.display()
+            )));
+        }
+        let optim = load_optimizer(optim, &dir)?;
+        let state = load_json(&dir.join(STATE_FILE))?;
+        return Ok((policy, optim, state));
+    }
+    let policy = match initial {
+        Some(p) => p,
+        None => Policy::new(config, device)?,
+    };
+    Ok((policy, optim, S::default()))
+}
+
+/// Writes a checkpoint: policy, optimizer, trainer state.
+pub(crate) fn save_checkpoint<S: Serialize>(
+    dir: &Path,
+    policy: &Policy,
+    config: &PolicyConfig,
+    optim: &ModuleOptimizer,
+    state: &S,
+) -> Result<()> {
+    write_dir_atomic(dir, |d| {
+        policy.save(config, d)?;
+        save_optimizer(optim, d)?;
+        save_json(&d.join(STATE_FILE), state)
+    })
+}
+
+/// Supervised pre-training of a policy built from `policy_config` on `data`.
+///
+/// Each epoch visits the training demonstrations in a seeded order, `batch_size` per step;
+/// after the epoch the policy's greedy lists on the validation requests are scored
+/// (Precision/NDCG/MAP/F1@L), one record is appended to `out/sft_log.jsonl`, and a better
+/// validation NDCG@L saves the policy to `out/policy_sft/`; `patience` epochs without
+/// improvement stop the run. A checkpoint (`out/sft_checkpoint/`: policy, optimizer, step,
+/// best score, log) is written every `checkpoint_every` steps and at each epoch end, atomically.
+/// With `resume`, training continues from it; all randomness (batch order, dropout) is
+/// derived from `(seed, step)`, so a resumed run reaches the same weights as an uninterrupted
+/// one.
+///
+/// `devices` = (autodiff training device, plain evaluation device).
+///
+/// # Errors
+/// Invalid configuration or inputs, file errors.
+pub fn train_sft(
+    policy_config: &PolicyConfig,
+    data: SftData<'_>,
+    config: &SftConfig,
+    out: &Path,
+    resume: bool,
+    (device, plain): (&Device, &Device),
+    observer: &mut dyn TrainObserver,
+) -> Result<SftOutcome> {
+    config.validate()?;
+    let n = data.train.len();
+    if n == 0 || data.demonstrations.len() != n {
+        return Err(TrainError::InvalidInput(format!(
+            "{n} training requests but {} demonstrations",
+            data.demonstrations.len()
+        )));
+    }
+    if data.valid.len() != data.valid_relevance.len() {
+        return Err(TrainError::InvalidInput(
+            "validation requests and relevance differ in length".into(),
+        ));
+    }
+    std::fs::create_dir_all(out).map_err(|e| TrainError::Io {
+        path: out.to_path_buf(),
+        source: e,
+    })?;
+    let ckpt = out.join(SFT_CHECKPOINT_DIR);
+    let (mut policy, mut optim, mut st): (Policy, ModuleOptimizer, SftState) = start_or_resume(
+        policy_config,
+        None,
+        adamw(config.weight_decay),
+        &ckpt,
+        resume,
+        device,
+    )?;
+    let log = JsonlLog::create(&out.join(SFT_LOG), &st.log)?;
+    let bs = config.batch_size;
+    let per_epoch = n.div_ceil(bs) as u64;
+    let total = per_epoch * config.epochs as u64;
+    observer.start("sft", total, st.step);
+    let mut order: (u64, Vec<usize>) = (u64::MAX, Vec::new());
+    while st.step < total && !st.stopped {
+        let epoch = st.step / per_epoch;
+        if order.0 != epoch {
+            let mut idx: Vec<usize> = (0..n).collect();
+            idx.shuffle(&mut ChaCha8Rng::seed_from_u64(derive_seed(
+                config.seed,
+                &[1, epoch],
+            )));
+            order = (epoch, idx);
+        }
+        let k = (st.step % per_epoch) as usize;
+        let idx = &order.1[k * bs..((k + 1) * bs).min(n)];
+        let reqs: Vec<Request> = idx.iter().map(|&i| data.train[i].clone()).collect();
+        let demos: Vec<Vec<usize>> = idx
+            .iter()
+            .map(|&i| data.demonstrations[i].clone())
+            .collect();
+        device.seed(derive_seed(config.seed, &[2, st.step]));
+        let t0 = Instant::now();
+        let (p, outcome) = sft_step(
+            policy,
+            &mut optim,
+            &reqs,
+            &demos,
+            (config.learning_rate, config.grad_clip_norm),
+            device,
+        )?;
+        st.train_seconds += t0.elapsed().as_secs_f64();
+        st.samples += idx.len() as u64;
+        policy = p;
+        st.step += 1;
+        if outcome.skipped {
+            st.skipped_steps += 1;
+        } else {
+            st.loss_sum += f64::from(outcome.loss);
+            st.loss_steps += 1;
+        }
+        if observer.step(st.step, f64::from(outcome.loss)) == ControlFlow::Break(()) {
+            return Ok(SftOutcome {
+                status: RunStatus::Interrupted,
+                steps: st.step,
+                best: st.best,
+                log: st.log,
+            });
+        }
+        let epoch_end = st.step % per_epoch == 0;
+        if epoch_end {
+            let e = (st.step / per_epoch) as usize;
+            let evaluated = policy.valid();
+            let mut record = json!({
+                "stage": "sft",
+                "epoch": e,
+                "step": st.step,
+                "train_loss": st.loss_sum / st.loss_steps.max(1) as f64,
+                "skipped_steps": st.skipped_steps,
+                "train_samples_per_s": st.samples as f64 / st.train_seconds.max(1e-9),
+            });
+            let score = if data.valid.is_empty() {
+                f64::NEG_INFINITY
+            } else {
+                let m = greedy_metrics(&evaluated, data.valid, data.valid_relevance, plain)?;
+                record["valid_precision"] = json!(m.precision.mean);
+                record["valid_ndcg"] = json!(m.ndcg.mean);
+                record["valid_map"] = json!(m.map.mean);
+                record["valid_f1"] = json!(m.f1.mean);
+                m.ndcg.mean
+            };
+            st.loss_sum = 0.0;
+            st.loss_steps = 0;
+            let better = st.best.is_none_or(|(_, b)| score > b);
+            if better {
+                st.best = Some((e, score));
+                st.since_best = 0;
+                write_dir_atomic(&out.join(SFT_POLICY_DIR), |d| {
+                    evaluated.save(policy_config, d).map_err(TrainError::from)
+                })?;
+            } else {
+                st.since_best += 1;
+                st.stopped = st.since_best >= config.patience;
+            }
+            record["best_epoch"] = json!(st.best.map(|b| b.0));
+            log.append(&record)?;
+            observer.evaluation(&record);
+            st.log.push(record);
+        }
+        let periodic =
+            config.checkpoint_every > 0 && st.step.is_multiple_of(config.checkpoint_every as u64);
+        if epoch_end || periodic || st.step == total {
+            save_checkpoint(&ckpt, &policy, policy_config, &optim, &st)?;
+        }
+    }
+    observer.finish();
+    Ok(SftOutcome {
+        status: RunStatus::Finished,
+        steps: st.step,
+        best: st.best,
+        log: st.log,
+    })
 }

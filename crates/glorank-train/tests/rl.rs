@@ -4,7 +4,7 @@ use burn::module::Module;
 use burn::optim::AdamConfig;
 use burn::tensor::Device;
 use glorank_policy::{HistoryItem, Policy, PolicyConfig, Request, decode};
-use glorank_train::{RlConfig, rl_step};
+use glorank_train::{ListReward, RlConfig, rl_step};
 use glorank_trie::{DecodeStrategy, Decoder};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
@@ -42,6 +42,24 @@ fn reward(reqs: &[Request], r: usize, list: &[usize]) -> f32 {
         / list.len() as f32
 }
 
+/// [`reward`] as a [`ListReward`].
+struct FirstTokenReward;
+
+impl ListReward for FirstTokenReward {
+    fn rewards(
+        &self,
+        requests: &[&Request],
+        _ids: &[usize],
+        lists: &[Vec<usize>],
+    ) -> glorank_train::Result<Vec<f32>> {
+        Ok(requests
+            .iter()
+            .zip(lists)
+            .map(|(r, l)| reward(std::slice::from_ref(*r), 0, l))
+            .collect())
+    }
+}
+
 fn greedy_reward(policy: &Policy, reqs: &[Request], dev: &Device) -> f32 {
     let mut d = Decoder::new(DecodeStrategy::Greedy, 0).unwrap();
     let lists = decode(policy, reqs, &mut d, dev).unwrap();
@@ -69,7 +87,7 @@ fn rl_steps_raise_a_verifiable_reward() {
     let mut optim = AdamConfig::new().init();
     let mut sampler = Decoder::new(DecodeStrategy::sample(), 11).unwrap();
     let cfg = RlConfig::default().with(8, 0.01, 1e-2);
-    let score = |r: usize, l: &[usize]| reward(&reqs, r, l);
+    let ids: Vec<usize> = (0..reqs.len()).collect();
     let mut stats = Vec::new();
     for _ in 0..25 {
         let (p, s) = rl_step(
@@ -77,14 +95,16 @@ fn rl_steps_raise_a_verifiable_reward() {
             &reference,
             &mut optim,
             &reqs,
-            &score,
+            &ids,
+            &FirstTokenReward,
             &mut sampler,
             &cfg,
             (&train, &plain),
         )
         .unwrap();
         policy = p;
-        assert!(!s.skipped_step && s.kl.is_finite() && s.kl >= -1e-6);
+        assert!(!s.update.skipped && s.kl.is_finite() && s.kl >= -1e-6);
+        assert!(s.entropy > 0.0 && s.update.grad_norm.is_finite());
         stats.push(s);
     }
     let after = greedy_reward(&policy.valid(), &reqs, &plain);

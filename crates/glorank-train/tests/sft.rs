@@ -38,10 +38,10 @@ fn sft_fits_its_demonstrations() {
     let mut losses = Vec::new();
     for _ in 0..24 {
         for (k, (r, d)) in train_reqs.chunks(32).zip(demos.chunks(32)).enumerate() {
-            let (p, loss) = sft_step(policy, &mut optim, r, d, 3e-3, &train).unwrap();
+            let (p, out) = sft_step(policy, &mut optim, r, d, (3e-3, 0.0), &train).unwrap();
             policy = p;
             if k == 0 {
-                losses.push(loss);
+                losses.push(out.loss);
             }
         }
     }

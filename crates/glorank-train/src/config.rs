@@ -1,0 +1,229 @@
+//! The TOML-serialisable training configuration: one section per stage, every value checked
+//! before anything is allocated.
+//!
+//! ```toml
+//! [policy]
+//! d_model = 128
+//! layers = 2
+//!
+//! [sft]
+//! epochs = 10
+//! batch_size = 64
+//!
+//! [rl]
+//! steps = 300
+//! group_size = 8
+//! ```
+//!
+//! Every field has a default, so a file names only what it changes; unknown fields are
+//! errors that name the field.
+
+use crate::reward::RewardTrainConfig;
+use crate::rl::RlConfig;
+use crate::sft::SftConfig;
+use crate::{Result, TrainError};
+use glorank_policy::{ActionSpace, PolicyConfig};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The policy's architecture options (the vocabularies and shapes come from the data).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PolicyOptions {
+    /// Model width (default 128).
+    pub d_model: usize,
+    /// Attention heads (default 4).
+    pub heads: usize,
+    /// Encoder and decoder layers each (default 2).
+    pub layers: usize,
+    /// Dropout (default 0.1).
+    pub dropout: f64,
+    /// Weight-tied heads on top of the linear heads (default false).
+    pub tie_heads: bool,
+    /// Feed the stage-1 retriever score of each candidate (default true).
+    pub use_retriever_score: bool,
+    /// The local-index (LAS) ablation instead of global semantic IDs (default false).
+    pub local_index: bool,
+    /// Seed of the weight initialisation (default 0).
+    pub seed: u64,
+}
+
+impl Default for PolicyOptions {
+    fn default() -> Self {
+        Self {
+            d_model: 128,
+            heads: 4,
+            layers: 2,
+            dropout: 0.1,
+            tie_heads: false,
+            use_retriever_score: true,
+            local_index: false,
+            seed: 0,
+        }
+    }
+}
+
+impl PolicyOptions {
+    /// Applies these options to a data-derived configuration.
+    pub fn apply(&self, config: PolicyConfig) -> PolicyConfig {
+        let mut c = config
+            .with_size(self.d_model, self.heads, self.layers)
+            .with_dropout(self.dropout)
+            .with_tied_heads(self.tie_heads)
+            .with_seed(self.seed)
+            .with_action_space(if self.local_index {
+                ActionSpace::LocalIndex
+            } else {
+                ActionSpace::Global
+            });
+        c.use_retriever_score = self.use_retriever_score;
+        c
+    }
+}
+
+/// Which demonstrations SFT imitates.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum Demonstrations {
+    /// The logged slate ordered by rating, descending, ties by exposure time (default).
+    Logged,
+    /// The evaluator's best of the logged demonstration and `k - 1` lists sampled uniformly
+    /// from the pool.
+    BestOfK {
+        /// Lists compared per request (>= 2).
+        k: usize,
+    },
+}
+
+/// Where the RL reward comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum RewardSource {
+    /// The evaluator's DCG-weighted click reward `sum_k p_click(k) / log2(k + 1)` (default).
+    Evaluator,
+    /// The known labels of the training request: NDCG@L of the list (a verifiable reward).
+    Labels,
+}
+
+/// Every stage's configuration, as read from a TOML file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TrainingConfig {
+    /// Policy architecture.
+    pub policy: PolicyOptions,
+    /// Evaluator training (the RL reward; train split only).
+    pub evaluator: RewardTrainConfig,
+    /// Simulator training (Average Reward; every logged slate, its own seed).
+    pub simulator: RewardTrainConfig,
+    /// Supervised pre-training.
+    pub sft: SftConfig,
+    /// Group-relative RL post-training.
+    pub rl: RlConfig,
+}
+
+impl TrainingConfig {
+    /// Parses a TOML document and checks every value.
+    ///
+    /// # Errors
+    /// [`TrainError::Format`] (with TOML's line and column, named after `origin`) or
+    /// [`TrainError::InvalidConfig`] naming the field.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Self> {
+        let c: Self = toml::from_str(text).map_err(|e| TrainError::Format {
+            path: origin.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Reads and checks a TOML file.
+    ///
+    /// # Errors
+    /// As [`TrainingConfig::from_toml`], plus [`TrainError::Io`].
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// The configuration as TOML text.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Checks every section.
+    ///
+    /// # Errors
+    /// [`TrainError::InvalidConfig`] naming the first bad field.
+    pub fn validate(&self) -> Result<()> {
+        let p = &self.policy;
+        check("policy.d_model", p.d_model > 0, "must be > 0")?;
+        check(
+            "policy.heads",
+            p.heads > 0 && p.d_model.is_multiple_of(p.heads.max(1)),
+            "must be > 0 and divide d_model",
+        )?;
+        check("policy.layers", p.layers > 0, "must be > 0")?;
+        check(
+            "policy.dropout",
+            (0.0..1.0).contains(&p.dropout),
+            "must be in [0, 1)",
+        )?;
+        self.evaluator.validate("evaluator")?;
+        self.simulator.validate("simulator")?;
+        self.sft.validate()?;
+        self.rl.validate()
+    }
+}
+
+/// `Err(InvalidConfig)` naming `field` unless `ok`.
+pub(crate) fn check(field: &str, ok: bool, message: &str) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(TrainError::InvalidConfig {
+            field: field.into(),
+            message: message.into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_partial_files() {
+        let c = TrainingConfig::default();
+        let back = TrainingConfig::from_toml(&c.to_toml(), Path::new("x.toml")).unwrap();
+        assert_eq!(back, c);
+        let partial = "[sft]\nepochs = 3\n[sft.demonstrations]\nkind = \"best-of-k\"\nk = 4\n[rl]\nreward = \"labels\"\n";
+        let p = TrainingConfig::from_toml(partial, Path::new("x.toml")).unwrap();
+        assert_eq!(p.sft.epochs, 3);
+        assert_eq!(p.sft.demonstrations, Demonstrations::BestOfK { k: 4 });
+        assert_eq!(p.rl.reward, RewardSource::Labels);
+        assert_eq!(p.rl.group_size, RlConfig::default().group_size);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = TrainingConfig::from_toml("[sft]\nbatch_size = 0\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sft.batch_size"), "{e}");
+        let e = TrainingConfig::from_toml("[rl]\ngroup_sise = 4\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("c.toml") && e.contains("group_sise"), "{e}");
+        let e = TrainingConfig::from_toml("[policy]\nheads = 3\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("policy.heads"), "{e}");
+    }
+}

@@ -1,0 +1,408 @@
+//! The training loops on a tiny synthetic world: SFT generalises, RL improves the evaluator
+//! reward over SFT, and interrupted runs resume to the same weights.
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::{Device, Tensor};
+use glorank_data::{
+    DatasetSource, ItemVectorSource, NoProgress, ProtocolConfig, RetrieverConfig,
+    SyntheticConfig, item_vectors,
+};
+use glorank_policy::{Policy, PolicyConfig, Request};
+use glorank_reward::{RewardConfig, RewardRole, UserResponseModel};
+use glorank_tokenizer::{ItemTokenizer, RqKMeans, RqKMeansConfig};
+use glorank_train::{
+    EvaluatorReward, ListReward, NoObserver, RL_CHECKPOINT_DIR, RequestBuilder, RewardSource,
+    RewardTrainConfig, RlConfig, RlData, RunStatus, SFT_CHECKPOINT_DIR, SftConfig, SftData,
+    TrainObserver, greedy_lists, reward_examples, train_reward_model, train_rl, train_sft,
+};
+use std::ops::ControlFlow;
+use std::path::Path;
+
+/// The training and validation requests of a tiny world and a small policy configuration.
+struct Setup {
+    train: Vec<Request>,
+    demos: Vec<Vec<usize>>,
+    valid: Vec<Request>,
+    valid_rel: Vec<Vec<f64>>,
+    config: PolicyConfig,
+    evaluator_data: (
+        Vec<glorank_reward::RewardExample>,
+        Vec<glorank_reward::RewardExample>,
+    ),
+    user_fields: Vec<usize>,
+}
+
+/// The default synthetic world with 300 users and 200 items, 8 slates per user, pools of 20
+/// and a deliberately weak 2-factor retriever. With the default 32-factor retriever on a
+/// catalogue this small, the 14 retrieved negatives are the items the user likes most, and
+/// nothing a small policy learns from 1,800 requests beats a random list on validation
+/// (measured: 0.096 vs 0.091); with 2 factors the negatives are easier, as in a real pool.
+fn setup(users: usize) -> Setup {
+    let ds = DatasetSource::Synthetic(SyntheticConfig::small(users, 200).with_sessions(8))
+        .prepare(
+            &ProtocolConfig::default()
+                .with_k_core(5)
+                .with_shape(6, 12, 20)
+                .with_retriever(RetrieverConfig::default().with_factors(2)),
+            &NoProgress,
+        )
+        .unwrap();
+    let v = item_vectors(&ds, &ItemVectorSource::Concat { title_buckets: 8 }).unwrap();
+    let ids = RqKMeans::new(RqKMeansConfig::new(2, 16).with_seed(1))
+        .unwrap()
+        .fit(&v.data, v.dim)
+        .unwrap();
+    let builder = RequestBuilder::new(&ds, &ids).unwrap();
+    let mut config = builder
+        .policy_config()
+        .with_size(32, 4, 1)
+        .with_dropout(0.0)
+        .with_seed(3);
+    // Retriever scores of training slates are in-sample (the retriever was fitted on them),
+    // so the feature points the wrong way on validation; leave it out.
+    config.use_retriever_score = false;
+    Setup {
+        train: builder.requests(&ds.train),
+        demos: ds.train.iter().map(|s| ds.demonstration(s)).collect(),
+        valid: builder.requests(&ds.valid),
+        valid_rel: ds.valid.iter().map(|s| s.click_relevance()).collect(),
+        config,
+        evaluator_data: (
+            reward_examples(&builder, &ds.train, 2, 1),
+            reward_examples(&builder, &ds.valid, 2, 2),
+        ),
+        user_fields: builder.user_field_sizes(),
+    }
+}
+
+fn devices() -> (Device, Device) {
+    (Device::flex().autodiff(), Device::flex())
+}
+
+/// Expected Precision@L of a uniformly random list: positives / pool size, averaged.
+fn random_precision(relevance: &[Vec<f64>]) -> f64 {
+    relevance
+        .iter()
+        .map(|r| r.iter().filter(|&&x| x > 0.0).count() as f64 / r.len() as f64)
+        .sum::<f64>()
+        / relevance.len() as f64
+}
+
+fn sft(
+    s: &Setup,
+    cfg: &SftConfig,
+    out: &Path,
+    resume: bool,
+    obs: &mut dyn TrainObserver,
+) -> RunStatus {
+    let (train, plain) = devices();
+    train_sft(
+        &s.config,
+        SftData {
+            train: &s.train,
+            demonstrations: &s.demos,
+            valid: &s.valid,
+            valid_relevance: &s.valid_rel,
+        },
+        cfg,
+        out,
+        resume,
+        (&train, &plain),
+        obs,
+    )
+    .unwrap()
+    .status
+}
+
+/// Every float parameter, flattened in module order.
+struct Flatten(Vec<f32>);
+
+impl ModuleVisitor for Flatten {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.0.extend(param.val().into_data().iter::<f32>());
+    }
+}
+
+fn weights(dir: &Path) -> Vec<f32> {
+    let (p, _) = Policy::load(dir, &Device::flex()).unwrap();
+    let mut f = Flatten(Vec::new());
+    p.visit(&mut f);
+    f.0
+}
+
+/// Stops the loop after `at` steps, as a crash would (no final checkpoint).
+struct StopAt(u64);
+
+impl TrainObserver for StopAt {
+    fn step(&mut self, step: u64, _loss: f64) -> ControlFlow<()> {
+        if step >= self.0 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+}
+
+#[test]
+fn sft_lifts_validation_precision_above_random() {
+    let s = setup(300);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SftConfig::default().with(8, 32, 3e-3);
+    assert_eq!(
+        sft(&s, &cfg, dir.path(), false, &mut NoObserver),
+        RunStatus::Finished
+    );
+    let plain = Device::flex();
+    let (best, _) = Policy::load(&dir.path().join("policy_sft"), &plain).unwrap();
+    let lists = greedy_lists(&best, &s.valid, 1, &plain).unwrap();
+    let m = glorank_train::list_metrics(&lists, &s.valid_rel, 6).unwrap();
+    let random = random_precision(&s.valid_rel);
+    // Measured (seeded): random lists 0.091, best SFT epoch 0.181 on the 300 validation
+    // requests (standard error of a random list's precision about 0.007). 0.13 is more than
+    // five standard errors above chance.
+    assert!(
+        m.precision.mean > 0.13 && m.precision.mean > random + 0.03,
+        "validation Precision@6 {:.3} vs random {random:.3}",
+        m.precision.mean
+    );
+    let log = std::fs::read_to_string(dir.path().join("sft_log.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 8, "one JSONL record per epoch");
+}
+
+#[test]
+fn sft_resume_equals_uninterrupted() {
+    let s = setup(60);
+    let cfg = SftConfig::default()
+        .with(2, 16, 3e-3)
+        .with_checkpoint_every(3);
+    let full = tempfile::tempdir().unwrap();
+    assert_eq!(
+        sft(&s, &cfg, full.path(), false, &mut NoObserver),
+        RunStatus::Finished
+    );
+    let cut = tempfile::tempdir().unwrap();
+    // Interrupted after step 7: the last checkpoint is step 6, so step 7 is redone.
+    assert_eq!(
+        sft(&s, &cfg, cut.path(), false, &mut StopAt(7)),
+        RunStatus::Interrupted
+    );
+    assert_eq!(
+        sft(&s, &cfg, cut.path(), true, &mut NoObserver),
+        RunStatus::Finished
+    );
+    let a = weights(&full.path().join(SFT_CHECKPOINT_DIR));
+    let b = weights(&cut.path().join(SFT_CHECKPOINT_DIR));
+    assert_eq!(a.len(), b.len());
+    let max_diff = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert_eq!(max_diff, 0.0, "resumed weights differ by up to {max_diff}");
+    assert_eq!(
+        std::fs::read_to_string(full.path().join("sft_log.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        std::fs::read_to_string(cut.path().join("sft_log.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+    );
+}
+
+fn evaluator(s: &Setup) -> UserResponseModel {
+    let (train, plain) = devices();
+    let cfg = RewardConfig::for_role(RewardRole::Evaluator, s.config.vocab_sizes.clone())
+        .with_shape(6, 12)
+        .with_user_fields(s.user_fields.clone())
+        .with_size(32, 4, 1)
+        .with_seed(5);
+    let model = UserResponseModel::new(&cfg, &train).unwrap();
+    let (m, _) = train_reward_model(
+        model,
+        &s.evaluator_data.0,
+        &s.evaluator_data.1,
+        &RewardTrainConfig::default()
+            .with_epochs(4, 2)
+            .with_learning_rate(3e-3),
+        &train,
+        &plain,
+    )
+    .unwrap();
+    m
+}
+
+fn mean_reward(r: &dyn ListReward, reqs: &[Request], lists: &[Vec<usize>]) -> f64 {
+    let refs: Vec<&Request> = reqs.iter().collect();
+    let ids: Vec<usize> = (0..reqs.len()).collect();
+    let v = r.rewards(&refs, &ids, lists).unwrap();
+    v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len() as f64
+}
+
+fn rl(
+    s: &Setup,
+    reward: &dyn ListReward,
+    sft_dir: &Path,
+    cfg: &RlConfig,
+    out: &Path,
+    resume: bool,
+    obs: &mut dyn TrainObserver,
+) -> RunStatus {
+    let (train, plain) = devices();
+    let (initial, _) = Policy::load(sft_dir, &train).unwrap();
+    let (reference, _) = Policy::load(sft_dir, &plain).unwrap();
+    train_rl(
+        &s.config,
+        initial,
+        &reference,
+        RlData {
+            train: &s.train,
+            reward,
+            valid: &s.valid,
+            valid_relevance: &s.valid_rel,
+            valid_reward: Some(reward),
+        },
+        cfg,
+        out,
+        resume,
+        (&train, &plain),
+        obs,
+    )
+    .unwrap()
+    .status
+}
+
+#[test]
+fn rl_lifts_the_evaluator_reward_above_sft() {
+    let s = setup(300);
+    let plain = Device::flex();
+    let eval = evaluator(&s);
+    let reward = EvaluatorReward::new(&eval, &plain);
+    let dir = tempfile::tempdir().unwrap();
+    sft(
+        &s,
+        &SftConfig::default().with(4, 32, 3e-3),
+        dir.path(),
+        false,
+        &mut NoObserver,
+    );
+    let sft_dir = dir.path().join("policy_sft");
+    let cfg = RlConfig::default()
+        .with(8, 0.01, 3e-3)
+        .with_steps(40, 16, 20)
+        .with_seed(9);
+    assert_eq!(
+        rl(
+            &s,
+            &reward,
+            &sft_dir,
+            &cfg,
+            dir.path(),
+            false,
+            &mut NoObserver
+        ),
+        RunStatus::Finished
+    );
+    let (sft_policy, _) = Policy::load(&sft_dir, &plain).unwrap();
+    let (rl_policy, _) = Policy::load(&dir.path().join("policy_rl"), &plain).unwrap();
+    let before = mean_reward(
+        &reward,
+        &s.valid,
+        &greedy_lists(&sft_policy, &s.valid, 1, &plain).unwrap(),
+    );
+    let after = mean_reward(
+        &reward,
+        &s.valid,
+        &greedy_lists(&rl_policy, &s.valid, 1, &plain).unwrap(),
+    );
+    eprintln!("evaluator reward of greedy validation lists: SFT {before:.4} -> RL {after:.4}");
+    let log = std::fs::read_to_string(dir.path().join("rl_log.jsonl")).unwrap();
+    for line in log.lines() {
+        eprintln!("{line}");
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if v["step"].as_u64() != Some(0) {
+            assert!(v["entropy"].as_f64().unwrap() > 0.0 && v["kl"].as_f64().unwrap() >= 0.0);
+        }
+    }
+    // Measured (seeded): 0.730 -> 0.865 after 40 steps of 16 requests x 8 lists. A 5% lift
+    // is far above the step-to-step noise of greedy lists on 300 requests and fails a
+    // trainer that does not follow the reward. (Validation Precision@6 fell from 0.175 to
+    // 0.146 meanwhile: this small evaluator is an imperfect proxy of the labels.)
+    assert!(after > before * 1.05, "SFT {before:.4} -> RL {after:.4}");
+}
+
+#[test]
+fn rl_resume_equals_uninterrupted() {
+    let s = setup(60);
+    // The verifiable reward: NDCG of the list against the demonstrated items.
+    let rel: Vec<Vec<f64>> = s
+        .demos
+        .iter()
+        .zip(&s.train)
+        .map(|(d, r)| {
+            let mut v = vec![0.0; r.candidates.len()];
+            for &p in d {
+                v[p] = 1.0;
+            }
+            v
+        })
+        .collect();
+    let reward = glorank_train::LabelReward::new(&rel);
+    let dir = tempfile::tempdir().unwrap();
+    sft(
+        &s,
+        &SftConfig::default().with(1, 32, 3e-3),
+        dir.path(),
+        false,
+        &mut NoObserver,
+    );
+    let sft_dir = dir.path().join("policy_sft");
+    let cfg = RlConfig::default()
+        .with(4, 0.05, 1e-3)
+        .with_steps(6, 8, 2)
+        .with_reward(RewardSource::Labels);
+    let full = tempfile::tempdir().unwrap();
+    rl(
+        &s,
+        &reward,
+        &sft_dir,
+        &cfg,
+        full.path(),
+        false,
+        &mut NoObserver,
+    );
+    let cut = tempfile::tempdir().unwrap();
+    assert_eq!(
+        rl(
+            &s,
+            &reward,
+            &sft_dir,
+            &cfg,
+            cut.path(),
+            false,
+            &mut StopAt(5)
+        ),
+        RunStatus::Interrupted
+    );
+    assert_eq!(
+        rl(
+            &s,
+            &reward,
+            &sft_dir,
+            &cfg,
+            cut.path(),
+            true,
+            &mut NoObserver
+        ),
+        RunStatus::Finished
+    );
+    let a = weights(&full.path().join(RL_CHECKPOINT_DIR));
+    let b = weights(&cut.path().join(RL_CHECKPOINT_DIR));
+    let max_diff = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert_eq!(max_diff, 0.0, "resumed weights differ by up to {max_diff}");
+}
