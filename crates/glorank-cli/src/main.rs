@@ -3,6 +3,10 @@
 //! `glorank prepare` reads a dataset (or simulates the embedded synthetic world), applies the
 //! 50-to-6 reranking protocol and writes the prepared dataset into a run directory.
 //! `glorank tokenize` learns semantic IDs for the prepared dataset's items.
+//! `glorank train {evaluator,simulator,sft,rl}` trains a stage into a run directory and
+//! `glorank eval` scores a saved policy.
+
+mod train;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use glorank_data::{
@@ -31,6 +35,10 @@ enum Command {
     Prepare(PrepareArgs),
     /// Learn semantic IDs (RQ-VAE or RQ-KMeans) for the items of a prepared dataset.
     Tokenize(TokenizeArgs),
+    /// Train a stage: the evaluator, the simulator, SFT or RL.
+    Train(train::TrainArgs),
+    /// Evaluate a saved policy: Precision/Recall/F1/NDCG/MAP@L with 95% CIs, Average Reward.
+    Eval(train::EvalArgs),
 }
 
 /// Tokenizer methods.
@@ -267,6 +275,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Prepare(args) => prepare(&args),
         Command::Tokenize(args) => tokenize(&args),
+        Command::Train(args) => train::train(&args),
+        Command::Eval(args) => train::eval(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

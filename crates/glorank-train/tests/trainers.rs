@@ -4,8 +4,8 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
 use glorank_data::{
-    DatasetSource, ItemVectorSource, NoProgress, ProtocolConfig, RetrieverConfig,
-    SyntheticConfig, item_vectors,
+    DatasetSource, ItemVectorSource, NoProgress, ProtocolConfig, RetrieverConfig, SyntheticConfig,
+    item_vectors,
 };
 use glorank_policy::{Policy, PolicyConfig, Request};
 use glorank_reward::{RewardConfig, RewardRole, UserResponseModel};

@@ -1,0 +1,457 @@
+//! Baseline rerankers for the GloRank comparison, trained on the same prepared samples and
+//! scored by the same metrics.
+//!
+//! * [`mf_order`]: the initial ranker, candidates by stage-1 retriever score.
+//! * [`oracle`]: positives first (clicked items, then the rest): the upper bound of
+//!   Precision@L.
+//! * [`Baseline::Prm`]: PRM, a transformer over the candidate set scoring each item (binary
+//!   cross-entropy on click labels); the list is the top L by score.
+//! * [`Baseline::Dlcm`]: DLCM, a GRU over the pool with a local scoring function (same loss).
+//! * [`Baseline::Seq2Slate`]: a pointer network over candidate positions (local index,
+//!   attention-based), trained by teacher forcing on the demonstrations and then by
+//!   REINFORCE with a group-mean baseline on the training request's NDCG@L.
+//!
+//! The GloRank local-index (LAS) ablation is a policy option of `glorank-policy`.
+//!
+//! ```
+//! use glorank_baselines::oracle;
+//!
+//! // Clicked candidates 1 and 3 come first.
+//! assert_eq!(oracle(&[0.0, 1.0, 0.0, 1.0], 3), vec![1, 3, 0]);
+//! ```
+
+mod inputs;
+mod models;
+
+pub use inputs::{Batch, Features};
+pub use models::{Dlcm, Encoding, Prm, Seq2Slate};
+
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::tensor::{Device, Tensor};
+use glorank_data::{PreparedDataset, RerankSample};
+use glorank_metrics::{ListMetrics, MetricAccumulator};
+use rand::rngs::ChaCha8Rng;
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+/// Errors of the baselines crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BaselineError {
+    /// A configuration value is invalid.
+    #[error("invalid baseline configuration `{field}`: {message}")]
+    InvalidConfig {
+        /// The field.
+        field: &'static str,
+        /// Why.
+        message: String,
+    },
+    /// Inputs that do not fit (named in the message).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// Training diverged.
+    #[error("training diverged: non-finite loss in epoch {0}")]
+    Diverged(usize),
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = BaselineError> = std::result::Result<T, E>;
+
+/// The initial ranker's list: the `len` candidates with the highest retriever `scores`
+/// (ties: lower position first).
+pub fn mf_order(scores: &[f32], len: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    idx.truncate(len);
+    idx
+}
+
+/// The oracle list: candidates by relevance, descending (ties: lower position first).
+pub fn oracle(relevance: &[f64], len: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..relevance.len()).collect();
+    idx.sort_by(|&a, &b| relevance[b].total_cmp(&relevance[a]).then(a.cmp(&b)));
+    idx.truncate(len);
+    idx
+}
+
+/// The trainable baselines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Baseline {
+    /// PRM: set transformer scorer.
+    Prm,
+    /// DLCM: GRU scorer.
+    Dlcm,
+    /// Seq2Slate: pointer network (SFT then REINFORCE).
+    Seq2Slate,
+}
+
+impl Baseline {
+    /// Display name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Prm => "PRM",
+            Self::Dlcm => "DLCM",
+            Self::Seq2Slate => "Seq2Slate",
+        }
+    }
+}
+
+/// Hyper-parameters of [`fit`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct BaselineConfig {
+    /// Model width (default 64).
+    pub d_model: usize,
+    /// Self-attention layers of PRM and the Seq2Slate encoder (default 1).
+    pub layers: usize,
+    /// Supervised epochs (default 5).
+    pub epochs: usize,
+    /// Requests per step (default 64).
+    pub batch_size: usize,
+    /// AdamW learning rate (default 1e-3).
+    pub learning_rate: f64,
+    /// Seq2Slate: REINFORCE epochs after the supervised ones (default 1).
+    pub reinforce_epochs: usize,
+    /// Seq2Slate: lists sampled per request in REINFORCE (default 4).
+    pub reinforce_samples: usize,
+    /// Seed of the weights, the batch order and the sampling (default 0).
+    pub seed: u64,
+}
+
+impl Default for BaselineConfig {
+    fn default() -> Self {
+        Self {
+            d_model: 64,
+            layers: 1,
+            epochs: 5,
+            batch_size: 64,
+            learning_rate: 1e-3,
+            reinforce_epochs: 1,
+            reinforce_samples: 4,
+            seed: 0,
+        }
+    }
+}
+
+impl BaselineConfig {
+    /// Sets epochs, batch size and learning rate.
+    pub fn with(mut self, epochs: usize, batch_size: usize, learning_rate: f64) -> Self {
+        self.epochs = epochs;
+        self.batch_size = batch_size;
+        self.learning_rate = learning_rate;
+        self
+    }
+
+    /// Sets the width.
+    pub fn with_d_model(mut self, d: usize) -> Self {
+        self.d_model = d;
+        self
+    }
+
+    /// Sets the seed.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Checks the values.
+    ///
+    /// # Errors
+    /// [`BaselineError::InvalidConfig`] naming the field.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field, message: &str| {
+            Err(BaselineError::InvalidConfig {
+                field,
+                message: message.into(),
+            })
+        };
+        if self.d_model == 0 || !self.d_model.is_multiple_of(4) {
+            return bad("d_model", "must be a positive multiple of 4 (4 heads)");
+        }
+        if self.layers == 0 {
+            return bad("layers", "must be > 0");
+        }
+        if self.epochs == 0 {
+            return bad("epochs", "must be > 0");
+        }
+        if self.batch_size == 0 {
+            return bad("batch_size", "must be > 0");
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return bad("learning_rate", "must be finite and > 0");
+        }
+        if self.reinforce_samples < 2 && self.reinforce_epochs > 0 {
+            return bad("reinforce_samples", "must be >= 2");
+        }
+        Ok(())
+    }
+}
+
+/// A trained baseline.
+#[derive(Debug, Clone)]
+pub enum Trained {
+    /// PRM.
+    Prm(Prm),
+    /// DLCM.
+    Dlcm(Dlcm),
+    /// Seq2Slate.
+    Seq2Slate(Seq2Slate),
+}
+
+/// One epoch's log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochLog {
+    /// Epoch from 1 (REINFORCE epochs follow the supervised ones).
+    pub epoch: usize,
+    /// Mean training loss.
+    pub loss: f64,
+    /// Validation Precision@L.
+    pub valid_precision: f64,
+}
+
+fn batches<'a>(
+    samples: &'a [RerankSample],
+    bs: usize,
+    rng: &mut ChaCha8Rng,
+) -> Vec<Vec<&'a RerankSample>> {
+    let mut idx: Vec<usize> = (0..samples.len()).collect();
+    idx.shuffle(rng);
+    idx.chunks(bs)
+        .map(|c| c.iter().map(|&i| &samples[i]).collect())
+        .collect()
+}
+
+/// Binary cross-entropy with logits, averaged: `[B, N]` scores against `[B, N]` 0/1 labels.
+fn bce(logits: Tensor<2>, labels: Tensor<2>) -> Tensor<1> {
+    let pos = logits.clone().clamp_min(0.0);
+    let soft = logits.clone().abs().neg().exp().log1p();
+    (pos - logits * labels + soft).mean()
+}
+
+/// NDCG@`len` of `list` against click relevance.
+fn ndcg(list: &[usize], rel: &[f64]) -> f32 {
+    glorank_metrics::ndcg_at(list, rel, list.len()).unwrap_or(0.0) as f32
+}
+
+impl Trained {
+    /// Lists of `len` items for `samples` (greedy for Seq2Slate; top by score otherwise).
+    ///
+    /// # Errors
+    /// Input errors (unequal pool sizes within a batch).
+    pub fn rank(
+        &self,
+        ds: &PreparedDataset,
+        f: &Features,
+        samples: &[RerankSample],
+        len: usize,
+        device: &Device,
+    ) -> Result<Vec<Vec<usize>>> {
+        let mut out = Vec::with_capacity(samples.len());
+        for chunk in samples.chunks(256) {
+            let refs: Vec<&RerankSample> = chunk.iter().collect();
+            let batch = Batch::new(ds, f, &refs, device).map_err(BaselineError::InvalidInput)?;
+            let [b, n] = batch.shape;
+            let scores = match self {
+                Self::Prm(m) => m.forward(&batch),
+                Self::Dlcm(m) => m.forward(&batch),
+                Self::Seq2Slate(m) => {
+                    out.extend(m.decode(&batch, len.min(n), None));
+                    continue;
+                }
+            };
+            let s: Vec<f32> = scores.into_data().iter::<f32>().collect();
+            for r in 0..b {
+                out.push(mf_order(&s[r * n..(r + 1) * n], len));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn valid_precision(
+    model: &Trained,
+    ds: &PreparedDataset,
+    f: &Features,
+    len: usize,
+    device: &Device,
+) -> Result<f64> {
+    if ds.valid.is_empty() {
+        return Ok(0.0);
+    }
+    let lists = model.rank(ds, f, &ds.valid, len, device)?;
+    let mut acc = MetricAccumulator::new();
+    for (l, s) in lists.iter().zip(&ds.valid) {
+        acc.push(
+            ListMetrics::compute(l, &s.click_relevance(), len)
+                .map_err(|e| BaselineError::InvalidInput(e.to_string()))?,
+        );
+    }
+    Ok(acc
+        .summary()
+        .map_err(|e| BaselineError::InvalidInput(e.to_string()))?
+        .precision
+        .mean)
+}
+
+/// Trains `kind` on `ds.train` (autodiff `device`), evaluating validation Precision@L after
+/// every epoch on `plain` and returning the best epoch's model (a plain-device copy) with the
+/// per-epoch log.
+///
+/// # Errors
+/// Invalid configuration, an empty training split, or a non-finite loss.
+pub fn fit(
+    kind: Baseline,
+    ds: &PreparedDataset,
+    config: &BaselineConfig,
+    (device, plain): (&Device, &Device),
+) -> Result<(Trained, Vec<EpochLog>)> {
+    config.validate()?;
+    if ds.train.is_empty() {
+        return Err(BaselineError::InvalidInput("no training samples".into()));
+    }
+    let f = Features::of(ds);
+    let len = ds.config.slate_len;
+    let d = config.d_model;
+    device.seed(config.seed);
+    let mut model = match kind {
+        Baseline::Prm => Trained::Prm(Prm::new(&f, d, config.layers, device)),
+        Baseline::Dlcm => Trained::Dlcm(Dlcm::new(&f, d, device)),
+        Baseline::Seq2Slate => Trained::Seq2Slate(Seq2Slate::new(&f, d, config.layers, device)),
+    };
+    let mut optim = AdamWConfig::new().init();
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    let mut log = Vec::new();
+    let mut best: Option<(f64, Trained)> = None;
+    let rl_epochs = if kind == Baseline::Seq2Slate {
+        config.reinforce_epochs
+    } else {
+        0
+    };
+    let lr = config.learning_rate;
+    for epoch in 1..=config.epochs + rl_epochs {
+        let reinforce = epoch > config.epochs;
+        let (mut total, mut steps) = (0.0, 0usize);
+        for batch_samples in batches(&ds.train, config.batch_size, &mut rng) {
+            let batch =
+                Batch::new(ds, &f, &batch_samples, device).map_err(BaselineError::InvalidInput)?;
+            let loss = match &model {
+                Trained::Prm(m) => bce(m.forward(&batch), batch.clicks.clone()),
+                Trained::Dlcm(m) => bce(m.forward(&batch), batch.clicks.clone()),
+                Trained::Seq2Slate(m) if !reinforce => {
+                    let demos: Vec<Vec<usize>> =
+                        batch_samples.iter().map(|s| ds.demonstration(s)).collect();
+                    m.log_prob(&batch, &demos).mean().neg()
+                }
+                Trained::Seq2Slate(m) => {
+                    // REINFORCE: G sampled lists per request, advantage = reward minus the
+                    // group mean.
+                    let g = config.reinforce_samples;
+                    let rows: Vec<&RerankSample> = batch_samples
+                        .iter()
+                        .flat_map(|s| std::iter::repeat_n(*s, g))
+                        .collect();
+                    let rb =
+                        Batch::new(ds, &f, &rows, device).map_err(BaselineError::InvalidInput)?;
+                    let mut draw = |p: &[f32]| {
+                        let total: f32 = p.iter().sum();
+                        let mut u = rng.random::<f32>() * total;
+                        for (i, &w) in p.iter().enumerate() {
+                            if u < w {
+                                return i;
+                            }
+                            u -= w;
+                        }
+                        p.iter().rposition(|&w| w > 0.0).unwrap_or(0)
+                    };
+                    let lists = m.valid().decode(
+                        &Batch::new(ds, &f, &rows, plain).map_err(BaselineError::InvalidInput)?,
+                        len,
+                        Some(&mut draw),
+                    );
+                    let rewards: Vec<f32> = rows
+                        .iter()
+                        .zip(&lists)
+                        .map(|(s, l)| ndcg(l, &s.click_relevance()))
+                        .collect();
+                    let adv: Vec<f32> = rewards
+                        .chunks(g)
+                        .flat_map(|c| {
+                            let mean = c.iter().sum::<f32>() / g as f32;
+                            c.iter().map(move |r| r - mean)
+                        })
+                        .collect();
+                    let a = Tensor::<1>::from_data(
+                        burn::tensor::TensorData::new(adv, [rows.len()]),
+                        device,
+                    );
+                    (m.log_prob(&rb, &lists) * a).mean().neg()
+                }
+            };
+            let value = f64::from(loss.clone().into_scalar::<f32>());
+            if !value.is_finite() {
+                return Err(BaselineError::Diverged(epoch));
+            }
+            total += value;
+            steps += 1;
+            model = match model {
+                Trained::Prm(m) => {
+                    let g = GradientsParams::from_grads(loss.backward(), &m);
+                    Trained::Prm(optim.step(lr, m, g))
+                }
+                Trained::Dlcm(m) => {
+                    let g = GradientsParams::from_grads(loss.backward(), &m);
+                    Trained::Dlcm(optim.step(lr, m, g))
+                }
+                Trained::Seq2Slate(m) => {
+                    let g = GradientsParams::from_grads(loss.backward(), &m);
+                    Trained::Seq2Slate(optim.step(lr, m, g))
+                }
+            };
+        }
+        let evaluated = match &model {
+            Trained::Prm(m) => Trained::Prm(m.valid()),
+            Trained::Dlcm(m) => Trained::Dlcm(m.valid()),
+            Trained::Seq2Slate(m) => Trained::Seq2Slate(m.valid()),
+        };
+        let p = valid_precision(&evaluated, ds, &f, len, plain)?;
+        log.push(EpochLog {
+            epoch,
+            loss: total / steps.max(1) as f64,
+            valid_precision: p,
+        });
+        if best.as_ref().is_none_or(|(b, _)| p > *b) {
+            best = Some((p, evaluated));
+        }
+    }
+    let (_, model) = best.ok_or_else(|| BaselineError::InvalidInput("no epoch ran".into()))?;
+    Ok((model, log))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn orders() {
+        assert_eq!(mf_order(&[0.1, 0.9, 0.5], 2), vec![1, 2]);
+        assert_eq!(oracle(&[0.0, 1.0, 1.0, 0.0], 4), vec![1, 2, 0, 3]);
+    }
+
+    #[test]
+    fn config_errors_name_the_field() {
+        let e = BaselineConfig::default()
+            .with(0, 8, 1e-3)
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("epochs"));
+        let e = BaselineConfig::default()
+            .with_d_model(30)
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("d_model"));
+    }
+}

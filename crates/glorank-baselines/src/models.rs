@@ -1,0 +1,301 @@
+//! The neural baselines: PRM, DLCM and the Seq2Slate pointer network, over a shared item and
+//! user encoding (item-ID embedding + content projection; user = attribute embeddings + the
+//! mean of the history's item embeddings).
+
+use crate::inputs::{Batch, Features};
+use burn::module::{Module, Param};
+use burn::nn::gru::{Gru, GruConfig};
+use burn::nn::transformer::{
+    TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
+};
+use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+
+/// Logit of a forbidden choice.
+const MASKED: f32 = -1.0e9;
+
+/// Item and user encoding shared (as code, not weights) by every baseline.
+#[derive(Module, Debug)]
+pub struct Encoding {
+    item: Embedding,
+    content: Option<Linear>,
+    user_fields: Vec<Embedding>,
+    user_proj: Linear,
+}
+
+impl Encoding {
+    /// Embeddings of width `d` for the items and users described by `f`.
+    pub fn new(f: &Features, d: usize, device: &Device) -> Self {
+        Self {
+            item: EmbeddingConfig::new(f.items.max(1), d).init(device),
+            content: (f.dim > 0).then(|| LinearConfig::new(f.dim, d).init(device)),
+            user_fields: f
+                .user_field_sizes
+                .iter()
+                .map(|&k| EmbeddingConfig::new(k.max(1), d).init(device))
+                .collect(),
+            user_proj: LinearConfig::new(d, d).init(device),
+        }
+    }
+
+    fn items(&self, ids: Tensor<2, Int>, vectors: Option<Tensor<3>>) -> Tensor<3> {
+        let e = self.item.forward(ids);
+        match (&self.content, vectors) {
+            (Some(c), Some(v)) => e + c.forward(v),
+            _ => e,
+        }
+    }
+
+    /// Candidate embeddings `[B, N, d]` and the user vector `[B, 1, d]`.
+    pub fn forward(&self, batch: &Batch) -> (Tensor<3>, Tensor<3>) {
+        let cand = self.items(batch.candidates.clone(), batch.candidate_vectors.clone());
+        let hist = self.items(batch.history.clone(), batch.history_vectors.clone());
+        let mut user = (hist * batch.history_weights.clone()).sum_dim(1);
+        for (emb, values) in self.user_fields.iter().zip(&batch.user) {
+            let [b] = values.dims();
+            user = user + emb.forward(values.clone().reshape([b, 1]));
+        }
+        (cand, self.user_proj.forward(user).tanh())
+    }
+}
+
+fn encoder(d: usize, heads: usize, layers: usize, device: &Device) -> TransformerEncoder {
+    TransformerEncoderConfig::new(d, 2 * d, heads, layers)
+        .with_norm_first(true)
+        .with_dropout(0.0)
+        .init(device)
+}
+
+/// PRM (Pei et al. 2019): a transformer over the candidate set with a personalised vector,
+/// one score per candidate. Candidates carry no position embedding: the protocol shuffles
+/// them, so the initial-list positions PRM normally adds would be noise.
+#[derive(Module, Debug)]
+pub struct Prm {
+    enc: Encoding,
+    join: Linear,
+    set: TransformerEncoder,
+    out: Linear,
+}
+
+impl Prm {
+    /// A PRM of width `d` with `layers` self-attention layers.
+    pub fn new(f: &Features, d: usize, layers: usize, device: &Device) -> Self {
+        Self {
+            enc: Encoding::new(f, d, device),
+            join: LinearConfig::new(2 * d, d).init(device),
+            set: encoder(d, 4, layers, device),
+            out: LinearConfig::new(d, 1).init(device),
+        }
+    }
+
+    /// Scores `[B, N]`.
+    pub fn forward(&self, batch: &Batch) -> Tensor<2> {
+        let [b, n] = batch.shape;
+        let (cand, user) = self.enc.forward(batch);
+        let x = self
+            .join
+            .forward(Tensor::cat(vec![cand.clone(), user.repeat_dim(1, n)], 2));
+        let h = self.set.forward(TransformerEncoderInput::new(x));
+        self.out.forward(h).reshape([b, n])
+    }
+}
+
+/// DLCM (Ai et al. 2018): a GRU reads the pool (in its given order) and a local scoring
+/// function compares each item's state with the final state.
+#[derive(Module, Debug)]
+pub struct Dlcm {
+    enc: Encoding,
+    join: Linear,
+    gru: Gru,
+    w_item: Linear,
+    w_final: Linear,
+    out: Linear,
+}
+
+impl Dlcm {
+    /// A DLCM of width `d`.
+    pub fn new(f: &Features, d: usize, device: &Device) -> Self {
+        Self {
+            enc: Encoding::new(f, d, device),
+            join: LinearConfig::new(2 * d, d).init(device),
+            gru: GruConfig::new(d, d, true).init(device),
+            w_item: LinearConfig::new(d, d).init(device),
+            w_final: LinearConfig::new(d, d).init(device),
+            out: LinearConfig::new(d, 1).init(device),
+        }
+    }
+
+    /// Scores `[B, N]`.
+    pub fn forward(&self, batch: &Batch) -> Tensor<2> {
+        let [b, n] = batch.shape;
+        let (cand, user) = self.enc.forward(batch);
+        let x = self
+            .join
+            .forward(Tensor::cat(vec![cand, user.repeat_dim(1, n)], 2));
+        let h = self.gru.forward(x, None);
+        let d = h.dims()[2];
+        let last = h.clone().slice([0..b, n - 1..n, 0..d]);
+        let z = (self.w_item.forward(h) + self.w_final.forward(last)).tanh();
+        self.out.forward(z).reshape([b, n])
+    }
+}
+
+/// Seq2Slate (Bello et al. 2018): a pointer network. A transformer encodes the candidate set;
+/// a GRU decoder, fed the encoding of the previously chosen item, points at the next item
+/// through additive attention over the candidates; chosen items are masked.
+#[derive(Module, Debug)]
+pub struct Seq2Slate {
+    enc: Encoding,
+    join: Linear,
+    set: TransformerEncoder,
+    start: Param<Tensor<1>>,
+    decoder: Gru,
+    w_enc: Linear,
+    w_dec: Linear,
+    v: Linear,
+}
+
+impl Seq2Slate {
+    /// A pointer network of width `d`.
+    pub fn new(f: &Features, d: usize, layers: usize, device: &Device) -> Self {
+        Self {
+            enc: Encoding::new(f, d, device),
+            join: LinearConfig::new(2 * d, d).init(device),
+            set: encoder(d, 4, layers, device),
+            start: Param::from_tensor(Tensor::zeros([d], device)),
+            decoder: GruConfig::new(d, d, true).init(device),
+            w_enc: LinearConfig::new(d, d).init(device),
+            w_dec: LinearConfig::new(d, d).init(device),
+            v: LinearConfig::new(d, 1).init(device),
+        }
+    }
+
+    /// Candidate encodings `[B, N, d]` and the initial decoder state `[B, d]` (their mean).
+    fn encode(&self, batch: &Batch) -> (Tensor<3>, Tensor<2>) {
+        let [b, n] = batch.shape;
+        let (cand, user) = self.enc.forward(batch);
+        let x = self
+            .join
+            .forward(Tensor::cat(vec![cand, user.repeat_dim(1, n)], 2));
+        let e = self.set.forward(TransformerEncoderInput::new(x));
+        let d = e.dims()[2];
+        let s0 = e.clone().mean_dim(1).reshape([b, d]);
+        (e, s0)
+    }
+
+    /// Pointer logits `[B, T, N]` of decoder states `[B, T, d]`.
+    fn pointer(&self, keys: Tensor<3>, states: Tensor<3>) -> Tensor<3> {
+        let [b, t, d] = states.dims();
+        let n = keys.dims()[1];
+        let k = keys.reshape([b, 1, n, d]);
+        let q = self.w_dec.forward(states).reshape([b, t, 1, d]);
+        self.v.forward((k + q).tanh()).reshape([b, t, n])
+    }
+
+    /// Decoder inputs `[B, T, d]`: the start vector, then the encodings of `lists[.][..T-1]`.
+    fn inputs(&self, e: &Tensor<3>, lists: &[Vec<usize>], t: usize) -> Tensor<3> {
+        let [b, n, d] = e.dims();
+        let device = e.device();
+        let start = self.start.val().reshape([1, 1, d]).repeat_dim(0, b);
+        if t == 1 {
+            return start;
+        }
+        let idx: Vec<i64> = lists
+            .iter()
+            .enumerate()
+            .flat_map(|(r, l)| l[..t - 1].iter().map(move |&p| (r * n + p) as i64))
+            .collect();
+        let flat = e.clone().reshape([b * n, d]);
+        let prev = flat
+            .select(
+                0,
+                Tensor::<1, Int>::from_data(TensorData::new(idx, [b * (t - 1)]), &device),
+            )
+            .reshape([b, t - 1, d]);
+        Tensor::cat(vec![start, prev], 1)
+    }
+
+    /// Teacher-forced log-probability of each list (candidate positions, all of length `T`)
+    /// `[B]`: the sum over steps of the masked log-softmax of the pointer at the chosen item.
+    pub fn log_prob(&self, batch: &Batch, lists: &[Vec<usize>]) -> Tensor<1> {
+        let [b, n] = batch.shape;
+        let t = lists.first().map_or(0, Vec::len);
+        let (e, s0) = self.encode(batch);
+        let device = e.device();
+        let states = self.decoder.forward(self.inputs(&e, lists, t), Some(s0));
+        let logits = self.pointer(self.w_enc.forward(e), states);
+        let mut forbid = vec![false; b * t * n];
+        let mut target = Vec::with_capacity(b * t);
+        for (r, l) in lists.iter().enumerate() {
+            for (k, &p) in l.iter().enumerate() {
+                target.push(p as i64);
+                for later in k + 1..t {
+                    forbid[(r * t + later) * n + p] = true;
+                }
+            }
+        }
+        let forbid = Tensor::<3, Bool>::from_data(TensorData::new(forbid, [b, t, n]), &device);
+        let logp = log_softmax(logits.mask_fill(forbid, MASKED), 2);
+        let target = Tensor::<3, Int>::from_data(TensorData::new(target, [b, t, 1]), &device);
+        logp.gather(2, target)
+            .reshape([b, t])
+            .sum_dim(1)
+            .reshape([b])
+    }
+
+    /// Lists of `len` items: greedy (`sampler = None`) or sampled by `sampler(probabilities)`
+    /// at each step.
+    pub fn decode(
+        &self,
+        batch: &Batch,
+        len: usize,
+        mut sampler: Option<&mut dyn FnMut(&[f32]) -> usize>,
+    ) -> Vec<Vec<usize>> {
+        let [b, n] = batch.shape;
+        let (e, s0) = self.encode(batch);
+        let device = e.device();
+        let d = e.dims()[2];
+        let keys = self.w_enc.forward(e.clone());
+        let mut lists = vec![Vec::with_capacity(len); b];
+        let mut state = s0;
+        let mut input = self.start.val().reshape([1, 1, d]).repeat_dim(0, b);
+        for _ in 0..len {
+            let out = self.decoder.forward(input, Some(state));
+            state = out.clone().reshape([b, d]);
+            let logits = self.pointer(keys.clone(), out).reshape([b, n]);
+            let probs: Vec<f32> = burn::tensor::activation::softmax(logits, 1)
+                .into_data()
+                .iter::<f32>()
+                .collect();
+            let mut pick = Vec::with_capacity(b);
+            for (r, list) in lists.iter_mut().enumerate() {
+                let mut p = probs[r * n..(r + 1) * n].to_vec();
+                for &c in list.iter() {
+                    p[c] = 0.0;
+                }
+                let c = match sampler.as_mut() {
+                    Some(s) => s(&p),
+                    None => (0..n)
+                        .filter(|i| !list.contains(i))
+                        .fold(None, |best: Option<usize>, i| match best {
+                            Some(j) if p[j] >= p[i] => Some(j),
+                            _ => Some(i),
+                        })
+                        .unwrap_or(0),
+                };
+                list.push(c);
+                pick.push((r * n + c) as i64);
+            }
+            input = e
+                .clone()
+                .reshape([b * n, d])
+                .select(
+                    0,
+                    Tensor::<1, Int>::from_data(TensorData::new(pick, [b]), &device),
+                )
+                .reshape([b, 1, d]);
+        }
+        lists
+    }
+}

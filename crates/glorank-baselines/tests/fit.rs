@@ -1,0 +1,85 @@
+//! Every trainable baseline learns something on a tiny synthetic world.
+
+use burn::tensor::Device;
+use glorank_baselines::{Baseline, BaselineConfig, fit, mf_order, oracle};
+use glorank_data::{
+    DatasetSource, NoProgress, PreparedDataset, ProtocolConfig, RetrieverConfig, SyntheticConfig,
+};
+use glorank_metrics::{ListMetrics, MetricAccumulator};
+
+/// The world of the trainer tests: 300 users, 200 items, 8 slates per user, pools of 20,
+/// a weak 2-factor retriever.
+fn world() -> PreparedDataset {
+    DatasetSource::Synthetic(SyntheticConfig::small(300, 200).with_sessions(8))
+        .prepare(
+            &ProtocolConfig::default()
+                .with_k_core(5)
+                .with_shape(6, 12, 20)
+                .with_retriever(RetrieverConfig::default().with_factors(2)),
+            &NoProgress,
+        )
+        .unwrap()
+}
+
+fn precision(ds: &PreparedDataset, lists: &[Vec<usize>]) -> f64 {
+    let mut acc = MetricAccumulator::new();
+    for (l, s) in lists.iter().zip(&ds.valid) {
+        acc.push(ListMetrics::compute(l, &s.click_relevance(), 6).unwrap());
+    }
+    acc.summary().unwrap().precision.mean
+}
+
+#[test]
+fn baselines_beat_random_lists_and_the_oracle_bounds_them() {
+    let ds = world();
+    let random = ds
+        .valid
+        .iter()
+        .map(|s| s.positives() as f64 / s.candidates.len() as f64)
+        .sum::<f64>()
+        / ds.valid.len() as f64;
+    let oracle_p = precision(
+        &ds,
+        &ds.valid
+            .iter()
+            .map(|s| oracle(&s.click_relevance(), 6))
+            .collect::<Vec<_>>(),
+    );
+    let mf = precision(
+        &ds,
+        &ds.valid
+            .iter()
+            .map(|s| mf_order(&ds.retriever_scores(s), 6))
+            .collect::<Vec<_>>(),
+    );
+    let (train, plain) = (Device::flex().autodiff(), Device::flex());
+    let f = glorank_baselines::Features::of(&ds);
+    let cfg = BaselineConfig::default()
+        .with(3, 32, 3e-3)
+        .with_d_model(32)
+        .with_seed(1);
+    for kind in [Baseline::Prm, Baseline::Dlcm, Baseline::Seq2Slate] {
+        let (model, log) = fit(kind, &ds, &cfg, (&train, &plain)).unwrap();
+        let lists = model.rank(&ds, &f, &ds.valid, 6, &plain).unwrap();
+        assert!(lists.iter().all(|l| {
+            let mut u = l.clone();
+            u.sort_unstable();
+            u.dedup();
+            u.len() == 6 && l.iter().all(|&p| p < 20)
+        }));
+        let p = precision(&ds, &lists);
+        eprintln!(
+            "{}: {p:.3} (random {random:.3}, MF {mf:.3}, oracle {oracle_p:.3}) {log:?}",
+            kind.name()
+        );
+        // Measured (seeded, 3 epochs): PRM 0.201, DLCM 0.187, Seq2Slate 0.228 against 0.091
+        // for random lists (standard error about 0.007), MF order 0.025 and the oracle
+        // 0.303. A margin of 0.03 (four standard errors) fails a model that learned nothing.
+        assert!(
+            p > random + 0.03,
+            "{}: {p:.3} vs random {random:.3}",
+            kind.name()
+        );
+        assert!(p <= oracle_p + 1e-12);
+    }
+}
