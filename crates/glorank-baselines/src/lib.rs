@@ -24,7 +24,7 @@ mod inputs;
 mod models;
 
 pub use inputs::{Batch, Features};
-pub use models::{Dlcm, Encoding, Prm, Seq2Slate};
+pub use models::{Dlcm, Encoding, Prm, Sampler, Seq2Slate};
 
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};

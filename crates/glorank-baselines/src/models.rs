@@ -12,6 +12,9 @@ use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
+/// Draws a candidate position from unnormalised probabilities (0 for chosen items).
+pub type Sampler<'a> = dyn FnMut(&[f32]) -> usize + 'a;
+
 /// Logit of a forbidden choice.
 const MASKED: f32 = -1.0e9;
 
@@ -250,7 +253,7 @@ impl Seq2Slate {
         &self,
         batch: &Batch,
         len: usize,
-        mut sampler: Option<&mut dyn FnMut(&[f32]) -> usize>,
+        mut sampler: Option<&mut Sampler<'_>>,
     ) -> Vec<Vec<usize>> {
         let [b, n] = batch.shape;
         let (e, s0) = self.encode(batch);

@@ -39,6 +39,9 @@ enum Command {
     Train(train::TrainArgs),
     /// Evaluate a saved policy: Precision/Recall/F1/NDCG/MAP@L with 95% CIs, Average Reward.
     Eval(train::EvalArgs),
+    /// Train the baselines (PRM, DLCM, Seq2Slate) and print the comparison table with MF
+    /// order, the oracle and the run's GloRank policies.
+    Baselines(train::BaselinesArgs),
 }
 
 /// Tokenizer methods.
@@ -277,6 +280,7 @@ fn main() -> ExitCode {
         Command::Tokenize(args) => tokenize(&args),
         Command::Train(args) => train::train(&args),
         Command::Eval(args) => train::eval(&args),
+        Command::Baselines(args) => train::baselines(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -462,3 +462,137 @@ pub fn eval(args: &EvalArgs) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Arguments of `glorank baselines`.
+#[derive(Debug, clap::Args)]
+pub struct BaselinesArgs {
+    /// Run directory written by `glorank prepare`.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Directory holding `semantic_ids.json` (default: the data directory).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Run directory: its `policy_sft`, `policy_rl` and `simulator` are evaluated when
+    /// present; `metrics.json` is written there.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// TOML training configuration (its `[baselines]` section).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// More policies to evaluate, as `NAME=DIR` (e.g. `GloRank-LAS=runs/las/policy_sft`).
+    #[arg(long = "policy", value_name = "NAME=DIR")]
+    pub policies: Vec<String>,
+    /// Split to evaluate.
+    #[arg(long, value_enum, default_value = "test")]
+    pub split: Split,
+}
+
+/// `glorank baselines`: trains PRM, DLCM and Seq2Slate, evaluates them next to MF order, the
+/// oracle and the run's GloRank policies, prints the table and writes `metrics.json`.
+pub fn baselines(args: &BaselinesArgs) -> Result<(), String> {
+    use glorank_baselines::{Baseline, Features, fit, mf_order, oracle};
+    let config = match &args.config {
+        Some(p) => TrainingConfig::from_file(p).map_err(|e| e.to_string())?,
+        None => TrainingConfig::default(),
+    };
+    let (ds, ids) = load_data(&args.data, args.tokenizer.as_deref())?;
+    let builder = RequestBuilder::new(&ds, &ids).map_err(|e| e.to_string())?;
+    let plain = glorank_tokenizer::Device::flex();
+    let autodiff = plain.clone().autodiff();
+    let samples = match args.split {
+        Split::Valid => &ds.valid,
+        Split::Test => &ds.test,
+    };
+    let requests = builder.requests(samples);
+    let len = ds.config.slate_len;
+    let sim_dir = args.out.join(SIMULATOR_DIR);
+    let simulator = sim_dir
+        .join(glorank_reward::WEIGHTS_FILE)
+        .exists()
+        .then(|| load_reward(&sim_dir, &plain))
+        .transpose()?;
+    let sim = simulator.as_ref();
+    let mut rows = Vec::new();
+    let mf: Vec<Vec<usize>> = samples
+        .iter()
+        .map(|s| mf_order(&ds.retriever_scores(s), len))
+        .collect();
+    rows.push(evaluate_lists(
+        "MF order", &requests, samples, &mf, len, sim, &plain,
+    )?);
+    let features = Features::of(&ds);
+    let mut timings = Vec::new();
+    for kind in [Baseline::Prm, Baseline::Seq2Slate, Baseline::Dlcm] {
+        let t0 = Instant::now();
+        let (model, log) =
+            fit(kind, &ds, &config.baselines, (&autodiff, &plain)).map_err(|e| e.to_string())?;
+        let secs = t0.elapsed().as_secs_f64();
+        timings.push(format!(
+            "{}: {:.1} s, {:.0} training samples/s",
+            kind.name(),
+            secs,
+            (ds.train.len() * log.len()) as f64 / secs.max(1e-9)
+        ));
+        println!("{} epochs: {:?}", kind.name(), log);
+        let lists = model
+            .rank(&ds, &features, samples, len, &plain)
+            .map_err(|e| e.to_string())?;
+        rows.push(evaluate_lists(
+            kind.name(),
+            &requests,
+            samples,
+            &lists,
+            len,
+            sim,
+            &plain,
+        )?);
+    }
+    let mut policies: Vec<(String, PathBuf)> = Vec::new();
+    for spec in &args.policies {
+        let (name, dir) = spec
+            .split_once('=')
+            .ok_or_else(|| format!("--policy {spec:?}: expected NAME=DIR"))?;
+        policies.push((name.into(), dir.into()));
+    }
+    for (name, dir) in [
+        ("GloRank SFT", SFT_POLICY_DIR),
+        ("GloRank SFT+RL", glorank_train::RL_POLICY_DIR),
+    ] {
+        let d = args.out.join(dir);
+        if d.join("policy.json").exists() {
+            policies.push((name.into(), d));
+        }
+    }
+    for (name, dir) in policies {
+        let (policy, _) = Policy::load(&dir, &plain).map_err(|e| e.to_string())?;
+        let lists = greedy_lists(&policy, &requests, 1, &plain).map_err(|e| e.to_string())?;
+        rows.push(evaluate_lists(
+            &name, &requests, samples, &lists, len, sim, &plain,
+        )?);
+    }
+    let best: Vec<Vec<usize>> = samples
+        .iter()
+        .map(|s| oracle(&s.click_relevance(), len))
+        .collect();
+    rows.push(evaluate_lists(
+        "oracle", &requests, samples, &best, len, sim, &plain,
+    )?);
+    println!(
+        "{} {:?} requests of {}{}",
+        requests.len(),
+        args.split,
+        ds.name,
+        if sim.is_some() {
+            ", Average Reward from the run's simulator"
+        } else {
+            " (no simulator in the run directory: no Average Reward)"
+        }
+    );
+    print_table(&rows, len);
+    for t in timings {
+        println!("  {t}");
+    }
+    let text = serde_json::to_vec_pretty(&rows_json(&rows)).map_err(|e| e.to_string())?;
+    glorank_data::write_atomic(&args.out.join("metrics.json"), &text).map_err(|e| e.to_string())?;
+    Ok(())
+}

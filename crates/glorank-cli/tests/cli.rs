@@ -146,3 +146,112 @@ fn tokenize_writes_ids_and_stats_for_both_methods() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--codes lists 3 sizes"));
 }
+
+#[test]
+fn train_eval_and_baselines_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("syn");
+    let run = |args: &[&str]| {
+        let out = glorank().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "glorank {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let d = data.to_str().unwrap();
+    run(&[
+        "prepare",
+        "--dataset",
+        "synthetic",
+        "--users",
+        "120",
+        "--items",
+        "150",
+        "--sessions",
+        "6",
+        "--pool-size",
+        "20",
+        "--history",
+        "8",
+        "--k-core",
+        "5",
+        "--factors",
+        "2",
+        "--out",
+        d,
+        "--quiet",
+    ]);
+    run(&[
+        "tokenize", "--data", d, "--method", "rqkmeans", "--levels", "2", "--codes", "8", "--out",
+        d,
+    ]);
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        "[policy]\nd_model = 16\nlayers = 1\n[evaluator]\nepochs = 1\npool_lists = 1\n\
+         [simulator]\nepochs = 1\npool_lists = 1\n[sft]\nepochs = 2\nbatch_size = 32\n\
+         [rl]\nsteps = 4\neval_every = 2\nbatch_size = 8\ngroup_size = 4\n\
+         [baselines]\nd_model = 16\nepochs = 1\nreinforce_samples = 2\n",
+    )
+    .unwrap();
+    let out = dir.path().join("run");
+    let (o, c) = (out.to_str().unwrap(), config.to_str().unwrap());
+    for stage in ["evaluator", "simulator", "sft", "rl"] {
+        run(&[
+            "train", stage, "--data", d, "--out", o, "--config", c, "--quiet",
+        ]);
+    }
+    for f in [
+        "config.toml",
+        "sft_log.jsonl",
+        "rl_log.jsonl",
+        "policy_rl/policy.bpk",
+        "rl_checkpoint/optimizer.bpk",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    // Resuming a finished run does no more steps and keeps the final log.
+    run(&[
+        "train", "rl", "--data", d, "--out", o, "--config", c, "--quiet", "--resume",
+    ]);
+    let log = std::fs::read_to_string(out.join("rl_log.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 3, "{log}");
+    let table = run(&[
+        "eval",
+        "--data",
+        d,
+        "--model",
+        out.join("policy_rl").to_str().unwrap(),
+        "--simulator",
+        out.join("simulator").to_str().unwrap(),
+    ]);
+    assert!(
+        table.contains("Precision@6") && table.contains("policy_rl"),
+        "{table}"
+    );
+    let table = run(&["baselines", "--data", d, "--out", o, "--config", c]);
+    for row in [
+        "MF order",
+        "PRM",
+        "Seq2Slate",
+        "DLCM",
+        "GloRank SFT+RL",
+        "oracle",
+    ] {
+        assert!(table.contains(row), "{row} missing from\n{table}");
+    }
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    let p = metrics["oracle"]["precision"]["mean"].as_f64().unwrap();
+    assert!(p > 0.0 && p <= 1.0);
+    // A bad configuration is an error naming the field, not a panic.
+    std::fs::write(&config, "[sft]\nbatch_size = 0\n").unwrap();
+    let bad = glorank()
+        .args(["train", "sft", "--data", d, "--out", o, "--config", c])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("sft.batch_size"));
+}

@@ -128,6 +128,8 @@ pub struct TrainingConfig {
     pub sft: SftConfig,
     /// Group-relative RL post-training.
     pub rl: RlConfig,
+    /// The baseline rerankers (PRM, DLCM, Seq2Slate).
+    pub baselines: glorank_baselines::BaselineConfig,
 }
 
 impl Default for TrainingConfig {
@@ -138,6 +140,7 @@ impl Default for TrainingConfig {
             simulator: RewardTrainConfig::default().with_seed(1),
             sft: SftConfig::default(),
             rl: RlConfig::default(),
+            baselines: glorank_baselines::BaselineConfig::default(),
         }
     }
 }
@@ -195,7 +198,13 @@ impl TrainingConfig {
         self.evaluator.validate("evaluator")?;
         self.simulator.validate("simulator")?;
         self.sft.validate()?;
-        self.rl.validate()
+        self.rl.validate()?;
+        self.baselines
+            .validate()
+            .map_err(|e| TrainError::InvalidConfig {
+                field: "baselines".into(),
+                message: e.to_string(),
+            })
     }
 }
 
