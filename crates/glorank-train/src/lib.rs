@@ -1,18 +1,23 @@
-//! Training GloRank: the pieces shared by the trainers.
+//! Training GloRank: the three trainers (supervised, policy-gradient, reward-model) and
+//! what they share.
 //!
 //! * [`RequestBuilder`] turns a prepared dataset's samples into policy
-//!   [`Request`](glorank_policy::Request)s through a semantic-ID table: user attributes,
-//!   history tuples with labels, candidate tuples and retriever scores.
-//! * [`group_advantages`] computes the group-relative advantages of GRPO-style training.
-//! * [`sft_step`] is one supervised (teacher-forced) update; [`greedy_metrics`] scores greedy
-//!   lists.
+//!   [`Request`](glorank_policy::Request)s through a semantic-ID table.
 //! * [`train_reward_model`] trains an evaluator or simulator on [`reward_examples`] (logged
 //!   slates plus pool-sampled lists) with early stopping on validation click AUC.
-//! * [`rl_step`] is one group-relative policy-gradient update with a KL penalty to a frozen
-//!   reference policy.
-//!
-//! The full SFT and RL training loops, checkpoints and the `glorank train` command
-//! are the next step (see the project's issues); this crate already holds what they share.
+//! * [`train_sft`] is supervised pre-training: teacher forcing on demonstrations (the logged
+//!   slate by rating, or the evaluator's [`best_of_k_demonstrations`]), validation
+//!   NDCG/Precision each epoch, the best epoch kept.
+//! * [`train_rl`] is group-relative RL ([`rl_step`], [`group_advantages`]) against a
+//!   [`ListReward`] ([`EvaluatorReward`] or the verifiable [`LabelReward`]) with a KL penalty
+//!   to the frozen SFT policy, logging reward, KL, entropy and skipped groups.
+//! * Both loops clip the global gradient norm ([`clip_global_norm`]), skip non-finite steps,
+//!   write a JSONL log ([`JsonlLog`]), report to a [`TrainObserver`], and write atomic
+//!   checkpoints (model, optimizer, step, log) from which `resume` reaches the same weights
+//!   as an uninterrupted run: every random stream is derived from `(seed, step)`
+//!   ([`derive_seed`]).
+//! * [`TrainingConfig`] holds every stage's hyper-parameters, read from TOML with checked
+//!   values; [`list_metrics`] and [`average_reward`] evaluate generated lists.
 //!
 //! ```
 //! use glorank_train::group_advantages;
