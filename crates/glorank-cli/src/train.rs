@@ -6,10 +6,10 @@ use glorank_policy::{Policy, Request};
 use glorank_reward::{RewardConfig, RewardRole, UserResponseModel};
 use glorank_tokenizer::{IDS_FILE, SemanticIds};
 use glorank_train::{
-    Demonstrations, EvaluatorReward, LabelReward, ListReward, RequestBuilder, RewardSource, RlData,
-    SFT_POLICY_DIR, SftData, TrainObserver, TrainingConfig, average_reward,
-    best_of_k_demonstrations, greedy_lists, list_metrics, reward_examples, train_reward_model,
-    train_rl, train_sft, write_dir_atomic,
+    Demonstrations, EvaluatorReward, LabelReward, ListReward, RequestBuilder, RewardCheckpoint,
+    RewardData, RewardSource, RlData, SFT_POLICY_DIR, SftData, TrainObserver, TrainingConfig,
+    average_reward, best_of_k_demonstrations, greedy_lists, list_metrics, reward_examples,
+    train_reward_model_in, train_rl, train_sft, write_dir_atomic,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use std::ops::ControlFlow;
@@ -194,10 +194,6 @@ pub fn train(args: &TrainArgs) -> Result<(), String> {
                 (RewardRole::Simulator, &config.simulator, SIMULATOR_DIR)
             };
             let out = args.out.join(dir);
-            if args.resume && out.join(glorank_reward::WEIGHTS_FILE).exists() {
-                println!("{} already trained in {}", dir, out.display());
-                return Ok(());
-            }
             // The evaluator sees the training slates only; the simulator every logged slate
             // (it stands in for the real users at evaluation time).
             let train_samples: Vec<RerankSample> = if role == RewardRole::Evaluator {
@@ -223,17 +219,30 @@ pub fn train(args: &TrainArgs) -> Result<(), String> {
                 train.len(),
                 valid.len()
             );
-            let (model, log) = train_reward_model(model, &train, &valid, cfg, &autodiff, &plain)
-                .map_err(|e| e.to_string())?;
+            let ckpt = args.out.join(format!("{dir}_checkpoint"));
+            let (model, log, _) = train_reward_model_in(
+                model,
+                RewardData {
+                    train: &train,
+                    valid: &valid,
+                },
+                cfg,
+                Some(RewardCheckpoint {
+                    dir: &ckpt,
+                    config: &rcfg,
+                    resume: args.resume,
+                }),
+                (&autodiff, &plain),
+                &mut bar,
+            )
+            .map_err(|e| e.to_string())?;
+            let model = model.ok_or("training was interrupted")?;
             let records: Vec<serde_json::Value> = log
                 .iter()
                 .map(|e| {
                     serde_json::json!({"stage": dir, "epoch": e.epoch, "train_loss": e.train_loss, "valid_click_auc": e.valid_auc})
                 })
                 .collect();
-            for r in &records {
-                println!("{r}");
-            }
             glorank_train::JsonlLog::create(&args.out.join(format!("{dir}_log.jsonl")), &records)
                 .map_err(|e| e.to_string())?;
             write_dir_atomic(&out, |d| {

@@ -50,7 +50,10 @@ pub use eval::{
 pub use grad::clip_global_norm;
 pub use observer::{NoObserver, RunStatus, TrainObserver};
 pub use requests::RequestBuilder;
-pub use reward::{RewardEpoch, RewardTrainConfig, click_auc, reward_examples, train_reward_model};
+pub use reward::{
+    RewardCheckpoint, RewardData, RewardEpoch, RewardTrainConfig, click_auc, reward_examples,
+    train_reward_model, train_reward_model_in,
+};
 pub use rl::{
     RL_CHECKPOINT_DIR, RL_LOG, RL_POLICY_DIR, RlConfig, RlData, RlOutcome, RlStepStats, rl_step,
     train_rl,

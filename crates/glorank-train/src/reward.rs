@@ -1,7 +1,11 @@
 //! The reward-model trainer: logged slates plus lists sampled from the pool, binary
 //! cross-entropy per behaviour, early stopping on validation click AUC.
 
+use crate::checkpoint::{
+    STATE_FILE, latest, load_json, load_optimizer, save_json, save_optimizer, write_dir_atomic,
+};
 use crate::config::check;
+use crate::observer::{NoObserver, RunStatus, TrainObserver};
 use crate::requests::RequestBuilder;
 use crate::{Result, TrainError};
 use burn::module::Module;
@@ -9,11 +13,13 @@ use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::Device;
 use glorank_data::RerankSample;
 use glorank_metrics::auc;
-use glorank_reward::{RewardExample, UserResponseModel};
+use glorank_reward::{RewardConfig, RewardExample, UserResponseModel};
 use rand::SeedableRng;
 use rand::rngs::ChaCha8Rng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use serde::{Deserialize, Serialize};
+use std::ops::ControlFlow;
+use std::path::Path;
 
 /// Hyper-parameters of [`train_reward_model`] (and of the examples it trains on).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,8 +90,11 @@ impl RewardTrainConfig {
     }
 }
 
+/// Directory of the best model inside a reward-model checkpoint.
+const BEST_DIR: &str = "best";
+
 /// One epoch of reward-model training.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RewardEpoch {
     /// Epoch number, from 1.
     pub epoch: usize,
@@ -164,67 +173,172 @@ pub fn click_auc(
 /// Trains `model` (built on `train_device`, an autodiff device) on `train` examples with
 /// AdamW, evaluates the click AUC on `valid` after every epoch, stops after `patience`
 /// epochs without improvement and returns the best epoch's model (as a plain-device
-/// `valid()` copy) with the per-epoch log.
+/// `valid()` copy) with the per-epoch log. In memory, without checkpoints: see
+/// [`train_reward_model_in`] for the resumable form.
 ///
 /// # Errors
 /// Model input errors, or a non-finite loss.
 pub fn train_reward_model(
-    mut model: UserResponseModel,
+    model: UserResponseModel,
     train: &[RewardExample],
     valid: &[RewardExample],
     config: &RewardTrainConfig,
     train_device: &Device,
     eval_device: &Device,
 ) -> Result<(UserResponseModel, Vec<RewardEpoch>)> {
-    if train.is_empty() || config.batch_size == 0 || config.epochs == 0 {
-        return Err(TrainError::InvalidInput(
-            "need training examples, batch_size and epochs".into(),
-        ));
+    let (m, log, _) = train_reward_model_in(
+        model,
+        RewardData { train, valid },
+        config,
+        None,
+        (train_device, eval_device),
+        &mut NoObserver,
+    )?;
+    m.map(|m| (m, log))
+        .ok_or_else(|| TrainError::InvalidInput("training was interrupted".into()))
+}
+
+/// The examples of [`train_reward_model_in`].
+#[derive(Debug, Clone, Copy)]
+pub struct RewardData<'a> {
+    /// Training examples.
+    pub train: &'a [RewardExample],
+    /// Validation examples (click AUC for early stopping).
+    pub valid: &'a [RewardExample],
+}
+
+/// Where [`train_reward_model_in`] keeps its checkpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct RewardCheckpoint<'a> {
+    /// The checkpoint directory (written atomically after every epoch: current weights,
+    /// optimizer state, trainer state and the best model so far in `best/`).
+    pub dir: &'a Path,
+    /// The model's configuration (saved with the weights).
+    pub config: &'a RewardConfig,
+    /// Continue from the checkpoint when there is one.
+    pub resume: bool,
+}
+
+/// Trainer state saved in a reward-model checkpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct RewardState {
+    epoch: usize,
+    best_auc: Option<f64>,
+    since_best: usize,
+    stopped: bool,
+    log: Vec<RewardEpoch>,
+}
+
+/// The resumable reward-model trainer behind [`train_reward_model`]: the same algorithm,
+/// with a progress [`TrainObserver`] (one step per batch) and, given `checkpoint`, an atomic
+/// checkpoint after every epoch from which a run resumes with the same batches (the epoch's
+/// order is derived from `(seed, epoch)`). Returns the best model (`None` when the observer
+/// interrupted the run), the log and the run status.
+///
+/// # Errors
+/// Model input errors, file errors, or a non-finite loss.
+pub fn train_reward_model_in(
+    mut model: UserResponseModel,
+    data: RewardData<'_>,
+    config: &RewardTrainConfig,
+    checkpoint: Option<RewardCheckpoint<'_>>,
+    (train_device, eval_device): (&Device, &Device),
+    observer: &mut dyn TrainObserver,
+) -> Result<(Option<UserResponseModel>, Vec<RewardEpoch>, RunStatus)> {
+    let (train, valid) = (data.train, data.valid);
+    if train.is_empty() {
+        return Err(TrainError::InvalidInput("no training examples".into()));
     }
+    config.validate("reward")?;
     let mut optim = AdamWConfig::new().init();
+    let mut st = RewardState::default();
+    let mut best: Option<UserResponseModel> = None;
+    if let Some(c) = checkpoint.filter(|c| c.resume)
+        && let Some(dir) = latest(c.dir)
+    {
+        model = UserResponseModel::load(&dir, train_device)?.0;
+        optim = load_optimizer(optim, &dir)?;
+        st = load_json(&dir.join(STATE_FILE))?;
+        if dir.join(BEST_DIR).is_dir() {
+            best = Some(UserResponseModel::load(&dir.join(BEST_DIR), eval_device)?.0);
+        }
+    }
+    let per_epoch = train.len().div_ceil(config.batch_size) as u64;
+    observer.start(
+        "reward",
+        per_epoch * config.epochs as u64,
+        per_epoch * st.epoch as u64,
+    );
     let mut order: Vec<usize> = (0..train.len()).collect();
-    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-    let mut log = Vec::new();
-    let mut best: Option<(f64, UserResponseModel)> = None;
-    let mut since_best = 0;
-    for epoch in 1..=config.epochs {
-        order.shuffle(&mut rng);
+    while st.epoch < config.epochs && !st.stopped {
+        let epoch = st.epoch + 1;
+        order.sort_unstable();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(crate::derive_seed(
+            config.seed,
+            &[6, epoch as u64],
+        )));
         let mut total = 0.0;
         let mut steps = 0;
         for idx in order.chunks(config.batch_size) {
             let batch: Vec<RewardExample> = idx.iter().map(|&i| train[i].clone()).collect();
-            let loss = model
-                .loss(&batch, train_device)
-                .map_err(|e| TrainError::InvalidInput(e.to_string()))?;
+            let step = (epoch as u64 - 1) * per_epoch + steps as u64 + 1;
+            // Dropout draws from the device RNG: reseed it per step so a resumed run repeats
+            // the same masks (burn keeps one RNG per device, so concurrent trainings in one
+            // process share it; give them dropout 0 when they must be reproducible).
+            train_device.seed(crate::derive_seed(config.seed, &[7, step]));
+            let loss = model.loss(&batch, train_device)?;
             let value = f64::from(loss.clone().into_scalar::<f32>());
             if !value.is_finite() {
-                return Err(TrainError::InvalidInput(format!(
-                    "non-finite loss in epoch {epoch}"
+                return Err(TrainError::Diverged(format!(
+                    "non-finite reward-model loss in epoch {epoch}; lower the learning rate"
                 )));
             }
             total += value;
             steps += 1;
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(config.learning_rate, model, grads);
+            if observer.step(step, value) == ControlFlow::Break(()) {
+                return Ok((None, st.log, RunStatus::Interrupted));
+            }
         }
         let evaluated = model.valid();
         let valid_auc = click_auc(&evaluated, valid, eval_device)?;
-        log.push(RewardEpoch {
+        let record = RewardEpoch {
             epoch,
             train_loss: total / steps as f64,
             valid_auc,
-        });
+        };
+        observer.evaluation(&serde_json::json!({
+            "stage": "reward", "epoch": epoch, "train_loss": record.train_loss, "valid_click_auc": valid_auc
+        }));
+        st.log.push(record);
+        st.epoch = epoch;
         let score = valid_auc.unwrap_or(f64::NEG_INFINITY);
-        if best.as_ref().is_none_or(|(b, _)| score > *b) {
-            best = Some((score, evaluated));
-            since_best = 0;
+        if best.is_none() || st.best_auc.is_none_or(|b| score > b) {
+            st.best_auc = Some(score);
+            best = Some(evaluated);
+            st.since_best = 0;
         } else {
-            since_best += 1;
-            if since_best >= config.patience {
-                break;
-            }
+            st.since_best += 1;
+            st.stopped = st.since_best >= config.patience;
+        }
+        if let Some(c) = checkpoint {
+            write_dir_atomic(c.dir, |d| {
+                model.save(c.config, d)?;
+                save_optimizer(&optim, d)?;
+                if let Some(b) = &best {
+                    let bd = d.join(BEST_DIR);
+                    std::fs::create_dir_all(&bd).map_err(|e| TrainError::Io {
+                        path: bd.clone(),
+                        source: e,
+                    })?;
+                    b.save(c.config, &bd)?;
+                }
+                save_json(&d.join(STATE_FILE), &st)
+            })?;
         }
     }
-    let model = best.map(|(_, m)| m).unwrap_or_else(|| model.valid());
-    Ok((model, log))
+    observer.finish();
+    let model = best.unwrap_or_else(|| model.valid());
+    Ok((Some(model), st.log, RunStatus::Finished))
 }
