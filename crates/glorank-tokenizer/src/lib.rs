@@ -156,7 +156,7 @@ pub type Result<T, E = TokenizerError> = std::result::Result<T, E>;
 /// Learns semantic IDs from item vectors and encodes new vectors.
 ///
 /// Vectors are row-major `f32` slices of `rows x dim`.
-pub trait ItemTokenizer {
+pub trait ItemTokenizer: Send {
     /// Fits on `vectors` and returns the unique semantic-ID table of its rows (row `i` is item
     /// `i`). Statistics are available afterwards from [`ItemTokenizer::stats`].
     ///

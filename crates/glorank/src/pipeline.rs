@@ -1,0 +1,517 @@
+//! The end-to-end pipeline: one TOML configuration, one run directory, every stage.
+
+use crate::stages::{self, EvalContext, MethodResult};
+use crate::{Error, Result};
+use burn::tensor::Device;
+use glorank_baselines::BaselineConfig;
+use glorank_data::{
+    DatasetSource, ItemVectorSource, NoProgress, PreparedDataset, ProtocolConfig, RetrieverConfig,
+    SyntheticConfig, item_vectors,
+};
+use glorank_reward::RewardRole;
+use glorank_tokenizer::{
+    IDS_FILE, ItemTokenizer, RqKMeans, RqKMeansConfig, RqVae, RqVaeConfig, SemanticIds,
+    save_artifacts,
+};
+use glorank_train::{
+    NoObserver, PolicyOptions, RewardTrainConfig, RlConfig, SFT_POLICY_DIR, SftConfig,
+    TrainObserver, TrainingConfig,
+};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Where the interactions come from and how the protocol cuts them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct DataConfig {
+    /// `synthetic` (default), `ml-1m`, `ml-100k`, `amazon` or `implicit`.
+    pub dataset: String,
+    /// Path of the data (not for `synthetic`).
+    pub path: Option<PathBuf>,
+    /// Synthetic world: users (default 2,000).
+    pub users: usize,
+    /// Synthetic world: items (default 1,000).
+    pub items: usize,
+    /// Synthetic world: logged slates per user (default 10).
+    pub sessions: usize,
+    /// k-core filter (default 20).
+    pub k_core: usize,
+    /// Items per list L (default 6).
+    pub slate_len: usize,
+    /// Longest history (default 50).
+    pub history: usize,
+    /// Candidates per request N (default 50).
+    pub pool_size: usize,
+    /// Latent factors of the stage-1 MF retriever (default 32).
+    pub retriever_factors: usize,
+    /// Seed of the world (synthetic) and of the candidate shuffling (default 0).
+    pub seed: u64,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            dataset: "synthetic".into(),
+            path: None,
+            users: 2000,
+            items: 1000,
+            sessions: 10,
+            k_core: 20,
+            slate_len: 6,
+            history: 50,
+            pool_size: 50,
+            retriever_factors: 32,
+            seed: 0,
+        }
+    }
+}
+
+impl DataConfig {
+    fn source(&self) -> Result<DatasetSource> {
+        let path = || {
+            self.path.clone().ok_or_else(|| Error::InvalidConfig {
+                field: "data.path".into(),
+                message: format!("required for dataset `{}`", self.dataset),
+            })
+        };
+        Ok(match self.dataset.as_str() {
+            "synthetic" => {
+                let mut c = SyntheticConfig::small(self.users, self.items)
+                    .with_seed(self.seed)
+                    .with_sessions(self.sessions);
+                c.slate_len = self.slate_len;
+                DatasetSource::Synthetic(c)
+            }
+            "ml-1m" => DatasetSource::Ml1m(path()?),
+            "ml-100k" => DatasetSource::Ml100k(path()?),
+            "amazon" => DatasetSource::Amazon(path()?),
+            "implicit" => DatasetSource::Implicit(path()?),
+            other => {
+                return Err(Error::InvalidConfig {
+                    field: "data.dataset".into(),
+                    message: format!(
+                        "unknown dataset `{other}` (synthetic, ml-1m, ml-100k, amazon, implicit)"
+                    ),
+                });
+            }
+        })
+    }
+
+    fn protocol(&self) -> ProtocolConfig {
+        ProtocolConfig::default()
+            .with_seed(self.seed)
+            .with_k_core(self.k_core)
+            .with_shape(self.slate_len, self.history, self.pool_size)
+            .with_retriever(RetrieverConfig::default().with_factors(self.retriever_factors))
+    }
+}
+
+/// How semantic IDs are learned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TokenizerConfig {
+    /// `rqkmeans` (default) or `rqvae`.
+    pub method: String,
+    /// Code levels D (default 3).
+    pub levels: usize,
+    /// Codes per level K (default 32; 256 suits catalogues of tens of thousands).
+    pub codes: usize,
+    /// Requested dedupe vocabulary (default 32).
+    pub dedupe_codes: usize,
+    /// Item vectors: `auto` (content + MF factors when the data has content), `content`,
+    /// `mf` or `concat` (default `auto`).
+    pub vectors: String,
+    /// Seed (default 0).
+    pub seed: u64,
+}
+
+impl Default for TokenizerConfig {
+    fn default() -> Self {
+        Self {
+            method: "rqkmeans".into(),
+            levels: 3,
+            codes: 32,
+            dedupe_codes: 32,
+            vectors: "auto".into(),
+            seed: 0,
+        }
+    }
+}
+
+impl TokenizerConfig {
+    fn vector_source(&self, ds: &PreparedDataset) -> Result<ItemVectorSource> {
+        let tb = 32;
+        Ok(match self.vectors.as_str() {
+            "auto" if ds.item_features.is_some() => ItemVectorSource::Concat { title_buckets: tb },
+            "auto" | "mf" => ItemVectorSource::MfFactors,
+            "content" => ItemVectorSource::Content { title_buckets: tb },
+            "concat" => ItemVectorSource::Concat { title_buckets: tb },
+            other => {
+                return Err(Error::InvalidConfig {
+                    field: "tokenizer.vectors".into(),
+                    message: format!("unknown source `{other}` (auto, content, mf, concat)"),
+                });
+            }
+        })
+    }
+
+    fn tokenizer(&self) -> Result<Box<dyn ItemTokenizer>> {
+        let codes = vec![self.codes; self.levels];
+        Ok(match self.method.as_str() {
+            "rqkmeans" => {
+                let mut c = RqKMeansConfig::default()
+                    .with_codes_per_level(codes)
+                    .with_seed(self.seed);
+                c.dedupe_codes = self.dedupe_codes;
+                Box::new(RqKMeans::new(c)?)
+            }
+            "rqvae" => {
+                let mut c = RqVaeConfig::default().with_seed(self.seed);
+                c.codes_per_level = codes;
+                c.dedupe_codes = self.dedupe_codes;
+                Box::new(RqVae::new(c)?)
+            }
+            other => {
+                return Err(Error::InvalidConfig {
+                    field: "tokenizer.method".into(),
+                    message: format!("unknown method `{other}` (rqkmeans, rqvae)"),
+                });
+            }
+        })
+    }
+}
+
+/// Every stage's configuration; each section and field is optional in the TOML file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PipelineConfig {
+    /// Data and protocol.
+    pub data: DataConfig,
+    /// Semantic IDs.
+    pub tokenizer: TokenizerConfig,
+    /// Policy architecture.
+    pub policy: PolicyOptions,
+    /// Evaluator training.
+    pub evaluator: RewardTrainConfig,
+    /// Simulator training.
+    pub simulator: RewardTrainConfig,
+    /// SFT.
+    pub sft: SftConfig,
+    /// RL.
+    pub rl: RlConfig,
+    /// Baseline training.
+    pub baselines: BaselineConfig,
+    /// Train and report PRM, Seq2Slate and DLCM (default true).
+    pub run_baselines: bool,
+    /// Train and report the GloRank local-index (LAS) ablation (default true).
+    pub run_las: bool,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        let t = TrainingConfig::default();
+        Self {
+            data: DataConfig::default(),
+            tokenizer: TokenizerConfig::default(),
+            policy: t.policy,
+            evaluator: t.evaluator,
+            simulator: t.simulator,
+            sft: t.sft,
+            rl: t.rl,
+            baselines: t.baselines,
+            run_baselines: true,
+            run_las: true,
+        }
+    }
+}
+
+impl PipelineConfig {
+    /// The `glorank demo --quick` configuration: a 600-user synthetic world, small models,
+    /// few epochs (about two minutes on two cores).
+    pub fn quick() -> Self {
+        let mut c = Self::default();
+        c.data.users = 600;
+        c.data.items = 400;
+        c.data.sessions = 8;
+        c.data.history = 20;
+        c.data.k_core = 10;
+        c.policy.d_model = 64;
+        c.policy.layers = 1;
+        c.evaluator = RewardTrainConfig::default().with_epochs(2, 2);
+        c.simulator = RewardTrainConfig::default().with_epochs(2, 2).with_seed(1);
+        c.sft = SftConfig::default().with(3, 64, 2e-3);
+        c.rl = RlConfig::default().with_steps(30, 16, 10);
+        c.rl.learning_rate = 2e-4;
+        c.baselines = BaselineConfig::default().with(2, 64, 2e-3);
+        c
+    }
+
+    /// The `glorank demo` configuration: the default synthetic world (2,000 users, 1,000
+    /// items, pools of 50) with models and epochs sized for about ten minutes on two cores.
+    pub fn demo() -> Self {
+        let mut c = Self::default();
+        c.data.history = 30;
+        c.policy.d_model = 64;
+        c.policy.layers = 2;
+        c.evaluator = RewardTrainConfig::default().with_epochs(3, 2);
+        c.simulator = RewardTrainConfig::default().with_epochs(3, 2).with_seed(1);
+        c.sft = SftConfig::default().with(4, 64, 2e-3);
+        c.rl = RlConfig::default().with_steps(60, 16, 20);
+        c.rl.learning_rate = 2e-4;
+        c.baselines = BaselineConfig::default().with(3, 64, 2e-3);
+        c
+    }
+
+    /// Parses a TOML document.
+    ///
+    /// # Errors
+    /// [`Error::Format`] with TOML's line and column; invalid values name their field.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Self> {
+        let c: Self = toml::from_str(text).map_err(|e| Error::Format {
+            path: origin.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        c.training().validate()?;
+        Ok(c)
+    }
+
+    /// Reads a TOML file.
+    ///
+    /// # Errors
+    /// As [`PipelineConfig::from_toml`], plus [`Error::Io`].
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// The configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// The training sections as a [`TrainingConfig`].
+    pub fn training(&self) -> TrainingConfig {
+        let mut t = TrainingConfig::default();
+        t.policy = self.policy.clone();
+        t.evaluator = self.evaluator.clone();
+        t.simulator = self.simulator.clone();
+        t.sft = self.sft.clone();
+        t.rl = self.rl.clone();
+        t.baselines = self.baselines.clone();
+        t
+    }
+}
+
+/// What a pipeline run produced.
+#[derive(Debug, Clone)]
+pub struct PipelineReport {
+    /// One row per method on the test split.
+    pub rows: Vec<MethodResult>,
+    /// The printed comparison table.
+    pub table: String,
+    /// Seconds per stage.
+    pub timings: Vec<(String, f64)>,
+    /// The run directory.
+    pub dir: PathBuf,
+}
+
+/// Runs every stage of a [`PipelineConfig`] into a run directory.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    config: PipelineConfig,
+    device: Device,
+}
+
+impl Pipeline {
+    /// A pipeline on the default CPU device (flex).
+    pub fn new(config: PipelineConfig) -> Self {
+        Self {
+            config,
+            device: Device::flex(),
+        }
+    }
+
+    /// Uses another (plain) device; training runs on its autodiff form.
+    pub fn with_device(mut self, device: Device) -> Self {
+        self.device = device;
+        self
+    }
+
+    /// Runs silently. See [`Pipeline::run_with`].
+    ///
+    /// # Errors
+    /// As [`Pipeline::run_with`].
+    pub fn run(&self, dir: &Path) -> Result<PipelineReport> {
+        self.run_with(dir, &mut NoObserver, &mut |_| {})
+    }
+
+    /// Runs every stage into `dir`, reusing what is already there: `dataset.bin`,
+    /// `semantic_ids.json`, `evaluator/`, `simulator/`, finished or checkpointed SFT and RL
+    /// runs, and the LAS ablation in `las/`. Then evaluates every method on the test split and
+    /// writes `metrics.json`, `predictions.jsonl`, `report.md` (with SVG training curves) and
+    /// `config.toml`. `observer` sees the training steps; `say` receives one line per stage.
+    ///
+    /// # Errors
+    /// Configuration, data, training and file errors.
+    pub fn run_with(
+        &self,
+        dir: &Path,
+        observer: &mut dyn TrainObserver,
+        say: &mut dyn FnMut(&str),
+    ) -> Result<PipelineReport> {
+        let c = &self.config;
+        let training = c.training();
+        training.validate()?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::Io {
+            path: dir.to_path_buf(),
+            source: e,
+        })?;
+        glorank_data::write_atomic(&dir.join("config.toml"), c.to_toml().as_bytes())?;
+        let plain = self.device.clone();
+        let autodiff = plain.clone().autodiff();
+        let devices = (&autodiff, &plain);
+        let mut timings = Vec::new();
+        let mut clock = Instant::now();
+        let mut lap = |name: &str, timings: &mut Vec<(String, f64)>| {
+            timings.push((name.to_string(), clock.elapsed().as_secs_f64()));
+            clock = Instant::now();
+        };
+
+        let ds = if dir.join(glorank_data::DATASET_FILE).exists() {
+            say("prepare: reusing dataset.bin");
+            PreparedDataset::load(dir)?
+        } else {
+            say("prepare: building the dataset");
+            let ds = c.data.source()?.prepare(&c.data.protocol(), &NoProgress)?;
+            ds.save(dir)?;
+            ds
+        };
+        say(&format!(
+            "  {} users, {} items, {} / {} / {} train / valid / test requests",
+            ds.num_users(),
+            ds.num_items(),
+            ds.train.len(),
+            ds.valid.len(),
+            ds.test.len()
+        ));
+        lap("prepare", &mut timings);
+
+        let ids = if dir.join(IDS_FILE).exists() {
+            say("tokenize: reusing semantic_ids.json");
+            SemanticIds::load(&dir.join(IDS_FILE))?
+        } else {
+            say("tokenize: learning semantic IDs");
+            let v = item_vectors(&ds, &c.tokenizer.vector_source(&ds)?)?;
+            let mut tok = c.tokenizer.tokenizer()?;
+            let ids = tok.fit(&v.data, v.dim)?;
+            save_artifacts(tok.as_ref(), &ids, dir)?;
+            ids
+        };
+        lap("tokenize", &mut timings);
+
+        say("evaluator");
+        stages::train_reward(
+            &ds,
+            &ids,
+            RewardRole::Evaluator,
+            &c.evaluator,
+            dir,
+            true,
+            devices,
+            observer,
+        )?;
+        lap("evaluator", &mut timings);
+        say("simulator");
+        let simulator = stages::train_reward(
+            &ds,
+            &ids,
+            RewardRole::Simulator,
+            &c.simulator,
+            dir,
+            true,
+            devices,
+            observer,
+        )?;
+        lap("simulator", &mut timings);
+
+        say("SFT");
+        let policy_config = stages::policy_config(&ds, &ids, &training)?;
+        stages::train_sft_stage(
+            &ds,
+            &ids,
+            &training,
+            &policy_config,
+            dir,
+            true,
+            devices,
+            observer,
+        )?;
+        lap("sft", &mut timings);
+        say("RL");
+        stages::train_rl_stage(&ds, &ids, &training, dir, true, devices, observer)?;
+        lap("rl", &mut timings);
+        let las_dir = dir.join("las");
+        if c.run_las {
+            say("GloRank-LAS (local-index ablation, SFT)");
+            let mut las = training.clone();
+            las.policy.local_index = true;
+            let las_config = stages::policy_config(&ds, &ids, &las)?;
+            stages::train_sft_stage(
+                &ds,
+                &ids,
+                &las,
+                &las_config,
+                &las_dir,
+                true,
+                devices,
+                observer,
+            )?;
+            lap("las", &mut timings);
+        }
+
+        say("evaluation on the test split");
+        let ctx = EvalContext::new(&ds, &ids, &ds.test, Some(&simulator), &plain)?;
+        let (mf, oracle) = ctx.reference_rows()?;
+        let mut rows = vec![mf];
+        if c.run_baselines {
+            for (row, secs) in ctx.baselines(&c.baselines, &autodiff)? {
+                timings.push((format!("baseline {}", row.name), secs));
+                rows.push(row);
+            }
+        }
+        if c.run_las {
+            rows.push(ctx.evaluate_policy("GloRank-LAS", &las_dir.join(SFT_POLICY_DIR))?);
+        }
+        rows.push(ctx.evaluate_policy("GloRank SFT", &dir.join(SFT_POLICY_DIR))?);
+        rows.push(ctx.evaluate_policy("GloRank SFT+RL", &stages::rl_dir(dir))?);
+        rows.push(oracle);
+        lap("evaluate", &mut timings);
+
+        let table = stages::table(&rows, ds.config.slate_len);
+        let json =
+            serde_json::to_vec_pretty(&stages::rows_json(&rows)).map_err(|e| Error::Format {
+                path: dir.join("metrics.json"),
+                message: e.to_string(),
+            })?;
+        glorank_data::write_atomic(&dir.join("metrics.json"), &json)?;
+        glorank_data::write_atomic(
+            &dir.join("predictions.jsonl"),
+            stages::predictions_jsonl(&ds, &ds.test, &rows).as_bytes(),
+        )?;
+        let report = PipelineReport {
+            rows,
+            table,
+            timings,
+            dir: dir.to_path_buf(),
+        };
+        crate::report::write_report(&report, &ds, c)?;
+        Ok(report)
+    }
+}

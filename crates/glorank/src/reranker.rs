@@ -1,0 +1,320 @@
+//! Serving: load a run directory and rerank requests given as item ids.
+
+use crate::{Error, Result};
+use burn::tensor::Device;
+use glorank_data::PreparedDataset;
+use glorank_policy::{HistoryItem, Policy, Request, decode};
+use glorank_tokenizer::{IDS_FILE, ItemTokenizer, SemanticIds, load_tokenizer};
+use glorank_trie::{DecodeStrategy, Decoder};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::sync::Mutex;
+
+/// One interaction of a request's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RerankHistoryItem {
+    /// Item id (as in the training data, e.g. `"1193"` for MovieLens).
+    pub item: String,
+    /// Behaviour bits: click 1, like 2, star 4 (default 1).
+    #[serde(default = "one")]
+    pub labels: u8,
+}
+
+fn one() -> u8 {
+    1
+}
+
+/// A request to rerank, in item ids (the JSON form read by `glorank rerank`):
+///
+/// ```json
+/// {"user": "u17", "history": [{"item": "i3", "labels": 1}],
+///  "candidates": ["i1", "i2", "new-item"],
+///  "candidate_vectors": {"new-item": [0.1, 0.0, ...]}}
+/// ```
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RerankRequest {
+    /// A user id of the training data, whose attributes are used (unknown or absent: the
+    /// first category of every attribute).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// History, oldest first; items unknown to the model are skipped.
+    #[serde(default)]
+    pub history: Vec<RerankHistoryItem>,
+    /// Candidate item ids, at least L of them, no repeats.
+    pub candidates: Vec<String>,
+    /// Side-feature vectors of cold candidates (ids unknown to the model), in the
+    /// tokenizer's input space; they are encoded to semantic IDs (cold start).
+    #[serde(default)]
+    pub candidate_vectors: BTreeMap<String, Vec<f32>>,
+}
+
+impl RerankRequest {
+    /// A request with these candidates and nothing else.
+    pub fn new(candidates: Vec<String>) -> Self {
+        Self {
+            candidates,
+            ..Self::default()
+        }
+    }
+}
+
+/// A trained GloRank policy with everything needed to serve it: the semantic-ID table, the
+/// item and user vocabularies, and the tokenizer for cold items.
+///
+/// `Reranker` is `Send + Sync`: concurrent callers share one instance (decoding needs no
+/// lock; encoding a cold item takes a short one around the tokenizer).
+pub struct Reranker {
+    policy: Policy,
+    ids: SemanticIds,
+    item_index: HashMap<String, usize>,
+    user_index: HashMap<String, usize>,
+    user_values: Vec<Vec<u32>>,
+    tokenizer: Option<Mutex<Box<dyn ItemTokenizer>>>,
+    device: Device,
+    beam: usize,
+}
+
+impl std::fmt::Debug for Reranker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reranker")
+            .field("items", &self.ids.len())
+            .field("beam", &self.beam)
+            .finish()
+    }
+}
+
+impl Reranker {
+    /// Loads a run directory: `dataset.bin`, `semantic_ids.json`, the tokenizer when present
+    /// (`tokenizer.json`), and the RL policy (`policy_rl/`), or the SFT one (`policy_sft/`)
+    /// when there is no RL policy.
+    ///
+    /// # Errors
+    /// [`Error::Missing`] naming the first missing artifact; file errors.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let policy_dir = [glorank_train::RL_POLICY_DIR, glorank_train::SFT_POLICY_DIR]
+            .iter()
+            .map(|d| dir.join(d))
+            .find(|d| d.join("policy.json").exists())
+            .ok_or_else(|| Error::Missing {
+                path: dir.join(glorank_train::RL_POLICY_DIR),
+                hint: "train a policy first (`glorank demo`, `glorank run` or `glorank train sft`)"
+                    .into(),
+            })?;
+        Self::load_policy(dir, &policy_dir)
+    }
+
+    /// Loads the policy in `policy_dir` with the run directory `dir`'s tables.
+    ///
+    /// # Errors
+    /// As [`Reranker::load`].
+    pub fn load_policy(dir: &Path, policy_dir: &Path) -> Result<Self> {
+        let device = Device::flex();
+        for f in [glorank_data::DATASET_FILE, IDS_FILE] {
+            if !dir.join(f).exists() {
+                return Err(Error::Missing {
+                    path: dir.join(f),
+                    hint: "not a run directory (run `glorank prepare` and `glorank tokenize`)"
+                        .into(),
+                });
+            }
+        }
+        let ds = PreparedDataset::load(dir)?;
+        let ids = SemanticIds::load(&dir.join(IDS_FILE))?;
+        let (policy, _) = Policy::load(policy_dir, &device)?;
+        let tokenizer = if dir.join(glorank_tokenizer::TOKENIZER_FILE).exists() {
+            Some(Mutex::new(load_tokenizer(dir, device.clone())?))
+        } else {
+            None
+        };
+        let user_values = ds
+            .user_features
+            .as_ref()
+            .map(|u| u.fields.iter().map(|f| f.values.clone()).collect())
+            .unwrap_or_default();
+        Ok(Self {
+            item_index: ds
+                .item_ids
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.clone(), i))
+                .collect(),
+            user_index: ds
+                .user_ids
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.clone(), i))
+                .collect(),
+            user_values,
+            policy,
+            ids,
+            tokenizer,
+            device,
+            beam: 1,
+        })
+    }
+
+    /// Decodes with beam search of this width (1: greedy, the default).
+    pub fn with_beam(mut self, width: usize) -> Self {
+        self.beam = width.max(1);
+        self
+    }
+
+    /// Items per generated list.
+    pub fn list_len(&self) -> usize {
+        self.policy.list_len()
+    }
+
+    /// The policy request of `r`.
+    fn request(&self, r: &RerankRequest) -> Result<Request> {
+        if r.candidates.len() < self.list_len() {
+            return Err(Error::InvalidRequest(format!(
+                "{} candidates, the model writes lists of {}",
+                r.candidates.len(),
+                self.list_len()
+            )));
+        }
+        let mut seen = HashSet::new();
+        if let Some(dup) = r.candidates.iter().find(|c| !seen.insert(c.as_str())) {
+            return Err(Error::InvalidRequest(format!(
+                "candidate `{dup}` appears twice"
+            )));
+        }
+        let user = r.user.as_ref().and_then(|u| self.user_index.get(u));
+        let user_features = self
+            .user_values
+            .iter()
+            .map(|vals| user.map_or(0, |&u| vals[u]))
+            .collect();
+        let history = r
+            .history
+            .iter()
+            .filter_map(|h| {
+                let i = *self.item_index.get(&h.item)?;
+                Some(HistoryItem {
+                    tuple: self.ids.tuple(i)?.to_vec(),
+                    labels: h.labels,
+                })
+            })
+            .collect();
+        let mut candidates: Vec<Option<Vec<u32>>> = r
+            .candidates
+            .iter()
+            .map(|c| {
+                self.item_index
+                    .get(c)
+                    .and_then(|&i| self.ids.tuple(i))
+                    .map(<[u32]>::to_vec)
+            })
+            .collect();
+        // Cold candidates: semantic-ID prefix from the tokenizer, then a dedupe token no
+        // other candidate of this request uses with that prefix.
+        let mut used: HashSet<Vec<u32>> = candidates.iter().flatten().cloned().collect();
+        for (k, slot) in candidates.iter_mut().enumerate() {
+            if slot.is_some() {
+                continue;
+            }
+            let id = &r.candidates[k];
+            let v = r.candidate_vectors.get(id).ok_or_else(|| {
+                Error::InvalidRequest(format!(
+                    "unknown item `{id}` has no entry in candidate_vectors (cold items need side features)"
+                ))
+            })?;
+            let tok = self.tokenizer.as_ref().ok_or_else(|| {
+                Error::InvalidRequest(format!(
+                    "unknown item `{id}`: this run directory has no tokenizer to encode cold items"
+                ))
+            })?;
+            let tok = tok.lock().unwrap_or_else(|e| e.into_inner());
+            let dim = tok.input_dim().unwrap_or(0);
+            if v.len() != dim {
+                return Err(Error::InvalidRequest(format!(
+                    "candidate_vectors[`{id}`] has {} values, the tokenizer expects {dim}",
+                    v.len()
+                )));
+            }
+            let codes = tok.encode(v, dim)?.pop().unwrap_or_default();
+            let dedupe = (0..self.ids.dedupe_codes() as u32)
+                .map(|d| {
+                    let mut t = codes.clone();
+                    t.push(d);
+                    t
+                })
+                .find(|t| !used.contains(t))
+                .ok_or_else(|| {
+                    Error::InvalidRequest(format!(
+                        "cold item `{id}`: every dedupe code of its prefix is taken in this request"
+                    ))
+                })?;
+            used.insert(dedupe.clone());
+            *slot = Some(dedupe);
+        }
+        Ok(Request {
+            user_features,
+            history,
+            candidates: candidates.into_iter().flatten().collect(),
+            retriever_scores: Vec::new(),
+            candidate_features: Vec::new(),
+        })
+    }
+
+    /// Reranks one request: the generated list of candidate item ids, best first.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRequest`] naming the problem (too few or repeated candidates, an
+    /// unknown item without a vector, a vector of the wrong size).
+    pub fn rerank(&self, request: &RerankRequest) -> Result<Vec<String>> {
+        self.rerank_batch(std::slice::from_ref(request))
+            .pop()
+            .unwrap_or_else(|| Err(Error::InvalidRequest("empty batch".into())))
+    }
+
+    /// Reranks many requests in one batched decode; each request gets its own result, so
+    /// one bad request does not fail the others.
+    pub fn rerank_batch(&self, requests: &[RerankRequest]) -> Vec<Result<Vec<String>>> {
+        let built: Vec<Result<Request>> = requests.iter().map(|r| self.request(r)).collect();
+        let valid: Vec<Request> = built
+            .iter()
+            .filter_map(|r| r.as_ref().ok().cloned())
+            .collect();
+        let strategy = if self.beam > 1 {
+            DecodeStrategy::Beam { width: self.beam }
+        } else {
+            DecodeStrategy::Greedy
+        };
+        let decoded = if valid.is_empty() {
+            Ok(Vec::new())
+        } else {
+            Decoder::new(strategy, 0)
+                .map_err(Error::from)
+                .and_then(|mut d| Ok(decode(&self.policy, &valid, &mut d, &self.device)?))
+        };
+        let mut lists = match decoded {
+            Ok(l) => l.into_iter(),
+            Err(e) => {
+                let msg = e.to_string();
+                return built
+                    .into_iter()
+                    .map(|b| b.and_then(|_| Err(Error::InvalidRequest(msg.clone()))))
+                    .collect();
+            }
+        };
+        built
+            .into_iter()
+            .zip(requests)
+            .map(|(b, r)| {
+                b?;
+                let mut best = lists
+                    .next()
+                    .ok_or_else(|| Error::InvalidRequest("decoding returned fewer lists".into()))?;
+                let list = best.swap_remove(0);
+                Ok(list
+                    .items
+                    .iter()
+                    .map(|&p| r.candidates[p].clone())
+                    .collect())
+            })
+            .collect()
+    }
+}

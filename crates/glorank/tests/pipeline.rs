@@ -1,0 +1,207 @@
+//! The end-to-end pipeline on a tiny synthetic world, its reuse of artifacts, and serving
+//! the result with the `Reranker`.
+
+use glorank::{Error, Pipeline, PipelineConfig, RerankRequest, Reranker};
+use std::path::Path;
+
+fn tiny() -> PipelineConfig {
+    let text = r#"
+run_las = true
+[data]
+users = 120
+items = 150
+sessions = 6
+k_core = 5
+history = 8
+pool_size = 20
+retriever_factors = 2
+[tokenizer]
+levels = 2
+codes = 8
+[policy]
+d_model = 16
+layers = 1
+[evaluator]
+epochs = 1
+pool_lists = 1
+[simulator]
+epochs = 1
+pool_lists = 1
+[sft]
+epochs = 2
+batch_size = 32
+[rl]
+steps = 4
+batch_size = 8
+group_size = 4
+eval_every = 2
+checkpoint_every = 2
+[baselines]
+d_model = 16
+epochs = 1
+reinforce_samples = 2
+"#;
+    PipelineConfig::from_toml(text, Path::new("tiny.toml")).unwrap()
+}
+
+#[test]
+fn pipeline_runs_reuses_artifacts_and_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = Pipeline::new(tiny()).run(dir.path()).unwrap();
+    let names: Vec<&str> = report.rows.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "MF order",
+            "PRM",
+            "Seq2Slate",
+            "DLCM",
+            "GloRank-LAS",
+            "GloRank SFT",
+            "GloRank SFT+RL",
+            "oracle"
+        ]
+    );
+    for f in [
+        "config.toml",
+        "dataset.bin",
+        "semantic_ids.json",
+        "evaluator/reward.bpk",
+        "simulator/reward.bpk",
+        "policy_sft/policy.bpk",
+        "policy_rl/policy.bpk",
+        "las/policy_sft/policy.bpk",
+        "metrics.json",
+        "predictions.jsonl",
+        "report.md",
+        "curve_sft.svg",
+        "curve_rl.svg",
+    ] {
+        assert!(dir.path().join(f).exists(), "{f} missing");
+    }
+    // Every row has the synthetic world's true expected clicks and the simulator's reward.
+    assert!(
+        report
+            .rows
+            .iter()
+            .all(|r| r.true_reward.is_some() && r.average_reward.is_some())
+    );
+    // predictions.jsonl recomputes Precision@6 of every method exactly.
+    let text = std::fs::read_to_string(dir.path().join("predictions.jsonl")).unwrap();
+    for row in &report.rows {
+        let (mut hits, mut n) = (0.0, 0.0);
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            if v["method"] != row.name.as_str() {
+                continue;
+            }
+            let cands: Vec<&str> = v["candidates"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap())
+                .collect();
+            let clicks = v["clicks"].as_array().unwrap();
+            for item in v["list"].as_array().unwrap() {
+                let p = cands
+                    .iter()
+                    .position(|c| *c == item.as_str().unwrap())
+                    .unwrap();
+                hits += clicks[p].as_f64().unwrap();
+            }
+            n += 6.0;
+        }
+        assert!(
+            (hits / n - row.metrics.precision.mean).abs() < 1e-9,
+            "{}",
+            row.name
+        );
+    }
+    // A second run reuses every artifact and reproduces the GloRank rows.
+    let again = Pipeline::new(tiny()).run(dir.path()).unwrap();
+    for name in ["GloRank SFT", "GloRank SFT+RL", "MF order", "oracle"] {
+        let a = report.rows.iter().find(|r| r.name == name).unwrap();
+        let b = again.rows.iter().find(|r| r.name == name).unwrap();
+        assert_eq!(a.lists, b.lists, "{name}");
+    }
+
+    // Serving.
+    let reranker = Reranker::load(dir.path()).unwrap();
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let candidates: Vec<String> = first["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    let list = reranker
+        .rerank(&RerankRequest::new(candidates.clone()))
+        .unwrap();
+    assert_eq!(list.len(), 6);
+    assert!(list.iter().all(|i| candidates.contains(i)));
+    // A cold item with a vector is served; without one it is a clear error.
+    let dim = glorank::tokenizer::load_tokenizer(dir.path(), glorank::Device::flex())
+        .unwrap()
+        .input_dim()
+        .unwrap();
+    let mut cold = RerankRequest::new(candidates.clone());
+    cold.candidates[0] = "brand-new".into();
+    let err = reranker.rerank(&cold).unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidRequest(_)) && err.to_string().contains("brand-new"),
+        "{err}"
+    );
+    cold.candidate_vectors
+        .insert("brand-new".into(), vec![0.5; dim]);
+    assert_eq!(reranker.rerank(&cold).unwrap().len(), 6);
+    cold.candidate_vectors
+        .insert("brand-new".into(), vec![0.5; dim + 1]);
+    assert!(
+        reranker
+            .rerank(&cold)
+            .unwrap_err()
+            .to_string()
+            .contains("expects")
+    );
+    // Too few candidates, repeats: errors, and a batch keeps the good requests.
+    let short = RerankRequest::new(candidates[..3].to_vec());
+    let batch = reranker.rerank_batch(&[short, RerankRequest::new(candidates.clone())]);
+    assert!(batch[0].is_err() && batch[1].as_ref().unwrap() == &list);
+    // Concurrent callers share one reranker and get the same answer.
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    reranker
+                        .rerank(&RerankRequest::new(candidates.clone()))
+                        .unwrap()
+                })
+            })
+            .collect();
+        for h in handles {
+            assert_eq!(h.join().unwrap(), list);
+        }
+    });
+}
+
+#[test]
+fn reranker_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Reranker>();
+}
+
+#[test]
+fn bad_configuration_names_the_field() {
+    let e = PipelineConfig::from_toml("[data]\nusres = 3\n", Path::new("x.toml")).unwrap_err();
+    assert!(
+        e.to_string().contains("usres") && e.to_string().contains("x.toml"),
+        "{e}"
+    );
+    let e = PipelineConfig::from_toml("[rl]\ngroup_size = 1\n", Path::new("x.toml")).unwrap_err();
+    assert!(e.to_string().contains("rl.group_size"), "{e}");
+    let mut c = PipelineConfig::quick();
+    c.data.dataset = "movielens".into();
+    let dir = tempfile::tempdir().unwrap();
+    let e = Pipeline::new(c).run(dir.path()).unwrap_err();
+    assert!(e.to_string().contains("data.dataset"), "{e}");
+}
