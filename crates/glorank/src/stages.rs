@@ -49,6 +49,7 @@ pub fn load_reward(dir: &Path, device: &Device) -> Result<UserResponseModel> {
 ///
 /// # Errors
 /// Data, model and file errors.
+#[allow(clippy::too_many_arguments)]
 pub fn train_reward(
     ds: &PreparedDataset,
     ids: &SemanticIds,
