@@ -3,9 +3,12 @@
 //! `glorank prepare` reads a dataset (or simulates the embedded synthetic world), applies the
 //! 50-to-6 reranking protocol and writes the prepared dataset into a run directory.
 //! `glorank tokenize` learns semantic IDs for the prepared dataset's items.
-//! `glorank train {evaluator,simulator,sft,rl}` trains a stage into a run directory and
-//! `glorank eval` scores a saved policy.
+//! `glorank train {evaluator,simulator,sft,rl}` trains a stage into a run directory,
+//! `glorank eval` scores a saved policy and `glorank baselines` prints the comparison table.
+//! `glorank demo` and `glorank run` run the whole pipeline; `glorank rerank` serves a run
+//! directory over stdin/stdout and `glorank bench` times it.
 
+mod serve;
 mod train;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -31,6 +34,10 @@ struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the whole pipeline on the embedded synthetic world and print the comparison table.
+    Demo(serve::DemoArgs),
+    /// Run the whole pipeline from a TOML configuration (see `configs/`).
+    Run(serve::RunArgs),
     /// Read a dataset, apply the reranking protocol, write a prepared run directory.
     Prepare(PrepareArgs),
     /// Learn semantic IDs (RQ-VAE or RQ-KMeans) for the items of a prepared dataset.
@@ -42,6 +49,10 @@ enum Command {
     /// Train the baselines (PRM, DLCM, Seq2Slate) and print the comparison table with MF
     /// order, the oracle and the run's GloRank policies.
     Baselines(train::BaselinesArgs),
+    /// Serve a run directory: JSON requests on stdin, JSON lists on stdout.
+    Rerank(serve::RerankArgs),
+    /// Latency and throughput of a trained policy.
+    Bench(serve::BenchArgs),
 }
 
 /// Tokenizer methods.
@@ -281,6 +292,10 @@ fn main() -> ExitCode {
         Command::Train(args) => train::train(&args),
         Command::Eval(args) => train::eval(&args),
         Command::Baselines(args) => train::baselines(&args),
+        Command::Demo(args) => serve::demo(&args),
+        Command::Run(args) => serve::run(&args),
+        Command::Rerank(args) => serve::rerank(&args),
+        Command::Bench(args) => serve::bench(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

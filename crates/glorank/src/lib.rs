@@ -61,6 +61,7 @@ pub use glorank_tokenizer as tokenizer;
 pub use glorank_train as train;
 pub use glorank_trie as trie;
 
+pub use burn;
 pub use burn::tensor::Device;
 pub use pipeline::{DataConfig, Pipeline, PipelineConfig, PipelineReport, TokenizerConfig};
 pub use report::{line_chart_svg, write_report};

@@ -1,0 +1,264 @@
+//! `glorank demo`, `run`, `rerank` and `bench`.
+
+use crate::train::StepBar;
+use glorank::{Pipeline, PipelineConfig, RerankRequest, Reranker};
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Arguments of `glorank demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// A small world and short training (about two minutes) for a first look.
+    #[arg(long)]
+    pub quick: bool,
+    /// Run directory (default `runs/demo` or `runs/demo-quick`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Arguments of `glorank run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Pipeline configuration (TOML; see `configs/`).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Data path, overriding `data.path` of the configuration.
+    #[arg(long)]
+    pub data_path: Option<PathBuf>,
+    /// Run directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Seed of the data shuffling, the tokenizer and every model (overrides the file).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Arguments of `glorank rerank`.
+#[derive(Debug, clap::Args)]
+pub struct RerankArgs {
+    /// Run directory (with `policy_rl/` or `policy_sft/`).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// A policy directory to serve instead of the run's own.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// Beam width (1: greedy).
+    #[arg(long, default_value_t = 1)]
+    pub beam: usize,
+}
+
+/// Arguments of `glorank bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Run directory (with `dataset.bin`, `semantic_ids.json` and a policy).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Requests timed one by one for the latency percentiles.
+    #[arg(long, default_value_t = 200)]
+    pub latency_requests: usize,
+}
+
+fn run_pipeline(config: PipelineConfig, out: &std::path::Path, quiet: bool) -> Result<(), String> {
+    let t0 = Instant::now();
+    let mut bar = StepBar::new(quiet);
+    let report = Pipeline::new(config)
+        .run_with(out, &mut bar, &mut |line| {
+            if !quiet {
+                eprintln!("[{:>6.1}s] {line}", t0.elapsed().as_secs_f64());
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    println!("\n{}", report.table);
+    println!("stage timings (s):");
+    for (stage, secs) in &report.timings {
+        println!("  {stage:<20} {secs:>8.1}");
+    }
+    println!(
+        "total {:.1} s; report in {}, metrics in metrics.json, lists in predictions.jsonl",
+        t0.elapsed().as_secs_f64(),
+        out.join("report.md").display()
+    );
+    Ok(())
+}
+
+/// `glorank demo`.
+pub fn demo(args: &DemoArgs) -> Result<(), String> {
+    let (config, default) = if args.quick {
+        (PipelineConfig::quick(), "runs/demo-quick")
+    } else {
+        (PipelineConfig::demo(), "runs/demo")
+    };
+    let out = args.out.clone().unwrap_or_else(|| default.into());
+    run_pipeline(config, &out, args.quiet)
+}
+
+/// `glorank run`.
+pub fn run(args: &RunArgs) -> Result<(), String> {
+    let mut config = PipelineConfig::from_file(&args.config).map_err(|e| e.to_string())?;
+    if let Some(p) = &args.data_path {
+        config.data.path = Some(p.clone());
+    }
+    if let Some(s) = args.seed {
+        config.data.seed = s;
+        config.tokenizer.seed = s;
+        config.policy.seed = s;
+        config.evaluator.seed = s;
+        config.simulator.seed = s.wrapping_add(1);
+        config.sft.seed = s;
+        config.rl.seed = s;
+        config.baselines.seed = s;
+    }
+    run_pipeline(config, &args.out, args.quiet)
+}
+
+/// `glorank rerank`: one JSON request per stdin line, one JSON answer per stdout line
+/// (`{"list": [...]}` or `{"error": "...", "line": N}`).
+pub fn rerank(args: &RerankArgs) -> Result<(), String> {
+    let reranker = match &args.policy {
+        Some(p) => Reranker::load_policy(&args.model, p),
+        None => Reranker::load(&args.model),
+    }
+    .map_err(|e| e.to_string())?
+    .with_beam(args.beam);
+    let stdin = std::io::stdin();
+    let mut stdout = std::io::stdout().lock();
+    for (n, line) in stdin.lock().lines().enumerate() {
+        let line = line.map_err(|e| format!("stdin: {e}"))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let answer = match serde_json::from_str::<RerankRequest>(&line) {
+            Err(e) => {
+                serde_json::json!({"error": format!("malformed request: {e}"), "line": n + 1})
+            }
+            Ok(r) => match reranker.rerank(&r) {
+                Ok(list) => serde_json::json!({ "list": list }),
+                Err(e) => serde_json::json!({"error": e.to_string(), "line": n + 1}),
+            },
+        };
+        writeln!(stdout, "{answer}").map_err(|e| format!("stdout: {e}"))?;
+    }
+    Ok(())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// `glorank bench`.
+pub fn bench(args: &BenchArgs) -> Result<(), String> {
+    use glorank::data::PreparedDataset;
+    use glorank::policy::{Policy, decode};
+    use glorank::tokenizer::{IDS_FILE, SemanticIds};
+    use glorank::train::{RequestBuilder, sft_step};
+    use glorank::trie::{DecodeStrategy, Decoder};
+    let dev = glorank::Device::flex();
+    let ds = PreparedDataset::load(&args.model).map_err(|e| e.to_string())?;
+    let ids = SemanticIds::load(&args.model.join(IDS_FILE)).map_err(|e| e.to_string())?;
+    let policy_dir = [
+        glorank::train::RL_POLICY_DIR,
+        glorank::train::SFT_POLICY_DIR,
+    ]
+    .iter()
+    .map(|d| args.model.join(d))
+    .find(|d| d.join("policy.json").exists())
+    .ok_or_else(|| format!("{}: no policy_rl/ or policy_sft/", args.model.display()))?;
+    let (policy, config) = Policy::load(&policy_dir, &dev).map_err(|e| e.to_string())?;
+    let builder = RequestBuilder::new(&ds, &ids).map_err(|e| e.to_string())?;
+    let pool: Vec<_> = ds
+        .test
+        .iter()
+        .chain(&ds.valid)
+        .chain(&ds.train)
+        .take(512)
+        .cloned()
+        .collect();
+    let requests = builder.requests(&pool);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    println!(
+        "machine: {cpu}, {} threads available; policy {} ({} parameters); dataset {}, N = {}, L = {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        policy_dir.display(),
+        policy.parameter_count(),
+        ds.name,
+        ds.config.pool_size,
+        ds.config.slate_len
+    );
+    println!(
+        "{:<10} {:>12} {:>12} {:>22}",
+        "decoding", "p50 (ms)", "p99 (ms)", "batch 256 (req/s)"
+    );
+    for (name, strategy) in [
+        ("greedy", DecodeStrategy::Greedy),
+        ("beam 4", DecodeStrategy::Beam { width: 4 }),
+    ] {
+        let mut decoder = Decoder::new(strategy, 0).map_err(|e| e.to_string())?;
+        let n = args.latency_requests.min(requests.len()).max(1);
+        let mut lat = Vec::with_capacity(n);
+        for r in requests.iter().take(n) {
+            let t = Instant::now();
+            decode(&policy, std::slice::from_ref(r), &mut decoder, &dev)
+                .map_err(|e| e.to_string())?;
+            lat.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        lat.sort_by(f64::total_cmp);
+        let batch = &requests[..256.min(requests.len())];
+        let t = Instant::now();
+        let rounds = 3;
+        for _ in 0..rounds {
+            decode(&policy, batch, &mut decoder, &dev).map_err(|e| e.to_string())?;
+        }
+        let rps = (rounds * batch.len()) as f64 / t.elapsed().as_secs_f64();
+        println!(
+            "{name:<10} {:>12.2} {:>12.2} {:>22.0}",
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99),
+            rps
+        );
+    }
+    // Teacher-forced training throughput: forward, backward and AdamW on batches of 64.
+    let train_dev = dev.clone().autodiff();
+    let (mut p, _) = Policy::load(&policy_dir, &train_dev).map_err(|e| e.to_string())?;
+    let mut optim = glorank::burn::optim::AdamWConfig::new().init();
+    let demos: Vec<Vec<usize>> = pool.iter().map(|s| ds.demonstration(s)).collect();
+    let steps = 4;
+    let t = Instant::now();
+    for k in 0..steps {
+        let lo = (k * 64) % requests.len().max(1);
+        let hi = (lo + 64).min(requests.len());
+        let (np, _) = sft_step(
+            p,
+            &mut optim,
+            &requests[lo..hi],
+            &demos[lo..hi],
+            (1e-4, 1.0),
+            &train_dev,
+        )
+        .map_err(|e| e.to_string())?;
+        p = np;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "teacher-forced training (batch 64, d = {}): {:.1} samples/s",
+        config.d_model,
+        (steps * 64) as f64 / secs
+    );
+    Ok(())
+}
