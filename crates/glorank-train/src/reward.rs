@@ -38,6 +38,10 @@ pub struct RewardTrainConfig {
     pub seed: u64,
     /// Lists sampled uniformly from each request's pool as extra examples (default 2).
     pub pool_lists: usize,
+    /// Model width; 0 keeps the role's default (evaluator 64, simulator 96).
+    pub d_model: usize,
+    /// Transformer layers; 0 keeps the role's default (evaluator 2, simulator 3).
+    pub layers: usize,
 }
 
 impl Default for RewardTrainConfig {
@@ -49,6 +53,8 @@ impl Default for RewardTrainConfig {
             patience: 3,
             seed: 0,
             pool_lists: 2,
+            d_model: 0,
+            layers: 0,
         }
     }
 }
@@ -86,7 +92,20 @@ impl RewardTrainConfig {
             self.learning_rate.is_finite() && self.learning_rate > 0.0,
             "must be finite and > 0",
         )?;
-        check(&f("patience"), self.patience > 0, "must be > 0")
+        check(&f("patience"), self.patience > 0, "must be > 0")?;
+        check(
+            &f("d_model"),
+            self.d_model.is_multiple_of(4),
+            "must be 0 (role default) or a multiple of 4 (4 heads)",
+        )
+    }
+
+    /// Applies the size fields to a role's default model configuration.
+    pub fn model_config(&self, base: glorank_reward::RewardConfig) -> glorank_reward::RewardConfig {
+        let d = if self.d_model > 0 { self.d_model } else { base.d_model };
+        let layers = if self.layers > 0 { self.layers } else { base.layers };
+        let heads = base.heads;
+        base.with_size(d, heads, layers)
     }
 }
 

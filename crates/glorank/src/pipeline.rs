@@ -241,12 +241,18 @@ impl PipelineConfig {
         c.data.k_core = 10;
         c.policy.d_model = 64;
         c.policy.layers = 1;
+        c.data.retriever_factors = 4;
         c.evaluator = RewardTrainConfig::default().with_epochs(2, 2);
+        c.evaluator.pool_lists = 1;
         c.simulator = RewardTrainConfig::default().with_epochs(2, 2).with_seed(1);
+        c.simulator.pool_lists = 1;
+        c.simulator.d_model = 64;
+        c.simulator.layers = 2;
         c.sft = SftConfig::default().with(3, 64, 2e-3);
         c.rl = RlConfig::default().with_steps(30, 16, 10);
         c.rl.learning_rate = 2e-4;
         c.baselines = BaselineConfig::default().with(2, 64, 2e-3);
+        c.baselines.reinforce_samples = 2;
         c
     }
 

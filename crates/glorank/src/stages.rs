@@ -83,10 +83,12 @@ pub fn train_reward(
     let train = reward_examples(&builder, &train_samples, cfg.pool_lists, cfg.seed);
     let valid = reward_examples(&builder, &ds.valid, cfg.pool_lists, cfg.seed ^ 1);
     let c = &ds.config;
-    let rcfg = RewardConfig::for_role(role, ids.vocab_sizes())
-        .with_shape(c.slate_len, c.history_len)
-        .with_user_fields(builder.user_field_sizes())
-        .with_seed(cfg.seed);
+    let rcfg = cfg.model_config(
+        RewardConfig::for_role(role, ids.vocab_sizes())
+            .with_shape(c.slate_len, c.history_len)
+            .with_user_fields(builder.user_field_sizes())
+            .with_seed(cfg.seed),
+    );
     let model = UserResponseModel::new(&rcfg, autodiff)?;
     let ckpt = out.join(format!("{name}_checkpoint"));
     let (model, log, _) = train_reward_model_in(
