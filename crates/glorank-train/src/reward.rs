@@ -102,8 +102,16 @@ impl RewardTrainConfig {
 
     /// Applies the size fields to a role's default model configuration.
     pub fn model_config(&self, base: glorank_reward::RewardConfig) -> glorank_reward::RewardConfig {
-        let d = if self.d_model > 0 { self.d_model } else { base.d_model };
-        let layers = if self.layers > 0 { self.layers } else { base.layers };
+        let d = if self.d_model > 0 {
+            self.d_model
+        } else {
+            base.d_model
+        };
+        let layers = if self.layers > 0 {
+            self.layers
+        } else {
+            base.layers
+        };
         let heads = base.heads;
         base.with_size(d, heads, layers)
     }

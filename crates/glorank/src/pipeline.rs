@@ -126,6 +126,9 @@ pub struct TokenizerConfig {
     pub vectors: String,
     /// Seed (default 0).
     pub seed: u64,
+    /// Your own item vectors instead: a `.npy` (2-D float, one row per item in the prepared
+    /// dataset's item order) or CSV (`item_id,v1,...`) file; overrides `vectors`.
+    pub vectors_file: Option<PathBuf>,
 }
 
 impl Default for TokenizerConfig {
@@ -137,6 +140,7 @@ impl Default for TokenizerConfig {
             dedupe_codes: 32,
             vectors: "auto".into(),
             seed: 0,
+            vectors_file: None,
         }
     }
 }
@@ -144,6 +148,9 @@ impl Default for TokenizerConfig {
 impl TokenizerConfig {
     fn vector_source(&self, ds: &PreparedDataset) -> Result<ItemVectorSource> {
         let tb = 32;
+        if let Some(f) = &self.vectors_file {
+            return Ok(ItemVectorSource::File(f.clone()));
+        }
         Ok(match self.vectors.as_str() {
             "auto" if ds.item_features.is_some() => ItemVectorSource::Concat { title_buckets: tb },
             "auto" | "mf" => ItemVectorSource::MfFactors,
@@ -256,19 +263,28 @@ impl PipelineConfig {
         c
     }
 
-    /// The `glorank demo` configuration: the default synthetic world (2,000 users, 1,000
-    /// items, pools of 50) with models and epochs sized for about ten minutes on two cores.
+    /// The `glorank demo` configuration: a 1,000-user, 500-item synthetic world with pools of
+    /// 50 and a 4-factor retriever, models and epochs sized for under ten minutes on two
+    /// cores in a release build.
     pub fn demo() -> Self {
         let mut c = Self::default();
+        c.data.users = 1000;
+        c.data.items = 500;
         c.data.history = 30;
+        c.data.retriever_factors = 4;
         c.policy.d_model = 64;
         c.policy.layers = 2;
-        c.evaluator = RewardTrainConfig::default().with_epochs(3, 2);
-        c.simulator = RewardTrainConfig::default().with_epochs(3, 2).with_seed(1);
-        c.sft = SftConfig::default().with(4, 64, 2e-3);
+        c.evaluator = RewardTrainConfig::default().with_epochs(2, 2);
+        c.evaluator.pool_lists = 1;
+        c.simulator = RewardTrainConfig::default().with_epochs(2, 2).with_seed(1);
+        c.simulator.pool_lists = 1;
+        c.simulator.d_model = 64;
+        c.simulator.layers = 2;
+        c.sft = SftConfig::default().with(3, 64, 2e-3);
         c.rl = RlConfig::default().with_steps(60, 16, 20);
         c.rl.learning_rate = 2e-4;
         c.baselines = BaselineConfig::default().with(3, 64, 2e-3);
+        c.baselines.reinforce_samples = 2;
         c
     }
 

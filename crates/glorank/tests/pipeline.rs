@@ -205,3 +205,16 @@ fn bad_configuration_names_the_field() {
     let e = Pipeline::new(c).run(dir.path()).unwrap_err();
     assert!(e.to_string().contains("data.dataset"), "{e}");
 }
+
+#[test]
+fn shipped_configurations_parse() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    for name in ["ml-100k.toml", "ml-1m.toml", "amazon-books.toml"] {
+        let c = PipelineConfig::from_file(&root.join(name)).unwrap();
+        assert!(
+            c.data.path.is_none(),
+            "{name}: the data path is a command-line argument"
+        );
+        assert_eq!(c.data.pool_size, 50);
+    }
+}

@@ -1,0 +1,61 @@
+//! Embedding a trained GloRank model in another program: load a run directory once, share
+//! the `Reranker` between threads, rerank requests given as item ids, including a cold item
+//! that only has a side-feature vector.
+//!
+//! `cargo run --release -p glorank-examples --example quickstart` first (it writes
+//! `runs/quickstart`), then
+//! `cargo run --release -p glorank-examples --example embed_reranker [-- RUN_DIR]`.
+
+use glorank::{RerankHistoryItem, RerankRequest, Reranker};
+use std::path::PathBuf;
+
+fn main() -> Result<(), glorank::Error> {
+    let dir: PathBuf = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "runs/quickstart".into())
+        .into();
+    let reranker = Reranker::load(&dir)?;
+    println!("loaded {reranker:?}; lists of {}", reranker.list_len());
+
+    // In a real system the candidates come from your retriever; here: items of the run.
+    let items: Vec<String> = (0..20).map(|i| format!("i{i}")).collect();
+    let mut request = RerankRequest::new(items.clone());
+    request.history = vec![
+        RerankHistoryItem {
+            item: "i40".into(),
+            labels: 1,
+        },
+        RerankHistoryItem {
+            item: "i41".into(),
+            labels: 3,
+        },
+    ];
+    println!("greedy:       {:?}", reranker.rerank(&request)?);
+
+    // A cold item: unknown id, described by a vector in the tokenizer's input space.
+    let dim = glorank::tokenizer::load_tokenizer(&dir, glorank::Device::flex())?
+        .input_dim()
+        .unwrap_or(0);
+    let mut cold = request.clone();
+    cold.candidates[0] = "new-release".into();
+    cold.candidate_vectors
+        .insert("new-release".into(), vec![0.3; dim]);
+    println!("with a cold item: {:?}", reranker.rerank(&cold)?);
+
+    // An unknown item without a vector is a clear error, not a panic.
+    let mut bad = request.clone();
+    bad.candidates[1] = "nobody-knows".into();
+    println!("error: {}", reranker.rerank(&bad).unwrap_err());
+
+    // One reranker, many threads.
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (reranker, request) = (&reranker, &request);
+            s.spawn(move || {
+                let list = reranker.rerank(request).map(|l| l.len());
+                println!("thread {t}: {list:?} items");
+            });
+        }
+    });
+    Ok(())
+}
