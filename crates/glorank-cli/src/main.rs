@@ -175,6 +175,11 @@ struct PrepareArgs {
     /// k-core threshold (users and items with fewer interactions are removed, to a fixpoint).
     #[arg(long, default_value_t = 20)]
     k_core: usize,
+    /// Out-of-sample reranker training: only each user's last K train slates become training
+    /// requests and the retriever is fitted before them (0: every train slate, retriever
+    /// fitted on all of them, in-sample).
+    #[arg(long, default_value_t = 0)]
+    rerank_train_slates: usize,
     /// Slate (list) length L.
     #[arg(long, default_value_t = 6)]
     slate_len: usize,
@@ -381,6 +386,7 @@ fn prepare(args: &PrepareArgs) -> Result<(), String> {
     let config = ProtocolConfig::default()
         .with_seed(args.seed)
         .with_k_core(args.k_core)
+        .with_rerank_train_slates(args.rerank_train_slates)
         .with_shape(args.slate_len, args.history, args.pool_size)
         .with_thresholds(LabelThresholds::new(args.click, args.like, args.star))
         .with_retriever(retriever);

@@ -130,6 +130,15 @@ pub struct ProtocolConfig {
     pub retriever: RetrieverConfig,
     /// Seed of the retriever initialisation and of the pool shuffles.
     pub seed: u64,
+    /// Out-of-sample reranker training (default 0: off). With `K > 0`, only the last `K`
+    /// train slates of each user become reranker training requests, and the retriever is
+    /// fitted on the interactions *before* them. Every request (train, validation, test) then
+    /// has a pool built by a retriever that never saw its slate, as in a deployed two-stage
+    /// system, and retriever scores mean the same thing in training and at evaluation. With 0
+    /// (DESIGN's protocol), the retriever is fitted on every train slate, so training pools
+    /// are in-sample: on them the retriever ranks the logged items high, on validation and
+    /// test its own top picks are the negatives.
+    pub rerank_train_slates: usize,
 }
 
 impl Default for ProtocolConfig {
@@ -142,6 +151,7 @@ impl Default for ProtocolConfig {
             thresholds: LabelThresholds::default(),
             retriever: RetrieverConfig::default(),
             seed: 42,
+            rerank_train_slates: 0,
         }
     }
 }
@@ -170,6 +180,13 @@ impl ProtocolConfig {
     /// Sets the label thresholds.
     pub fn with_thresholds(mut self, thresholds: LabelThresholds) -> Self {
         self.thresholds = thresholds;
+        self
+    }
+
+    /// Sets the number of out-of-sample reranker training slates per user (0: every train
+    /// slate, in-sample retriever); see [`ProtocolConfig::rerank_train_slates`].
+    pub fn with_rerank_train_slates(mut self, k: usize) -> Self {
+        self.rerank_train_slates = k;
         self
     }
 
@@ -373,7 +390,7 @@ pub fn prepare(
     let mut train_pairs = Vec::new();
     let mut item_train_counts = vec![0u32; num_items];
     for (u, seq) in sequences.iter().enumerate() {
-        let end = train_end(seq.items.len(), l);
+        let end = retriever_end(seq.items.len(), l, config.rerank_train_slates);
         for &i in &seq.items[..end] {
             train_pairs.push((u as u32, i));
             item_train_counts[i as usize] += 1;
@@ -456,6 +473,22 @@ pub fn prepare(
     };
     ds.stats.fill_split_counts(&ds.train, &ds.valid, &ds.test);
     Ok(ds)
+}
+
+/// End (exclusive) of the interactions the retriever is fitted on: the train interactions,
+/// or with `k > 0` those before the user's last `k` train slates.
+pub(crate) fn retriever_end(len: usize, l: usize, k: usize) -> usize {
+    let end = train_end(len, l);
+    if k == 0 {
+        return end;
+    }
+    let starts = slate_starts(len, l);
+    // Train slates are all but the last two (validation, test).
+    let train_slates = starts.len().saturating_sub(2);
+    if train_slates == 0 {
+        return end;
+    }
+    starts[train_slates.saturating_sub(k)]
 }
 
 /// End (exclusive) of a user's train interactions: the start of the validation slate, or of
@@ -616,7 +649,7 @@ fn user_samples(
             out.test.push(sample);
         } else if slate_idx + 1 == last {
             out.valid.push(sample);
-        } else {
+        } else if cfg.rerank_train_slates == 0 || slate_idx + 1 + cfg.rerank_train_slates >= last {
             out.train.push(sample);
         }
     }
@@ -675,6 +708,18 @@ mod tests {
         assert_eq!(train_end(20, 6), 8);
         assert_eq!(train_end(6, 6), 0);
         assert_eq!(train_end(4, 6), 4);
+    }
+
+    #[test]
+    fn out_of_sample_retriever_cut() {
+        // 5 slates of 6 (30 interactions): train slates 0-2, validation 3, test 4.
+        assert_eq!(train_end(30, 6), 18);
+        assert_eq!(retriever_end(30, 6, 0), 18);
+        assert_eq!(retriever_end(30, 6, 1), 12);
+        assert_eq!(retriever_end(30, 6, 2), 6);
+        assert_eq!(retriever_end(30, 6, 9), 0);
+        // 2 slates: no train slate, nothing to cut.
+        assert_eq!(retriever_end(14, 6, 1), train_end(14, 6));
     }
 
     #[test]

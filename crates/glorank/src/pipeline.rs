@@ -48,6 +48,10 @@ pub struct DataConfig {
     pub retriever_factors: usize,
     /// Seed of the world (synthetic) and of the candidate shuffling (default 0).
     pub seed: u64,
+    /// Out-of-sample reranker training: only each user's last K train slates train the
+    /// reranker, and the retriever is fitted before them (default 0: off, every train slate;
+    /// see `glorank_data::ProtocolConfig::rerank_train_slates`).
+    pub rerank_train_slates: usize,
 }
 
 impl Default for DataConfig {
@@ -64,6 +68,7 @@ impl Default for DataConfig {
             pool_size: 50,
             retriever_factors: 32,
             seed: 0,
+            rerank_train_slates: 0,
         }
     }
 }
@@ -105,6 +110,7 @@ impl DataConfig {
             .with_k_core(self.k_core)
             .with_shape(self.slate_len, self.history, self.pool_size)
             .with_retriever(RetrieverConfig::default().with_factors(self.retriever_factors))
+            .with_rerank_train_slates(self.rerank_train_slates)
     }
 }
 
