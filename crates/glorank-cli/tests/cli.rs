@@ -255,3 +255,102 @@ fn train_eval_and_baselines_end_to_end() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("sft.batch_size"));
 }
+
+#[test]
+fn run_rerank_and_bench_on_a_tiny_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tiny.toml");
+    std::fs::write(
+        &config,
+        "run_baselines = false\nrun_las = false\n\
+         [data]\nusers = 100\nitems = 120\nsessions = 6\nk_core = 5\nhistory = 8\npool_size = 20\n\
+         [tokenizer]\nlevels = 2\ncodes = 8\n[policy]\nd_model = 16\nlayers = 1\n\
+         [evaluator]\nepochs = 1\npool_lists = 1\n[simulator]\nepochs = 1\npool_lists = 1\n\
+         [sft]\nepochs = 1\n[rl]\nsteps = 2\nbatch_size = 4\ngroup_size = 2\n",
+    )
+    .unwrap();
+    let out = dir.path().join("run");
+    let o = out.to_str().unwrap();
+    let status = glorank()
+        .args([
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            o,
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let table = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        table.contains("GloRank SFT+RL") && table.contains("true clicks"),
+        "{table}"
+    );
+    for f in [
+        "report.md",
+        "metrics.json",
+        "predictions.jsonl",
+        "curve_rl.svg",
+    ] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+
+    // rerank: a good request, a malformed line and an unknown item give three answers.
+    let first: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(out.join("predictions.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let good = serde_json::json!({"user": first["user"], "candidates": first["candidates"]});
+    let mut unknown = good.clone();
+    unknown["candidates"][0] = "no-such-item".into();
+    let input = format!("{good}\n{{not json\n{unknown}\n");
+    let mut child = glorank()
+        .args(["rerank", "--model", o])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let answer = child.wait_with_output().unwrap();
+    assert!(answer.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&answer.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["list"].as_array().unwrap().len(), 6);
+    assert_eq!(lines[1]["line"], 2);
+    assert!(lines[1]["error"].as_str().unwrap().contains("malformed"));
+    assert!(lines[2]["error"].as_str().unwrap().contains("no-such-item"));
+
+    let bench = glorank()
+        .args(["bench", "--model", o, "--latency-requests", "5"])
+        .output()
+        .unwrap();
+    assert!(
+        bench.status.success(),
+        "{}",
+        String::from_utf8_lossy(&bench.stderr)
+    );
+    let text = String::from_utf8_lossy(&bench.stdout);
+    assert!(
+        text.contains("greedy") && text.contains("beam 4") && text.contains("samples/s"),
+        "{text}"
+    );
+}
