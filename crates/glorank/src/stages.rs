@@ -411,6 +411,47 @@ impl<'a> EvalContext<'a> {
     }
 }
 
+/// The rows restricted to the cold-start slice: requests with at least one candidate that
+/// has fewer than `threshold` training interactions (`threshold = 1`: never seen in training).
+/// Returns the number of such requests and the re-scored rows (label metrics only), or `None`
+/// when the slice is empty.
+///
+/// # Errors
+/// Metric errors.
+pub fn cold_slice(
+    ds: &PreparedDataset,
+    samples: &[RerankSample],
+    rows: &[MethodResult],
+    threshold: u32,
+) -> Result<Option<(usize, Vec<MethodResult>)>> {
+    let keep: Vec<usize> = samples
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| {
+            s.candidates
+                .iter()
+                .any(|&i| ds.item_train_counts[i as usize] < threshold)
+        })
+        .map(|(k, _)| k)
+        .collect();
+    if keep.is_empty() {
+        return Ok(None);
+    }
+    let rel: Vec<Vec<f64>> = keep.iter().map(|&k| samples[k].click_relevance()).collect();
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let lists: Vec<Vec<usize>> = keep.iter().map(|&k| r.lists[k].clone()).collect();
+        out.push(MethodResult {
+            name: r.name.clone(),
+            metrics: list_metrics(&lists, &rel, ds.config.slate_len)?,
+            average_reward: None,
+            true_reward: None,
+            lists,
+        });
+    }
+    Ok(Some((keep.len(), out)))
+}
+
 /// Prints rows as a table: mean ± CI half-width per metric.
 pub fn table(rows: &[MethodResult], cutoff: usize) -> String {
     let with_true = rows.iter().any(|r| r.true_reward.is_some());

@@ -218,3 +218,45 @@ fn shipped_configurations_parse() {
         assert_eq!(c.data.pool_size, 50);
     }
 }
+
+#[test]
+fn cold_slice_keeps_requests_with_rare_candidates() {
+    use glorank::data::{DatasetSource, NoProgress, ProtocolConfig, SyntheticConfig};
+    use glorank::stages::{MethodResult, cold_slice};
+    let mut ds = DatasetSource::Synthetic(SyntheticConfig::small(60, 80).with_sessions(5))
+        .prepare(
+            &ProtocolConfig::default()
+                .with_k_core(3)
+                .with_shape(6, 8, 12),
+            &NoProgress,
+        )
+        .unwrap();
+    // Pretend item of the first test request's first candidate was never trained on.
+    let cold_item = ds.test[0].candidates[0] as usize;
+    ds.item_train_counts[cold_item] = 0;
+    let lists: Vec<Vec<usize>> = ds.test.iter().map(|_| (0..6).collect()).collect();
+    let rel: Vec<Vec<f64>> = ds.test.iter().map(|s| s.click_relevance()).collect();
+    let row = MethodResult {
+        name: "first six".into(),
+        metrics: glorank::train::list_metrics(&lists, &rel, 6).unwrap(),
+        average_reward: None,
+        true_reward: None,
+        lists,
+    };
+    let (n, rows) = cold_slice(&ds, &ds.test, std::slice::from_ref(&row), 1)
+        .unwrap()
+        .unwrap();
+    let expected: Vec<usize> = (0..ds.test.len())
+        .filter(|&k| {
+            ds.test[k]
+                .candidates
+                .iter()
+                .any(|&i| i as usize == cold_item)
+        })
+        .collect();
+    assert_eq!(n, expected.len());
+    assert!(n >= 1 && rows[0].lists.len() == n);
+    let sub: Vec<Vec<f64>> = expected.iter().map(|&k| rel[k].clone()).collect();
+    let m = glorank::train::list_metrics(&rows[0].lists, &sub, 6).unwrap();
+    assert_eq!(m.precision.mean, rows[0].metrics.precision.mean);
+}
