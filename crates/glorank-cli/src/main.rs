@@ -53,6 +53,8 @@ enum Command {
     Rerank(serve::RerankArgs),
     /// Latency and throughput of a trained policy.
     Bench(serve::BenchArgs),
+    /// Mean and 95% CI over runs (seeds) of several `metrics.json` files.
+    Aggregate(serve::AggregateArgs),
 }
 
 /// Tokenizer methods.
@@ -301,6 +303,7 @@ fn main() -> ExitCode {
         Command::Run(args) => serve::run(&args),
         Command::Rerank(args) => serve::rerank(&args),
         Command::Bench(args) => serve::bench(&args),
+        Command::Aggregate(args) => serve::aggregate(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -262,3 +262,90 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
     );
     Ok(())
 }
+
+/// Arguments of `glorank aggregate`.
+#[derive(Debug, clap::Args)]
+pub struct AggregateArgs {
+    /// `metrics.json` files of runs that differ only in their seed.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// `glorank aggregate`: per method and metric, the mean over runs with a Student-t 95%
+/// confidence interval over the runs (not over requests), as a Markdown table.
+pub fn aggregate(args: &AggregateArgs) -> Result<(), String> {
+    use glorank::metrics::Summary;
+    let runs: Vec<serde_json::Value> = args
+        .files
+        .iter()
+        .map(|f| {
+            let text = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
+            serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", f.display()))
+        })
+        .collect::<Result<_, String>>()?;
+    let order = [
+        "MF order",
+        "PRM",
+        "Seq2Slate",
+        "DLCM",
+        "GloRank-LAS",
+        "GloRank SFT",
+        "GloRank SFT+RL",
+        "oracle",
+    ];
+    let mut methods: Vec<String> = order
+        .iter()
+        .filter(|m| runs[0].get(**m).is_some())
+        .map(|m| m.to_string())
+        .collect();
+    if let Some(obj) = runs[0].as_object() {
+        for k in obj.keys() {
+            if !methods.contains(k) && !k.starts_with("cold_start") {
+                methods.push(k.clone());
+            }
+        }
+    }
+    let keys = [
+        ("precision", "Precision"),
+        ("recall", "Recall"),
+        ("f1", "F1"),
+        ("ndcg", "NDCG"),
+        ("map", "MAP"),
+        ("average_reward", "Average Reward"),
+        ("true_expected_clicks", "true clicks"),
+    ];
+    let keys: Vec<_> = keys
+        .iter()
+        .filter(|(k, _)| {
+            runs.iter()
+                .any(|r| methods.iter().any(|m| r[m.as_str()].get(k).is_some()))
+        })
+        .collect();
+    println!(
+        "{} runs; mean ± half-width of the 95% confidence interval over runs\n",
+        runs.len()
+    );
+    println!(
+        "| method | {} |",
+        keys.iter().map(|k| k.1).collect::<Vec<_>>().join(" | ")
+    );
+    println!("|---|{}", "---|".repeat(keys.len()));
+    for m in &methods {
+        let cells: Vec<String> = keys
+            .iter()
+            .map(|(k, _)| {
+                let v: Vec<f64> = runs
+                    .iter()
+                    .filter_map(|r| r[m.as_str()][k]["mean"].as_f64())
+                    .collect();
+                match Summary::from_values(&v) {
+                    Ok(s) if v.len() > 1 => format!("{:.4} ± {:.4}", s.mean, s.half_width()),
+                    Ok(s) => format!("{:.4}", s.mean),
+                    Err(_) => "-".into(),
+                }
+            })
+            .collect();
+        println!("| {m} | {} |", cells.join(" | "));
+    }
+    Ok(())
+}

@@ -339,6 +339,16 @@ fn run_rerank_and_bench_on_a_tiny_pipeline() {
     assert!(lines[1]["error"].as_str().unwrap().contains("malformed"));
     assert!(lines[2]["error"].as_str().unwrap().contains("no-such-item"));
 
+    let m = out.join("metrics.json");
+    let agg = glorank()
+        .args(["aggregate", m.to_str().unwrap(), m.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let agg = String::from_utf8_lossy(&agg.stdout);
+    assert!(agg.contains("| GloRank SFT+RL |") && agg.contains("± 0.0000"), "{agg}");
+    let missing = glorank().args(["aggregate", "no/such/metrics.json"]).output().unwrap();
+    assert!(!missing.status.success());
+
     let bench = glorank()
         .args(["bench", "--model", o, "--latency-requests", "5"])
         .output()
