@@ -74,6 +74,10 @@ pub struct EvalArgs {
     /// Write `metrics.json` and `predictions.jsonl` into this directory.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Re-order every candidate pool with this seed before evaluating (the action-space
+    /// robustness check: the global policy treats the pool as a set).
+    #[arg(long)]
+    pub shuffle_candidates: Option<u64>,
 }
 
 /// Arguments of `glorank baselines`.

@@ -345,8 +345,14 @@ fn run_rerank_and_bench_on_a_tiny_pipeline() {
         .output()
         .unwrap();
     let agg = String::from_utf8_lossy(&agg.stdout);
-    assert!(agg.contains("| GloRank SFT+RL |") && agg.contains("± 0.0000"), "{agg}");
-    let missing = glorank().args(["aggregate", "no/such/metrics.json"]).output().unwrap();
+    assert!(
+        agg.contains("| GloRank SFT+RL |") && agg.contains("± 0.0000"),
+        "{agg}"
+    );
+    let missing = glorank()
+        .args(["aggregate", "no/such/metrics.json"])
+        .output()
+        .unwrap();
     assert!(!missing.status.success());
 
     let bench = glorank()

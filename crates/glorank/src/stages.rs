@@ -411,6 +411,38 @@ impl<'a> EvalContext<'a> {
     }
 }
 
+/// `samples` with every candidate pool re-ordered by a seeded permutation (labels, logged
+/// positions and everything else follow their items). A model that treats the pool as a set
+/// scores the same lists; a local-index model sees different inputs at each position.
+pub fn shuffle_candidates(samples: &[RerankSample], seed: u64) -> Vec<RerankSample> {
+    samples
+        .iter()
+        .enumerate()
+        .map(|(k, s)| {
+            let n = s.candidates.len();
+            let mut perm: Vec<usize> = (0..n).collect();
+            let mut rng = glorank_train::derive_seed(seed, &[k as u64]);
+            // Fisher-Yates with a SplitMix-derived stream (no RNG state to carry).
+            for i in (1..n).rev() {
+                rng = glorank_train::derive_seed(rng, &[i as u64]);
+                perm.swap(i, (rng % (i as u64 + 1)) as usize);
+            }
+            // New position p holds old position perm[p].
+            let mut new_of_old = vec![0u16; n];
+            for (p, &old) in perm.iter().enumerate() {
+                new_of_old[old] = p as u16;
+            }
+            RerankSample {
+                user: s.user,
+                slate_start: s.slate_start,
+                candidates: perm.iter().map(|&o| s.candidates[o]).collect(),
+                labels: perm.iter().map(|&o| s.labels[o]).collect(),
+                logged: s.logged.iter().map(|&o| new_of_old[o as usize]).collect(),
+            }
+        })
+        .collect()
+}
+
 /// The rows restricted to the cold-start slice: requests with at least one candidate that
 /// has fewer than `threshold` training interactions (`threshold = 1`: never seen in training).
 /// Returns the number of such requests and the re-scored rows (label metrics only), or `None`

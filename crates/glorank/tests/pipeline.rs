@@ -260,3 +260,35 @@ fn cold_slice_keeps_requests_with_rare_candidates() {
     let m = glorank::train::list_metrics(&rows[0].lists, &sub, 6).unwrap();
     assert_eq!(m.precision.mean, rows[0].metrics.precision.mean);
 }
+
+#[test]
+fn shuffled_pools_keep_items_labels_and_logged_positions_together() {
+    use glorank::data::{DatasetSource, NoProgress, ProtocolConfig, SyntheticConfig};
+    let ds = DatasetSource::Synthetic(SyntheticConfig::small(40, 60).with_sessions(4))
+        .prepare(
+            &ProtocolConfig::default()
+                .with_k_core(3)
+                .with_shape(6, 8, 12),
+            &NoProgress,
+        )
+        .unwrap();
+    let shuffled = glorank::stages::shuffle_candidates(&ds.test, 7);
+    let mut moved = 0;
+    for (a, b) in ds.test.iter().zip(&shuffled) {
+        let mut x = a.candidates.clone();
+        let mut y = b.candidates.clone();
+        x.sort_unstable();
+        y.sort_unstable();
+        assert_eq!(x, y);
+        for (p, &item) in b.candidates.iter().enumerate() {
+            let q = a.candidates.iter().position(|&i| i == item).unwrap();
+            assert_eq!(a.labels[q], b.labels[p]);
+        }
+        for (&pa, &pb) in a.logged.iter().zip(&b.logged) {
+            assert_eq!(a.candidates[pa as usize], b.candidates[pb as usize]);
+        }
+        moved += usize::from(a.candidates != b.candidates);
+    }
+    assert!(moved * 2 > ds.test.len(), "most pools change order");
+    assert_eq!(glorank::stages::shuffle_candidates(&ds.test, 7), shuffled);
+}
