@@ -292,10 +292,14 @@ pub fn eval(args: &EvalArgs) -> Result<(), String> {
         .map(|d| stages::load_reward(d, &dev))
         .transpose()
         .map_err(|e| e.to_string())?;
-    let samples = match args.split {
+    let split = match args.split {
         Split::Valid => &ds.valid,
         Split::Test => &ds.test,
     };
+    let shuffled = args
+        .shuffle_candidates
+        .map(|seed| stages::shuffle_candidates(split, seed));
+    let samples = shuffled.as_deref().unwrap_or(split);
     let ctx = EvalContext::new(&ds, &ids, samples, simulator.as_ref(), &dev)
         .map_err(|e| e.to_string())?;
     let name = args
