@@ -231,6 +231,27 @@ fn train_eval_and_baselines_end_to_end() {
         table.contains("Precision@6") && table.contains("policy_rl"),
         "{table}"
     );
+    // The global policy treats the pool as a set: re-ordering every pool changes nothing.
+    let row = |t: &str| {
+        t.lines()
+            .find(|l| l.starts_with("policy_rl"))
+            .unwrap()
+            .to_string()
+    };
+    let policy_rl = out.join("policy_rl");
+    let simulator = out.join("simulator");
+    let shuffled = run(&[
+        "eval",
+        "--data",
+        d,
+        "--model",
+        policy_rl.to_str().unwrap(),
+        "--simulator",
+        simulator.to_str().unwrap(),
+        "--shuffle-candidates",
+        "3",
+    ]);
+    assert_eq!(row(&table), row(&shuffled));
     let table = run(&["baselines", "--data", d, "--out", o, "--config", c]);
     for row in [
         "MF order",
