@@ -243,12 +243,12 @@ impl Default for PipelineConfig {
 }
 
 impl PipelineConfig {
-    /// The `glorank demo --quick` configuration: a 600-user synthetic world, small models,
+    /// The `glorank demo --quick` configuration: a 450-user synthetic world, small models,
     /// few epochs (about two minutes on two cores).
     pub fn quick() -> Self {
         let mut c = Self::default();
-        c.data.users = 600;
-        c.data.items = 400;
+        c.data.users = 450;
+        c.data.items = 300;
         c.data.sessions = 8;
         c.data.history = 20;
         c.data.k_core = 10;
