@@ -124,7 +124,7 @@ fn series(path: &Path, x: &str, y: &str) -> Vec<(f64, f64)> {
 /// Writes `report.md` and its SVG curves (`curve_*.svg`) into the run directory.
 ///
 /// # Errors
-/// [`Error::Data`] when a file cannot be written.
+/// [`crate::Error::Data`] when a file cannot be written.
 pub fn write_report(
     report: &PipelineReport,
     ds: &PreparedDataset,
