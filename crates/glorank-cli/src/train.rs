@@ -266,22 +266,6 @@ pub fn train(args: &TrainArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn write_outputs(
-    dir: &Path,
-    ds: &PreparedDataset,
-    samples: &[glorank::data::RerankSample],
-    rows: &[stages::MethodResult],
-) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let json = serde_json::to_vec_pretty(&stages::rows_json(rows)).map_err(|e| e.to_string())?;
-    glorank::data::write_atomic(&dir.join("metrics.json"), &json).map_err(|e| e.to_string())?;
-    glorank::data::write_atomic(
-        &dir.join("predictions.jsonl"),
-        stages::predictions_jsonl(ds, samples, rows).as_bytes(),
-    )
-    .map_err(|e| e.to_string())
-}
-
 /// `glorank eval`.
 pub fn eval(args: &EvalArgs) -> Result<(), String> {
     let (ds, ids) = load_data(&args.data, args.tokenizer.as_deref())?;
@@ -318,9 +302,12 @@ pub fn eval(args: &EvalArgs) -> Result<(), String> {
         t0.elapsed().as_secs_f64()
     );
     let rows = [row];
-    print!("{}", stages::table(&rows, ds.config.slate_len));
-    if let Some(dir) = &args.out {
-        write_outputs(dir, &ds, samples, &rows)?;
+    match &args.out {
+        Some(dir) => print!(
+            "{}",
+            stages::write_results(dir, &ds, samples, &rows).map_err(|e| e.to_string())?
+        ),
+        None => print!("{}", stages::table(&rows, ds.config.slate_len)),
     }
     Ok(())
 }
@@ -393,9 +380,12 @@ pub fn baselines(args: &BaselinesArgs) -> Result<(), String> {
             " (no simulator in the run directory: no Average Reward)"
         }
     );
-    print!("{}", stages::table(&rows, ds.config.slate_len));
+    print!(
+        "{}",
+        stages::write_results(&args.out, &ds, samples, &rows).map_err(|e| e.to_string())?
+    );
     for t in timings {
         println!("  {t}");
     }
-    write_outputs(&args.out, &ds, samples, &rows)
+    Ok(())
 }

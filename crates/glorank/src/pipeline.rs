@@ -522,31 +522,7 @@ impl Pipeline {
         rows.push(oracle);
         lap("evaluate", &mut timings);
 
-        let mut table = stages::table(&rows, ds.config.slate_len);
-        let mut metrics = stages::rows_json(&rows);
-        for threshold in [1u32, 5] {
-            if let Some((n, cold)) = stages::cold_slice(&ds, &ds.test, &rows, threshold)? {
-                table.push_str(&format!(
-                    "\ncold-start slice: {n} test requests with a candidate of fewer than {threshold} training interactions\n{}",
-                    stages::table(&cold, ds.config.slate_len)
-                ));
-                if let Some(obj) = metrics.as_object_mut() {
-                    obj.insert(
-                        format!("cold_start_lt_{threshold}"),
-                        stages::rows_json(&cold),
-                    );
-                }
-            }
-        }
-        let json = serde_json::to_vec_pretty(&metrics).map_err(|e| Error::Format {
-            path: dir.join("metrics.json"),
-            message: e.to_string(),
-        })?;
-        glorank_data::write_atomic(&dir.join("metrics.json"), &json)?;
-        glorank_data::write_atomic(
-            &dir.join("predictions.jsonl"),
-            stages::predictions_jsonl(&ds, &ds.test, &rows).as_bytes(),
-        )?;
+        let table = stages::write_results(dir, &ds, &ds.test, &rows)?;
         let report = PipelineReport {
             rows,
             table,

@@ -576,6 +576,48 @@ pub fn predictions_jsonl(
     out
 }
 
+/// Writes `metrics.json` (every row, plus the cold-start slices of fewer than 1 and 5
+/// training interactions when they are not empty) and `predictions.jsonl` into `dir`, and
+/// returns the printable table (with the slices).
+///
+/// # Errors
+/// Metric or file errors.
+pub fn write_results(
+    dir: &Path,
+    ds: &PreparedDataset,
+    samples: &[RerankSample],
+    rows: &[MethodResult],
+) -> Result<String> {
+    let l = ds.config.slate_len;
+    let mut text = table(rows, l);
+    let mut metrics = rows_json(rows);
+    for threshold in [1u32, 5] {
+        if let Some((n, cold)) = cold_slice(ds, samples, rows, threshold)? {
+            text.push_str(&format!(
+                "\ncold-start slice: {n} requests with a candidate of fewer than {threshold} training interactions\n{}",
+                table(&cold, l)
+            ));
+            if let Some(obj) = metrics.as_object_mut() {
+                obj.insert(format!("cold_start_lt_{threshold}"), rows_json(&cold));
+            }
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::Io {
+        path: dir.to_path_buf(),
+        source: e,
+    })?;
+    let json = serde_json::to_vec_pretty(&metrics).map_err(|e| Error::Format {
+        path: dir.join("metrics.json"),
+        message: e.to_string(),
+    })?;
+    glorank_data::write_atomic(&dir.join("metrics.json"), &json)?;
+    glorank_data::write_atomic(
+        &dir.join("predictions.jsonl"),
+        predictions_jsonl(ds, samples, rows).as_bytes(),
+    )?;
+    Ok(text)
+}
+
 /// The RL policy directory of a run.
 pub fn rl_dir(out: &Path) -> std::path::PathBuf {
     out.join(RL_POLICY_DIR)
