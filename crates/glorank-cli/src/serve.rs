@@ -165,14 +165,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
     let dev = glorank::Device::flex();
     let ds = PreparedDataset::load(&args.model).map_err(|e| e.to_string())?;
     let ids = SemanticIds::load(&args.model.join(IDS_FILE)).map_err(|e| e.to_string())?;
-    let policy_dir = [
-        glorank::train::RL_POLICY_DIR,
-        glorank::train::SFT_POLICY_DIR,
-    ]
-    .iter()
-    .map(|d| args.model.join(d))
-    .find(|d| d.join("policy.json").exists())
-    .ok_or_else(|| format!("{}: no policy_rl/ or policy_sft/", args.model.display()))?;
+    let policy_dir = glorank::stages::trained_policy_dir(&args.model).map_err(|e| e.to_string())?;
     let (policy, config) = Policy::load(&policy_dir, &dev).map_err(|e| e.to_string())?;
     let builder = RequestBuilder::new(&ds, &ids).map_err(|e| e.to_string())?;
     let pool: Vec<_> = ds

@@ -243,18 +243,13 @@ impl Default for PipelineConfig {
 }
 
 impl PipelineConfig {
-    /// The `glorank demo --quick` configuration: a 450-user synthetic world, small models,
-    /// few epochs (about two minutes on two cores).
-    pub fn quick() -> Self {
+    /// What the two demo presets share: a 4-factor retriever, a d = 64 policy, small reward
+    /// models trained for 2 epochs on one pool list per slate, SFT for 3 epochs at lr 2e-3,
+    /// RL at lr 2e-4, baselines at lr 2e-3 with 2 REINFORCE samples.
+    fn demo_base(rl_steps: usize, rl_every: usize, baseline_epochs: usize) -> Self {
         let mut c = Self::default();
-        c.data.users = 450;
-        c.data.items = 300;
-        c.data.sessions = 8;
-        c.data.history = 20;
-        c.data.k_core = 10;
-        c.policy.d_model = 64;
-        c.policy.layers = 1;
         c.data.retriever_factors = 4;
+        c.policy.d_model = 64;
         c.evaluator = RewardTrainConfig::default().with_epochs(2, 2);
         c.evaluator.pool_lists = 1;
         c.simulator = RewardTrainConfig::default().with_epochs(2, 2).with_seed(1);
@@ -262,10 +257,23 @@ impl PipelineConfig {
         c.simulator.d_model = 64;
         c.simulator.layers = 2;
         c.sft = SftConfig::default().with(3, 64, 2e-3);
-        c.rl = RlConfig::default().with_steps(30, 16, 10);
+        c.rl = RlConfig::default().with_steps(rl_steps, 16, rl_every);
         c.rl.learning_rate = 2e-4;
-        c.baselines = BaselineConfig::default().with(2, 64, 2e-3);
+        c.baselines = BaselineConfig::default().with(baseline_epochs, 64, 2e-3);
         c.baselines.reinforce_samples = 2;
+        c
+    }
+
+    /// The `glorank demo --quick` configuration: a 450-user synthetic world, small models,
+    /// few epochs (about two minutes on two cores).
+    pub fn quick() -> Self {
+        let mut c = Self::demo_base(30, 10, 2);
+        c.data.users = 450;
+        c.data.items = 300;
+        c.data.sessions = 8;
+        c.data.history = 20;
+        c.data.k_core = 10;
+        c.policy.layers = 1;
         c
     }
 
@@ -273,24 +281,11 @@ impl PipelineConfig {
     /// 50 and a 4-factor retriever, models and epochs sized for under ten minutes on two
     /// cores in a release build.
     pub fn demo() -> Self {
-        let mut c = Self::default();
+        let mut c = Self::demo_base(60, 20, 3);
         c.data.users = 1000;
         c.data.items = 500;
         c.data.history = 30;
-        c.data.retriever_factors = 4;
-        c.policy.d_model = 64;
         c.policy.layers = 2;
-        c.evaluator = RewardTrainConfig::default().with_epochs(2, 2);
-        c.evaluator.pool_lists = 1;
-        c.simulator = RewardTrainConfig::default().with_epochs(2, 2).with_seed(1);
-        c.simulator.pool_lists = 1;
-        c.simulator.d_model = 64;
-        c.simulator.layers = 2;
-        c.sft = SftConfig::default().with(3, 64, 2e-3);
-        c.rl = RlConfig::default().with_steps(60, 16, 20);
-        c.rl.learning_rate = 2e-4;
-        c.baselines = BaselineConfig::default().with(3, 64, 2e-3);
-        c.baselines.reinforce_samples = 2;
         c
     }
 

@@ -93,15 +93,7 @@ impl Reranker {
     /// # Errors
     /// [`Error::Missing`] naming the first missing artifact; file errors.
     pub fn load(dir: &Path) -> Result<Self> {
-        let policy_dir = [glorank_train::RL_POLICY_DIR, glorank_train::SFT_POLICY_DIR]
-            .iter()
-            .map(|d| dir.join(d))
-            .find(|d| d.join("policy.json").exists())
-            .ok_or_else(|| Error::Missing {
-                path: dir.join(glorank_train::RL_POLICY_DIR),
-                hint: "train a policy first (`glorank demo`, `glorank run` or `glorank train sft`)"
-                    .into(),
-            })?;
+        let policy_dir = crate::stages::trained_policy_dir(dir)?;
         Self::load_policy(dir, &policy_dir)
     }
 

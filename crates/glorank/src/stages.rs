@@ -618,6 +618,23 @@ pub fn write_results(
     Ok(text)
 }
 
+/// The policy a run directory serves: `policy_rl/`, or `policy_sft/` when there is no RL
+/// policy.
+///
+/// # Errors
+/// [`Error::Missing`] when the run has neither.
+pub fn trained_policy_dir(run: &Path) -> Result<std::path::PathBuf> {
+    [RL_POLICY_DIR, SFT_POLICY_DIR]
+        .iter()
+        .map(|d| run.join(d))
+        .find(|d| d.join("policy.json").exists())
+        .ok_or_else(|| Error::Missing {
+            path: run.join(RL_POLICY_DIR),
+            hint: "train a policy first (`glorank demo`, `glorank run` or `glorank train sft`)"
+                .into(),
+        })
+}
+
 /// The RL policy directory of a run.
 pub fn rl_dir(out: &Path) -> std::path::PathBuf {
     out.join(RL_POLICY_DIR)
