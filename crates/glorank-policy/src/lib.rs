@@ -15,7 +15,9 @@
 //!   trie masks, for SFT and RL) and [`PolicyScorer`] (incremental decoding with a key/value
 //!   cache, a [`glorank_trie::StepScorer`], so greedy, sampling and beam search all work).
 //! * [`ActionSpace::LocalIndex`]: the ablation with one step per slot and a fixed head over
-//!   input positions, through the same encoder, decoder and trainers.
+//!   input positions, through the same encoder, decoder and trainers. Its candidates add a
+//!   learned embedding of their input position (without it a fixed head over positions
+//!   could not know which item sits where); the global policy has none.
 //!
 //! ```
 //! use glorank_policy::{HistoryItem, Policy, PolicyConfig, Request, decode};

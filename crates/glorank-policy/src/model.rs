@@ -92,6 +92,10 @@ pub struct Policy {
     score_proj: Linear,
     /// Projection of candidate side features (absent when `item_feature_dim` is 0).
     feature_proj: Option<Linear>,
+    /// Local-index ablation only: an embedding of each candidate's input position
+    /// (`max_candidates x d`), so that the fixed head over positions can tell which item sits
+    /// at which index. Absent in the global policy, whose candidates are a set.
+    position_emb: Option<Embedding>,
     encoder: TransformerEncoder,
     /// Beginning-of-list input `[1, d]`.
     bos: Param<Tensor<2>>,
@@ -148,6 +152,8 @@ impl Policy {
             score_proj: LinearConfig::new(1, d).init(device),
             feature_proj: (config.item_feature_dim > 0)
                 .then(|| LinearConfig::new(config.item_feature_dim, d).init(device)),
+            position_emb: (config.action_space == ActionSpace::LocalIndex)
+                .then(|| EmbeddingConfig::new(config.max_candidates, d).init(device)),
             encoder: TransformerEncoderConfig::new(
                 d,
                 config.d_ff,
@@ -310,6 +316,14 @@ impl Policy {
         if self.use_score {
             let s = Tensor::<3>::from_data(TensorData::new(score, [b, n, 1]), device);
             cand = cand + self.score_proj.forward(s);
+        }
+        if let Some(pos) = &self.position_emb {
+            let idx: Vec<i64> = (0..b).flat_map(|_| 0..n as i64).collect();
+            cand = cand
+                + pos.forward(Tensor::<2, Int>::from_data(
+                    TensorData::new(idx, [b, n]),
+                    device,
+                ));
         }
         if let Some(proj) = &self.feature_proj {
             let fdim = proj.weight.dims()[0];

@@ -285,3 +285,36 @@ fn candidate_side_features_change_the_output_and_are_checked() {
     none.candidate_features.clear();
     assert!(policy.encode_inputs(&[none], &dev).is_ok());
 }
+
+#[test]
+fn only_the_local_index_policy_sees_candidate_positions() {
+    // Ten candidates with the same semantic ID: a set encoder gives them identical encodings,
+    // while the local-index ablation must tell the positions its head points at apart.
+    let dev = Device::flex();
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let mut req = request(&mut rng, 10, 3);
+    req.candidates = vec![req.candidates[0].clone(); 10];
+    req.retriever_scores = vec![0.5; 10];
+    req.candidate_features = vec![req.candidate_features[0].clone(); 10];
+    for (space, distinct) in [(ActionSpace::Global, false), (ActionSpace::LocalIndex, true)] {
+        let policy = Policy::new(&config(space), &dev).unwrap();
+        let batch = policy
+            .encode_inputs(std::slice::from_ref(&req), &dev)
+            .unwrap();
+        let [_, s, d] = batch.memory.dims();
+        let rows: Vec<f32> = batch
+            .memory
+            .slice([0..1, s - 10..s, 0..d])
+            .into_data()
+            .to_vec()
+            .unwrap();
+        let spread = (1..10)
+            .map(|c| {
+                (0..d)
+                    .map(|k| (rows[c * d + k] - rows[k]).abs())
+                    .fold(0f32, f32::max)
+            })
+            .fold(0f32, f32::max);
+        assert_eq!(spread > 1e-3, distinct, "{space:?}: spread {spread}");
+    }
+}
