@@ -53,6 +53,11 @@ pub struct PolicyConfig {
     /// embeddings (weight tying on top of the linear head; default false).
     #[serde(default)]
     pub tie_heads: bool,
+    /// Rows of the item-level embedding added to every history item and candidate next to
+    /// its semantic-ID tokens, indexed by a hash of the whole tuple and zero-initialised
+    /// (0 disables it; default 0). The output side stays the global per-level codebook.
+    #[serde(default)]
+    pub item_buckets: usize,
     /// Seed of the weight initialisation (default 0).
     pub seed: u64,
 }
@@ -76,6 +81,7 @@ impl PolicyConfig {
             use_retriever_score: true,
             item_feature_dim: 0,
             tie_heads: false,
+            item_buckets: 0,
             seed: 0,
         }
     }
@@ -124,6 +130,12 @@ impl PolicyConfig {
     /// Sets head tying (see [`PolicyConfig::tie_heads`]).
     pub fn with_tied_heads(mut self, tie: bool) -> Self {
         self.tie_heads = tie;
+        self
+    }
+
+    /// Sets the rows of the item-level embedding (see [`PolicyConfig::item_buckets`]).
+    pub fn with_item_buckets(mut self, buckets: usize) -> Self {
+        self.item_buckets = buckets;
         self
     }
 

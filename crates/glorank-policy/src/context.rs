@@ -5,7 +5,7 @@
 use crate::model::HistoryItem;
 use crate::{PolicyError, Result};
 use burn::module::Module;
-use burn::nn::{Embedding, EmbeddingConfig};
+use burn::nn::{Embedding, EmbeddingConfig, Initializer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 /// Segment ids of the encoder sequence.
@@ -31,6 +31,11 @@ pub struct ContextEmbedder {
     recency_emb: Embedding,
     /// Segments: user, history, items.
     segment_emb: Embedding,
+    /// Item-level embedding indexed by a hash of the whole semantic-ID tuple (`buckets x d`,
+    /// zero-initialised; absent when `item_buckets` is 0). It lets a model remember what is
+    /// particular to one item beyond what its codes share with similar items; an item never
+    /// seen in training (its row never updated) adds nothing and falls back on its codes.
+    item_emb: Option<Embedding>,
     /// Field offsets into `user_emb`.
     user_offsets: Vec<usize>,
     /// Categories of each user field.
@@ -49,12 +54,14 @@ pub struct Context {
 }
 
 impl ContextEmbedder {
-    /// Tables of width `d` for these vocabularies and user attributes.
+    /// Tables of width `d` for these vocabularies and user attributes, with an item-level
+    /// table of `item_buckets` rows (0: none).
     pub fn new(
         vocab_sizes: &[usize],
         user_field_sizes: &[usize],
         d: usize,
         max_history: usize,
+        item_buckets: usize,
         device: &Device,
     ) -> Self {
         let mut user_offsets = Vec::new();
@@ -72,6 +79,11 @@ impl ContextEmbedder {
             label_emb: EmbeddingConfig::new(8, d).init(device),
             recency_emb: EmbeddingConfig::new(max_history.max(1), d).init(device),
             segment_emb: EmbeddingConfig::new(3, d).init(device),
+            item_emb: (item_buckets > 0).then(|| {
+                EmbeddingConfig::new(item_buckets, d)
+                    .with_initializer(Initializer::Zeros)
+                    .init(device)
+            }),
             user_offsets,
             user_sizes: user_field_sizes.to_vec(),
             max_history,
@@ -119,6 +131,28 @@ impl ContextEmbedder {
             TensorData::new(vec![k; b * len], [b, len]),
             device,
         ))
+    }
+
+    /// Embeddings `[B, m, d]` of `rows` lists of tuples padded to `m` per row: the sum of the
+    /// level-token embeddings plus, when the model has one, the item-level embedding.
+    pub fn embed_items(&self, rows: &[&[Vec<u32>]], m: usize, device: &Device) -> Tensor<3> {
+        let x = self.items(self.tokens(rows, m, device));
+        match &self.item_emb {
+            Some(table) => {
+                let buckets = table.weight.dims()[0];
+                let mut v = vec![0i64; rows.len() * m];
+                for (r, tuples) in rows.iter().enumerate() {
+                    for (p, t) in tuples.iter().take(m).enumerate() {
+                        v[r * m + p] = item_bucket(t, buckets) as i64;
+                    }
+                }
+                x + table.forward(Tensor::from_data(
+                    TensorData::new(v, [rows.len(), m]),
+                    device,
+                ))
+            }
+            None => x,
+        }
     }
 
     /// Tokens of `rows` lists of tuples, padded with zeros to `m` per row: `[B, m, depth]`.
@@ -211,7 +245,7 @@ impl ContextEmbedder {
             |v: Vec<i64>, s: [usize; 2]| Tensor::<2, Int>::from_data(TensorData::new(v, s), device);
         let user_tok = self.user_emb.forward(int2(user, [b, f + 1])).sum_dim(1)
             + self.segment(segment::USER, b, 1, device);
-        let hist = self.items(self.tokens(&tuples, h, device))
+        let hist = self.embed_items(&tuples, h, device)
             + self.label_emb.forward(int2(labels, [b, h]))
             + self.recency_emb.forward(int2(recency, [b, h]))
             + self.segment(segment::HISTORY, b, h, device);
@@ -220,5 +254,57 @@ impl ContextEmbedder {
             pad,
             history_len: h,
         }
+    }
+}
+
+/// Row of the item-level table for a semantic-ID tuple: a 64-bit FNV-1a hash of its tokens,
+/// finished with the SplitMix64 mixer (FNV's low bits alone spread small integers poorly),
+/// modulo `buckets`. The tuple identifies the item (its last level separates collisions), so
+/// distinct items share a row only through the hash; the row is the same in every request.
+pub fn item_bucket(tuple: &[u32], buckets: usize) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &t in tuple {
+        for b in t.to_le_bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^= h >> 31;
+    (h % buckets.max(1) as u64) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn item_buckets_are_stable_and_spread() {
+        assert_eq!(item_bucket(&[3, 1, 4], 1000), item_bucket(&[3, 1, 4], 1000));
+        assert_ne!(
+            item_bucket(&[3, 1, 4], 1 << 20),
+            item_bucket(&[4, 1, 3], 1 << 20)
+        );
+        // 937 distinct tuples into 4096 rows: a uniform hash fills 4096 (1 - e^(-937/4096))
+        // = 838 rows on average.
+        let mut rows = std::collections::HashSet::new();
+        for i in 0..937u32 {
+            rows.insert(item_bucket(&[i % 32, (i / 32) % 32, i / 1024, 0], 4096));
+        }
+        assert!(rows.len() > 800, "{}", rows.len());
+    }
+
+    #[test]
+    fn the_item_table_starts_at_zero_and_adds_per_item_rows() {
+        let dev = Device::flex();
+        let plain = ContextEmbedder::new(&[4, 4], &[], 8, 5, 0, &dev);
+        let with = ContextEmbedder::new(&[4, 4], &[], 8, 5, 64, &dev);
+        let rows = [vec![1u32, 2], vec![3, 0]];
+        let a = with.embed_items(&[&rows], 2, &dev);
+        let b = with.items(with.tokens(&[&rows], 2, &dev));
+        let diff: f32 = (a - b).abs().max().into_scalar();
+        assert_eq!(diff, 0.0, "zero-initialised table adds nothing at first");
+        assert!(plain.item_emb.is_none() && with.item_emb.is_some());
     }
 }

@@ -147,6 +147,7 @@ impl Policy {
                 &config.user_field_sizes,
                 d,
                 config.max_history,
+                config.item_buckets,
                 device,
             ),
             score_proj: LinearConfig::new(1, d).init(device),
@@ -311,7 +312,7 @@ impl Policy {
             }
         }
         let rows: Vec<&[Vec<u32>]> = requests.iter().map(|r| r.candidates.as_slice()).collect();
-        let cand_items = self.embedder.items(self.embedder.tokens(&rows, n, device));
+        let cand_items = self.embedder.embed_items(&rows, n, device);
         let mut cand = cand_items.clone() + self.embedder.segment(segment::ITEMS, b, n, device);
         if self.use_score {
             let s = Tensor::<3>::from_data(TensorData::new(score, [b, n, 1]), device);

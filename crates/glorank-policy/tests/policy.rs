@@ -296,7 +296,10 @@ fn only_the_local_index_policy_sees_candidate_positions() {
     req.candidates = vec![req.candidates[0].clone(); 10];
     req.retriever_scores = vec![0.5; 10];
     req.candidate_features = vec![req.candidate_features[0].clone(); 10];
-    for (space, distinct) in [(ActionSpace::Global, false), (ActionSpace::LocalIndex, true)] {
+    for (space, distinct) in [
+        (ActionSpace::Global, false),
+        (ActionSpace::LocalIndex, true),
+    ] {
         let policy = Policy::new(&config(space), &dev).unwrap();
         let batch = policy
             .encode_inputs(std::slice::from_ref(&req), &dev)

@@ -253,6 +253,7 @@ impl UserResponseModel {
                 &config.user_field_sizes,
                 d,
                 config.max_history,
+                0,
                 device,
             ),
             slot_emb: EmbeddingConfig::new(config.list_len, d).init(device),
@@ -305,7 +306,7 @@ impl UserResponseModel {
         }
         let rows: Vec<&[Vec<u32>]> = examples.iter().map(|e| e.list.as_slice()).collect();
         let slots: Vec<i64> = (0..b).flat_map(|_| 0..l as i64).collect();
-        let items = self.embedder.items(self.embedder.tokens(&rows, l, device))
+        let items = self.embedder.embed_items(&rows, l, device)
             + self.slot_emb.forward(Tensor::<2, Int>::from_data(
                 TensorData::new(slots, [b, l]),
                 device,

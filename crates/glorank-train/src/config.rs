@@ -50,6 +50,10 @@ pub struct PolicyOptions {
     pub use_retriever_score: bool,
     /// The local-index (LAS) ablation instead of global semantic IDs (default false).
     pub local_index: bool,
+    /// Rows of the zero-initialised item-level embedding added next to the semantic-ID
+    /// tokens of history items and candidates (0: tokens only; default 0). See
+    /// [`PolicyConfig::item_buckets`].
+    pub item_buckets: usize,
     /// Seed of the weight initialisation (default 0).
     pub seed: u64,
 }
@@ -64,6 +68,7 @@ impl Default for PolicyOptions {
             tie_heads: false,
             use_retriever_score: false,
             local_index: false,
+            item_buckets: 0,
             seed: 0,
         }
     }
@@ -76,6 +81,7 @@ impl PolicyOptions {
             .with_size(self.d_model, self.heads, self.layers)
             .with_dropout(self.dropout)
             .with_tied_heads(self.tie_heads)
+            .with_item_buckets(self.item_buckets)
             .with_seed(self.seed)
             .with_action_space(if self.local_index {
                 ActionSpace::LocalIndex
