@@ -309,8 +309,8 @@ fn only_the_local_index_policy_sees_candidate_positions() {
             .memory
             .slice([0..1, s - 10..s, 0..d])
             .into_data()
-            .to_vec()
-            .unwrap();
+            .iter::<f32>()
+            .collect();
         let spread = (1..10)
             .map(|c| {
                 (0..d)

@@ -209,7 +209,14 @@ fn bad_configuration_names_the_field() {
 #[test]
 fn shipped_configurations_parse() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
-    for name in ["ml-100k.toml", "ml-1m.toml", "amazon-books.toml"] {
+    let mut names: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".toml"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 4, "{names:?}");
+    for name in &names {
         let c = PipelineConfig::from_file(&root.join(name)).unwrap();
         assert!(
             c.data.path.is_none(),
