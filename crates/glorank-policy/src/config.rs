@@ -15,6 +15,9 @@ pub enum ActionSpace {
     LocalIndex,
 }
 
+/// Largest item-level table [`PolicyConfig::item_buckets`] accepts (`2^24` rows).
+pub const MAX_ITEM_BUCKETS: usize = 1 << 24;
+
 /// Hyper-parameters of [`Policy`](crate::Policy). Defaults follow DESIGN section 4.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -191,6 +194,12 @@ impl PolicyConfig {
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return bad("dropout", "must be in [0, 1)");
+        }
+        if self.item_buckets > MAX_ITEM_BUCKETS {
+            return bad(
+                "item_buckets",
+                &format!("at most {MAX_ITEM_BUCKETS} rows (0 disables the table)"),
+            );
         }
         if self.list_len == 0 || self.max_candidates < self.list_len {
             return bad(

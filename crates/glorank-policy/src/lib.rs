@@ -46,7 +46,7 @@ mod layers;
 mod model;
 mod scorer;
 
-pub use config::{ActionSpace, PolicyConfig};
+pub use config::{ActionSpace, MAX_ITEM_BUCKETS, PolicyConfig};
 pub use context::{Context, ContextEmbedder, segment};
 pub use layers::{Attention, DecoderLayer};
 pub use model::{EncodedBatch, HistoryItem, Policy, Request, init_seeded};

@@ -237,6 +237,9 @@ fn bad_requests_are_errors() {
     let r = request(&mut rng, 13, 1);
     assert!(policy.encode_inputs(&[r], &dev).is_err());
     assert!(Policy::new(&config(ActionSpace::Global).with_size(30, 4, 1), &dev).is_err());
+    let huge = config(ActionSpace::Global).with_item_buckets(glorank_policy::MAX_ITEM_BUCKETS + 1);
+    let err = Policy::new(&huge, &dev).unwrap_err().to_string();
+    assert!(err.contains("item_buckets"), "{err}");
 }
 
 #[test]
