@@ -276,24 +276,14 @@ pub fn aggregate(args: &AggregateArgs) -> Result<(), String> {
             serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", f.display()))
         })
         .collect::<Result<_, String>>()?;
-    let order = [
-        "MF order",
-        "PRM",
-        "Seq2Slate",
-        "DLCM",
-        "GloRank-LAS",
-        "GloRank SFT",
-        "GloRank SFT+RL",
-        "oracle",
-    ];
-    let mut methods: Vec<String> = order
+    let mut methods: Vec<String> = glorank::stages::METHOD_ORDER
         .iter()
         .filter(|m| runs[0].get(**m).is_some())
         .map(|m| m.to_string())
         .collect();
     if let Some(obj) = runs[0].as_object() {
         for k in obj.keys() {
-            if !methods.contains(k) && !k.starts_with("cold_start") {
+            if !methods.contains(k) && !k.starts_with(glorank::stages::COLD_SLICE_KEY_PREFIX) {
                 methods.push(k.clone());
             }
         }

@@ -484,6 +484,22 @@ pub fn cold_slice(
     Ok(Some((keep.len(), out)))
 }
 
+/// The rows of the comparison table, in the order the pipeline writes them (`metrics.json`
+/// keys; `glorank aggregate` prints known methods in this order, others after them).
+pub const METHOD_ORDER: [&str; 8] = [
+    "MF order",
+    "PRM",
+    "Seq2Slate",
+    "DLCM",
+    "GloRank-LAS",
+    "GloRank SFT",
+    "GloRank SFT+RL",
+    "oracle",
+];
+
+/// Key prefix of the cold-start slices in `metrics.json` (`cold_start_lt_1`, `cold_start_lt_5`).
+pub const COLD_SLICE_KEY_PREFIX: &str = "cold_start_lt_";
+
 /// Prints rows as a table: mean ± CI half-width per metric.
 pub fn table(rows: &[MethodResult], cutoff: usize) -> String {
     let with_true = rows.iter().any(|r| r.true_reward.is_some());
@@ -598,7 +614,10 @@ pub fn write_results(
                 table(&cold, l)
             ));
             if let Some(obj) = metrics.as_object_mut() {
-                obj.insert(format!("cold_start_lt_{threshold}"), rows_json(&cold));
+                obj.insert(
+                    format!("{COLD_SLICE_KEY_PREFIX}{threshold}"),
+                    rows_json(&cold),
+                );
             }
         }
     }

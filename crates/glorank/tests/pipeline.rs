@@ -226,18 +226,23 @@ fn shipped_configurations_parse() {
     }
 }
 
-#[test]
-fn cold_slice_keeps_requests_with_rare_candidates() {
+/// A small prepared synthetic world: pools of 12, lists of 6, histories of 8, 3-core.
+fn small_world(users: usize, items: usize, sessions: usize) -> glorank::data::PreparedDataset {
     use glorank::data::{DatasetSource, NoProgress, ProtocolConfig, SyntheticConfig};
-    use glorank::stages::{MethodResult, cold_slice};
-    let mut ds = DatasetSource::Synthetic(SyntheticConfig::small(60, 80).with_sessions(5))
+    DatasetSource::Synthetic(SyntheticConfig::small(users, items).with_sessions(sessions))
         .prepare(
             &ProtocolConfig::default()
                 .with_k_core(3)
                 .with_shape(6, 8, 12),
             &NoProgress,
         )
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn cold_slice_keeps_requests_with_rare_candidates() {
+    use glorank::stages::{MethodResult, cold_slice};
+    let mut ds = small_world(60, 80, 5);
     // Pretend item of the first test request's first candidate was never trained on.
     let cold_item = ds.test[0].candidates[0] as usize;
     ds.item_train_counts[cold_item] = 0;
@@ -270,15 +275,7 @@ fn cold_slice_keeps_requests_with_rare_candidates() {
 
 #[test]
 fn shuffled_pools_keep_items_labels_and_logged_positions_together() {
-    use glorank::data::{DatasetSource, NoProgress, ProtocolConfig, SyntheticConfig};
-    let ds = DatasetSource::Synthetic(SyntheticConfig::small(40, 60).with_sessions(4))
-        .prepare(
-            &ProtocolConfig::default()
-                .with_k_core(3)
-                .with_shape(6, 8, 12),
-            &NoProgress,
-        )
-        .unwrap();
+    let ds = small_world(40, 60, 4);
     let shuffled = glorank::stages::shuffle_candidates(&ds.test, 7);
     let mut moved = 0;
     for (a, b) in ds.test.iter().zip(&shuffled) {
