@@ -316,11 +316,16 @@ pub fn fit(
     let f = Features::of(ds);
     let len = ds.config.slate_len;
     let d = config.d_model;
-    device.seed(config.seed);
     let mut model = match kind {
-        Baseline::Prm => Trained::Prm(Prm::new(&f, d, config.layers, device)),
-        Baseline::Dlcm => Trained::Dlcm(Dlcm::new(&f, d, device)),
-        Baseline::Seq2Slate => Trained::Seq2Slate(Seq2Slate::new(&f, d, config.layers, device)),
+        Baseline::Prm => Trained::Prm(glorank_nn::init_seeded(device, config.seed, || {
+            Prm::new(&f, d, config.layers, device)
+        })),
+        Baseline::Dlcm => Trained::Dlcm(glorank_nn::init_seeded(device, config.seed, || {
+            Dlcm::new(&f, d, device)
+        })),
+        Baseline::Seq2Slate => Trained::Seq2Slate(glorank_nn::init_seeded(device, config.seed, || {
+            Seq2Slate::new(&f, d, config.layers, device)
+        })),
     };
     let mut optim = AdamWConfig::new().init();
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);

@@ -41,20 +41,17 @@
 //! ```
 
 mod config;
-mod context;
-mod layers;
 mod model;
 mod scorer;
 
 pub use config::{ActionSpace, MAX_ITEM_BUCKETS, PolicyConfig};
-pub use context::{Context, ContextEmbedder, segment};
-pub use layers::{Attention, DecoderLayer};
-pub use model::{EncodedBatch, HistoryItem, Policy, Request, init_seeded};
+pub use glorank_nn::HistoryItem;
+pub use model::{EncodedBatch, Policy, Request};
 pub use scorer::{PolicyScorer, decode};
 
 use burn::tensor::Device;
-pub use glorank_tokenizer::persist;
-use std::path::{Path, PathBuf};
+use glorank_nn::persist;
+use std::path::Path;
 
 /// File name of the policy configuration inside a model directory.
 pub const CONFIG_FILE: &str = "policy.json";
@@ -75,30 +72,16 @@ pub enum PolicyError {
     /// Trie construction or decoding failed.
     #[error(transparent)]
     Trie(#[from] glorank_trie::TrieError),
-    /// A file could not be read or written.
-    #[error("{}: {message}", path.display())]
-    File {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
+    /// A model file could not be read or written (the error names the file).
+    #[error(transparent)]
+    Nn(glorank_nn::NnError),
 }
 
-impl From<glorank_tokenizer::TokenizerError> for PolicyError {
-    fn from(e: glorank_tokenizer::TokenizerError) -> Self {
+impl From<glorank_nn::NnError> for PolicyError {
+    fn from(e: glorank_nn::NnError) -> Self {
         match e {
-            glorank_tokenizer::TokenizerError::Io { path, source } => Self::File {
-                path,
-                message: source.to_string(),
-            },
-            glorank_tokenizer::TokenizerError::Format { path, message } => {
-                Self::File { path, message }
-            }
-            other => Self::File {
-                path: PathBuf::new(),
-                message: other.to_string(),
-            },
+            glorank_nn::NnError::InvalidInput(m) => Self::InvalidInput(m),
+            other => Self::Nn(other),
         }
     }
 }
@@ -111,7 +94,7 @@ impl Policy {
     /// written to temporary names and renamed.
     ///
     /// # Errors
-    /// [`PolicyError::File`] naming the file.
+    /// [`PolicyError::Nn`] naming the file.
     pub fn save(&self, config: &PolicyConfig, dir: &Path) -> Result<()> {
         persist::save_json(&dir.join(CONFIG_FILE), config)?;
         persist::save_weights(self, &dir.join(WEIGHTS_FILE))?;
@@ -121,7 +104,7 @@ impl Policy {
     /// Loads a policy saved with [`Policy::save`] onto `device`.
     ///
     /// # Errors
-    /// [`PolicyError::File`] for a missing or unreadable file, or weights that do not match
+    /// [`PolicyError::Nn`] for a missing or unreadable file, or weights that do not match
     /// the configuration.
     pub fn load(dir: &Path, device: &Device) -> Result<(Self, PolicyConfig)> {
         let config: PolicyConfig = persist::load_json(&dir.join(CONFIG_FILE))?;

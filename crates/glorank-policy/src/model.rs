@@ -1,10 +1,10 @@
 //! The policy network: request encoder and list decoder.
 
 use crate::config::{ActionSpace, PolicyConfig};
-use crate::context::{ContextEmbedder, segment};
-use crate::layers::{CrossKv, DecoderLayer, MASKED};
+use glorank_nn::layers::{CrossKv, DecoderLayer};
+use glorank_nn::{ContextEmbedder, HistoryItem, MASKED, init_seeded, segment};
 use crate::{PolicyError, Result};
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{Module, Param};
 use burn::nn::transformer::{
     TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
 };
@@ -13,43 +13,6 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use glorank_trie::CandidateTrie;
 use serde::{Deserialize, Serialize};
-use std::sync::Mutex;
-
-/// Serialises seeded initialisation: burn's random initialisers draw from a device RNG that
-/// some backends keep globally, so two models built at once would interleave their draws.
-static INIT_LOCK: Mutex<()> = Mutex::new(());
-
-/// Builds a module with burn's initialisers seeded by `seed`, reproducibly.
-///
-/// burn draws initial weights from a device RNG that some backends keep process-wide, and
-/// parameters initialise lazily on first use. This holds a process-wide lock, seeds the
-/// device, builds the module and forces every parameter's initialisation in module order, so
-/// the same seed gives the same weights even when other models are built concurrently.
-pub fn init_seeded<M: Module>(device: &Device, seed: u64, build: impl FnOnce() -> M) -> M {
-    let _guard = INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    device.seed(seed);
-    let module = build();
-    module.visit(&mut Materialize);
-    module
-}
-
-/// Forces the lazy initialisation of every float parameter.
-struct Materialize;
-
-impl ModuleVisitor for Materialize {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let _ = param.val();
-    }
-}
-
-/// One history interaction of a request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HistoryItem {
-    /// Semantic-ID tuple of the item (`depth` tokens).
-    pub tuple: Vec<u32>,
-    /// Feedback label bits (click 1, like 2, star 4), 0..=7.
-    pub labels: u8,
-}
 
 /// One reranking request, on the host: what the policy reads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -10,7 +10,7 @@
 //! recomputing the whole prefix (`t` positions through every layer) per step: cheaper at
 //! every step, and it keeps greedy, sampling and beam on the same code path.
 
-use crate::layers::CrossKv;
+use glorank_nn::layers::CrossKv;
 use crate::model::{EncodedBatch, Policy, Request};
 use crate::{PolicyError, Result};
 use burn::tensor::{Device, Int, Tensor, TensorData};

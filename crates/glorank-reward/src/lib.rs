@@ -18,7 +18,7 @@
 //!
 //! ```
 //! use burn::tensor::Device;
-//! use glorank_policy::HistoryItem;
+//! use glorank_reward::HistoryItem;
 //! use glorank_reward::{RewardConfig, RewardExample, RewardRole, UserResponseModel, sum_click_reward};
 //!
 //! let device = Device::flex();
@@ -44,7 +44,8 @@ use burn::nn::transformer::{
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
-use glorank_policy::{ContextEmbedder, HistoryItem, PolicyError, init_seeded, persist, segment};
+pub use glorank_nn::HistoryItem;
+use glorank_nn::{ContextEmbedder, init_seeded, persist, segment};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -67,10 +68,18 @@ pub enum RewardError {
     /// An example does not fit the model.
     #[error("invalid input: {0}")]
     InvalidInput(String),
-    /// Context embedding rejected an input, or a model file could not be read or written
-    /// (the message names the file).
+    /// A model file could not be read or written (the error names the file).
     #[error(transparent)]
-    Policy(#[from] glorank_policy::PolicyError),
+    Nn(glorank_nn::NnError),
+}
+
+impl From<glorank_nn::NnError> for RewardError {
+    fn from(e: glorank_nn::NnError) -> Self {
+        match e {
+            glorank_nn::NnError::InvalidInput(m) => Self::InvalidInput(m),
+            other => Self::Nn(other),
+        }
+    }
 }
 
 /// Result alias of this crate.
@@ -365,21 +374,21 @@ impl UserResponseModel {
     /// # Errors
     /// [`RewardError::File`] naming the file.
     pub fn save(&self, config: &RewardConfig, dir: &Path) -> Result<()> {
-        persist::save_json(&dir.join(CONFIG_FILE), config).map_err(PolicyError::from)?;
-        persist::save_weights(self, &dir.join(WEIGHTS_FILE)).map_err(PolicyError::from)?;
+        persist::save_json(&dir.join(CONFIG_FILE), config)?;
+        persist::save_weights(self, &dir.join(WEIGHTS_FILE))?;
         Ok(())
     }
 
     /// Loads a model saved with [`UserResponseModel::save`] onto `device`.
     ///
     /// # Errors
-    /// [`RewardError::Policy`] wrapping a file error for missing files or weights that do
+    /// [`RewardError::Nn`] naming the file for missing files or weights that do
     /// not match the configuration.
     pub fn load(dir: &Path, device: &Device) -> Result<(Self, RewardConfig)> {
         let config: RewardConfig =
-            persist::load_json(&dir.join(CONFIG_FILE)).map_err(PolicyError::from)?;
+            persist::load_json(&dir.join(CONFIG_FILE))?;
         let model = persist::load_weights(Self::new(&config, device)?, &dir.join(WEIGHTS_FILE))
-            .map_err(PolicyError::from)?;
+            ?;
         Ok((model, config))
     }
 }

@@ -4,7 +4,7 @@
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
-use glorank_policy::HistoryItem;
+use glorank_reward::HistoryItem;
 use glorank_reward::{
     RewardConfig, RewardExample, RewardRole, UserResponseModel, dcg_click_reward, sum_click_reward,
 };

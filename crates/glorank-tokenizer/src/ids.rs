@@ -167,7 +167,7 @@ impl SemanticIds {
     /// # Errors
     /// [`TokenizerError::Io`] naming the file.
     pub fn save(&self, path: &Path) -> Result<()> {
-        crate::persist::save_json(path, self)
+        Ok(glorank_nn::persist::save_json(path, self)?)
     }
 
     /// Reads a table written by [`SemanticIds::save`] and checks it.
@@ -176,7 +176,7 @@ impl SemanticIds {
     /// [`TokenizerError::Io`] / [`TokenizerError::Format`] naming the file; the message names
     /// the first bad item (wrong length, token out of range, duplicate tuple).
     pub fn load(path: &Path) -> Result<Self> {
-        let mut ids: Self = crate::persist::load_json(path)?;
+        let mut ids: Self = glorank_nn::persist::load_json(path)?;
         let bad = |message: String| TokenizerError::Format {
             path: path.to_path_buf(),
             message,

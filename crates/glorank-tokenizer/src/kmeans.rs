@@ -363,10 +363,11 @@ impl RqKMeans {
     /// [`TokenizerError::Io`] naming the file.
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| TokenizerError::io(dir, e))?;
-        crate::persist::save_json(
+        glorank_nn::persist::save_json(
             &dir.join(crate::TOKENIZER_FILE),
             &crate::Saved::RqKMeans(self.clone()),
-        )
+        )?;
+        Ok(())
     }
 }
 

@@ -35,7 +35,6 @@
 
 mod ids;
 mod kmeans;
-pub mod persist;
 mod rqvae;
 
 pub use burn::tensor::{Device, DeviceKind};
@@ -43,6 +42,7 @@ pub use ids::{DedupeReport, SemanticIds, TokenizerStats};
 pub use kmeans::{RqKMeans, RqKMeansConfig};
 pub use rqvae::{Mlp, RqVae, RqVaeConfig, RqVaeModel, WEIGHTS_FILE};
 
+use glorank_nn::persist;
 use rand::SeedableRng;
 use rand::rngs::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -120,14 +120,13 @@ pub enum TokenizerError {
     },
 }
 
-impl From<glorank_data::DataError> for TokenizerError {
-    fn from(e: glorank_data::DataError) -> Self {
+impl From<glorank_nn::NnError> for TokenizerError {
+    fn from(e: glorank_nn::NnError) -> Self {
         match e {
-            glorank_data::DataError::Io { path, source } => Self::Io { path, source },
-            other => Self::Format {
-                path: PathBuf::new(),
-                message: other.to_string(),
-            },
+            glorank_nn::NnError::Io { path, source } => Self::Io { path, source },
+            glorank_nn::NnError::Format { path, message } => Self::Format { path, message },
+            glorank_nn::NnError::InvalidInput(m) => Self::InvalidInput(m),
+            other => Self::InvalidInput(other.to_string()),
         }
     }
 }

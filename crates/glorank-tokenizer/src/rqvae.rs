@@ -510,13 +510,14 @@ impl RqVae {
     /// [`TokenizerError::NotFitted`], or I/O errors naming the file.
     pub fn save(&self, dir: &Path) -> Result<()> {
         let model = self.model.as_ref().ok_or(TokenizerError::NotFitted)?;
-        crate::persist::save_weights(model, &dir.join(WEIGHTS_FILE))?;
+        glorank_nn::persist::save_weights(model, &dir.join(WEIGHTS_FILE))?;
         let saved = crate::Saved::RqVae {
             config: self.config.clone(),
             input_dim: self.input_dim,
             stats: self.stats.clone(),
         };
-        crate::persist::save_json(&dir.join(crate::TOKENIZER_FILE), &saved)
+        glorank_nn::persist::save_json(&dir.join(crate::TOKENIZER_FILE), &saved)?;
+        Ok(())
     }
 
     /// Rebuilds a saved tokenizer on `device` from its configuration and weights.
@@ -529,7 +530,7 @@ impl RqVae {
     ) -> Result<Self> {
         config.validate(None)?;
         let mut rng = seeded_rng(config.seed, 0);
-        let model = crate::persist::load_weights(
+        let model = glorank_nn::persist::load_weights(
             RqVaeModel::new(&config, input_dim, &mut rng, &device),
             &dir.join(WEIGHTS_FILE),
         )?;

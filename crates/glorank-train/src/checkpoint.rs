@@ -71,7 +71,7 @@ pub fn latest(dir: &Path) -> Option<PathBuf> {
 /// # Errors
 /// [`TrainError::Io`] / [`TrainError::Format`] naming the file.
 pub fn save_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    glorank_tokenizer::persist::save_json(path, value).map_err(TrainError::from)
+    glorank_nn::persist::save_json(path, value).map_err(TrainError::from)
 }
 
 /// Reads JSON from `path`.
@@ -79,7 +79,7 @@ pub fn save_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 /// # Errors
 /// [`TrainError::Io`] / [`TrainError::Format`] naming the file.
 pub fn load_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    glorank_tokenizer::persist::load_json(path).map_err(TrainError::from)
+    glorank_nn::persist::load_json(path).map_err(TrainError::from)
 }
 
 /// Saves the optimizer state into the checkpoint directory `dir`.

@@ -105,9 +105,12 @@ pub enum TrainError {
     /// Reward-model errors.
     #[error(transparent)]
     Reward(#[from] glorank_reward::RewardError),
-    /// Tokenizer and persistence errors.
+    /// Tokenizer errors.
     #[error(transparent)]
     Tokenizer(#[from] glorank_tokenizer::TokenizerError),
+    /// Model-file errors (the error names the file).
+    #[error(transparent)]
+    Nn(#[from] glorank_nn::NnError),
     /// Decoding errors.
     #[error(transparent)]
     Trie(#[from] glorank_trie::TrieError),

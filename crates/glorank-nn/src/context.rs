@@ -2,11 +2,20 @@
 //! and the history, with segment embeddings. Each model owns its own instance (its own
 //! weights); the code is written once.
 
-use crate::model::HistoryItem;
-use crate::{PolicyError, Result};
+use crate::{NnError, Result};
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Initializer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+/// One history interaction of a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryItem {
+    /// Semantic-ID tuple of the item (`depth` tokens).
+    pub tuple: Vec<u32>,
+    /// Feedback label bits (click 1, like 2, star 4), 0..=7.
+    pub labels: u8,
+}
 
 /// Segment ids of the encoder sequence.
 pub mod segment {
@@ -173,7 +182,7 @@ impl ContextEmbedder {
     pub fn check_tuple(&self, what: &str, tuple: &[u32]) -> Result<()> {
         let vocab = self.vocab_sizes();
         if tuple.len() != vocab.len() || tuple.iter().zip(&vocab).any(|(&x, &v)| x as usize >= v) {
-            return Err(PolicyError::InvalidInput(format!(
+            return Err(NnError::InvalidInput(format!(
                 "{what}: tuple {tuple:?} does not fit the vocabularies {vocab:?}"
             )));
         }
@@ -183,14 +192,14 @@ impl ContextEmbedder {
     /// Checks user features and history of request `r`.
     pub fn check_context(&self, r: usize, user: &[u32], history: &[HistoryItem]) -> Result<()> {
         if user.len() != self.user_sizes.len() {
-            return Err(PolicyError::InvalidInput(format!(
+            return Err(NnError::InvalidInput(format!(
                 "request {r}: {} user features, the model has {} fields",
                 user.len(),
                 self.user_sizes.len()
             )));
         }
         if let Some(f) = (0..user.len()).find(|&f| user[f] as usize >= self.user_sizes[f]) {
-            return Err(PolicyError::InvalidInput(format!(
+            return Err(NnError::InvalidInput(format!(
                 "request {r}: user feature {f} = {} exceeds its {} categories",
                 user[f], self.user_sizes[f]
             )));
@@ -198,7 +207,7 @@ impl ContextEmbedder {
         for h in history {
             self.check_tuple(&format!("request {r}, history"), &h.tuple)?;
             if h.labels > 7 {
-                return Err(PolicyError::InvalidInput(format!(
+                return Err(NnError::InvalidInput(format!(
                     "request {r}: history labels must be in 0..=7, found {}",
                     h.labels
                 )));

@@ -9,7 +9,7 @@ use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::{Device, Tensor};
 
 /// Additive bias for masked attention scores (large and finite, so a row never becomes NaN).
-pub(crate) const MASKED: f32 = -1e9;
+pub const MASKED: f32 = -1e9;
 
 /// Multi-head attention: `softmax(q k^T / sqrt(dh) + bias) v` over `heads` heads.
 #[derive(Module, Debug)]
@@ -23,7 +23,7 @@ pub struct Attention {
 
 impl Attention {
     /// Attention of width `d` with `heads` heads.
-    pub(crate) fn new(d: usize, heads: usize, device: &Device) -> Self {
+    pub fn new(d: usize, heads: usize, device: &Device) -> Self {
         Self {
             query: LinearConfig::new(d, d).init(device),
             key: LinearConfig::new(d, d).init(device),
@@ -41,7 +41,7 @@ impl Attention {
     }
 
     /// Projected keys and values of `x [B, T, d]`, each `[B, heads, T, dh]`.
-    pub(crate) fn keys_values(&self, x: Tensor<3>) -> (Tensor<4>, Tensor<4>) {
+    pub fn keys_values(&self, x: Tensor<3>) -> (Tensor<4>, Tensor<4>) {
         (
             self.split(self.key.forward(x.clone())),
             self.split(self.value.forward(x)),
@@ -50,7 +50,7 @@ impl Attention {
 
     /// Attends queries from `x [B, Tq, d]` to keys/values `[B, heads, Tk, dh]` with an
     /// additive `bias` broadcastable to `[B, heads, Tq, Tk]`; returns `[B, Tq, d]`.
-    pub(crate) fn attend(
+    pub fn attend(
         &self,
         x: Tensor<3>,
         k: Tensor<4>,
@@ -85,14 +85,16 @@ pub struct DecoderLayer {
 
 /// Per-layer cross-attention keys and values of the encoder memory, `[B, heads, S, dh]`.
 #[derive(Debug, Clone)]
-pub(crate) struct CrossKv {
+pub struct CrossKv {
+    /// Keys `[B, heads, S, dh]`.
     pub k: Tensor<4>,
+    /// Values `[B, heads, S, dh]`.
     pub v: Tensor<4>,
 }
 
 impl DecoderLayer {
     /// A layer of width `d`, `heads` heads, feed-forward width `d_ff`.
-    pub(crate) fn new(d: usize, heads: usize, d_ff: usize, dropout: f64, device: &Device) -> Self {
+    pub fn new(d: usize, heads: usize, d_ff: usize, dropout: f64, device: &Device) -> Self {
         Self {
             norm_self: LayerNormConfig::new(d).init(device),
             self_attn: Attention::new(d, heads, device),
@@ -106,7 +108,7 @@ impl DecoderLayer {
     }
 
     /// Cross-attention keys/values of `memory [B, S, d]`.
-    pub(crate) fn cross_kv(&self, memory: Tensor<3>) -> CrossKv {
+    pub fn cross_kv(&self, memory: Tensor<3>) -> CrossKv {
         let (k, v) = self.cross_attn.keys_values(memory);
         CrossKv { k, v }
     }
@@ -127,7 +129,7 @@ impl DecoderLayer {
 
     /// Whole-sequence forward: `x [B, T, d]` with causal `self_bias [1, 1, T, T]` and
     /// `memory_bias [B, 1, 1, S]`; returns `[B, T, d]`.
-    pub(crate) fn forward(
+    pub fn forward(
         &self,
         x: Tensor<3>,
         cross: &CrossKv,
@@ -145,7 +147,7 @@ impl DecoderLayer {
     /// One incremental step: `x [R, 1, d]`, this layer's cached self-attention keys/values
     /// `[R, heads, t, dh]` (already reordered to the rows' parents; `None` at step 0).
     /// Returns the output `[R, 1, d]` and the cache extended to `t + 1` positions.
-    pub(crate) fn step(
+    pub fn step(
         &self,
         x: Tensor<3>,
         cache: Option<(Tensor<4>, Tensor<4>)>,

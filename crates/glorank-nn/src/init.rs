@@ -1,0 +1,33 @@
+//! Seeded, reproducible module initialisation.
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::{Device, Tensor};
+use std::sync::Mutex;
+
+/// Serialises seeded initialisation: burn's random initialisers draw from a device RNG that
+/// some backends keep globally, so two models built at once would interleave their draws.
+static INIT_LOCK: Mutex<()> = Mutex::new(());
+
+/// Builds a module with burn's initialisers seeded by `seed`, reproducibly.
+///
+/// burn draws initial weights from a device RNG that some backends keep process-wide, and
+/// parameters initialise lazily on first use. This holds a process-wide lock, seeds the
+/// device, builds the module and forces every parameter's initialisation in module order, so
+/// the same seed gives the same weights even when other models are built concurrently.
+pub fn init_seeded<M: Module>(device: &Device, seed: u64, build: impl FnOnce() -> M) -> M {
+    let _guard = INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    device.seed(seed);
+    let module = build();
+    module.visit(&mut Materialize);
+    module
+}
+
+/// Forces the lazy initialisation of every float parameter.
+struct Materialize;
+
+impl ModuleVisitor for Materialize {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let _ = param.val();
+    }
+}
+

@@ -1,0 +1,135 @@
+//! Saving and loading models: a JSON description and burnpack weights, each written to a
+//! temporary file and renamed, so an interrupted save never leaves a half-written file under
+//! the final name. Shared by the tokenizer, the policy, the reward models, the baselines and
+//! the trainers' checkpoints.
+
+use crate::{NnError, Result};
+use burn::module::Module;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::io::Write;
+use std::path::Path;
+
+/// The directory of `path` (`.` for a bare file name) and a temporary sibling name unique to
+/// this process.
+fn temp_sibling(path: &Path) -> (&Path, std::path::PathBuf) {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    (dir, dir.join(format!(".{name}.{}.tmp", std::process::id())))
+}
+
+/// Writes `bytes` to `path` atomically: a temporary sibling file is written, synced and
+/// renamed over `path`. The parent directory must exist.
+///
+/// # Errors
+/// [`NnError::Io`] naming `path`; the temporary file is removed.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let (_, tmp) = temp_sibling(path);
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        NnError::io(path, e)
+    })
+}
+
+/// Writes `value` as pretty JSON to `path` atomically.
+///
+/// # Errors
+/// [`NnError::Io`] / [`NnError::Format`] naming the file.
+pub fn save_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let json = serde_json::to_vec_pretty(value).map_err(|e| NnError::Format {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    write_atomic(path, &json)
+}
+
+/// Reads JSON from `path`.
+///
+/// # Errors
+/// [`NnError::Io`] for a missing or unreadable file, [`NnError::Format`] for content that
+/// does not parse (with serde's line and column).
+pub fn load_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let bytes = std::fs::read(path).map_err(|e| NnError::io(path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| NnError::Format {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// Saves a module's weights as burnpack to `path` atomically (the parent directory is
+/// created).
+///
+/// # Errors
+/// [`NnError::Format`] / [`NnError::Io`] naming the file.
+pub fn save_weights<M: Module + Clone>(module: &M, path: &Path) -> Result<()> {
+    let (dir, tmp) = temp_sibling(path);
+    std::fs::create_dir_all(dir).map_err(|e| NnError::io(dir, e))?;
+    module
+        .clone()
+        .save_file(&tmp)
+        .map_err(|e| NnError::Format {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    std::fs::rename(&tmp, path).map_err(|e| NnError::io(path, e))
+}
+
+/// Loads burnpack weights from `path` into `module` (built from the matching configuration).
+///
+/// # Errors
+/// [`NnError::Io`] when the file is missing; [`NnError::Format`] when the weights do not
+/// match the module's shapes.
+pub fn load_weights<M: Module>(module: M, path: &Path) -> Result<M> {
+    if !path.exists() {
+        return Err(NnError::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "weights not found"),
+        ));
+    }
+    module.try_load_file(path).map_err(|e| NnError::Format {
+        path: path.to_path_buf(),
+        message: format!("weights do not match the configuration: {e}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_round_trips_and_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.json");
+        save_json(&path, &vec![1u32, 2, 3]).unwrap();
+        let back: Vec<u32> = load_json(&path).unwrap();
+        assert_eq!(back, vec![1, 2, 3]);
+        // No temporary file is left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        std::fs::write(&path, b"[1, 2,").unwrap();
+        let err = load_json::<Vec<u32>>(&path).unwrap_err();
+        assert!(matches!(err, NnError::Format { .. }));
+        assert!(err.to_string().contains("v.json"), "{err}");
+        let missing = load_json::<Vec<u32>>(&dir.path().join("none.json")).unwrap_err();
+        assert!(matches!(missing, NnError::Io { .. }));
+        assert_eq!(missing.path(), Some(dir.path().join("none.json").as_path()));
+    }
+
+    #[test]
+    fn write_atomic_fails_cleanly_without_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = write_atomic(&dir.path().join("no/such/file"), b"x").unwrap_err();
+        assert!(err.to_string().contains("no/such/file"), "{err}");
+    }
+}
