@@ -323,9 +323,11 @@ pub fn fit(
         Baseline::Dlcm => Trained::Dlcm(glorank_nn::init_seeded(device, config.seed, || {
             Dlcm::new(&f, d, device)
         })),
-        Baseline::Seq2Slate => Trained::Seq2Slate(glorank_nn::init_seeded(device, config.seed, || {
-            Seq2Slate::new(&f, d, config.layers, device)
-        })),
+        Baseline::Seq2Slate => {
+            Trained::Seq2Slate(glorank_nn::init_seeded(device, config.seed, || {
+                Seq2Slate::new(&f, d, config.layers, device)
+            }))
+        }
     };
     let mut optim = AdamWConfig::new().init();
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);

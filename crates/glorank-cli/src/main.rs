@@ -11,11 +11,13 @@
 mod serve;
 mod train;
 
-use clap::{Parser, Subcommand, ValueEnum};
-use glorank_data::{
-    CsvConfig, DatasetSource, LabelThresholds, PreparedDataset, Progress, ProtocolConfig,
-    RetrieverConfig, SyntheticConfig,
+use clap::{Parser, Subcommand};
+use glorank::TokenizerConfig;
+use glorank::data::{
+    DataConfig, DatasetKind, LabelThresholds, PreparedDataset, Progress, VectorKind,
 };
+use glorank::nn::Backend;
+use glorank::tokenizer::TokenizerMethod;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,113 +59,85 @@ enum Command {
     Aggregate(serve::AggregateArgs),
 }
 
-/// Tokenizer methods.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Method {
-    /// Residual-quantised VAE (burn).
-    Rqvae,
-    /// Residual k-means.
-    Rqkmeans,
-}
-
-/// Item-vector sources.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum VectorKind {
-    /// Content features and MF factors (MF only when the data has no content features).
-    Auto,
-    /// Genres, year and hashed title words.
-    Content,
-    /// The retriever's item factors.
-    Mf,
-    /// Content followed by MF factors.
-    Concat,
-}
-
-/// Compute devices for the RQ-VAE.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum DeviceKind {
-    /// burn's flex CPU backend (default).
-    Flex,
-    /// burn's ndarray CPU backend (needs the `ndarray` feature).
-    Ndarray,
-    /// A GPU through wgpu (needs the `wgpu` feature).
-    Wgpu,
-}
-
-/// Arguments of `glorank tokenize`.
+/// Arguments of `glorank tokenize`; every default is [`TokenizerConfig`]'s.
 #[derive(Debug, clap::Args)]
 struct TokenizeArgs {
     /// Run directory written by `glorank prepare`.
     #[arg(long)]
     data: PathBuf,
-    /// Tokenizer.
-    #[arg(long, value_enum, default_value = "rqvae")]
-    method: Method,
-    /// Where the item vectors come from.
-    #[arg(long, value_enum, default_value = "auto")]
+    /// Tokenizer: rqkmeans or rqvae.
+    #[arg(long, default_value_t = TokenizerConfig::default().method)]
+    method: TokenizerMethod,
+    /// Where the item vectors come from: auto, content, mf or concat.
+    #[arg(long, default_value_t = TokenizerConfig::default().vectors)]
     vectors: VectorKind,
     /// Item vectors from a `.npy` (rows in item order) or CSV (`item_id,v1,...`) file instead.
     #[arg(long)]
     vectors_file: Option<PathBuf>,
     /// Hash buckets for title words in content vectors.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = TokenizerConfig::default().title_buckets)]
     title_buckets: usize,
     /// Code levels D.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = TokenizerConfig::default().levels)]
     levels: usize,
-    /// Codes per level K (one value for every level, or a comma-separated list).
-    #[arg(long, default_value = "256")]
-    codes: String,
+    /// Codes per level K (one value for every level, or a comma-separated list of `levels`).
+    #[arg(long, value_delimiter = ',', default_values_t = [TokenizerConfig::default().codes])]
+    codes: Vec<usize>,
     /// Requested dedupe vocabulary (enlarged with a warning if collisions need more).
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = TokenizerConfig::default().dedupe_codes)]
     dedupe_codes: usize,
     /// Seed.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = TokenizerConfig::default().seed)]
     seed: u64,
     /// RQ-VAE latent dimension.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = TokenizerConfig::default().latent_dim)]
     latent: usize,
     /// RQ-VAE maximum epochs.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = TokenizerConfig::default().max_epochs)]
     epochs: usize,
     /// RQ-VAE batch size.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = TokenizerConfig::default().batch_size)]
     batch_size: usize,
     /// RQ-VAE learning rate.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = TokenizerConfig::default().learning_rate)]
     lr: f64,
-    /// RQ-VAE compute device.
-    #[arg(long, value_enum, default_value = "flex")]
-    device: DeviceKind,
+    /// RQ-VAE compute device: flex, ndarray (`ndarray` feature) or wgpu (`wgpu` feature).
+    #[arg(long, default_value_t = TokenizerConfig::default().device)]
+    device: Backend,
     /// Output directory (`semantic_ids.json`, `stats.json`, `tokenizer.json`, weights).
     #[arg(long)]
     out: PathBuf,
 }
 
-/// Dataset formats `prepare` reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum DatasetKind {
-    /// The embedded synthetic world (no file needed).
-    Synthetic,
-    /// MovieLens-1M folder (ratings.dat, movies.dat, users.dat).
-    #[value(name = "ml-1m")]
-    Ml1m,
-    /// MovieLens-100K folder (u.data, u.item, u.user).
-    #[value(name = "ml-100k")]
-    Ml100k,
-    /// Amazon ratings CSV (user,item,rating,timestamp).
-    Amazon,
-    /// Implicit `user item item ...` file or folder with train.txt/test.txt.
-    Implicit,
-    /// Generic CSV with a header; see the --*-col options.
-    Csv,
+impl TokenizeArgs {
+    /// The typed configuration these options describe.
+    fn config(&self) -> TokenizerConfig {
+        let mut c = TokenizerConfig::default();
+        c.method = self.method;
+        c.vectors = self.vectors;
+        c.vectors_file = self.vectors_file.clone();
+        c.title_buckets = self.title_buckets;
+        c.levels = self.levels;
+        match self.codes.as_slice() {
+            [k] => c.codes = *k,
+            many => c.codes_per_level = many.to_vec(),
+        }
+        c.dedupe_codes = self.dedupe_codes;
+        c.seed = self.seed;
+        c.latent_dim = self.latent;
+        c.max_epochs = self.epochs;
+        c.batch_size = self.batch_size;
+        c.learning_rate = self.lr;
+        c.device = self.device;
+        c
+    }
 }
 
-/// Arguments of `glorank prepare`.
+/// Arguments of `glorank prepare`; every default is [`DataConfig`]'s.
 #[derive(Debug, clap::Args)]
 struct PrepareArgs {
-    /// Dataset format.
-    #[arg(long, value_enum)]
+    /// Dataset format: synthetic, ml-1m, ml-100k, amazon, implicit or csv.
+    #[arg(long)]
     dataset: DatasetKind,
     /// Dataset file or folder (not used for `synthetic`).
     #[arg(long)]
@@ -172,76 +146,126 @@ struct PrepareArgs {
     #[arg(long)]
     out: PathBuf,
     /// Seed of the retriever, the pool shuffles and the synthetic world.
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = DataConfig::default().seed)]
     seed: u64,
     /// k-core threshold (users and items with fewer interactions are removed, to a fixpoint).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = DataConfig::default().k_core)]
     k_core: usize,
     /// Out-of-sample reranker training: only each user's last K train slates become training
     /// requests and the retriever is fitted before them (0: every train slate, retriever
     /// fitted on all of them, in-sample).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = DataConfig::default().rerank_train_slates)]
     rerank_train_slates: usize,
     /// Slate (list) length L.
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = DataConfig::default().slate_len)]
     slate_len: usize,
     /// Maximum history length.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = DataConfig::default().history)]
     history: usize,
     /// Candidates per request N.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = DataConfig::default().pool_size)]
     pool_size: usize,
     /// Minimum rating of a click (the positive label).
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = DataConfig::default().labels.click)]
     click: f32,
     /// Minimum rating of a like.
-    #[arg(long, default_value_t = 4.0)]
+    #[arg(long, default_value_t = DataConfig::default().labels.like)]
     like: f32,
     /// Minimum rating of a star.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = DataConfig::default().labels.star)]
     star: f32,
     /// Retriever latent dimension.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = DataConfig::default().retriever_factors)]
     factors: usize,
     /// Retriever ALS sweeps.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = DataConfig::default().retriever_iterations)]
     iterations: usize,
     /// Retriever L2 regularisation.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = DataConfig::default().retriever_regularization)]
     regularization: f32,
     /// Retriever confidence weight of observed pairs.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = DataConfig::default().retriever_alpha)]
     alpha: f32,
     /// Synthetic world: number of users.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = DataConfig::default().users)]
     users: usize,
     /// Synthetic world: number of items.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = DataConfig::default().items)]
     items: usize,
     /// Synthetic world: logged slates per user.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = DataConfig::default().sessions)]
     sessions: usize,
     /// CSV: user-id column.
-    #[arg(long, default_value = "user")]
+    #[arg(long, default_value_t = DataConfig::default().csv.user_column)]
     user_col: String,
     /// CSV: item-id column.
-    #[arg(long, default_value = "item")]
+    #[arg(long, default_value_t = DataConfig::default().csv.item_column)]
     item_col: String,
-    /// CSV: rating column (`none` for implicit data).
-    #[arg(long, default_value = "rating")]
-    rating_col: String,
-    /// CSV: timestamp column (`none` to use row order).
-    #[arg(long, default_value = "timestamp")]
-    time_col: String,
-    /// CSV: field delimiter (one character; `\t` for tab).
-    #[arg(long, default_value = ",")]
-    delimiter: String,
-    /// CSV: valid rating range `MIN,MAX`.
-    #[arg(long, default_value = "1,5")]
-    rating_range: String,
+    /// CSV: rating column (`none` for implicit data) [default: rating].
+    #[arg(long)]
+    rating_col: Option<String>,
+    /// CSV: timestamp column (`none` to use row order) [default: timestamp].
+    #[arg(long)]
+    time_col: Option<String>,
+    /// CSV: field delimiter (one character; `\t` or `tab` for tab) [default: ,].
+    #[arg(long)]
+    delimiter: Option<String>,
+    /// CSV: valid rating range `MIN,MAX` [default: 1,5].
+    #[arg(long, value_delimiter = ',', num_args = 2)]
+    rating_range: Option<Vec<f32>>,
     /// Do not draw progress bars.
     #[arg(long)]
     quiet: bool,
+}
+
+impl PrepareArgs {
+    /// The typed configuration these options describe.
+    fn config(&self) -> Result<DataConfig, CliError> {
+        let mut c = DataConfig::default();
+        c.dataset = self.dataset;
+        c.path = self.path.clone();
+        c.seed = self.seed;
+        c.k_core = self.k_core;
+        c.rerank_train_slates = self.rerank_train_slates;
+        c.slate_len = self.slate_len;
+        c.history = self.history;
+        c.pool_size = self.pool_size;
+        c.labels = LabelThresholds::new(self.click, self.like, self.star);
+        c.retriever_factors = self.factors;
+        c.retriever_iterations = self.iterations;
+        c.retriever_regularization = self.regularization;
+        c.retriever_alpha = self.alpha;
+        c.users = self.users;
+        c.items = self.items;
+        c.sessions = self.sessions;
+        let column = |given: &Option<String>, default: Option<String>| match given {
+            Some(name) if name.eq_ignore_ascii_case("none") => None,
+            Some(name) => Some(name.clone()),
+            None => default,
+        };
+        let mut csv = c.csv.clone().with_columns(
+            &self.user_col,
+            &self.item_col,
+            column(&self.rating_col, c.csv.rating_column.clone()).as_deref(),
+            column(&self.time_col, c.csv.timestamp_column.clone()).as_deref(),
+        );
+        if let Some(d) = &self.delimiter {
+            csv = csv.with_delimiter(match d.as_str() {
+                "\\t" | "tab" => b'\t',
+                d if d.len() == 1 => d.as_bytes()[0],
+                d => {
+                    return Err(CliError::Usage(format!(
+                        "--delimiter {d:?}: expected one character"
+                    )));
+                }
+            });
+        }
+        if let Some(r) = &self.rating_range {
+            csv = csv.with_rating_range(r[0], r[1]);
+        }
+        c.csv = csv;
+        Ok(c)
+    }
 }
 
 /// A [`Progress`] drawn with indicatif on stderr (hidden when stderr is not a terminal).
@@ -314,92 +338,54 @@ fn main() -> ExitCode {
     }
 }
 
-/// `none` (any case) means "no such column".
-fn optional_column(name: &str) -> Option<&str> {
-    (!name.eq_ignore_ascii_case("none")).then_some(name)
+/// Errors of the command line: the library's, with their sources, plus usage errors.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CliError {
+    /// A library error (it names its file, line or field).
+    #[error(transparent)]
+    Glorank(#[from] glorank::Error),
+    /// An option value that does not make sense.
+    #[error("{0}")]
+    Usage(String),
+    /// Writing to standard output or error failed.
+    #[error("writing output: {0}")]
+    Output(#[from] std::io::Error),
 }
 
-/// Parses `MIN,MAX`.
-fn parse_range(text: &str) -> Result<(f32, f32), String> {
-    let (a, b) = text
-        .split_once(',')
-        .ok_or_else(|| format!("--rating-range {text:?}: expected MIN,MAX"))?;
-    let p = |s: &str| {
-        s.trim()
-            .parse::<f32>()
-            .map_err(|_| format!("--rating-range {text:?}: {s:?} is not a number"))
+/// Converts any workspace crate's error into [`CliError`] through the facade's [`glorank::Error`].
+macro_rules! from_lib_errors {
+    ($($ty:ty),+ $(,)?) => {
+        $(impl From<$ty> for CliError {
+            fn from(e: $ty) -> Self {
+                Self::Glorank(e.into())
+            }
+        })+
     };
-    Ok((p(a)?, p(b)?))
 }
 
-/// Builds the dataset source from the arguments.
-fn source(args: &PrepareArgs) -> Result<DatasetSource, String> {
-    let path = || {
-        args.path.clone().ok_or_else(|| {
-            format!(
-                "--path is required for --dataset {}",
-                args.dataset
-                    .to_possible_value()
-                    .map(|v| v.get_name().to_string())
-                    .unwrap_or_default()
-            )
-        })
-    };
-    Ok(match args.dataset {
-        DatasetKind::Synthetic => {
-            let mut cfg = SyntheticConfig::small(args.users, args.items)
-                .with_seed(args.seed)
-                .with_sessions(args.sessions);
-            cfg.slate_len = args.slate_len;
-            DatasetSource::Synthetic(cfg)
-        }
-        DatasetKind::Ml1m => DatasetSource::Ml1m(path()?),
-        DatasetKind::Ml100k => DatasetSource::Ml100k(path()?),
-        DatasetKind::Amazon => DatasetSource::Amazon(path()?),
-        DatasetKind::Implicit => DatasetSource::Implicit(path()?),
-        DatasetKind::Csv => {
-            let delim = match args.delimiter.as_str() {
-                "\\t" | "tab" => b'\t',
-                d if d.len() == 1 => d.as_bytes()[0],
-                d => return Err(format!("--delimiter {d:?}: expected one character")),
-            };
-            let (lo, hi) = parse_range(&args.rating_range)?;
-            let cfg = CsvConfig::default()
-                .with_columns(
-                    &args.user_col,
-                    &args.item_col,
-                    optional_column(&args.rating_col),
-                    optional_column(&args.time_col),
-                )
-                .with_delimiter(delim)
-                .with_rating_range(lo, hi);
-            DatasetSource::Csv(path()?, cfg)
-        }
-    })
-}
+from_lib_errors!(
+    glorank::data::DataError,
+    glorank::tokenizer::TokenizerError,
+    glorank::nn::NnError,
+    glorank::policy::PolicyError,
+    glorank::reward::RewardError,
+    glorank::train::TrainError,
+    glorank::baselines::BaselineError,
+    glorank::metrics::MetricsError,
+    glorank::trie::TrieError,
+);
 
 /// `glorank prepare`.
-fn prepare(args: &PrepareArgs) -> Result<(), String> {
+fn prepare(args: &PrepareArgs) -> Result<(), CliError> {
     let start = Instant::now();
-    let src = source(args)?;
-    let retriever = RetrieverConfig::default()
-        .with_factors(args.factors)
-        .with_iterations(args.iterations)
-        .with_weights(args.regularization, args.alpha);
-    let config = ProtocolConfig::default()
-        .with_seed(args.seed)
-        .with_k_core(args.k_core)
-        .with_rerank_train_slates(args.rerank_train_slates)
-        .with_shape(args.slate_len, args.history, args.pool_size)
-        .with_thresholds(LabelThresholds::new(args.click, args.like, args.star))
-        .with_retriever(retriever);
+    let data = args.config()?;
     let bars = Bars {
         bar: Mutex::new(None),
         quiet: args.quiet,
     };
-    let ds = src.prepare(&config, &bars).map_err(|e| e.to_string())?;
+    let ds = data.source()?.prepare(&data.protocol(), &bars)?;
     let t = Instant::now();
-    ds.save(&args.out).map_err(|e| e.to_string())?;
+    ds.save(&args.out)?;
     let save_secs = t.elapsed().as_secs_f64();
     print_summary(&ds, args, save_secs, start.elapsed().as_secs_f64());
     Ok(())
@@ -482,99 +468,17 @@ fn print_summary(ds: &PreparedDataset, args: &PrepareArgs, save_secs: f64, total
     );
 }
 
-/// The burn device named on the command line.
-fn device(kind: DeviceKind) -> Result<glorank_tokenizer::Device, String> {
-    match kind {
-        DeviceKind::Flex => Ok(glorank_tokenizer::Device::flex()),
-        #[cfg(feature = "ndarray")]
-        #[allow(deprecated)]
-        DeviceKind::Ndarray => Ok(glorank_tokenizer::Device::ndarray()),
-        #[cfg(feature = "wgpu")]
-        DeviceKind::Wgpu => Ok(glorank_tokenizer::Device::wgpu(burn_device_kind_default())),
-        #[allow(unreachable_patterns)]
-        other => Err(format!(
-            "--device {other:?} needs glorank built with the matching feature (`--features wgpu` or `ndarray`)"
-        )),
-    }
-}
-
-/// The default wgpu adapter.
-#[cfg(feature = "wgpu")]
-fn burn_device_kind_default() -> glorank_tokenizer::DeviceKind {
-    glorank_tokenizer::DeviceKind::DefaultDevice
-}
-
-/// Parses `--codes`: one size for every level or a comma-separated list of `levels` sizes.
-fn parse_codes(text: &str, levels: usize) -> Result<Vec<usize>, String> {
-    let sizes: Vec<usize> = text
-        .split(',')
-        .map(|s| {
-            s.trim()
-                .parse::<usize>()
-                .map_err(|_| format!("--codes {text:?}: {s:?} is not a whole number"))
-        })
-        .collect::<Result<_, _>>()?;
-    match sizes.len() {
-        1 => Ok(vec![sizes[0]; levels]),
-        n if n == levels => Ok(sizes),
-        n => Err(format!("--codes lists {n} sizes but --levels is {levels}")),
-    }
-}
-
-/// `glorank tokenize`.
-fn tokenize(args: &TokenizeArgs) -> Result<(), String> {
-    use glorank_data::{ItemVectorSource, item_vectors};
-    use glorank_tokenizer::{
-        ItemTokenizer, RqKMeans, RqKMeansConfig, RqVae, RqVaeConfig, save_artifacts,
-    };
-    let ds = PreparedDataset::load(&args.data).map_err(|e| e.to_string())?;
-    let source = match (&args.vectors_file, args.vectors) {
-        (Some(path), _) => ItemVectorSource::File(path.clone()),
-        (None, VectorKind::Content) => ItemVectorSource::Content {
-            title_buckets: args.title_buckets,
-        },
-        (None, VectorKind::Mf) => ItemVectorSource::MfFactors,
-        (None, VectorKind::Concat) => ItemVectorSource::Concat {
-            title_buckets: args.title_buckets,
-        },
-        (None, VectorKind::Auto) if ds.item_features.is_some() => ItemVectorSource::Concat {
-            title_buckets: args.title_buckets,
-        },
-        (None, VectorKind::Auto) => ItemVectorSource::MfFactors,
-    };
-    let vectors = item_vectors(&ds, &source).map_err(|e| e.to_string())?;
-    let codes = parse_codes(&args.codes, args.levels)?;
-    let mut tokenizer: Box<dyn ItemTokenizer> = match args.method {
-        Method::Rqkmeans => {
-            let mut cfg = RqKMeansConfig::default()
-                .with_codes_per_level(codes)
-                .with_seed(args.seed);
-            cfg.dedupe_codes = args.dedupe_codes;
-            Box::new(RqKMeans::new(cfg).map_err(|e| e.to_string())?)
-        }
-        Method::Rqvae => {
-            let mut cfg = RqVaeConfig::default()
-                .with_seed(args.seed)
-                .with_shape(args.latent, vec![128, 64])
-                .with_batch_size(args.batch_size)
-                .with_learning_rate(args.lr);
-            cfg.codes_per_level = codes;
-            cfg.dedupe_codes = args.dedupe_codes;
-            cfg.max_epochs = args.epochs;
-            Box::new(RqVae::with_device(cfg, device(args.device)?).map_err(|e| e.to_string())?)
-        }
-    };
+/// `glorank tokenize`: the pipeline's tokenizer stage ([`glorank::stages::tokenize`]).
+fn tokenize(args: &TokenizeArgs) -> Result<(), CliError> {
+    let ds = PreparedDataset::load(&args.data)?;
+    let config = args.config();
     eprintln!(
-        "fitting {:?} on {} items x {} dims ({:?})",
-        args.method,
-        vectors.len(),
-        vectors.dim,
-        source
+        "fitting {} on {} items ({:?})",
+        config.method,
+        ds.num_items(),
+        config.vector_source(&ds)
     );
-    let ids = tokenizer
-        .fit(&vectors.data, vectors.dim)
-        .map_err(|e| e.to_string())?;
-    save_artifacts(tokenizer.as_ref(), &ids, &args.out).map_err(|e| e.to_string())?;
+    let (tokenizer, ids) = glorank::stages::tokenize(&ds, &config, &args.out)?;
     if let Some(stats) = tokenizer.stats() {
         println!("{}", stats.table());
         if stats.dedupe_overflow {

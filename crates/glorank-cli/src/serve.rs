@@ -1,5 +1,6 @@
 //! `glorank demo`, `run`, `rerank` and `bench`.
 
+use crate::CliError;
 use crate::train::StepBar;
 use glorank::{Pipeline, PipelineConfig, RerankRequest, Reranker};
 use std::io::{BufRead, Write};
@@ -65,16 +66,18 @@ pub struct BenchArgs {
     pub latency_requests: usize,
 }
 
-fn run_pipeline(config: PipelineConfig, out: &std::path::Path, quiet: bool) -> Result<(), String> {
+fn run_pipeline(
+    config: PipelineConfig,
+    out: &std::path::Path,
+    quiet: bool,
+) -> Result<(), CliError> {
     let t0 = Instant::now();
     let mut bar = StepBar::new(quiet);
-    let report = Pipeline::new(config)
-        .run_with(out, &mut bar, &mut |line| {
-            if !quiet {
-                eprintln!("[{:>6.1}s] {line}", t0.elapsed().as_secs_f64());
-            }
-        })
-        .map_err(|e| e.to_string())?;
+    let report = Pipeline::new(config).run_with(out, &mut bar, &mut |line| {
+        if !quiet {
+            eprintln!("[{:>6.1}s] {line}", t0.elapsed().as_secs_f64());
+        }
+    })?;
     println!("\n{}", report.table);
     println!("stage timings (s):");
     for (stage, secs) in &report.timings {
@@ -89,7 +92,7 @@ fn run_pipeline(config: PipelineConfig, out: &std::path::Path, quiet: bool) -> R
 }
 
 /// `glorank demo`.
-pub fn demo(args: &DemoArgs) -> Result<(), String> {
+pub fn demo(args: &DemoArgs) -> Result<(), CliError> {
     let (config, default) = if args.quick {
         (PipelineConfig::quick(), "runs/demo-quick")
     } else {
@@ -100,8 +103,8 @@ pub fn demo(args: &DemoArgs) -> Result<(), String> {
 }
 
 /// `glorank run`.
-pub fn run(args: &RunArgs) -> Result<(), String> {
-    let mut config = PipelineConfig::from_file(&args.config).map_err(|e| e.to_string())?;
+pub fn run(args: &RunArgs) -> Result<(), CliError> {
+    let mut config = PipelineConfig::from_file(&args.config)?;
     if let Some(p) = &args.data_path {
         config.data.path = Some(p.clone());
     }
@@ -120,17 +123,16 @@ pub fn run(args: &RunArgs) -> Result<(), String> {
 
 /// `glorank rerank`: one JSON request per stdin line, one JSON answer per stdout line
 /// (`{"list": [...]}` or `{"error": "...", "line": N}`).
-pub fn rerank(args: &RerankArgs) -> Result<(), String> {
+pub fn rerank(args: &RerankArgs) -> Result<(), CliError> {
     let reranker = match &args.policy {
         Some(p) => Reranker::load_policy(&args.model, p),
         None => Reranker::load(&args.model),
-    }
-    .map_err(|e| e.to_string())?
+    }?
     .with_beam(args.beam);
     let stdin = std::io::stdin();
     let mut stdout = std::io::stdout().lock();
     for (n, line) in stdin.lock().lines().enumerate() {
-        let line = line.map_err(|e| format!("stdin: {e}"))?;
+        let line = line?;
         if line.trim().is_empty() {
             continue;
         }
@@ -143,7 +145,7 @@ pub fn rerank(args: &RerankArgs) -> Result<(), String> {
                 Err(e) => serde_json::json!({"error": e.to_string(), "line": n + 1}),
             },
         };
-        writeln!(stdout, "{answer}").map_err(|e| format!("stdout: {e}"))?;
+        writeln!(stdout, "{answer}")?;
     }
     Ok(())
 }
@@ -156,18 +158,18 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// `glorank bench`.
-pub fn bench(args: &BenchArgs) -> Result<(), String> {
+pub fn bench(args: &BenchArgs) -> Result<(), CliError> {
     use glorank::data::PreparedDataset;
     use glorank::policy::{Policy, decode};
     use glorank::tokenizer::{IDS_FILE, SemanticIds};
     use glorank::train::{RequestBuilder, sft_step};
     use glorank::trie::{DecodeStrategy, Decoder};
     let dev = glorank::Device::flex();
-    let ds = PreparedDataset::load(&args.model).map_err(|e| e.to_string())?;
-    let ids = SemanticIds::load(&args.model.join(IDS_FILE)).map_err(|e| e.to_string())?;
-    let policy_dir = glorank::stages::trained_policy_dir(&args.model).map_err(|e| e.to_string())?;
-    let (policy, config) = Policy::load(&policy_dir, &dev).map_err(|e| e.to_string())?;
-    let builder = RequestBuilder::new(&ds, &ids).map_err(|e| e.to_string())?;
+    let ds = PreparedDataset::load(&args.model)?;
+    let ids = SemanticIds::load(&args.model.join(IDS_FILE))?;
+    let policy_dir = glorank::stages::trained_policy_dir(&args.model)?;
+    let (policy, config) = Policy::load(&policy_dir, &dev)?;
+    let builder = RequestBuilder::new(&ds, &ids)?;
     let pool: Vec<_> = ds
         .test
         .iter()
@@ -202,13 +204,12 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
         ("greedy", DecodeStrategy::Greedy),
         ("beam 4", DecodeStrategy::Beam { width: 4 }),
     ] {
-        let mut decoder = Decoder::new(strategy, 0).map_err(|e| e.to_string())?;
+        let mut decoder = Decoder::new(strategy, 0)?;
         let n = args.latency_requests.min(requests.len()).max(1);
         let mut lat = Vec::with_capacity(n);
         for r in requests.iter().take(n) {
             let t = Instant::now();
-            decode(&policy, std::slice::from_ref(r), &mut decoder, &dev)
-                .map_err(|e| e.to_string())?;
+            decode(&policy, std::slice::from_ref(r), &mut decoder, &dev)?;
             lat.push(t.elapsed().as_secs_f64() * 1e3);
         }
         lat.sort_by(f64::total_cmp);
@@ -216,7 +217,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
         let t = Instant::now();
         let rounds = 3;
         for _ in 0..rounds {
-            decode(&policy, batch, &mut decoder, &dev).map_err(|e| e.to_string())?;
+            decode(&policy, batch, &mut decoder, &dev)?;
         }
         let rps = (rounds * batch.len()) as f64 / t.elapsed().as_secs_f64();
         println!(
@@ -228,7 +229,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
     }
     // Teacher-forced training throughput: forward, backward and AdamW on batches of 64.
     let train_dev = dev.clone().autodiff();
-    let (mut p, _) = Policy::load(&policy_dir, &train_dev).map_err(|e| e.to_string())?;
+    let (mut p, _) = Policy::load(&policy_dir, &train_dev)?;
     let mut optim = glorank::burn::optim::AdamWConfig::new().init();
     let demos: Vec<Vec<usize>> = pool.iter().map(|s| ds.demonstration(s)).collect();
     let steps = 4;
@@ -243,8 +244,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
             &demos[lo..hi],
             (1e-4, 1.0),
             &train_dev,
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         p = np;
     }
     let secs = t.elapsed().as_secs_f64();
@@ -266,16 +266,22 @@ pub struct AggregateArgs {
 
 /// `glorank aggregate`: per method and metric, the mean over runs with a Student-t 95%
 /// confidence interval over the runs (not over requests), as a Markdown table.
-pub fn aggregate(args: &AggregateArgs) -> Result<(), String> {
+pub fn aggregate(args: &AggregateArgs) -> Result<(), CliError> {
     use glorank::metrics::Summary;
     let runs: Vec<serde_json::Value> = args
         .files
         .iter()
         .map(|f| {
-            let text = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
-            serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", f.display()))
+            let text = std::fs::read(f).map_err(|e| glorank::Error::Io {
+                path: f.clone(),
+                source: e,
+            })?;
+            serde_json::from_slice(&text).map_err(|e| glorank::Error::Format {
+                path: f.clone(),
+                message: e.to_string(),
+            })
         })
-        .collect::<Result<_, String>>()?;
+        .collect::<Result<_, glorank::Error>>()?;
     let mut methods: Vec<String> = glorank::stages::METHOD_ORDER
         .iter()
         .filter(|m| runs[0].get(**m).is_some())

@@ -1,7 +1,8 @@
 //! `glorank train`, `eval` and `baselines`: thin wrappers over `glorank::stages`.
 
-use crate::{DeviceKind, device};
+use crate::CliError;
 use glorank::data::PreparedDataset;
+use glorank::nn::Backend;
 use glorank::reward::RewardRole;
 use glorank::stages::{self, EvalContext, SIMULATOR_DIR};
 use glorank::tokenizer::{IDS_FILE, SemanticIds};
@@ -45,9 +46,9 @@ pub struct TrainArgs {
     /// Continue from the stage's last checkpoint.
     #[arg(long)]
     pub resume: bool,
-    /// Compute device.
-    #[arg(long, value_enum, default_value = "flex")]
-    pub device: DeviceKind,
+    /// Compute device: flex, ndarray (`ndarray` feature) or wgpu (`wgpu` feature).
+    #[arg(long, default_value_t = Backend::default())]
+    pub device: Backend,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -169,33 +170,33 @@ impl TrainObserver for StepBar {
 fn load_data(
     data: &Path,
     tokenizer: Option<&Path>,
-) -> Result<(PreparedDataset, SemanticIds), String> {
-    let ds = PreparedDataset::load(data).map_err(|e| e.to_string())?;
-    let ids =
-        SemanticIds::load(&tokenizer.unwrap_or(data).join(IDS_FILE)).map_err(|e| e.to_string())?;
+) -> Result<(PreparedDataset, SemanticIds), CliError> {
+    let ds = PreparedDataset::load(data)?;
+    let ids = SemanticIds::load(&tokenizer.unwrap_or(data).join(IDS_FILE))?;
     Ok((ds, ids))
 }
 
-fn config(path: Option<&Path>) -> Result<TrainingConfig, String> {
+fn config(path: Option<&Path>) -> Result<TrainingConfig, CliError> {
     match path {
-        Some(p) => TrainingConfig::from_file(p).map_err(|e| e.to_string()),
+        Some(p) => Ok(TrainingConfig::from_file(p)?),
         None => Ok(TrainingConfig::default()),
     }
 }
 
 /// `glorank train`.
-pub fn train(args: &TrainArgs) -> Result<(), String> {
+pub fn train(args: &TrainArgs) -> Result<(), CliError> {
     let config = config(args.config.as_deref())?;
     let (ds, ids) = load_data(&args.data, args.tokenizer.as_deref())?;
-    let plain = device(args.device)?;
+    let plain = args.device.device()?;
     let autodiff = plain.clone().autodiff();
     let devices = (&autodiff, &plain);
-    std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
-    glorank::data::write_atomic(&args.out.join("config.toml"), config.to_toml().as_bytes())
-        .map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&args.out).map_err(|e| glorank::Error::Io {
+        path: args.out.clone(),
+        source: e,
+    })?;
+    glorank::data::write_atomic(&args.out.join("config.toml"), config.to_toml().as_bytes())?;
     let mut bar = StepBar::new(args.quiet);
     let t0 = Instant::now();
-    let e = |e: glorank::Error| e.to_string();
     match args.stage {
         Stage::Evaluator | Stage::Simulator => {
             let (role, cfg) = if args.stage == Stage::Evaluator {
@@ -212,8 +213,7 @@ pub fn train(args: &TrainArgs) -> Result<(), String> {
                 args.resume,
                 devices,
                 &mut bar,
-            )
-            .map_err(e)?;
+            )?;
             println!(
                 "{:?} trained in {:.1} s ({})",
                 role,
@@ -222,7 +222,7 @@ pub fn train(args: &TrainArgs) -> Result<(), String> {
             );
         }
         Stage::Sft => {
-            let pc = stages::policy_config(&ds, &ids, &config).map_err(e)?;
+            let pc = stages::policy_config(&ds, &ids, &config)?;
             let out = stages::train_sft_stage(
                 &ds,
                 &ids,
@@ -232,8 +232,7 @@ pub fn train(args: &TrainArgs) -> Result<(), String> {
                 args.resume,
                 devices,
                 &mut bar,
-            )
-            .map_err(e)?;
+            )?;
             println!(
                 "SFT: {} steps, best epoch {:?} (validation NDCG@{} {:.4}), {:.1} s; policy in {}",
                 out.steps,
@@ -253,8 +252,7 @@ pub fn train(args: &TrainArgs) -> Result<(), String> {
                 args.resume,
                 devices,
                 &mut bar,
-            )
-            .map_err(e)?;
+            )?;
             println!(
                 "RL: {} steps, {:.1} s; policy in {}",
                 out.steps,
@@ -267,15 +265,14 @@ pub fn train(args: &TrainArgs) -> Result<(), String> {
 }
 
 /// `glorank eval`.
-pub fn eval(args: &EvalArgs) -> Result<(), String> {
+pub fn eval(args: &EvalArgs) -> Result<(), CliError> {
     let (ds, ids) = load_data(&args.data, args.tokenizer.as_deref())?;
     let dev = glorank::Device::flex();
     let simulator = args
         .simulator
         .as_ref()
         .map(|d| stages::load_reward(d, &dev))
-        .transpose()
-        .map_err(|e| e.to_string())?;
+        .transpose()?;
     let split = match args.split {
         Split::Valid => &ds.valid,
         Split::Test => &ds.test,
@@ -284,16 +281,13 @@ pub fn eval(args: &EvalArgs) -> Result<(), String> {
         .shuffle_candidates
         .map(|seed| stages::shuffle_candidates(split, seed));
     let samples = shuffled.as_deref().unwrap_or(split);
-    let ctx = EvalContext::new(&ds, &ids, samples, simulator.as_ref(), &dev)
-        .map_err(|e| e.to_string())?;
+    let ctx = EvalContext::new(&ds, &ids, samples, simulator.as_ref(), &dev)?;
     let name = args
         .model
         .file_name()
         .map_or("policy".into(), |n| n.to_string_lossy().into_owned());
     let t0 = Instant::now();
-    let row = ctx
-        .evaluate_policy(&name, &args.model)
-        .map_err(|e| e.to_string())?;
+    let row = ctx.evaluate_policy(&name, &args.model)?;
     println!(
         "{} {:?} requests of {} in {:.2} s",
         samples.len(),
@@ -303,10 +297,7 @@ pub fn eval(args: &EvalArgs) -> Result<(), String> {
     );
     let rows = [row];
     match &args.out {
-        Some(dir) => print!(
-            "{}",
-            stages::write_results(dir, &ds, samples, &rows).map_err(|e| e.to_string())?
-        ),
+        Some(dir) => print!("{}", stages::write_results(dir, &ds, samples, &rows)?),
         None => print!("{}", stages::table(&rows, ds.config.slate_len)),
     }
     Ok(())
@@ -314,7 +305,7 @@ pub fn eval(args: &EvalArgs) -> Result<(), String> {
 
 /// `glorank baselines`: trains PRM, Seq2Slate and DLCM, evaluates them next to MF order, the
 /// oracle and the run's GloRank policies, prints the table and writes `metrics.json`.
-pub fn baselines(args: &BaselinesArgs) -> Result<(), String> {
+pub fn baselines(args: &BaselinesArgs) -> Result<(), CliError> {
     let config = config(args.config.as_deref())?;
     let (ds, ids) = load_data(&args.data, args.tokenizer.as_deref())?;
     let plain = glorank::Device::flex();
@@ -328,17 +319,12 @@ pub fn baselines(args: &BaselinesArgs) -> Result<(), String> {
         .join(glorank::reward::WEIGHTS_FILE)
         .exists()
         .then(|| stages::load_reward(&sim_dir, &plain))
-        .transpose()
-        .map_err(|e| e.to_string())?;
-    let ctx = EvalContext::new(&ds, &ids, samples, simulator.as_ref(), &plain)
-        .map_err(|e| e.to_string())?;
-    let (mf, oracle) = ctx.reference_rows().map_err(|e| e.to_string())?;
+        .transpose()?;
+    let ctx = EvalContext::new(&ds, &ids, samples, simulator.as_ref(), &plain)?;
+    let (mf, oracle) = ctx.reference_rows()?;
     let mut rows = vec![mf];
     let mut timings = Vec::new();
-    for (row, secs) in ctx
-        .baselines(&config.baselines, &autodiff)
-        .map_err(|e| e.to_string())?
-    {
+    for (row, secs) in ctx.baselines(&config.baselines, &autodiff)? {
         timings.push(format!(
             "{}: trained in {secs:.1} s ({:.0} training samples/s over {} epochs)",
             row.name,
@@ -351,7 +337,7 @@ pub fn baselines(args: &BaselinesArgs) -> Result<(), String> {
     for spec in &args.policies {
         let (name, dir) = spec
             .split_once('=')
-            .ok_or_else(|| format!("--policy {spec:?}: expected NAME=DIR"))?;
+            .ok_or_else(|| CliError::Usage(format!("--policy {spec:?}: expected NAME=DIR")))?;
         policies.push((name.into(), dir.into()));
     }
     for (name, d) in [
@@ -363,10 +349,7 @@ pub fn baselines(args: &BaselinesArgs) -> Result<(), String> {
         }
     }
     for (name, dir) in policies {
-        rows.push(
-            ctx.evaluate_policy(&name, &dir)
-                .map_err(|e| e.to_string())?,
-        );
+        rows.push(ctx.evaluate_policy(&name, &dir)?);
     }
     rows.push(oracle);
     println!(
@@ -380,10 +363,7 @@ pub fn baselines(args: &BaselinesArgs) -> Result<(), String> {
             " (no simulator in the run directory: no Average Reward)"
         }
     );
-    print!(
-        "{}",
-        stages::write_results(&args.out, &ds, samples, &rows).map_err(|e| e.to_string())?
-    );
+    print!("{}", stages::write_results(&args.out, &ds, samples, &rows)?);
     for t in timings {
         println!("  {t}");
     }

@@ -55,7 +55,7 @@ fn prepare_synthetic_writes_run_directory_and_prints_table() {
     ] {
         assert!(stdout.contains(needle), "missing {needle:?} in\n{stdout}");
     }
-    let ds = glorank_data::PreparedDataset::load(dir.path()).unwrap();
+    let ds = glorank::data::PreparedDataset::load(dir.path()).unwrap();
     assert_eq!(ds.test.len(), 60);
     assert_eq!(ds.config.pool_size, 30);
     assert!(dir.path().join("summary.json").exists());
@@ -130,9 +130,8 @@ fn tokenize_writes_ids_and_stats_for_both_methods() {
             assert!(!stats[field].is_null(), "stats.json lacks {field}");
         }
         assert_eq!(stats["codes_per_level"], serde_json::json!([8, 4]));
-        let ds = glorank_data::PreparedDataset::load(&data).unwrap();
-        let (_, ids) =
-            glorank_tokenizer::load_artifacts(&tok, glorank_tokenizer::Device::flex()).unwrap();
+        let ds = glorank::data::PreparedDataset::load(&data).unwrap();
+        let (_, ids) = glorank::tokenizer::load_artifacts(&tok, glorank::Device::flex()).unwrap();
         assert_eq!(ids.len(), ds.num_items());
     }
     // Bad arguments are reported, not panics.

@@ -1,6 +1,7 @@
 //! The GloRank reranking data pipeline.
 //!
-//! From raw interaction logs to reranking requests ("50-to-6" protocol, DESIGN section 3):
+//! From raw interaction logs to reranking requests ("50-to-6" protocol, described in
+//! `docs/architecture.md`):
 //!
 //! 1. **Read** a dataset into a [`RawDataset`]: [`read_ml1m`], [`read_ml100k`],
 //!    [`read_amazon_csv`], [`read_implicit`], [`read_csv`], or simulate the embedded
@@ -31,6 +32,7 @@
 //! # Ok::<(), glorank_data::DataError>(())
 //! ```
 
+mod config;
 mod error;
 mod prepared;
 mod progress;
@@ -42,6 +44,7 @@ mod rng;
 mod synthetic;
 mod vectors;
 
+pub use config::{DataConfig, DatasetKind, VectorKind};
 pub use error::{DataError, Result};
 pub use prepared::{
     DATASET_FILE, FORMAT_VERSION, History, PrepareStats, PreparedDataset, RerankSample,

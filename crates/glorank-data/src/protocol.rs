@@ -1,5 +1,5 @@
 //! The "50-to-6" reranking protocol: de-duplication, k-core filter, chronological slates,
-//! splits, labels and candidate pools (DESIGN section 3).
+//! splits, labels and candidate pools (the "50-to-6" protocol of `docs/architecture.md`).
 //!
 //! Steps, in order:
 //! 1. Repeated (user, item) pairs keep their earliest interaction (a list holds distinct
@@ -34,6 +34,7 @@ use std::time::Instant;
 
 /// Rating thresholds of the three behaviours.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct LabelThresholds {
     /// Minimum rating of a click, the positive label of Precision (default 3).
@@ -135,7 +136,7 @@ pub struct ProtocolConfig {
     /// fitted on the interactions *before* them. Every request (train, validation, test) then
     /// has a pool built by a retriever that never saw its slate, as in a deployed two-stage
     /// system, and retriever scores mean the same thing in training and at evaluation. With 0
-    /// (DESIGN's protocol), the retriever is fitted on every train slate, so training pools
+    /// (the in-sample protocol), the retriever is fitted on every train slate, so training pools
     /// are in-sample: on them the retriever ranks the logged items high, on validation and
     /// test its own top picks are the negatives.
     pub rerank_train_slates: usize,

@@ -30,4 +30,3 @@ impl ModuleVisitor for Materialize {
         let _ = param.val();
     }
 }
-

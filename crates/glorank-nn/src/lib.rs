@@ -1,6 +1,7 @@
 //! The shared model base of GloRank: what every burn model of the workspace (the tokenizer,
 //! the policy, the reward models, the baselines) is built on, written once.
 //!
+//! * [`Backend`]: the compute backend by name (`flex`, `ndarray`, `wgpu`) and its device.
 //! * [`init_seeded`]: builds a module with burn's initialisers seeded, reproducibly, even
 //!   when other models are built at the same time.
 //! * [`persist`]: a JSON description and burnpack weights, each written to a temporary file
@@ -28,11 +29,13 @@
 //! ```
 
 mod context;
+mod device;
 mod init;
 pub mod layers;
 pub mod persist;
 
 pub use context::{Context, ContextEmbedder, HistoryItem, item_bucket, segment};
+pub use device::Backend;
 pub use init::init_seeded;
 pub use layers::MASKED;
 

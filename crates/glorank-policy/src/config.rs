@@ -18,7 +18,7 @@ pub enum ActionSpace {
 /// Largest item-level table [`PolicyConfig::item_buckets`] accepts (`2^24` rows).
 pub const MAX_ITEM_BUCKETS: usize = 1 << 24;
 
-/// Hyper-parameters of [`Policy`](crate::Policy). Defaults follow DESIGN section 4.
+/// Hyper-parameters of [`Policy`](crate::Policy). Defaults: d = 128, 4 heads, 2 + 2 layers, dropout 0.1 (see `docs/architecture.md`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct PolicyConfig {

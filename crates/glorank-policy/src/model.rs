@@ -1,8 +1,6 @@
 //! The policy network: request encoder and list decoder.
 
 use crate::config::{ActionSpace, PolicyConfig};
-use glorank_nn::layers::{CrossKv, DecoderLayer};
-use glorank_nn::{ContextEmbedder, HistoryItem, MASKED, init_seeded, segment};
 use crate::{PolicyError, Result};
 use burn::module::{Module, Param};
 use burn::nn::transformer::{
@@ -11,6 +9,8 @@ use burn::nn::transformer::{
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use glorank_nn::layers::{CrossKv, DecoderLayer};
+use glorank_nn::{ContextEmbedder, HistoryItem, MASKED, init_seeded, segment};
 use glorank_trie::CandidateTrie;
 use serde::{Deserialize, Serialize};
 

@@ -10,10 +10,10 @@
 //! recomputing the whole prefix (`t` positions through every layer) per step: cheaper at
 //! every step, and it keeps greedy, sampling and beam on the same code path.
 
-use glorank_nn::layers::CrossKv;
 use crate::model::{EncodedBatch, Policy, Request};
 use crate::{PolicyError, Result};
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use glorank_nn::layers::CrossKv;
 use glorank_trie::{CandidateTrie, DecodedList, Decoder, StepBatch, StepScorer};
 
 /// A policy bound to one batch of requests, scoring decoding steps with a KV cache.

@@ -385,10 +385,8 @@ impl UserResponseModel {
     /// [`RewardError::Nn`] naming the file for missing files or weights that do
     /// not match the configuration.
     pub fn load(dir: &Path, device: &Device) -> Result<(Self, RewardConfig)> {
-        let config: RewardConfig =
-            persist::load_json(&dir.join(CONFIG_FILE))?;
-        let model = persist::load_weights(Self::new(&config, device)?, &dir.join(WEIGHTS_FILE))
-            ?;
+        let config: RewardConfig = persist::load_json(&dir.join(CONFIG_FILE))?;
+        let model = persist::load_weights(Self::new(&config, device)?, &dir.join(WEIGHTS_FILE))?;
         Ok((model, config))
     }
 }

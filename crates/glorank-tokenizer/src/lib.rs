@@ -152,6 +152,54 @@ impl TokenizerError {
 /// Result alias of this crate.
 pub type Result<T, E = TokenizerError> = std::result::Result<T, E>;
 
+/// The tokenizer algorithms, by the name used in configuration files and on the command line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum TokenizerMethod {
+    /// Residual k-means ([`RqKMeans`]; the default: gradient free and fast).
+    #[default]
+    RqKMeans,
+    /// Residual-quantised VAE ([`RqVae`]).
+    RqVae,
+}
+
+impl TokenizerMethod {
+    /// Every method.
+    pub const ALL: &'static [Self] = &[Self::RqKMeans, Self::RqVae];
+
+    /// The name: `rqkmeans` or `rqvae`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::RqKMeans => "rqkmeans",
+            Self::RqVae => "rqvae",
+        }
+    }
+}
+
+impl std::fmt::Display for TokenizerMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for TokenizerMethod {
+    type Err = TokenizerError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|m| m.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| {
+                TokenizerError::config(
+                    "tokenizer.method",
+                    format!("unknown method `{s}` (expected rqkmeans or rqvae)"),
+                )
+            })
+    }
+}
+
 /// Learns semantic IDs from item vectors and encodes new vectors.
 ///
 /// Vectors are row-major `f32` slices of `rows x dim`.

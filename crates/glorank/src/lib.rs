@@ -47,6 +47,7 @@
 //! # Ok::<(), glorank::Error>(())
 //! ```
 
+mod config;
 mod pipeline;
 mod report;
 mod reranker;
@@ -55,6 +56,7 @@ pub mod stages;
 pub use glorank_baselines as baselines;
 pub use glorank_data as data;
 pub use glorank_metrics as metrics;
+pub use glorank_nn as nn;
 pub use glorank_policy as policy;
 pub use glorank_reward as reward;
 pub use glorank_tokenizer as tokenizer;
@@ -63,7 +65,9 @@ pub use glorank_trie as trie;
 
 pub use burn;
 pub use burn::tensor::Device;
-pub use pipeline::{DataConfig, Pipeline, PipelineConfig, PipelineReport, TokenizerConfig};
+pub use config::TokenizerConfig;
+pub use glorank_data::DataConfig;
+pub use pipeline::{Pipeline, PipelineConfig, PipelineReport};
 pub use report::{line_chart_svg, write_report};
 pub use reranker::{RerankHistoryItem, RerankRequest, Reranker};
 
@@ -79,6 +83,9 @@ pub enum Error {
     /// Tokenizer and persistence errors.
     #[error(transparent)]
     Tokenizer(#[from] glorank_tokenizer::TokenizerError),
+    /// Model-base errors (model files, devices).
+    #[error(transparent)]
+    Nn(#[from] glorank_nn::NnError),
     /// Policy errors.
     #[error(transparent)]
     Policy(#[from] glorank_policy::PolicyError),

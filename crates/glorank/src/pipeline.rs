@@ -1,18 +1,13 @@
 //! The end-to-end pipeline: one TOML configuration, one run directory, every stage.
 
+use crate::config::TokenizerConfig;
 use crate::stages::{self, EvalContext, MethodResult};
 use crate::{Error, Result};
 use burn::tensor::Device;
 use glorank_baselines::BaselineConfig;
-use glorank_data::{
-    DatasetSource, ItemVectorSource, NoProgress, PreparedDataset, ProtocolConfig, RetrieverConfig,
-    SyntheticConfig, item_vectors,
-};
+use glorank_data::{DataConfig, NoProgress, PreparedDataset};
 use glorank_reward::RewardRole;
-use glorank_tokenizer::{
-    IDS_FILE, ItemTokenizer, RqKMeans, RqKMeansConfig, RqVae, RqVaeConfig, SemanticIds,
-    save_artifacts,
-};
+use glorank_tokenizer::{IDS_FILE, SemanticIds};
 use glorank_train::{
     NoObserver, PolicyOptions, RewardTrainConfig, RlConfig, SFT_POLICY_DIR, SftConfig,
     TrainObserver, TrainingConfig,
@@ -20,182 +15,6 @@ use glorank_train::{
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// Where the interactions come from and how the protocol cuts them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
-pub struct DataConfig {
-    /// `synthetic` (default), `ml-1m`, `ml-100k`, `amazon` or `implicit`.
-    pub dataset: String,
-    /// Path of the data (not for `synthetic`).
-    pub path: Option<PathBuf>,
-    /// Synthetic world: users (default 2,000).
-    pub users: usize,
-    /// Synthetic world: items (default 1,000).
-    pub items: usize,
-    /// Synthetic world: logged slates per user (default 10).
-    pub sessions: usize,
-    /// k-core filter (default 20).
-    pub k_core: usize,
-    /// Items per list L (default 6).
-    pub slate_len: usize,
-    /// Longest history (default 50).
-    pub history: usize,
-    /// Candidates per request N (default 50).
-    pub pool_size: usize,
-    /// Latent factors of the stage-1 MF retriever (default 32).
-    pub retriever_factors: usize,
-    /// Seed of the world (synthetic) and of the candidate shuffling (default 0).
-    pub seed: u64,
-    /// Out-of-sample reranker training: only each user's last K train slates train the
-    /// reranker, and the retriever is fitted before them (default 0: off, every train slate;
-    /// see `glorank_data::ProtocolConfig::rerank_train_slates`).
-    pub rerank_train_slates: usize,
-}
-
-impl Default for DataConfig {
-    fn default() -> Self {
-        Self {
-            dataset: "synthetic".into(),
-            path: None,
-            users: 2000,
-            items: 1000,
-            sessions: 10,
-            k_core: 20,
-            slate_len: 6,
-            history: 50,
-            pool_size: 50,
-            retriever_factors: 32,
-            seed: 0,
-            rerank_train_slates: 0,
-        }
-    }
-}
-
-impl DataConfig {
-    fn source(&self) -> Result<DatasetSource> {
-        let path = || {
-            self.path.clone().ok_or_else(|| Error::InvalidConfig {
-                field: "data.path".into(),
-                message: format!("required for dataset `{}`", self.dataset),
-            })
-        };
-        Ok(match self.dataset.as_str() {
-            "synthetic" => {
-                let mut c = SyntheticConfig::small(self.users, self.items)
-                    .with_seed(self.seed)
-                    .with_sessions(self.sessions);
-                c.slate_len = self.slate_len;
-                DatasetSource::Synthetic(c)
-            }
-            "ml-1m" => DatasetSource::Ml1m(path()?),
-            "ml-100k" => DatasetSource::Ml100k(path()?),
-            "amazon" => DatasetSource::Amazon(path()?),
-            "implicit" => DatasetSource::Implicit(path()?),
-            other => {
-                return Err(Error::InvalidConfig {
-                    field: "data.dataset".into(),
-                    message: format!(
-                        "unknown dataset `{other}` (synthetic, ml-1m, ml-100k, amazon, implicit)"
-                    ),
-                });
-            }
-        })
-    }
-
-    fn protocol(&self) -> ProtocolConfig {
-        ProtocolConfig::default()
-            .with_seed(self.seed)
-            .with_k_core(self.k_core)
-            .with_shape(self.slate_len, self.history, self.pool_size)
-            .with_retriever(RetrieverConfig::default().with_factors(self.retriever_factors))
-            .with_rerank_train_slates(self.rerank_train_slates)
-    }
-}
-
-/// How semantic IDs are learned.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
-pub struct TokenizerConfig {
-    /// `rqkmeans` (default) or `rqvae`.
-    pub method: String,
-    /// Code levels D (default 3).
-    pub levels: usize,
-    /// Codes per level K (default 32; 256 suits catalogues of tens of thousands).
-    pub codes: usize,
-    /// Requested dedupe vocabulary (default 32).
-    pub dedupe_codes: usize,
-    /// Item vectors: `auto` (content + MF factors when the data has content), `content`,
-    /// `mf` or `concat` (default `auto`).
-    pub vectors: String,
-    /// Seed (default 0).
-    pub seed: u64,
-    /// Your own item vectors instead: a `.npy` (2-D float, one row per item in the prepared
-    /// dataset's item order) or CSV (`item_id,v1,...`) file; overrides `vectors`.
-    pub vectors_file: Option<PathBuf>,
-}
-
-impl Default for TokenizerConfig {
-    fn default() -> Self {
-        Self {
-            method: "rqkmeans".into(),
-            levels: 3,
-            codes: 32,
-            dedupe_codes: 32,
-            vectors: "auto".into(),
-            seed: 0,
-            vectors_file: None,
-        }
-    }
-}
-
-impl TokenizerConfig {
-    fn vector_source(&self, ds: &PreparedDataset) -> Result<ItemVectorSource> {
-        let tb = 32;
-        if let Some(f) = &self.vectors_file {
-            return Ok(ItemVectorSource::File(f.clone()));
-        }
-        Ok(match self.vectors.as_str() {
-            "auto" if ds.item_features.is_some() => ItemVectorSource::Concat { title_buckets: tb },
-            "auto" | "mf" => ItemVectorSource::MfFactors,
-            "content" => ItemVectorSource::Content { title_buckets: tb },
-            "concat" => ItemVectorSource::Concat { title_buckets: tb },
-            other => {
-                return Err(Error::InvalidConfig {
-                    field: "tokenizer.vectors".into(),
-                    message: format!("unknown source `{other}` (auto, content, mf, concat)"),
-                });
-            }
-        })
-    }
-
-    fn tokenizer(&self) -> Result<Box<dyn ItemTokenizer>> {
-        let codes = vec![self.codes; self.levels];
-        Ok(match self.method.as_str() {
-            "rqkmeans" => {
-                let mut c = RqKMeansConfig::default()
-                    .with_codes_per_level(codes)
-                    .with_seed(self.seed);
-                c.dedupe_codes = self.dedupe_codes;
-                Box::new(RqKMeans::new(c)?)
-            }
-            "rqvae" => {
-                let mut c = RqVaeConfig::default().with_seed(self.seed);
-                c.codes_per_level = codes;
-                c.dedupe_codes = self.dedupe_codes;
-                Box::new(RqVae::new(c)?)
-            }
-            other => {
-                return Err(Error::InvalidConfig {
-                    field: "tokenizer.method".into(),
-                    message: format!("unknown method `{other}` (rqkmeans, rqvae)"),
-                });
-            }
-        })
-    }
-}
 
 /// Every stage's configuration; each section and field is optional in the TOML file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -431,11 +250,7 @@ impl Pipeline {
             SemanticIds::load(&dir.join(IDS_FILE))?
         } else {
             say("tokenize: learning semantic IDs");
-            let v = item_vectors(&ds, &c.tokenizer.vector_source(&ds)?)?;
-            let mut tok = c.tokenizer.tokenizer()?;
-            let ids = tok.fit(&v.data, v.dim)?;
-            save_artifacts(tok.as_ref(), &ids, dir)?;
-            ids
+            stages::tokenize(&ds, &c.tokenizer, dir)?.1
         };
         lap("tokenize", &mut timings);
 

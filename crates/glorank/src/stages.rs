@@ -23,6 +23,24 @@ pub const EVALUATOR_DIR: &str = "evaluator";
 /// Directory of the simulator inside a run directory.
 pub const SIMULATOR_DIR: &str = "simulator";
 
+/// Learns semantic IDs for the items of `ds` as `config` says and saves the tokenizer, the
+/// table and its statistics into `out` (`glorank tokenize` and the pipeline's tokenizer
+/// stage are this function).
+///
+/// # Errors
+/// Vector, configuration, fitting and file errors.
+pub fn tokenize(
+    ds: &PreparedDataset,
+    config: &crate::TokenizerConfig,
+    out: &Path,
+) -> Result<(Box<dyn glorank_tokenizer::ItemTokenizer>, SemanticIds)> {
+    let vectors = glorank_data::item_vectors(ds, &config.vector_source(ds))?;
+    let mut tokenizer = config.tokenizer()?;
+    let ids = tokenizer.fit(&vectors.data, vectors.dim)?;
+    glorank_tokenizer::save_artifacts(tokenizer.as_ref(), &ids, out)?;
+    Ok((tokenizer, ids))
+}
+
 /// Binary click relevance of each sample's candidates.
 pub fn clicks(samples: &[RerankSample]) -> Vec<Vec<f64>> {
     samples.iter().map(RerankSample::click_relevance).collect()

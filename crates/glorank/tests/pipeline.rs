@@ -199,11 +199,17 @@ fn bad_configuration_names_the_field() {
     );
     let e = PipelineConfig::from_toml("[rl]\ngroup_size = 1\n", Path::new("x.toml")).unwrap_err();
     assert!(e.to_string().contains("rl.group_size"), "{e}");
+    // An unknown choice is refused when the file is read, with the valid names.
+    let e = PipelineConfig::from_toml("[data]\ndataset = \"movielens\"\n", Path::new("x.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("movielens") && e.contains("ml-100k"), "{e}");
+    // A file format without a path is refused before anything is written.
     let mut c = PipelineConfig::quick();
-    c.data.dataset = "movielens".into();
+    c.data.dataset = glorank::data::DatasetKind::Ml100k;
     let dir = tempfile::tempdir().unwrap();
     let e = Pipeline::new(c).run(dir.path()).unwrap_err();
-    assert!(e.to_string().contains("data.dataset"), "{e}");
+    assert!(e.to_string().contains("data.path"), "{e}");
 }
 
 #[test]

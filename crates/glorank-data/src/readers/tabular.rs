@@ -9,10 +9,15 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Column layout of a generic interactions CSV (a header row is required).
+///
+/// In TOML (`[data.csv]`), `delimiter` is a one-character string and a missing
+/// `rating_column` / `timestamp_column` means implicit data / row order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct CsvConfig {
     /// Field delimiter byte (default `,`).
+    #[serde(with = "delimiter_char")]
     pub delimiter: u8,
     /// Header name of the user-id column.
     pub user_column: String,
@@ -24,6 +29,26 @@ pub struct CsvConfig {
     pub timestamp_column: Option<String>,
     /// Inclusive range of valid ratings.
     pub rating_range: (f32, f32),
+}
+
+/// Serde of the delimiter byte as a one-character string.
+mod delimiter_char {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(d: &u8, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&char::from(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+        let text = String::deserialize(d)?;
+        let mut chars = text.chars();
+        match (chars.next(), chars.next()) {
+            (Some(c), None) if c.is_ascii() => Ok(c as u8),
+            _ => Err(D::Error::custom(format!(
+                "delimiter {text:?}: expected one ASCII character"
+            ))),
+        }
+    }
 }
 
 impl Default for CsvConfig {

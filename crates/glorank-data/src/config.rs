@@ -1,0 +1,281 @@
+//! The typed data configuration shared by every front-end: which dataset, where it is, and
+//! how the protocol cuts it. `glorank prepare`, the `[data]` section of a pipeline TOML file
+//! and library users all build a [`DataConfig`]; its [`Default`] holds every default once.
+
+use crate::{
+    CsvConfig, DataError, DatasetSource, LabelThresholds, ProtocolConfig, Result, RetrieverConfig,
+    SyntheticConfig,
+};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// Implements `Display` (the configuration name) and `FromStr` (the same names, ASCII case
+/// insensitive) for a fieldless choice enum.
+macro_rules! named_choice {
+    ($ty:ident, $field:literal, [$($variant:ident => $name:literal),+ $(,)?]) => {
+        impl $ty {
+            /// Every choice, in documentation order.
+            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
+
+            /// The name used in configuration files and on the command line.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name),+
+                }
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+
+        impl FromStr for $ty {
+            type Err = DataError;
+
+            fn from_str(s: &str) -> Result<Self> {
+                Self::ALL
+                    .iter()
+                    .copied()
+                    .find(|c| c.name().eq_ignore_ascii_case(s.trim()))
+                    .ok_or_else(|| {
+                        let names: Vec<&str> = Self::ALL.iter().map(|c| c.name()).collect();
+                        DataError::config(
+                            $field,
+                            format!("unknown value `{s}` (expected one of {})", names.join(", ")),
+                        )
+                    })
+            }
+        }
+    };
+}
+
+/// Dataset formats.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum DatasetKind {
+    /// The embedded synthetic world (no file needed; the default).
+    #[default]
+    Synthetic,
+    /// MovieLens-1M folder (`ratings.dat`, `movies.dat`, `users.dat`).
+    #[serde(rename = "ml-1m")]
+    Ml1m,
+    /// MovieLens-100K folder (`u.data`, `u.item`, `u.user`).
+    #[serde(rename = "ml-100k")]
+    Ml100k,
+    /// Amazon ratings CSV (`user,item,rating,timestamp`).
+    Amazon,
+    /// Implicit `user item item ...` file, or a folder with `train.txt`/`test.txt`.
+    Implicit,
+    /// A generic CSV with a header row; see [`DataConfig::csv`].
+    Csv,
+}
+
+named_choice!(DatasetKind, "data.dataset", [
+    Synthetic => "synthetic",
+    Ml1m => "ml-1m",
+    Ml100k => "ml-100k",
+    Amazon => "amazon",
+    Implicit => "implicit",
+    Csv => "csv",
+]);
+
+/// Which item vectors the tokenizer learns semantic IDs from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum VectorKind {
+    /// Content followed by MF factors when the data has content features, MF factors
+    /// otherwise (the default).
+    #[default]
+    Auto,
+    /// Genres, year and hashed title words.
+    Content,
+    /// The stage-1 retriever's item factors.
+    Mf,
+    /// Content followed by MF factors.
+    Concat,
+}
+
+named_choice!(VectorKind, "tokenizer.vectors", [
+    Auto => "auto",
+    Content => "content",
+    Mf => "mf",
+    Concat => "concat",
+]);
+
+impl VectorKind {
+    /// The concrete source for a dataset that has (`has_content`) or lacks content features,
+    /// with `title_buckets` hashed title-word buckets in content vectors.
+    pub fn source(self, has_content: bool, title_buckets: usize) -> crate::ItemVectorSource {
+        use crate::ItemVectorSource as S;
+        match self {
+            Self::Auto if has_content => S::Concat { title_buckets },
+            Self::Auto | Self::Mf => S::MfFactors,
+            Self::Content => S::Content { title_buckets },
+            Self::Concat => S::Concat { title_buckets },
+        }
+    }
+}
+
+/// Where the interactions come from and how the protocol cuts them (the `[data]` section of
+/// a pipeline file, and `glorank prepare`'s options).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct DataConfig {
+    /// Dataset format (default `synthetic`).
+    pub dataset: DatasetKind,
+    /// Path of the data (required for every format but `synthetic`).
+    pub path: Option<PathBuf>,
+    /// Synthetic world: users (default 2,000).
+    pub users: usize,
+    /// Synthetic world: items (default 1,000).
+    pub items: usize,
+    /// Synthetic world: logged slates per user (default 10).
+    pub sessions: usize,
+    /// k-core filter (default 20).
+    pub k_core: usize,
+    /// Items per list L (default 6).
+    pub slate_len: usize,
+    /// Longest history (default 50).
+    pub history: usize,
+    /// Candidates per request N (default 50).
+    pub pool_size: usize,
+    /// Latent factors of the stage-1 MF retriever (default 32).
+    pub retriever_factors: usize,
+    /// ALS sweeps of the retriever (default 10).
+    pub retriever_iterations: usize,
+    /// L2 regularisation of the retriever (default 0.1).
+    pub retriever_regularization: f32,
+    /// Confidence weight of observed pairs in the retriever (default 10).
+    pub retriever_alpha: f32,
+    /// Seed of the world (synthetic), the retriever and the candidate shuffling (default 0).
+    pub seed: u64,
+    /// Out-of-sample reranker training: only each user's last K train slates train the
+    /// reranker, and the retriever is fitted before them (default 0: off, every train slate;
+    /// see [`ProtocolConfig::rerank_train_slates`]).
+    pub rerank_train_slates: usize,
+    /// Rating thresholds of click, like and star (`[data.labels]`; default 3, 4, 5).
+    pub labels: LabelThresholds,
+    /// Column layout for `dataset = "csv"` (`[data.csv]`).
+    pub csv: CsvConfig,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        let retriever = RetrieverConfig::default();
+        Self {
+            dataset: DatasetKind::Synthetic,
+            path: None,
+            users: 2000,
+            items: 1000,
+            sessions: 10,
+            k_core: 20,
+            slate_len: 6,
+            history: 50,
+            pool_size: 50,
+            retriever_factors: retriever.factors,
+            retriever_iterations: retriever.iterations,
+            retriever_regularization: retriever.regularization,
+            retriever_alpha: retriever.alpha,
+            seed: 0,
+            rerank_train_slates: 0,
+            labels: LabelThresholds::default(),
+            csv: CsvConfig::default(),
+        }
+    }
+}
+
+impl DataConfig {
+    /// The dataset to read.
+    ///
+    /// # Errors
+    /// [`DataError::InvalidConfig`] naming `data.path` when a file format has no path.
+    pub fn source(&self) -> Result<DatasetSource> {
+        let path = || {
+            self.path.clone().ok_or_else(|| {
+                DataError::config(
+                    "data.path",
+                    format!("required for dataset `{}`", self.dataset),
+                )
+            })
+        };
+        Ok(match self.dataset {
+            DatasetKind::Synthetic => {
+                let mut c = SyntheticConfig::small(self.users, self.items)
+                    .with_seed(self.seed)
+                    .with_sessions(self.sessions);
+                c.slate_len = self.slate_len;
+                DatasetSource::Synthetic(c)
+            }
+            DatasetKind::Ml1m => DatasetSource::Ml1m(path()?),
+            DatasetKind::Ml100k => DatasetSource::Ml100k(path()?),
+            DatasetKind::Amazon => DatasetSource::Amazon(path()?),
+            DatasetKind::Implicit => DatasetSource::Implicit(path()?),
+            DatasetKind::Csv => DatasetSource::Csv(path()?, self.csv.clone()),
+        })
+    }
+
+    /// The protocol (shape, seed, k-core, labels, retriever) to prepare with.
+    pub fn protocol(&self) -> ProtocolConfig {
+        ProtocolConfig::default()
+            .with_seed(self.seed)
+            .with_k_core(self.k_core)
+            .with_shape(self.slate_len, self.history, self.pool_size)
+            .with_thresholds(self.labels)
+            .with_retriever(
+                RetrieverConfig::default()
+                    .with_factors(self.retriever_factors)
+                    .with_iterations(self.retriever_iterations)
+                    .with_weights(self.retriever_regularization, self.retriever_alpha),
+            )
+            .with_rerank_train_slates(self.rerank_train_slates)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn choices_round_trip_through_their_names() {
+        for &k in DatasetKind::ALL {
+            assert_eq!(k.name().parse::<DatasetKind>().unwrap(), k);
+            let json = serde_json::to_string(&k).unwrap();
+            assert_eq!(json, format!("\"{}\"", k.name()));
+        }
+        for &v in VectorKind::ALL {
+            assert_eq!(v.to_string().parse::<VectorKind>().unwrap(), v);
+        }
+        let err = "ml-2m".parse::<DatasetKind>().unwrap_err().to_string();
+        assert!(
+            err.contains("data.dataset") && err.contains("ml-100k"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_file_format_needs_a_path() {
+        let mut c = DataConfig {
+            dataset: DatasetKind::Ml100k,
+            ..DataConfig::default()
+        };
+        let err = c.source().unwrap_err().to_string();
+        assert!(err.contains("data.path"), "{err}");
+        c.path = Some("/data".into());
+        assert_eq!(c.source().unwrap(), DatasetSource::Ml100k("/data".into()));
+    }
+
+    #[test]
+    fn the_default_protocol_is_the_protocol_default() {
+        let p = DataConfig::default().protocol();
+        let d = ProtocolConfig::default();
+        assert_eq!(p.retriever, d.retriever);
+        assert_eq!(p.thresholds, d.thresholds);
+    }
+}
