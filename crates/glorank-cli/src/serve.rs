@@ -59,8 +59,14 @@ pub struct RerankArgs {
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     /// Run directory (with `dataset.bin`, `semantic_ids.json` and a policy).
+    #[arg(long, required_unless_present = "synthetic")]
+    pub model: Option<PathBuf>,
+    /// Time the default-dimension policy on generated requests instead (no run directory).
     #[arg(long)]
-    pub model: PathBuf,
+    pub synthetic: bool,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
     /// Requests timed one by one for the latency percentiles.
     #[arg(long, default_value_t = 200)]
     pub latency_requests: usize,
@@ -150,108 +156,86 @@ pub fn rerank(args: &RerankArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-/// `glorank bench`.
+/// `glorank bench`: [`glorank::bench::bench_policy`] on a run's requests (or generated
+/// ones with `--synthetic`), as a table or one JSON object.
 pub fn bench(args: &BenchArgs) -> Result<(), CliError> {
-    use glorank::data::PreparedDataset;
-    use glorank::policy::{Policy, decode};
-    use glorank::tokenizer::{IDS_FILE, SemanticIds};
-    use glorank::train::{RequestBuilder, sft_step};
-    use glorank::trie::{DecodeStrategy, Decoder};
+    use glorank::bench::{
+        BenchOptions, DEFAULT_VOCAB, bench_policy, synthetic_lists, synthetic_requests,
+    };
+    use glorank::policy::{Policy, PolicyConfig};
     let dev = glorank::Device::flex();
-    let ds = PreparedDataset::load(&args.model)?;
-    let ids = SemanticIds::load(&args.model.join(IDS_FILE))?;
-    let policy_dir = glorank::stages::trained_policy_dir(&args.model)?;
-    let (policy, config) = Policy::load(&policy_dir, &dev)?;
-    let builder = RequestBuilder::new(&ds, &ids)?;
-    let pool: Vec<_> = ds
-        .test
-        .iter()
-        .chain(&ds.valid)
-        .chain(&ds.train)
-        .take(512)
-        .cloned()
-        .collect();
-    let requests = builder.requests(&pool);
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
+    let mut options = BenchOptions::default();
+    options.latency_requests = args.latency_requests;
+    let (what, policy, config, requests, lists) = match &args.model {
+        Some(dir) if !args.synthetic => {
+            use glorank::data::PreparedDataset;
+            use glorank::tokenizer::SemanticIds;
+            let run = glorank::RunDir::new(dir);
+            let ds = PreparedDataset::load(run.root())?;
+            let ids = SemanticIds::load(&run.semantic_ids_file())?;
+            let policy_dir = run.trained_policy()?;
+            let (policy, config) = Policy::load(&policy_dir, &dev)?;
+            let builder = glorank::train::RequestBuilder::new(&ds, &ids)?;
+            let pool: Vec<_> = ds
+                .test
+                .iter()
+                .chain(&ds.valid)
+                .chain(&ds.train)
+                .take(512)
+                .cloned()
+                .collect();
+            let lists = pool.iter().map(|s| ds.demonstration(s)).collect();
+            let what = format!(
+                "policy {}; dataset {}, N = {}, L = {}",
+                policy_dir.display(),
+                ds.name,
+                ds.config.pool_size,
+                ds.config.slate_len
+            );
+            (what, policy, config, builder.requests(&pool), lists)
+        }
+        None if !args.synthetic => {
+            return Err(CliError::Usage("give --model RUN or --synthetic".into()));
+        }
+        _ => {
+            let config = PolicyConfig::new(DEFAULT_VOCAB.to_vec());
+            let policy = Policy::new(&config, &dev)?;
+            let requests = synthetic_requests(&DEFAULT_VOCAB, 50, 50, 512, 1);
+            let lists = synthetic_lists(requests.len(), 50, config.list_len);
+            let what =
+                "default-dimension policy on generated requests (N = 50, L = 6, histories of 50)"
+                    .to_string();
+            (what, policy, config, requests, lists)
+        }
+    };
+    let report = bench_policy(&policy, &config, &requests, &lists, &options, &dev)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).map_err(|e| CliError::Usage(e.to_string()))?
+        );
+        return Ok(());
+    }
     println!(
-        "machine: {cpu}, {} threads available; policy {} ({} parameters); dataset {}, N = {}, L = {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        policy_dir.display(),
-        policy.parameter_count(),
-        ds.name,
-        ds.config.pool_size,
-        ds.config.slate_len
+        "machine: {}, {} threads available; {what} ({} parameters)",
+        report.machine, report.threads, report.parameters
     );
     println!(
         "{:<10} {:>12} {:>12} {:>22}",
-        "decoding", "p50 (ms)", "p99 (ms)", "batch 256 (req/s)"
+        "decoding",
+        "p50 (ms)",
+        "p99 (ms)",
+        format!("batch {} (req/s)", options.batch)
     );
-    for (name, strategy) in [
-        ("greedy", DecodeStrategy::Greedy),
-        ("beam 4", DecodeStrategy::Beam { width: 4 }),
-    ] {
-        let mut decoder = Decoder::new(strategy, 0)?;
-        let n = args.latency_requests.min(requests.len()).max(1);
-        let mut lat = Vec::with_capacity(n);
-        for r in requests.iter().take(n) {
-            let t = Instant::now();
-            decode(&policy, std::slice::from_ref(r), &mut decoder, &dev)?;
-            lat.push(t.elapsed().as_secs_f64() * 1e3);
-        }
-        lat.sort_by(f64::total_cmp);
-        let batch = &requests[..256.min(requests.len())];
-        let t = Instant::now();
-        let rounds = 3;
-        for _ in 0..rounds {
-            decode(&policy, batch, &mut decoder, &dev)?;
-        }
-        let rps = (rounds * batch.len()) as f64 / t.elapsed().as_secs_f64();
+    for d in &report.decode {
         println!(
-            "{name:<10} {:>12.2} {:>12.2} {:>22.0}",
-            percentile(&lat, 0.5),
-            percentile(&lat, 0.99),
-            rps
+            "{:<10} {:>12.2} {:>12.2} {:>22.0}",
+            d.strategy, d.p50_ms, d.p99_ms, d.batch_requests_per_s
         );
     }
-    // Teacher-forced training throughput: forward, backward and AdamW on batches of 64.
-    let train_dev = dev.clone().autodiff();
-    let (mut p, _) = Policy::load(&policy_dir, &train_dev)?;
-    let mut optim = glorank::burn::optim::AdamWConfig::new().init();
-    let demos: Vec<Vec<usize>> = pool.iter().map(|s| ds.demonstration(s)).collect();
-    let steps = 4;
-    let t = Instant::now();
-    for k in 0..steps {
-        let lo = (k * 64) % requests.len().max(1);
-        let hi = (lo + 64).min(requests.len());
-        let (np, _) = sft_step(
-            p,
-            &mut optim,
-            &requests[lo..hi],
-            &demos[lo..hi],
-            (1e-4, 1.0),
-            &train_dev,
-        )?;
-        p = np;
-    }
-    let secs = t.elapsed().as_secs_f64();
     println!(
-        "teacher-forced training (batch 64, d = {}): {:.1} samples/s",
-        config.d_model,
-        (steps * 64) as f64 / secs
+        "teacher-forced training (batch {}, d = {}): {:.1} samples/s",
+        report.train_batch, config.d_model, report.train_samples_per_s
     );
     Ok(())
 }

@@ -1,12 +1,13 @@
 //! `glorank train`, `eval` and `baselines`: thin wrappers over `glorank::stages`.
 
 use crate::CliError;
+use glorank::RunDir;
 use glorank::data::PreparedDataset;
 use glorank::nn::Backend;
 use glorank::reward::RewardRole;
-use glorank::stages::{self, EvalContext, SIMULATOR_DIR};
+use glorank::stages::{self, EvalContext};
 use glorank::tokenizer::{IDS_FILE, SemanticIds};
-use glorank::train::{SFT_POLICY_DIR, TrainObserver, TrainingConfig};
+use glorank::train::{TrainObserver, TrainingConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -190,11 +191,9 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
     let plain = args.device.device()?;
     let autodiff = plain.clone().autodiff();
     let devices = (&autodiff, &plain);
-    std::fs::create_dir_all(&args.out).map_err(|e| glorank::Error::Io {
-        path: args.out.clone(),
-        source: e,
-    })?;
-    glorank::data::write_atomic(&args.out.join("config.toml"), config.to_toml().as_bytes())?;
+    let run = RunDir::new(&args.out);
+    run.create()?;
+    glorank::nn::persist::write_atomic(&run.config_file(), config.to_toml().as_bytes())?;
     let mut bar = StepBar::new(args.quiet);
     let t0 = Instant::now();
     match args.stage {
@@ -204,16 +203,7 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
             } else {
                 (RewardRole::Simulator, &config.simulator)
             };
-            stages::train_reward(
-                &ds,
-                &ids,
-                role,
-                cfg,
-                &args.out,
-                args.resume,
-                devices,
-                &mut bar,
-            )?;
+            stages::train_reward(&ds, &ids, role, cfg, &run, args.resume, devices, &mut bar)?;
             println!(
                 "{:?} trained in {:.1} s ({})",
                 role,
@@ -228,7 +218,7 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
                 &ids,
                 &config,
                 &pc,
-                &args.out,
+                (&run, &run),
                 args.resume,
                 devices,
                 &mut bar,
@@ -240,24 +230,17 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
                 ds.config.slate_len,
                 out.best.map_or(f64::NAN, |b| b.1),
                 t0.elapsed().as_secs_f64(),
-                args.out.join(SFT_POLICY_DIR).display()
+                run.policy_sft().display()
             );
         }
         Stage::Rl => {
-            let out = stages::train_rl_stage(
-                &ds,
-                &ids,
-                &config,
-                &args.out,
-                args.resume,
-                devices,
-                &mut bar,
-            )?;
+            let out =
+                stages::train_rl_stage(&ds, &ids, &config, &run, args.resume, devices, &mut bar)?;
             println!(
                 "RL: {} steps, {:.1} s; policy in {}",
                 out.steps,
                 t0.elapsed().as_secs_f64(),
-                stages::rl_dir(&args.out).display()
+                run.policy_rl().display()
             );
         }
     }
@@ -297,7 +280,10 @@ pub fn eval(args: &EvalArgs) -> Result<(), CliError> {
     );
     let rows = [row];
     match &args.out {
-        Some(dir) => print!("{}", stages::write_results(dir, &ds, samples, &rows)?),
+        Some(dir) => print!(
+            "{}",
+            stages::write_results(&RunDir::new(dir), &ds, samples, &rows)?
+        ),
         None => print!("{}", stages::table(&rows, ds.config.slate_len)),
     }
     Ok(())
@@ -314,7 +300,8 @@ pub fn baselines(args: &BaselinesArgs) -> Result<(), CliError> {
         Split::Valid => &ds.valid,
         Split::Test => &ds.test,
     };
-    let sim_dir = args.out.join(SIMULATOR_DIR);
+    let run = RunDir::new(&args.out);
+    let sim_dir = run.reward_model(glorank::reward::RewardRole::Simulator);
     let simulator = sim_dir
         .join(glorank::reward::WEIGHTS_FILE)
         .exists()
@@ -341,10 +328,10 @@ pub fn baselines(args: &BaselinesArgs) -> Result<(), CliError> {
         policies.push((name.into(), dir.into()));
     }
     for (name, d) in [
-        ("GloRank SFT", args.out.join(SFT_POLICY_DIR)),
-        ("GloRank SFT+RL", stages::rl_dir(&args.out)),
+        ("GloRank SFT", run.policy_sft()),
+        ("GloRank SFT+RL", run.policy_rl()),
     ] {
-        if d.join("policy.json").exists() {
+        if d.join(glorank::policy::CONFIG_FILE).exists() {
             policies.push((name.into(), d));
         }
     }
@@ -363,7 +350,7 @@ pub fn baselines(args: &BaselinesArgs) -> Result<(), CliError> {
             " (no simulator in the run directory: no Average Reward)"
         }
     );
-    print!("{}", stages::write_results(&args.out, &ds, samples, &rows)?);
+    print!("{}", stages::write_results(&run, &ds, samples, &rows)?);
     for t in timings {
         println!("  {t}");
     }

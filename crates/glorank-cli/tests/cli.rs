@@ -143,7 +143,38 @@ fn tokenize_writes_ids_and_stats_for_both_methods() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--codes lists 3 sizes"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lists 3 sizes but `levels` is 2"));
+}
+
+#[test]
+fn tokenize_with_defaults_is_the_pipeline_tokenizer_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("syn");
+    assert!(prepare_small(&data).status.success());
+    let cli_out = dir.path().join("cli");
+    let out = glorank()
+        .args(["tokenize", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&cli_out)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ds = glorank::data::PreparedDataset::load(&data).unwrap();
+    // The pipeline's default tokenizer section is the library default the CLI uses.
+    let pipeline = glorank::PipelineConfig::default();
+    assert_eq!(pipeline.tokenizer, glorank::TokenizerConfig::default());
+    let lib_out = dir.path().join("lib");
+    glorank::stages::tokenize(&ds, &pipeline.tokenizer, &lib_out).unwrap();
+    let table = |d: &std::path::Path| std::fs::read(d.join("semantic_ids.json")).unwrap();
+    assert_eq!(table(&cli_out), table(&lib_out));
+    // `prepare` took its defaults from the same place.
+    assert_eq!(ds.config.seed, pipeline.data.seed);
+    assert_eq!(ds.config.slate_len, pipeline.data.slate_len);
 }
 
 #[test]

@@ -47,11 +47,10 @@ pub struct PolicyConfig {
     pub list_len: usize,
     /// Global semantic-ID head or the local-index ablation.
     pub action_space: ActionSpace,
-    /// Add a projection of the stage-1 retriever score to each candidate (default true).
+    /// Add a projection of the stage-1 retriever score to each candidate (default false:
+    /// under in-sample pools the score points one way in training and the other at test;
+    /// a served request must then carry `retriever_scores`).
     pub use_retriever_score: bool,
-    /// Width of the candidates' side-feature vectors (`Request::candidate_features`), added
-    /// through a linear projection; 0 disables them (default 0).
-    pub item_feature_dim: usize,
     /// Add to each global head the dot product of the decoder state with that level's token
     /// embeddings (weight tying on top of the linear head; default false).
     #[serde(default)]
@@ -81,8 +80,7 @@ impl PolicyConfig {
             max_candidates: 50,
             list_len: 6,
             action_space: ActionSpace::Global,
-            use_retriever_score: true,
-            item_feature_dim: 0,
+            use_retriever_score: false,
             tie_heads: false,
             item_buckets: 0,
             seed: 0,
@@ -121,12 +119,6 @@ impl PolicyConfig {
         self.list_len = list_len;
         self.max_history = max_history;
         self.max_candidates = max_candidates;
-        self
-    }
-
-    /// Sets the width of candidate side features (0: none).
-    pub fn with_item_features(mut self, dim: usize) -> Self {
-        self.item_feature_dim = dim;
         self
     }
 

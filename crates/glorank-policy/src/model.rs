@@ -23,13 +23,9 @@ pub struct Request {
     pub history: Vec<HistoryItem>,
     /// Semantic-ID tuple of each candidate.
     pub candidates: Vec<Vec<u32>>,
-    /// Stage-1 retriever score of each candidate (empty: all zero).
+    /// Stage-1 retriever score of each candidate (empty: all zero; a policy with
+    /// [`PolicyConfig::use_retriever_score`] should get them).
     pub retriever_scores: Vec<f32>,
-    /// Side features of each candidate, `item_feature_dim` values each (for example genre
-    /// multi-hot and year; empty: all zero). They let the policy place items whose
-    /// semantic IDs it has rarely seen, such as cold-start items.
-    #[serde(default)]
-    pub candidate_features: Vec<Vec<f32>>,
 }
 
 /// A batch of requests as tensors on one device (built by [`Policy::encode_inputs`]).
@@ -53,8 +49,6 @@ pub struct Policy {
     embedder: ContextEmbedder,
     /// Projection of the retriever score.
     score_proj: Linear,
-    /// Projection of candidate side features (absent when `item_feature_dim` is 0).
-    feature_proj: Option<Linear>,
     /// Local-index ablation only: an embedding of each candidate's input position
     /// (`max_candidates x d`), so that the fixed head over positions can tell which item sits
     /// at which index. Absent in the global policy, whose candidates are a set.
@@ -114,8 +108,6 @@ impl Policy {
                 device,
             ),
             score_proj: LinearConfig::new(1, d).init(device),
-            feature_proj: (config.item_feature_dim > 0)
-                .then(|| LinearConfig::new(config.item_feature_dim, d).init(device)),
             position_emb: (config.action_space == ActionSpace::LocalIndex)
                 .then(|| EmbeddingConfig::new(config.max_candidates, d).init(device)),
             encoder: TransformerEncoderConfig::new(
@@ -212,18 +204,6 @@ impl Policy {
                 self.max_candidates
             )));
         }
-        let fdim = self.feature_proj.as_ref().map_or(0, |p| p.weight.dims()[0]);
-        if !req.candidate_features.is_empty()
-            && (req.candidate_features.len() != req.candidates.len()
-                || req
-                    .candidate_features
-                    .iter()
-                    .any(|f| f.len() != fdim || f.iter().any(|x| !x.is_finite())))
-        {
-            return Err(PolicyError::InvalidInput(format!(
-                "request {r}: candidate_features need one row of {fdim} finite values per candidate"
-            )));
-        }
         if !req.retriever_scores.is_empty() && req.retriever_scores.len() != req.candidates.len() {
             return Err(PolicyError::InvalidInput(format!(
                 "request {r}: retriever_scores and candidates differ in length"
@@ -288,17 +268,6 @@ impl Policy {
                     TensorData::new(idx, [b, n]),
                     device,
                 ));
-        }
-        if let Some(proj) = &self.feature_proj {
-            let fdim = proj.weight.dims()[0];
-            let mut feats = vec![0f32; b * n * fdim];
-            for (r, req) in requests.iter().enumerate() {
-                for (c, f) in req.candidate_features.iter().enumerate() {
-                    feats[(r * n + c) * fdim..(r * n + c + 1) * fdim].copy_from_slice(f);
-                }
-            }
-            let f = Tensor::<3>::from_data(TensorData::new(feats, [b, n, fdim]), device);
-            cand = cand + proj.forward(f);
         }
         let x = Tensor::cat(vec![ctx.x, cand], 1);
         let pad_t = Tensor::<2, Bool>::from_data(TensorData::new(pad.clone(), [b, s]), device);

@@ -19,7 +19,6 @@ fn config(space: ActionSpace) -> PolicyConfig {
         .with_shape(3, 8, 12)
         .with_user_fields(vec![2, 3])
         .with_action_space(space)
-        .with_item_features(2)
         .with_tied_heads(space == ActionSpace::Global)
         .with_seed(11)
 }
@@ -49,9 +48,6 @@ fn request(rng: &mut ChaCha8Rng, n: usize, h: usize) -> Request {
             })
             .collect(),
         retriever_scores: (0..n).map(|_| rng.random_range(-1.0..1.0)).collect(),
-        candidate_features: (0..n)
-            .map(|_| vec![rng.random_range(0.0..1.0), 1.0])
-            .collect(),
         candidates,
     }
 }
@@ -176,10 +172,6 @@ fn shuffling_candidates_keeps_the_global_decode() {
         let mut shuffled = req.clone();
         shuffled.candidates = perm.iter().map(|&i| req.candidates[i].clone()).collect();
         shuffled.retriever_scores = perm.iter().map(|&i| req.retriever_scores[i]).collect();
-        shuffled.candidate_features = perm
-            .iter()
-            .map(|&i| req.candidate_features[i].clone())
-            .collect();
         let mut greedy = Decoder::new(DecodeStrategy::Greedy, 0).unwrap();
         let a = &decode(&policy, std::slice::from_ref(&req), &mut greedy, &dev).unwrap()[0][0];
         let b = &decode(&policy, std::slice::from_ref(&shuffled), &mut greedy, &dev).unwrap()[0][0];
@@ -271,25 +263,6 @@ fn a_training_step_raises_the_target_log_prob() {
 }
 
 #[test]
-fn candidate_side_features_change_the_output_and_are_checked() {
-    let dev = Device::flex();
-    let policy = Policy::new(&config(ActionSpace::Global), &dev).unwrap();
-    let mut rng = ChaCha8Rng::seed_from_u64(8);
-    let req = request(&mut rng, 6, 2);
-    let list = vec![vec![0, 1, 2]];
-    let base = log_prob(&policy, std::slice::from_ref(&req), &list, &dev)[0];
-    let mut other = req.clone();
-    other.candidate_features[0] = vec![5.0, -3.0];
-    assert_ne!(log_prob(&policy, &[other], &list, &dev)[0], base);
-    let mut bad = req.clone();
-    bad.candidate_features[1] = vec![1.0];
-    assert!(policy.encode_inputs(&[bad], &dev).is_err());
-    let mut none = req;
-    none.candidate_features.clear();
-    assert!(policy.encode_inputs(&[none], &dev).is_ok());
-}
-
-#[test]
 fn only_the_local_index_policy_sees_candidate_positions() {
     // Ten candidates with the same semantic ID: a set encoder gives them identical encodings,
     // while the local-index ablation must tell the positions its head points at apart.
@@ -298,7 +271,6 @@ fn only_the_local_index_policy_sees_candidate_positions() {
     let mut req = request(&mut rng, 10, 3);
     req.candidates = vec![req.candidates[0].clone(); 10];
     req.retriever_scores = vec![0.5; 10];
-    req.candidate_features = vec![req.candidate_features[0].clone(); 10];
     for (space, distinct) in [
         (ActionSpace::Global, false),
         (ActionSpace::LocalIndex, true),

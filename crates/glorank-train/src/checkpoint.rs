@@ -57,6 +57,49 @@ pub fn write_dir_atomic(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> R
 }
 
 /// The complete version of the atomically written directory `dir`: `dir` itself, or
+/// Where a trainer writes: its model directory, its checkpoint directory and its JSONL log.
+/// The trainers join no paths of their own; the facade's `RunDir` decides the layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageOutput {
+    /// The finished (SFT: best-epoch) model directory, written atomically.
+    pub model: PathBuf,
+    /// The checkpoint directory (policy, optimizer, trainer state).
+    pub checkpoint: PathBuf,
+    /// The JSONL evaluation log.
+    pub log: PathBuf,
+}
+
+impl StageOutput {
+    /// Explicit paths.
+    pub fn new(
+        model: impl Into<PathBuf>,
+        checkpoint: impl Into<PathBuf>,
+        log: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            model: model.into(),
+            checkpoint: checkpoint.into(),
+            log: log.into(),
+        }
+    }
+
+    /// Creates the parent directories of the three paths.
+    ///
+    /// # Errors
+    /// [`TrainError::Io`] naming the directory.
+    pub fn create_parents(&self) -> Result<()> {
+        for p in [&self.model, &self.checkpoint, &self.log] {
+            if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| TrainError::Io {
+                    path: dir.to_path_buf(),
+                    source: e,
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `dir.old` when a crash happened between the two renames; `None` when neither exists.
 pub fn latest(dir: &Path) -> Option<PathBuf> {
     if dir.is_dir() {

@@ -42,7 +42,7 @@ mod rl;
 mod sft;
 
 pub use advantage::{GroupAdvantages, group_advantages};
-pub use checkpoint::{JsonlLog, latest, write_dir_atomic};
+pub use checkpoint::{JsonlLog, StageOutput, latest, write_dir_atomic};
 pub use config::{Demonstrations, PolicyOptions, RewardSource, TrainingConfig};
 pub use eval::{
     EvaluatorReward, LabelReward, ListReward, average_reward, greedy_lists, list_metrics,
@@ -54,13 +54,10 @@ pub use reward::{
     RewardCheckpoint, RewardData, RewardEpoch, RewardTrainConfig, click_auc, reward_examples,
     train_reward_model, train_reward_model_in,
 };
-pub use rl::{
-    RL_CHECKPOINT_DIR, RL_LOG, RL_POLICY_DIR, RlConfig, RlData, RlOutcome, RlStepStats, rl_step,
-    train_rl,
-};
+pub use rl::{RlConfig, RlData, RlOutcome, RlStepStats, rl_step, train_rl};
 pub use sft::{
-    SFT_CHECKPOINT_DIR, SFT_LOG, SFT_POLICY_DIR, SftConfig, SftData, SftOutcome, StepOutcome,
-    best_of_k_demonstrations, greedy_metrics, sft_step, train_sft,
+    SftConfig, SftData, SftOutcome, StepOutcome, best_of_k_demonstrations, greedy_metrics,
+    sft_step, train_sft,
 };
 
 use std::path::PathBuf;

@@ -81,7 +81,6 @@ impl<'a> RequestBuilder<'a> {
                 .collect(),
             candidates: sample.candidates.iter().map(|&i| self.tuple(i)).collect(),
             retriever_scores: self.ds.retriever_scores(sample),
-            candidate_features: Vec::new(),
         }
     }
 

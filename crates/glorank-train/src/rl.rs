@@ -2,7 +2,7 @@
 //! SFT policy: one step ([`rl_step`]) and the resumable loop ([`train_rl`]).
 
 use crate::advantage::group_advantages;
-use crate::checkpoint::{JsonlLog, write_dir_atomic};
+use crate::checkpoint::{JsonlLog, StageOutput, write_dir_atomic};
 use crate::config::{RewardSource, check};
 use crate::eval::{ListReward, greedy_lists, list_metrics};
 use crate::observer::{RunStatus, TrainObserver};
@@ -19,15 +19,7 @@ use rand::seq::index::sample;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::ops::ControlFlow;
-use std::path::Path;
 use std::time::Instant;
-
-/// Directory of the final RL policy inside a run directory.
-pub const RL_POLICY_DIR: &str = "policy_rl";
-/// Directory of the latest RL checkpoint.
-pub const RL_CHECKPOINT_DIR: &str = "rl_checkpoint";
-/// The RL evaluation log.
-pub const RL_LOG: &str = "rl_log.jsonl";
 
 /// Hyper-parameters of [`rl_step`] and [`train_rl`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -349,9 +341,9 @@ fn evaluate(
 /// Each step draws `batch_size` training requests (seeded by `(seed, step)`), samples
 /// `group_size` lists per request with a sampler seeded by `(seed, step)`, and applies
 /// [`rl_step`]. Every `eval_every` steps the greedy validation lists are scored (metrics and
-/// `valid_reward`) and logged to `out/rl_log.jsonl` with the running means of reward, KL,
-/// entropy and loss, and the skipped groups and steps. Checkpoints go to `out/rl_checkpoint/`
-/// (atomic); the final policy to `out/policy_rl/`. With `resume`, training continues from
+/// `valid_reward`) and logged to `out.log` with the running means of reward, KL,
+/// entropy and loss, and the skipped groups and steps. Checkpoints go to `out.checkpoint`
+/// (atomic); the final policy to `out.model`. With `resume`, training continues from
 /// the last checkpoint and reaches the same weights as an uninterrupted run.
 ///
 /// # Errors
@@ -363,7 +355,7 @@ pub fn train_rl(
     reference: &Policy,
     data: RlData<'_>,
     config: &RlConfig,
-    out: &Path,
+    out: &StageOutput,
     resume: bool,
     (device, plain): (&Device, &Device),
     observer: &mut dyn TrainObserver,
@@ -375,11 +367,8 @@ pub fn train_rl(
             "need training requests and one relevance vector per validation request".into(),
         ));
     }
-    std::fs::create_dir_all(out).map_err(|e| TrainError::Io {
-        path: out.to_path_buf(),
-        source: e,
-    })?;
-    let ckpt = out.join(RL_CHECKPOINT_DIR);
+    out.create_parents()?;
+    let ckpt = out.checkpoint.clone();
     let (mut policy, mut optim, mut st): (Policy, ModuleOptimizer, RlState) = start_or_resume(
         policy_config,
         Some(initial),
@@ -388,7 +377,7 @@ pub fn train_rl(
         resume,
         device,
     )?;
-    let log = JsonlLog::create(&out.join(RL_LOG), &st.log)?;
+    let log = JsonlLog::create(&out.log, &st.log)?;
     let total = config.steps as u64;
     let bs = config.batch_size.min(n);
     observer.start("rl", total, st.step);
@@ -474,7 +463,7 @@ pub fn train_rl(
             save_checkpoint(&ckpt, &policy, policy_config, &optim, &st)?;
         }
     }
-    write_dir_atomic(&out.join(RL_POLICY_DIR), |d| {
+    write_dir_atomic(&out.model, |d| {
         policy
             .valid()
             .save(policy_config, d)

@@ -2,8 +2,8 @@
 //! cross-entropy, validation each epoch, the best epoch kept, resumable checkpoints.
 
 use crate::checkpoint::{
-    JsonlLog, STATE_FILE, latest, load_json, load_optimizer, save_json, save_optimizer,
-    write_dir_atomic,
+    JsonlLog, STATE_FILE, StageOutput, latest, load_json, load_optimizer, save_json,
+    save_optimizer, write_dir_atomic,
 };
 use crate::config::{Demonstrations, check};
 use crate::eval::{EvaluatorReward, ListReward, greedy_lists, list_metrics};
@@ -25,13 +25,6 @@ use serde_json::json;
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::Instant;
-
-/// Directory of the best SFT policy inside a run directory.
-pub const SFT_POLICY_DIR: &str = "policy_sft";
-/// Directory of the latest SFT checkpoint.
-pub const SFT_CHECKPOINT_DIR: &str = "sft_checkpoint";
-/// The SFT evaluation log.
-pub const SFT_LOG: &str = "sft_log.jsonl";
 
 /// Hyper-parameters of [`train_sft`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -348,9 +341,9 @@ pub(crate) fn save_checkpoint<S: Serialize>(
 ///
 /// Each epoch visits the training demonstrations in a seeded order, `batch_size` per step;
 /// after the epoch the policy's greedy lists on the validation requests are scored
-/// (Precision/NDCG/MAP/F1@L), one record is appended to `out/sft_log.jsonl`, and a better
-/// validation NDCG@L saves the policy to `out/policy_sft/`; `patience` epochs without
-/// improvement stop the run. A checkpoint (`out/sft_checkpoint/`: policy, optimizer, step,
+/// (Precision/NDCG/MAP/F1@L), one record is appended to the log `out.log`, and a better
+/// validation NDCG@L saves the policy to `out.model`; `patience` epochs without
+/// improvement stop the run. A checkpoint (`out.checkpoint`: policy, optimizer, step,
 /// best score, log) is written every `checkpoint_every` steps and at each epoch end, atomically.
 /// With `resume`, training continues from it; all randomness (batch order, dropout) is
 /// derived from `(seed, step)`, so a resumed run reaches the same weights as an uninterrupted
@@ -364,7 +357,7 @@ pub fn train_sft(
     policy_config: &PolicyConfig,
     data: SftData<'_>,
     config: &SftConfig,
-    out: &Path,
+    out: &StageOutput,
     resume: bool,
     (device, plain): (&Device, &Device),
     observer: &mut dyn TrainObserver,
@@ -382,11 +375,8 @@ pub fn train_sft(
             "validation requests and relevance differ in length".into(),
         ));
     }
-    std::fs::create_dir_all(out).map_err(|e| TrainError::Io {
-        path: out.to_path_buf(),
-        source: e,
-    })?;
-    let ckpt = out.join(SFT_CHECKPOINT_DIR);
+    out.create_parents()?;
+    let ckpt = out.checkpoint.clone();
     let (mut policy, mut optim, mut st): (Policy, ModuleOptimizer, SftState) = start_or_resume(
         policy_config,
         None,
@@ -395,7 +385,7 @@ pub fn train_sft(
         resume,
         device,
     )?;
-    let log = JsonlLog::create(&out.join(SFT_LOG), &st.log)?;
+    let log = JsonlLog::create(&out.log, &st.log)?;
     let bs = config.batch_size;
     let per_epoch = n.div_ceil(bs) as u64;
     let total = per_epoch * config.epochs as u64;
@@ -474,7 +464,7 @@ pub fn train_sft(
             if better {
                 st.best = Some((e, score));
                 st.since_best = 0;
-                write_dir_atomic(&out.join(SFT_POLICY_DIR), |d| {
+                write_dir_atomic(&out.model, |d| {
                     evaluated.save(policy_config, d).map_err(TrainError::from)
                 })?;
             } else {

@@ -30,7 +30,6 @@ fn request(rng: &mut ChaCha8Rng) -> Request {
         }],
         candidates: set.into_iter().collect(),
         retriever_scores: vec![],
-        candidate_features: vec![],
     }
 }
 

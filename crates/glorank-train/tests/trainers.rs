@@ -11,9 +11,9 @@ use glorank_policy::{Policy, PolicyConfig, Request};
 use glorank_reward::{RewardConfig, RewardRole, UserResponseModel};
 use glorank_tokenizer::{ItemTokenizer, RqKMeans, RqKMeansConfig};
 use glorank_train::{
-    EvaluatorReward, ListReward, NoObserver, RL_CHECKPOINT_DIR, RequestBuilder, RewardSource,
-    RewardTrainConfig, RlConfig, RlData, RunStatus, SFT_CHECKPOINT_DIR, SftConfig, SftData,
-    TrainObserver, greedy_lists, reward_examples, train_reward_model, train_rl, train_sft,
+    EvaluatorReward, ListReward, NoObserver, RequestBuilder, RewardSource, RewardTrainConfig,
+    RlConfig, RlData, RunStatus, SftConfig, SftData, StageOutput, TrainObserver, greedy_lists,
+    reward_examples, train_reward_model, train_rl, train_sft,
 };
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -105,7 +105,11 @@ fn sft(
             valid_relevance: &s.valid_rel,
         },
         cfg,
-        out,
+        &StageOutput::new(
+            out.join("policy_sft"),
+            out.join("sft_checkpoint"),
+            out.join("sft_log.jsonl"),
+        ),
         resume,
         (&train, &plain),
         obs,
@@ -200,8 +204,8 @@ fn sft_resume_equals_uninterrupted() {
         sft(&s, &cfg, cut.path(), true, &mut NoObserver),
         RunStatus::Finished
     );
-    let a = weights(&full.path().join(SFT_CHECKPOINT_DIR));
-    let b = weights(&cut.path().join(SFT_CHECKPOINT_DIR));
+    let a = weights(&full.path().join("sft_checkpoint"));
+    let b = weights(&cut.path().join("sft_checkpoint"));
     assert_eq!(a.len(), b.len());
     let max_diff = a
         .iter()
@@ -274,7 +278,11 @@ fn rl(
             valid_reward: Some(reward),
         },
         cfg,
-        out,
+        &StageOutput::new(
+            out.join("policy_rl"),
+            out.join("rl_checkpoint"),
+            out.join("rl_log.jsonl"),
+        ),
         resume,
         (&train, &plain),
         obs,
@@ -407,8 +415,8 @@ fn rl_resume_equals_uninterrupted() {
         ),
         RunStatus::Finished
     );
-    let a = weights(&full.path().join(RL_CHECKPOINT_DIR));
-    let b = weights(&cut.path().join(RL_CHECKPOINT_DIR));
+    let a = weights(&full.path().join("rl_checkpoint"));
+    let b = weights(&cut.path().join("rl_checkpoint"));
     let max_diff = a
         .iter()
         .zip(&b)

@@ -47,10 +47,12 @@
 //! # Ok::<(), glorank::Error>(())
 //! ```
 
+pub mod bench;
 mod config;
 mod pipeline;
 mod report;
 mod reranker;
+mod run_dir;
 pub mod stages;
 
 pub use glorank_baselines as baselines;
@@ -70,6 +72,7 @@ pub use glorank_data::DataConfig;
 pub use pipeline::{Pipeline, PipelineConfig, PipelineReport};
 pub use report::{line_chart_svg, write_report};
 pub use reranker::{RerankHistoryItem, RerankRequest, Reranker};
+pub use run_dir::RunDir;
 
 use std::path::PathBuf;
 

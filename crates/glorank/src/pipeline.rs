@@ -2,15 +2,15 @@
 
 use crate::config::TokenizerConfig;
 use crate::stages::{self, EvalContext, MethodResult};
-use crate::{Error, Result};
+use crate::{Error, Result, RunDir};
 use burn::tensor::Device;
 use glorank_baselines::BaselineConfig;
 use glorank_data::{DataConfig, NoProgress, PreparedDataset};
 use glorank_reward::RewardRole;
-use glorank_tokenizer::{IDS_FILE, SemanticIds};
+use glorank_tokenizer::SemanticIds;
 use glorank_train::{
-    NoObserver, PolicyOptions, RewardTrainConfig, RlConfig, SFT_POLICY_DIR, SftConfig,
-    TrainObserver, TrainingConfig,
+    NoObserver, PolicyOptions, RewardTrainConfig, RlConfig, SftConfig, TrainObserver,
+    TrainingConfig,
 };
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -211,11 +211,9 @@ impl Pipeline {
         let c = &self.config;
         let training = c.training();
         training.validate()?;
-        std::fs::create_dir_all(dir).map_err(|e| Error::Io {
-            path: dir.to_path_buf(),
-            source: e,
-        })?;
-        glorank_data::write_atomic(&dir.join("config.toml"), c.to_toml().as_bytes())?;
+        let run = RunDir::new(dir);
+        run.create()?;
+        glorank_nn::persist::write_atomic(&run.config_file(), c.to_toml().as_bytes())?;
         let plain = self.device.clone();
         let autodiff = plain.clone().autodiff();
         let devices = (&autodiff, &plain);
@@ -226,7 +224,7 @@ impl Pipeline {
             clock = Instant::now();
         };
 
-        let ds = if dir.join(glorank_data::DATASET_FILE).exists() {
+        let ds = if run.dataset_file().exists() {
             say("prepare: reusing dataset.bin");
             PreparedDataset::load(dir)?
         } else {
@@ -245,12 +243,12 @@ impl Pipeline {
         ));
         lap("prepare", &mut timings);
 
-        let ids = if dir.join(IDS_FILE).exists() {
+        let ids = if run.semantic_ids_file().exists() {
             say("tokenize: reusing semantic_ids.json");
-            SemanticIds::load(&dir.join(IDS_FILE))?
+            SemanticIds::load(&run.semantic_ids_file())?
         } else {
             say("tokenize: learning semantic IDs");
-            stages::tokenize(&ds, &c.tokenizer, dir)?.1
+            stages::tokenize(&ds, &c.tokenizer, run.tokenizer_dir())?.1
         };
         lap("tokenize", &mut timings);
 
@@ -260,7 +258,7 @@ impl Pipeline {
             &ids,
             RewardRole::Evaluator,
             &c.evaluator,
-            dir,
+            &run,
             true,
             devices,
             observer,
@@ -272,7 +270,7 @@ impl Pipeline {
             &ids,
             RewardRole::Simulator,
             &c.simulator,
-            dir,
+            &run,
             true,
             devices,
             observer,
@@ -286,16 +284,16 @@ impl Pipeline {
             &ids,
             &training,
             &policy_config,
-            dir,
+            (&run, &run),
             true,
             devices,
             observer,
         )?;
         lap("sft", &mut timings);
         say("RL");
-        stages::train_rl_stage(&ds, &ids, &training, dir, true, devices, observer)?;
+        stages::train_rl_stage(&ds, &ids, &training, &run, true, devices, observer)?;
         lap("rl", &mut timings);
-        let las_dir = dir.join("las");
+        let las_run = run.las();
         if c.run_las {
             say("GloRank-LAS (local-index ablation, SFT)");
             let mut las = training.clone();
@@ -306,7 +304,7 @@ impl Pipeline {
                 &ids,
                 &las,
                 &las_config,
-                &las_dir,
+                (&las_run, &run),
                 true,
                 devices,
                 observer,
@@ -325,14 +323,14 @@ impl Pipeline {
             }
         }
         if c.run_las {
-            rows.push(ctx.evaluate_policy("GloRank-LAS", &las_dir.join(SFT_POLICY_DIR))?);
+            rows.push(ctx.evaluate_policy("GloRank-LAS", &las_run.policy_sft())?);
         }
-        rows.push(ctx.evaluate_policy("GloRank SFT", &dir.join(SFT_POLICY_DIR))?);
-        rows.push(ctx.evaluate_policy("GloRank SFT+RL", &stages::rl_dir(dir))?);
+        rows.push(ctx.evaluate_policy("GloRank SFT", &run.policy_sft())?);
+        rows.push(ctx.evaluate_policy("GloRank SFT+RL", &run.policy_rl())?);
         rows.push(oracle);
         lap("evaluate", &mut timings);
 
-        let table = stages::write_results(dir, &ds, &ds.test, &rows)?;
+        let table = stages::write_results(&run, &ds, &ds.test, &rows)?;
         let report = PipelineReport {
             rows,
             table,

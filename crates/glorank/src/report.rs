@@ -124,13 +124,16 @@ fn series(path: &Path, x: &str, y: &str) -> Vec<(f64, f64)> {
 /// Writes `report.md` and its SVG curves (`curve_*.svg`) into the run directory.
 ///
 /// # Errors
-/// [`crate::Error::Data`] when a file cannot be written.
+/// [`crate::Error::Nn`] when a file cannot be written.
 pub fn write_report(
     report: &PipelineReport,
     ds: &PreparedDataset,
     config: &PipelineConfig,
 ) -> Result<()> {
-    let dir = &report.dir;
+    let run = crate::RunDir::new(&report.dir);
+    let las = run.las();
+    let (sft, rl) = (run.sft().log, run.rl().log);
+    use glorank_reward::RewardRole::{Evaluator, Simulator};
     let charts = [
         (
             "curve_sft.svg",
@@ -138,18 +141,9 @@ pub fn write_report(
                 "SFT: validation metrics per epoch",
                 "epoch",
                 &[
-                    (
-                        "NDCG@L",
-                        series(&dir.join("sft_log.jsonl"), "epoch", "valid_ndcg"),
-                    ),
-                    (
-                        "Precision@L",
-                        series(&dir.join("sft_log.jsonl"), "epoch", "valid_precision"),
-                    ),
-                    (
-                        "LAS NDCG@L",
-                        series(&dir.join("las/sft_log.jsonl"), "epoch", "valid_ndcg"),
-                    ),
+                    ("NDCG@L", series(&sft, "epoch", "valid_ndcg")),
+                    ("Precision@L", series(&sft, "epoch", "valid_precision")),
+                    ("LAS NDCG@L", series(&las.sft().log, "epoch", "valid_ndcg")),
                 ],
             ),
         ),
@@ -159,14 +153,8 @@ pub fn write_report(
                 "RL: evaluator reward",
                 "step",
                 &[
-                    (
-                        "valid (greedy)",
-                        series(&dir.join("rl_log.jsonl"), "step", "valid_reward"),
-                    ),
-                    (
-                        "train (sampled)",
-                        series(&dir.join("rl_log.jsonl"), "step", "train_reward"),
-                    ),
+                    ("valid (greedy)", series(&rl, "step", "valid_reward")),
+                    ("train (sampled)", series(&rl, "step", "train_reward")),
                 ],
             ),
         ),
@@ -176,11 +164,8 @@ pub fn write_report(
                 "RL: KL to the SFT policy and entropy per token",
                 "step",
                 &[
-                    ("KL", series(&dir.join("rl_log.jsonl"), "step", "kl")),
-                    (
-                        "entropy",
-                        series(&dir.join("rl_log.jsonl"), "step", "entropy"),
-                    ),
+                    ("KL", series(&rl, "step", "kl")),
+                    ("entropy", series(&rl, "step", "entropy")),
                 ],
             ),
         ),
@@ -192,18 +177,18 @@ pub fn write_report(
                 &[
                     (
                         "evaluator",
-                        series(&dir.join("evaluator_log.jsonl"), "epoch", "valid_click_auc"),
+                        series(&run.reward_log(Evaluator), "epoch", "valid_click_auc"),
                     ),
                     (
                         "simulator",
-                        series(&dir.join("simulator_log.jsonl"), "epoch", "valid_click_auc"),
+                        series(&run.reward_log(Simulator), "epoch", "valid_click_auc"),
                     ),
                 ],
             ),
         ),
     ];
     for (name, svg) in &charts {
-        glorank_data::write_atomic(&dir.join(name), svg.as_bytes())?;
+        glorank_nn::persist::write_atomic(&run.figure_file(name), svg.as_bytes())?;
     }
     let mut md = String::new();
     let _ = writeln!(md, "# GloRank run: {}\n", ds.name);
@@ -239,7 +224,7 @@ pub fn write_report(
         let _ = writeln!(md, "| {stage} | {secs:.1} |");
     }
     let _ = writeln!(md, "\n## Configuration\n\n```toml\n{}```", config.to_toml());
-    glorank_data::write_atomic(&dir.join("report.md"), md.as_bytes())?;
+    glorank_nn::persist::write_atomic(&run.report_file(), md.as_bytes())?;
     Ok(())
 }
 

@@ -4,7 +4,7 @@ use crate::{Error, Result};
 use burn::tensor::Device;
 use glorank_data::PreparedDataset;
 use glorank_policy::{HistoryItem, Policy, Request, decode};
-use glorank_tokenizer::{IDS_FILE, ItemTokenizer, SemanticIds, load_tokenizer};
+use glorank_tokenizer::{ItemTokenizer, SemanticIds, load_tokenizer};
 use glorank_trie::{DecodeStrategy, Decoder};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -30,7 +30,8 @@ fn one() -> u8 {
 /// ```json
 /// {"user": "u17", "history": [{"item": "i3", "labels": 1}],
 ///  "candidates": ["i1", "i2", "new-item"],
-///  "candidate_vectors": {"new-item": [0.1, 0.0, ...]}}
+///  "candidate_vectors": {"new-item": [0.1, 0.0, ...]},
+///  "retriever_scores": [2.1, 1.7, 0.4]}
 /// ```
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,6 +49,11 @@ pub struct RerankRequest {
     /// tokenizer's input space; they are encoded to semantic IDs (cold start).
     #[serde(default)]
     pub candidate_vectors: BTreeMap<String, Vec<f32>>,
+    /// The stage-1 retriever's score of each candidate, in candidate order. Required by a
+    /// policy trained with `use_retriever_score` (an error names it when missing); ignored
+    /// by one trained without.
+    #[serde(default)]
+    pub retriever_scores: Option<Vec<f32>>,
 }
 
 impl RerankRequest {
@@ -72,6 +78,7 @@ pub struct Reranker {
     user_index: HashMap<String, usize>,
     user_values: Vec<Vec<u32>>,
     tokenizer: Option<Mutex<Box<dyn ItemTokenizer>>>,
+    uses_retriever_score: bool,
     device: Device,
     beam: usize,
 }
@@ -93,7 +100,7 @@ impl Reranker {
     /// # Errors
     /// [`Error::Missing`] naming the first missing artifact; file errors.
     pub fn load(dir: &Path) -> Result<Self> {
-        let policy_dir = crate::stages::trained_policy_dir(dir)?;
+        let policy_dir = crate::RunDir::new(dir).trained_policy()?;
         Self::load_policy(dir, &policy_dir)
     }
 
@@ -103,20 +110,24 @@ impl Reranker {
     /// As [`Reranker::load`].
     pub fn load_policy(dir: &Path, policy_dir: &Path) -> Result<Self> {
         let device = Device::flex();
-        for f in [glorank_data::DATASET_FILE, IDS_FILE] {
-            if !dir.join(f).exists() {
+        let run = crate::RunDir::new(dir);
+        for f in [run.dataset_file(), run.semantic_ids_file()] {
+            if !f.exists() {
                 return Err(Error::Missing {
-                    path: dir.join(f),
+                    path: f,
                     hint: "not a run directory (run `glorank prepare` and `glorank tokenize`)"
                         .into(),
                 });
             }
         }
-        let ds = PreparedDataset::load(dir)?;
-        let ids = SemanticIds::load(&dir.join(IDS_FILE))?;
-        let (policy, _) = Policy::load(policy_dir, &device)?;
-        let tokenizer = if dir.join(glorank_tokenizer::TOKENIZER_FILE).exists() {
-            Some(Mutex::new(load_tokenizer(dir, device.clone())?))
+        let ds = PreparedDataset::load(run.root())?;
+        let ids = SemanticIds::load(&run.semantic_ids_file())?;
+        let (policy, policy_config) = Policy::load(policy_dir, &device)?;
+        let tokenizer = if run.tokenizer_file().exists() {
+            Some(Mutex::new(load_tokenizer(
+                run.tokenizer_dir(),
+                device.clone(),
+            )?))
         } else {
             None
         };
@@ -142,6 +153,7 @@ impl Reranker {
             policy,
             ids,
             tokenizer,
+            uses_retriever_score: policy_config.use_retriever_score,
             device,
             beam: 1,
         })
@@ -151,6 +163,11 @@ impl Reranker {
     pub fn with_beam(mut self, width: usize) -> Self {
         self.beam = width.max(1);
         self
+    }
+
+    /// Whether requests must carry `retriever_scores` (the policy was trained with them).
+    pub fn uses_retriever_score(&self) -> bool {
+        self.uses_retriever_score
     }
 
     /// Items per generated list.
@@ -242,12 +259,33 @@ impl Reranker {
             used.insert(dedupe.clone());
             *slot = Some(dedupe);
         }
+        let retriever_scores = match &r.retriever_scores {
+            Some(s) if s.len() != r.candidates.len() => {
+                return Err(Error::InvalidRequest(format!(
+                    "{} retriever_scores for {} candidates",
+                    s.len(),
+                    r.candidates.len()
+                )));
+            }
+            Some(s) if s.iter().any(|x| !x.is_finite()) => {
+                return Err(Error::InvalidRequest(
+                    "retriever_scores must be finite numbers".into(),
+                ));
+            }
+            Some(s) if self.uses_retriever_score => s.clone(),
+            Some(_) => Vec::new(),
+            None if self.uses_retriever_score => {
+                return Err(Error::InvalidRequest(
+                    "this policy was trained with use_retriever_score: the request needs retriever_scores (one per candidate)".into(),
+                ));
+            }
+            None => Vec::new(),
+        };
         Ok(Request {
             user_features,
             history,
             candidates: candidates.into_iter().flatten().collect(),
-            retriever_scores: Vec::new(),
-            candidate_features: Vec::new(),
+            retriever_scores,
         })
     }
 

@@ -1,0 +1,246 @@
+//! Latency and throughput of a policy: the one implementation behind `glorank bench` and the
+//! `policy_bench` example.
+//!
+//! ```
+//! use glorank::bench::{BenchOptions, bench_policy, synthetic_lists, synthetic_requests};
+//! use glorank::policy::{Policy, PolicyConfig};
+//!
+//! let device = glorank::Device::flex();
+//! let config = PolicyConfig::new(vec![8, 8, 4]).with_size(16, 2, 1).with_shape(3, 10, 10);
+//! let policy = Policy::new(&config, &device)?;
+//! let requests = synthetic_requests(&[8, 8, 4], 12, 10, 4, 1);
+//! let lists = synthetic_lists(requests.len(), 12, 3);
+//! let options = BenchOptions::default().with_sizes(4, 4, 1);
+//! let report = bench_policy(&policy, &config, &requests, &lists, &options, &device)?;
+//! assert_eq!(report.decode.len(), 2);
+//! assert!(report.train_samples_per_s > 0.0);
+//! # Ok::<(), glorank::Error>(())
+//! ```
+
+use crate::Result;
+use burn::tensor::Device;
+use glorank_nn::HistoryItem;
+use glorank_policy::{Policy, PolicyConfig, Request, decode};
+use glorank_trie::{DecodeStrategy, Decoder};
+use rand::rngs::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+/// Semantic-ID vocabularies of the default benchmark: 3 levels of 256 codes and a dedupe
+/// level of 32.
+pub const DEFAULT_VOCAB: [usize; 4] = [256, 256, 256, 32];
+
+/// What to time.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct BenchOptions {
+    /// Requests decoded one at a time for the latency percentiles (default 200).
+    pub latency_requests: usize,
+    /// Batch size of the throughput measurement (default 256).
+    pub batch: usize,
+    /// Timed rounds over the batch (default 3).
+    pub rounds: usize,
+    /// Batch size of the training steps (default 256).
+    pub train_batch: usize,
+    /// Timed training steps after one warm-up step (default 3).
+    pub train_steps: usize,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        Self {
+            latency_requests: 200,
+            batch: 256,
+            rounds: 3,
+            train_batch: 256,
+            train_steps: 3,
+        }
+    }
+}
+
+impl BenchOptions {
+    /// Sets the latency requests, the throughput batch and the training batch.
+    pub fn with_sizes(mut self, latency_requests: usize, batch: usize, train_batch: usize) -> Self {
+        self.latency_requests = latency_requests;
+        self.batch = batch;
+        self.train_batch = train_batch;
+        self
+    }
+}
+
+/// Timings of one decoding strategy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DecodeTiming {
+    /// `greedy` or `beam4`.
+    pub strategy: String,
+    /// Median latency of one request decoded alone, in milliseconds.
+    pub p50_ms: f64,
+    /// 99th-percentile latency of one request decoded alone, in milliseconds.
+    pub p99_ms: f64,
+    /// Requests per second when decoding [`BenchOptions::batch`] requests at once.
+    pub batch_requests_per_s: f64,
+}
+
+/// What [`bench_policy`] measured.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BenchReport {
+    /// CPU model name (from `/proc/cpuinfo` where it exists).
+    pub machine: String,
+    /// Threads available to the process.
+    pub threads: usize,
+    /// Parameters of the policy.
+    pub parameters: usize,
+    /// Greedy and beam-4 decoding.
+    pub decode: Vec<DecodeTiming>,
+    /// Batch size of the training steps.
+    pub train_batch: usize,
+    /// Teacher-forced SFT steps (forward, backward, clipping, AdamW): samples per second.
+    pub train_samples_per_s: f64,
+}
+
+/// The CPU model name, or `unknown`.
+pub fn machine_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// `n` seeded random requests over `vocab`: `pool` distinct candidates and `history` history
+/// items each, with retriever scores in [-1, 1].
+pub fn synthetic_requests(
+    vocab: &[usize],
+    pool: usize,
+    history: usize,
+    n: usize,
+    seed: u64,
+) -> Vec<Request> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let tuple = |rng: &mut ChaCha8Rng| -> Vec<u32> {
+        vocab
+            .iter()
+            .map(|&v| rng.random_range(0..v.max(1) as u32))
+            .collect()
+    };
+    (0..n)
+        .map(|_| {
+            let mut set = BTreeSet::new();
+            while set.len() < pool {
+                set.insert(tuple(&mut rng));
+            }
+            Request {
+                user_features: vec![],
+                history: (0..history)
+                    .map(|_| HistoryItem {
+                        tuple: tuple(&mut rng),
+                        labels: rng.random_range(0..8),
+                    })
+                    .collect(),
+                candidates: set.into_iter().collect(),
+                retriever_scores: (0..pool).map(|_| rng.random_range(-1.0..1.0)).collect(),
+            }
+        })
+        .collect()
+}
+
+/// `n` demonstration lists of `len` distinct positions in pools of `pool`.
+pub fn synthetic_lists(n: usize, pool: usize, len: usize) -> Vec<Vec<usize>> {
+    (0..n)
+        .map(|k| (0..len).map(|j| (k + 7 * j) % pool.max(1)).collect())
+        .collect()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Times `policy` (built from `config`, on the plain `device`) on `requests`: greedy and
+/// beam-4 latency one request at a time, throughput at [`BenchOptions::batch`], and SFT
+/// training steps on a fresh copy of the architecture on `device`'s autodiff form with
+/// `lists` as demonstrations (one per request).
+///
+/// # Errors
+/// Decoding or training errors (for example a request that does not fit the policy).
+pub fn bench_policy(
+    policy: &Policy,
+    config: &PolicyConfig,
+    requests: &[Request],
+    lists: &[Vec<usize>],
+    options: &BenchOptions,
+    device: &Device,
+) -> Result<BenchReport> {
+    if requests.is_empty() || lists.len() != requests.len() {
+        return Err(crate::Error::InvalidRequest(format!(
+            "benchmark needs requests and one list per request ({} requests, {} lists)",
+            requests.len(),
+            lists.len()
+        )));
+    }
+    let mut decode_rows = Vec::new();
+    for (name, strategy) in [
+        ("greedy", DecodeStrategy::Greedy),
+        ("beam4", DecodeStrategy::Beam { width: 4 }),
+    ] {
+        let mut decoder = Decoder::new(strategy, 0)?;
+        decode(policy, &requests[..1], &mut decoder, device)?; // warm-up
+        let n = options.latency_requests.clamp(1, requests.len());
+        let mut lat = Vec::with_capacity(n);
+        for r in requests.iter().take(n) {
+            let t = Instant::now();
+            decode(policy, std::slice::from_ref(r), &mut decoder, device)?;
+            lat.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        lat.sort_by(f64::total_cmp);
+        let batch = &requests[..options.batch.clamp(1, requests.len())];
+        let t = Instant::now();
+        let rounds = options.rounds.max(1);
+        for _ in 0..rounds {
+            decode(policy, batch, &mut decoder, device)?;
+        }
+        decode_rows.push(DecodeTiming {
+            strategy: name.into(),
+            p50_ms: percentile(&lat, 0.5),
+            p99_ms: percentile(&lat, 0.99),
+            batch_requests_per_s: (rounds * batch.len()) as f64 / t.elapsed().as_secs_f64(),
+        });
+    }
+    let train_dev = device.clone().autodiff();
+    let mut model = Policy::new(config, &train_dev)?;
+    let mut optim = burn::optim::AdamWConfig::new().init();
+    let bs = options.train_batch.clamp(1, requests.len());
+    let mut secs = 0.0;
+    for k in 0..=options.train_steps {
+        let lo = (k * bs) % requests.len();
+        let hi = (lo + bs).min(requests.len());
+        let t = Instant::now();
+        let (next, _) = glorank_train::sft_step(
+            model,
+            &mut optim,
+            &requests[lo..hi],
+            &lists[lo..hi],
+            (1e-4, 1.0),
+            &train_dev,
+        )?;
+        model = next;
+        if k > 0 {
+            secs += t.elapsed().as_secs_f64() / (hi - lo) as f64;
+        }
+    }
+    Ok(BenchReport {
+        machine: machine_name(),
+        threads: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        parameters: policy.parameter_count(),
+        decode: decode_rows,
+        train_batch: bs,
+        train_samples_per_s: options.train_steps.max(1) as f64 / secs.max(1e-12),
+    })
+}

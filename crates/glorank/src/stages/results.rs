@@ -1,0 +1,156 @@
+//! Result tables and files: the printed table, `metrics.json` and `predictions.jsonl`.
+
+use super::eval::{MethodResult, cold_slice};
+use crate::{Error, Result, RunDir};
+use glorank_data::{PreparedDataset, RerankSample};
+use glorank_metrics::Summary;
+
+/// The rows of the comparison table, in the order the pipeline writes them (`metrics.json`
+/// keys; `glorank aggregate` prints known methods in this order, others after them).
+pub const METHOD_ORDER: [&str; 8] = [
+    "MF order",
+    "PRM",
+    "Seq2Slate",
+    "DLCM",
+    "GloRank-LAS",
+    "GloRank SFT",
+    "GloRank SFT+RL",
+    "oracle",
+];
+
+/// Key prefix of the cold-start slices in `metrics.json` (`cold_start_lt_1`, `cold_start_lt_5`).
+pub const COLD_SLICE_KEY_PREFIX: &str = "cold_start_lt_";
+
+/// Prints rows as a table: mean ± CI half-width per metric.
+pub fn table(rows: &[MethodResult], cutoff: usize) -> String {
+    let with_true = rows.iter().any(|r| r.true_reward.is_some());
+    let mut out = format!(
+        "{:<16} {:>15} {:>15} {:>15} {:>15} {:>15} {:>15}",
+        "method",
+        format!("Precision@{cutoff}"),
+        format!("Recall@{cutoff}"),
+        format!("F1@{cutoff}"),
+        format!("NDCG@{cutoff}"),
+        format!("MAP@{cutoff}"),
+        "Avg Reward"
+    );
+    if with_true {
+        out.push_str(&format!(" {:>15}", "true clicks"));
+    }
+    out.push('\n');
+    let f = |s: &Summary| format!("{:.4}±{:.4}", s.mean, s.half_width());
+    for r in rows {
+        let m = &r.metrics;
+        out.push_str(&format!(
+            "{:<16} {:>15} {:>15} {:>15} {:>15} {:>15} {:>15}",
+            r.name,
+            f(&m.precision),
+            f(&m.recall),
+            f(&m.f1),
+            f(&m.ndcg),
+            f(&m.map),
+            r.average_reward.as_ref().map_or("-".into(), f)
+        ));
+        if with_true {
+            out.push_str(&format!(
+                " {:>15}",
+                r.true_reward.as_ref().map_or("-".into(), f)
+            ));
+        }
+        out.push('\n');
+    }
+    out.push_str("(mean ± half-width of the 95% confidence interval over requests)\n");
+    out
+}
+
+/// The rows as JSON: method -> metric -> {n, mean, std_err, ci_low, ci_high}.
+pub fn rows_json(rows: &[MethodResult]) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for r in rows {
+        let mut m = serde_json::to_value(r.metrics).unwrap_or_default();
+        if let Some(obj) = m.as_object_mut() {
+            for (key, v) in [
+                ("average_reward", r.average_reward),
+                ("true_expected_clicks", r.true_reward),
+            ] {
+                if let Some(s) = v {
+                    obj.insert(key.into(), serde_json::to_value(s).unwrap_or_default());
+                }
+            }
+        }
+        out.insert(r.name.clone(), m);
+    }
+    serde_json::Value::Object(out)
+}
+
+/// One JSON line per request and method: request id, method, candidate item ids, their click
+/// labels and the generated list of item ids, so the metrics can be recomputed independently.
+pub fn predictions_jsonl(
+    ds: &PreparedDataset,
+    samples: &[RerankSample],
+    rows: &[MethodResult],
+) -> String {
+    let mut out = String::new();
+    for r in rows {
+        for (k, (s, list)) in samples.iter().zip(&r.lists).enumerate() {
+            let cands: Vec<&str> = s
+                .candidates
+                .iter()
+                .map(|&i| ds.item_ids[i as usize].as_str())
+                .collect();
+            let line = serde_json::json!({
+                "request": k,
+                "user": ds.user_ids[s.user as usize],
+                "method": r.name,
+                "candidates": cands,
+                "clicks": s.click_relevance().iter().map(|&c| c as u8).collect::<Vec<_>>(),
+                "list": list.iter().map(|&p| cands[p]).collect::<Vec<_>>(),
+            });
+            out.push_str(&line.to_string());
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Writes [`RunDir::metrics_file`] (every row, plus the cold-start slices of fewer than 1
+/// and 5 training interactions when they are not empty) and [`RunDir::predictions_file`], and
+/// returns the printable table (with the slices).
+///
+/// # Errors
+/// Metric or file errors.
+pub fn write_results(
+    run: &RunDir,
+    ds: &PreparedDataset,
+    samples: &[RerankSample],
+    rows: &[MethodResult],
+) -> Result<String> {
+    let l = ds.config.slate_len;
+    let mut text = table(rows, l);
+    let mut metrics = rows_json(rows);
+    for threshold in [1u32, 5] {
+        if let Some((n, cold)) = cold_slice(ds, samples, rows, threshold)? {
+            text.push_str(&format!(
+                "\ncold-start slice: {n} requests with a candidate of fewer than {threshold} training interactions\n{}",
+                table(&cold, l)
+            ));
+            if let Some(obj) = metrics.as_object_mut() {
+                obj.insert(
+                    format!("{COLD_SLICE_KEY_PREFIX}{threshold}"),
+                    rows_json(&cold),
+                );
+            }
+        }
+    }
+    run.create()?;
+    let json = serde_json::to_vec_pretty(&metrics).map_err(|e| Error::Format {
+        path: run.metrics_file(),
+        message: e.to_string(),
+    })?;
+    glorank_nn::persist::write_atomic(&run.metrics_file(), &json)?;
+    glorank_nn::persist::write_atomic(
+        &run.predictions_file(),
+        predictions_jsonl(ds, samples, rows).as_bytes(),
+    )?;
+    Ok(text)
+}
