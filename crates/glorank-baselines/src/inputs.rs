@@ -86,17 +86,20 @@ impl Batch {
     /// The batch of `samples` (all with the same pool size).
     ///
     /// # Errors
-    /// A message when pool sizes differ within the batch or the batch is empty.
+    /// [`BaselineError::InvalidInput`](crate::BaselineError::InvalidInput) when pool sizes
+    /// differ within the batch or the batch is empty.
     pub fn new(
         ds: &PreparedDataset,
         f: &Features,
         samples: &[&RerankSample],
         device: &Device,
-    ) -> Result<Self, String> {
+    ) -> crate::Result<Self> {
         let b = samples.len();
         let n = samples.first().map(|s| s.candidates.len()).unwrap_or(0);
         if b == 0 || n == 0 || samples.iter().any(|s| s.candidates.len() != n) {
-            return Err("a batch needs samples with one common, non-zero pool size".into());
+            return Err(crate::BaselineError::InvalidInput(
+                "a batch needs samples with one common, non-zero pool size".into(),
+            ));
         }
         let h = f.history_len;
         let mut cand = Vec::with_capacity(b * n);

@@ -40,6 +40,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BaselineError {
+    /// Metric errors (validation scoring).
+    #[error(transparent)]
+    Metrics(#[from] glorank_metrics::MetricsError),
     /// A configuration value is invalid.
     #[error("invalid baseline configuration `{field}`: {message}")]
     InvalidConfig {
@@ -253,7 +256,7 @@ impl Trained {
         let mut out = Vec::with_capacity(samples.len());
         for chunk in samples.chunks(256) {
             let refs: Vec<&RerankSample> = chunk.iter().collect();
-            let batch = Batch::new(ds, f, &refs, device).map_err(BaselineError::InvalidInput)?;
+            let batch = Batch::new(ds, f, &refs, device)?;
             let [b, n] = batch.shape;
             let scores = match self {
                 Self::Prm(m) => m.forward(&batch),
@@ -285,16 +288,9 @@ fn valid_precision(
     let lists = model.rank(ds, f, &ds.valid, len, device)?;
     let mut acc = MetricAccumulator::new();
     for (l, s) in lists.iter().zip(&ds.valid) {
-        acc.push(
-            ListMetrics::compute(l, &s.click_relevance(), len)
-                .map_err(|e| BaselineError::InvalidInput(e.to_string()))?,
-        );
+        acc.push(ListMetrics::compute(l, &s.click_relevance(), len)?);
     }
-    Ok(acc
-        .summary()
-        .map_err(|e| BaselineError::InvalidInput(e.to_string()))?
-        .precision
-        .mean)
+    Ok(acc.summary()?.precision.mean)
 }
 
 /// Trains `kind` on `ds.train` (autodiff `device`), evaluating validation Precision@L after
@@ -343,8 +339,7 @@ pub fn fit(
         let reinforce = epoch > config.epochs;
         let (mut total, mut steps) = (0.0, 0usize);
         for batch_samples in batches(&ds.train, config.batch_size, &mut rng) {
-            let batch =
-                Batch::new(ds, &f, &batch_samples, device).map_err(BaselineError::InvalidInput)?;
+            let batch = Batch::new(ds, &f, &batch_samples, device)?;
             let loss = match &model {
                 Trained::Prm(m) => bce(m.forward(&batch), batch.clicks.clone()),
                 Trained::Dlcm(m) => bce(m.forward(&batch), batch.clicks.clone()),
@@ -361,8 +356,7 @@ pub fn fit(
                         .iter()
                         .flat_map(|s| std::iter::repeat_n(*s, g))
                         .collect();
-                    let rb =
-                        Batch::new(ds, &f, &rows, device).map_err(BaselineError::InvalidInput)?;
+                    let rb = Batch::new(ds, &f, &rows, device)?;
                     let mut draw = |p: &[f32]| {
                         let total: f32 = p.iter().sum();
                         let mut u = rng.random::<f32>() * total;
@@ -374,11 +368,9 @@ pub fn fit(
                         }
                         p.iter().rposition(|&w| w > 0.0).unwrap_or(0)
                     };
-                    let lists = m.valid().decode(
-                        &Batch::new(ds, &f, &rows, plain).map_err(BaselineError::InvalidInput)?,
-                        len,
-                        Some(&mut draw),
-                    );
+                    let lists =
+                        m.valid()
+                            .decode(&Batch::new(ds, &f, &rows, plain)?, len, Some(&mut draw));
                     let rewards: Vec<f32> = rows
                         .iter()
                         .zip(&lists)

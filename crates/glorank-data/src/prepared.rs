@@ -325,26 +325,31 @@ impl PreparedDataset {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        ds.check_consistency()
-            .map_err(|message| DataError::Corrupt { path, message })?;
+        ds.check_consistency(&path)?;
         Ok(ds)
     }
 
     /// Cross-checks indices so a damaged file cannot cause out-of-bounds access later.
-    fn check_consistency(&self) -> std::result::Result<(), String> {
+    fn check_consistency(&self, path: &Path) -> Result<()> {
+        let corrupt = |message: &str| DataError::Corrupt {
+            path: path.to_path_buf(),
+            message: message.into(),
+        };
         let (nu, ni) = (self.num_users(), self.num_items());
         if self.sequences.len() != nu || self.item_train_counts.len() != ni {
-            return Err("sequence or item-count table does not match the id tables".into());
+            return Err(corrupt(
+                "sequence or item-count table does not match the id tables",
+            ));
         }
         if self.retriever.num_users() != nu || self.retriever.num_items() != ni {
-            return Err("retriever factors do not match the id tables".into());
+            return Err(corrupt("retriever factors do not match the id tables"));
         }
         for seq in &self.sequences {
             if seq.ratings.len() != seq.items.len()
                 || seq.timestamps.len() != seq.items.len()
                 || seq.items.iter().any(|&i| i as usize >= ni)
             {
-                return Err("a user sequence is inconsistent".into());
+                return Err(corrupt("a user sequence is inconsistent"));
             }
         }
         for s in self.train.iter().chain(&self.valid).chain(&self.test) {
@@ -358,7 +363,10 @@ impl PreparedDataset {
                 || s.candidates.iter().any(|&i| i as usize >= ni)
                 || s.logged.iter().any(|&p| p as usize >= s.candidates.len())
             {
-                return Err(format!("sample of user {} is inconsistent", s.user));
+                return Err(corrupt(&format!(
+                    "sample of user {} is inconsistent",
+                    s.user
+                )));
             }
         }
         Ok(())

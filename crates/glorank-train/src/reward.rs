@@ -182,9 +182,7 @@ pub fn click_auc(
     let mut scores = Vec::new();
     let mut labels = Vec::new();
     for chunk in examples.chunks(256) {
-        let p = model
-            .probabilities(chunk, device)
-            .map_err(|e| TrainError::InvalidInput(e.to_string()))?;
+        let p = model.probabilities(chunk, device)?;
         let [_, l, _] = p.dims();
         let flat: Vec<f32> = p.into_data().iter::<f32>().collect();
         for (r, e) in chunk.iter().enumerate() {
@@ -194,7 +192,7 @@ pub fn click_auc(
             }
         }
     }
-    auc(&scores, &labels).map_err(|e| TrainError::InvalidInput(e.to_string()))
+    Ok(auc(&scores, &labels)?)
 }
 
 /// Trains `model` (built on `train_device`, an autodiff device) on `train` examples with
