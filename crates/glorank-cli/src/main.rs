@@ -221,6 +221,12 @@ struct PrepareArgs {
 impl PrepareArgs {
     /// The typed configuration these options describe.
     fn config(&self) -> Result<DataConfig, CliError> {
+        if self.path.is_none() && self.dataset != DatasetKind::Synthetic {
+            return Err(CliError::Usage(format!(
+                "--path is required for --dataset {}",
+                self.dataset
+            )));
+        }
         let mut c = DataConfig::default();
         c.dataset = self.dataset;
         c.path = self.path.clone();

@@ -67,8 +67,11 @@ pub struct BenchArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Batch size of the throughput and training measurements.
+    #[arg(long, default_value_t = glorank::bench::BenchOptions::default().batch)]
+    pub batch: usize,
     /// Requests timed one by one for the latency percentiles.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = glorank::bench::BenchOptions::default().latency_requests)]
     pub latency_requests: usize,
 }
 
@@ -166,6 +169,8 @@ pub fn bench(args: &BenchArgs) -> Result<(), CliError> {
     let dev = glorank::Device::flex();
     let mut options = BenchOptions::default();
     options.latency_requests = args.latency_requests;
+    options.batch = args.batch;
+    options.train_batch = args.batch;
     let (what, policy, config, requests, lists) = match &args.model {
         Some(dir) if !args.synthetic => {
             use glorank::data::PreparedDataset;

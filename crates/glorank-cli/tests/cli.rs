@@ -417,7 +417,33 @@ fn run_rerank_and_bench_on_a_tiny_pipeline() {
     );
     let text = String::from_utf8_lossy(&bench.stdout);
     assert!(
-        text.contains("greedy") && text.contains("beam 4") && text.contains("samples/s"),
+        text.contains("greedy") && text.contains("beam4") && text.contains("samples/s"),
         "{text}"
     );
+    // Without a run directory: the default-dimension policy on generated requests, as JSON.
+    let synthetic = glorank()
+        .args([
+            "bench",
+            "--synthetic",
+            "--json",
+            "--latency-requests",
+            "2",
+            "--batch",
+            "4",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        synthetic.status.success(),
+        "{}",
+        String::from_utf8_lossy(&synthetic.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&synthetic.stdout).unwrap();
+    assert!(
+        json["train_samples_per_s"].as_f64().unwrap() > 0.0,
+        "{json}"
+    );
+    assert_eq!(json["decode"][1]["strategy"], "beam4");
+    let none = glorank().args(["bench"]).output().unwrap();
+    assert!(!none.status.success());
 }

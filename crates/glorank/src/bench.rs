@@ -8,8 +8,8 @@
 //! let device = glorank::Device::flex();
 //! let config = PolicyConfig::new(vec![8, 8, 4]).with_size(16, 2, 1).with_shape(3, 10, 10);
 //! let policy = Policy::new(&config, &device)?;
-//! let requests = synthetic_requests(&[8, 8, 4], 12, 10, 4, 1);
-//! let lists = synthetic_lists(requests.len(), 12, 3);
+//! let requests = synthetic_requests(&[8, 8, 4], 10, 10, 4, 1);
+//! let lists = synthetic_lists(requests.len(), 10, 3);
 //! let options = BenchOptions::default().with_sizes(4, 4, 1);
 //! let report = bench_policy(&policy, &config, &requests, &lists, &options, &device)?;
 //! assert_eq!(report.decode.len(), 2);
