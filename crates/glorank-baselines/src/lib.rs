@@ -27,10 +27,11 @@ pub use inputs::{Batch, Features};
 pub use models::{Dlcm, Encoding, Prm, Sampler, Seq2Slate};
 
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use glorank_data::{PreparedDataset, RerankSample};
 use glorank_metrics::{ListMetrics, MetricAccumulator};
+use glorank_nn::training::{NoObserver, optimizer_step};
 use rand::rngs::ChaCha8Rng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
@@ -40,6 +41,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BaselineError {
+    /// Model-base errors.
+    #[error(transparent)]
+    Nn(#[from] glorank_nn::NnError),
     /// Metric errors (validation scoring).
     #[error(transparent)]
     Metrics(#[from] glorank_metrics::MetricsError),
@@ -310,9 +314,8 @@ pub fn fit(
         return Err(BaselineError::InvalidInput("no training samples".into()));
     }
     let f = Features::of(ds);
-    let len = ds.config.slate_len;
     let d = config.d_model;
-    let mut model = match kind {
+    let model = match kind {
         Baseline::Prm => Trained::Prm(glorank_nn::init_seeded(device, config.seed, || {
             Prm::new(&f, d, config.layers, device)
         })),
@@ -325,109 +328,197 @@ pub fn fit(
             }))
         }
     };
-    let mut optim = AdamWConfig::new().init();
-    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-    let mut log = Vec::new();
-    let mut best: Option<(f64, Trained)> = None;
     let rl_epochs = if kind == Baseline::Seq2Slate {
         config.reinforce_epochs
     } else {
         0
     };
-    let lr = config.learning_rate;
-    for epoch in 1..=config.epochs + rl_epochs {
-        let reinforce = epoch > config.epochs;
-        let (mut total, mut steps) = (0.0, 0usize);
-        for batch_samples in batches(&ds.train, config.batch_size, &mut rng) {
-            let batch = Batch::new(ds, &f, &batch_samples, device)?;
-            let loss = match &model {
-                Trained::Prm(m) => bce(m.forward(&batch), batch.clicks.clone()),
-                Trained::Dlcm(m) => bce(m.forward(&batch), batch.clicks.clone()),
-                Trained::Seq2Slate(m) if !reinforce => {
-                    let demos: Vec<Vec<usize>> =
-                        batch_samples.iter().map(|s| ds.demonstration(s)).collect();
-                    m.log_prob(&batch, &demos).mean().neg()
-                }
-                Trained::Seq2Slate(m) => {
-                    // REINFORCE: G sampled lists per request, advantage = reward minus the
-                    // group mean.
-                    let g = config.reinforce_samples;
-                    let rows: Vec<&RerankSample> = batch_samples
-                        .iter()
-                        .flat_map(|s| std::iter::repeat_n(*s, g))
-                        .collect();
-                    let rb = Batch::new(ds, &f, &rows, device)?;
-                    let mut draw = |p: &[f32]| {
-                        let total: f32 = p.iter().sum();
-                        let mut u = rng.random::<f32>() * total;
-                        for (i, &w) in p.iter().enumerate() {
-                            if u < w {
-                                return i;
-                            }
-                            u -= w;
-                        }
-                        p.iter().rposition(|&w| w > 0.0).unwrap_or(0)
-                    };
-                    let lists =
-                        m.valid()
-                            .decode(&Batch::new(ds, &f, &rows, plain)?, len, Some(&mut draw));
-                    let rewards: Vec<f32> = rows
-                        .iter()
-                        .zip(&lists)
-                        .map(|(s, l)| ndcg(l, &s.click_relevance()))
-                        .collect();
-                    let adv: Vec<f32> = rewards
-                        .chunks(g)
-                        .flat_map(|c| {
-                            let mean = c.iter().sum::<f32>() / g as f32;
-                            c.iter().map(move |r| r - mean)
-                        })
-                        .collect();
-                    let a = Tensor::<1>::from_data(
-                        burn::tensor::TensorData::new(adv, [rows.len()]),
-                        device,
-                    );
-                    (m.log_prob(&rb, &lists) * a).mean().neg()
-                }
-            };
-            let value = f64::from(loss.clone().into_scalar::<f32>());
-            if !value.is_finite() {
-                return Err(BaselineError::Diverged(epoch));
+    let per_epoch = ds.train.len().div_ceil(config.batch_size) as u64;
+    let mut run = FitLoop {
+        model: Some(model),
+        optim: AdamWConfig::new().init(),
+        rng: ChaCha8Rng::seed_from_u64(config.seed),
+        epoch: 0,
+        batches: Vec::new(),
+        in_epoch: 0,
+        loss_sum: 0.0,
+        log: Vec::new(),
+        best: None,
+        ds,
+        features: &f,
+        config,
+        devices: (device, plain),
+    };
+    let total = per_epoch * (config.epochs + rl_epochs) as u64;
+    glorank_nn::training::drive(kind.name(), total, &mut run, &mut NoObserver)?;
+    let (_, model) = run
+        .best
+        .ok_or_else(|| BaselineError::InvalidInput("no epoch ran".into()))?;
+    Ok((model, run.log))
+}
+
+/// A baseline's training inside the shared training-loop skeleton: supervised epochs, then
+/// (Seq2Slate) REINFORCE epochs; validation Precision@L after each epoch, the best kept.
+struct FitLoop<'a> {
+    /// The model being trained (taken out for the duration of a step).
+    model: Option<Trained>,
+    optim: ModuleOptimizer,
+    /// One stream for batch orders and REINFORCE draws.
+    rng: ChaCha8Rng,
+    /// Epochs begun (from 1).
+    epoch: usize,
+    /// The current epoch's batches.
+    batches: Vec<Vec<&'a RerankSample>>,
+    /// Steps done in the current epoch.
+    in_epoch: usize,
+    loss_sum: f64,
+    log: Vec<EpochLog>,
+    best: Option<(f64, Trained)>,
+    ds: &'a PreparedDataset,
+    features: &'a Features,
+    config: &'a BaselineConfig,
+    devices: (&'a Device, &'a Device),
+}
+
+impl FitLoop<'_> {
+    /// The loss of one batch: BCE for the scorers, the demonstrations' log-likelihood for
+    /// Seq2Slate, REINFORCE with a group-mean baseline in its last epochs.
+    fn loss(&mut self, batch_samples: &[&RerankSample]) -> Result<Tensor<1>> {
+        let (ds, f, (device, plain)) = (self.ds, self.features, self.devices);
+        let len = ds.config.slate_len;
+        let reinforce = self.epoch > self.config.epochs;
+        let batch = Batch::new(ds, f, batch_samples, device)?;
+        let model = self
+            .model
+            .as_ref()
+            .ok_or_else(|| BaselineError::InvalidInput("a failed step lost the model".into()))?;
+        Ok(match model {
+            Trained::Prm(m) => bce(m.forward(&batch), batch.clicks.clone()),
+            Trained::Dlcm(m) => bce(m.forward(&batch), batch.clicks.clone()),
+            Trained::Seq2Slate(m) if !reinforce => {
+                let demos: Vec<Vec<usize>> =
+                    batch_samples.iter().map(|s| ds.demonstration(s)).collect();
+                m.log_prob(&batch, &demos).mean().neg()
             }
-            total += value;
-            steps += 1;
-            model = match model {
-                Trained::Prm(m) => {
-                    let g = GradientsParams::from_grads(loss.backward(), &m);
-                    Trained::Prm(optim.step(lr, m, g))
-                }
-                Trained::Dlcm(m) => {
-                    let g = GradientsParams::from_grads(loss.backward(), &m);
-                    Trained::Dlcm(optim.step(lr, m, g))
-                }
-                Trained::Seq2Slate(m) => {
-                    let g = GradientsParams::from_grads(loss.backward(), &m);
-                    Trained::Seq2Slate(optim.step(lr, m, g))
-                }
-            };
+            Trained::Seq2Slate(m) => {
+                // REINFORCE: G sampled lists per request, advantage = reward minus the
+                // group mean.
+                let g = self.config.reinforce_samples;
+                let rows: Vec<&RerankSample> = batch_samples
+                    .iter()
+                    .flat_map(|s| std::iter::repeat_n(*s, g))
+                    .collect();
+                let rb = Batch::new(ds, f, &rows, device)?;
+                let rng = &mut self.rng;
+                let mut draw = |p: &[f32]| {
+                    let total: f32 = p.iter().sum();
+                    let mut u = rng.random::<f32>() * total;
+                    for (i, &w) in p.iter().enumerate() {
+                        if u < w {
+                            return i;
+                        }
+                        u -= w;
+                    }
+                    p.iter().rposition(|&w| w > 0.0).unwrap_or(0)
+                };
+                let lists =
+                    m.valid()
+                        .decode(&Batch::new(ds, f, &rows, plain)?, len, Some(&mut draw));
+                let rewards: Vec<f32> = rows
+                    .iter()
+                    .zip(&lists)
+                    .map(|(s, l)| ndcg(l, &s.click_relevance()))
+                    .collect();
+                let adv: Vec<f32> = rewards
+                    .chunks(g)
+                    .flat_map(|c| {
+                        let mean = c.iter().sum::<f32>() / g as f32;
+                        c.iter().map(move |r| r - mean)
+                    })
+                    .collect();
+                let a = Tensor::<1>::from_data(
+                    burn::tensor::TensorData::new(adv, [rows.len()]),
+                    device,
+                );
+                (m.log_prob(&rb, &lists) * a).mean().neg()
+            }
+        })
+    }
+}
+
+impl glorank_nn::training::TrainingLoop for FitLoop<'_> {
+    type Error = BaselineError;
+
+    fn done(&self) -> u64 {
+        let per_epoch = self.ds.train.len().div_ceil(self.config.batch_size);
+        (self.epoch.saturating_sub(1) * per_epoch + self.in_epoch) as u64
+    }
+
+    fn step(&mut self) -> Result<f64> {
+        if self.in_epoch == 0 {
+            self.epoch += 1;
+            self.batches = batches(&self.ds.train, self.config.batch_size, &mut self.rng);
+            self.loss_sum = 0.0;
         }
-        let evaluated = match &model {
-            Trained::Prm(m) => Trained::Prm(m.valid()),
-            Trained::Dlcm(m) => Trained::Dlcm(m.valid()),
-            Trained::Seq2Slate(m) => Trained::Seq2Slate(m.valid()),
+        let batch_samples = self.batches[self.in_epoch].clone();
+        let loss = self.loss(&batch_samples)?;
+        let lr = self.config.learning_rate;
+        let optim = &mut self.optim;
+        let model = self
+            .model
+            .take()
+            .ok_or_else(|| BaselineError::InvalidInput("a failed step lost the model".into()))?;
+        let (model, outcome) = match model {
+            Trained::Prm(m) => {
+                let (m, o) = optimizer_step(m, optim, loss, lr, None);
+                (Trained::Prm(m), o)
+            }
+            Trained::Dlcm(m) => {
+                let (m, o) = optimizer_step(m, optim, loss, lr, None);
+                (Trained::Dlcm(m), o)
+            }
+            Trained::Seq2Slate(m) => {
+                let (m, o) = optimizer_step(m, optim, loss, lr, None);
+                (Trained::Seq2Slate(m), o)
+            }
         };
-        let p = valid_precision(&evaluated, ds, &f, len, plain)?;
-        log.push(EpochLog {
-            epoch,
-            loss: total / steps.max(1) as f64,
+        if outcome.skipped {
+            return Err(BaselineError::Diverged(self.epoch));
+        }
+        self.model = Some(model);
+        self.loss_sum += f64::from(outcome.loss);
+        self.in_epoch += 1;
+        Ok(f64::from(outcome.loss))
+    }
+
+    fn after_step(&mut self, _: &mut dyn glorank_nn::training::TrainObserver) -> Result<()> {
+        if self.in_epoch < self.batches.len() {
+            return Ok(());
+        }
+        let steps = self.in_epoch;
+        self.in_epoch = 0;
+        let evaluated = match self.model.as_ref() {
+            Some(Trained::Prm(m)) => Trained::Prm(m.valid()),
+            Some(Trained::Dlcm(m)) => Trained::Dlcm(m.valid()),
+            Some(Trained::Seq2Slate(m)) => Trained::Seq2Slate(m.valid()),
+            None => {
+                return Err(BaselineError::InvalidInput(
+                    "a failed step lost the model".into(),
+                ));
+            }
+        };
+        let len = self.ds.config.slate_len;
+        let p = valid_precision(&evaluated, self.ds, self.features, len, self.devices.1)?;
+        self.log.push(EpochLog {
+            epoch: self.epoch,
+            loss: self.loss_sum / steps.max(1) as f64,
             valid_precision: p,
         });
-        if best.as_ref().is_none_or(|(b, _)| p > *b) {
-            best = Some((p, evaluated));
+        if self.best.as_ref().is_none_or(|(b, _)| p > *b) {
+            self.best = Some((p, evaluated));
         }
+        Ok(())
     }
-    let (_, model) = best.ok_or_else(|| BaselineError::InvalidInput("no epoch ran".into()))?;
-    Ok((model, log))
 }
 
 #[cfg(test)]

@@ -11,6 +11,9 @@
 //!   and recency) and item embeddings with segment embeddings; each model owns its own
 //!   instance (its own weights).
 //! * [`HistoryItem`]: one history interaction as the models read it.
+//! * [`training`]: the one training-loop skeleton ([`training::drive`] over a
+//!   [`training::TrainingLoop`]), the shared optimizer step with global-norm clipping and
+//!   non-finite skip, atomic checkpoints, the JSONL log and the progress observer.
 //! * [`layers`]: multi-head attention with an explicit key/value cache and the pre-LayerNorm
 //!   decoder layer built from it.
 //!
@@ -33,6 +36,7 @@ mod device;
 mod init;
 pub mod layers;
 pub mod persist;
+pub mod training;
 
 pub use context::{Context, ContextEmbedder, HistoryItem, item_bucket, segment};
 pub use device::Backend;

@@ -1,62 +1,11 @@
-//! Atomic, resumable checkpoints and the JSONL training log.
-//!
-//! A checkpoint is a directory (model weights and configuration, optimizer state, trainer
-//! state as JSON). It is written under `NAME.tmp`, then swapped in: the previous `NAME` is
-//! renamed to `NAME.old`, `NAME.tmp` to `NAME`, and `NAME.old` removed. A crash at any point
-//! leaves either `NAME` or `NAME.old` complete, and [`latest`] finds it.
+//! Where a trainer writes, and the trainer-state JSON helpers; the generic checkpoint
+//! machinery is [`glorank_nn::training`].
 
 use crate::{Result, TrainError};
-use burn::optim::ModuleOptimizer;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// File name of the optimizer state inside a checkpoint.
-pub const OPTIMIZER_FILE: &str = "optimizer.bpk";
-/// File name of the trainer state inside a checkpoint.
-pub const STATE_FILE: &str = "state.json";
-
-fn sibling(dir: &Path, suffix: &str) -> PathBuf {
-    let mut name = dir.file_name().unwrap_or_default().to_os_string();
-    name.push(suffix);
-    dir.with_file_name(name)
-}
-
-fn io(path: &Path, e: std::io::Error) -> TrainError {
-    TrainError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    }
-}
-
-/// Writes the directory `dir` atomically: `fill` writes the files into a fresh temporary
-/// directory, which then replaces `dir`.
-///
-/// # Errors
-/// [`TrainError::Io`] naming the directory, or `fill`'s error.
-pub fn write_dir_atomic(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let tmp = sibling(dir, ".tmp");
-    let old = sibling(dir, ".old");
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
-    }
-    std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
-    fill(&tmp)?;
-    if dir.exists() {
-        if old.exists() {
-            std::fs::remove_dir_all(&old).map_err(|e| io(&old, e))?;
-        }
-        std::fs::rename(dir, &old).map_err(|e| io(dir, e))?;
-    }
-    std::fs::rename(&tmp, dir).map_err(|e| io(dir, e))?;
-    if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(|e| io(&old, e))?;
-    }
-    Ok(())
-}
-
-/// The complete version of the atomically written directory `dir`: `dir` itself, or
 /// Where a trainer writes: its model directory, its checkpoint directory and its JSONL log.
 /// The trainers join no paths of their own; the facade's `RunDir` decides the layout.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,15 +49,6 @@ impl StageOutput {
     }
 }
 
-/// `dir.old` when a crash happened between the two renames; `None` when neither exists.
-pub fn latest(dir: &Path) -> Option<PathBuf> {
-    if dir.is_dir() {
-        return Some(dir.to_path_buf());
-    }
-    let old = sibling(dir, ".old");
-    old.is_dir().then_some(old)
-}
-
 /// Writes `value` as pretty JSON to `path` (atomically).
 ///
 /// # Errors
@@ -123,107 +63,4 @@ pub fn save_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 /// [`TrainError::Io`] / [`TrainError::Format`] naming the file.
 pub fn load_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     glorank_nn::persist::load_json(path).map_err(TrainError::from)
-}
-
-/// Saves the optimizer state into the checkpoint directory `dir`.
-///
-/// # Errors
-/// [`TrainError::Format`] naming the file.
-pub fn save_optimizer(optim: &ModuleOptimizer, dir: &Path) -> Result<()> {
-    let path = dir.join(OPTIMIZER_FILE);
-    optim.save(&path).map_err(|e| TrainError::Format {
-        path,
-        message: e.to_string(),
-    })
-}
-
-/// Loads the optimizer state saved by [`save_optimizer`] into `optim`.
-///
-/// # Errors
-/// [`TrainError::Format`] naming the file.
-pub fn load_optimizer(optim: ModuleOptimizer, dir: &Path) -> Result<ModuleOptimizer> {
-    let path = dir.join(OPTIMIZER_FILE);
-    optim.load(&path).map_err(|e| TrainError::Format {
-        path,
-        message: e.to_string(),
-    })
-}
-
-/// The JSONL log of a training run: one JSON object per line and evaluation.
-///
-/// The records also live in the trainer's checkpoint state, so a resumed run rewrites the log
-/// from the checkpoint (dropping lines written after it) and the final log never holds
-/// duplicates.
-#[derive(Debug)]
-pub struct JsonlLog {
-    path: PathBuf,
-}
-
-impl JsonlLog {
-    /// A log at `path` holding exactly `records` (written atomically).
-    ///
-    /// # Errors
-    /// [`TrainError::Io`] naming the file.
-    pub fn create(path: &Path, records: &[serde_json::Value]) -> Result<Self> {
-        let mut text = String::new();
-        for r in records {
-            text.push_str(&r.to_string());
-            text.push('\n');
-        }
-        glorank_data::write_atomic(path, text.as_bytes()).map_err(|e| TrainError::Format {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        Ok(Self {
-            path: path.to_path_buf(),
-        })
-    }
-
-    /// Appends one record.
-    ///
-    /// # Errors
-    /// [`TrainError::Io`] naming the file.
-    pub fn append(&self, record: &serde_json::Value) -> Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&self.path)
-            .map_err(|e| io(&self.path, e))?;
-        writeln!(f, "{record}").map_err(|e| io(&self.path, e))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn atomic_dir_replaces_and_recovers() {
-        let root = tempfile::tempdir().unwrap();
-        let dir = root.path().join("ckpt");
-        assert!(latest(&dir).is_none());
-        write_dir_atomic(&dir, |d| save_json(&d.join("a.json"), &1u32)).unwrap();
-        write_dir_atomic(&dir, |d| save_json(&d.join("a.json"), &2u32)).unwrap();
-        let v: u32 = load_json(&latest(&dir).unwrap().join("a.json")).unwrap();
-        assert_eq!(v, 2);
-        // A crash between the two renames leaves only `ckpt.old`.
-        std::fs::rename(&dir, root.path().join("ckpt.old")).unwrap();
-        let v: u32 = load_json(&latest(&dir).unwrap().join("a.json")).unwrap();
-        assert_eq!(v, 2);
-        // A failing fill leaves the previous version in place.
-        let failed = write_dir_atomic(&dir, |_| Err(TrainError::InvalidInput("boom".into())));
-        assert!(failed.is_err());
-        assert!(latest(&dir).is_some());
-    }
-
-    #[test]
-    fn log_is_rewritten_then_appended() {
-        let root = tempfile::tempdir().unwrap();
-        let path = root.path().join("log.jsonl");
-        let log = JsonlLog::create(&path, &[serde_json::json!({"step": 1})]).unwrap();
-        log.append(&serde_json::json!({"step": 2})).unwrap();
-        JsonlLog::create(&path, &[serde_json::json!({"step": 1})]).unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(text, "{\"step\":1}\n");
-    }
 }

@@ -34,21 +34,21 @@ mod advantage;
 mod checkpoint;
 mod config;
 mod eval;
-mod grad;
-mod observer;
 mod requests;
 mod reward;
 mod rl;
 mod sft;
 
 pub use advantage::{GroupAdvantages, group_advantages};
-pub use checkpoint::{JsonlLog, StageOutput, latest, write_dir_atomic};
+pub use checkpoint::StageOutput;
 pub use config::{Demonstrations, PolicyOptions, RewardSource, TrainingConfig};
 pub use eval::{
     EvaluatorReward, LabelReward, ListReward, average_reward, greedy_lists, list_metrics,
 };
-pub use grad::clip_global_norm;
-pub use observer::{NoObserver, RunStatus, TrainObserver};
+pub use glorank_nn::training::{
+    JsonlLog, NoObserver, RunStatus, StepOutcome, TrainObserver, clip_global_norm, latest,
+    write_dir_atomic,
+};
 pub use requests::RequestBuilder;
 pub use reward::{
     RewardCheckpoint, RewardData, RewardEpoch, RewardTrainConfig, click_auc, reward_examples,
@@ -56,8 +56,7 @@ pub use reward::{
 };
 pub use rl::{RlConfig, RlData, RlOutcome, RlStepStats, rl_step, train_rl};
 pub use sft::{
-    SftConfig, SftData, SftOutcome, StepOutcome, best_of_k_demonstrations, greedy_metrics,
-    sft_step, train_sft,
+    SftConfig, SftData, SftOutcome, best_of_k_demonstrations, greedy_metrics, sft_step, train_sft,
 };
 
 use std::path::PathBuf;

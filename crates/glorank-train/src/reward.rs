@@ -1,24 +1,24 @@
 //! The reward-model trainer: logged slates plus lists sampled from the pool, binary
 //! cross-entropy per behaviour, early stopping on validation click AUC.
 
-use crate::checkpoint::{
-    STATE_FILE, latest, load_json, load_optimizer, save_json, save_optimizer, write_dir_atomic,
-};
+use crate::checkpoint::{load_json, save_json};
 use crate::config::check;
-use crate::observer::{NoObserver, RunStatus, TrainObserver};
 use crate::requests::RequestBuilder;
 use crate::{Result, TrainError};
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::tensor::Device;
 use glorank_data::RerankSample;
 use glorank_metrics::auc;
+use glorank_nn::training::{
+    NoObserver, RunStatus, STATE_FILE, TrainObserver, TrainingLoop, drive, latest, load_optimizer,
+    optimizer_step, save_optimizer, write_dir_atomic,
+};
 use glorank_reward::{RewardConfig, RewardExample, UserResponseModel};
 use rand::SeedableRng;
 use rand::rngs::ChaCha8Rng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use serde::{Deserialize, Serialize};
-use std::ops::ControlFlow;
 use std::path::Path;
 
 /// Hyper-parameters of [`train_reward_model`] (and of the examples it trains on).
@@ -270,8 +270,7 @@ pub fn train_reward_model_in(
     (train_device, eval_device): (&Device, &Device),
     observer: &mut dyn TrainObserver,
 ) -> Result<(Option<UserResponseModel>, Vec<RewardEpoch>, RunStatus)> {
-    let (train, valid) = (data.train, data.valid);
-    if train.is_empty() {
+    if data.train.is_empty() {
         return Err(TrainError::InvalidInput("no training examples".into()));
     }
     config.validate("reward")?;
@@ -288,70 +287,151 @@ pub fn train_reward_model_in(
             best = Some(UserResponseModel::load(&dir.join(BEST_DIR), eval_device)?.0);
         }
     }
-    let per_epoch = train.len().div_ceil(config.batch_size) as u64;
-    observer.start(
+    let per_epoch = data.train.len().div_ceil(config.batch_size) as u64;
+    let mut run = RewardLoop {
+        model: Some(model),
+        optim,
+        st,
+        best,
+        order: (0..data.train.len()).collect(),
+        in_epoch: 0,
+        loss_sum: 0.0,
+        per_epoch,
+        data,
+        config,
+        checkpoint,
+        devices: (train_device, eval_device),
+    };
+    let status = drive(
         "reward",
         per_epoch * config.epochs as u64,
-        per_epoch * st.epoch as u64,
-    );
-    let mut order: Vec<usize> = (0..train.len()).collect();
-    while st.epoch < config.epochs && !st.stopped {
-        let epoch = st.epoch + 1;
-        order.sort_unstable();
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(crate::derive_seed(
-            config.seed,
-            &[6, epoch as u64],
-        )));
-        let mut total = 0.0;
-        let mut steps = 0;
-        for idx in order.chunks(config.batch_size) {
-            let batch: Vec<RewardExample> = idx.iter().map(|&i| train[i].clone()).collect();
-            let step = (epoch as u64 - 1) * per_epoch + steps as u64 + 1;
-            // Dropout draws from the device RNG: reseed it per step so a resumed run repeats
-            // the same masks (burn keeps one RNG per device, so concurrent trainings in one
-            // process share it; give them dropout 0 when they must be reproducible).
-            train_device.seed(crate::derive_seed(config.seed, &[7, step]));
-            let loss = model.loss(&batch, train_device)?;
-            let value = f64::from(loss.clone().into_scalar::<f32>());
-            if !value.is_finite() {
-                return Err(TrainError::Diverged(format!(
-                    "non-finite reward-model loss in epoch {epoch}; lower the learning rate"
+        &mut run,
+        observer,
+    )?;
+    if status == RunStatus::Interrupted {
+        return Ok((None, run.st.log, status));
+    }
+    let model = match run.best {
+        Some(b) => b,
+        None => run.model()?.valid(),
+    };
+    Ok((Some(model), run.st.log, status))
+}
+
+/// The reward-model trainer inside the shared training-loop skeleton: one step per batch,
+/// evaluation, early stopping and the checkpoint at each epoch's end.
+struct RewardLoop<'a> {
+    /// The model being trained (taken out for the duration of a step).
+    model: Option<UserResponseModel>,
+    optim: ModuleOptimizer,
+    st: RewardState,
+    best: Option<UserResponseModel>,
+    /// The example order of the current epoch.
+    order: Vec<usize>,
+    /// Steps done in the current epoch.
+    in_epoch: u64,
+    /// Summed training loss of the current epoch.
+    loss_sum: f64,
+    per_epoch: u64,
+    data: RewardData<'a>,
+    config: &'a RewardTrainConfig,
+    checkpoint: Option<RewardCheckpoint<'a>>,
+    devices: (&'a Device, &'a Device),
+}
+
+impl RewardLoop<'_> {
+    fn model(&self) -> Result<&UserResponseModel> {
+        self.model
+            .as_ref()
+            .ok_or_else(|| TrainError::InvalidInput("a failed step lost the model".into()))
+    }
+}
+
+impl TrainingLoop for RewardLoop<'_> {
+    type Error = TrainError;
+
+    fn done(&self) -> u64 {
+        self.per_epoch * self.st.epoch as u64 + self.in_epoch
+    }
+
+    fn stopped(&self) -> bool {
+        self.st.stopped || self.st.epoch >= self.config.epochs
+    }
+
+    fn step(&mut self) -> Result<f64> {
+        let (config, train_device) = (self.config, self.devices.0);
+        let epoch = self.st.epoch + 1;
+        if self.in_epoch == 0 {
+            self.order.sort_unstable();
+            self.order
+                .shuffle(&mut ChaCha8Rng::seed_from_u64(crate::derive_seed(
+                    config.seed,
+                    &[6, epoch as u64],
                 )));
-            }
-            total += value;
-            steps += 1;
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(config.learning_rate, model, grads);
-            if observer.step(step, value) == ControlFlow::Break(()) {
-                return Ok((None, st.log, RunStatus::Interrupted));
-            }
+            self.loss_sum = 0.0;
         }
-        let evaluated = model.valid();
-        let valid_auc = click_auc(&evaluated, valid, eval_device)?;
+        let bs = config.batch_size;
+        let k = self.in_epoch as usize;
+        let idx = &self.order[k * bs..((k + 1) * bs).min(self.order.len())];
+        let batch: Vec<RewardExample> = idx.iter().map(|&i| self.data.train[i].clone()).collect();
+        let step = (epoch as u64 - 1) * self.per_epoch + self.in_epoch + 1;
+        // Dropout draws from the device RNG: reseed it per step so a resumed run repeats
+        // the same masks (burn keeps one RNG per device, so concurrent trainings in one
+        // process share it; give them dropout 0 when they must be reproducible).
+        train_device.seed(crate::derive_seed(config.seed, &[7, step]));
+        let model = self
+            .model
+            .take()
+            .ok_or_else(|| TrainError::InvalidInput("a failed step lost the model".into()))?;
+        let loss = model.loss(&batch, train_device)?;
+        let (model, outcome) =
+            optimizer_step(model, &mut self.optim, loss, config.learning_rate, None);
+        let value = f64::from(outcome.loss);
+        if outcome.skipped {
+            return Err(TrainError::Diverged(format!(
+                "non-finite reward-model loss in epoch {epoch}; lower the learning rate"
+            )));
+        }
+        self.model = Some(model);
+        self.loss_sum += value;
+        self.in_epoch += 1;
+        Ok(value)
+    }
+
+    fn after_step(&mut self, observer: &mut dyn TrainObserver) -> Result<()> {
+        if self.in_epoch < self.per_epoch {
+            return Ok(());
+        }
+        let epoch = self.st.epoch + 1;
+        let evaluated = self.model()?.valid();
+        let valid_auc = click_auc(&evaluated, self.data.valid, self.devices.1)?;
         let record = RewardEpoch {
             epoch,
-            train_loss: total / steps as f64,
+            train_loss: self.loss_sum / self.in_epoch as f64,
             valid_auc,
         };
         observer.evaluation(&serde_json::json!({
             "stage": "reward", "epoch": epoch, "train_loss": record.train_loss, "valid_click_auc": valid_auc
         }));
+        let st = &mut self.st;
         st.log.push(record);
         st.epoch = epoch;
+        self.in_epoch = 0;
         let score = valid_auc.unwrap_or(f64::NEG_INFINITY);
-        if best.is_none() || st.best_auc.is_none_or(|b| score > b) {
+        if self.best.is_none() || st.best_auc.is_none_or(|b| score > b) {
             st.best_auc = Some(score);
-            best = Some(evaluated);
+            self.best = Some(evaluated);
             st.since_best = 0;
         } else {
             st.since_best += 1;
-            st.stopped = st.since_best >= config.patience;
+            st.stopped = st.since_best >= self.config.patience;
         }
-        if let Some(c) = checkpoint {
+        if let Some(c) = self.checkpoint {
+            let (model, best) = (self.model()?, &self.best);
             write_dir_atomic(c.dir, |d| {
                 model.save(c.config, d)?;
-                save_optimizer(&optim, d)?;
-                if let Some(b) = &best {
+                save_optimizer(&self.optim, d)?;
+                if let Some(b) = best {
                     let bd = d.join(BEST_DIR);
                     std::fs::create_dir_all(&bd).map_err(|e| TrainError::Io {
                         path: bd.clone(),
@@ -359,11 +439,9 @@ pub fn train_reward_model_in(
                     })?;
                     b.save(c.config, &bd)?;
                 }
-                save_json(&d.join(STATE_FILE), &st)
+                save_json(&d.join(STATE_FILE), &self.st)
             })?;
         }
+        Ok(())
     }
-    observer.finish();
-    let model = best.unwrap_or_else(|| model.valid());
-    Ok((Some(model), st.log, RunStatus::Finished))
 }

@@ -2,15 +2,18 @@
 //! SFT policy: one step ([`rl_step`]) and the resumable loop ([`train_rl`]).
 
 use crate::advantage::group_advantages;
-use crate::checkpoint::{JsonlLog, StageOutput, write_dir_atomic};
+use crate::checkpoint::StageOutput;
 use crate::config::{RewardSource, check};
 use crate::eval::{ListReward, greedy_lists, list_metrics};
-use crate::observer::{RunStatus, TrainObserver};
-use crate::sft::{StepOutcome, adamw, apply_update, save_checkpoint, start_or_resume};
+use crate::sft::{adamw, save_checkpoint, start_or_resume};
 use crate::{Result, TrainError, derive_seed};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::{Device, Tensor, TensorData};
+use glorank_nn::training::{
+    JsonlLog, RunStatus, StepOutcome, TrainObserver, TrainingLoop, drive, optimizer_step,
+    write_dir_atomic,
+};
 use glorank_policy::{Policy, PolicyConfig, Request, decode};
 use glorank_trie::{CandidateTrie, DecodeStrategy, Decoder};
 use rand::SeedableRng;
@@ -18,7 +21,6 @@ use rand::rngs::ChaCha8Rng;
 use rand::seq::index::sample;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::ops::ControlFlow;
 use std::time::Instant;
 
 /// Hyper-parameters of [`rl_step`] and [`train_rl`].
@@ -243,12 +245,12 @@ pub fn rl_step(
     let kl_value = f64::from(kl.clone().into_scalar::<f32>());
     let loss = pg + kl.mul_scalar(config.kl_coef as f32);
     // 5. Update.
-    let (policy, update) = apply_update(
+    let (policy, update) = optimizer_step(
         policy,
         optim,
         loss,
         config.learning_rate,
-        config.grad_clip_norm,
+        Some(config.grad_clip_norm),
     );
     Ok((
         policy,
@@ -368,30 +370,110 @@ pub fn train_rl(
         ));
     }
     out.create_parents()?;
-    let ckpt = out.checkpoint.clone();
-    let (mut policy, mut optim, mut st): (Policy, ModuleOptimizer, RlState) = start_or_resume(
+    let (policy, optim, st): (Policy, ModuleOptimizer, RlState) = start_or_resume(
         policy_config,
         Some(initial),
         adamw(config.weight_decay),
-        &ckpt,
+        &out.checkpoint,
         resume,
         device,
     )?;
     let log = JsonlLog::create(&out.log, &st.log)?;
     let total = config.steps as u64;
-    let bs = config.batch_size.min(n);
-    observer.start("rl", total, st.step);
-    if st.step == 0 {
-        let mut record = json!({"stage": "rl", "step": 0});
-        evaluate(&policy.valid(), &data, plain, &mut record)?;
-        log.append(&record)?;
-        observer.evaluation(&record);
-        st.log.push(record);
+    let mut run = RlLoop {
+        policy: Some(policy),
+        optim,
+        st,
+        total,
+        batch: config.batch_size.min(n),
+        reference,
+        data,
+        config,
+        policy_config,
+        out,
+        log,
+        devices: (device, plain),
+    };
+    let status = drive("rl", total, &mut run, observer)?;
+    if status == RunStatus::Finished {
+        let policy = run.policy()?;
+        write_dir_atomic(&out.model, |d| {
+            policy
+                .valid()
+                .save(policy_config, d)
+                .map_err(TrainError::from)
+        })?;
     }
-    while st.step < total {
+    Ok(RlOutcome {
+        status,
+        steps: run.st.step,
+        log: run.st.log,
+    })
+}
+
+/// RL inside the shared training-loop skeleton.
+struct RlLoop<'a> {
+    /// The policy being trained (taken out for the duration of a step).
+    policy: Option<Policy>,
+    optim: ModuleOptimizer,
+    st: RlState,
+    total: u64,
+    batch: usize,
+    reference: &'a Policy,
+    data: RlData<'a>,
+    config: &'a RlConfig,
+    policy_config: &'a PolicyConfig,
+    out: &'a StageOutput,
+    log: JsonlLog,
+    devices: (&'a Device, &'a Device),
+}
+
+impl RlLoop<'_> {
+    fn policy(&self) -> Result<&Policy> {
+        self.policy
+            .as_ref()
+            .ok_or_else(|| TrainError::InvalidInput("a failed step lost the policy".into()))
+    }
+
+    fn record(
+        &mut self,
+        mut record: serde_json::Value,
+        observer: &mut dyn TrainObserver,
+    ) -> Result<()> {
+        evaluate(
+            &self.policy()?.valid(),
+            &self.data,
+            self.devices.1,
+            &mut record,
+        )?;
+        self.log.append(&record)?;
+        observer.evaluation(&record);
+        self.st.log.push(record);
+        Ok(())
+    }
+}
+
+impl TrainingLoop for RlLoop<'_> {
+    type Error = TrainError;
+
+    fn done(&self) -> u64 {
+        self.st.step
+    }
+
+    fn begin(&mut self, observer: &mut dyn TrainObserver) -> Result<()> {
+        if self.st.step == 0 {
+            self.record(json!({"stage": "rl", "step": 0}), observer)?;
+        }
+        Ok(())
+    }
+
+    fn step(&mut self) -> Result<f64> {
+        let (config, (device, plain)) = (self.config, self.devices);
+        let (n, bs) = (self.data.train.len(), self.batch);
+        let st = &mut self.st;
         let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(config.seed, &[3, st.step]));
         let ids: Vec<usize> = sample(&mut rng, n, bs).into_vec();
-        let reqs: Vec<Request> = ids.iter().map(|&i| data.train[i].clone()).collect();
+        let reqs: Vec<Request> = ids.iter().map(|&i| self.data.train[i].clone()).collect();
         let mut decoder = Decoder::new(
             DecodeStrategy::Sample {
                 temperature: config.temperature,
@@ -401,20 +483,24 @@ pub fn train_rl(
         )?;
         device.seed(derive_seed(config.seed, &[2, st.step]));
         let t0 = Instant::now();
+        let policy = self
+            .policy
+            .take()
+            .ok_or_else(|| TrainError::InvalidInput("a failed step lost the policy".into()))?;
         let (p, s) = rl_step(
             policy,
-            reference,
-            &mut optim,
+            self.reference,
+            &mut self.optim,
             &reqs,
             &ids,
-            data.reward,
+            self.data.reward,
             &mut decoder,
             config,
             (device, plain),
         )?;
         st.train_seconds += t0.elapsed().as_secs_f64();
         st.samples += (bs * config.group_size) as u64;
-        policy = p;
+        self.policy = Some(p);
         st.step += 1;
         st.skipped_groups += s.skipped_groups as u64;
         if s.update.skipped {
@@ -430,18 +516,17 @@ pub fn train_rl(
             }
         }
         st.count += 1;
-        if observer.step(st.step, f64::from(s.update.loss)) == ControlFlow::Break(()) {
-            return Ok(RlOutcome {
-                status: RunStatus::Interrupted,
-                steps: st.step,
-                log: st.log,
-            });
-        }
+        Ok(f64::from(s.update.loss))
+    }
+
+    fn after_step(&mut self, observer: &mut dyn TrainObserver) -> Result<()> {
+        let (config, total) = (self.config, self.total);
+        let st = &self.st;
         let eval_now = st.step == total
             || (config.eval_every > 0 && st.step.is_multiple_of(config.eval_every as u64));
         if eval_now {
             let c = st.count.max(1) as f64;
-            let mut record = json!({
+            let record = json!({
                 "stage": "rl",
                 "step": st.step,
                 "train_reward": st.sums[0] / c,
@@ -452,27 +537,19 @@ pub fn train_rl(
                 "skipped_steps": st.skipped_steps,
                 "train_samples_per_s": st.samples as f64 / st.train_seconds.max(1e-9),
             });
-            evaluate(&policy.valid(), &data, plain, &mut record)?;
-            st.sums = [0.0; 4];
-            st.count = 0;
-            log.append(&record)?;
-            observer.evaluation(&record);
-            st.log.push(record);
+            self.st.sums = [0.0; 4];
+            self.st.count = 0;
+            self.record(record, observer)?;
         }
-        if st.step == total || st.step.is_multiple_of(config.checkpoint_every as u64) {
-            save_checkpoint(&ckpt, &policy, policy_config, &optim, &st)?;
+        if self.st.step == total || self.st.step.is_multiple_of(config.checkpoint_every as u64) {
+            save_checkpoint(
+                &self.out.checkpoint,
+                self.policy()?,
+                self.policy_config,
+                &self.optim,
+                &self.st,
+            )?;
         }
+        Ok(())
     }
-    write_dir_atomic(&out.model, |d| {
-        policy
-            .valid()
-            .save(policy_config, d)
-            .map_err(TrainError::from)
-    })?;
-    observer.finish();
-    Ok(RlOutcome {
-        status: RunStatus::Finished,
-        steps: st.step,
-        log: st.log,
-    })
 }

@@ -1,19 +1,18 @@
 //! Supervised pre-training: teacher forcing on demonstrations with a trie-masked
 //! cross-entropy, validation each epoch, the best epoch kept, resumable checkpoints.
 
-use crate::checkpoint::{
-    JsonlLog, STATE_FILE, StageOutput, latest, load_json, load_optimizer, save_json,
-    save_optimizer, write_dir_atomic,
-};
+use crate::checkpoint::{StageOutput, load_json, save_json};
 use crate::config::{Demonstrations, check};
 use crate::eval::{EvaluatorReward, ListReward, greedy_lists, list_metrics};
-use crate::grad::clip_global_norm;
-use crate::observer::{RunStatus, TrainObserver};
 use crate::{Result, TrainError, derive_seed};
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::tensor::Device;
 use glorank_metrics::MetricsSummary;
+use glorank_nn::training::{
+    JsonlLog, RunStatus, STATE_FILE, StepOutcome, TrainObserver, TrainingLoop, drive, latest,
+    load_optimizer, optimizer_step, save_optimizer, write_dir_atomic,
+};
 use glorank_policy::{Policy, PolicyConfig, Request};
 use glorank_reward::UserResponseModel;
 use glorank_trie::CandidateTrie;
@@ -22,7 +21,6 @@ use rand::rngs::ChaCha8Rng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::Instant;
 
@@ -119,60 +117,6 @@ impl SftConfig {
     }
 }
 
-/// What one optimisation step did.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct StepOutcome {
-    /// The loss before the update.
-    pub loss: f32,
-    /// Global gradient norm before clipping.
-    pub grad_norm: f64,
-    /// The update was skipped: the loss or the gradient was not finite.
-    pub skipped: bool,
-}
-
-/// Backward, global-norm clipping and an optimizer step, skipped when the loss or the
-/// gradient norm is not finite.
-pub(crate) fn apply_update(
-    policy: Policy,
-    optim: &mut ModuleOptimizer,
-    loss: burn::tensor::Tensor<1>,
-    learning_rate: f64,
-    clip: f32,
-) -> (Policy, StepOutcome) {
-    let value = loss.clone().into_scalar::<f32>();
-    if !value.is_finite() {
-        return (
-            policy,
-            StepOutcome {
-                loss: value,
-                grad_norm: f64::NAN,
-                skipped: true,
-            },
-        );
-    }
-    let grads = GradientsParams::from_grads(loss.backward(), &policy);
-    let (grads, norm) = clip_global_norm(grads, &policy, clip);
-    if !norm.is_finite() {
-        return (
-            policy,
-            StepOutcome {
-                loss: value,
-                grad_norm: norm,
-                skipped: true,
-            },
-        );
-    }
-    let policy = optim.step(learning_rate, policy, grads);
-    (
-        policy,
-        StepOutcome {
-            loss: value,
-            grad_norm: norm,
-            skipped: false,
-        },
-    )
-}
-
 /// One SFT step: mean negative log-likelihood of the demonstrations (`lists[r]` are
 /// candidate positions of `requests[r]`) under the trie-masked softmax, backward, global
 /// gradient-norm clipping to `clip` (0: off), optimizer step. `device` is the autodiff device
@@ -195,7 +139,13 @@ pub fn sft_step(
     let batch = policy.encode_inputs(requests, device)?;
     let (_, total) = policy.log_probs(&batch, &tries, lists)?;
     let loss = total.mean().neg();
-    Ok(apply_update(policy, optim, loss, learning_rate, clip))
+    Ok(optimizer_step(
+        policy,
+        optim,
+        loss,
+        learning_rate,
+        Some(clip),
+    ))
 }
 
 /// Greedy lists of `policy` (on a plain device) for `requests`, scored against each
@@ -376,43 +326,110 @@ pub fn train_sft(
         ));
     }
     out.create_parents()?;
-    let ckpt = out.checkpoint.clone();
-    let (mut policy, mut optim, mut st): (Policy, ModuleOptimizer, SftState) = start_or_resume(
+    let (policy, optim, st): (Policy, ModuleOptimizer, SftState) = start_or_resume(
         policy_config,
         None,
         adamw(config.weight_decay),
-        &ckpt,
+        &out.checkpoint,
         resume,
         device,
     )?;
     let log = JsonlLog::create(&out.log, &st.log)?;
-    let bs = config.batch_size;
-    let per_epoch = n.div_ceil(bs) as u64;
+    let per_epoch = n.div_ceil(config.batch_size) as u64;
     let total = per_epoch * config.epochs as u64;
-    observer.start("sft", total, st.step);
-    let mut order: (u64, Vec<usize>) = (u64::MAX, Vec::new());
-    while st.step < total && !st.stopped {
-        let epoch = st.step / per_epoch;
-        if order.0 != epoch {
+    let mut run = SftLoop {
+        policy: Some(policy),
+        optim,
+        st,
+        order: (u64::MAX, Vec::new()),
+        per_epoch,
+        total,
+        data,
+        config,
+        policy_config,
+        out,
+        log,
+        devices: (device, plain),
+    };
+    let status = drive("sft", total, &mut run, observer)?;
+    Ok(SftOutcome {
+        status,
+        steps: run.st.step,
+        best: run.st.best,
+        log: run.st.log,
+    })
+}
+
+/// SFT inside the shared training-loop skeleton.
+struct SftLoop<'a> {
+    /// The policy being trained (taken out for the duration of a step).
+    policy: Option<Policy>,
+    optim: ModuleOptimizer,
+    st: SftState,
+    /// The batch order of one epoch: (epoch, permutation).
+    order: (u64, Vec<usize>),
+    per_epoch: u64,
+    total: u64,
+    data: SftData<'a>,
+    config: &'a SftConfig,
+    policy_config: &'a PolicyConfig,
+    out: &'a StageOutput,
+    log: JsonlLog,
+    devices: (&'a Device, &'a Device),
+}
+
+impl SftLoop<'_> {
+    fn policy(&self) -> Result<&Policy> {
+        self.policy
+            .as_ref()
+            .ok_or_else(|| TrainError::InvalidInput("a failed step lost the policy".into()))
+    }
+}
+
+impl TrainingLoop for SftLoop<'_> {
+    type Error = TrainError;
+
+    fn done(&self) -> u64 {
+        self.st.step
+    }
+
+    fn stopped(&self) -> bool {
+        self.st.stopped
+    }
+
+    fn step(&mut self) -> Result<f64> {
+        let (n, bs, config, device) = (
+            self.data.train.len(),
+            self.config.batch_size,
+            self.config,
+            self.devices.0,
+        );
+        let st = &mut self.st;
+        let epoch = st.step / self.per_epoch;
+        if self.order.0 != epoch {
             let mut idx: Vec<usize> = (0..n).collect();
             idx.shuffle(&mut ChaCha8Rng::seed_from_u64(derive_seed(
                 config.seed,
                 &[1, epoch],
             )));
-            order = (epoch, idx);
+            self.order = (epoch, idx);
         }
-        let k = (st.step % per_epoch) as usize;
-        let idx = &order.1[k * bs..((k + 1) * bs).min(n)];
-        let reqs: Vec<Request> = idx.iter().map(|&i| data.train[i].clone()).collect();
+        let k = (st.step % self.per_epoch) as usize;
+        let idx = &self.order.1[k * bs..((k + 1) * bs).min(n)];
+        let reqs: Vec<Request> = idx.iter().map(|&i| self.data.train[i].clone()).collect();
         let demos: Vec<Vec<usize>> = idx
             .iter()
-            .map(|&i| data.demonstrations[i].clone())
+            .map(|&i| self.data.demonstrations[i].clone())
             .collect();
         device.seed(derive_seed(config.seed, &[2, st.step]));
         let t0 = Instant::now();
+        let policy = self
+            .policy
+            .take()
+            .ok_or_else(|| TrainError::InvalidInput("a failed step lost the policy".into()))?;
         let (p, outcome) = sft_step(
             policy,
-            &mut optim,
+            &mut self.optim,
             &reqs,
             &demos,
             (config.learning_rate, config.grad_clip_norm),
@@ -420,7 +437,7 @@ pub fn train_sft(
         )?;
         st.train_seconds += t0.elapsed().as_secs_f64();
         st.samples += idx.len() as u64;
-        policy = p;
+        self.policy = Some(p);
         st.step += 1;
         if outcome.skipped {
             st.skipped_steps += 1;
@@ -428,18 +445,15 @@ pub fn train_sft(
             st.loss_sum += f64::from(outcome.loss);
             st.loss_steps += 1;
         }
-        if observer.step(st.step, f64::from(outcome.loss)) == ControlFlow::Break(()) {
-            return Ok(SftOutcome {
-                status: RunStatus::Interrupted,
-                steps: st.step,
-                best: st.best,
-                log: st.log,
-            });
-        }
-        let epoch_end = st.step % per_epoch == 0;
+        Ok(f64::from(outcome.loss))
+    }
+
+    fn after_step(&mut self, observer: &mut dyn TrainObserver) -> Result<()> {
+        let epoch_end = self.st.step.is_multiple_of(self.per_epoch);
         if epoch_end {
-            let e = (st.step / per_epoch) as usize;
-            let evaluated = policy.valid();
+            let st = &self.st;
+            let e = (st.step / self.per_epoch) as usize;
+            let evaluated = self.policy()?.valid();
             let mut record = json!({
                 "stage": "sft",
                 "epoch": e,
@@ -448,45 +462,53 @@ pub fn train_sft(
                 "skipped_steps": st.skipped_steps,
                 "train_samples_per_s": st.samples as f64 / st.train_seconds.max(1e-9),
             });
-            let score = if data.valid.is_empty() {
+            let score = if self.data.valid.is_empty() {
                 f64::NEG_INFINITY
             } else {
-                let m = greedy_metrics(&evaluated, data.valid, data.valid_relevance, plain)?;
+                let m = greedy_metrics(
+                    &evaluated,
+                    self.data.valid,
+                    self.data.valid_relevance,
+                    self.devices.1,
+                )?;
                 record["valid_precision"] = json!(m.precision.mean);
                 record["valid_ndcg"] = json!(m.ndcg.mean);
                 record["valid_map"] = json!(m.map.mean);
                 record["valid_f1"] = json!(m.f1.mean);
                 m.ndcg.mean
             };
+            let st = &mut self.st;
             st.loss_sum = 0.0;
             st.loss_steps = 0;
             let better = st.best.is_none_or(|(_, b)| score > b);
             if better {
                 st.best = Some((e, score));
                 st.since_best = 0;
-                write_dir_atomic(&out.model, |d| {
-                    evaluated.save(policy_config, d).map_err(TrainError::from)
+                write_dir_atomic(&self.out.model, |d| {
+                    evaluated
+                        .save(self.policy_config, d)
+                        .map_err(TrainError::from)
                 })?;
             } else {
                 st.since_best += 1;
-                st.stopped = st.since_best >= config.patience;
+                st.stopped = st.since_best >= self.config.patience;
             }
             record["best_epoch"] = json!(st.best.map(|b| b.0));
-            log.append(&record)?;
+            self.log.append(&record)?;
             observer.evaluation(&record);
             st.log.push(record);
         }
-        let periodic =
-            config.checkpoint_every > 0 && st.step.is_multiple_of(config.checkpoint_every as u64);
-        if epoch_end || periodic || st.step == total {
-            save_checkpoint(&ckpt, &policy, policy_config, &optim, &st)?;
+        let every = self.config.checkpoint_every as u64;
+        let periodic = every > 0 && self.st.step.is_multiple_of(every);
+        if epoch_end || periodic || self.st.step == self.total {
+            save_checkpoint(
+                &self.out.checkpoint,
+                self.policy()?,
+                self.policy_config,
+                &self.optim,
+                &self.st,
+            )?;
         }
+        Ok(())
     }
-    observer.finish();
-    Ok(SftOutcome {
-        status: RunStatus::Finished,
-        steps: st.step,
-        best: st.best,
-        log: st.log,
-    })
 }

@@ -1,0 +1,240 @@
+//! The one training-loop skeleton of the workspace and what it is built from.
+//!
+//! Every trainer (SFT, RL, the reward models, the baselines) is a [`TrainingLoop`]: it says
+//! how many steps are done, runs one step, and reacts after it (evaluation, logging,
+//! checkpoint, early stopping). [`drive`] runs it: progress to a [`TrainObserver`], the
+//! observer's interruption ([`RunStatus::Interrupted`], resumable from the last checkpoint),
+//! and the end of the run. [`optimizer_step`] is the shared update: backward, optional
+//! global-norm clipping ([`clip_global_norm`]) and the optimizer step, skipped when the loss
+//! or the gradient norm is not finite. Checkpoints are directories written atomically
+//! ([`write_dir_atomic`], [`latest`]) holding the model, the optimizer state
+//! ([`save_optimizer`]) and the trainer state; evaluations go to a [`JsonlLog`].
+//!
+//! ```
+//! use glorank_nn::training::{NoObserver, RunStatus, TrainingLoop, drive};
+//!
+//! /// Gradient descent on `x^2`, stopping early once `|x| < 0.1`.
+//! struct Descend { x: f64, done: u64 }
+//! impl TrainingLoop for Descend {
+//!     type Error = glorank_nn::NnError;
+//!     fn done(&self) -> u64 { self.done }
+//!     fn stopped(&self) -> bool { self.x.abs() < 0.1 }
+//!     fn step(&mut self) -> Result<f64, Self::Error> {
+//!         self.x -= 0.5 * 2.0 * self.x * 0.5;
+//!         self.done += 1;
+//!         Ok(self.x * self.x)
+//!     }
+//! }
+//! let mut run = Descend { x: 1.0, done: 0 };
+//! assert_eq!(drive("toy", 100, &mut run, &mut NoObserver)?, RunStatus::Finished);
+//! assert_eq!(run.done, 4); // 0.5, 0.25, 0.125, 0.0625
+//! # Ok::<(), glorank_nn::NnError>(())
+//! ```
+
+mod checkpoint;
+mod grad;
+mod observer;
+
+pub use checkpoint::{
+    JsonlLog, OPTIMIZER_FILE, STATE_FILE, latest, load_optimizer, save_optimizer, write_dir_atomic,
+};
+pub use grad::clip_global_norm;
+pub use observer::{NoObserver, RunStatus, TrainObserver};
+
+use crate::NnError;
+use burn::module::Module;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::Tensor;
+use std::ops::ControlFlow;
+
+/// What one optimizer step did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepOutcome {
+    /// The training loss of the batch.
+    pub loss: f32,
+    /// Global L2 norm of the gradients before clipping (NaN when the loss was not finite).
+    pub grad_norm: f64,
+    /// True when the update was skipped (non-finite loss or gradient norm).
+    pub skipped: bool,
+}
+
+/// Backward, global-norm clipping (`clip`, `None` or a bound `<= 0`: none) and an optimizer
+/// step at `learning_rate`, skipped when the loss or the gradient norm is not finite.
+pub fn optimizer_step<M: Module>(
+    model: M,
+    optim: &mut ModuleOptimizer,
+    loss: Tensor<1>,
+    learning_rate: f64,
+    clip: Option<f32>,
+) -> (M, StepOutcome) {
+    let value = loss.clone().into_scalar::<f32>();
+    if !value.is_finite() {
+        let outcome = StepOutcome {
+            loss: value,
+            grad_norm: f64::NAN,
+            skipped: true,
+        };
+        return (model, outcome);
+    }
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let (grads, norm) = match clip {
+        Some(bound) => clip_global_norm(grads, &model, bound),
+        None => (grads, 0.0),
+    };
+    if !norm.is_finite() {
+        let outcome = StepOutcome {
+            loss: value,
+            grad_norm: norm,
+            skipped: true,
+        };
+        return (model, outcome);
+    }
+    let model = optim.step(learning_rate, model, grads);
+    let outcome = StepOutcome {
+        loss: value,
+        grad_norm: norm,
+        skipped: false,
+    };
+    (model, outcome)
+}
+
+/// The trainer-specific part of a training loop; [`drive`] runs it.
+pub trait TrainingLoop {
+    /// The trainer's error (file errors of the skeleton convert into it).
+    type Error: From<NnError>;
+
+    /// Steps done so far (restored from a checkpoint when resuming).
+    fn done(&self) -> u64;
+
+    /// True when the run ended early (early stopping, possibly restored from a checkpoint).
+    fn stopped(&self) -> bool {
+        false
+    }
+
+    /// Called once after the observer learned the stage started (for example an evaluation
+    /// of the initial model).
+    ///
+    /// # Errors
+    /// The trainer's errors.
+    fn begin(&mut self, observer: &mut dyn TrainObserver) -> Result<(), Self::Error> {
+        let _ = observer;
+        Ok(())
+    }
+
+    /// Runs the next step (batch, forward, backward, update) and returns its loss; afterwards
+    /// [`TrainingLoop::done`] counts it.
+    ///
+    /// # Errors
+    /// The trainer's errors.
+    fn step(&mut self) -> Result<f64, Self::Error>;
+
+    /// Called after every step the observer let pass: evaluation (records go to
+    /// `observer.evaluation`), logging, checkpoints, early stopping.
+    ///
+    /// # Errors
+    /// The trainer's errors.
+    fn after_step(&mut self, observer: &mut dyn TrainObserver) -> Result<(), Self::Error> {
+        let _ = observer;
+        Ok(())
+    }
+}
+
+/// Runs `body` until `total` steps are done or it stops early, reporting progress of `stage`
+/// to `observer`. An observer's [`ControlFlow::Break`] after a step ends the run at once
+/// with [`RunStatus::Interrupted`] (no further hook runs, as in a crash), so the run resumes
+/// from its last checkpoint.
+///
+/// # Errors
+/// The body's errors.
+pub fn drive<L: TrainingLoop + ?Sized>(
+    stage: &str,
+    total: u64,
+    body: &mut L,
+    observer: &mut dyn TrainObserver,
+) -> Result<RunStatus, L::Error> {
+    observer.start(stage, total, body.done());
+    body.begin(observer)?;
+    while body.done() < total && !body.stopped() {
+        let loss = body.step()?;
+        if observer.step(body.done(), loss) == ControlFlow::Break(()) {
+            return Ok(RunStatus::Interrupted);
+        }
+        body.after_step(observer)?;
+    }
+    observer.finish();
+    Ok(RunStatus::Finished)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Count {
+        done: u64,
+        after: u64,
+    }
+
+    impl TrainingLoop for Count {
+        type Error = NnError;
+        fn done(&self) -> u64 {
+            self.done
+        }
+        fn step(&mut self) -> Result<f64, NnError> {
+            self.done += 1;
+            Ok(self.done as f64)
+        }
+        fn after_step(&mut self, _: &mut dyn TrainObserver) -> Result<(), NnError> {
+            self.after += 1;
+            Ok(())
+        }
+    }
+
+    struct StopAt(u64, Vec<u64>);
+
+    impl TrainObserver for StopAt {
+        fn step(&mut self, step: u64, _: f64) -> ControlFlow<()> {
+            self.1.push(step);
+            if step == self.0 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        }
+    }
+
+    #[test]
+    fn an_interruption_skips_the_after_hook_and_resumes() {
+        let mut body = Count { done: 0, after: 0 };
+        let mut obs = StopAt(3, Vec::new());
+        assert_eq!(
+            drive("t", 5, &mut body, &mut obs).unwrap(),
+            RunStatus::Interrupted
+        );
+        assert_eq!((body.done, body.after), (3, 2));
+        // Resume from step 3: steps 4 and 5 run, numbered on.
+        let mut obs = StopAt(0, Vec::new());
+        assert_eq!(
+            drive("t", 5, &mut body, &mut obs).unwrap(),
+            RunStatus::Finished
+        );
+        assert_eq!(obs.1, vec![4, 5]);
+    }
+
+    #[test]
+    fn a_non_finite_loss_skips_the_update() {
+        use burn::nn::{Linear, LinearConfig};
+        let dev = burn::tensor::Device::flex().autodiff();
+        let lin: Linear = LinearConfig::new(2, 1).init(&dev);
+        let before = lin.weight.val().into_data();
+        let mut optim = burn::optim::AdamWConfig::new().init();
+        let x = Tensor::<2>::ones([3, 2], &dev);
+        let loss = lin.forward(x.clone()).sum().mul_scalar(f32::NAN);
+        let (lin, out) = optimizer_step(lin, &mut optim, loss, 0.1, Some(1.0));
+        assert!(out.skipped);
+        assert_eq!(lin.weight.val().into_data(), before);
+        let loss = lin.forward(x).sum();
+        let (lin, out) = optimizer_step(lin, &mut optim, loss, 0.1, None);
+        assert!(!out.skipped && out.loss.is_finite());
+        assert_ne!(lin.weight.val().into_data(), before);
+    }
+}
