@@ -50,9 +50,12 @@ pub struct RerankArgs {
     /// A policy directory to serve instead of the run's own.
     #[arg(long)]
     pub policy: Option<PathBuf>,
-    /// Beam width (1: greedy).
-    #[arg(long, default_value_t = 1)]
-    pub beam: usize,
+    /// Decoding: greedy, beam:W, sample:T or sample:T:K.
+    #[arg(long, default_value_t = glorank::trie::DecodeStrategy::Greedy)]
+    pub decode: glorank::trie::DecodeStrategy,
+    /// Beam width, a shorthand for `--decode beam:W` (1: greedy).
+    #[arg(long, conflicts_with = "decode")]
+    pub beam: Option<usize>,
 }
 
 /// Arguments of `glorank bench`.
@@ -137,7 +140,11 @@ pub fn rerank(args: &RerankArgs) -> Result<(), CliError> {
         Some(p) => Reranker::load_policy(&args.model, p),
         None => Reranker::load(&args.model),
     }?
-    .with_beam(args.beam);
+    .with_strategy(args.decode);
+    let reranker = match args.beam {
+        Some(width) => reranker.with_beam(width),
+        None => reranker,
+    };
     let stdin = std::io::stdin();
     let mut stdout = std::io::stdout().lock();
     for (n, line) in stdin.lock().lines().enumerate() {

@@ -9,10 +9,44 @@ use serde::{Deserialize, Serialize};
 pub enum ActionSpace {
     /// GloRank: each item is `depth` tokens of the global semantic-ID vocabulary; the head of
     /// level `l` has one output per code of that level, the same code in every request.
+    #[serde(alias = "global")]
     Global,
     /// The local-index ablation (LAS): one step per list slot, a fixed linear head with one
     /// output per *input position* `0..max_candidates`, whose meaning changes per request.
+    #[serde(alias = "local-index")]
     LocalIndex,
+}
+
+impl ActionSpace {
+    /// The name on the command line and in TOML (`global`, `local-index`); saved policy
+    /// files spell the variant (`Global`, `LocalIndex`), and both are read.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Global => "global",
+            Self::LocalIndex => "local-index",
+        }
+    }
+}
+
+impl std::fmt::Display for ActionSpace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for ActionSpace {
+    type Err = PolicyError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        [Self::Global, Self::LocalIndex]
+            .into_iter()
+            .find(|a| a.name().eq_ignore_ascii_case(s.trim()) || format!("{a:?}") == s.trim())
+            .ok_or_else(|| {
+                PolicyError::InvalidConfig(format!(
+                    "unknown action space `{s}` (expected global or local-index)"
+                ))
+            })
+    }
 }
 
 /// Largest item-level table [`PolicyConfig::item_buckets`] accepts (`2^24` rows).

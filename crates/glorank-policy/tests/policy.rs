@@ -296,3 +296,21 @@ fn only_the_local_index_policy_sees_candidate_positions() {
         assert_eq!(spread > 1e-3, distinct, "{space:?}: spread {spread}");
     }
 }
+
+#[test]
+fn action_spaces_parse_by_name_and_old_files_still_read() {
+    assert_eq!(
+        "local-index".parse::<ActionSpace>().unwrap(),
+        ActionSpace::LocalIndex
+    );
+    assert_eq!(
+        "global".parse::<ActionSpace>().unwrap(),
+        ActionSpace::Global
+    );
+    assert_eq!(ActionSpace::LocalIndex.to_string(), "local-index");
+    assert!("pointer".parse::<ActionSpace>().is_err());
+    // Saved policy files spell the variant; configuration files may use the name.
+    let saved: ActionSpace = serde_json::from_str("\"LocalIndex\"").unwrap();
+    let named: ActionSpace = serde_json::from_str("\"local-index\"").unwrap();
+    assert_eq!(saved, named);
+}

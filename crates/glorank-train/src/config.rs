@@ -48,8 +48,8 @@ pub struct PolicyOptions {
     /// and the other way at evaluation (measured on the synthetic world: MF order gives
     /// validation Precision@6 0.019 against 0.091 for random lists).
     pub use_retriever_score: bool,
-    /// The local-index (LAS) ablation instead of global semantic IDs (default false).
-    pub local_index: bool,
+    /// `global` semantic IDs (default) or the `local-index` (LAS) ablation.
+    pub action_space: ActionSpace,
     /// Rows of the zero-initialised item-level embedding added next to the semantic-ID
     /// tokens of history items and candidates (0: tokens only; default 0). See
     /// [`PolicyConfig::item_buckets`].
@@ -67,7 +67,7 @@ impl Default for PolicyOptions {
             dropout: 0.1,
             tie_heads: false,
             use_retriever_score: false,
-            local_index: false,
+            action_space: ActionSpace::Global,
             item_buckets: 0,
             seed: 0,
         }
@@ -83,11 +83,7 @@ impl PolicyOptions {
             .with_tied_heads(self.tie_heads)
             .with_item_buckets(self.item_buckets)
             .with_seed(self.seed)
-            .with_action_space(if self.local_index {
-                ActionSpace::LocalIndex
-            } else {
-                ActionSpace::Global
-            });
+            .with_action_space(self.action_space);
         c.use_retriever_score = self.use_retriever_score;
         c
     }

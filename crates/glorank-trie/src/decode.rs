@@ -43,6 +43,59 @@ pub enum DecodeStrategy {
     },
 }
 
+impl std::fmt::Display for DecodeStrategy {
+    /// `greedy`, `beam:W`, `sample:T` or `sample:T:K` (what [`DecodeStrategy::from_str`] reads).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Greedy => f.write_str("greedy"),
+            Self::Beam { width } => write!(f, "beam:{width}"),
+            Self::Sample {
+                temperature,
+                top_k: None,
+            } => write!(f, "sample:{temperature}"),
+            Self::Sample {
+                temperature,
+                top_k: Some(k),
+            } => write!(f, "sample:{temperature}:{k}"),
+        }
+    }
+}
+
+impl std::str::FromStr for DecodeStrategy {
+    type Err = TrieError;
+
+    /// Parses `greedy`, `beam:W`, `sample`, `sample:T` or `sample:T:K` and validates it.
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = |why: &str| {
+            TrieError::InvalidConfig(format!(
+                "decode strategy `{s}`: {why} (expected greedy, beam:W, sample, sample:T or sample:T:K)"
+            ))
+        };
+        let parts: Vec<&str> = s.trim().split(':').collect();
+        let strategy = match parts.as_slice() {
+            ["greedy"] => Self::Greedy,
+            ["beam", w] => Self::Beam {
+                width: w
+                    .parse()
+                    .map_err(|_| bad("the width is not a whole number"))?,
+            },
+            ["sample"] => Self::sample(),
+            ["sample", t] | ["sample", t, _] => Self::Sample {
+                temperature: t
+                    .parse()
+                    .map_err(|_| bad("the temperature is not a number"))?,
+                top_k: match parts.get(2) {
+                    Some(k) => Some(k.parse().map_err(|_| bad("top-k is not a whole number"))?),
+                    None => None,
+                },
+            },
+            _ => return Err(bad("unknown form")),
+        };
+        strategy.validate()?;
+        Ok(strategy)
+    }
+}
+
 impl DecodeStrategy {
     /// Sampling at temperature 1 over all allowed tokens.
     pub fn sample() -> Self {

@@ -459,3 +459,20 @@ fn parents_link_rows_across_steps() {
             .unwrap();
     }
 }
+
+#[test]
+fn strategies_parse_from_and_print_to_the_same_names() {
+    use glorank_trie::DecodeStrategy;
+    for text in ["greedy", "beam:4", "sample:0.7", "sample:1:5"] {
+        let s: DecodeStrategy = text.parse().unwrap();
+        assert_eq!(s.to_string(), text);
+    }
+    assert_eq!(
+        "sample".parse::<DecodeStrategy>().unwrap(),
+        DecodeStrategy::sample()
+    );
+    for bad in ["beam:0", "beam:x", "sample:-1", "sample:1:0", "top"] {
+        let e = bad.parse::<DecodeStrategy>().unwrap_err().to_string();
+        assert!(!e.is_empty(), "{bad}");
+    }
+}

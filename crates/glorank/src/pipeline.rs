@@ -297,7 +297,7 @@ impl Pipeline {
         if c.run_las {
             say("GloRank-LAS (local-index ablation, SFT)");
             let mut las = training.clone();
-            las.policy.local_index = true;
+            las.policy.action_space = glorank_policy::ActionSpace::LocalIndex;
             let las_config = stages::policy_config(&ds, &ids, &las)?;
             stages::train_sft_stage(
                 &ds,

@@ -80,14 +80,14 @@ pub struct Reranker {
     tokenizer: Option<Mutex<Box<dyn ItemTokenizer>>>,
     uses_retriever_score: bool,
     device: Device,
-    beam: usize,
+    strategy: DecodeStrategy,
 }
 
 impl std::fmt::Debug for Reranker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Reranker")
             .field("items", &self.ids.len())
-            .field("beam", &self.beam)
+            .field("strategy", &self.strategy)
             .finish()
     }
 }
@@ -155,13 +155,23 @@ impl Reranker {
             tokenizer,
             uses_retriever_score: policy_config.use_retriever_score,
             device,
-            beam: 1,
+            strategy: DecodeStrategy::Greedy,
         })
     }
 
     /// Decodes with beam search of this width (1: greedy, the default).
     pub fn with_beam(mut self, width: usize) -> Self {
-        self.beam = width.max(1);
+        self.strategy = if width > 1 {
+            DecodeStrategy::Beam { width }
+        } else {
+            DecodeStrategy::Greedy
+        };
+        self
+    }
+
+    /// Decodes with `strategy` (greedy by default; sampling is seeded with 0 per call).
+    pub fn with_strategy(mut self, strategy: DecodeStrategy) -> Self {
+        self.strategy = strategy;
         self
     }
 
@@ -308,11 +318,7 @@ impl Reranker {
             .iter()
             .filter_map(|r| r.as_ref().ok().cloned())
             .collect();
-        let strategy = if self.beam > 1 {
-            DecodeStrategy::Beam { width: self.beam }
-        } else {
-            DecodeStrategy::Greedy
-        };
+        let strategy = self.strategy;
         let decoded = if valid.is_empty() {
             Ok(Vec::new())
         } else {

@@ -302,3 +302,77 @@ fn shuffled_pools_keep_items_labels_and_logged_positions_together() {
     assert!(moved * 2 > ds.test.len(), "most pools change order");
     assert_eq!(glorank::stages::shuffle_candidates(&ds.test, 7), shuffled);
 }
+
+#[test]
+fn a_policy_that_reads_retriever_scores_is_served_them() {
+    use glorank::policy::{Policy, decode};
+    use glorank::train::{RequestBuilder, TrainingConfig};
+    use glorank::trie::{DecodeStrategy, Decoder};
+    use glorank::{Device, RerankHistoryItem, RunDir, TokenizerConfig, stages};
+    let ds = small_world(60, 80, 5);
+    let dir = tempfile::tempdir().unwrap();
+    let run = RunDir::new(dir.path());
+    ds.save(run.root()).unwrap();
+    let mut tok = TokenizerConfig::default();
+    tok.levels = 2;
+    tok.codes = 4;
+    let (_, ids) = stages::tokenize(&ds, &tok, run.tokenizer_dir()).unwrap();
+    let mut training = TrainingConfig::default();
+    training.policy.use_retriever_score = true;
+    training.policy.d_model = 16;
+    training.policy.heads = 2;
+    training.policy.layers = 1;
+    let config = stages::policy_config(&ds, &ids, &training).unwrap();
+    assert!(config.use_retriever_score);
+    let dev = Device::flex();
+    let policy = Policy::new(&config, &dev).unwrap();
+    policy.save(&config, &run.policy_sft()).unwrap();
+
+    let reranker = Reranker::load(run.root()).unwrap();
+    assert!(reranker.uses_retriever_score());
+    let builder = RequestBuilder::new(&ds, &ids).unwrap();
+    let mut greedy = Decoder::new(DecodeStrategy::Greedy, 0).unwrap();
+    let mut served_differently = 0;
+    for sample in ds.test.iter().take(8) {
+        let candidates: Vec<String> = sample
+            .candidates
+            .iter()
+            .map(|&i| ds.item_ids[i as usize].clone())
+            .collect();
+        let history = ds
+            .history(sample)
+            .items
+            .iter()
+            .zip(ds.history_labels(sample))
+            .map(|(&i, l)| RerankHistoryItem {
+                item: ds.item_ids[i as usize].clone(),
+                labels: l.0,
+            })
+            .collect();
+        let mut request = RerankRequest::new(candidates.clone());
+        request.user = Some(ds.user_ids[sample.user as usize].clone());
+        request.history = history;
+        // Without scores the policy cannot be served; with the wrong count neither.
+        let e = reranker.rerank(&request).unwrap_err().to_string();
+        assert!(e.contains("retriever_scores"), "{e}");
+        request.retriever_scores = Some(vec![0.5; candidates.len() - 1]);
+        assert!(reranker.rerank(&request).is_err());
+        // With the retriever's scores the served list is the evaluated one.
+        let scores = ds.retriever_scores(sample);
+        request.retriever_scores = Some(scores.clone());
+        let served = reranker.rerank(&request).unwrap();
+        let decoded = decode(&policy, &[builder.request(sample)], &mut greedy, &dev).unwrap();
+        let evaluated: Vec<String> = decoded[0][0]
+            .items
+            .iter()
+            .map(|&p| candidates[p].clone())
+            .collect();
+        assert_eq!(served, evaluated);
+        // And the scores are read: reversing them changes some lists.
+        request.retriever_scores = Some(scores.iter().map(|s| -10.0 * s).collect());
+        if reranker.rerank(&request).unwrap() != served {
+            served_differently += 1;
+        }
+    }
+    assert!(served_differently > 0);
+}
