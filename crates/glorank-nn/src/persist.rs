@@ -43,7 +43,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
-/// Writes `value` as pretty JSON to `path` atomically.
+/// Writes `value` as pretty JSON to `path` atomically (the parent directory is created).
 ///
 /// # Errors
 /// [`NnError::Io`] / [`NnError::Format`] naming the file.
@@ -52,6 +52,8 @@ pub fn save_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
+    let (dir, _) = temp_sibling(path);
+    std::fs::create_dir_all(dir).map_err(|e| NnError::io(dir, e))?;
     write_atomic(path, &json)
 }
 

@@ -14,9 +14,7 @@ mod results;
 mod training;
 
 pub use eval::{EvalContext, MethodResult, cold_slice, shuffle_candidates};
-pub use results::{
-    COLD_SLICE_KEY_PREFIX, METHOD_ORDER, predictions_jsonl, rows_json, table, write_results,
-};
+pub use results::{COLD_SLICE_KEY_PREFIX, METHOD_ORDER, table, write_results};
 pub use training::{
-    clicks, load_reward, policy_config, tokenize, train_reward, train_rl_stage, train_sft_stage,
+    load_reward, policy_config, tokenize, train_reward, train_rl_stage, train_sft_stage,
 };

@@ -64,7 +64,7 @@ pub fn table(rows: &[MethodResult], cutoff: usize) -> String {
 }
 
 /// The rows as JSON: method -> metric -> {n, mean, std_err, ci_low, ci_high}.
-pub fn rows_json(rows: &[MethodResult]) -> serde_json::Value {
+pub(crate) fn rows_json(rows: &[MethodResult]) -> serde_json::Value {
     let mut out = serde_json::Map::new();
     for r in rows {
         let mut m = serde_json::to_value(r.metrics).unwrap_or_default();
@@ -85,7 +85,7 @@ pub fn rows_json(rows: &[MethodResult]) -> serde_json::Value {
 
 /// One JSON line per request and method: request id, method, candidate item ids, their click
 /// labels and the generated list of item ids, so the metrics can be recomputed independently.
-pub fn predictions_jsonl(
+pub(crate) fn predictions_jsonl(
     ds: &PreparedDataset,
     samples: &[RerankSample],
     rows: &[MethodResult],

@@ -34,7 +34,7 @@ pub fn tokenize(
 }
 
 /// Binary click relevance of each sample's candidates.
-pub fn clicks(samples: &[RerankSample]) -> Vec<Vec<f64>> {
+pub(crate) fn clicks(samples: &[RerankSample]) -> Vec<Vec<f64>> {
     samples.iter().map(RerankSample::click_relevance).collect()
 }
 
