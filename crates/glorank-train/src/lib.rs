@@ -34,6 +34,7 @@ mod advantage;
 mod checkpoint;
 mod config;
 mod eval;
+mod policy_run;
 mod requests;
 mod reward;
 mod rl;

@@ -5,14 +5,13 @@ use crate::advantage::group_advantages;
 use crate::checkpoint::StageOutput;
 use crate::config::{RewardSource, check};
 use crate::eval::{ListReward, greedy_lists, list_metrics};
-use crate::sft::{adamw, save_checkpoint, start_or_resume};
+use crate::policy_run::PolicyRun;
 use crate::{Result, TrainError, derive_seed};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::{Device, Tensor, TensorData};
 use glorank_nn::training::{
-    JsonlLog, RunStatus, StepOutcome, TrainObserver, TrainingLoop, drive, optimizer_step,
-    write_dir_atomic,
+    RunStatus, StepOutcome, TrainObserver, TrainingLoop, drive, optimizer_step,
 };
 use glorank_policy::{Policy, PolicyConfig, Request, decode};
 use glorank_trie::{CandidateTrie, DecodeStrategy, Decoder};
@@ -369,40 +368,27 @@ pub fn train_rl(
             "need training requests and one relevance vector per validation request".into(),
         ));
     }
-    out.create_parents()?;
-    let (policy, optim, st): (Policy, ModuleOptimizer, RlState) = start_or_resume(
+    let (run, st) = PolicyRun::start(
         policy_config,
         Some(initial),
-        adamw(config.weight_decay),
-        &out.checkpoint,
-        resume,
-        device,
+        config.weight_decay,
+        (out, resume),
+        (device, plain),
+        |st: &RlState| &st.log,
     )?;
-    let log = JsonlLog::create(&out.log, &st.log)?;
     let total = config.steps as u64;
     let mut run = RlLoop {
-        policy: Some(policy),
-        optim,
+        run,
         st,
         total,
         batch: config.batch_size.min(n),
         reference,
         data,
         config,
-        policy_config,
-        out,
-        log,
-        devices: (device, plain),
     };
     let status = drive("rl", total, &mut run, observer)?;
     if status == RunStatus::Finished {
-        let policy = run.policy()?;
-        write_dir_atomic(&out.model, |d| {
-            policy
-                .valid()
-                .save(policy_config, d)
-                .map_err(TrainError::from)
-        })?;
+        run.run.save_model(&run.run.policy()?.valid())?;
     }
     Ok(RlOutcome {
         status,
@@ -413,40 +399,28 @@ pub fn train_rl(
 
 /// RL inside the shared training-loop skeleton.
 struct RlLoop<'a> {
-    /// The policy being trained (taken out for the duration of a step).
-    policy: Option<Policy>,
-    optim: ModuleOptimizer,
+    run: PolicyRun<'a>,
     st: RlState,
     total: u64,
     batch: usize,
     reference: &'a Policy,
     data: RlData<'a>,
     config: &'a RlConfig,
-    policy_config: &'a PolicyConfig,
-    out: &'a StageOutput,
-    log: JsonlLog,
-    devices: (&'a Device, &'a Device),
 }
 
 impl RlLoop<'_> {
-    fn policy(&self) -> Result<&Policy> {
-        self.policy
-            .as_ref()
-            .ok_or_else(|| TrainError::InvalidInput("a failed step lost the policy".into()))
-    }
-
     fn record(
         &mut self,
         mut record: serde_json::Value,
         observer: &mut dyn TrainObserver,
     ) -> Result<()> {
         evaluate(
-            &self.policy()?.valid(),
+            &self.run.policy()?.valid(),
             &self.data,
-            self.devices.1,
+            self.run.devices.1,
             &mut record,
         )?;
-        self.log.append(&record)?;
+        self.run.log.append(&record)?;
         observer.evaluation(&record);
         self.st.log.push(record);
         Ok(())
@@ -468,7 +442,7 @@ impl TrainingLoop for RlLoop<'_> {
     }
 
     fn step(&mut self) -> Result<f64> {
-        let (config, (device, plain)) = (self.config, self.devices);
+        let (config, (device, plain)) = (self.config, self.run.devices);
         let (n, bs) = (self.data.train.len(), self.batch);
         let st = &mut self.st;
         let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(config.seed, &[3, st.step]));
@@ -483,14 +457,11 @@ impl TrainingLoop for RlLoop<'_> {
         )?;
         device.seed(derive_seed(config.seed, &[2, st.step]));
         let t0 = Instant::now();
-        let policy = self
-            .policy
-            .take()
-            .ok_or_else(|| TrainError::InvalidInput("a failed step lost the policy".into()))?;
+        let policy = self.run.take()?;
         let (p, s) = rl_step(
             policy,
             self.reference,
-            &mut self.optim,
+            &mut self.run.optim,
             &reqs,
             &ids,
             self.data.reward,
@@ -500,7 +471,7 @@ impl TrainingLoop for RlLoop<'_> {
         )?;
         st.train_seconds += t0.elapsed().as_secs_f64();
         st.samples += (bs * config.group_size) as u64;
-        self.policy = Some(p);
+        self.run.put(p);
         st.step += 1;
         st.skipped_groups += s.skipped_groups as u64;
         if s.update.skipped {
@@ -542,13 +513,7 @@ impl TrainingLoop for RlLoop<'_> {
             self.record(record, observer)?;
         }
         if self.st.step == total || self.st.step.is_multiple_of(config.checkpoint_every as u64) {
-            save_checkpoint(
-                &self.out.checkpoint,
-                self.policy()?,
-                self.policy_config,
-                &self.optim,
-                &self.st,
-            )?;
+            self.run.checkpoint(&self.st)?;
         }
         Ok(())
     }

@@ -1,17 +1,17 @@
 //! Supervised pre-training: teacher forcing on demonstrations with a trie-masked
 //! cross-entropy, validation each epoch, the best epoch kept, resumable checkpoints.
 
-use crate::checkpoint::{StageOutput, load_json, save_json};
+use crate::checkpoint::StageOutput;
 use crate::config::{Demonstrations, check};
 use crate::eval::{EvaluatorReward, ListReward, greedy_lists, list_metrics};
+use crate::policy_run::PolicyRun;
 use crate::{Result, TrainError, derive_seed};
 use burn::module::Module;
-use burn::optim::{AdamWConfig, ModuleOptimizer};
+use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 use glorank_metrics::MetricsSummary;
 use glorank_nn::training::{
-    JsonlLog, RunStatus, STATE_FILE, StepOutcome, TrainObserver, TrainingLoop, drive, latest,
-    load_optimizer, optimizer_step, save_optimizer, write_dir_atomic,
+    RunStatus, StepOutcome, TrainObserver, TrainingLoop, drive, optimizer_step,
 };
 use glorank_policy::{Policy, PolicyConfig, Request};
 use glorank_reward::UserResponseModel;
@@ -21,7 +21,6 @@ use rand::rngs::ChaCha8Rng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::path::Path;
 use std::time::Instant;
 
 /// Hyper-parameters of [`train_sft`].
@@ -239,54 +238,6 @@ struct SftState {
     log: Vec<serde_json::Value>,
 }
 
-/// The optimizer of a trainer.
-pub(crate) fn adamw(weight_decay: f32) -> ModuleOptimizer {
-    AdamWConfig::new().with_weight_decay(weight_decay).init()
-}
-
-/// A fresh policy and optimizer, or the checkpoint's when resuming.
-pub(crate) fn start_or_resume<S: serde::de::DeserializeOwned + Default>(
-    config: &PolicyConfig,
-    initial: Option<Policy>,
-    optim: ModuleOptimizer,
-    checkpoint: &Path,
-    resume: bool,
-    device: &Device,
-) -> Result<(Policy, ModuleOptimizer, S)> {
-    if resume && let Some(dir) = latest(checkpoint) {
-        let (policy, saved) = Policy::load(&dir, device)?;
-        if &saved != config {
-            return Err(TrainError::InvalidInput(format!(
-                "{}: the checkpoint was made with another policy configuration; run without --resume",
-                dir.display()
-            )));
-        }
-        let optim = load_optimizer(optim, &dir)?;
-        let state = load_json(&dir.join(STATE_FILE))?;
-        return Ok((policy, optim, state));
-    }
-    let policy = match initial {
-        Some(p) => p,
-        None => Policy::new(config, device)?,
-    };
-    Ok((policy, optim, S::default()))
-}
-
-/// Writes a checkpoint: policy, optimizer, trainer state.
-pub(crate) fn save_checkpoint<S: Serialize>(
-    dir: &Path,
-    policy: &Policy,
-    config: &PolicyConfig,
-    optim: &ModuleOptimizer,
-    state: &S,
-) -> Result<()> {
-    write_dir_atomic(dir, |d| {
-        policy.save(config, d)?;
-        save_optimizer(optim, d)?;
-        save_json(&d.join(STATE_FILE), state)
-    })
-}
-
 /// Supervised pre-training of a policy built from `policy_config` on `data`.
 ///
 /// Each epoch visits the training demonstrations in a seeded order, `batch_size` per step;
@@ -325,31 +276,24 @@ pub fn train_sft(
             "validation requests and relevance differ in length".into(),
         ));
     }
-    out.create_parents()?;
-    let (policy, optim, st): (Policy, ModuleOptimizer, SftState) = start_or_resume(
+    let (run, st) = PolicyRun::start(
         policy_config,
         None,
-        adamw(config.weight_decay),
-        &out.checkpoint,
-        resume,
-        device,
+        config.weight_decay,
+        (out, resume),
+        (device, plain),
+        |st: &SftState| &st.log,
     )?;
-    let log = JsonlLog::create(&out.log, &st.log)?;
     let per_epoch = n.div_ceil(config.batch_size) as u64;
     let total = per_epoch * config.epochs as u64;
     let mut run = SftLoop {
-        policy: Some(policy),
-        optim,
+        run,
         st,
         order: (u64::MAX, Vec::new()),
         per_epoch,
         total,
         data,
         config,
-        policy_config,
-        out,
-        log,
-        devices: (device, plain),
     };
     let status = drive("sft", total, &mut run, observer)?;
     Ok(SftOutcome {
@@ -362,9 +306,7 @@ pub fn train_sft(
 
 /// SFT inside the shared training-loop skeleton.
 struct SftLoop<'a> {
-    /// The policy being trained (taken out for the duration of a step).
-    policy: Option<Policy>,
-    optim: ModuleOptimizer,
+    run: PolicyRun<'a>,
     st: SftState,
     /// The batch order of one epoch: (epoch, permutation).
     order: (u64, Vec<usize>),
@@ -372,18 +314,6 @@ struct SftLoop<'a> {
     total: u64,
     data: SftData<'a>,
     config: &'a SftConfig,
-    policy_config: &'a PolicyConfig,
-    out: &'a StageOutput,
-    log: JsonlLog,
-    devices: (&'a Device, &'a Device),
-}
-
-impl SftLoop<'_> {
-    fn policy(&self) -> Result<&Policy> {
-        self.policy
-            .as_ref()
-            .ok_or_else(|| TrainError::InvalidInput("a failed step lost the policy".into()))
-    }
 }
 
 impl TrainingLoop for SftLoop<'_> {
@@ -402,7 +332,7 @@ impl TrainingLoop for SftLoop<'_> {
             self.data.train.len(),
             self.config.batch_size,
             self.config,
-            self.devices.0,
+            self.run.devices.0,
         );
         let st = &mut self.st;
         let epoch = st.step / self.per_epoch;
@@ -423,13 +353,10 @@ impl TrainingLoop for SftLoop<'_> {
             .collect();
         device.seed(derive_seed(config.seed, &[2, st.step]));
         let t0 = Instant::now();
-        let policy = self
-            .policy
-            .take()
-            .ok_or_else(|| TrainError::InvalidInput("a failed step lost the policy".into()))?;
+        let policy = self.run.take()?;
         let (p, outcome) = sft_step(
             policy,
-            &mut self.optim,
+            &mut self.run.optim,
             &reqs,
             &demos,
             (config.learning_rate, config.grad_clip_norm),
@@ -437,7 +364,7 @@ impl TrainingLoop for SftLoop<'_> {
         )?;
         st.train_seconds += t0.elapsed().as_secs_f64();
         st.samples += idx.len() as u64;
-        self.policy = Some(p);
+        self.run.put(p);
         st.step += 1;
         if outcome.skipped {
             st.skipped_steps += 1;
@@ -453,7 +380,7 @@ impl TrainingLoop for SftLoop<'_> {
         if epoch_end {
             let st = &self.st;
             let e = (st.step / self.per_epoch) as usize;
-            let evaluated = self.policy()?.valid();
+            let evaluated = self.run.policy()?.valid();
             let mut record = json!({
                 "stage": "sft",
                 "epoch": e,
@@ -469,7 +396,7 @@ impl TrainingLoop for SftLoop<'_> {
                     &evaluated,
                     self.data.valid,
                     self.data.valid_relevance,
-                    self.devices.1,
+                    self.run.devices.1,
                 )?;
                 record["valid_precision"] = json!(m.precision.mean);
                 record["valid_ndcg"] = json!(m.ndcg.mean);
@@ -484,30 +411,20 @@ impl TrainingLoop for SftLoop<'_> {
             if better {
                 st.best = Some((e, score));
                 st.since_best = 0;
-                write_dir_atomic(&self.out.model, |d| {
-                    evaluated
-                        .save(self.policy_config, d)
-                        .map_err(TrainError::from)
-                })?;
+                self.run.save_model(&evaluated)?;
             } else {
                 st.since_best += 1;
                 st.stopped = st.since_best >= self.config.patience;
             }
             record["best_epoch"] = json!(st.best.map(|b| b.0));
-            self.log.append(&record)?;
+            self.run.log.append(&record)?;
             observer.evaluation(&record);
             st.log.push(record);
         }
         let every = self.config.checkpoint_every as u64;
         let periodic = every > 0 && self.st.step.is_multiple_of(every);
         if epoch_end || periodic || self.st.step == self.total {
-            save_checkpoint(
-                &self.out.checkpoint,
-                self.policy()?,
-                self.policy_config,
-                &self.optim,
-                &self.st,
-            )?;
+            self.run.checkpoint(&self.st)?;
         }
         Ok(())
     }
