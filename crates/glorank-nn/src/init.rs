@@ -4,9 +4,20 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
 use std::sync::Mutex;
 
-/// Serialises seeded initialisation: burn's random initialisers draw from a device RNG that
-/// some backends keep globally, so two models built at once would interleave their draws.
+/// Serialises every use of the device RNG that must be reproducible: burn's random
+/// initialisers and dropout draw from a device RNG that some backends keep process-wide, so
+/// two models built or trained at once would interleave their draws (or one would reseed the
+/// RNG in the middle of the other's initialisation).
 static INIT_LOCK: Mutex<()> = Mutex::new(());
+
+/// Runs `f` (for example one training step with dropout) with the device RNG seeded by
+/// `seed` and no other [`init_seeded`] or `with_seeded_device` running in this process, so
+/// its random draws depend on `seed` alone.
+pub fn with_seeded_device<T>(device: &Device, seed: u64, f: impl FnOnce() -> T) -> T {
+    let _guard = INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    device.seed(seed);
+    f()
+}
 
 /// Builds a module with burn's initialisers seeded by `seed`, reproducibly.
 ///

@@ -40,7 +40,7 @@ pub mod training;
 
 pub use context::{Context, ContextEmbedder, HistoryItem, item_bucket, segment};
 pub use device::Backend;
-pub use init::init_seeded;
+pub use init::{init_seeded, with_seeded_device};
 pub use layers::MASKED;
 
 use std::path::{Path, PathBuf};

@@ -375,17 +375,27 @@ impl TrainingLoop for RewardLoop<'_> {
         let idx = &self.order[k * bs..((k + 1) * bs).min(self.order.len())];
         let batch: Vec<RewardExample> = idx.iter().map(|&i| self.data.train[i].clone()).collect();
         let step = (epoch as u64 - 1) * self.per_epoch + self.in_epoch + 1;
-        // Dropout draws from the device RNG: reseed it per step so a resumed run repeats
-        // the same masks (burn keeps one RNG per device, so concurrent trainings in one
-        // process share it; give them dropout 0 when they must be reproducible).
-        train_device.seed(crate::derive_seed(config.seed, &[7, step]));
         let model = self
             .model
             .take()
             .ok_or_else(|| TrainError::InvalidInput("a failed step lost the model".into()))?;
-        let loss = model.loss(&batch, train_device)?;
-        let (model, outcome) =
-            optimizer_step(model, &mut self.optim, loss, config.learning_rate, None);
+        let optim = &mut self.optim;
+        // Dropout draws from the device RNG: seeded per step so a resumed run repeats the
+        // same masks, and held for the step so concurrent trainings cannot interleave.
+        let (model, outcome) = glorank_nn::with_seeded_device(
+            train_device,
+            crate::derive_seed(config.seed, &[7, step]),
+            || -> Result<_> {
+                let loss = model.loss(&batch, train_device)?;
+                Ok(optimizer_step(
+                    model,
+                    optim,
+                    loss,
+                    config.learning_rate,
+                    None,
+                ))
+            },
+        )?;
         let value = f64::from(outcome.loss);
         if outcome.skipped {
             return Err(TrainError::Diverged(format!(

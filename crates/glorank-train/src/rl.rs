@@ -455,19 +455,26 @@ impl TrainingLoop for RlLoop<'_> {
             },
             derive_seed(config.seed, &[4, st.step]),
         )?;
-        device.seed(derive_seed(config.seed, &[2, st.step]));
         let t0 = Instant::now();
         let policy = self.run.take()?;
-        let (p, s) = rl_step(
-            policy,
-            self.reference,
-            &mut self.run.optim,
-            &reqs,
-            &ids,
-            self.data.reward,
-            &mut decoder,
-            config,
-            (device, plain),
+        let (optim, reference, reward) = (&mut self.run.optim, self.reference, self.data.reward);
+        // Dropout: the device RNG seeded per step and held for the step (see SFT).
+        let (p, s) = glorank_nn::with_seeded_device(
+            device,
+            derive_seed(config.seed, &[2, st.step]),
+            || {
+                rl_step(
+                    policy,
+                    reference,
+                    optim,
+                    &reqs,
+                    &ids,
+                    reward,
+                    &mut decoder,
+                    config,
+                    (device, plain),
+                )
+            },
         )?;
         st.train_seconds += t0.elapsed().as_secs_f64();
         st.samples += (bs * config.group_size) as u64;

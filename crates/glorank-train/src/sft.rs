@@ -351,16 +351,24 @@ impl TrainingLoop for SftLoop<'_> {
             .iter()
             .map(|&i| self.data.demonstrations[i].clone())
             .collect();
-        device.seed(derive_seed(config.seed, &[2, st.step]));
         let t0 = Instant::now();
         let policy = self.run.take()?;
-        let (p, outcome) = sft_step(
-            policy,
-            &mut self.run.optim,
-            &reqs,
-            &demos,
-            (config.learning_rate, config.grad_clip_norm),
+        let optim = &mut self.run.optim;
+        // Dropout draws from the device RNG, seeded per step (a resumed run repeats the same
+        // masks) and held for the step (concurrent trainings cannot interleave their draws).
+        let (p, outcome) = glorank_nn::with_seeded_device(
             device,
+            derive_seed(config.seed, &[2, st.step]),
+            || {
+                sft_step(
+                    policy,
+                    optim,
+                    &reqs,
+                    &demos,
+                    (config.learning_rate, config.grad_clip_norm),
+                    device,
+                )
+            },
         )?;
         st.train_seconds += t0.elapsed().as_secs_f64();
         st.samples += idx.len() as u64;
