@@ -8,6 +8,31 @@
 //! `glorank demo` and `glorank run` run the whole pipeline; `glorank rerank` serves a run
 //! directory over stdin/stdout and `glorank bench` times it.
 
+/// `println!` that returns a write error (a closed pipe: `glorank eval | head`) to the caller
+/// instead of panicking; the enclosing function returns `Result<_, CliError>`.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*)?
+    }};
+}
+
+/// `print!` that returns a write error instead of panicking (see `outln!`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout(), $($arg)*)?
+    }};
+}
+
+/// `eprintln!` that ignores a closed standard error instead of panicking.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod serve;
 mod train;
 
@@ -337,8 +362,10 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`glorank eval | head`): nothing left to say, like `cat`.
+        Err(CliError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             ExitCode::FAILURE
         }
     }
@@ -353,8 +380,8 @@ pub(crate) enum CliError {
     /// An option value that does not make sense.
     #[error("{0}")]
     Usage(String),
-    /// Writing to standard output or error failed.
-    #[error("writing output: {0}")]
+    /// Reading standard input or writing standard output failed.
+    #[error("standard input/output: {0}")]
     Output(#[from] std::io::Error),
 }
 
@@ -393,15 +420,19 @@ fn prepare(args: &PrepareArgs) -> Result<(), CliError> {
     let t = Instant::now();
     ds.save(&args.out)?;
     let save_secs = t.elapsed().as_secs_f64();
-    print_summary(&ds, args, save_secs, start.elapsed().as_secs_f64());
-    Ok(())
+    print_summary(&ds, args, save_secs, start.elapsed().as_secs_f64())
 }
 
 /// Prints the summary table of a prepared dataset.
-fn print_summary(ds: &PreparedDataset, args: &PrepareArgs, save_secs: f64, total: f64) {
+fn print_summary(
+    ds: &PreparedDataset,
+    args: &PrepareArgs,
+    save_secs: f64,
+    total: f64,
+) -> Result<(), CliError> {
     let s = &ds.stats;
     let c = &ds.config;
-    println!(
+    outln!(
         "prepared `{}` -> {} (seed {}, {}-core, L={}, N={}, history {})",
         ds.name,
         args.out.display(),
@@ -427,17 +458,23 @@ fn print_summary(ds: &PreparedDataset, args: &PrepareArgs, save_secs: f64, total
         ),
     ];
     for (a, b, c) in &rows {
-        println!("  {a:<32} {b:>14} {c:>16}");
+        outln!("  {a:<32} {b:>14} {c:>16}");
     }
-    println!(
+    outln!(
         "  {:<32} {:>14} {:>16} {:>10}",
-        "", "train", "valid", "test"
+        "",
+        "train",
+        "valid",
+        "test"
     );
-    println!(
+    outln!(
         "  {:<32} {:>14} {:>16} {:>10}",
-        "slates (requests)", s.train_slates, s.valid_slates, s.test_slates
+        "slates (requests)",
+        s.train_slates,
+        s.valid_slates,
+        s.test_slates
     );
-    println!(
+    outln!(
         "  {:<32} {:>14.3} {:>16.3} {:>10.3}",
         "mean positives (clicks) per slate",
         s.mean_positives[0],
@@ -448,17 +485,19 @@ fn print_summary(ds: &PreparedDataset, args: &PrepareArgs, save_secs: f64, total
         .retriever_recall
         .map(|r| format!("{r:.4}"))
         .unwrap_or_else(|| "n/a".into());
-    println!(
+    outln!(
         "  {:<32} {recall:>14}",
         format!("retriever recall@{}", c.pool_size)
     );
-    println!(
+    outln!(
         "  {:<32} {:>14}",
-        "retriever train interactions", s.retriever_train_interactions
+        "retriever train interactions",
+        s.retriever_train_interactions
     );
-    println!(
+    outln!(
         "  {:<32} {:>14}",
-        "cold items (0 train interactions)", s.cold_items
+        "cold items (0 train interactions)",
+        s.cold_items
     );
     let mut steps: Vec<String> = s
         .seconds
@@ -466,19 +505,20 @@ fn print_summary(ds: &PreparedDataset, args: &PrepareArgs, save_secs: f64, total
         .map(|(k, v)| format!("{k} {v:.2}s"))
         .collect();
     steps.push(format!("save {save_secs:.2}s"));
-    println!(
+    outln!(
         "  {:<32} {:>14}   ({})",
         "wall time",
         format!("{total:.2}s"),
         steps.join(", ")
     );
+    Ok(())
 }
 
 /// `glorank tokenize`: the pipeline's tokenizer stage ([`glorank::stages::tokenize`]).
 fn tokenize(args: &TokenizeArgs) -> Result<(), CliError> {
     let ds = PreparedDataset::load(&args.data)?;
     let config = args.config();
-    eprintln!(
+    errln!(
         "fitting {} on {} items ({:?})",
         config.method,
         ds.num_items(),
@@ -486,9 +526,9 @@ fn tokenize(args: &TokenizeArgs) -> Result<(), CliError> {
     );
     let (tokenizer, ids) = glorank::stages::tokenize(&ds, &config, &args.out)?;
     if let Some(stats) = tokenizer.stats() {
-        println!("{}", stats.table());
+        outln!("{}", stats.table());
         if stats.dedupe_overflow {
-            eprintln!(
+            errln!(
                 "warning: up to {} items share one code prefix, more than --dedupe-codes {}; the dedupe vocabulary was enlarged to {}",
                 stats.max_collisions,
                 args.dedupe_codes,
@@ -496,6 +536,6 @@ fn tokenize(args: &TokenizeArgs) -> Result<(), CliError> {
             );
         }
     }
-    println!("wrote {} item IDs to {}", ids.len(), args.out.display());
+    outln!("wrote {} item IDs to {}", ids.len(), args.out.display());
     Ok(())
 }

@@ -2,8 +2,9 @@
 
 use crate::CliError;
 use crate::train::StepBar;
+use glorank::data::{BoundedLine, read_line_bounded};
 use glorank::{Pipeline, PipelineConfig, RerankRequest, Reranker};
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -53,9 +54,12 @@ pub struct RerankArgs {
     /// Decoding: greedy, beam:W, sample:T or sample:T:K.
     #[arg(long, default_value_t = glorank::trie::DecodeStrategy::Greedy)]
     pub decode: glorank::trie::DecodeStrategy,
-    /// Beam width, a shorthand for `--decode beam:W` (1: greedy).
+    /// Beam width, a shorthand for `--decode beam:W` (1: greedy; at most 256).
     #[arg(long, conflicts_with = "decode")]
     pub beam: Option<usize>,
+    /// Longest request line, in bytes; a longer one gets an error line and is skipped.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_line_bytes: usize,
 }
 
 /// Arguments of `glorank bench`.
@@ -87,15 +91,15 @@ fn run_pipeline(
     let mut bar = StepBar::new(quiet);
     let report = Pipeline::new(config).run_with(out, &mut bar, &mut |line| {
         if !quiet {
-            eprintln!("[{:>6.1}s] {line}", t0.elapsed().as_secs_f64());
+            errln!("[{:>6.1}s] {line}", t0.elapsed().as_secs_f64());
         }
     })?;
-    println!("\n{}", report.table);
-    println!("stage timings (s):");
+    outln!("\n{}", report.table);
+    outln!("stage timings (s):");
     for (stage, secs) in &report.timings {
-        println!("  {stage:<20} {secs:>8.1}");
+        outln!("  {stage:<20} {secs:>8.1}");
     }
-    println!(
+    outln!(
         "total {:.1} s; report in {}, metrics in metrics.json, lists in predictions.jsonl",
         t0.elapsed().as_secs_f64(),
         out.join("report.md").display()
@@ -145,20 +149,36 @@ pub fn rerank(args: &RerankArgs) -> Result<(), CliError> {
         Some(width) => reranker.with_beam(width),
         None => reranker,
     };
-    let stdin = std::io::stdin();
+    if let Some(width) = args.beam {
+        glorank::trie::DecodeStrategy::Beam { width }.validate()?;
+    }
+    let max = args.max_line_bytes;
+    let mut input = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();
-    for (n, line) in stdin.lock().lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let answer = match serde_json::from_str::<RerankRequest>(&line) {
-            Err(e) => {
-                serde_json::json!({"error": format!("malformed request: {e}"), "line": n + 1})
-            }
-            Ok(r) => match reranker.rerank(&r) {
-                Ok(list) => serde_json::json!({ "list": list }),
-                Err(e) => serde_json::json!({"error": e.to_string(), "line": n + 1}),
+    let mut buf = Vec::new();
+    let mut n = 0usize;
+    loop {
+        let got = read_line_bounded(&mut input, &mut buf, max)?;
+        n += 1;
+        let error = |message: String| serde_json::json!({"error": message, "line": n});
+        let answer = match got {
+            BoundedLine::Eof => break,
+            BoundedLine::TooLong { bytes } => error(format!(
+                "request of {bytes} bytes is longer than --max-line-bytes {max}"
+            )),
+            BoundedLine::Line => match std::str::from_utf8(&buf) {
+                Err(e) => error(format!(
+                    "request is not valid UTF-8 (byte {} of the line)",
+                    e.valid_up_to()
+                )),
+                Ok(line) if line.trim().is_empty() => continue,
+                Ok(line) => match serde_json::from_str::<RerankRequest>(line) {
+                    Err(e) => error(format!("malformed request: {e}")),
+                    Ok(r) => match reranker.rerank(&r) {
+                        Ok(list) => serde_json::json!({ "list": list }),
+                        Err(e) => error(e.to_string()),
+                    },
+                },
             },
         };
         writeln!(stdout, "{answer}")?;
@@ -222,17 +242,19 @@ pub fn bench(args: &BenchArgs) -> Result<(), CliError> {
     };
     let report = bench_policy(&policy, &config, &requests, &lists, &options, &dev)?;
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string(&report).map_err(|e| CliError::Usage(e.to_string()))?
         );
         return Ok(());
     }
-    println!(
+    outln!(
         "machine: {}, {} threads available; {what} ({} parameters)",
-        report.machine, report.threads, report.parameters
+        report.machine,
+        report.threads,
+        report.parameters
     );
-    println!(
+    outln!(
         "{:<10} {:>12} {:>12} {:>22}",
         "decoding",
         "p50 (ms)",
@@ -240,14 +262,19 @@ pub fn bench(args: &BenchArgs) -> Result<(), CliError> {
         format!("batch {} (req/s)", options.batch)
     );
     for d in &report.decode {
-        println!(
+        outln!(
             "{:<10} {:>12.2} {:>12.2} {:>22.0}",
-            d.strategy, d.p50_ms, d.p99_ms, d.batch_requests_per_s
+            d.strategy,
+            d.p50_ms,
+            d.p99_ms,
+            d.batch_requests_per_s
         );
     }
-    println!(
+    outln!(
         "teacher-forced training (batch {}, d = {}): {:.1} samples/s",
-        report.train_batch, config.d_model, report.train_samples_per_s
+        report.train_batch,
+        config.d_model,
+        report.train_samples_per_s
     );
     Ok(())
 }
@@ -272,10 +299,25 @@ pub fn aggregate(args: &AggregateArgs) -> Result<(), CliError> {
                 path: f.clone(),
                 source: e,
             })?;
-            serde_json::from_slice(&text).map_err(|e| glorank::Error::Format {
-                path: f.clone(),
-                message: e.to_string(),
-            })
+            let value: serde_json::Value =
+                serde_json::from_slice(&text).map_err(|e| glorank::Error::Format {
+                    path: f.clone(),
+                    message: e.to_string(),
+                })?;
+            // A metrics.json maps method names to metrics, each with a mean.
+            let is_metrics = value.as_object().is_some_and(|o| {
+                o.values()
+                    .any(|m| m["precision"]["mean"].as_f64().is_some())
+            });
+            if !is_metrics {
+                return Err(glorank::Error::Format {
+                    path: f.clone(),
+                    message: "not a metrics.json (no method with a precision mean); pass the \
+                              metrics.json of each run"
+                        .into(),
+                });
+            }
+            Ok(value)
         })
         .collect::<Result<_, glorank::Error>>()?;
     let mut methods: Vec<String> = glorank::stages::METHOD_ORDER
@@ -306,15 +348,15 @@ pub fn aggregate(args: &AggregateArgs) -> Result<(), CliError> {
                 .any(|r| methods.iter().any(|m| r[m.as_str()].get(k).is_some()))
         })
         .collect();
-    println!(
+    outln!(
         "{} runs; mean ± half-width of the 95% confidence interval over runs\n",
         runs.len()
     );
-    println!(
+    outln!(
         "| method | {} |",
         keys.iter().map(|k| k.1).collect::<Vec<_>>().join(" | ")
     );
-    println!("|---|{}", "---|".repeat(keys.len()));
+    outln!("|---|{}", "---|".repeat(keys.len()));
     for m in &methods {
         let cells: Vec<String> = keys
             .iter()
@@ -330,7 +372,7 @@ pub fn aggregate(args: &AggregateArgs) -> Result<(), CliError> {
                 }
             })
             .collect();
-        println!("| {m} | {} |", cells.join(" | "));
+        outln!("| {m} | {} |", cells.join(" | "));
     }
     Ok(())
 }

@@ -155,7 +155,11 @@ impl TrainObserver for StepBar {
     fn evaluation(&mut self, record: &serde_json::Value) {
         match &self.bar {
             Some(b) => b.println(record.to_string()),
-            None if !self.quiet => println!("{record}"),
+            None if !self.quiet => {
+                use std::io::Write as _;
+                // A closed pipe ends the output, not the training.
+                let _ = writeln!(std::io::stdout(), "{record}");
+            }
             None => {}
         }
     }
@@ -204,7 +208,7 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
                 (RewardRole::Simulator, &config.simulator)
             };
             stages::train_reward(&ds, &ids, role, cfg, &run, args.resume, devices, &mut bar)?;
-            println!(
+            outln!(
                 "{:?} trained in {:.1} s ({})",
                 role,
                 t0.elapsed().as_secs_f64(),
@@ -223,7 +227,7 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
                 devices,
                 &mut bar,
             )?;
-            println!(
+            outln!(
                 "SFT: {} steps, best epoch {:?} (validation NDCG@{} {:.4}), {:.1} s; policy in {}",
                 out.steps,
                 out.best.map(|b| b.0),
@@ -236,7 +240,7 @@ pub fn train(args: &TrainArgs) -> Result<(), CliError> {
         Stage::Rl => {
             let out =
                 stages::train_rl_stage(&ds, &ids, &config, &run, args.resume, devices, &mut bar)?;
-            println!(
+            outln!(
                 "RL: {} steps, {:.1} s; policy in {}",
                 out.steps,
                 t0.elapsed().as_secs_f64(),
@@ -271,7 +275,7 @@ pub fn eval(args: &EvalArgs) -> Result<(), CliError> {
         .map_or("policy".into(), |n| n.to_string_lossy().into_owned());
     let t0 = Instant::now();
     let row = ctx.evaluate_policy(&name, &args.model)?;
-    println!(
+    outln!(
         "{} {:?} requests of {} in {:.2} s",
         samples.len(),
         args.split,
@@ -280,11 +284,11 @@ pub fn eval(args: &EvalArgs) -> Result<(), CliError> {
     );
     let rows = [row];
     match &args.out {
-        Some(dir) => print!(
+        Some(dir) => out!(
             "{}",
             stages::write_results(&RunDir::new(dir), &ds, samples, &rows)?
         ),
-        None => print!("{}", stages::table(&rows, ds.config.slate_len)),
+        None => out!("{}", stages::table(&rows, ds.config.slate_len)),
     }
     Ok(())
 }
@@ -339,7 +343,7 @@ pub fn baselines(args: &BaselinesArgs) -> Result<(), CliError> {
         rows.push(ctx.evaluate_policy(&name, &dir)?);
     }
     rows.push(oracle);
-    println!(
+    outln!(
         "{} {:?} requests of {}{}",
         samples.len(),
         args.split,
@@ -350,9 +354,9 @@ pub fn baselines(args: &BaselinesArgs) -> Result<(), CliError> {
             " (no simulator in the run directory: no Average Reward)"
         }
     );
-    print!("{}", stages::write_results(&run, &ds, samples, &rows)?);
+    out!("{}", stages::write_results(&run, &ds, samples, &rows)?);
     for t in timings {
-        println!("  {t}");
+        outln!("  {t}");
     }
     Ok(())
 }

@@ -364,31 +364,49 @@ fn run_rerank_and_bench_on_a_tiny_pipeline() {
     let good = serde_json::json!({"user": first["user"], "candidates": first["candidates"]});
     let mut unknown = good.clone();
     unknown["candidates"][0] = "no-such-item".into();
-    let input = format!("{good}\n{{not json\n{unknown}\n");
+    // Good, malformed, unknown item, invalid UTF-8, over-long and again good lines: every line
+    // gets an answer with its number, and the stream goes on to the end.
+    let mut input = format!("{good}\n{{not json\n{unknown}\n").into_bytes();
+    input.extend_from_slice(b"{\"candidates\": [\"\xff\xfe\"]}\n");
+    input.extend_from_slice(format!("{}\n", "x".repeat(5000)).as_bytes());
+    input.extend_from_slice(format!("{good}\n").as_bytes());
     let mut child = glorank()
-        .args(["rerank", "--model", o])
+        .args(["rerank", "--max-line-bytes", "4096", "--model", o])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(&input).unwrap();
     let answer = child.wait_with_output().unwrap();
     assert!(answer.status.success());
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&answer.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 3);
+    assert_eq!(lines.len(), 6);
     assert_eq!(lines[0]["list"].as_array().unwrap().len(), 6);
     assert_eq!(lines[1]["line"], 2);
     assert!(lines[1]["error"].as_str().unwrap().contains("malformed"));
     assert!(lines[2]["error"].as_str().unwrap().contains("no-such-item"));
+    assert_eq!(lines[3]["line"], 4);
+    assert!(lines[3]["error"].as_str().unwrap().contains("UTF-8"));
+    assert_eq!(lines[4]["line"], 5);
+    assert!(
+        lines[4]["error"]
+            .as_str()
+            .unwrap()
+            .contains("max-line-bytes")
+    );
+    assert_eq!(lines[5]["list"], lines[0]["list"]);
+    // A beam wider than the cap is refused before anything is read.
+    let wide = glorank()
+        .args(["rerank", "--beam", "1000000", "--model", o])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!wide.status.success());
+    assert!(String::from_utf8_lossy(&wide.stderr).contains("beam width"));
 
     let m = out.join("metrics.json");
     let agg = glorank()
@@ -400,6 +418,29 @@ fn run_rerank_and_bench_on_a_tiny_pipeline() {
         agg.contains("| GloRank SFT+RL |") && agg.contains("± 0.0000"),
         "{agg}"
     );
+    // A reader that closes the pipe early ends the output quietly, without a panic.
+    let mut child = glorank()
+        .args(["aggregate", m.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let closed = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&closed.stderr);
+    assert!(
+        closed.status.success() && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    // `[]` or a run's summary.json are not metrics files.
+    let not_metrics = out.join("not-metrics.json");
+    std::fs::write(&not_metrics, "[]").unwrap();
+    let wrong = glorank()
+        .args(["aggregate", not_metrics.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("not a metrics.json"));
     let missing = glorank()
         .args(["aggregate", "no/such/metrics.json"])
         .output()

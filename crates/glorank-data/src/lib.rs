@@ -53,6 +53,7 @@ pub use prepared::{
 pub use progress::{NoProgress, Progress};
 pub use protocol::{LabelThresholds, Labels, ProtocolConfig, dedupe_pairs, k_core, prepare};
 pub use raw::{CategoricalField, Interaction, ItemFeatures, RawDataset, UserFeatures};
+pub use readers::limits::{BoundedLine, LineLimit, MAX_LINE_BYTES, read_line_bounded};
 pub use readers::movielens::{read_ml1m, read_ml100k};
 pub use readers::tabular::{CsvConfig, read_amazon_csv, read_csv, read_implicit};
 pub use retriever::{MfModel, RetrieverConfig, fit_als};

@@ -18,6 +18,10 @@ use serde::{Deserialize, Serialize};
 /// where the scheduling overhead would exceed the work.
 const PARALLEL_ROWS: usize = 64;
 
+/// Widest beam [`DecodeStrategy::validate`] accepts: each hypothesis holds its own decoder
+/// cache (about 50 KB per request at the default policy size), so the width bounds memory.
+pub const MAX_BEAM_WIDTH: usize = 256;
+
 /// How the next token is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -109,7 +113,7 @@ impl DecodeStrategy {
     ///
     /// # Errors
     /// [`TrieError::InvalidConfig`] for a non-positive or non-finite temperature, `top_k` of
-    /// 0, or a beam width of 0.
+    /// 0, or a beam width of 0 or above [`MAX_BEAM_WIDTH`].
     pub fn validate(&self) -> Result<()> {
         match *self {
             Self::Greedy => Ok(()),
@@ -125,10 +129,10 @@ impl DecodeStrategy {
                 Ok(())
             }
             Self::Beam { width } => {
-                if width == 0 {
-                    return Err(TrieError::InvalidConfig(
-                        "beam width must be at least 1".into(),
-                    ));
+                if width == 0 || width > MAX_BEAM_WIDTH {
+                    return Err(TrieError::InvalidConfig(format!(
+                        "beam width {width} must be in 1..={MAX_BEAM_WIDTH}"
+                    )));
                 }
                 Ok(())
             }

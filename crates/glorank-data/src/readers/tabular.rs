@@ -1,7 +1,9 @@
 //! Readers for Amazon ratings CSV, a generic CSV with configured column names, and the
 //! implicit `user item item ...` format of KGAT/LightGCN.
 
-use super::text::{Encoding, find_file, for_each_line, open, parse_num, parse_rating, truncate};
+use super::text::{
+    Encoding, find_file, for_each_line, open_lines, parse_num, parse_rating, truncate,
+};
 use crate::raw::{Interaction, Interner, RawDataset};
 use crate::{DataError, Result};
 use serde::{Deserialize, Serialize};
@@ -144,7 +146,7 @@ fn for_each_record(
     hint: &str,
     mut f: impl FnMut(usize, &[&str]) -> Result<()>,
 ) -> Result<()> {
-    let reader = open(path, hint)?;
+    let reader = open_lines(path, hint)?;
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(false)
         .delimiter(delimiter)

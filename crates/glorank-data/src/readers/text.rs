@@ -1,6 +1,7 @@
 //! Line-oriented text input with file/line positions, UTF-8 or Latin-1 decoding, and
 //! transparent gzip (`.gz`) decompression.
 
+use super::limits::{BoundedLine, LineLimit, MAX_LINE_BYTES, read_line_bounded};
 use crate::{DataError, Result};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -57,14 +58,23 @@ pub(crate) fn for_each_line(
     let mut line_no = 0usize;
     let mut data_lines = 0usize;
     loop {
-        buf.clear();
-        let n = reader
-            .read_until(b'\n', &mut buf)
+        let got = read_line_bounded(&mut reader, &mut buf, MAX_LINE_BYTES)
             .map_err(|e| DataError::io(path, e))?;
-        if n == 0 {
-            break;
-        }
         line_no += 1;
+        match got {
+            BoundedLine::Eof => break,
+            BoundedLine::TooLong { bytes } => {
+                return Err(DataError::parse(
+                    path,
+                    line_no,
+                    "line",
+                    format!(
+                        "{bytes} bytes, longer than the {MAX_LINE_BYTES}-byte limit (not a text file of this format?)"
+                    ),
+                ));
+            }
+            BoundedLine::Line => {}
+        }
         while matches!(buf.last(), Some(b'\n' | b'\r')) {
             buf.pop();
         }
@@ -195,10 +205,34 @@ pub(crate) fn truncate(s: &str) -> String {
 
 /// Reads a whole file into memory (for small binary inputs such as `.npy`).
 pub(crate) fn read_all(path: &Path, hint: &str) -> Result<Vec<u8>> {
-    let mut r = open(path, hint)?;
+    let r = open(path, hint)?;
     let mut v = Vec::new();
-    r.read_to_end(&mut v).map_err(|e| DataError::io(path, e))?;
+    r.take(MAX_BINARY_BYTES + 1)
+        .read_to_end(&mut v)
+        .map_err(|e| DataError::io(path, e))?;
+    if v.len() as u64 > MAX_BINARY_BYTES {
+        return Err(DataError::parse(
+            path,
+            1,
+            "file",
+            format!("larger than the {MAX_BINARY_BYTES}-byte limit of binary inputs"),
+        ));
+    }
     Ok(v)
+}
+
+/// Largest binary input (`.npy` item vectors) read into memory: 4 GiB.
+pub(crate) const MAX_BINARY_BYTES: u64 = 4 << 30;
+
+/// [`open`] with every line limited to [`MAX_LINE_BYTES`] (for parsers that buffer records).
+pub(crate) fn open_lines(
+    path: &Path,
+    hint: &str,
+) -> Result<BufReader<LineLimit<Box<dyn BufRead>>>> {
+    Ok(BufReader::new(LineLimit::new(
+        open(path, hint)?,
+        MAX_LINE_BYTES,
+    )))
 }
 
 /// `dir/name`, or `dir/name.gz` when only the compressed file exists.
