@@ -203,6 +203,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), CliError> {
             use glorank::data::PreparedDataset;
             use glorank::tokenizer::SemanticIds;
             let run = glorank::RunDir::new(dir);
+            run.verify(&["dataset", "tokenizer"])?;
             let ds = PreparedDataset::load(run.root())?;
             let ids = SemanticIds::load(&run.semantic_ids_file())?;
             let policy_dir = run.trained_policy()?;

@@ -176,6 +176,9 @@ fn load_data(
     data: &Path,
     tokenizer: Option<&Path>,
 ) -> Result<(PreparedDataset, SemanticIds), CliError> {
+    // Artifacts recorded by a pipeline run must still be the bytes it wrote.
+    RunDir::new(data).verify(&["dataset"])?;
+    RunDir::new(tokenizer.unwrap_or(data)).verify(&["tokenizer"])?;
     let ds = PreparedDataset::load(data)?;
     let ids = SemanticIds::load(&tokenizer.unwrap_or(data).join(IDS_FILE))?;
     Ok((ds, ids))

@@ -106,6 +106,111 @@ pub fn load_weights<M: Module>(module: M, path: &Path) -> Result<M> {
     })
 }
 
+/// Name of the checksum list inside a model or checkpoint directory.
+pub const CHECKSUMS_FILE: &str = "checksums.json";
+
+/// The CRC-32 and length of a file's bytes, as `crc32:XXXXXXXX:LEN`.
+///
+/// # Errors
+/// [`NnError::Io`] naming the file.
+pub fn file_checksum(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| NnError::io(path, e))?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut len = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(|e| NnError::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        len += n as u64;
+    }
+    Ok(format!("crc32:{:08x}:{len}", hasher.finalize()))
+}
+
+/// The files of `dir` (recursively, relative paths with `/`), sorted, without the checksum
+/// list itself and without temporary files.
+fn files_below(dir: &Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut stack = vec![(dir.to_path_buf(), String::new())];
+    while let Some((d, prefix)) = stack.pop() {
+        let entries = std::fs::read_dir(&d).map_err(|e| NnError::io(&d, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| NnError::io(&d, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let kind = entry
+                .file_type()
+                .map_err(|e| NnError::io(&entry.path(), e))?;
+            if kind.is_dir() {
+                stack.push((entry.path(), format!("{prefix}{name}/")));
+            } else if name != CHECKSUMS_FILE && !name.ends_with(".tmp") {
+                out.push(format!("{prefix}{name}"));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Records the checksum of every file of `dir` in `dir/checksums.json` (atomically).
+///
+/// # Errors
+/// I/O errors naming the file.
+pub fn write_checksums(dir: &Path) -> Result<()> {
+    let mut sums = std::collections::BTreeMap::new();
+    for name in files_below(dir)? {
+        sums.insert(name.clone(), file_checksum(&dir.join(&name))?);
+    }
+    save_json(&dir.join(CHECKSUMS_FILE), &sums)
+}
+
+/// Checks every file listed in `dir/checksums.json` against its recorded checksum, and that
+/// no listed file is missing. A directory without the list (written before checksums
+/// existed) passes.
+///
+/// # Errors
+/// [`NnError::Format`] naming the first file whose bytes changed or that is missing.
+pub fn verify_checksums(dir: &Path) -> Result<()> {
+    let list = dir.join(CHECKSUMS_FILE);
+    if !list.exists() {
+        return Ok(());
+    }
+    let sums: std::collections::BTreeMap<String, String> = load_json(&list)?;
+    for (name, expected) in &sums {
+        let path = dir.join(name);
+        if !path.exists() {
+            return Err(NnError::Format {
+                path,
+                message: "missing: listed in checksums.json but not found".into(),
+            });
+        }
+        if &file_checksum(&path)? != expected {
+            return Err(NnError::Format {
+                path,
+                message: "its bytes changed since it was written (checksum mismatch); the file \
+                          is corrupted or was edited"
+                    .into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A checksum of a whole directory's contents (the checksum of its file list and files).
+///
+/// # Errors
+/// I/O errors naming the file.
+pub fn dir_checksum(dir: &Path) -> Result<String> {
+    let mut hasher = crc32fast::Hasher::new();
+    for name in files_below(dir)? {
+        hasher.update(name.as_bytes());
+        hasher.update(file_checksum(&dir.join(&name))?.as_bytes());
+    }
+    Ok(format!("crc32:{:08x}", hasher.finalize()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +231,30 @@ mod tests {
         let missing = load_json::<Vec<u32>>(&dir.path().join("none.json")).unwrap_err();
         assert!(matches!(missing, NnError::Io { .. }));
         assert_eq!(missing.path(), Some(dir.path().join("none.json").as_path()));
+    }
+
+    #[test]
+    fn checksums_catch_a_flipped_byte_and_a_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("best")).unwrap();
+        std::fs::write(d.join("w.bin"), [1u8, 2, 3, 4]).unwrap();
+        std::fs::write(d.join("best/w.bin"), [5u8; 10]).unwrap();
+        let before = dir_checksum(d).unwrap();
+        write_checksums(d).unwrap();
+        verify_checksums(d).unwrap();
+        assert_eq!(
+            dir_checksum(d).unwrap(),
+            before,
+            "the list itself is not counted"
+        );
+        std::fs::write(d.join("best/w.bin"), [5u8, 5, 5, 5, 5, 5, 5, 5, 5, 4]).unwrap();
+        let e = verify_checksums(d).unwrap_err();
+        assert!(e.to_string().contains("best/w.bin"), "{e}");
+        assert_ne!(dir_checksum(d).unwrap(), before);
+        std::fs::remove_file(d.join("best/w.bin")).unwrap();
+        let e = verify_checksums(d).unwrap_err().to_string();
+        assert!(e.contains("missing"), "{e}");
     }
 
     #[test]

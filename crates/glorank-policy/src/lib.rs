@@ -89,23 +89,26 @@ impl From<glorank_nn::NnError> for PolicyError {
 pub type Result<T, E = PolicyError> = std::result::Result<T, E>;
 
 impl Policy {
-    /// Saves the configuration (`policy.json`) and weights (`policy.bpk`) into `dir`; both are
-    /// written to temporary names and renamed.
+    /// Saves the configuration (`policy.json`) and weights (`policy.bpk`) into `dir`, both
+    /// written to temporary names and renamed, and the checksums of the directory's files
+    /// (`checksums.json`), which [`Policy::load`] verifies.
     ///
     /// # Errors
     /// [`PolicyError::Nn`] naming the file.
     pub fn save(&self, config: &PolicyConfig, dir: &Path) -> Result<()> {
         persist::save_json(&dir.join(CONFIG_FILE), config)?;
         persist::save_weights(self, &dir.join(WEIGHTS_FILE))?;
+        persist::write_checksums(dir)?;
         Ok(())
     }
 
     /// Loads a policy saved with [`Policy::save`] onto `device`.
     ///
     /// # Errors
-    /// [`PolicyError::Nn`] for a missing or unreadable file, or weights that do not match
-    /// the configuration.
+    /// [`PolicyError::Nn`] for a missing or unreadable file, a file whose checksum does not
+    /// match (named), or weights that do not match the configuration.
     pub fn load(dir: &Path, device: &Device) -> Result<(Self, PolicyConfig)> {
+        persist::verify_checksums(dir)?;
         let config: PolicyConfig = persist::load_json(&dir.join(CONFIG_FILE))?;
         let policy = persist::load_weights(Policy::new(&config, device)?, &dir.join(WEIGHTS_FILE))?;
         Ok((policy, config))

@@ -369,13 +369,15 @@ impl UserResponseModel {
         Ok((bce * m).sum().div_scalar(count).reshape([1]))
     }
 
-    /// Saves configuration and weights into `dir` (temporary names, then rename).
+    /// Saves configuration and weights into `dir` (temporary names, then rename) and the
+    /// checksums of the directory's files, which [`UserResponseModel::load`] verifies.
     ///
     /// # Errors
-    /// [`RewardError::File`] naming the file.
+    /// [`RewardError::Nn`] naming the file.
     pub fn save(&self, config: &RewardConfig, dir: &Path) -> Result<()> {
         persist::save_json(&dir.join(CONFIG_FILE), config)?;
         persist::save_weights(self, &dir.join(WEIGHTS_FILE))?;
+        persist::write_checksums(dir)?;
         Ok(())
     }
 
@@ -385,6 +387,7 @@ impl UserResponseModel {
     /// [`RewardError::Nn`] naming the file for missing files or weights that do
     /// not match the configuration.
     pub fn load(dir: &Path, device: &Device) -> Result<(Self, RewardConfig)> {
+        persist::verify_checksums(dir)?;
         let config: RewardConfig = persist::load_json(&dir.join(CONFIG_FILE))?;
         let model = persist::load_weights(Self::new(&config, device)?, &dir.join(WEIGHTS_FILE))?;
         Ok((model, config))

@@ -118,7 +118,9 @@ impl<'a> PolicyRun<'a> {
         write_dir_atomic(&self.out.checkpoint, |d| {
             policy.save(self.config, d)?;
             save_optimizer(&self.optim, d)?;
-            save_json(&d.join(STATE_FILE), state)
+            save_json(&d.join(STATE_FILE), state)?;
+            // Over every file, so resuming verifies the optimizer and state too.
+            glorank_nn::persist::write_checksums(d).map_err(TrainError::from)
         })
     }
 }

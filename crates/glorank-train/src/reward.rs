@@ -449,7 +449,9 @@ impl TrainingLoop for RewardLoop<'_> {
                     })?;
                     b.save(c.config, &bd)?;
                 }
-                save_json(&d.join(STATE_FILE), &self.st)
+                save_json(&d.join(STATE_FILE), &self.st)?;
+                // Over every file, so resuming verifies the optimizer and state too.
+                glorank_nn::persist::write_checksums(d).map_err(TrainError::from)
             })?;
         }
         Ok(())

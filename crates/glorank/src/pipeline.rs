@@ -1,6 +1,7 @@
 //! The end-to-end pipeline: one TOML configuration, one run directory, every stage.
 
 use crate::config::TokenizerConfig;
+use crate::run_dir::Freshness;
 use crate::stages::{self, EvalContext, MethodResult};
 use crate::{Error, Result, RunDir};
 use burn::tensor::Device;
@@ -9,10 +10,11 @@ use glorank_data::{DataConfig, NoProgress, PreparedDataset};
 use glorank_reward::RewardRole;
 use glorank_tokenizer::SemanticIds;
 use glorank_train::{
-    NoObserver, PolicyOptions, RewardTrainConfig, RlConfig, SftConfig, TrainObserver,
-    TrainingConfig,
+    Demonstrations, NoObserver, PolicyOptions, RewardSource, RewardTrainConfig, RlConfig,
+    RunStatus, SftConfig, TrainObserver, TrainingConfig,
 };
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -151,6 +153,54 @@ impl PipelineConfig {
     }
 }
 
+/// Serialising any configuration section to JSON for the manifest.
+mod erased {
+    /// A configuration section as JSON.
+    pub(super) trait Json {
+        fn to_json(&self) -> serde_json::Value;
+    }
+
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> serde_json::Value {
+            serde_json::to_value(self).unwrap_or_default()
+        }
+    }
+}
+
+/// Whether artifact `name` must be built: reused when fresh (or unrecorded, from a run
+/// directory older than manifests), otherwise removed when stale and (re)built, saying why.
+fn plan(
+    run: &RunDir,
+    name: &str,
+    config: &serde_json::Value,
+    inputs: &BTreeMap<String, String>,
+    say: &mut dyn FnMut(&str),
+) -> Result<bool> {
+    match run.check(name, config, inputs)? {
+        Freshness::Fresh => {
+            say(&format!("{name}: up to date, reused"));
+            Ok(false)
+        }
+        Freshness::Unrecorded => {
+            run.finish(name, config, inputs)?;
+            say(&format!(
+                "{name}: reusing an artifact the manifest did not record (recorded now)"
+            ));
+            Ok(false)
+        }
+        Freshness::Missing => {
+            run.begin(name, config, inputs)?;
+            Ok(true)
+        }
+        Freshness::Stale(why) => {
+            say(&format!("{name}: rebuilding, {why}"));
+            run.remove(name)?;
+            run.begin(name, config, inputs)?;
+            Ok(true)
+        }
+    }
+}
+
 /// What a pipeline run produced.
 #[derive(Debug, Clone)]
 pub struct PipelineReport {
@@ -224,14 +274,23 @@ impl Pipeline {
             clock = Instant::now();
         };
 
-        let ds = if run.dataset_file().exists() {
-            say("prepare: reusing dataset.bin");
-            PreparedDataset::load(dir)?
-        } else {
+        // Every artifact is reused only when the manifest says it was built from the same
+        // configuration section and the same upstream artifacts; otherwise it is removed
+        // (with its checkpoint) and rebuilt, and `say` tells which and why.
+        let json = |v: &dyn erased::Json| v.to_json();
+        let mut data_section = json(&c.data);
+        if let Some(o) = data_section.as_object_mut() {
+            o.remove("path"); // where the files are is not what they hold
+        }
+        let mut inputs: BTreeMap<String, String> = BTreeMap::new();
+        let ds = if plan(&run, "dataset", &data_section, &inputs, say)? {
             say("prepare: building the dataset");
             let ds = c.data.source()?.prepare(&c.data.protocol(), &NoProgress)?;
-            ds.save(dir)?;
+            ds.save(run.root())?;
+            run.finish("dataset", &data_section, &inputs)?;
             ds
+        } else {
+            PreparedDataset::load(run.root())?
         };
         say(&format!(
             "  {} users, {} items, {} / {} / {} train / valid / test requests",
@@ -241,74 +300,107 @@ impl Pipeline {
             ds.valid.len(),
             ds.test.len()
         ));
+        let checksum = |name: &str| -> Result<String> {
+            run.artifact_checksum(name)?.ok_or_else(|| Error::Missing {
+                path: run.root().join(name),
+                hint: format!("artifact `{name}` was not written"),
+            })
+        };
+        inputs.insert("dataset".into(), checksum("dataset")?);
         lap("prepare", &mut timings);
 
-        let ids = if run.semantic_ids_file().exists() {
-            say("tokenize: reusing semantic_ids.json");
-            SemanticIds::load(&run.semantic_ids_file())?
-        } else {
+        let tok_section = json(&c.tokenizer);
+        let ids = if plan(&run, "tokenizer", &tok_section, &inputs, say)? {
             say("tokenize: learning semantic IDs");
-            stages::tokenize(&ds, &c.tokenizer, run.tokenizer_dir())?.1
+            let ids = stages::tokenize(&ds, &c.tokenizer, run.tokenizer_dir())?.1;
+            run.finish("tokenizer", &tok_section, &inputs)?;
+            ids
+        } else {
+            SemanticIds::load(&run.semantic_ids_file())?
         };
+        inputs.insert("tokenizer".into(), checksum("tokenizer")?);
         lap("tokenize", &mut timings);
 
-        say("evaluator");
-        stages::train_reward(
-            &ds,
-            &ids,
-            RewardRole::Evaluator,
-            &c.evaluator,
-            &run,
-            true,
-            devices,
-            observer,
-        )?;
-        lap("evaluator", &mut timings);
-        say("simulator");
-        let simulator = stages::train_reward(
-            &ds,
-            &ids,
-            RewardRole::Simulator,
-            &c.simulator,
-            &run,
-            true,
-            devices,
-            observer,
-        )?;
-        lap("simulator", &mut timings);
+        for (name, role, cfg) in [
+            ("evaluator", RewardRole::Evaluator, &c.evaluator),
+            ("simulator", RewardRole::Simulator, &c.simulator),
+        ] {
+            let section = json(cfg);
+            if plan(&run, name, &section, &inputs, say)? {
+                say(name);
+                stages::train_reward(&ds, &ids, role, cfg, &run, true, devices, observer)?;
+                run.finish(name, &section, &inputs)?;
+            }
+            lap(name, &mut timings);
+        }
+        let evaluator_sum = checksum("evaluator")?;
+        let simulator = stages::load_reward(&run.reward_model(RewardRole::Simulator), &plain)?;
 
-        say("SFT");
-        let policy_config = stages::policy_config(&ds, &ids, &training)?;
-        stages::train_sft_stage(
-            &ds,
-            &ids,
-            &training,
-            &policy_config,
-            (&run, &run),
-            true,
-            devices,
-            observer,
-        )?;
-        lap("sft", &mut timings);
-        say("RL");
-        stages::train_rl_stage(&ds, &ids, &training, &run, true, devices, observer)?;
-        lap("rl", &mut timings);
-        let las_run = run.las();
-        if c.run_las {
-            say("GloRank-LAS (local-index ablation, SFT)");
-            let mut las = training.clone();
-            las.policy.action_space = glorank_policy::ActionSpace::LocalIndex;
-            let las_config = stages::policy_config(&ds, &ids, &las)?;
-            stages::train_sft_stage(
+        let best_of_k = matches!(training.sft.demonstrations, Demonstrations::BestOfK { .. });
+        let mut sft_inputs = inputs.clone();
+        if best_of_k {
+            sft_inputs.insert("evaluator".into(), evaluator_sum.clone());
+        }
+        let sft_section = serde_json::json!({"policy": json(&c.policy), "sft": json(&c.sft)});
+        if plan(&run, "sft", &sft_section, &sft_inputs, say)? {
+            say("SFT");
+            let policy_config = stages::policy_config(&ds, &ids, &training)?;
+            let out = stages::train_sft_stage(
                 &ds,
                 &ids,
-                &las,
-                &las_config,
-                (&las_run, &run),
+                &training,
+                &policy_config,
+                (&run, &run),
                 true,
                 devices,
                 observer,
             )?;
+            if out.status == RunStatus::Interrupted {
+                return Err(Error::Interrupted);
+            }
+            run.finish("sft", &sft_section, &sft_inputs)?;
+        }
+        lap("sft", &mut timings);
+
+        let mut rl_inputs = inputs.clone();
+        rl_inputs.insert("sft".into(), checksum("sft")?);
+        if training.rl.reward == RewardSource::Evaluator {
+            rl_inputs.insert("evaluator".into(), evaluator_sum.clone());
+        }
+        let rl_section = serde_json::json!({"policy": json(&c.policy), "rl": json(&c.rl)});
+        if plan(&run, "rl", &rl_section, &rl_inputs, say)? {
+            say("RL");
+            let out = stages::train_rl_stage(&ds, &ids, &training, &run, true, devices, observer)?;
+            if out.status == RunStatus::Interrupted {
+                return Err(Error::Interrupted);
+            }
+            run.finish("rl", &rl_section, &rl_inputs)?;
+        }
+        lap("rl", &mut timings);
+
+        let las_run = run.las();
+        if c.run_las {
+            let mut las = training.clone();
+            las.policy.action_space = glorank_policy::ActionSpace::LocalIndex;
+            let las_section = serde_json::json!({"policy": json(&las.policy), "sft": json(&c.sft)});
+            if plan(&run, "las", &las_section, &sft_inputs, say)? {
+                say("GloRank-LAS (local-index ablation, SFT)");
+                let las_config = stages::policy_config(&ds, &ids, &las)?;
+                let out = stages::train_sft_stage(
+                    &ds,
+                    &ids,
+                    &las,
+                    &las_config,
+                    (&las_run, &run),
+                    true,
+                    devices,
+                    observer,
+                )?;
+                if out.status == RunStatus::Interrupted {
+                    return Err(Error::Interrupted);
+                }
+                run.finish("las", &las_section, &sft_inputs)?;
+            }
             lap("las", &mut timings);
         }
 

@@ -120,8 +120,20 @@ impl Reranker {
                 });
             }
         }
+        // The recorded artifacts must be the bytes the run wrote (the policy directory checks
+        // its own checksums when it loads).
+        let served = if policy_dir == run.policy_rl() {
+            "rl"
+        } else if policy_dir == run.policy_sft() {
+            "sft"
+        } else {
+            ""
+        };
+        run.verify(&["dataset", "tokenizer", served])?;
         let ds = PreparedDataset::load(run.root())?;
         let ids = SemanticIds::load(&run.semantic_ids_file())?;
+        // The same check evaluation makes: the table must describe this dataset's items.
+        glorank_train::RequestBuilder::new(&ds, &ids)?;
         let (policy, policy_config) = Policy::load(policy_dir, &device)?;
         let tokenizer = if run.tokenizer_file().exists() {
             Some(Mutex::new(load_tokenizer(

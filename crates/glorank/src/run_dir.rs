@@ -3,6 +3,8 @@
 use crate::{Error, Result};
 use glorank_reward::RewardRole;
 use glorank_train::StageOutput;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// A run directory: every artifact path of a run is a method here, so stages, front-ends
@@ -160,19 +162,43 @@ impl RunDir {
         self.file(name)
     }
 
-    /// The policy the run serves: `policy_rl/`, or `policy_sft/` when there is no RL policy.
+    /// The policy the run serves: `policy_rl/`, or `policy_sft/` when the run has no RL
+    /// policy at all.
     ///
     /// # Errors
-    /// [`Error::Missing`] when the run has neither.
+    /// [`Error::Missing`] when the run has neither, or an RL policy without its
+    /// `policy.json`.
     pub fn trained_policy(&self) -> Result<PathBuf> {
-        [self.policy_rl(), self.policy_sft()]
-            .into_iter()
-            .find(|d| d.join(glorank_policy::CONFIG_FILE).exists())
-            .ok_or_else(|| Error::Missing {
-                path: self.policy_rl(),
-                hint: "train a policy first (`glorank demo`, `glorank run` or `glorank train sft`)"
-                    .into(),
-            })
+        let rl = self.policy_rl();
+        // An RL policy that exists (or that the manifest recorded) but is incomplete is an
+        // error, not a reason to serve the SFT policy instead.
+        let recorded = self
+            .manifest()?
+            .artifacts
+            .get("rl")
+            .is_some_and(|r| !r.checksum.is_empty());
+        if rl.exists() || recorded {
+            let config = rl.join(glorank_policy::CONFIG_FILE);
+            if !config.exists() {
+                return Err(Error::Missing {
+                    path: config,
+                    hint:
+                        "the RL policy is incomplete; rerun `glorank run` (or `glorank train rl`) \
+                           or remove policy_rl/ to serve the SFT policy"
+                            .into(),
+                });
+            }
+            return Ok(rl);
+        }
+        let sft = self.policy_sft();
+        if sft.join(glorank_policy::CONFIG_FILE).exists() {
+            return Ok(sft);
+        }
+        Err(Error::Missing {
+            path: rl,
+            hint: "train a policy first (`glorank demo`, `glorank run` or `glorank train sft`)"
+                .into(),
+        })
     }
 }
 
@@ -210,4 +236,357 @@ mod tests {
         assert_eq!(run.las().sft().log, Path::new("r/las/sft_log.jsonl"));
         assert!(run.trained_policy().is_err());
     }
+}
+
+/// File name of the run manifest.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// The artifacts a run directory records in its manifest, in build order.
+pub const ARTIFACTS: [&str; 7] = [
+    "dataset",
+    "tokenizer",
+    "evaluator",
+    "simulator",
+    "sft",
+    "rl",
+    "las",
+];
+
+/// What `manifest.json` records of one artifact: the configuration it was built from, the
+/// checksums of the artifacts it was built on, and its own checksum (empty while it is being
+/// built).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArtifactRecord {
+    /// The configuration sections the artifact depends on, as JSON.
+    pub config: serde_json::Value,
+    /// Checksum of each upstream artifact, by name.
+    pub inputs: BTreeMap<String, String>,
+    /// The artifact's own checksum (`""` while building).
+    pub checksum: String,
+}
+
+/// The run manifest: one [`ArtifactRecord`] per built (or building) artifact.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Format version (1).
+    pub version: u32,
+    /// Records by artifact name ([`ARTIFACTS`]).
+    pub artifacts: BTreeMap<String, ArtifactRecord>,
+}
+
+/// Whether an artifact can be reused, as [`RunDir::check`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Freshness {
+    /// It exists and was built from this configuration and these inputs: reuse it.
+    Fresh,
+    /// It does not exist, or its build was interrupted under this configuration and these
+    /// inputs: the stage runs and resumes from its checkpoint if there is one.
+    Missing,
+    /// It (or its interrupted build) came from another configuration or other inputs: it
+    /// must be removed and rebuilt. The text says what changed.
+    Stale(String),
+    /// It exists but the manifest has no record of it (a run directory from before
+    /// manifests): it is reused and recorded as it is.
+    Unrecorded,
+}
+
+/// The fields that differ between two JSON objects, as `path: old -> new` (at most 6).
+fn config_diff(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
+    fn walk(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+        match (a, b) {
+            (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
+                let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                for k in keys {
+                    let null = serde_json::Value::Null;
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    walk(
+                        &p,
+                        x.get(k).unwrap_or(&null),
+                        y.get(k).unwrap_or(&null),
+                        out,
+                    );
+                }
+            }
+            _ if a != b => out.push(format!("{path}: {a} -> {b}")),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk("", old, new, &mut out);
+    out.truncate(6);
+    out
+}
+
+impl RunDir {
+    /// `manifest.json`: what every artifact was built from.
+    pub fn manifest_file(&self) -> PathBuf {
+        self.file(MANIFEST_FILE)
+    }
+
+    /// The manifest (empty when the run has none yet).
+    ///
+    /// # Errors
+    /// A manifest that does not parse (named).
+    pub fn manifest(&self) -> Result<Manifest> {
+        let path = self.manifest_file();
+        if !path.exists() {
+            return Ok(Manifest {
+                version: 1,
+                ..Manifest::default()
+            });
+        }
+        Ok(glorank_nn::persist::load_json(&path)?)
+    }
+
+    fn save_manifest(&self, manifest: &Manifest) -> Result<()> {
+        Ok(glorank_nn::persist::save_json(
+            &self.manifest_file(),
+            manifest,
+        )?)
+    }
+
+    /// The files and directories that make up artifact `name` (the first one decides
+    /// whether it exists).
+    fn artifact_parts(&self, name: &str) -> Vec<PathBuf> {
+        match name {
+            "dataset" => vec![self.dataset_file(), self.file(glorank_data::SUMMARY_FILE)],
+            "tokenizer" => vec![
+                self.semantic_ids_file(),
+                self.tokenizer_file(),
+                self.file(glorank_tokenizer::STATS_FILE),
+                self.file(glorank_tokenizer::WEIGHTS_FILE),
+            ],
+            "evaluator" => vec![self.reward_model(RewardRole::Evaluator)],
+            "simulator" => vec![self.reward_model(RewardRole::Simulator)],
+            "sft" => vec![self.policy_sft()],
+            "rl" => vec![self.policy_rl()],
+            "las" => vec![self.las().policy_sft()],
+            _ => Vec::new(),
+        }
+    }
+
+    /// What is removed with artifact `name` when it is rebuilt: the artifact, its
+    /// checkpoint and its log.
+    fn artifact_leftovers(&self, name: &str) -> Vec<PathBuf> {
+        let mut v = self.artifact_parts(name);
+        match name {
+            "evaluator" | "simulator" => {
+                let role = if name == "evaluator" {
+                    RewardRole::Evaluator
+                } else {
+                    RewardRole::Simulator
+                };
+                v.push(self.reward_checkpoint(role));
+                v.push(self.reward_log(role));
+            }
+            "sft" => v.extend([self.sft().checkpoint, self.sft().log]),
+            "rl" => v.extend([self.rl().checkpoint, self.rl().log]),
+            "las" => v.push(self.las().root().to_path_buf()),
+            _ => {}
+        }
+        v
+    }
+
+    /// The current checksum of artifact `name`, or `None` when it does not exist.
+    ///
+    /// # Errors
+    /// I/O errors naming the file.
+    pub fn artifact_checksum(&self, name: &str) -> Result<Option<String>> {
+        let parts = self.artifact_parts(name);
+        match parts.first() {
+            Some(first) if first.exists() => {}
+            _ => return Ok(None),
+        }
+        let mut sums = Vec::new();
+        for p in parts.iter().filter(|p| p.exists()) {
+            sums.push(if p.is_dir() {
+                glorank_nn::persist::dir_checksum(p)?
+            } else {
+                glorank_nn::persist::file_checksum(p)?
+            });
+        }
+        Ok(Some(sums.join("+")))
+    }
+
+    /// Whether artifact `name` may be reused for `config` and `inputs`.
+    ///
+    /// # Errors
+    /// [`Error::Format`] naming the artifact when it exists but its bytes differ from what
+    /// the manifest recorded (it was edited or corrupted: the run refuses to use or silently
+    /// replace it); I/O errors.
+    pub fn check(
+        &self,
+        name: &str,
+        config: &serde_json::Value,
+        inputs: &BTreeMap<String, String>,
+    ) -> Result<Freshness> {
+        let manifest = self.manifest()?;
+        let current = self.artifact_checksum(name)?;
+        let Some(record) = manifest.artifacts.get(name) else {
+            return Ok(match current {
+                Some(_) => Freshness::Unrecorded,
+                None => Freshness::Missing,
+            });
+        };
+        if let Some(now) = &current
+            && !record.checksum.is_empty()
+            && now != &record.checksum
+        {
+            return Err(Error::Format {
+                path: self.artifact_parts(name).swap_remove(0),
+                message: format!(
+                    "artifact `{name}` changed since the run recorded it (checksum {now}, recorded {}); it was edited or corrupted. Delete it to rebuild it",
+                    record.checksum
+                ),
+            });
+        }
+        if &record.config != config {
+            let diff = config_diff(&record.config, config);
+            return Ok(Freshness::Stale(format!(
+                "configuration changed ({})",
+                diff.join(", ")
+            )));
+        }
+        if &record.inputs != inputs {
+            let changed: Vec<&String> = inputs
+                .keys()
+                .chain(record.inputs.keys())
+                .filter(|k| inputs.get(*k) != record.inputs.get(*k))
+                .collect();
+            let mut changed: Vec<&str> = changed.into_iter().map(String::as_str).collect();
+            changed.dedup();
+            return Ok(Freshness::Stale(format!(
+                "upstream changed: {}",
+                changed.join(", ")
+            )));
+        }
+        Ok(match current {
+            // An interrupted build under the same configuration and inputs (SFT writes its
+            // best epoch as it goes): the stage resumes from its checkpoint.
+            Some(_) if record.checksum.is_empty() => Freshness::Missing,
+            Some(_) => Freshness::Fresh,
+            None => Freshness::Missing,
+        })
+    }
+
+    /// Removes artifact `name`, its checkpoint and its log (before a rebuild).
+    ///
+    /// # Errors
+    /// I/O errors naming the path.
+    pub fn remove(&self, name: &str) -> Result<()> {
+        for p in self.artifact_leftovers(name) {
+            for q in [p.clone(), sibling(&p, ".old"), sibling(&p, ".tmp")] {
+                let r = if q.is_dir() {
+                    std::fs::remove_dir_all(&q)
+                } else if q.exists() {
+                    std::fs::remove_file(&q)
+                } else {
+                    Ok(())
+                };
+                r.map_err(|e| Error::Io {
+                    path: q.clone(),
+                    source: e,
+                })?;
+            }
+        }
+        let mut manifest = self.manifest()?;
+        if manifest.artifacts.remove(name).is_some() {
+            self.save_manifest(&manifest)?;
+        }
+        Ok(())
+    }
+
+    /// Records that artifact `name` is being built from `config` and `inputs` (an
+    /// interrupted build then resumes only under the same ones).
+    ///
+    /// # Errors
+    /// File errors.
+    pub fn begin(
+        &self,
+        name: &str,
+        config: &serde_json::Value,
+        inputs: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        let mut manifest = self.manifest()?;
+        manifest.version = 1;
+        manifest.artifacts.insert(
+            name.to_string(),
+            ArtifactRecord {
+                config: config.clone(),
+                inputs: inputs.clone(),
+                checksum: String::new(),
+            },
+        );
+        self.save_manifest(&manifest)
+    }
+
+    /// Records artifact `name` as built from `config` and `inputs`, with its checksum now.
+    ///
+    /// # Errors
+    /// [`Error::Missing`] when the artifact does not exist; file errors.
+    pub fn finish(
+        &self,
+        name: &str,
+        config: &serde_json::Value,
+        inputs: &BTreeMap<String, String>,
+    ) -> Result<String> {
+        let checksum = self
+            .artifact_checksum(name)?
+            .ok_or_else(|| Error::Missing {
+                path: self.artifact_parts(name).swap_remove(0),
+                hint: format!("artifact `{name}` was not written"),
+            })?;
+        let mut manifest = self.manifest()?;
+        manifest.version = 1;
+        manifest.artifacts.insert(
+            name.to_string(),
+            ArtifactRecord {
+                config: config.clone(),
+                inputs: inputs.clone(),
+                checksum: checksum.clone(),
+            },
+        );
+        self.save_manifest(&manifest)?;
+        Ok(checksum)
+    }
+
+    /// Checks that the recorded artifacts `names` are unchanged (for loaders: `Reranker`,
+    /// `glorank bench`); artifacts without a record pass.
+    ///
+    /// # Errors
+    /// [`Error::Format`] naming the first artifact whose bytes changed.
+    pub fn verify(&self, names: &[&str]) -> Result<()> {
+        let manifest = self.manifest()?;
+        for name in names.iter().filter(|n| !n.is_empty()) {
+            let Some(record) = manifest.artifacts.get(*name) else {
+                continue;
+            };
+            if record.checksum.is_empty() {
+                continue;
+            }
+            if let Some(now) = self.artifact_checksum(name)?
+                && now != record.checksum
+            {
+                return Err(Error::Format {
+                    path: self.artifact_parts(name).swap_remove(0),
+                    message: format!(
+                        "artifact `{name}` changed since the run recorded it (checksum {now}, recorded {}); it was edited or corrupted",
+                        record.checksum
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `dir` with `suffix` appended to its last component.
+fn sibling(p: &Path, suffix: &str) -> PathBuf {
+    let mut name = p.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    p.with_file_name(name)
 }

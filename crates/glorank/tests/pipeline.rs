@@ -118,11 +118,20 @@ fn pipeline_runs_reuses_artifacts_and_serves() {
         );
     }
     // A second run reuses every artifact and reproduces the GloRank rows.
-    let again = Pipeline::new(tiny()).run(dir.path()).unwrap();
+    let mut said = Vec::new();
+    let again = Pipeline::new(tiny())
+        .run_with(dir.path(), &mut glorank::train::NoObserver, &mut |l| {
+            said.push(l.to_string())
+        })
+        .unwrap();
     for name in ["GloRank SFT", "GloRank SFT+RL", "MF order", "oracle"] {
         let a = report.rows.iter().find(|r| r.name == name).unwrap();
         let b = again.rows.iter().find(|r| r.name == name).unwrap();
         assert_eq!(a.lists, b.lists, "{name}");
+    }
+    for name in glorank::ARTIFACTS {
+        let line = format!("{name}: up to date, reused");
+        assert!(said.contains(&line), "{line} not in {said:?}");
     }
 
     // Serving.
@@ -182,6 +191,63 @@ fn pipeline_runs_reuses_artifacts_and_serves() {
             assert_eq!(h.join().unwrap(), list);
         }
     });
+
+    // A flipped byte in a finished artifact: serving and the pipeline refuse it, naming it.
+    let weights = dir.path().join("policy_rl/policy.bpk");
+    let original = std::fs::read(&weights).unwrap();
+    let mut flipped = original.clone();
+    let k = flipped.len() / 2;
+    flipped[k] ^= 0x01;
+    std::fs::write(&weights, &flipped).unwrap();
+    let e = Reranker::load(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("policy_rl"), "{e}");
+    let e = Pipeline::new(tiny())
+        .run(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("policy_rl") && e.contains("changed"), "{e}");
+    std::fs::write(&weights, &original).unwrap();
+    // A missing RL configuration is an error, not a silent switch to the SFT policy.
+    let config = dir.path().join("policy_rl/policy.json");
+    let saved = std::fs::read(&config).unwrap();
+    std::fs::remove_file(&config).unwrap();
+    let e = Reranker::load(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("policy.json"), "{e}");
+    std::fs::write(&config, saved).unwrap();
+    assert!(Reranker::load(dir.path()).is_ok());
+
+    // A changed SFT setting rebuilds exactly SFT and what derives from it (RL, the LAS
+    // ablation, which shares the [sft] section), and says why.
+    let mut longer = tiny();
+    longer.sft.epochs = 3;
+    let mut said = Vec::new();
+    Pipeline::new(longer)
+        .run_with(dir.path(), &mut glorank::train::NoObserver, &mut |l| {
+            said.push(l.to_string())
+        })
+        .unwrap();
+    let text = said.join("\n");
+    for name in ["dataset", "tokenizer", "evaluator", "simulator"] {
+        assert!(text.contains(&format!("{name}: up to date")), "{text}");
+    }
+    assert!(
+        text.contains("sft: rebuilding, configuration changed (sft.epochs: 2 -> 3)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rl: rebuilding, upstream changed: sft"),
+        "{text}"
+    );
+    assert!(text.contains("las: rebuilding"), "{text}");
+    let manifest = glorank::RunDir::new(dir.path()).manifest().unwrap();
+    assert_eq!(manifest.artifacts["sft"].config["sft"]["epochs"], 3);
+    assert_eq!(
+        manifest.artifacts["rl"].inputs["sft"],
+        glorank::RunDir::new(dir.path())
+            .artifact_checksum("sft")
+            .unwrap()
+            .unwrap()
+    );
 }
 
 #[test]
