@@ -194,6 +194,20 @@ impl BaselineConfig {
         if self.reinforce_samples < 2 && self.reinforce_epochs > 0 {
             return bad("reinforce_samples", "must be >= 2");
         }
+        use glorank_nn::limits::*;
+        let bounds = [
+            ("d_model", self.d_model, MAX_D_MODEL),
+            ("layers", self.layers, MAX_LAYERS),
+            ("epochs", self.epochs, MAX_EPOCHS),
+            ("reinforce_epochs", self.reinforce_epochs, MAX_EPOCHS),
+            ("batch_size", self.batch_size, MAX_BATCH),
+            ("reinforce_samples", self.reinforce_samples, MAX_GROUP),
+        ];
+        for (field, value, max) in bounds {
+            if let Some(m) = too_large(value, max) {
+                return bad(field, &m);
+            }
+        }
         Ok(())
     }
 }

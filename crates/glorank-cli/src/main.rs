@@ -511,6 +511,9 @@ fn print_summary(
         format!("{total:.2}s"),
         steps.join(", ")
     );
+    for w in s.warnings() {
+        errln!("warning: {w}");
+    }
     Ok(())
 }
 

@@ -57,6 +57,35 @@ fn prepare_synthetic_writes_run_directory_and_prints_table() {
     }
     let ds = glorank::data::PreparedDataset::load(dir.path()).unwrap();
     assert_eq!(ds.test.len(), 60);
+    // Out-of-sample pools that leave the retriever little data are worth a warning.
+    let out = glorank()
+        .args([
+            "prepare",
+            "--dataset",
+            "synthetic",
+            "--users",
+            "60",
+            "--items",
+            "150",
+        ])
+        .args([
+            "--sessions",
+            "4",
+            "--k-core",
+            "5",
+            "--rerank-train-slates",
+            "1000",
+        ])
+        .arg("--out")
+        .arg(dir.path().join("oos"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: the stage-1 retriever"),
+        "{stderr}"
+    );
     assert_eq!(ds.config.pool_size, 30);
     assert!(dir.path().join("summary.json").exists());
 }

@@ -191,12 +191,80 @@ impl Default for DataConfig {
     }
 }
 
+/// Upper bounds of [`DataConfig`]'s sizes, checked before anything is allocated.
+pub mod limits {
+    /// Most users (synthetic world).
+    pub const MAX_USERS: usize = 10_000_000;
+    /// Most items (synthetic world).
+    pub const MAX_ITEMS: usize = 10_000_000;
+    /// Most interactions the synthetic world may generate (users x sessions x slate length).
+    pub const MAX_INTERACTIONS: usize = 1 << 31;
+    /// Longest slate, history and candidate pool.
+    pub const MAX_POSITIONS: usize = 4096;
+    /// Most retriever factors.
+    pub const MAX_FACTORS: usize = 4096;
+    /// Most retriever sweeps.
+    pub const MAX_ITERATIONS: usize = 100_000;
+}
+
 impl DataConfig {
+    /// Checks every size against [`limits`] (and that sizes are positive) before anything is
+    /// allocated.
+    ///
+    /// # Errors
+    /// [`DataError::InvalidConfig`] naming `data.FIELD`.
+    pub fn validate(&self) -> Result<()> {
+        use limits::*;
+        let bounds = [
+            ("data.users", self.users, 1, MAX_USERS),
+            ("data.items", self.items, 1, MAX_ITEMS),
+            ("data.sessions", self.sessions, 1, MAX_POSITIONS),
+            ("data.slate_len", self.slate_len, 1, MAX_POSITIONS),
+            ("data.history", self.history, 0, MAX_POSITIONS),
+            ("data.pool_size", self.pool_size, 2, MAX_POSITIONS),
+            (
+                "data.retriever_factors",
+                self.retriever_factors,
+                1,
+                MAX_FACTORS,
+            ),
+            (
+                "data.retriever_iterations",
+                self.retriever_iterations,
+                1,
+                MAX_ITERATIONS,
+            ),
+        ];
+        for (field, value, min, max) in bounds {
+            if value < min || value > max {
+                return Err(DataError::config(
+                    field,
+                    format!("{value} is outside {min}..={max}"),
+                ));
+            }
+        }
+        let generated = self
+            .users
+            .saturating_mul(self.sessions)
+            .saturating_mul(self.slate_len);
+        if self.dataset == DatasetKind::Synthetic && generated > MAX_INTERACTIONS {
+            return Err(DataError::config(
+                "data.users",
+                format!(
+                    "users x sessions x slate_len = {generated} interactions exceeds the limit of {MAX_INTERACTIONS}"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// The dataset to read.
     ///
     /// # Errors
-    /// [`DataError::InvalidConfig`] naming `data.path` when a file format has no path.
+    /// [`DataError::InvalidConfig`] naming `data.path` when a file format has no path, or
+    /// a size out of [`limits`].
     pub fn source(&self) -> Result<DatasetSource> {
+        self.validate()?;
         let path = || {
             self.path.clone().ok_or_else(|| {
                 DataError::config(
@@ -269,6 +337,25 @@ mod tests {
         assert!(err.contains("data.path"), "{err}");
         c.path = Some("/data".into());
         assert_eq!(c.source().unwrap(), DatasetSource::Ml100k("/data".into()));
+    }
+
+    #[test]
+    fn absurd_sizes_are_refused_before_allocation() {
+        let mut c = DataConfig {
+            users: 1_000_000_000,
+            ..DataConfig::default()
+        };
+        let e = c.source().unwrap_err().to_string();
+        assert!(e.contains("data.users"), "{e}");
+        c.users = 2000;
+        c.pool_size = 1 << 20;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("data.pool_size")
+        );
+        assert!(DataConfig::default().validate().is_ok());
     }
 
     #[test]

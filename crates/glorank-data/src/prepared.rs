@@ -125,6 +125,30 @@ pub struct PrepareStats {
 }
 
 impl PrepareStats {
+    /// Warnings a user should see about this preparation: a stage-1 retriever fitted on less
+    /// than half of the interactions (`rerank_train_slates` took most train slates out of
+    /// its data), or too few training requests to learn from.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.interactions > 0 && self.retriever_train_interactions * 2 < self.interactions {
+            out.push(format!(
+                "the stage-1 retriever was fitted on {} of {} interactions ({:.1}%): \
+                 rerank_train_slates leaves it little data, so its candidate pools are weak; \
+                 lower rerank_train_slates",
+                self.retriever_train_interactions,
+                self.interactions,
+                100.0 * self.retriever_train_interactions as f64 / self.interactions as f64
+            ));
+        }
+        if self.train_slates < 100 {
+            out.push(format!(
+                "only {} training requests: the reranker has little to learn from",
+                self.train_slates
+            ));
+        }
+        out
+    }
+
     /// Fills the per-split counts and mean positives.
     pub(crate) fn fill_split_counts(
         &mut self,

@@ -390,6 +390,45 @@ fn implicit_format_reads_folders_and_gzip() {
     ));
 }
 
+#[test]
+fn a_ratings_file_read_as_implicit_lists_is_refused() {
+    // MovieLens-100K's u.data: user, item, rating, timestamp.
+    let lines: String = (0..20)
+        .map(|k| {
+            format!(
+                "{}\t{}\t{}\t{}\n",
+                190 + k,
+                240 + k,
+                1 + k % 5,
+                881_250_949 + k
+            )
+        })
+        .collect();
+    let dir = folder(&[("train.txt", lines.as_bytes())]);
+    assert_parse(
+        read_implicit(dir.path()).unwrap_err(),
+        "train.txt",
+        1,
+        "format",
+    );
+}
+
+#[test]
+fn a_file_without_newlines_is_an_error_not_an_endless_allocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("u.data");
+    // 17 MiB of digits and no newline: longer than the 16 MiB line limit.
+    std::fs::write(&path, vec![b'7'; 17 << 20]).unwrap();
+    let e = read_ml100k(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("u.data") && e.contains("limit"), "{e}");
+    let csv = dir.path().join("log.csv");
+    std::fs::write(&csv, vec![b'7'; 17 << 20]).unwrap();
+    let e = read_csv(&csv, &CsvConfig::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("log.csv") && e.contains("longer than"), "{e}");
+}
+
 /// A gzip writer (flate2 is a dependency of the crate under test; reuse its encoder).
 fn flate2_writer(path: &Path) -> flate2::write::GzEncoder<std::fs::File> {
     flate2::write::GzEncoder::new(

@@ -35,6 +35,7 @@ mod context;
 mod device;
 mod init;
 pub mod layers;
+pub mod limits;
 pub mod persist;
 pub mod training;
 

@@ -233,6 +233,44 @@ impl PolicyConfig {
                 "need 1 <= list_len <= max_candidates",
             );
         }
+        use glorank_nn::limits::*;
+        let d = self.d_model;
+        let table = |rows: usize| rows.saturating_mul(d);
+        let bounds = [
+            ("d_model", d, MAX_D_MODEL),
+            ("heads", self.heads, MAX_HEADS),
+            ("encoder_layers", self.encoder_layers, MAX_LAYERS),
+            ("decoder_layers", self.decoder_layers, MAX_LAYERS),
+            ("d_ff", self.d_ff, MAX_D_FF),
+            ("max_history", self.max_history, MAX_POSITIONS),
+            ("max_candidates", self.max_candidates, MAX_POSITIONS),
+            ("vocab_sizes (levels)", self.vocab_sizes.len(), MAX_LEVELS),
+            (
+                "vocab_sizes",
+                self.vocab_sizes.iter().copied().max().unwrap_or(0),
+                MAX_VOCAB,
+            ),
+            (
+                "user_field_sizes",
+                self.user_field_sizes.iter().copied().max().unwrap_or(0),
+                MAX_VOCAB,
+            ),
+            (
+                "vocab_sizes x d_model",
+                table(self.vocab_sizes.iter().sum()),
+                MAX_TABLE_ELEMENTS,
+            ),
+            (
+                "item_buckets x d_model",
+                table(self.item_buckets),
+                MAX_TABLE_ELEMENTS,
+            ),
+        ];
+        for (field, value, max) in bounds {
+            if let Some(m) = too_large(value, max) {
+                return bad(field, &m);
+            }
+        }
         Ok(())
     }
 }

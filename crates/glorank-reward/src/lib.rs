@@ -197,6 +197,36 @@ impl RewardConfig {
         if self.layers == 0 || self.d_ff == 0 || self.list_len == 0 {
             return bad("layers, d_ff and list_len must be at least 1");
         }
+        {
+            use glorank_nn::limits::*;
+            let bounds = [
+                ("d_model", self.d_model, MAX_D_MODEL),
+                ("heads", self.heads, MAX_HEADS),
+                ("layers", self.layers, MAX_LAYERS),
+                ("d_ff", self.d_ff, MAX_D_FF),
+                ("list_len", self.list_len, MAX_POSITIONS),
+                ("max_history", self.max_history, MAX_POSITIONS),
+                ("vocab_sizes (levels)", self.vocab_sizes.len(), MAX_LEVELS),
+                (
+                    "vocab_sizes x d_model",
+                    self.vocab_sizes
+                        .iter()
+                        .sum::<usize>()
+                        .saturating_mul(self.d_model),
+                    MAX_TABLE_ELEMENTS,
+                ),
+                (
+                    "user_field_sizes",
+                    self.user_field_sizes.iter().copied().max().unwrap_or(0),
+                    MAX_VOCAB,
+                ),
+            ];
+            for (field, value, max) in bounds {
+                if let Some(m) = too_large(value, max) {
+                    return bad(&format!("{field}: {m}"));
+                }
+            }
+        }
         if !(0.0..1.0).contains(&self.dropout) {
             return bad("dropout must be in [0, 1)");
         }

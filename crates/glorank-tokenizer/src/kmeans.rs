@@ -310,6 +310,50 @@ pub struct RqKMeans {
 }
 
 impl RqKMeans {
+    /// Checks a tokenizer read from `path`: a valid configuration, one codebook per level of
+    /// `codes x dim` finite values (a damaged file would otherwise fail later, at the first
+    /// cold item).
+    ///
+    /// # Errors
+    /// [`TokenizerError::Format`] naming the file and the level.
+    pub(crate) fn check_saved(&self, path: &Path) -> Result<()> {
+        self.config.validate(None)?;
+        let bad = |message: String| TokenizerError::Format {
+            path: path.to_path_buf(),
+            message,
+        };
+        if self.codebooks.is_empty() {
+            return Ok(()); // saved unfitted
+        }
+        let codes = &self.config.codes_per_level;
+        if self.codebooks.len() != codes.len() {
+            return Err(bad(format!(
+                "{} codebooks for {} levels",
+                self.codebooks.len(),
+                codes.len()
+            )));
+        }
+        if self.dim == 0 || self.dim > glorank_nn::limits::MAX_TABLE_ELEMENTS {
+            return Err(bad(format!("input dimension {} is invalid", self.dim)));
+        }
+        for (l, (book, &k)) in self.codebooks.iter().zip(codes).enumerate() {
+            if book.len() != k.saturating_mul(self.dim) {
+                return Err(bad(format!(
+                    "codebook of level {l} holds {} values, expected {k} codes x {} dimensions",
+                    book.len(),
+                    self.dim
+                )));
+            }
+            if let Some(p) = book.iter().position(|v| !v.is_finite()) {
+                return Err(bad(format!(
+                    "codebook of level {l}, code {}, holds a non-finite value",
+                    p / self.dim
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// An unfitted tokenizer.
     ///
     /// # Errors

@@ -255,7 +255,8 @@ pub(crate) enum Saved {
 /// # Errors
 /// I/O and format errors naming the file.
 pub fn load_tokenizer(dir: &Path, device: Device) -> Result<Box<dyn ItemTokenizer>> {
-    let saved: Saved = persist::load_json(&dir.join(TOKENIZER_FILE))?;
+    let path = dir.join(TOKENIZER_FILE);
+    let saved: Saved = persist::load_json(&path)?;
     Ok(match saved {
         Saved::RqVae {
             config,
@@ -263,7 +264,7 @@ pub fn load_tokenizer(dir: &Path, device: Device) -> Result<Box<dyn ItemTokenize
             stats,
         } => Box::new(RqVae::from_saved(config, input_dim, stats, dir, device)?),
         Saved::RqKMeans(t) => {
-            t.config().validate(None)?;
+            t.check_saved(&path)?;
             Box::new(t)
         }
     })
@@ -346,6 +347,19 @@ pub(crate) fn check_levels(codes: &[usize], dedupe: usize, items: Option<usize>)
     }
     if dedupe == 0 {
         return Err(TokenizerError::config("dedupe_codes", "must be at least 1"));
+    }
+    {
+        use glorank_nn::limits::{MAX_LEVELS, MAX_VOCAB, too_large};
+        let largest = codes.iter().copied().max().unwrap_or(0);
+        for (field, value, max) in [
+            ("codes_per_level (levels)", codes.len(), MAX_LEVELS),
+            ("codes_per_level", largest, MAX_VOCAB),
+            ("dedupe_codes", dedupe, MAX_VOCAB),
+        ] {
+            if let Some(m) = too_large(value, max) {
+                return Err(TokenizerError::config(field, m));
+            }
+        }
     }
     if let Some(n) = items {
         let k = codes.iter().copied().max().unwrap_or(0);

@@ -183,6 +183,38 @@ fn loading_a_table_of_another_config_is_a_clear_error() {
 }
 
 #[test]
+fn a_damaged_codebook_is_refused_when_loaded_not_when_first_used() {
+    let (data, _) = planted(4, 10, 3, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let mut tok = RqKMeans::new(RqKMeansConfig::new(2, 4)).unwrap();
+    let ids = tok.fit(&data, 3).unwrap();
+    save_artifacts(&tok, &ids, dir.path()).unwrap();
+    let path = dir.path().join("tokenizer.json");
+    let mut saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    // Find the first codebook (an array of arrays of numbers) and drop one value.
+    fn shorten(v: &mut serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::Object(o) => o.values_mut().any(shorten),
+            serde_json::Value::Array(a) if a.first().is_some_and(|x| x.is_array()) => {
+                a[0].as_array_mut().map(|b| b.pop()).is_some()
+            }
+            _ => false,
+        }
+    }
+    assert!(shorten(&mut saved), "no codebook in {saved}");
+    std::fs::write(&path, serde_json::to_vec(&saved).unwrap()).unwrap();
+    let err = glorank_tokenizer::load_tokenizer(dir.path(), Device::flex())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("tokenizer.json") && err.contains("codebook of level 0"),
+        "{err}"
+    );
+}
+
+#[test]
 fn cold_start_item_gets_a_fresh_tuple() {
     let (data, _) = planted(4, 10, 3, 8);
     let mut tok = RqKMeans::new(RqKMeansConfig::new(2, 4)).unwrap();

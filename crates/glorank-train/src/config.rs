@@ -192,6 +192,17 @@ impl TrainingConfig {
             "must be > 0 and divide d_model",
         )?;
         check("policy.layers", p.layers > 0, "must be > 0")?;
+        {
+            use glorank_nn::limits::{MAX_D_MODEL, MAX_HEADS, MAX_LAYERS};
+            check_max("policy.d_model", p.d_model, MAX_D_MODEL)?;
+            check_max("policy.heads", p.heads, MAX_HEADS)?;
+            check_max("policy.layers", p.layers, MAX_LAYERS)?;
+            check_max(
+                "policy.item_buckets",
+                p.item_buckets,
+                glorank_policy::MAX_ITEM_BUCKETS,
+            )?;
+        }
         check(
             "policy.dropout",
             (0.0..1.0).contains(&p.dropout),
@@ -207,6 +218,18 @@ impl TrainingConfig {
                 field: "baselines".into(),
                 message: e.to_string(),
             })
+    }
+}
+
+/// `Err(InvalidConfig)` naming `field` when `value` exceeds `max` (checked before anything
+/// is allocated; see `glorank_nn::limits`).
+pub(crate) fn check_max(field: &str, value: usize, max: usize) -> Result<()> {
+    match glorank_nn::limits::too_large(value, max) {
+        Some(message) => Err(TrainError::InvalidConfig {
+            field: field.into(),
+            message,
+        }),
+        None => Ok(()),
     }
 }
 

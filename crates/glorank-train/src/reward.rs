@@ -2,7 +2,7 @@
 //! cross-entropy per behaviour, early stopping on validation click AUC.
 
 use crate::checkpoint::{load_json, save_json};
-use crate::config::check;
+use crate::config::{check, check_max};
 use crate::requests::RequestBuilder;
 use crate::{Result, TrainError};
 use burn::module::Module;
@@ -93,6 +93,14 @@ impl RewardTrainConfig {
             "must be finite and > 0",
         )?;
         check(&f("patience"), self.patience > 0, "must be > 0")?;
+        {
+            use glorank_nn::limits::*;
+            check_max(&f("epochs"), self.epochs, MAX_EPOCHS)?;
+            check_max(&f("batch_size"), self.batch_size, MAX_BATCH)?;
+            check_max(&f("d_model"), self.d_model, MAX_D_MODEL)?;
+            check_max(&f("layers"), self.layers, MAX_LAYERS)?;
+            check_max(&f("pool_lists"), self.pool_lists, MAX_GROUP)?;
+        }
         check(
             &f("d_model"),
             self.d_model.is_multiple_of(4),

@@ -3,7 +3,7 @@
 
 use crate::advantage::group_advantages;
 use crate::checkpoint::StageOutput;
-use crate::config::{RewardSource, check};
+use crate::config::{RewardSource, check, check_max};
 use crate::eval::{ListReward, greedy_lists, list_metrics};
 use crate::policy_run::PolicyRun;
 use crate::{Result, TrainError, derive_seed};
@@ -113,6 +113,16 @@ impl RlConfig {
         check("rl.steps", self.steps > 0, "must be > 0")?;
         check("rl.batch_size", self.batch_size > 0, "must be > 0")?;
         check("rl.group_size", self.group_size >= 2, "must be >= 2")?;
+        {
+            use glorank_nn::limits::{MAX_BATCH, MAX_GROUP, MAX_STEPS};
+            check_max("rl.steps", self.steps, MAX_STEPS)?;
+            check_max("rl.group_size", self.group_size, MAX_GROUP)?;
+            check_max(
+                "rl.batch_size x rl.group_size",
+                self.batch_size.saturating_mul(self.group_size),
+                MAX_BATCH,
+            )?;
+        }
         check(
             "rl.temperature",
             self.temperature.is_finite() && self.temperature > 0.0,

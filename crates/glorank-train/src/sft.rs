@@ -2,7 +2,7 @@
 //! cross-entropy, validation each epoch, the best epoch kept, resumable checkpoints.
 
 use crate::checkpoint::StageOutput;
-use crate::config::{Demonstrations, check};
+use crate::config::{Demonstrations, check, check_max};
 use crate::eval::{EvaluatorReward, ListReward, greedy_lists, list_metrics};
 use crate::policy_run::PolicyRun;
 use crate::{Result, TrainError, derive_seed};
@@ -109,8 +109,15 @@ impl SftConfig {
             "must be finite and >= 0",
         )?;
         check("sft.patience", self.patience > 0, "must be > 0")?;
+        check_max("sft.epochs", self.epochs, glorank_nn::limits::MAX_EPOCHS)?;
+        check_max(
+            "sft.batch_size",
+            self.batch_size,
+            glorank_nn::limits::MAX_BATCH,
+        )?;
         if let Demonstrations::BestOfK { k } = self.demonstrations {
             check("sft.demonstrations.k", k >= 2, "must be >= 2")?;
+            check_max("sft.demonstrations.k", k, glorank_nn::limits::MAX_GROUP)?;
         }
         Ok(())
     }

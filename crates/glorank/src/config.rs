@@ -97,11 +97,43 @@ impl TokenizerConfig {
         }
     }
 
+    /// Checks every size against `glorank_nn::limits` before anything is allocated.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidConfig`] naming `tokenizer.FIELD`.
+    pub fn validate(&self) -> Result<()> {
+        use glorank_nn::limits::*;
+        let bounds = [
+            ("tokenizer.levels", self.levels, MAX_LEVELS),
+            ("tokenizer.codes", self.codes, MAX_VOCAB),
+            (
+                "tokenizer.codes_per_level",
+                self.codes_per_level.iter().copied().max().unwrap_or(0),
+                MAX_VOCAB,
+            ),
+            ("tokenizer.dedupe_codes", self.dedupe_codes, MAX_VOCAB),
+            ("tokenizer.title_buckets", self.title_buckets, MAX_VOCAB),
+            ("tokenizer.latent_dim", self.latent_dim, MAX_D_MODEL),
+            ("tokenizer.max_epochs", self.max_epochs, MAX_EPOCHS),
+            ("tokenizer.batch_size", self.batch_size, MAX_BATCH),
+        ];
+        for (field, value, max) in bounds {
+            if let Some(message) = too_large(value, max) {
+                return Err(crate::Error::InvalidConfig {
+                    field: field.into(),
+                    message,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The unfitted tokenizer.
     ///
     /// # Errors
     /// Invalid sizes (named by the tokenizer), a device this build lacks.
     pub fn tokenizer(&self) -> Result<Box<dyn ItemTokenizer>> {
+        self.validate()?;
         let codes = self.codes_per_level()?;
         Ok(match self.method {
             TokenizerMethod::RqVae => {

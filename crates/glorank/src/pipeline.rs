@@ -119,6 +119,8 @@ impl PipelineConfig {
             path: origin.to_path_buf(),
             message: e.to_string(),
         })?;
+        c.data.validate()?;
+        c.tokenizer.validate()?;
         c.training().validate()?;
         Ok(c)
     }
@@ -260,6 +262,8 @@ impl Pipeline {
     ) -> Result<PipelineReport> {
         let c = &self.config;
         let training = c.training();
+        c.data.validate()?;
+        c.tokenizer.validate()?;
         training.validate()?;
         let run = RunDir::new(dir);
         run.create()?;
@@ -300,6 +304,9 @@ impl Pipeline {
             ds.valid.len(),
             ds.test.len()
         ));
+        for w in ds.stats.warnings() {
+            say(&format!("  warning: {w}"));
+        }
         let checksum = |name: &str| -> Result<String> {
             run.artifact_checksum(name)?.ok_or_else(|| Error::Missing {
                 path: run.root().join(name),

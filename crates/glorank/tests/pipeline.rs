@@ -265,6 +265,18 @@ fn bad_configuration_names_the_field() {
     );
     let e = PipelineConfig::from_toml("[rl]\ngroup_size = 1\n", Path::new("x.toml")).unwrap_err();
     assert!(e.to_string().contains("rl.group_size"), "{e}");
+    // Sizes far beyond any real need are refused when the file is read, before allocation.
+    for (text, field) in [
+        ("[policy]\nd_model = 1000000000\n", "policy.d_model"),
+        ("[data]\nusers = 1000000000\n", "data.users"),
+        ("[tokenizer]\ncodes = 1000000000\n", "tokenizer.codes"),
+        ("[sft]\nbatch_size = 1000000000\n", "sft.batch_size"),
+        ("[evaluator]\nd_model = 1000000000\n", "evaluator.d_model"),
+        ("[baselines]\nlayers = 1000\n", "layers"),
+    ] {
+        let e = PipelineConfig::from_toml(text, Path::new("x.toml")).unwrap_err();
+        assert!(e.to_string().contains(field), "{text}: {e}");
+    }
     // An unknown choice is refused when the file is read, with the valid names.
     let e = PipelineConfig::from_toml("[data]\ndataset = \"movielens\"\n", Path::new("x.toml"))
         .unwrap_err()

@@ -431,7 +431,20 @@ pub fn read_implicit(path: &Path) -> Result<RawDataset> {
     let mut next_pos: Vec<i64> = Vec::new();
     for file in implicit_files(path)? {
         let hint = "implicit feedback: lines of `user item item ...`";
+        // Lines shaped like `user item rating timestamp` (a ratings file read as implicit
+        // lists would turn ratings and timestamps into items).
+        let (mut lines, mut rating_like) = (0usize, 0usize);
         for_each_line(&file, Encoding::Utf8, hint, |ln, line| {
+            lines += 1;
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if let [_, _, rating, time] = fields.as_slice()
+                && rating
+                    .parse::<f64>()
+                    .is_ok_and(|r| (0.0..=10.0).contains(&r))
+                && time.parse::<u64>().is_ok_and(|t| t >= 100_000_000)
+            {
+                rating_like += 1;
+            }
             let mut tokens = line.split_whitespace();
             let Some(u) = tokens.next() else {
                 return Ok(());
@@ -454,6 +467,18 @@ pub fn read_implicit(path: &Path) -> Result<RawDataset> {
             }
             Ok(())
         })?;
+        if lines >= 10 && rating_like * 10 >= lines * 9 {
+            return Err(DataError::parse(
+                &file,
+                1,
+                "format",
+                format!(
+                    "{rating_like} of {lines} lines look like `user item rating timestamp`, not \
+                     `user item item ...`: this is a ratings file (use --dataset ml-100k, \
+                     amazon or csv)"
+                ),
+            ));
+        }
     }
     if interactions.is_empty() {
         return Err(DataError::EmptyFile {
