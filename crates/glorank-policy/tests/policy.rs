@@ -209,6 +209,11 @@ fn save_load_and_seeding() {
         serde_json::to_vec(&wrong).unwrap(),
     )
     .unwrap();
+    // The checksum list catches the edit first, naming the file ...
+    let err = Policy::load(dir.path(), &dev).err().unwrap();
+    assert!(err.to_string().contains("policy.json"), "{err}");
+    // ... and without the list the weights' shapes still do.
+    std::fs::remove_file(dir.path().join("checksums.json")).unwrap();
     let err = Policy::load(dir.path(), &dev).err().unwrap();
     assert!(err.to_string().contains("policy.bpk"), "{err}");
     assert!(policy.summary().contains("parameters"));
