@@ -83,7 +83,8 @@ pub struct DecodeTiming {
     pub batch_requests_per_s: f64,
 }
 
-/// What [`bench_policy`] measured.
+/// What [`bench_policy`] measured. Every rate also comes as a share of the machine's own
+/// matrix-multiply peak, measured in the same run, so it carries to another machine.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BenchReport {
     /// CPU model name (from `/proc/cpuinfo` where it exists).
@@ -98,6 +99,22 @@ pub struct BenchReport {
     pub train_batch: usize,
     /// Teacher-forced SFT steps (forward, backward, clipping, AdamW): samples per second.
     pub train_samples_per_s: f64,
+    /// Greedy decoding throughput at [`BenchOptions::batch`] requests (requests/s).
+    pub greedy_requests_per_s_b256: f64,
+    /// Greedy median latency of one request alone (ms).
+    pub greedy_p50_ms_b1: f64,
+    /// Greedy 99th-percentile latency of one request alone (ms).
+    pub greedy_p99_ms_b1: f64,
+    /// Beam-4 median latency of one request alone (ms).
+    pub beam4_p50_ms_b1: f64,
+    /// Floating-point operations of one request's greedy decode by [`policy_flops`].
+    pub flops_per_request: f64,
+    /// Training throughput in GFLOP/s (a sample costs three requests: forward and backward).
+    pub achieved_gflops: f64,
+    /// Greedy batch throughput in GFLOP/s.
+    pub greedy_gflops: f64,
+    /// The machine's f32 matrix-multiply rate on this backend ([`matmul_peak_gflops`]).
+    pub peak_gflops: f64,
 }
 
 /// The CPU model name, or `unknown`.
@@ -154,6 +171,55 @@ pub fn synthetic_lists(n: usize, pool: usize, len: usize) -> Vec<Vec<usize>> {
     (0..n)
         .map(|k| (0..len).map(|j| (k + 7 * j) % pool.max(1)).collect())
         .collect()
+}
+
+/// Floating-point operations (a multiply-add counts two) of one greedy decode of a request
+/// with `sequence` encoder positions (`1 + history + candidates`): the encoder, the decoder's
+/// cross-attention keys and values (once), then every step's self-attention with its cache,
+/// cross-attention, feed-forward and output head. Layer norms, softmax and embeddings are
+/// left out (a few percent). A teacher-forced training sample costs about three times this
+/// (forward plus a backward of twice its cost).
+pub fn policy_flops(config: &PolicyConfig, sequence: usize) -> f64 {
+    let (d, ff, s) = (config.d_model as f64, config.d_ff as f64, sequence as f64);
+    let encoder_layer = 8.0 * s * d * d + 4.0 * s * s * d + 4.0 * s * d * ff;
+    let global = config.action_space == glorank_policy::ActionSpace::Global;
+    let depth = config.vocab_sizes.len();
+    let steps = if global {
+        depth * config.list_len
+    } else {
+        config.list_len
+    };
+    let mut decoder = config.decoder_layers as f64 * 4.0 * s * d * d; // cross K, V
+    for t in 0..steps {
+        let per_layer =
+            8.0 * d * d + 4.0 * (t + 1) as f64 * d + 4.0 * d * d + 4.0 * s * d + 4.0 * d * ff;
+        let head = if global {
+            config.vocab_sizes[t % depth]
+        } else {
+            config.max_candidates
+        } as f64;
+        decoder += config.decoder_layers as f64 * per_layer + 2.0 * d * head;
+    }
+    config.encoder_layers as f64 * encoder_layer + decoder
+}
+
+/// The f32 matrix-multiply rate of `device` in GFLOP/s: the best of five products of two
+/// fresh 1024 x 1024 matrices, each read back (so no work is skipped), after a warm-up.
+pub fn matmul_peak_gflops(device: &Device) -> f64 {
+    use burn::tensor::{Distribution, Tensor};
+    let n = 1024;
+    let mut best = 0.0f64;
+    for round in 0..6 {
+        let a = Tensor::<2>::random([n, n], Distribution::Uniform(-1.0, 1.0), device);
+        let b = Tensor::<2>::random([n, n], Distribution::Uniform(-1.0, 1.0), device);
+        let t = Instant::now();
+        let c: f32 = a.matmul(b).sum().into_scalar();
+        let secs = t.elapsed().as_secs_f64();
+        if round > 0 && c.is_finite() {
+            best = best.max(2.0 * (n * n * n) as f64 / secs / 1e9);
+        }
+    }
+    best
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -235,12 +301,50 @@ pub fn bench_policy(
             secs += t.elapsed().as_secs_f64() / (hi - lo) as f64;
         }
     }
+    let train_samples_per_s = options.train_steps.max(1) as f64 / secs.max(1e-12);
+    let sequence = requests
+        .iter()
+        .map(|r| 1 + r.history.len().min(config.max_history).max(1) + r.candidates.len())
+        .sum::<usize>()
+        / requests.len();
+    let flops = policy_flops(config, sequence);
+    let greedy = &decode_rows[0];
+    let beam = &decode_rows[1];
     Ok(BenchReport {
         machine: machine_name(),
         threads: std::thread::available_parallelism().map_or(0, |n| n.get()),
         parameters: policy.parameter_count(),
-        decode: decode_rows,
         train_batch: bs,
-        train_samples_per_s: options.train_steps.max(1) as f64 / secs.max(1e-12),
+        train_samples_per_s,
+        greedy_requests_per_s_b256: greedy.batch_requests_per_s,
+        greedy_p50_ms_b1: greedy.p50_ms,
+        greedy_p99_ms_b1: greedy.p99_ms,
+        beam4_p50_ms_b1: beam.p50_ms,
+        flops_per_request: flops,
+        achieved_gflops: train_samples_per_s * 3.0 * flops / 1e9,
+        greedy_gflops: greedy.batch_requests_per_s * flops / 1e9,
+        peak_gflops: matmul_peak_gflops(device),
+        decode: decode_rows,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use glorank_policy::ActionSpace;
+
+    #[test]
+    fn the_default_request_costs_about_a_hundred_megaflops() {
+        // d 128, 2 + 2 layers, feed-forward 512, 3 x 256 codes + 32, lists of 6, and an
+        // encoder over 1 + 50 + 50 positions: about 90 MFLOP in the encoder and 40 in the
+        // decoder by hand.
+        let config = PolicyConfig::new(DEFAULT_VOCAB.to_vec());
+        let f = policy_flops(&config, 101);
+        assert!((110e6..150e6).contains(&f), "{f}");
+        // The local-index ablation decodes 6 steps instead of 24.
+        let las = config.clone().with_action_space(ActionSpace::LocalIndex);
+        assert!(policy_flops(&las, 101) < f);
+        // The encoder grows quadratically with the sequence.
+        assert!(policy_flops(&config, 202) > 2.0 * policy_flops(&config, 101) - 40e6);
+    }
 }
