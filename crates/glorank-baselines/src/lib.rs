@@ -75,6 +75,69 @@ pub fn mf_order(scores: &[f32], len: usize) -> Vec<usize> {
     idx
 }
 
+/// Reference rule "retriever reversed": the `len` candidates the stage-1 retriever likes
+/// *least* (ties: lower position first). It learns nothing; under pools made of the logged
+/// slate plus the retriever's top unseen items it still finds the logged items, so it shows
+/// how separable the pools are by construction.
+pub fn retriever_reversed(scores: &[f32], len: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(a.cmp(&b)));
+    idx.truncate(len);
+    idx
+}
+
+/// Reference rule "popularity": the `len` candidates with the most training interactions
+/// (`counts[i]` of candidate `i`; ties: lower position first).
+pub fn popularity(counts: &[u32], len: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..counts.len()).collect();
+    idx.sort_by(|&a, &b| counts[b].cmp(&counts[a]).then(a.cmp(&b)));
+    idx.truncate(len);
+    idx
+}
+
+/// Reference rule "pool novelty": how often each (user, item) was a non-clicked candidate in
+/// the user's training pools. Ranking candidates by it, fewest first
+/// ([`PoolNovelty::rank`]), learns nothing about preference; it exploits that the retrieved
+/// negatives recur across a user's pools while the logged items are new.
+#[derive(Debug, Clone, Default)]
+pub struct PoolNovelty {
+    counts: std::collections::HashMap<(u32, u32), u32>,
+}
+
+impl PoolNovelty {
+    /// Counts over the training requests `train`.
+    pub fn new(train: &[RerankSample]) -> Self {
+        let mut counts = std::collections::HashMap::new();
+        for s in train {
+            for (&item, label) in s.candidates.iter().zip(&s.labels) {
+                if !label.click() {
+                    *counts.entry((s.user, item)).or_insert(0) += 1;
+                }
+            }
+        }
+        Self { counts }
+    }
+
+    /// The count of each candidate of `sample`.
+    pub fn counts(&self, sample: &RerankSample) -> Vec<u32> {
+        sample
+            .candidates
+            .iter()
+            .map(|&i| self.counts.get(&(sample.user, i)).copied().unwrap_or(0))
+            .collect()
+    }
+
+    /// The `len` candidates of `sample` seen least often as non-clicked training candidates
+    /// of its user (ties: lower position first).
+    pub fn rank(&self, sample: &RerankSample, len: usize) -> Vec<usize> {
+        let counts = self.counts(sample);
+        let mut idx: Vec<usize> = (0..counts.len()).collect();
+        idx.sort_by(|&a, &b| counts[a].cmp(&counts[b]).then(a.cmp(&b)));
+        idx.truncate(len);
+        idx
+    }
+}
+
 /// The oracle list: candidates by relevance, descending (ties: lower position first).
 pub fn oracle(relevance: &[f64], len: usize) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..relevance.len()).collect();
@@ -542,7 +605,31 @@ mod tests {
     #[test]
     fn orders() {
         assert_eq!(mf_order(&[0.1, 0.9, 0.5], 2), vec![1, 2]);
+        assert_eq!(retriever_reversed(&[0.1, 0.9, 0.5], 2), vec![0, 2]);
+        assert_eq!(popularity(&[3, 7, 7, 1], 3), vec![1, 2, 0]);
         assert_eq!(oracle(&[0.0, 1.0, 1.0, 0.0], 4), vec![1, 2, 0, 3]);
+    }
+
+    #[test]
+    fn pool_novelty_counts_a_users_non_clicked_training_candidates() {
+        use glorank_data::Labels;
+        let sample = |user: u32, candidates: Vec<u32>, clicks: &[bool]| RerankSample {
+            user,
+            slate_start: 0,
+            candidates,
+            labels: clicks.iter().map(|&c| Labels(u8::from(c))).collect(),
+            logged: vec![0],
+        };
+        let train = [
+            sample(0, vec![1, 2, 3], &[true, false, false]),
+            sample(0, vec![2, 3, 4], &[false, false, true]),
+            sample(1, vec![1, 5, 6], &[false, false, false]),
+        ];
+        let novelty = PoolNovelty::new(&train);
+        let test = sample(0, vec![3, 1, 9, 2], &[false, true, true, false]);
+        // Items 3 and 2 were twice non-clicked candidates of user 0; 1 was clicked; 9 unseen.
+        assert_eq!(novelty.counts(&test), vec![2, 0, 0, 2]);
+        assert_eq!(novelty.rank(&test, 2), vec![1, 2]);
     }
 
     #[test]

@@ -339,6 +339,7 @@ pub fn aggregate(args: &AggregateArgs) -> Result<(), CliError> {
         ("f1", "F1"),
         ("ndcg", "NDCG"),
         ("map", "MAP"),
+        ("map_hits", "MAP (hits)"),
         ("average_reward", "Average Reward"),
         ("true_expected_clicks", "true clicks"),
     ];

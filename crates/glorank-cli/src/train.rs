@@ -285,7 +285,11 @@ pub fn eval(args: &EvalArgs) -> Result<(), CliError> {
         ds.name,
         t0.elapsed().as_secs_f64()
     );
-    let rows = [row];
+    // The rules that learn nothing go next to the policy, so the table says how separable
+    // these pools are by construction.
+    let (mut rows, oracle) = ctx.reference_rows()?;
+    rows.push(row);
+    rows.push(oracle);
     match &args.out {
         Some(dir) => out!(
             "{}",
@@ -315,8 +319,7 @@ pub fn baselines(args: &BaselinesArgs) -> Result<(), CliError> {
         .then(|| stages::load_reward(&sim_dir, &plain))
         .transpose()?;
     let ctx = EvalContext::new(&ds, &ids, samples, simulator.as_ref(), &plain)?;
-    let (mf, oracle) = ctx.reference_rows()?;
-    let mut rows = vec![mf];
+    let (mut rows, oracle) = ctx.reference_rows()?;
     let mut timings = Vec::new();
     for (row, secs) in ctx.baselines(&config.baselines, &autodiff)? {
         timings.push(format!(

@@ -290,6 +290,11 @@ fn train_eval_and_baselines_end_to_end() {
         table.contains("Precision@6") && table.contains("policy_rl"),
         "{table}"
     );
+    // The reference rules and both MAP definitions stand next to the policy.
+    assert!(
+        table.contains("retriever reversed") && table.contains("MAP-hits@6"),
+        "{table}"
+    );
     // The global policy treats the pool as a set: re-ordering every pool changes nothing.
     let row = |t: &str| {
         t.lines()
@@ -314,6 +319,9 @@ fn train_eval_and_baselines_end_to_end() {
     let table = run(&["baselines", "--data", d, "--out", o, "--config", c]);
     for row in [
         "MF order",
+        "retriever reversed",
+        "pool novelty",
+        "popularity",
         "PRM",
         "Seq2Slate",
         "DLCM",

@@ -42,8 +42,8 @@ mod summary;
 
 pub use auc::auc;
 pub use list::{
-    ListMetrics, average_precision_at, f1_at, gain, hit_at, ndcg_at, precision_at, rank_discount,
-    recall_at,
+    ListMetrics, average_precision_at, average_precision_over_hits_at, f1_at, gain, hit_at,
+    ndcg_at, precision_at, rank_discount, recall_at,
 };
 pub use summary::{MetricAccumulator, MetricsSummary, Summary, t_quantile_975};
 

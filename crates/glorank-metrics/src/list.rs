@@ -174,6 +174,33 @@ pub fn average_precision_at(list: &[usize], relevance: &[f64], l: usize) -> Resu
     Ok(sum / p.min(l) as f64)
 }
 
+/// AP@L averaged over the hit positions (torchmetrics' retrieval MAP, and the paper's
+/// research group's metric code) =
+/// `(sum over ranks k <= L holding a positive of Precision@k) / hits`.
+///
+/// It differs from [`average_precision_at`] only in the denominator: `hits <= min(P, L)`, so
+/// it is never lower, and a list with one positive at rank 1 scores 1 whatever else the
+/// pool holds. Zero-hit case (including `P = 0`): 0.
+///
+/// # Errors
+/// As [`precision_at`].
+pub fn average_precision_over_hits_at(list: &[usize], relevance: &[f64], l: usize) -> Result<f64> {
+    validate(list, relevance, l)?;
+    let mut hit_count = 0usize;
+    let mut sum = 0.0;
+    for (k, &i) in list.iter().take(l).enumerate() {
+        if relevance[i] > 0.0 {
+            hit_count += 1;
+            sum += hit_count as f64 / (k + 1) as f64;
+        }
+    }
+    Ok(if hit_count == 0 {
+        0.0
+    } else {
+        sum / hit_count as f64
+    })
+}
+
 /// Hit@L = 1 when `list[..L]` holds at least one positive, else 0 (so 0 without positives).
 ///
 /// # Errors
@@ -201,6 +228,9 @@ pub struct ListMetrics {
     pub ndcg: f64,
     /// AP@L (averaged over requests it is MAP@L), see [`average_precision_at`].
     pub map: f64,
+    /// AP@L averaged over the hit positions, see [`average_precision_over_hits_at`].
+    #[serde(default)]
+    pub map_hits: f64,
     /// Hit@L, see [`hit_at`].
     pub hit: f64,
 }
@@ -220,18 +250,20 @@ impl ListMetrics {
             f1: f1(precision, recall),
             ndcg: ndcg_at(list, relevance, l)?,
             map: average_precision_at(list, relevance, l)?,
+            map_hits: average_precision_over_hits_at(list, relevance, l)?,
             hit: hit_at(list, relevance, l)?,
         })
     }
 
     /// The metrics as `(name, value)` pairs in a fixed order, for tables and logs.
-    pub fn named(&self) -> [(&'static str, f64); 6] {
+    pub fn named(&self) -> [(&'static str, f64); 7] {
         [
             ("precision", self.precision),
             ("recall", self.recall),
             ("f1", self.f1),
             ("ndcg", self.ndcg),
             ("map", self.map),
+            ("map_hits", self.map_hits),
             ("hit", self.hit),
         ]
     }
@@ -251,6 +283,28 @@ mod tests {
     }
 
     #[test]
+    fn the_two_maps_differ_only_in_the_denominator() {
+        // Positives: candidates 0, 1, 2 (P = 3). The list hits at ranks 1 and 3.
+        let rel = [1.0, 1.0, 1.0, 0.0, 0.0];
+        let list = [0, 3, 1, 4];
+        let sum = 1.0 / 1.0 + 2.0 / 3.0;
+        let over_p = average_precision_at(&list, &rel, 4).unwrap();
+        let over_hits = average_precision_over_hits_at(&list, &rel, 4).unwrap();
+        assert!((over_p - sum / 3.0).abs() < 1e-12);
+        assert!((over_hits - sum / 2.0).abs() < 1e-12);
+        // One positive at rank 1 is perfect over hits, a third over min(P, L).
+        assert_eq!(
+            average_precision_over_hits_at(&[0, 3], &rel, 2).unwrap(),
+            1.0
+        );
+        assert_eq!(average_precision_at(&[0, 3], &rel, 2).unwrap(), 0.5);
+        assert_eq!(
+            average_precision_over_hits_at(&[3, 4], &rel, 2).unwrap(),
+            0.0
+        );
+    }
+
+    #[test]
     fn rank_one_has_discount_one() {
         assert_eq!(rank_discount(1), 1.0);
         assert!((rank_discount(3) - 0.5).abs() < 1e-12);
@@ -265,7 +319,7 @@ mod tests {
     fn zero_positive_request_is_well_defined() {
         let rel = [0.0; 5];
         let m = ListMetrics::compute(&[0, 1, 2], &rel, 3).unwrap();
-        assert_eq!(m.named().map(|(_, v)| v), [0.0; 6]);
+        assert_eq!(m.named().map(|(_, v)| v), [0.0; 7]);
     }
 
     #[test]

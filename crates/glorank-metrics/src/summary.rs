@@ -112,8 +112,10 @@ pub struct MetricsSummary {
     pub f1: Summary,
     /// NDCG@L.
     pub ndcg: Summary,
-    /// MAP@L: the mean of per-request AP@L.
+    /// MAP@L: the mean of per-request AP@L (divided by `min(P, L)`).
     pub map: Summary,
+    /// MAP@L averaged over hit positions (torchmetrics' and the research group's MAP).
+    pub map_hits: Summary,
     /// Hit@L (hit rate).
     pub hit: Summary,
 }
@@ -156,6 +158,7 @@ impl MetricAccumulator {
             f1: col(|m| m.f1)?,
             ndcg: col(|m| m.ndcg)?,
             map: col(|m| m.map)?,
+            map_hits: col(|m| m.map_hits)?,
             hit: col(|m| m.hit)?,
         })
     }

@@ -51,8 +51,11 @@ proptest! {
         }
         let p = rel.iter().filter(|&&r| r > 0.0).count();
         prop_assert!((best.precision - p.min(l) as f64 / l as f64).abs() < 1e-12);
+        // MAP over hits is never below MAP over min(P, L).
+        prop_assert!(any.map_hits >= any.map - 1e-12);
         if p > 0 {
             prop_assert!((best.map - 1.0).abs() < 1e-12);
+            prop_assert!((best.map_hits - 1.0).abs() < 1e-12);
             prop_assert!((best.ndcg - 1.0).abs() < 1e-12);
             prop_assert_eq!(best.hit, 1.0);
         }

@@ -413,8 +413,7 @@ impl Pipeline {
 
         say("evaluation on the test split");
         let ctx = EvalContext::new(&ds, &ids, &ds.test, Some(&simulator), &plain)?;
-        let (mf, oracle) = ctx.reference_rows()?;
-        let mut rows = vec![mf];
+        let (mut rows, oracle) = ctx.reference_rows()?;
         if c.run_baselines {
             for (row, secs) in ctx.baselines(&c.baselines, &autodiff)? {
                 timings.push((format!("baseline {}", row.name), secs));

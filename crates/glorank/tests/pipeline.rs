@@ -53,6 +53,9 @@ fn pipeline_runs_reuses_artifacts_and_serves() {
         names,
         [
             "MF order",
+            "retriever reversed",
+            "pool novelty",
+            "popularity",
             "PRM",
             "Seq2Slate",
             "DLCM",

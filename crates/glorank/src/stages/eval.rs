@@ -4,7 +4,10 @@
 use super::training::clicks;
 use crate::Result;
 use burn::tensor::Device;
-use glorank_baselines::{Baseline, BaselineConfig, Features, fit, mf_order, oracle};
+use glorank_baselines::{
+    Baseline, BaselineConfig, Features, PoolNovelty, fit, mf_order, oracle, popularity,
+    retriever_reversed,
+};
 use glorank_data::{PreparedDataset, RerankSample};
 use glorank_metrics::{MetricsSummary, Summary};
 use glorank_policy::{Policy, Request};
@@ -138,26 +141,41 @@ impl<'a> EvalContext<'a> {
         self.evaluate(name, lists)
     }
 
-    /// MF order and the oracle.
+    /// The rows that learn nothing: MF order (the initial ranker) and the reference rules
+    /// (retriever reversed, pool novelty, popularity), which show how separable the pools are
+    /// by construction; and the oracle (positives first), returned separately because tables
+    /// put it last.
     ///
     /// # Errors
     /// Metric errors.
-    pub fn reference_rows(&self) -> Result<(MethodResult, MethodResult)> {
+    pub fn reference_rows(&self) -> Result<(Vec<MethodResult>, MethodResult)> {
         let l = self.ds.config.slate_len;
-        let mf = self
-            .samples
-            .iter()
-            .map(|s| mf_order(&self.ds.retriever_scores(s), l))
-            .collect();
-        let best = self
-            .samples
-            .iter()
-            .map(|s| oracle(&s.click_relevance(), l))
-            .collect();
-        Ok((
-            self.evaluate("MF order", mf)?,
-            self.evaluate("oracle", best)?,
-        ))
+        let ds = self.ds;
+        let rule = |f: &dyn Fn(&RerankSample) -> Vec<usize>| -> Vec<Vec<usize>> {
+            self.samples.iter().map(f).collect()
+        };
+        let novelty = PoolNovelty::new(&ds.train);
+        let rows = vec![
+            self.evaluate("MF order", rule(&|s| mf_order(&ds.retriever_scores(s), l)))?,
+            self.evaluate(
+                "retriever reversed",
+                rule(&|s| retriever_reversed(&ds.retriever_scores(s), l)),
+            )?,
+            self.evaluate("pool novelty", rule(&|s| novelty.rank(s, l)))?,
+            self.evaluate(
+                "popularity",
+                rule(&|s| {
+                    let counts: Vec<u32> = s
+                        .candidates
+                        .iter()
+                        .map(|&i| ds.item_train_counts[i as usize])
+                        .collect();
+                    popularity(&counts, l)
+                }),
+            )?,
+        ];
+        let best = self.evaluate("oracle", rule(&|s| oracle(&s.click_relevance(), l)))?;
+        Ok((rows, best))
     }
 
     /// Trains and scores PRM, Seq2Slate and DLCM; returns the rows and the training seconds.

@@ -7,8 +7,11 @@ use glorank_metrics::Summary;
 
 /// The rows of the comparison table, in the order the pipeline writes them (`metrics.json`
 /// keys; `glorank aggregate` prints known methods in this order, others after them).
-pub const METHOD_ORDER: [&str; 8] = [
+pub const METHOD_ORDER: [&str; 11] = [
     "MF order",
+    "retriever reversed",
+    "pool novelty",
+    "popularity",
     "PRM",
     "Seq2Slate",
     "DLCM",
@@ -25,13 +28,14 @@ pub const COLD_SLICE_KEY_PREFIX: &str = "cold_start_lt_";
 pub fn table(rows: &[MethodResult], cutoff: usize) -> String {
     let with_true = rows.iter().any(|r| r.true_reward.is_some());
     let mut out = format!(
-        "{:<16} {:>15} {:>15} {:>15} {:>15} {:>15} {:>15}",
+        "{:<18} {:>15} {:>15} {:>15} {:>15} {:>15} {:>15} {:>15}",
         "method",
         format!("Precision@{cutoff}"),
         format!("Recall@{cutoff}"),
         format!("F1@{cutoff}"),
         format!("NDCG@{cutoff}"),
         format!("MAP@{cutoff}"),
+        format!("MAP-hits@{cutoff}"),
         "Avg Reward"
     );
     if with_true {
@@ -42,13 +46,14 @@ pub fn table(rows: &[MethodResult], cutoff: usize) -> String {
     for r in rows {
         let m = &r.metrics;
         out.push_str(&format!(
-            "{:<16} {:>15} {:>15} {:>15} {:>15} {:>15} {:>15}",
+            "{:<18} {:>15} {:>15} {:>15} {:>15} {:>15} {:>15} {:>15}",
             r.name,
             f(&m.precision),
             f(&m.recall),
             f(&m.f1),
             f(&m.ndcg),
             f(&m.map),
+            f(&m.map_hits),
             r.average_reward.as_ref().map_or("-".into(), f)
         ));
         if with_true {
@@ -59,7 +64,10 @@ pub fn table(rows: &[MethodResult], cutoff: usize) -> String {
         }
         out.push('\n');
     }
-    out.push_str("(mean ± half-width of the 95% confidence interval over requests)\n");
+    out.push_str(
+        "(mean ± half-width of the 95% confidence interval over requests; MAP divides by \
+         min(positives, L), MAP-hits averages over the hit positions as torchmetrics does)\n",
+    );
     out
 }
 
