@@ -8,6 +8,11 @@ fn glorank() -> Command {
 
 /// Runs `glorank prepare` on a small synthetic world into `out`.
 fn prepare_small(out: &std::path::Path) -> std::process::Output {
+    prepare_small_with(out, &[])
+}
+
+/// [`prepare_small`] with more options.
+fn prepare_small_with(out: &std::path::Path, extra: &[&str]) -> std::process::Output {
     glorank()
         .args([
             "prepare",
@@ -28,6 +33,7 @@ fn prepare_small(out: &std::path::Path) -> std::process::Output {
             "--pool-size",
             "30",
         ])
+        .args(extra)
         .arg("--out")
         .arg(out)
         .output()
@@ -58,28 +64,7 @@ fn prepare_synthetic_writes_run_directory_and_prints_table() {
     let ds = glorank::data::PreparedDataset::load(dir.path()).unwrap();
     assert_eq!(ds.test.len(), 60);
     // Out-of-sample pools that leave the retriever little data are worth a warning.
-    let out = glorank()
-        .args([
-            "prepare",
-            "--dataset",
-            "synthetic",
-            "--users",
-            "60",
-            "--items",
-            "150",
-        ])
-        .args([
-            "--sessions",
-            "4",
-            "--k-core",
-            "5",
-            "--rerank-train-slates",
-            "1000",
-        ])
-        .arg("--out")
-        .arg(dir.path().join("oos"))
-        .output()
-        .unwrap();
+    let out = prepare_small_with(&dir.path().join("oos"), &["--rerank-train-slates", "1000"]);
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

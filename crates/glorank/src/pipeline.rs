@@ -203,6 +203,40 @@ fn plan(
     }
 }
 
+/// Where a stage reports: training progress and one line per decision.
+type Reporting<'a> = (&'a mut dyn TrainObserver, &'a mut dyn FnMut(&str));
+
+/// Builds an SFT-trained artifact (`sft`, or the `las` ablation written into `target`) when
+/// the manifest says so; best-of-K demonstrations read `run`'s evaluator.
+fn sft_artifact(
+    (run, name, label): (&RunDir, &str, &str),
+    (ds, ids, training): (&PreparedDataset, &SemanticIds, &TrainingConfig),
+    target: &RunDir,
+    (section, inputs): (&serde_json::Value, &BTreeMap<String, String>),
+    devices: (&Device, &Device),
+    (observer, say): Reporting<'_>,
+) -> Result<()> {
+    if plan(run, name, section, inputs, say)? {
+        say(label);
+        let policy_config = stages::policy_config(ds, ids, training)?;
+        let out = stages::train_sft_stage(
+            ds,
+            ids,
+            training,
+            &policy_config,
+            (target, run),
+            true,
+            devices,
+            observer,
+        )?;
+        if out.status == RunStatus::Interrupted {
+            return Err(Error::Interrupted);
+        }
+        run.finish(name, section, inputs)?;
+    }
+    Ok(())
+}
+
 /// What a pipeline run produced.
 #[derive(Debug, Clone)]
 pub struct PipelineReport {
@@ -349,24 +383,14 @@ impl Pipeline {
             sft_inputs.insert("evaluator".into(), evaluator_sum.clone());
         }
         let sft_section = serde_json::json!({"policy": json(&c.policy), "sft": json(&c.sft)});
-        if plan(&run, "sft", &sft_section, &sft_inputs, say)? {
-            say("SFT");
-            let policy_config = stages::policy_config(&ds, &ids, &training)?;
-            let out = stages::train_sft_stage(
-                &ds,
-                &ids,
-                &training,
-                &policy_config,
-                (&run, &run),
-                true,
-                devices,
-                observer,
-            )?;
-            if out.status == RunStatus::Interrupted {
-                return Err(Error::Interrupted);
-            }
-            run.finish("sft", &sft_section, &sft_inputs)?;
-        }
+        sft_artifact(
+            (&run, "sft", "SFT"),
+            (&ds, &ids, &training),
+            &run,
+            (&sft_section, &sft_inputs),
+            devices,
+            (observer, &mut *say),
+        )?;
         lap("sft", &mut timings);
 
         let mut rl_inputs = inputs.clone();
@@ -390,24 +414,14 @@ impl Pipeline {
             let mut las = training.clone();
             las.policy.action_space = glorank_policy::ActionSpace::LocalIndex;
             let las_section = serde_json::json!({"policy": json(&las.policy), "sft": json(&c.sft)});
-            if plan(&run, "las", &las_section, &sft_inputs, say)? {
-                say("GloRank-LAS (local-index ablation, SFT)");
-                let las_config = stages::policy_config(&ds, &ids, &las)?;
-                let out = stages::train_sft_stage(
-                    &ds,
-                    &ids,
-                    &las,
-                    &las_config,
-                    (&las_run, &run),
-                    true,
-                    devices,
-                    observer,
-                )?;
-                if out.status == RunStatus::Interrupted {
-                    return Err(Error::Interrupted);
-                }
-                run.finish("las", &las_section, &sft_inputs)?;
-            }
+            sft_artifact(
+                (&run, "las", "GloRank-LAS (local-index ablation, SFT)"),
+                (&ds, &ids, &las),
+                &las_run,
+                (&las_section, &sft_inputs),
+                devices,
+                (observer, &mut *say),
+            )?;
             lap("las", &mut timings);
         }
 
