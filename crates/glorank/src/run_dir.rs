@@ -511,6 +511,17 @@ impl RunDir {
         config: &serde_json::Value,
         inputs: &BTreeMap<String, String>,
     ) -> Result<()> {
+        self.record(name, config, inputs, String::new())
+    }
+
+    /// Writes the manifest record of `name`.
+    fn record(
+        &self,
+        name: &str,
+        config: &serde_json::Value,
+        inputs: &BTreeMap<String, String>,
+        checksum: String,
+    ) -> Result<()> {
         let mut manifest = self.manifest()?;
         manifest.version = 1;
         manifest.artifacts.insert(
@@ -518,7 +529,7 @@ impl RunDir {
             ArtifactRecord {
                 config: config.clone(),
                 inputs: inputs.clone(),
-                checksum: String::new(),
+                checksum,
             },
         );
         self.save_manifest(&manifest)
@@ -540,17 +551,7 @@ impl RunDir {
                 path: self.artifact_parts(name).swap_remove(0),
                 hint: format!("artifact `{name}` was not written"),
             })?;
-        let mut manifest = self.manifest()?;
-        manifest.version = 1;
-        manifest.artifacts.insert(
-            name.to_string(),
-            ArtifactRecord {
-                config: config.clone(),
-                inputs: inputs.clone(),
-                checksum: checksum.clone(),
-            },
-        );
-        self.save_manifest(&manifest)?;
+        self.record(name, config, inputs, checksum.clone())?;
         Ok(checksum)
     }
 
