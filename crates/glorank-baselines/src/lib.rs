@@ -69,8 +69,14 @@ pub type Result<T, E = BaselineError> = std::result::Result<T, E>;
 /// The initial ranker's list: the `len` candidates with the highest retriever `scores`
 /// (ties: lower position first).
 pub fn mf_order(scores: &[f32], len: usize) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..scores.len()).collect();
-    idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    first_by(scores.len(), len, |a, b| scores[b].total_cmp(&scores[a]))
+}
+
+/// The first `len` of the positions `0..n` in the order `cmp` gives (ties: lower position
+/// first): every fixed-order rule and the oracle.
+fn first_by(n: usize, len: usize, cmp: impl Fn(usize, usize) -> std::cmp::Ordering) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.sort_by(|&a, &b| cmp(a, b).then(a.cmp(&b)));
     idx.truncate(len);
     idx
 }
@@ -80,19 +86,13 @@ pub fn mf_order(scores: &[f32], len: usize) -> Vec<usize> {
 /// slate plus the retriever's top unseen items it still finds the logged items, so it shows
 /// how separable the pools are by construction.
 pub fn retriever_reversed(scores: &[f32], len: usize) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..scores.len()).collect();
-    idx.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(a.cmp(&b)));
-    idx.truncate(len);
-    idx
+    first_by(scores.len(), len, |a, b| scores[a].total_cmp(&scores[b]))
 }
 
 /// Reference rule "popularity": the `len` candidates with the most training interactions
 /// (`counts[i]` of candidate `i`; ties: lower position first).
 pub fn popularity(counts: &[u32], len: usize) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..counts.len()).collect();
-    idx.sort_by(|&a, &b| counts[b].cmp(&counts[a]).then(a.cmp(&b)));
-    idx.truncate(len);
-    idx
+    first_by(counts.len(), len, |a, b| counts[b].cmp(&counts[a]))
 }
 
 /// Reference rule "pool novelty": how often each (user, item) was a non-clicked candidate in
@@ -131,19 +131,15 @@ impl PoolNovelty {
     /// of its user (ties: lower position first).
     pub fn rank(&self, sample: &RerankSample, len: usize) -> Vec<usize> {
         let counts = self.counts(sample);
-        let mut idx: Vec<usize> = (0..counts.len()).collect();
-        idx.sort_by(|&a, &b| counts[a].cmp(&counts[b]).then(a.cmp(&b)));
-        idx.truncate(len);
-        idx
+        first_by(counts.len(), len, |a, b| counts[a].cmp(&counts[b]))
     }
 }
 
 /// The oracle list: candidates by relevance, descending (ties: lower position first).
 pub fn oracle(relevance: &[f64], len: usize) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..relevance.len()).collect();
-    idx.sort_by(|&a, &b| relevance[b].total_cmp(&relevance[a]).then(a.cmp(&b)));
-    idx.truncate(len);
-    idx
+    first_by(relevance.len(), len, |a, b| {
+        relevance[b].total_cmp(&relevance[a])
+    })
 }
 
 /// The trainable baselines.
@@ -418,6 +414,7 @@ pub fn fit(
         epoch: 0,
         batches: Vec::new(),
         in_epoch: 0,
+        per_epoch,
         loss_sum: 0.0,
         log: Vec::new(),
         best: None,
@@ -448,6 +445,8 @@ struct FitLoop<'a> {
     batches: Vec<Vec<&'a RerankSample>>,
     /// Steps done in the current epoch.
     in_epoch: usize,
+    /// Steps (batches) per epoch.
+    per_epoch: u64,
     loss_sum: f64,
     log: Vec<EpochLog>,
     best: Option<(f64, Trained)>,
@@ -527,8 +526,7 @@ impl glorank_nn::training::TrainingLoop for FitLoop<'_> {
     type Error = BaselineError;
 
     fn done(&self) -> u64 {
-        let per_epoch = self.ds.train.len().div_ceil(self.config.batch_size);
-        (self.epoch.saturating_sub(1) * per_epoch + self.in_epoch) as u64
+        (self.epoch.saturating_sub(1) as u64) * self.per_epoch + self.in_epoch as u64
     }
 
     fn step(&mut self) -> Result<f64> {

@@ -163,6 +163,12 @@ pub fn average_precision_at(list: &[usize], relevance: &[f64], l: usize) -> Resu
     if p == 0 {
         return Ok(0.0);
     }
+    Ok(precision_sum(list, relevance, l).0 / p.min(l) as f64)
+}
+
+/// `(sum over ranks k <= l holding a positive of Precision@k, number of such ranks)`: the
+/// numerator shared by both AP@L definitions.
+fn precision_sum(list: &[usize], relevance: &[f64], l: usize) -> (f64, usize) {
     let mut hit_count = 0usize;
     let mut sum = 0.0;
     for (k, &i) in list.iter().take(l).enumerate() {
@@ -171,7 +177,7 @@ pub fn average_precision_at(list: &[usize], relevance: &[f64], l: usize) -> Resu
             sum += hit_count as f64 / (k + 1) as f64;
         }
     }
-    Ok(sum / p.min(l) as f64)
+    (sum, hit_count)
 }
 
 /// AP@L averaged over the hit positions (torchmetrics' retrieval MAP, and the paper's
@@ -186,14 +192,7 @@ pub fn average_precision_at(list: &[usize], relevance: &[f64], l: usize) -> Resu
 /// As [`precision_at`].
 pub fn average_precision_over_hits_at(list: &[usize], relevance: &[f64], l: usize) -> Result<f64> {
     validate(list, relevance, l)?;
-    let mut hit_count = 0usize;
-    let mut sum = 0.0;
-    for (k, &i) in list.iter().take(l).enumerate() {
-        if relevance[i] > 0.0 {
-            hit_count += 1;
-            sum += hit_count as f64 / (k + 1) as f64;
-        }
-    }
+    let (sum, hit_count) = precision_sum(list, relevance, l);
     Ok(if hit_count == 0 {
         0.0
     } else {

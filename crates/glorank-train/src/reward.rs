@@ -363,7 +363,7 @@ impl TrainingLoop for RewardLoop<'_> {
     }
 
     fn stopped(&self) -> bool {
-        self.st.stopped || self.st.epoch >= self.config.epochs
+        self.st.stopped
     }
 
     fn step(&mut self) -> Result<f64> {

@@ -155,18 +155,9 @@ impl PipelineConfig {
     }
 }
 
-/// Serialising any configuration section to JSON for the manifest.
-mod erased {
-    /// A configuration section as JSON.
-    pub(super) trait Json {
-        fn to_json(&self) -> serde_json::Value;
-    }
-
-    impl<T: serde::Serialize> Json for T {
-        fn to_json(&self) -> serde_json::Value {
-            serde_json::to_value(self).unwrap_or_default()
-        }
-    }
+/// A configuration section as JSON, as the manifest records it.
+fn json<T: Serialize>(section: &T) -> serde_json::Value {
+    serde_json::to_value(section).unwrap_or_default()
 }
 
 /// Whether artifact `name` must be built: reused when fresh (or unrecorded, from a run
@@ -315,7 +306,6 @@ impl Pipeline {
         // Every artifact is reused only when the manifest says it was built from the same
         // configuration section and the same upstream artifacts; otherwise it is removed
         // (with its checkpoint) and rebuilt, and `say` tells which and why.
-        let json = |v: &dyn erased::Json| v.to_json();
         let mut data_section = json(&c.data);
         if let Some(o) = data_section.as_object_mut() {
             o.remove("path"); // where the files are is not what they hold
@@ -341,12 +331,9 @@ impl Pipeline {
         for w in ds.stats.warnings() {
             say(&format!("  warning: {w}"));
         }
-        let checksum = |name: &str| -> Result<String> {
-            run.artifact_checksum(name)?.ok_or_else(|| Error::Missing {
-                path: run.root().join(name),
-                hint: format!("artifact `{name}` was not written"),
-            })
-        };
+        // Every artifact is recorded by now (checked, adopted or just built): its inputs'
+        // checksums come from the manifest, not from reading the artifacts again.
+        let checksum = |name: &str| run.recorded_checksum(name);
         inputs.insert("dataset".into(), checksum("dataset")?);
         lap("prepare", &mut timings);
 

@@ -555,6 +555,22 @@ impl RunDir {
         Ok(checksum)
     }
 
+    /// The checksum the manifest recorded for finished artifact `name`.
+    ///
+    /// # Errors
+    /// [`Error::Missing`] when the manifest has no finished record of it.
+    pub fn recorded_checksum(&self, name: &str) -> Result<String> {
+        self.manifest()?
+            .artifacts
+            .remove(name)
+            .map(|r| r.checksum)
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| Error::Missing {
+                path: self.manifest_file(),
+                hint: format!("no finished record of artifact `{name}`"),
+            })
+    }
+
     /// Checks that the recorded artifacts `names` are unchanged (for loaders: `Reranker`,
     /// `glorank bench`); artifacts without a record pass.
     ///
