@@ -78,6 +78,8 @@ enum Command {
     Baselines(train::BaselinesArgs),
     /// Serve a run directory: JSON requests on stdin, JSON lists on stdout.
     Rerank(serve::RerankArgs),
+    /// Serve a run directory over HTTP: POST /rerank, GET /health, GET /metrics.
+    Serve(serve::ServeArgs),
     /// Latency and throughput of a trained policy.
     Bench(serve::BenchArgs),
     /// Mean and 95% CI over runs (seeds) of several `metrics.json` files.
@@ -357,6 +359,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => serve::demo(&args),
         Command::Run(args) => serve::run(&args),
         Command::Rerank(args) => serve::rerank(&args),
+        Command::Serve(args) => serve::serve(&args),
         Command::Bench(args) => serve::bench(&args),
         Command::Aggregate(args) => serve::aggregate(&args),
     };
@@ -380,6 +383,9 @@ pub(crate) enum CliError {
     /// An option value that does not make sense.
     #[error("{0}")]
     Usage(String),
+    /// The HTTP server failed (bind, runtime).
+    #[error(transparent)]
+    Serve(#[from] glorank_serve::ServeError),
     /// Reading standard input or writing standard output failed.
     #[error("standard input/output: {0}")]
     Output(#[from] std::io::Error),

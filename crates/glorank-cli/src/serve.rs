@@ -62,6 +62,42 @@ pub struct RerankArgs {
     pub max_line_bytes: usize,
 }
 
+/// Arguments of `glorank serve`; every default is [`glorank_serve::ServeConfig`]'s.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Run directory (with `policy_rl/` or `policy_sft/`).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// A policy directory to serve instead of the run's own.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// Address to listen on, HOST:PORT (port 0: any free port, printed at start).
+    #[arg(long, default_value_t = glorank_serve::ServeConfig::default().addr)]
+    pub addr: String,
+    /// Default decoding: greedy, beam:W, sample:T or sample:T:K (a call may ask for another
+    /// with `?decode=`).
+    #[arg(long, default_value_t = glorank::trie::DecodeStrategy::Greedy)]
+    pub decode: glorank::trie::DecodeStrategy,
+    /// Most requests decoded in one batch.
+    #[arg(long, default_value_t = glorank_serve::ServeConfig::default().max_batch)]
+    pub max_batch: usize,
+    /// Longest wait (ms) for more requests after the first of a batch.
+    #[arg(long, default_value_t = glorank_serve::ServeConfig::default().max_wait_ms)]
+    pub max_wait_ms: u64,
+    /// Largest request body in bytes.
+    #[arg(long, default_value_t = glorank_serve::ServeConfig::default().max_body_bytes)]
+    pub max_body_bytes: usize,
+    /// Most requests in one call's array.
+    #[arg(long, default_value_t = glorank_serve::ServeConfig::default().max_requests_per_call)]
+    pub max_requests_per_call: usize,
+    /// Widest beam a call may ask for.
+    #[arg(long, default_value_t = glorank_serve::ServeConfig::default().max_beam)]
+    pub max_beam: usize,
+    /// Calls waiting for the batcher before new ones get 503.
+    #[arg(long, default_value_t = glorank_serve::ServeConfig::default().queue)]
+    pub queue: usize,
+}
+
 /// Arguments of `glorank bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -183,6 +219,36 @@ pub fn rerank(args: &RerankArgs) -> Result<(), CliError> {
         };
         writeln!(stdout, "{answer}")?;
     }
+    Ok(())
+}
+
+/// `glorank serve`: the HTTP server of [`glorank_serve`] until SIGTERM or Ctrl-C, which
+/// finish the requests in flight.
+pub fn serve(args: &ServeArgs) -> Result<(), CliError> {
+    use glorank_serve::{ServeConfig, Server};
+    let config = ServeConfig {
+        addr: args.addr.clone(),
+        max_batch: args.max_batch,
+        max_wait_ms: args.max_wait_ms,
+        max_body_bytes: args.max_body_bytes,
+        max_requests_per_call: args.max_requests_per_call,
+        max_beam: args.max_beam,
+        queue: args.queue,
+        handle_signals: true,
+    };
+    config.validate()?;
+    args.decode.validate()?;
+    let reranker = match &args.policy {
+        Some(p) => Reranker::load_policy(&args.model, p),
+        None => Reranker::load(&args.model),
+    }?
+    .with_strategy(args.decode);
+    let server = Server::start(reranker, &config)?;
+    // The first line of standard output is the address, for scripts that asked for port 0.
+    outln!("listening on http://{}", server.local_addr());
+    std::io::stdout().flush()?;
+    server.wait()?;
+    errln!("stopped");
     Ok(())
 }
 

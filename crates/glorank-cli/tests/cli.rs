@@ -510,3 +510,74 @@ fn run_rerank_and_bench_on_a_tiny_pipeline() {
     let none = glorank().args(["bench"]).output().unwrap();
     assert!(!none.status.success());
 }
+
+#[test]
+fn serve_answers_over_http_and_stops_on_sigterm() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let run = glorank::fixtures::write_tiny_run(&dir.path().join("run"), 1).unwrap();
+    let ds = glorank::data::PreparedDataset::load(run.root()).unwrap();
+    let candidates: Vec<&str> = ds.test[0]
+        .candidates
+        .iter()
+        .map(|&i| ds.item_ids[i as usize].as_str())
+        .collect();
+    let mut child = glorank()
+        .args(["serve", "--addr", "127.0.0.1:0", "--model"])
+        .arg(run.root())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let base = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first line: {first}"))
+        .to_string();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let request = serde_json::json!({ "candidates": candidates }).to_string();
+    let mut answer = agent
+        .post(format!("{base}/rerank"))
+        .send(request.as_str())
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    let answer: serde_json::Value =
+        serde_json::from_str(&answer.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(answer["list"].as_array().unwrap().len(), 6);
+    let health = agent
+        .get(format!("{base}/health"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(health.contains("\"status\":\"ok\""), "{health}");
+    // SIGTERM: a graceful stop with a zero exit status.
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stopped"));
+    // A bad limit is refused before the model loads, naming the option.
+    let bad = glorank()
+        .args(["serve", "--max-beam", "999", "--model"])
+        .arg(run.root())
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("max_beam"));
+}

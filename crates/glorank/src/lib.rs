@@ -49,6 +49,7 @@
 
 pub mod bench;
 mod config;
+pub mod fixtures;
 mod pipeline;
 mod report;
 mod reranker;

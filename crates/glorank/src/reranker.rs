@@ -187,6 +187,16 @@ impl Reranker {
         self
     }
 
+    /// The decoding strategy of [`Reranker::rerank`] and [`Reranker::rerank_batch`].
+    pub fn strategy(&self) -> DecodeStrategy {
+        self.strategy
+    }
+
+    /// Number of items with a semantic ID (the items the model knows by id).
+    pub fn num_items(&self) -> usize {
+        self.ids.len()
+    }
+
     /// Whether requests must carry `retriever_scores` (the policy was trained with them).
     pub fn uses_retriever_score(&self) -> bool {
         self.uses_retriever_score
@@ -325,12 +335,23 @@ impl Reranker {
     /// Reranks many requests in one batched decode; each request gets its own result, so
     /// one bad request does not fail the others.
     pub fn rerank_batch(&self, requests: &[RerankRequest]) -> Vec<Result<Vec<String>>> {
+        self.rerank_batch_with(requests, self.strategy)
+    }
+
+    /// [`Reranker::rerank_batch`] with another decoding strategy than the configured one
+    /// (a server chooses it per call). An invalid strategy (a beam wider than
+    /// [`glorank_trie::MAX_BEAM_WIDTH`], a zero temperature) fails every request with its
+    /// message.
+    pub fn rerank_batch_with(
+        &self,
+        requests: &[RerankRequest],
+        strategy: DecodeStrategy,
+    ) -> Vec<Result<Vec<String>>> {
         let built: Vec<Result<Request>> = requests.iter().map(|r| self.request(r)).collect();
         let valid: Vec<Request> = built
             .iter()
             .filter_map(|r| r.as_ref().ok().cloned())
             .collect();
-        let strategy = self.strategy;
         let decoded = if valid.is_empty() {
             Ok(Vec::new())
         } else {

@@ -9,10 +9,10 @@
 //! `GLORANK_FUZZ_CASES=1000000 cargo test --release -p glorank --test fuzz -- --ignored --nocapture`.
 
 use glorank::data::{CsvConfig, ItemVectorSource, PreparedDataset};
-use glorank::policy::{Policy, PolicyConfig};
+use glorank::policy::Policy;
 use glorank::reward::{RewardConfig, RewardRole, UserResponseModel};
 use glorank::tokenizer::SemanticIds;
-use glorank::{Device, PipelineConfig, RerankRequest, Reranker, RunDir, TokenizerConfig, stages};
+use glorank::{Device, PipelineConfig, RerankRequest, Reranker, RunDir};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
@@ -119,33 +119,12 @@ struct Corpus {
 }
 
 fn corpus() -> Corpus {
-    use glorank::data::{DatasetSource, NoProgress, ProtocolConfig, SyntheticConfig};
     let dir = tempfile::tempdir().unwrap();
     let run_path = dir.path().join("run");
-    let run = RunDir::new(&run_path);
-    let ds = DatasetSource::Synthetic(SyntheticConfig::small(40, 60).with_sessions(4))
-        .prepare(
-            &ProtocolConfig::default()
-                .with_k_core(3)
-                .with_shape(6, 8, 12),
-            &NoProgress,
-        )
-        .unwrap();
-    ds.save(run.root()).unwrap();
-    let mut tok = TokenizerConfig::default();
-    tok.levels = 2;
-    tok.codes = 4;
-    let (_, ids) = stages::tokenize(&ds, &tok, run.tokenizer_dir()).unwrap();
-    let mut training = glorank::train::TrainingConfig::default();
-    training.policy.d_model = 8;
-    training.policy.heads = 2;
-    training.policy.layers = 1;
-    let pc: PolicyConfig = stages::policy_config(&ds, &ids, &training).unwrap();
+    let run = glorank::fixtures::write_tiny_run(&run_path, 7).unwrap();
+    let ds = PreparedDataset::load(run.root()).unwrap();
+    let ids = SemanticIds::load(&run.semantic_ids_file()).unwrap();
     let dev = Device::flex();
-    Policy::new(&pc, &dev)
-        .unwrap()
-        .save(&pc, &run.policy_sft())
-        .unwrap();
     let rc = RewardConfig::for_role(RewardRole::Evaluator, ids.vocab_sizes())
         .with_shape(6, 8)
         .with_size(8, 2, 1);

@@ -1,0 +1,610 @@
+//! # glorank-serve
+//!
+//! An HTTP server for a trained GloRank [`Reranker`](glorank::Reranker), behind
+//! `glorank serve --model RUN --addr HOST:PORT`:
+//!
+//! * `POST /rerank`: one request (the JSON object `glorank rerank` reads) answered with
+//!   `{"list": [...]}`, or an array of them answered with an array of `{"list": [...]}` /
+//!   `{"error": "..."}` in the same order (one bad request does not fail the others). An
+//!   optional `?decode=greedy|beam:W|sample:T[:K]` overrides the server's decoding for the
+//!   call; beams are bounded by [`ServeConfig::max_beam`]. Errors are `{"error": "..."}` with
+//!   a status code: 400 malformed, 413 over a size limit, 422 a request the model cannot
+//!   serve (unknown item, too few candidates...), 503 queue full or shutting down.
+//! * `GET /health`: `{"status": "ok", ...}` with the model's shape.
+//! * `GET /metrics`: Prometheus text: responses by code, lists and errors, a latency
+//!   histogram and a histogram of decode batch sizes.
+//!
+//! Concurrent calls are batched dynamically (see [`batcher`]): up to
+//! [`ServeConfig::max_batch`] requests that arrive within [`ServeConfig::max_wait_ms`] of
+//! each other are decoded together. Shutdown (SIGTERM or Ctrl-C with
+//! [`ServeConfig::handle_signals`], or [`Server::shutdown`]) stops accepting connections and
+//! finishes the requests in flight.
+//!
+//! ```no_run
+//! use glorank_serve::{ServeConfig, Server};
+//!
+//! let reranker = glorank::Reranker::load("runs/demo-quick".as_ref())?;
+//! let config = ServeConfig { addr: "127.0.0.1:8080".into(), ..ServeConfig::default() };
+//! let server = Server::start(reranker, &config)?;
+//! println!("listening on http://{}", server.local_addr());
+//! server.shutdown()?; // or server.wait() to run until SIGTERM
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod batcher;
+pub mod metrics;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use batcher::{Answer, Batcher, EnqueueError, Job};
+use glorank::trie::{DecodeStrategy, MAX_BEAM_WIDTH};
+use glorank::{RerankRequest, Reranker};
+use metrics::Metrics;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// Errors of the server.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// A configuration value is out of range.
+    #[error("invalid server configuration `{field}`: {message}")]
+    InvalidConfig {
+        /// The field.
+        field: &'static str,
+        /// Why.
+        message: String,
+    },
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The runtime or a connection failed.
+    #[error("server I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// The server thread ended abnormally.
+    #[error("the server thread panicked")]
+    Panicked,
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = ServeError> = std::result::Result<T, E>;
+
+/// Settings of [`Server::start`], checked by [`ServeConfig::validate`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Address to listen on, `HOST:PORT` (port 0: any free port).
+    pub addr: String,
+    /// Most requests decoded in one batch (a single call larger than this is decoded alone).
+    pub max_batch: usize,
+    /// Longest wait, in milliseconds, for more requests after the first of a batch.
+    pub max_wait_ms: u64,
+    /// Largest request body, in bytes (larger: 413).
+    pub max_body_bytes: usize,
+    /// Most requests in one call's array (more: 413).
+    pub max_requests_per_call: usize,
+    /// Widest beam a call may ask for with `?decode=beam:W`.
+    pub max_beam: usize,
+    /// Calls waiting for the batcher; when full, new calls get 503.
+    pub queue: usize,
+    /// Stop gracefully on SIGTERM and Ctrl-C (the CLI sets it; tests and embedders stop the
+    /// server with [`Server::shutdown`]).
+    pub handle_signals: bool,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:8080".into(),
+            max_batch: 64,
+            max_wait_ms: 2,
+            max_body_bytes: 1 << 20,
+            max_requests_per_call: 256,
+            max_beam: 16,
+            queue: 1024,
+            handle_signals: false,
+        }
+    }
+}
+
+impl ServeConfig {
+    /// Checks every bound.
+    ///
+    /// # Errors
+    /// [`ServeError::InvalidConfig`] naming the first bad field.
+    pub fn validate(&self) -> Result<()> {
+        let check = |field: &'static str, v: u64, lo: u64, hi: u64| {
+            if v < lo || v > hi {
+                return Err(ServeError::InvalidConfig {
+                    field,
+                    message: format!("{v} is outside {lo}..={hi}"),
+                });
+            }
+            Ok(())
+        };
+        check("max_batch", self.max_batch as u64, 1, 65_536)?;
+        check("max_wait_ms", self.max_wait_ms, 0, 10_000)?;
+        check("max_body_bytes", self.max_body_bytes as u64, 64, 256 << 20)?;
+        check(
+            "max_requests_per_call",
+            self.max_requests_per_call as u64,
+            1,
+            65_536,
+        )?;
+        check("max_beam", self.max_beam as u64, 1, MAX_BEAM_WIDTH as u64)?;
+        check("queue", self.queue as u64, 1, 1 << 20)?;
+        Ok(())
+    }
+}
+
+/// A running server: one thread with the async runtime (connections, parsing) and one
+/// batch worker (decoding).
+pub struct Server {
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<Result<()>>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("addr", &self.addr).finish()
+    }
+}
+
+impl Server {
+    /// Binds `config.addr` and starts serving `reranker` in the background.
+    ///
+    /// # Errors
+    /// [`ServeError::InvalidConfig`], [`ServeError::Bind`] when the address is taken or
+    /// invalid, [`ServeError::Io`] when the runtime cannot start.
+    pub fn start(reranker: Reranker, config: &ServeConfig) -> Result<Self> {
+        config.validate()?;
+        let bind = |source| ServeError::Bind {
+            addr: config.addr.clone(),
+            source,
+        };
+        let listener = std::net::TcpListener::bind(&config.addr).map_err(bind)?;
+        listener.set_nonblocking(true).map_err(bind)?;
+        let addr = listener.local_addr().map_err(bind)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let metrics = Arc::new(Metrics::default());
+        let reranker = Arc::new(reranker);
+        let batcher = Batcher::start(
+            reranker.clone(),
+            metrics.clone(),
+            config.max_batch,
+            Duration::from_millis(config.max_wait_ms),
+            config.queue,
+        );
+        let app = Arc::new(App {
+            reranker,
+            metrics: metrics.clone(),
+            batcher,
+            config: config.clone(),
+        });
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let signals = config.handle_signals;
+        let thread = std::thread::Builder::new()
+            .name("glorank-serve".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener)?;
+                    let router = router(app.clone(), app.config.max_body_bytes);
+                    axum::serve(listener, router)
+                        .with_graceful_shutdown(stop_signal(stop_rx, signals))
+                        .await?;
+                    Ok::<(), ServeError>(())
+                })
+                // The runtime is gone, so are the handlers; dropping the last `App` stops
+                // the batch worker after the queued jobs.
+            })?;
+        Ok(Self {
+            addr,
+            metrics,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// The bound address (with the actual port when `addr` asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The server's counters, as `GET /metrics` shows them.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Stops accepting connections, finishes the requests in flight and returns.
+    ///
+    /// # Errors
+    /// What the server thread ended with.
+    pub fn shutdown(mut self) -> Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.join()
+    }
+
+    /// Serves until a signal stops it (with [`ServeConfig::handle_signals`]).
+    ///
+    /// # Errors
+    /// What the server thread ended with.
+    pub fn wait(mut self) -> Result<()> {
+        // Keep the stop channel open: only a signal ends the server.
+        let _keep = self.stop.take();
+        self.join()
+    }
+
+    fn join(&mut self) -> Result<()> {
+        match self.thread.take() {
+            Some(t) => t.join().map_err(|_| ServeError::Panicked)?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = self.join();
+    }
+}
+
+/// Resolves when the server should stop: on `stop` (or its sender dropped), and with
+/// `signals` also on SIGTERM or Ctrl-C.
+async fn stop_signal(stop: oneshot::Receiver<()>, signals: bool) {
+    if !signals {
+        let _ = stop.await;
+        return;
+    }
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = stop => {}
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}
+
+/// What the handlers share.
+struct App {
+    reranker: Arc<Reranker>,
+    metrics: Arc<Metrics>,
+    batcher: Batcher,
+    config: ServeConfig,
+}
+
+fn router(app: Arc<App>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/rerank", post(rerank))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics_text))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(app)
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// An error answer and its status.
+fn error(status: StatusCode, message: impl Into<String>) -> (StatusCode, Value) {
+    (status, json!({ "error": message.into() }))
+}
+
+async fn rerank(
+    State(app): State<Arc<App>>,
+    uri: Uri,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Response {
+    let t0 = Instant::now();
+    let (status, value) = app.rerank(uri.query(), body).await;
+    if status != StatusCode::OK {
+        // A whole call refused counts as one refused request (batch answers count their own).
+        if value.get("error").is_some() {
+            app.metrics.outcomes(0, 1);
+        }
+    }
+    app.metrics
+        .response("/rerank", status.as_u16(), t0.elapsed().as_secs_f64());
+    json_response(status, &value)
+}
+
+async fn health(State(app): State<Arc<App>>) -> Response {
+    let r = &app.reranker;
+    let body = json!({
+        "status": "ok",
+        "items": r.num_items(),
+        "list_len": r.list_len(),
+        "decode": r.strategy().to_string(),
+        "uses_retriever_score": r.uses_retriever_score(),
+        "max_batch": app.config.max_batch,
+        "max_requests_per_call": app.config.max_requests_per_call,
+        "max_beam": app.config.max_beam,
+    });
+    app.metrics.response("/health", 200, 0.0);
+    json_response(StatusCode::OK, &body)
+}
+
+async fn metrics_text(State(app): State<Arc<App>>) -> Response {
+    app.metrics.response("/metrics", 200, 0.0);
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn not_found(uri: Uri) -> Response {
+    let (status, body) = error(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no route {}; the routes are POST /rerank, GET /health, GET /metrics",
+            uri.path()
+        ),
+    );
+    json_response(status, &body)
+}
+
+/// The `decode` strategy of a query string (`decode=beam:4`); other parameters are errors.
+fn parse_query(query: Option<&str>, default: DecodeStrategy) -> Result<DecodeStrategy, String> {
+    let mut strategy = default;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key != "decode" {
+            return Err(format!(
+                "unknown query parameter `{key}` (the only one is `decode`)"
+            ));
+        }
+        let value = value.replace("%3A", ":").replace("%3a", ":");
+        strategy = value.parse().map_err(|e| format!("decode: {e}"))?;
+    }
+    Ok(strategy)
+}
+
+impl App {
+    /// The status and JSON answer of one `POST /rerank`.
+    async fn rerank(
+        &self,
+        query: Option<&str>,
+        body: std::result::Result<Bytes, BytesRejection>,
+    ) -> (StatusCode, Value) {
+        let body = match body {
+            Ok(b) => b,
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "request body is larger than this server's limit of {} bytes",
+                        self.config.max_body_bytes
+                    ),
+                );
+            }
+            Err(rejection) => return error(rejection.status(), rejection.body_text()),
+        };
+        let strategy = match parse_query(query, self.reranker.strategy()) {
+            Ok(s) => s,
+            Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        };
+        if let Err(e) = strategy.validate() {
+            return error(StatusCode::BAD_REQUEST, e.to_string());
+        }
+        if let DecodeStrategy::Beam { width } = strategy
+            && width > self.config.max_beam
+        {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "beam width {width} is above this server's max_beam {}",
+                    self.config.max_beam
+                ),
+            );
+        }
+        let value: Value = match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) if e.is_syntax() || e.is_eof() => {
+                let what = match std::str::from_utf8(&body) {
+                    Ok(_) => format!("malformed request: {e}"),
+                    Err(u) => format!(
+                        "request is not valid UTF-8 (byte {} of the body)",
+                        u.valid_up_to()
+                    ),
+                };
+                return error(StatusCode::BAD_REQUEST, what);
+            }
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("malformed request: {e}")),
+        };
+        match value {
+            Value::Array(items) => {
+                if items.is_empty() {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "empty batch: give at least one request",
+                    );
+                }
+                if items.len() > self.config.max_requests_per_call {
+                    return error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!(
+                            "{} requests in one call; this server takes at most {}",
+                            items.len(),
+                            self.config.max_requests_per_call
+                        ),
+                    );
+                }
+                let parsed: Vec<Result<RerankRequest, String>> = items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(k, v)| {
+                        serde_json::from_value(v)
+                            .map_err(|e| format!("malformed request (batch index {k}): {e}"))
+                    })
+                    .collect();
+                let valid: Vec<RerankRequest> = parsed
+                    .iter()
+                    .filter_map(|p| p.as_ref().ok().cloned())
+                    .collect();
+                let mut decoded = match self.decode(valid, strategy).await {
+                    Ok(d) => d.into_iter(),
+                    Err(e) => return e,
+                };
+                let answers: Vec<Answer> = parsed
+                    .into_iter()
+                    .map(|p| p.and_then(|_| decoded.next().unwrap_or(Err("lost answer".into()))))
+                    .collect();
+                let lists = answers.iter().filter(|a| a.is_ok()).count() as u64;
+                self.metrics.outcomes(lists, answers.len() as u64 - lists);
+                let body = answers
+                    .into_iter()
+                    .map(|a| match a {
+                        Ok(list) => json!({ "list": list }),
+                        Err(e) => json!({ "error": e }),
+                    })
+                    .collect();
+                (StatusCode::OK, Value::Array(body))
+            }
+            Value::Object(_) => {
+                let request: RerankRequest = match serde_json::from_value(value) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return error(StatusCode::BAD_REQUEST, format!("malformed request: {e}"));
+                    }
+                };
+                let answer = match self.decode(vec![request], strategy).await {
+                    Ok(mut d) => d.pop().unwrap_or(Err("lost answer".into())),
+                    Err(e) => return e,
+                };
+                match answer {
+                    Ok(list) => {
+                        self.metrics.outcomes(1, 0);
+                        (StatusCode::OK, json!({ "list": list }))
+                    }
+                    Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
+                }
+            }
+            _ => error(
+                StatusCode::BAD_REQUEST,
+                "malformed request: expected a request object or an array of them",
+            ),
+        }
+    }
+
+    /// Queues `requests` for the batcher and waits for their answers.
+    async fn decode(
+        &self,
+        requests: Vec<RerankRequest>,
+        strategy: DecodeStrategy,
+    ) -> Result<Vec<Answer>, (StatusCode, Value)> {
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            requests,
+            strategy,
+            reply,
+        };
+        match self.batcher.enqueue(job) {
+            Ok(()) => {}
+            Err(EnqueueError::Full) => {
+                return Err(error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "the queue holds its {} calls; retry later",
+                        self.config.queue
+                    ),
+                ));
+            }
+            Err(EnqueueError::Stopped) => {
+                return Err(error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"));
+            }
+        }
+        answer
+            .await
+            .map_err(|_| error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_valid_and_bounds_name_the_field() {
+        ServeConfig::default().validate().unwrap();
+        let bad = ServeConfig {
+            max_beam: MAX_BEAM_WIDTH + 1,
+            ..ServeConfig::default()
+        };
+        assert!(bad.validate().unwrap_err().to_string().contains("max_beam"));
+        let bad = ServeConfig {
+            max_batch: 0,
+            ..ServeConfig::default()
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("max_batch")
+        );
+    }
+
+    #[test]
+    fn query_selects_the_decoding_and_rejects_other_parameters() {
+        let g = DecodeStrategy::Greedy;
+        assert_eq!(parse_query(None, g), Ok(g));
+        assert_eq!(
+            parse_query(Some("decode=beam%3A4"), g),
+            Ok(DecodeStrategy::Beam { width: 4 })
+        );
+        assert!(
+            parse_query(Some("beam=4"), g)
+                .unwrap_err()
+                .contains("`beam`")
+        );
+        assert!(
+            parse_query(Some("decode=wide"), g)
+                .unwrap_err()
+                .starts_with("decode:")
+        );
+    }
+}
