@@ -197,6 +197,12 @@ impl Reranker {
         self.ids.len()
     }
 
+    /// The semantic ID of a known item (`None` for an id the model does not know: a cold
+    /// item is encoded per request from its vector).
+    pub fn semantic_id(&self, item: &str) -> Option<&[u32]> {
+        self.item_index.get(item).and_then(|&i| self.ids.tuple(i))
+    }
+
     /// Whether requests must carry `retriever_scores` (the policy was trained with them).
     pub fn uses_retriever_score(&self) -> bool {
         self.uses_retriever_score

@@ -1,0 +1,40 @@
+"""GloRank: generative list-wise reranking with global semantic item IDs.
+
+Python bindings of the Rust library (https://github.com/glorank/glorank-rs):
+
+* :class:`Reranker` loads a run directory written by ``glorank demo`` / ``glorank run`` and
+  reranks requests (dicts in the JSON form of ``glorank rerank``), one or a batch;
+* :class:`SemanticIds` and :class:`Tokenizer`: the item table and the item tokenizer, with
+  numpy arrays in and out;
+* :func:`decode`: the prefix-trie constrained decoder over a Python scoring callback or a
+  numpy score table;
+* :func:`list_metrics`, :func:`auc`, :func:`confidence_interval`: the list-wise metrics.
+
+Errors of the library raise :class:`GlorankError` with the Rust error's message.
+"""
+
+from ._glorank import (
+    GlorankError,
+    Reranker,
+    SemanticIds,
+    Tokenizer,
+    __version__,
+    auc,
+    confidence_interval,
+    decode,
+    list_metrics,
+    write_tiny_run,
+)
+
+__all__ = [
+    "GlorankError",
+    "Reranker",
+    "SemanticIds",
+    "Tokenizer",
+    "__version__",
+    "auc",
+    "confidence_interval",
+    "decode",
+    "list_metrics",
+    "write_tiny_run",
+]

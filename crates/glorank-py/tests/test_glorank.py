@@ -1,0 +1,151 @@
+"""Tests of the installed `glorank` package (pip install ./crates/glorank-py)."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+import glorank
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    path = tmp_path_factory.mktemp("run") / "tiny"
+    glorank.write_tiny_run(str(path), seed=2)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reranker(run):
+    return glorank.Reranker(str(run))
+
+
+def known_items(reranker, n):
+    """The first `n` integer-named items the model knows (synthetic ids are "i<k>")."""
+    items = []
+    k = 0
+    while len(items) < n and k < 10_000:
+        if reranker.semantic_id(f"i{k}") is not None:
+            items.append(f"i{k}")
+        k += 1
+    assert len(items) == n, items
+    return items
+
+
+def test_rerank_one_request_as_dict_and_as_json(reranker):
+    items = known_items(reranker, 12)
+    listed = reranker.rerank({"candidates": items})
+    assert len(listed) == reranker.list_len == 6
+    assert len(set(listed)) == 6 and set(listed) <= set(items)
+    assert reranker.rerank(json.dumps({"candidates": items})) == listed
+    # numpy arrays are accepted where the JSON has arrays.
+    scores = np.linspace(0, 1, 12, dtype=np.float32)
+    assert reranker.rerank({"candidates": items, "retriever_scores": scores}) == listed
+
+
+def test_rerank_batch_matches_single_and_reports_errors(reranker):
+    items = known_items(reranker, 14)
+    a = {"candidates": items[:12]}
+    b = {"candidates": items[2:]}
+    bad = {"candidates": ["no-such-item"] + items[:11]}
+    assert reranker.rerank_batch([a, b]) == [reranker.rerank(a), reranker.rerank(b)]
+    with pytest.raises(glorank.GlorankError, match="request 1: .*no-such-item"):
+        reranker.rerank_batch([a, bad])
+    assert reranker.rerank_batch([a, bad, b], errors="none") == [
+        reranker.rerank(a),
+        None,
+        reranker.rerank(b),
+    ]
+
+
+def test_errors_carry_the_rust_message(run, reranker):
+    items = known_items(reranker, 12)
+    with pytest.raises(glorank.GlorankError, match="no-such-item"):
+        reranker.rerank({"candidates": ["no-such-item"] + items[1:]})
+    with pytest.raises(glorank.GlorankError, match="appears twice"):
+        reranker.rerank({"candidates": [items[0]] * 12})
+    with pytest.raises(glorank.GlorankError, match="unknown field"):
+        reranker.rerank({"candidates": items, "bogus": 1})
+    with pytest.raises(glorank.GlorankError, match="beam width"):
+        glorank.Reranker(str(run), decode="beam:100000")
+    with pytest.raises(glorank.GlorankError, match="not found"):
+        glorank.Reranker(str(run / "missing"))
+
+
+def test_semantic_ids_and_tokenizer_use_numpy(run, reranker):
+    ids = glorank.SemanticIds.load(str(run))
+    table = ids.to_numpy()
+    assert table.dtype == np.uint32 and table.shape == (len(ids), ids.depth)
+    assert list(ids.vocab_sizes) == [4, 4, ids.vocab_sizes[2]]
+    np.testing.assert_array_equal(ids.tuple(3), table[3])
+    assert ids.item(table[3].tolist()) == 3
+    with pytest.raises(glorank.GlorankError, match="out of range"):
+        ids.tuple(len(ids))
+
+    tok = glorank.Tokenizer.load(str(run))
+    assert tok.codes_per_level == [4, 4]
+    dim = tok.input_dim
+    vectors = np.random.default_rng(0).normal(size=(5, dim)).astype(np.float32)
+    codes = tok.encode(vectors)
+    assert codes.dtype == np.uint32 and codes.shape == (5, 2)
+    assert (codes < 4).all()
+    with pytest.raises(glorank.GlorankError):
+        tok.encode(np.zeros((2, dim + 1), dtype=np.float32))
+
+    # A cold item is served from its vector alone.
+    items = known_items(reranker, 11)
+    listed = reranker.rerank(
+        {"candidates": items + ["brand-new"], "candidate_vectors": {"brand-new": vectors[0]}}
+    )
+    assert len(listed) == 6
+
+
+def test_decode_with_a_callback_and_a_score_table():
+    tuples = np.array([[0, 1], [0, 3], [2, 0], [1, 1]], dtype=np.uint32)
+    vocab = [3, 4]
+    calls = []
+
+    def prefer_high(step, level, slot, prefixes):
+        calls.append((step, level, slot, prefixes.shape))
+        rows = prefixes.shape[0]
+        return np.tile(np.arange(vocab[level], dtype=np.float32), (rows, 1))
+
+    [best] = glorank.decode(tuples, vocab, 2, prefer_high)
+    # Highest first token (2 -> [2, 0]), then the best remaining: [1, 1].
+    assert best["items"] == [2, 3]
+    assert best["tokens"] == [2, 0, 1, 1]
+    assert math.isclose(best["logprob"], sum(best["token_logprobs"]), rel_tol=1e-5)
+    assert calls[0] == (0, 0, 0, (1, 0)) and calls[1][3] == (1, 1)
+
+    table = np.array([[0.0, 1.0, 2.0, -1.0], [0.0, 1.0, 2.0, 3.0]], dtype=np.float32)
+    [same] = glorank.decode(tuples, vocab, 2, table)
+    assert same["items"] == [2, 3]
+    beams = glorank.decode(tuples, vocab, 2, table, decode="beam:3")
+    assert len(beams) == 3 and beams[0]["items"] == [2, 3]
+    assert beams[0]["logprob"] >= beams[1]["logprob"] >= beams[2]["logprob"]
+    sampled = glorank.decode(tuples, vocab, 4, table, decode="sample:1.0", seed=5)
+    assert sorted(sampled[0]["items"]) == [0, 1, 2, 3]
+    assert glorank.decode(tuples, vocab, 4, table, decode="sample:1.0", seed=5) == sampled
+
+    with pytest.raises(glorank.GlorankError, match="shape"):
+        glorank.decode(tuples, vocab, 2, lambda *a: np.zeros((1, 2), dtype=np.float32))
+    with pytest.raises(glorank.GlorankError, match="list"):
+        glorank.decode(tuples, vocab, 5, table)
+    with pytest.raises(glorank.GlorankError):
+        glorank.decode(np.array([[0, 9]], dtype=np.uint32), vocab, 1, table)
+
+
+def test_metrics():
+    relevance = np.array([0.0, 1.0, 0.0, 1.0, 0.0, 0.0])
+    m = glorank.list_metrics([1, 0, 3, 2], relevance, 4)
+    assert m["precision"] == pytest.approx(0.5)
+    assert m["recall"] == pytest.approx(1.0)
+    assert m["map_hits"] == pytest.approx((1 / 1 + 2 / 3) / 2)
+    assert 0 < m["ndcg"] <= 1
+    assert glorank.auc(np.array([0.9, 0.1, 0.5]), [True, False, False]) == pytest.approx(1.0)
+    assert glorank.auc(np.array([0.9, 0.1]), [True, True]) is None
+    mean, half = glorank.confidence_interval(np.array([1.0, 2.0, 3.0]))
+    assert mean == pytest.approx(2.0) and half > 0
+    with pytest.raises(glorank.GlorankError):
+        glorank.list_metrics([9], relevance, 1)
