@@ -1,0 +1,168 @@
+//! Load figures of the HTTP server against the in-process API: throughput and p50/p99
+//! latency at 1, 8 and 64 concurrent clients over `POST /rerank`, beside `Reranker::rerank`
+//! one request at a time and `Reranker::rerank_batch` in batches of 64.
+//!
+//! `cargo run --release -p glorank-examples --example serve_load -- RUN_DIR [SECONDS]`
+//!
+//! RUN_DIR is a trained run (`glorank demo` writes `runs/demo`); the requests are its test
+//! pools (user, history and candidates, as a serving system would send them). Clients and
+//! server share the machine, as they would on one host; the table says how many threads
+//! it has.
+
+use glorank::data::PreparedDataset;
+use glorank::{RerankHistoryItem, RerankRequest, Reranker};
+use glorank_serve::{ServeConfig, Server};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The run's test pools as requests in item ids.
+fn requests(ds: &PreparedDataset) -> Vec<RerankRequest> {
+    ds.test
+        .iter()
+        .take(2000)
+        .map(|s| RerankRequest {
+            user: Some(ds.user_ids[s.user as usize].clone()),
+            history: ds
+                .history(s)
+                .items
+                .iter()
+                .zip(ds.history_labels(s))
+                .map(|(&i, l)| RerankHistoryItem {
+                    item: ds.item_ids[i as usize].clone(),
+                    labels: l.0,
+                })
+                .collect(),
+            candidates: s
+                .candidates
+                .iter()
+                .map(|&i| ds.item_ids[i as usize].clone())
+                .collect(),
+            ..RerankRequest::default()
+        })
+        .collect()
+}
+
+/// p50 and p99 of `ms` (sorted in place).
+fn percentiles(ms: &mut [f64]) -> (f64, f64) {
+    ms.sort_by(f64::total_cmp);
+    let at = |q: f64| ms[((ms.len() as f64 - 1.0) * q).round() as usize];
+    (at(0.5), at(0.99))
+}
+
+fn row(what: &str, n: usize, secs: f64, ms: &mut [f64]) {
+    let (p50, p99) = percentiles(ms);
+    println!(
+        "| {what} | {n} | {:.0} | {p50:.2} | {p99:.2} |",
+        n as f64 / secs
+    );
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let dir: PathBuf = args.next().ok_or("usage: serve_load RUN_DIR [SECONDS]")?.into();
+    let seconds: f64 = args.next().map_or(Ok(5.0), |s| s.parse())?;
+    let ds = PreparedDataset::load(&dir)?;
+    let bodies: Vec<String> = requests(&ds)
+        .iter()
+        .map(serde_json::to_string)
+        .collect::<Result<_, _>>()?;
+    let parsed: Vec<RerankRequest> = requests(&ds);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "{} requests of {} candidates from {}; {threads} hardware threads; {seconds} s per row\n",
+        bodies.len(),
+        ds.config.pool_size,
+        dir.display()
+    );
+    println!("| client | requests | requests/s | p50 (ms) | p99 (ms) |");
+    println!("|---|---|---|---|---|");
+
+    // In process: one request at a time, then batches of 64.
+    let reranker = Reranker::load(&dir)?;
+    let t0 = Instant::now();
+    let mut ms = Vec::new();
+    while t0.elapsed().as_secs_f64() < seconds {
+        let r = &parsed[ms.len() % parsed.len()];
+        let t = Instant::now();
+        reranker.rerank(r)?;
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    row(
+        "in-process `rerank`, 1 at a time",
+        ms.len(),
+        t0.elapsed().as_secs_f64(),
+        &mut ms,
+    );
+    let t0 = Instant::now();
+    let (mut ms, mut n) = (Vec::new(), 0);
+    while t0.elapsed().as_secs_f64() < seconds {
+        let from = n % parsed.len();
+        let batch = &parsed[from..(from + 64).min(parsed.len())];
+        let t = Instant::now();
+        for r in reranker.rerank_batch(batch) {
+            r?;
+        }
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+        n += batch.len();
+    }
+    row(
+        "in-process `rerank_batch` of 64 (latency per batch)",
+        n,
+        t0.elapsed().as_secs_f64(),
+        &mut ms,
+    );
+
+    // Over HTTP, through the dynamic batcher.
+    let config = ServeConfig {
+        addr: "127.0.0.1:0".into(),
+        ..ServeConfig::default()
+    };
+    let server = Server::start(reranker, &config)?;
+    let url = format!("http://{}/rerank", server.local_addr());
+    for clients in [1usize, 8, 64] {
+        let t0 = Instant::now();
+        let deadline = t0 + Duration::from_secs_f64(seconds);
+        let mut ms: Vec<f64> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..clients)
+                .map(|c| {
+                    let (url, bodies) = (&url, &bodies);
+                    s.spawn(move || {
+                        let agent = ureq::Agent::new_with_defaults();
+                        let mut ms = Vec::new();
+                        let mut k = c;
+                        while Instant::now() < deadline {
+                            let t = Instant::now();
+                            let mut r = agent
+                                .post(url.as_str())
+                                .header("content-type", "application/json")
+                                .send(bodies[k % bodies.len()].as_str())
+                                .expect("the server answers");
+                            r.body_mut().read_to_string().expect("an answer body");
+                            ms.push(t.elapsed().as_secs_f64() * 1e3);
+                            k += clients;
+                        }
+                        ms
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("client thread"))
+                .collect()
+        });
+        let n = ms.len();
+        row(
+            &format!("HTTP, {clients} concurrent clients"),
+            n,
+            t0.elapsed().as_secs_f64(),
+            &mut ms,
+        );
+    }
+    let (batches, decoded) = server.metrics().batches();
+    println!(
+        "\nserver: {decoded} requests decoded in {batches} batches (mean batch {:.1})",
+        decoded / batches.max(1) as f64
+    );
+    server.shutdown()?;
+    Ok(())
+}
