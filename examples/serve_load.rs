@@ -59,7 +59,10 @@ fn row(what: &str, n: usize, secs: f64, ms: &mut [f64]) {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let dir: PathBuf = args.next().ok_or("usage: serve_load RUN_DIR [SECONDS]")?.into();
+    let dir: PathBuf = args
+        .next()
+        .ok_or("usage: serve_load RUN_DIR [SECONDS]")?
+        .into();
     let seconds: f64 = args.next().map_or(Ok(5.0), |s| s.parse())?;
     let ds = PreparedDataset::load(&dir)?;
     let bodies: Vec<String> = requests(&ds)

@@ -127,6 +127,11 @@ impl PoolNovelty {
             .collect()
     }
 
+    /// A score per candidate of `sample`, higher first: minus its count.
+    pub fn scores(&self, sample: &RerankSample) -> Vec<f32> {
+        self.counts(sample).iter().map(|&c| -(c as f32)).collect()
+    }
+
     /// The `len` candidates of `sample` seen least often as non-clicked training candidates
     /// of its user (ties: lower position first).
     pub fn rank(&self, sample: &RerankSample, len: usize) -> Vec<usize> {
@@ -347,6 +352,36 @@ impl Trained {
             for r in 0..b {
                 out.push(mf_order(&s[r * n..(r + 1) * n], len));
             }
+        }
+        Ok(out)
+    }
+}
+
+impl Trained {
+    /// A score per candidate of each sample (higher: better): PRM's and DLCM's outputs,
+    /// Seq2Slate's first-step pointer logits. For an AUC among candidates.
+    ///
+    /// # Errors
+    /// Input errors (unequal pool sizes within a batch).
+    pub fn scores(
+        &self,
+        ds: &PreparedDataset,
+        f: &Features,
+        samples: &[RerankSample],
+        device: &Device,
+    ) -> Result<Vec<Vec<f32>>> {
+        let mut out = Vec::with_capacity(samples.len());
+        for chunk in samples.chunks(256) {
+            let refs: Vec<&RerankSample> = chunk.iter().collect();
+            let batch = Batch::new(ds, f, &refs, device)?;
+            let [b, n] = batch.shape;
+            let scores = match self {
+                Self::Prm(m) => m.forward(&batch),
+                Self::Dlcm(m) => m.forward(&batch),
+                Self::Seq2Slate(m) => m.first_scores(&batch),
+            };
+            let s: Vec<f32> = scores.into_data().iter::<f32>().collect();
+            out.extend((0..b).map(|r| s[r * n..(r + 1) * n].to_vec()));
         }
         Ok(out)
     }

@@ -247,6 +247,18 @@ impl Seq2Slate {
             .reshape([b])
     }
 
+    /// Pointer logits of the first step `[B, N]`: the score of each candidate as the list's
+    /// first item (its log-probability up to a per-request constant).
+    pub fn first_scores(&self, batch: &Batch) -> Tensor<2> {
+        let [b, n] = batch.shape;
+        let (e, s0) = self.encode(batch);
+        let d = e.dims()[2];
+        let keys = self.w_enc.forward(e);
+        let input = self.start.val().reshape([1, 1, d]).repeat_dim(0, b);
+        let out = self.decoder.forward(input, Some(s0));
+        self.pointer(keys, out).reshape([b, n])
+    }
+
     /// Lists of `len` items: greedy (`sampler = None`) or sampled by `sampler(probabilities)`
     /// at each step.
     pub fn decode(

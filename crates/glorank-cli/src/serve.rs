@@ -408,6 +408,7 @@ pub fn aggregate(args: &AggregateArgs) -> Result<(), CliError> {
         ("map_hits", "MAP (hits)"),
         ("average_reward", "Average Reward"),
         ("true_expected_clicks", "true clicks"),
+        ("logged_auc", "AUC logged"),
     ];
     let keys: Vec<_> = keys
         .iter()

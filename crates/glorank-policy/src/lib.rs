@@ -46,7 +46,7 @@ mod scorer;
 pub use config::{ActionSpace, MAX_ITEM_BUCKETS, PolicyConfig};
 pub use glorank_nn::HistoryItem;
 pub use model::{EncodedBatch, Policy, Request};
-pub use scorer::{PolicyScorer, decode};
+pub use scorer::{PolicyScorer, decode, first_item_logprobs};
 
 use burn::tensor::Device;
 use glorank_nn::persist;

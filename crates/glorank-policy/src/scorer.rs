@@ -169,3 +169,30 @@ pub fn decode(
         .decode(&refs, policy.list_len(), &mut scorer)
         .map_err(PolicyError::from)
 }
+
+/// Requests scored together by [`first_item_logprobs`] (each brings one row per candidate).
+const FIRST_ITEM_CHUNK: usize = 32;
+
+/// The log-probability of each candidate being generated as the first item of the list,
+/// per request in candidate order: how the policy scores candidates one by one (for an AUC
+/// among candidates, say). See [`glorank_trie::first_item_logprobs`].
+///
+/// # Errors
+/// Input, trie and scoring errors.
+pub fn first_item_logprobs(
+    policy: &Policy,
+    requests: &[Request],
+    device: &Device,
+) -> Result<Vec<Vec<f32>>> {
+    let mut out = Vec::with_capacity(requests.len());
+    for chunk in requests.chunks(FIRST_ITEM_CHUNK) {
+        let tries: Vec<CandidateTrie> = chunk
+            .iter()
+            .map(|r| policy.trie(r))
+            .collect::<Result<_>>()?;
+        let refs: Vec<&CandidateTrie> = tries.iter().collect();
+        let mut scorer = PolicyScorer::new(policy, chunk, device)?;
+        out.extend(glorank_trie::first_item_logprobs(&refs, &mut scorer)?);
+    }
+    Ok(out)
+}

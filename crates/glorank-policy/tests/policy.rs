@@ -319,3 +319,31 @@ fn action_spaces_parse_by_name_and_old_files_still_read() {
     let named: ActionSpace = serde_json::from_str("\"local-index\"").unwrap();
     assert_eq!(saved, named);
 }
+
+#[test]
+fn first_item_logprobs_match_teacher_forcing_of_lists_that_start_with_the_item() {
+    // log p(c first) = the first slot's token log-probs of any list starting with c.
+    let dev = Device::flex();
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    for space in [ActionSpace::Global, ActionSpace::LocalIndex] {
+        let policy = Policy::new(&config(space), &dev).unwrap();
+        let reqs: Vec<Request> = (0..3).map(|k| request(&mut rng, 5 + k, k)).collect();
+        let got = glorank_policy::first_item_logprobs(&policy, &reqs, &dev).unwrap();
+        let depth = policy.steps() / policy.list_len();
+        for (r, req) in reqs.iter().enumerate() {
+            let n = req.candidates.len();
+            assert_eq!(got[r].len(), n);
+            let mass: f32 = got[r].iter().map(|x| x.exp()).sum();
+            assert!((mass - 1.0).abs() < 1e-4, "{space:?}: mass {mass}");
+            for (c, &lp) in got[r].iter().enumerate() {
+                let list: Vec<usize> = std::iter::once(c)
+                    .chain((0..n).filter(|&o| o != c))
+                    .take(policy.list_len())
+                    .collect();
+                let tf = token_log_probs(&policy, &reqs[r..r + 1], &[list], &dev);
+                let want: f32 = tf[0][..depth].iter().sum();
+                assert!((lp - want).abs() < 1e-4, "{space:?} {c}: {lp} vs {want}");
+            }
+        }
+    }
+}

@@ -439,6 +439,106 @@ fn empty_list() -> DecodedList {
 }
 
 /// Calls the scorer and checks the output size.
+/// The log-probability, under `scorer`, of generating each candidate as the *first* item of
+/// the list: for candidate `c` of request `r`, the sum over the `depth` levels of the
+/// trie-masked log-softmax at `c`'s tokens (every candidate is open at the first slot).
+/// Returns one vector per trie, in candidate order; the values of one request are a
+/// distribution (their exponentials sum to 1).
+///
+/// This is how a generative ranker scores candidates one by one, e.g. for an AUC. The scorer
+/// sees `depth` steps of slot 0 with one row per candidate (`requests[row]` its request,
+/// each row its own parent).
+///
+/// # Errors
+/// [`TrieError::InvalidConfig`] when the tries disagree on depth or vocabularies; the scorer's
+/// errors and non-finite scores of an allowed token.
+pub fn first_item_logprobs(
+    tries: &[&CandidateTrie],
+    scorer: &mut dyn StepScorer,
+) -> Result<Vec<Vec<f32>>> {
+    let Some(first) = tries.first() else {
+        return Ok(Vec::new());
+    };
+    let depth = first.depth();
+    let vocab = first.vocab_sizes().to_vec();
+    let mut requests = Vec::new();
+    let mut tokens = Vec::new();
+    for (r, t) in tries.iter().enumerate() {
+        if t.vocab_sizes() != first.vocab_sizes() {
+            return Err(TrieError::InvalidConfig(format!(
+                "request {r}: vocabularies {:?} differ from request 0's {:?}",
+                t.vocab_sizes(),
+                first.vocab_sizes()
+            )));
+        }
+        for c in 0..t.num_candidates() {
+            requests.push(r as u32);
+            tokens.extend(t.tuple_of(c));
+        }
+    }
+    let rows = requests.len();
+    let parents: Vec<u32> = (0..rows as u32).collect();
+    let mut node: Vec<u32> = requests.iter().map(|&r| tries[r as usize].root()).collect();
+    let mut total = vec![0f32; rows];
+    let mut scores = Vec::new();
+    for (step, &v) in vocab.iter().enumerate() {
+        scores.clear();
+        scores.resize(rows * v, 0.0);
+        let batch = StepBatch {
+            step,
+            level: step,
+            slot: 0,
+            vocab: v,
+            requests: &requests,
+            parents: &parents,
+            tokens: &tokens,
+            stride: depth,
+            row_slot: None,
+        };
+        call_scorer(scorer, &batch, &mut scores)?;
+        for row in 0..rows {
+            let trie = tries[requests[row] as usize];
+            let sc = &scores[row * v..(row + 1) * v];
+            let mut max = f32::NEG_INFINITY;
+            for c in trie.children(node[row]) {
+                let x = sc[trie.token(c) as usize];
+                if x.is_nan() {
+                    return Err(TrieError::NonFiniteScore {
+                        request: requests[row] as usize,
+                        step,
+                        token: trie.token(c),
+                    });
+                }
+                max = max.max(x);
+            }
+            if max.is_infinite() {
+                return Err(TrieError::NonFiniteScore {
+                    request: requests[row] as usize,
+                    step,
+                    token: u32::MAX,
+                });
+            }
+            let sum: f32 = trie
+                .children(node[row])
+                .map(|c| (sc[trie.token(c) as usize] - max).exp())
+                .sum();
+            let tok = tokens[row * depth + step];
+            total[row] += sc[tok as usize] - max - sum.ln();
+            node[row] = trie.child(node[row], tok).ok_or_else(|| {
+                TrieError::InvalidConfig(format!("token {tok} missing from its own trie"))
+            })?;
+        }
+    }
+    let mut out: Vec<Vec<f32>> = tries
+        .iter()
+        .map(|t| Vec::with_capacity(t.num_candidates()))
+        .collect();
+    for (row, &r) in requests.iter().enumerate() {
+        out[r as usize].push(total[row]);
+    }
+    Ok(out)
+}
+
 fn call_scorer(scorer: &mut dyn StepScorer, batch: &StepBatch<'_>, out: &mut [f32]) -> Result<()> {
     scorer.score(batch, out).map_err(TrieError::Scorer)
 }

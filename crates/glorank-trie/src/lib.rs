@@ -47,7 +47,10 @@
 mod decode;
 mod trie;
 
-pub use decode::{DecodeStrategy, DecodedList, Decoder, MAX_BEAM_WIDTH, StepBatch, StepScorer};
+pub use decode::{
+    DecodeStrategy, DecodedList, Decoder, MAX_BEAM_WIDTH, StepBatch, StepScorer,
+    first_item_logprobs,
+};
 pub use trie::{CandidateTrie, ListState};
 
 /// Errors of the trie and the decoders.

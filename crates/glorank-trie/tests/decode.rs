@@ -476,3 +476,50 @@ fn strategies_parse_from_and_print_to_the_same_names() {
         assert!(!e.is_empty(), "{bad}");
     }
 }
+
+/// `first_item_logprobs` against a direct computation: per candidate, the sum over levels of
+/// the log-softmax over the tokens that extend its prefix; a distribution per request; and
+/// the greedy first item's first-slot log-probability is one of them (the largest-token path).
+#[test]
+fn first_item_logprobs_match_the_masked_softmax_chain() {
+    use glorank_trie::first_item_logprobs;
+    proptest!(ProptestConfig::with_cases(64), |((vocab, reqs, _l) in requests())| {
+        let ts = tries(&vocab, &reqs);
+        let refs: Vec<&CandidateTrie> = ts.iter().collect();
+        let mut scorer = HashScorer { salt: 11 };
+        let got = first_item_logprobs(&refs, &mut scorer).unwrap();
+        prop_assert_eq!(got.len(), ts.len());
+        for (r, t) in ts.iter().enumerate() {
+            let tuples: Vec<Vec<u32>> = (0..t.num_candidates()).map(|c| t.tuple_of(c)).collect();
+            prop_assert_eq!(got[r].len(), tuples.len());
+            let mut mass = 0.0f64;
+            for (c, tuple) in tuples.iter().enumerate() {
+                let mut want = 0.0f64;
+                for level in 0..tuple.len() {
+                    let prefix = &tuple[..level];
+                    let allowed: BTreeSet<u32> = tuples
+                        .iter()
+                        .filter(|u| &u[..level] == prefix)
+                        .map(|u| u[level])
+                        .collect();
+                    let s = scorer.scores(r as u32, prefix, vocab[level]);
+                    let lse = allowed
+                        .iter()
+                        .map(|&a| f64::from(s[a as usize]).exp())
+                        .sum::<f64>()
+                        .ln();
+                    want += f64::from(s[tuple[level] as usize]) - lse;
+                }
+                prop_assert!((f64::from(got[r][c]) - want).abs() < 1e-4, "{} vs {}", got[r][c], want);
+                mass += want.exp();
+            }
+            prop_assert!((mass - 1.0).abs() < 1e-4);
+        }
+        let mut greedy = Decoder::new(DecodeStrategy::Greedy, 0).unwrap();
+        let lists = greedy.decode(&refs, 1, &mut HashScorer { salt: 11 }).unwrap();
+        for (r, l) in lists.iter().enumerate() {
+            let first = l[0].items[0];
+            prop_assert!((got[r][first] - l[0].logprob).abs() < 1e-4);
+        }
+    });
+}

@@ -89,6 +89,15 @@ fn pipeline_runs_reuses_artifacts_and_serves() {
             .iter()
             .all(|r| r.true_reward.is_some() && r.average_reward.is_some())
     );
+    // Every row but the oracle scores candidates, so it has the AUC among logged items.
+    for r in &report.rows {
+        let auc = r.logged_auc.as_ref().map(|a| a.mean);
+        if r.name == "oracle" {
+            assert!(auc.is_none());
+        } else {
+            assert!(auc.is_some_and(|a| (0.0..=1.0).contains(&a)), "{}", r.name);
+        }
+    }
     // predictions.jsonl recomputes Precision@6 of every method exactly.
     let text = std::fs::read_to_string(dir.path().join("predictions.jsonl")).unwrap();
     for row in &report.rows {
@@ -327,6 +336,50 @@ fn small_world(users: usize, items: usize, sessions: usize) -> glorank::data::Pr
 }
 
 #[test]
+fn logged_auc_reads_only_the_logged_items() {
+    use glorank::stages::logged_auc;
+    let ds = small_world(60, 80, 5);
+    let mixed: Vec<_> = ds
+        .test
+        .iter()
+        .filter(|s| {
+            let clicks = s
+                .logged
+                .iter()
+                .filter(|&&p| s.labels[p as usize].click())
+                .count();
+            clicks > 0 && clicks < s.logged.len()
+        })
+        .cloned()
+        .collect();
+    assert!(!mixed.is_empty());
+    // Clicks scored 1, non-clicked logged items 0, retrieved candidates far above both:
+    // the retrieved ones play no part, so the AUC is exactly 1; reversed, exactly 0.
+    let score = |sign: f32| -> Vec<Vec<f32>> {
+        mixed
+            .iter()
+            .map(|s| {
+                let mut v = vec![100.0; s.candidates.len()];
+                for &p in &s.logged {
+                    v[p as usize] = sign * f32::from(u8::from(s.labels[p as usize].click()));
+                }
+                v
+            })
+            .collect()
+    };
+    let up = logged_auc(&mixed, &score(1.0)).unwrap().unwrap();
+    assert_eq!((up.n, up.mean), (mixed.len(), 1.0));
+    let down = logged_auc(&mixed, &score(-1.0)).unwrap().unwrap();
+    assert_eq!(down.mean, 0.0);
+    // Constant scores: every pair ties, AUC 1/2.
+    let flat: Vec<Vec<f32>> = mixed
+        .iter()
+        .map(|s| vec![0.0; s.candidates.len()])
+        .collect();
+    assert_eq!(logged_auc(&mixed, &flat).unwrap().unwrap().mean, 0.5);
+}
+
+#[test]
 fn cold_slice_keeps_requests_with_rare_candidates() {
     use glorank::stages::{MethodResult, cold_slice};
     let mut ds = small_world(60, 80, 5);
@@ -340,7 +393,14 @@ fn cold_slice_keeps_requests_with_rare_candidates() {
         metrics: glorank::train::list_metrics(&lists, &rel, 6).unwrap(),
         average_reward: None,
         true_reward: None,
+        logged_auc: None,
         lists,
+        scores: Some(
+            ds.test
+                .iter()
+                .map(|s| s.click_relevance().iter().map(|&c| c as f32).collect())
+                .collect(),
+        ),
     };
     let (n, rows) = cold_slice(&ds, &ds.test, std::slice::from_ref(&row), 1)
         .unwrap()
@@ -358,6 +418,12 @@ fn cold_slice_keeps_requests_with_rare_candidates() {
     let sub: Vec<Vec<f64>> = expected.iter().map(|&k| rel[k].clone()).collect();
     let m = glorank::train::list_metrics(&rows[0].lists, &sub, 6).unwrap();
     assert_eq!(m.precision.mean, rows[0].metrics.precision.mean);
+    // The slice keeps each request's scores: clicks scored above everything else give a
+    // logged AUC of exactly 1 wherever it is defined.
+    assert_eq!(rows[0].scores.as_ref().map(Vec::len), Some(n));
+    if let Some(auc) = &rows[0].logged_auc {
+        assert_eq!(auc.mean, 1.0);
+    }
 }
 
 #[test]

@@ -4,13 +4,10 @@
 use super::training::clicks;
 use crate::Result;
 use burn::tensor::Device;
-use glorank_baselines::{
-    Baseline, BaselineConfig, Features, PoolNovelty, fit, mf_order, oracle, popularity,
-    retriever_reversed,
-};
+use glorank_baselines::{Baseline, BaselineConfig, Features, PoolNovelty, fit, mf_order, oracle};
 use glorank_data::{PreparedDataset, RerankSample};
 use glorank_metrics::{MetricsSummary, Summary};
-use glorank_policy::{Policy, Request};
+use glorank_policy::{Policy, Request, first_item_logprobs};
 use glorank_reward::UserResponseModel;
 use glorank_tokenizer::SemanticIds;
 use glorank_train::{RequestBuilder, average_reward, greedy_lists, list_metrics};
@@ -28,9 +25,42 @@ pub struct MethodResult {
     pub average_reward: Option<Summary>,
     /// Mean true expected clicks of the lists under the synthetic world's click model.
     pub true_reward: Option<Summary>,
+    /// AUC of clicked over non-clicked *logged* items under the method's candidate scores,
+    /// over the requests whose logged slate has both kinds: real feedback, untouched by how
+    /// the retrieved candidates were chosen (see [`logged_auc`]).
+    #[serde(default)]
+    pub logged_auc: Option<Summary>,
     /// The lists (candidate positions), one per evaluated request.
     #[serde(skip)]
     pub lists: Vec<Vec<usize>>,
+    /// The method's score of every candidate, one vector per request (higher: better;
+    /// generative policies: the log-probability of generating it first), when it has them.
+    #[serde(skip)]
+    pub scores: Option<Vec<Vec<f32>>>,
+}
+
+/// The artefact-free view: per request whose logged slate holds both clicked and
+/// non-clicked items, the AUC of the clicked over the non-clicked logged items under
+/// `scores` (candidates outside the logged slate play no part); their mean with its 95%
+/// interval, or `None` when no request qualifies.
+///
+/// # Errors
+/// Metric errors (a NaN score).
+pub fn logged_auc(samples: &[RerankSample], scores: &[Vec<f32>]) -> Result<Option<Summary>> {
+    let mut v = Vec::new();
+    for (s, sc) in samples.iter().zip(scores) {
+        let (x, y): (Vec<f64>, Vec<bool>) = s
+            .logged
+            .iter()
+            .map(|&p| (f64::from(sc[p as usize]), s.labels[p as usize].click()))
+            .unzip();
+        if let Some(a) = glorank_metrics::auc(&x, &y)? {
+            v.push(a);
+        }
+    }
+    Ok((!v.is_empty())
+        .then(|| Summary::from_values(&v))
+        .transpose()?)
 }
 
 /// Evaluation context: the samples, their requests, the simulator and (synthetic data) the
@@ -91,6 +121,20 @@ impl<'a> EvalContext<'a> {
     /// # Errors
     /// Metric or model errors.
     pub fn evaluate(&self, name: &str, lists: Vec<Vec<usize>>) -> Result<MethodResult> {
+        self.evaluate_scored(name, lists, None)
+    }
+
+    /// [`EvalContext::evaluate`] plus the method's candidate `scores` (one vector per sample),
+    /// which give the AUC among logged items.
+    ///
+    /// # Errors
+    /// Metric or model errors.
+    pub fn evaluate_scored(
+        &self,
+        name: &str,
+        lists: Vec<Vec<usize>>,
+        scores: Option<Vec<Vec<f32>>>,
+    ) -> Result<MethodResult> {
         let l = self.ds.config.slate_len;
         let metrics = list_metrics(&lists, &clicks(self.samples), l)?;
         let average_reward = self
@@ -122,23 +166,32 @@ impl<'a> EvalContext<'a> {
             }
             None => None,
         };
+        let logged = scores
+            .as_ref()
+            .map(|sc| logged_auc(self.samples, sc))
+            .transpose()?
+            .flatten();
         Ok(MethodResult {
             name: name.into(),
             metrics,
             average_reward,
             true_reward,
+            logged_auc: logged,
             lists,
+            scores,
         })
     }
 
-    /// Greedy lists of the policy in `dir`, scored.
+    /// Greedy lists of the policy in `dir`, scored; its candidate scores are the
+    /// log-probabilities of generating each candidate first.
     ///
     /// # Errors
     /// Missing policy, decoding errors.
     pub fn evaluate_policy(&self, name: &str, dir: &Path) -> Result<MethodResult> {
         let (policy, _) = Policy::load(dir, &self.device)?;
         let lists = greedy_lists(&policy, &self.requests, 1, &self.device)?;
-        self.evaluate(name, lists)
+        let scores = first_item_logprobs(&policy, &self.requests, &self.device)?;
+        self.evaluate_scored(name, lists, Some(scores))
     }
 
     /// The rows that learn nothing: MF order (the initial ranker) and the reference rules
@@ -151,30 +204,33 @@ impl<'a> EvalContext<'a> {
     pub fn reference_rows(&self) -> Result<(Vec<MethodResult>, MethodResult)> {
         let l = self.ds.config.slate_len;
         let ds = self.ds;
-        let rule = |f: &dyn Fn(&RerankSample) -> Vec<usize>| -> Vec<Vec<usize>> {
-            self.samples.iter().map(f).collect()
+        // Each rule ranks by a score per candidate; the same scores give its logged AUC.
+        let by_score = |name: &str, score: &dyn Fn(&RerankSample) -> Vec<f32>| {
+            let scores: Vec<Vec<f32>> = self.samples.iter().map(score).collect();
+            let lists = scores.iter().map(|s| mf_order(s, l)).collect();
+            self.evaluate_scored(name, lists, Some(scores))
         };
         let novelty = PoolNovelty::new(&ds.train);
         let rows = vec![
-            self.evaluate("MF order", rule(&|s| mf_order(&ds.retriever_scores(s), l)))?,
-            self.evaluate(
-                "retriever reversed",
-                rule(&|s| retriever_reversed(&ds.retriever_scores(s), l)),
-            )?,
-            self.evaluate("pool novelty", rule(&|s| novelty.rank(s, l)))?,
-            self.evaluate(
-                "popularity",
-                rule(&|s| {
-                    let counts: Vec<u32> = s
-                        .candidates
-                        .iter()
-                        .map(|&i| ds.item_train_counts[i as usize])
-                        .collect();
-                    popularity(&counts, l)
-                }),
-            )?,
+            by_score("MF order", &|s| ds.retriever_scores(s))?,
+            by_score("retriever reversed", &|s| {
+                ds.retriever_scores(s).iter().map(|x| -x).collect()
+            })?,
+            by_score("pool novelty", &|s| novelty.scores(s))?,
+            by_score("popularity", &|s| {
+                s.candidates
+                    .iter()
+                    .map(|&i| ds.item_train_counts[i as usize] as f32)
+                    .collect()
+            })?,
         ];
-        let best = self.evaluate("oracle", rule(&|s| oracle(&s.click_relevance(), l)))?;
+        let best = self.evaluate(
+            "oracle",
+            self.samples
+                .iter()
+                .map(|s| oracle(&s.click_relevance(), l))
+                .collect(),
+        )?;
         Ok((rows, best))
     }
 
@@ -200,7 +256,11 @@ impl<'a> EvalContext<'a> {
                 self.ds.config.slate_len,
                 &self.device,
             )?;
-            rows.push((self.evaluate(kind.name(), lists)?, secs));
+            let scores = model.scores(self.ds, &features, self.samples, &self.device)?;
+            rows.push((
+                self.evaluate_scored(kind.name(), lists, Some(scores))?,
+                secs,
+            ));
         }
         Ok(rows)
     }
@@ -268,12 +328,23 @@ pub fn cold_slice(
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let lists: Vec<Vec<usize>> = keep.iter().map(|&k| r.lists[k].clone()).collect();
+        let scores: Option<Vec<Vec<f32>>> = r
+            .scores
+            .as_ref()
+            .map(|sc| keep.iter().map(|&k| sc[k].clone()).collect());
+        let kept: Vec<RerankSample> = keep.iter().map(|&k| samples[k].clone()).collect();
         out.push(MethodResult {
             name: r.name.clone(),
             metrics: list_metrics(&lists, &rel, ds.config.slate_len)?,
             average_reward: None,
             true_reward: None,
+            logged_auc: scores
+                .as_ref()
+                .map(|sc| logged_auc(&kept, sc))
+                .transpose()?
+                .flatten(),
             lists,
+            scores,
         });
     }
     Ok(Some((keep.len(), out)))

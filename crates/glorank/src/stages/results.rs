@@ -27,6 +27,7 @@ pub const COLD_SLICE_KEY_PREFIX: &str = "cold_start_lt_";
 /// Prints rows as a table: mean ± CI half-width per metric.
 pub fn table(rows: &[MethodResult], cutoff: usize) -> String {
     let with_true = rows.iter().any(|r| r.true_reward.is_some());
+    let with_auc = rows.iter().any(|r| r.logged_auc.is_some());
     let mut out = format!(
         "{:<18} {:>15} {:>15} {:>15} {:>15} {:>15} {:>15} {:>15}",
         "method",
@@ -40,6 +41,9 @@ pub fn table(rows: &[MethodResult], cutoff: usize) -> String {
     );
     if with_true {
         out.push_str(&format!(" {:>15}", "true clicks"));
+    }
+    if with_auc {
+        out.push_str(&format!(" {:>15}", "AUC logged"));
     }
     out.push('\n');
     let f = |s: &Summary| format!("{:.4}±{:.4}", s.mean, s.half_width());
@@ -62,11 +66,19 @@ pub fn table(rows: &[MethodResult], cutoff: usize) -> String {
                 r.true_reward.as_ref().map_or("-".into(), f)
             ));
         }
+        if with_auc {
+            out.push_str(&format!(
+                " {:>15}",
+                r.logged_auc.as_ref().map_or("-".into(), f)
+            ));
+        }
         out.push('\n');
     }
     out.push_str(
         "(mean ± half-width of the 95% confidence interval over requests; MAP divides by \
-         min(positives, L), MAP-hits averages over the hit positions as torchmetrics does)\n",
+         min(positives, L), MAP-hits averages over the hit positions as torchmetrics does; \
+         AUC logged: clicked over non-clicked items of the logged slate under the method's \
+         candidate scores, over requests whose slate has both)\n",
     );
     out
 }
@@ -80,6 +92,7 @@ pub(crate) fn rows_json(rows: &[MethodResult]) -> serde_json::Value {
             for (key, v) in [
                 ("average_reward", r.average_reward),
                 ("true_expected_clicks", r.true_reward),
+                ("logged_auc", r.logged_auc),
             ] {
                 if let Some(s) = v {
                     obj.insert(key.into(), serde_json::to_value(s).unwrap_or_default());
