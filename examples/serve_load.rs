@@ -2,7 +2,7 @@
 //! latency at 1, 8 and 64 concurrent clients over `POST /rerank`, beside `Reranker::rerank`
 //! one request at a time and `Reranker::rerank_batch` in batches of 64.
 //!
-//! `cargo run --release -p glorank-examples --example serve_load -- RUN_DIR [SECONDS]`
+//! `cargo run --release -p glorank-examples --example serve_load -- RUN_DIR [SECONDS [MAX_WAIT_MS]]`
 //!
 //! RUN_DIR is a trained run (`glorank demo` writes `runs/demo`); the requests are its test
 //! pools (user, history and candidates, as a serving system would send them). Clients and
@@ -64,6 +64,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok_or("usage: serve_load RUN_DIR [SECONDS]")?
         .into();
     let seconds: f64 = args.next().map_or(Ok(5.0), |s| s.parse())?;
+    let max_wait_ms: u64 = args
+        .next()
+        .map_or(Ok(ServeConfig::default().max_wait_ms), |s| s.parse())?;
     let ds = PreparedDataset::load(&dir)?;
     let bodies: Vec<String> = requests(&ds)
         .iter()
@@ -72,10 +75,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let parsed: Vec<RerankRequest> = requests(&ds);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "{} requests of {} candidates from {}; {threads} hardware threads; {seconds} s per row\n",
+        "{} requests of {} candidates from {}; {threads} hardware threads; {seconds} s per row; \
+         server batches up to {} requests within {max_wait_ms} ms\n",
         bodies.len(),
         ds.config.pool_size,
-        dir.display()
+        dir.display(),
+        ServeConfig::default().max_batch
     );
     println!("| client | requests | requests/s | p50 (ms) | p99 (ms) |");
     println!("|---|---|---|---|---|");
@@ -118,11 +123,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Over HTTP, through the dynamic batcher.
     let config = ServeConfig {
         addr: "127.0.0.1:0".into(),
+        max_wait_ms,
         ..ServeConfig::default()
     };
     let server = Server::start(reranker, &config)?;
     let url = format!("http://{}/rerank", server.local_addr());
+    let mut mean_batches = Vec::new();
     for clients in [1usize, 8, 64] {
+        let before = server.metrics().batches();
         let t0 = Instant::now();
         let deadline = t0 + Duration::from_secs_f64(seconds);
         let mut ms: Vec<f64> = std::thread::scope(|s| {
@@ -160,11 +168,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             t0.elapsed().as_secs_f64(),
             &mut ms,
         );
+        let after = server.metrics().batches();
+        mean_batches.push(format!(
+            "{clients} clients {:.1}",
+            (after.1 - before.1) / (after.0 - before.0).max(1) as f64
+        ));
     }
-    let (batches, decoded) = server.metrics().batches();
     println!(
-        "\nserver: {decoded} requests decoded in {batches} batches (mean batch {:.1})",
-        decoded / batches.max(1) as f64
+        "\nmean requests per decode batch: {}",
+        mean_batches.join(", ")
     );
     server.shutdown()?;
     Ok(())

@@ -1,7 +1,8 @@
 //! Dynamic batching: HTTP handlers enqueue jobs, one worker thread decodes them in batches.
 //!
 //! The worker takes the first waiting job, then keeps taking jobs until the batch holds
-//! `max_batch` requests or `max_wait` has passed since the first, and decodes them together
+//! `max_batch` requests or `max_wait` has passed since the first (with a zero wait: the jobs
+//! that queued up while it was decoding the previous batch), and decodes them together
 //! (one [`Reranker::rerank_batch_with`] per decoding strategy in the batch). Each job gets its
 //! own answers back. Decoding is CPU work, so it runs on this thread, never on the async
 //! runtime's.

@@ -92,7 +92,10 @@ pub struct ServeConfig {
     pub addr: String,
     /// Most requests decoded in one batch (a single call larger than this is decoded alone).
     pub max_batch: usize,
-    /// Longest wait, in milliseconds, for more requests after the first of a batch.
+    /// Longest wait, in milliseconds, for more requests after the first of a batch. The
+    /// default 0 is continuous batching: the worker takes whatever queued up while it was
+    /// busy, so a lone request is not delayed and a loaded server still decodes in batches
+    /// (measured in docs/benchmarks.md); a wait trades latency for larger batches.
     pub max_wait_ms: u64,
     /// Largest request body, in bytes (larger: 413).
     pub max_body_bytes: usize,
@@ -112,7 +115,7 @@ impl Default for ServeConfig {
         Self {
             addr: "127.0.0.1:8080".into(),
             max_batch: 64,
-            max_wait_ms: 2,
+            max_wait_ms: 0,
             max_body_bytes: 1 << 20,
             max_requests_per_call: 256,
             max_beam: 16,
