@@ -10,7 +10,7 @@
 //! it has.
 
 use glorank::data::PreparedDataset;
-use glorank::{RerankHistoryItem, RerankRequest, Reranker};
+use glorank::{RerankRequest, Reranker};
 use glorank_serve::{ServeConfig, Server};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -20,25 +20,7 @@ fn requests(ds: &PreparedDataset) -> Vec<RerankRequest> {
     ds.test
         .iter()
         .take(2000)
-        .map(|s| RerankRequest {
-            user: Some(ds.user_ids[s.user as usize].clone()),
-            history: ds
-                .history(s)
-                .items
-                .iter()
-                .zip(ds.history_labels(s))
-                .map(|(&i, l)| RerankHistoryItem {
-                    item: ds.item_ids[i as usize].clone(),
-                    labels: l.0,
-                })
-                .collect(),
-            candidates: s
-                .candidates
-                .iter()
-                .map(|&i| ds.item_ids[i as usize].clone())
-                .collect(),
-            ..RerankRequest::default()
-        })
+        .map(|s| RerankRequest::from_sample(ds, s))
         .collect()
 }
 

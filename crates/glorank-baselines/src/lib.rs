@@ -335,29 +335,18 @@ impl Trained {
         len: usize,
         device: &Device,
     ) -> Result<Vec<Vec<usize>>> {
-        let mut out = Vec::with_capacity(samples.len());
-        for chunk in samples.chunks(256) {
-            let refs: Vec<&RerankSample> = chunk.iter().collect();
-            let batch = Batch::new(ds, f, &refs, device)?;
-            let [b, n] = batch.shape;
-            let scores = match self {
-                Self::Prm(m) => m.forward(&batch),
-                Self::Dlcm(m) => m.forward(&batch),
-                Self::Seq2Slate(m) => {
-                    out.extend(m.decode(&batch, len.min(n), None));
-                    continue;
-                }
-            };
-            let s: Vec<f32> = scores.into_data().iter::<f32>().collect();
-            for r in 0..b {
-                out.push(mf_order(&s[r * n..(r + 1) * n], len));
-            }
+        match self {
+            Self::Seq2Slate(m) => per_batch(ds, f, samples, device, |batch| {
+                m.decode(batch, len.min(batch.shape[1]), None)
+            }),
+            _ => Ok(self
+                .scores(ds, f, samples, device)?
+                .iter()
+                .map(|s| mf_order(s, len))
+                .collect()),
         }
-        Ok(out)
     }
-}
 
-impl Trained {
     /// A score per candidate of each sample (higher: better): PRM's and DLCM's outputs,
     /// Seq2Slate's first-step pointer logits. For an AUC among candidates.
     ///
@@ -370,21 +359,33 @@ impl Trained {
         samples: &[RerankSample],
         device: &Device,
     ) -> Result<Vec<Vec<f32>>> {
-        let mut out = Vec::with_capacity(samples.len());
-        for chunk in samples.chunks(256) {
-            let refs: Vec<&RerankSample> = chunk.iter().collect();
-            let batch = Batch::new(ds, f, &refs, device)?;
+        per_batch(ds, f, samples, device, |batch| {
             let [b, n] = batch.shape;
             let scores = match self {
-                Self::Prm(m) => m.forward(&batch),
-                Self::Dlcm(m) => m.forward(&batch),
-                Self::Seq2Slate(m) => m.first_scores(&batch),
+                Self::Prm(m) => m.forward(batch),
+                Self::Dlcm(m) => m.forward(batch),
+                Self::Seq2Slate(m) => m.first_scores(batch),
             };
             let s: Vec<f32> = scores.into_data().iter::<f32>().collect();
-            out.extend((0..b).map(|r| s[r * n..(r + 1) * n].to_vec()));
-        }
-        Ok(out)
+            (0..b).map(|r| s[r * n..(r + 1) * n].to_vec()).collect()
+        })
     }
+}
+
+/// `run` over `samples` in batches of 256, the results concatenated in sample order.
+fn per_batch<T>(
+    ds: &PreparedDataset,
+    f: &Features,
+    samples: &[RerankSample],
+    device: &Device,
+    mut run: impl FnMut(&Batch) -> Vec<T>,
+) -> Result<Vec<T>> {
+    let mut out = Vec::with_capacity(samples.len());
+    for chunk in samples.chunks(256) {
+        let refs: Vec<&RerankSample> = chunk.iter().collect();
+        out.extend(run(&Batch::new(ds, f, &refs, device)?));
+    }
+    Ok(out)
 }
 
 fn valid_precision(

@@ -21,14 +21,7 @@ fn fixture() -> Fixture {
         .iter()
         .chain(&ds.valid)
         .take(40)
-        .map(|s| {
-            let candidates: Vec<&str> = s
-                .candidates
-                .iter()
-                .map(|&i| ds.item_ids[i as usize].as_str())
-                .collect();
-            json!({"user": ds.user_ids[s.user as usize], "candidates": candidates})
-        })
+        .map(|s| serde_json::to_value(RerankRequest::from_sample(&ds, s)).unwrap())
         .collect();
     Fixture {
         run: run.root().to_path_buf(),

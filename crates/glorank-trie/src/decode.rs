@@ -392,17 +392,11 @@ impl Decoder {
         list_len: usize,
         scorer: &mut dyn StepScorer,
     ) -> Result<Vec<Vec<DecodedList>>> {
-        let Some(first) = tries.first() else {
+        if tries.is_empty() {
             return Ok(Vec::new());
-        };
-        for (r, t) in tries.iter().enumerate() {
-            if t.vocab_sizes() != first.vocab_sizes() {
-                return Err(TrieError::InvalidConfig(format!(
-                    "request {r}: vocabularies {:?} differ from request 0's {:?}",
-                    t.vocab_sizes(),
-                    first.vocab_sizes()
-                )));
-            }
+        }
+        same_vocabularies(tries)?;
+        for t in tries {
             if list_len > t.num_candidates() {
                 return Err(TrieError::ListTooLong {
                     list_len,
@@ -459,18 +453,12 @@ pub fn first_item_logprobs(
     let Some(first) = tries.first() else {
         return Ok(Vec::new());
     };
+    same_vocabularies(tries)?;
     let depth = first.depth();
     let vocab = first.vocab_sizes().to_vec();
     let mut requests = Vec::new();
     let mut tokens = Vec::new();
     for (r, t) in tries.iter().enumerate() {
-        if t.vocab_sizes() != first.vocab_sizes() {
-            return Err(TrieError::InvalidConfig(format!(
-                "request {r}: vocabularies {:?} differ from request 0's {:?}",
-                t.vocab_sizes(),
-                first.vocab_sizes()
-            )));
-        }
         for c in 0..t.num_candidates() {
             requests.push(r as u32);
             tokens.extend(t.tuple_of(c));
@@ -537,6 +525,23 @@ pub fn first_item_logprobs(
         out[r as usize].push(total[row]);
     }
     Ok(out)
+}
+
+/// Checks that every trie has the first one's vocabularies (one batch decodes one vocabulary).
+fn same_vocabularies(tries: &[&CandidateTrie]) -> Result<()> {
+    let Some(first) = tries.first() else {
+        return Ok(());
+    };
+    for (r, t) in tries.iter().enumerate() {
+        if t.vocab_sizes() != first.vocab_sizes() {
+            return Err(TrieError::InvalidConfig(format!(
+                "request {r}: vocabularies {:?} differ from request 0's {:?}",
+                t.vocab_sizes(),
+                first.vocab_sizes()
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn call_scorer(scorer: &mut dyn StepScorer, batch: &StepBatch<'_>, out: &mut [f32]) -> Result<()> {

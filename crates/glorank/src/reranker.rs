@@ -64,6 +64,27 @@ impl RerankRequest {
             ..Self::default()
         }
     }
+
+    /// The request a serving system would send for `sample` of `ds`: its user, its history
+    /// with label bits and its candidates, in item ids (no retriever scores, no vectors).
+    pub fn from_sample(ds: &PreparedDataset, sample: &glorank_data::RerankSample) -> Self {
+        let item = |i: u32| ds.item_ids[i as usize].clone();
+        Self {
+            user: Some(ds.user_ids[sample.user as usize].clone()),
+            history: ds
+                .history(sample)
+                .items
+                .iter()
+                .zip(ds.history_labels(sample))
+                .map(|(&i, l)| RerankHistoryItem {
+                    item: item(i),
+                    labels: l.0,
+                })
+                .collect(),
+            candidates: sample.candidates.iter().map(|&i| item(i)).collect(),
+            ..Self::default()
+        }
+    }
 }
 
 /// A trained GloRank policy with everything needed to serve it: the semantic-ID table, the

@@ -455,7 +455,7 @@ fn a_policy_that_reads_retriever_scores_is_served_them() {
     use glorank::policy::{Policy, decode};
     use glorank::train::{RequestBuilder, TrainingConfig};
     use glorank::trie::{DecodeStrategy, Decoder};
-    use glorank::{Device, RerankHistoryItem, RunDir, TokenizerConfig, stages};
+    use glorank::{Device, RunDir, TokenizerConfig, stages};
     let ds = small_world(60, 80, 5);
     let dir = tempfile::tempdir().unwrap();
     let run = RunDir::new(dir.path());
@@ -481,24 +481,9 @@ fn a_policy_that_reads_retriever_scores_is_served_them() {
     let mut greedy = Decoder::new(DecodeStrategy::Greedy, 0).unwrap();
     let mut served_differently = 0;
     for sample in ds.test.iter().take(8) {
-        let candidates: Vec<String> = sample
-            .candidates
-            .iter()
-            .map(|&i| ds.item_ids[i as usize].clone())
-            .collect();
-        let history = ds
-            .history(sample)
-            .items
-            .iter()
-            .zip(ds.history_labels(sample))
-            .map(|(&i, l)| RerankHistoryItem {
-                item: ds.item_ids[i as usize].clone(),
-                labels: l.0,
-            })
-            .collect();
-        let mut request = RerankRequest::new(candidates.clone());
-        request.user = Some(ds.user_ids[sample.user as usize].clone());
-        request.history = history;
+        let mut request = RerankRequest::from_sample(&ds, sample);
+        let candidates = request.candidates.clone();
+        assert_eq!(request.history.len(), ds.history(sample).items.len());
         // Without scores the policy cannot be served; with the wrong count neither.
         let e = reranker.rerank(&request).unwrap_err().to_string();
         assert!(e.contains("retriever_scores"), "{e}");
