@@ -41,6 +41,12 @@ fn main() -> Result<(), glorank::Error> {
     cold.candidate_vectors
         .insert("new-release".into(), vec![0.3; dim]);
     println!("with a cold item: {:?}", reranker.rerank(&cold)?);
+    // What the policy sees of it: its codes and the known items that share most of them.
+    let seen = reranker.cold_item(&cold.candidate_vectors["new-release"], 5)?;
+    println!(
+        "the cold item gets codes {:?}, sharing {} level(s) with {:?}",
+        seen.codes, seen.shared_levels, seen.neighbours
+    );
 
     // An unknown item without a vector is a clear error, not a panic.
     let mut bad = request.clone();

@@ -201,6 +201,28 @@ impl PyReranker {
             .map(|t| PyArray1::from_slice(py, t))
     }
 
+    /// What the policy sees of a cold item with side-feature `vector` (float32, the
+    /// tokenizer's input dimension): `{"codes": uint32 array, "shared_levels": int,
+    /// "neighbours": [item ids]}`, the neighbours being up to `neighbours` known items with the
+    /// longest common code prefix.
+    #[pyo3(signature = (vector, neighbours = 5))]
+    fn cold_item<'py>(
+        &self,
+        py: Python<'py>,
+        vector: PyReadonlyArray1<'py, f32>,
+        neighbours: usize,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let v = vector.as_array().to_vec();
+        let cold = py
+            .detach(|| self.inner.cold_item(&v, neighbours))
+            .map_err(err)?;
+        let d = PyDict::new(py);
+        d.set_item("codes", PyArray1::from_vec(py, cold.codes))?;
+        d.set_item("shared_levels", cold.shared_levels)?;
+        d.set_item("neighbours", cold.neighbours)?;
+        Ok(d)
+    }
+
     /// Items per generated list.
     #[getter]
     fn list_len(&self) -> usize {

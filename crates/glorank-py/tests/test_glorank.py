@@ -93,7 +93,16 @@ def test_semantic_ids_and_tokenizer_use_numpy(run, reranker):
     with pytest.raises(glorank.GlorankError):
         tok.encode(np.zeros((2, dim + 1), dtype=np.float32))
 
-    # A cold item is served from its vector alone.
+    # A cold item is served from its vector alone; we can see the codes it gets and the
+    # known items that share them.
+    cold = reranker.cold_item(vectors[0], neighbours=3)
+    np.testing.assert_array_equal(cold["codes"], codes[0])
+    assert 1 <= len(cold["neighbours"]) <= 3
+    for n in cold["neighbours"]:
+        shared = reranker.semantic_id(n)[: cold["shared_levels"]]
+        np.testing.assert_array_equal(shared, codes[0][: cold["shared_levels"]])
+    with pytest.raises(glorank.GlorankError, match="values"):
+        reranker.cold_item(np.zeros(3, dtype=np.float32))
     items = known_items(reranker, 11)
     listed = reranker.rerank(
         {"candidates": items + ["brand-new"], "candidate_vectors": {"brand-new": vectors[0]}}

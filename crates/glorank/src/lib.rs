@@ -72,7 +72,7 @@ pub use config::TokenizerConfig;
 pub use glorank_data::DataConfig;
 pub use pipeline::{Pipeline, PipelineConfig, PipelineReport};
 pub use report::{line_chart_svg, write_report};
-pub use reranker::{RerankHistoryItem, RerankRequest, Reranker};
+pub use reranker::{ColdItem, RerankHistoryItem, RerankRequest, Reranker};
 pub use run_dir::{ARTIFACTS, ArtifactRecord, Freshness, MANIFEST_FILE, Manifest, RunDir};
 
 use std::path::PathBuf;

@@ -87,6 +87,21 @@ impl RerankRequest {
     }
 }
 
+/// How a cold item (an id the model does not know) is seen: the codes its vector is given
+/// and the known items that share the most of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColdItem {
+    /// The tokenizer's codes for the vector, one per level (a request adds the dedupe token
+    /// that no other candidate of the request uses with this prefix).
+    pub codes: Vec<u32>,
+    /// How many leading codes the neighbours share with `codes`.
+    pub shared_levels: usize,
+    /// Known items whose semantic IDs share the longest prefix with `codes` (at most the
+    /// number asked for, in item-table order): the items the policy cannot tell it from
+    /// beyond that prefix.
+    pub neighbours: Vec<String>,
+}
+
 /// A trained GloRank policy with everything needed to serve it: the semantic-ID table, the
 /// item and user vocabularies, and the tokenizer for cold items.
 ///
@@ -222,6 +237,57 @@ impl Reranker {
     /// item is encoded per request from its vector).
     pub fn semantic_id(&self, item: &str) -> Option<&[u32]> {
         self.item_index.get(item).and_then(|&i| self.ids.tuple(i))
+    }
+
+    /// The codes a cold item with side-feature `vector` gets, and up to `neighbours` known
+    /// items with the longest common code prefix: what the policy sees of an item it never
+    /// trained on.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRequest`] when the run has no tokenizer or the vector has the wrong
+    /// size; tokenizer errors (a non-finite value).
+    pub fn cold_item(&self, vector: &[f32], neighbours: usize) -> Result<ColdItem> {
+        let tok = self.tokenizer.as_ref().ok_or_else(|| {
+            Error::InvalidRequest("this run directory has no tokenizer to encode cold items".into())
+        })?;
+        let tok = tok.lock().unwrap_or_else(|e| e.into_inner());
+        let dim = tok.input_dim().unwrap_or(0);
+        if vector.len() != dim {
+            return Err(Error::InvalidRequest(format!(
+                "the vector has {} values, the tokenizer expects {dim}",
+                vector.len()
+            )));
+        }
+        let codes = tok.encode(vector, dim)?.pop().unwrap_or_default();
+        drop(tok);
+        let shared = |t: &[u32]| t.iter().zip(&codes).take_while(|(a, b)| a == b).count();
+        let mut names: Vec<&str> = vec![""; self.ids.len()];
+        for (name, &i) in &self.item_index {
+            if let Some(slot) = names.get_mut(i) {
+                *slot = name;
+            }
+        }
+        let shared_levels = self
+            .ids
+            .tuples()
+            .iter()
+            .map(|t| shared(t))
+            .max()
+            .unwrap_or(0);
+        let neighbours = self
+            .ids
+            .tuples()
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| shared(t) == shared_levels)
+            .take(neighbours)
+            .map(|(i, _)| names[i].to_string())
+            .collect();
+        Ok(ColdItem {
+            codes,
+            shared_levels,
+            neighbours,
+        })
     }
 
     /// Whether requests must carry `retriever_scores` (the policy was trained with them).

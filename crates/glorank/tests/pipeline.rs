@@ -263,6 +263,56 @@ fn pipeline_runs_reuses_artifacts_and_serves() {
 }
 
 #[test]
+fn a_cold_item_gets_codes_and_its_nearest_known_items() {
+    use glorank::data::{PreparedDataset, item_vectors};
+    let dir = tempfile::tempdir().unwrap();
+    let run = glorank::fixtures::write_tiny_run(dir.path(), 4).unwrap();
+    let ds = PreparedDataset::load(run.root()).unwrap();
+    let reranker = Reranker::load(run.root()).unwrap();
+    let vectors =
+        item_vectors(&ds, &glorank::TokenizerConfig::default().vector_source(&ds)).unwrap();
+    let row = |i: usize| &vectors.data[i * vectors.dim..(i + 1) * vectors.dim];
+    // A known item's own vector, served as if it were new, lands on its own codes.
+    let mut own = 0;
+    for (i, id) in ds.item_ids.iter().enumerate() {
+        let cold = reranker.cold_item(row(i), 3).unwrap();
+        assert_eq!(cold.codes.len(), 2);
+        let tuple = reranker.semantic_id(id).unwrap();
+        own += usize::from(tuple[..2] == cold.codes[..]);
+        // The neighbours share the longest prefix any known item shares, and none shares more.
+        assert!(!cold.neighbours.is_empty() && cold.neighbours.len() <= 3);
+        let shared = |t: &[u32]| {
+            t.iter()
+                .zip(&cold.codes)
+                .take_while(|(a, b)| a == b)
+                .count()
+        };
+        for n in &cold.neighbours {
+            assert_eq!(shared(reranker.semantic_id(n).unwrap()), cold.shared_levels);
+        }
+        assert!(
+            ds.item_ids
+                .iter()
+                .all(|o| shared(reranker.semantic_id(o).unwrap()) <= cold.shared_levels)
+        );
+    }
+    assert!(
+        own * 10 >= ds.item_ids.len() * 9,
+        "{own} of {}",
+        ds.item_ids.len()
+    );
+    // The same vector in a request serves the cold item; a wrong size is an error.
+    let mut request = RerankRequest::from_sample(&ds, &ds.test[0]);
+    request.candidates[0] = "brand-new".into();
+    request
+        .candidate_vectors
+        .insert("brand-new".into(), row(0).to_vec());
+    assert_eq!(reranker.rerank(&request).unwrap().len(), 6);
+    let e = reranker.cold_item(&[0.5; 3], 3).unwrap_err().to_string();
+    assert!(e.contains("3 values"), "{e}");
+}
+
+#[test]
 fn reranker_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<Reranker>();

@@ -15,6 +15,11 @@ Request = Union[Mapping[str, Any], str]
 class GlorankError(Exception):
     """An error of the GloRank library; the message names the file, field or item."""
 
+class ColdItem(TypedDict):
+    codes: npt.NDArray[np.uint32]
+    shared_levels: int
+    neighbours: list[str]
+
 class Reranker:
     """A trained GloRank policy with its tables, loaded from a run directory."""
 
@@ -28,6 +33,8 @@ class Reranker:
     ) -> list[Optional[list[str]]]:
         """Reranks many requests in one batched decode."""
     def semantic_id(self, item: str) -> Optional[npt.NDArray[np.uint32]]: ...
+    def cold_item(self, vector: npt.NDArray[np.float32], neighbours: int = 5) -> ColdItem:
+        """The codes a cold item's vector gets and the known items sharing most of them."""
     @property
     def list_len(self) -> int: ...
     @property
