@@ -32,20 +32,35 @@ fn main() -> Result<(), glorank::Error> {
     ];
     println!("greedy:       {:?}", reranker.rerank(&request)?);
 
-    // A cold item: unknown id, described by a vector in the tokenizer's input space.
-    let dim = glorank::tokenizer::load_tokenizer(&dir, glorank::Device::flex())?
-        .input_dim()
-        .unwrap_or(0);
+    // A cold item: an id the model never saw, described only by a vector in the tokenizer's
+    // input space. Here: the content vector of the run's item `i0`, as the run's tokenizer
+    // stage computed it, served under a new id, as a catalogue would add a new release.
+    let run = glorank::RunDir::new(&dir);
+    let ds = glorank::data::PreparedDataset::load(run.root())?;
+    let tokenizer = if run.config_file().exists() {
+        glorank::PipelineConfig::from_file(&run.config_file())?.tokenizer
+    } else {
+        glorank::TokenizerConfig::default()
+    };
+    let vectors = glorank::data::item_vectors(&ds, &tokenizer.vector_source(&ds))?;
+    let source = ds.item_ids.iter().position(|id| id == "i0").unwrap_or(0);
+    let vector = vectors.data[source * vectors.dim..(source + 1) * vectors.dim].to_vec();
     let mut cold = request.clone();
     cold.candidates[0] = "new-release".into();
     cold.candidate_vectors
-        .insert("new-release".into(), vec![0.3; dim]);
+        .insert("new-release".into(), vector.clone());
     println!("with a cold item: {:?}", reranker.rerank(&cold)?);
     // What the policy sees of it: its codes and the known items that share most of them.
-    let seen = reranker.cold_item(&cold.candidate_vectors["new-release"], 5)?;
+    let seen = reranker.cold_item(&vector, 5)?;
     println!(
-        "the cold item gets codes {:?}, sharing {} level(s) with {:?}",
-        seen.codes, seen.shared_levels, seen.neighbours
+        "the cold item gets codes {:?} (`{}` itself has {:?}), sharing {} level(s) with {:?}",
+        seen.codes,
+        ds.item_ids[source],
+        reranker
+            .semantic_id(&ds.item_ids[source])
+            .unwrap_or_default(),
+        seen.shared_levels,
+        seen.neighbours
     );
 
     // An unknown item without a vector is a clear error, not a panic.

@@ -572,6 +572,44 @@ fn serve_answers_over_http_and_stops_on_sigterm() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("stopped"));
+    // A cold item, known only by its content vector, through `glorank rerank`: the same
+    // list as the library gives, and the cold id may be chosen.
+    let vectors =
+        glorank::data::item_vectors(&ds, &glorank::TokenizerConfig::default().vector_source(&ds))
+            .unwrap();
+    let mut cold = glorank::RerankRequest::from_sample(&ds, &ds.test[0]);
+    let replaced = ds
+        .item_ids
+        .iter()
+        .position(|i| *i == cold.candidates[0])
+        .unwrap();
+    cold.candidates[0] = "new-release".into();
+    cold.candidate_vectors.insert(
+        "new-release".into(),
+        vectors.data[replaced * vectors.dim..(replaced + 1) * vectors.dim].to_vec(),
+    );
+    let want = glorank::Reranker::load(run.root())
+        .unwrap()
+        .rerank(&cold)
+        .unwrap();
+    let mut child = glorank()
+        .args(["rerank", "--model"])
+        .arg(run.root())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    writeln!(
+        child.stdin.take().unwrap(),
+        "{}",
+        serde_json::to_string(&cold).unwrap()
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let answer: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert_eq!(answer["list"], serde_json::json!(want), "{answer}");
     // A bad limit is refused before the model loads, naming the option.
     let bad = glorank()
         .args(["serve", "--max-beam", "999", "--model"])
