@@ -183,6 +183,14 @@ struct PrepareArgs {
     /// fitted on all of them, in-sample).
     #[arg(long, default_value_t = DataConfig::default().rerank_train_slates)]
     rerank_train_slates: usize,
+    /// Retrieved candidates exclude only the slate, not the history window too (the research
+    /// group's pools; the "paper" preset).
+    #[arg(long)]
+    pool_includes_history: bool,
+    /// Add the user id as a user feature: every model learns a user-ID embedding, and serving
+    /// needs a known `user` (the "paper" preset).
+    #[arg(long)]
+    user_id_feature: bool,
     /// Slate (list) length L.
     #[arg(long, default_value_t = DataConfig::default().slate_len)]
     slate_len: usize,
@@ -260,6 +268,8 @@ impl PrepareArgs {
         c.seed = self.seed;
         c.k_core = self.k_core;
         c.rerank_train_slates = self.rerank_train_slates;
+        c.pool_excludes_history = !self.pool_includes_history;
+        c.user_id_feature = self.user_id_feature;
         c.slate_len = self.slate_len;
         c.history = self.history;
         c.pool_size = self.pool_size;

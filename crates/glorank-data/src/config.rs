@@ -160,6 +160,12 @@ pub struct DataConfig {
     /// reranker, and the retriever is fitted before them (default 0: off, every train slate;
     /// see [`ProtocolConfig::rerank_train_slates`]).
     pub rerank_train_slates: usize,
+    /// Whether retrieved candidates exclude the history window as well as the slate (default
+    /// true; false in the "paper" preset, see [`ProtocolConfig::pool_excludes_history`]).
+    pub pool_excludes_history: bool,
+    /// The user id as a categorical user feature, so every model learns a user-ID embedding
+    /// (default false; true in the "paper" preset, see [`ProtocolConfig::user_id_feature`]).
+    pub user_id_feature: bool,
     /// Rating thresholds of click, like and star (`[data.labels]`; default 3, 4, 5).
     pub labels: LabelThresholds,
     /// Column layout for `dataset = "csv"` (`[data.csv]`).
@@ -185,6 +191,8 @@ impl Default for DataConfig {
             retriever_alpha: retriever.alpha,
             seed: 0,
             rerank_train_slates: 0,
+            pool_excludes_history: true,
+            user_id_feature: false,
             labels: LabelThresholds::default(),
             csv: CsvConfig::default(),
         }
@@ -303,6 +311,8 @@ impl DataConfig {
                     .with_weights(self.retriever_regularization, self.retriever_alpha),
             )
             .with_rerank_train_slates(self.rerank_train_slates)
+            .with_pool_excluding_history(self.pool_excludes_history)
+            .with_user_id_feature(self.user_id_feature)
     }
 }
 

@@ -51,7 +51,9 @@ pub use prepared::{
     SUMMARY_FILE, Split, UserSequence, write_atomic,
 };
 pub use progress::{NoProgress, Progress};
-pub use protocol::{LabelThresholds, Labels, ProtocolConfig, dedupe_pairs, k_core, prepare};
+pub use protocol::{
+    LabelThresholds, Labels, ProtocolConfig, USER_ID_FIELD, dedupe_pairs, k_core, prepare,
+};
 pub use raw::{CategoricalField, Interaction, ItemFeatures, RawDataset, UserFeatures};
 pub use readers::limits::{BoundedLine, LineLimit, MAX_LINE_BYTES, read_line_bounded};
 pub use readers::movielens::{read_ml1m, read_ml100k};

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 const MAGIC: &[u8; 8] = b"GLRKDATA";
 
 /// Version of the binary format; bumped whenever [`PreparedDataset`] changes shape.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// File name of the prepared dataset inside a run directory.
 pub const DATASET_FILE: &str = "dataset.bin";

@@ -140,7 +140,17 @@ pub struct ProtocolConfig {
     /// are in-sample: on them the retriever ranks the logged items high, on validation and
     /// test its own top picks are the negatives.
     pub rerank_train_slates: usize,
+    /// Whether the retrieved candidates exclude the user's history window as well as the
+    /// slate (default true). False: they exclude only the slate, as the research group's code
+    /// builds its pools (the "paper" preset).
+    pub pool_excludes_history: bool,
+    /// Add the user's identity as a categorical user feature, `user_id` (default false), so
+    /// every model that reads user features learns a user-ID embedding (the "paper" preset).
+    pub user_id_feature: bool,
 }
+
+/// Name of the user feature added by [`ProtocolConfig::user_id_feature`].
+pub const USER_ID_FIELD: &str = "user_id";
 
 impl Default for ProtocolConfig {
     fn default() -> Self {
@@ -153,6 +163,8 @@ impl Default for ProtocolConfig {
             retriever: RetrieverConfig::default(),
             seed: 42,
             rerank_train_slates: 0,
+            pool_excludes_history: true,
+            user_id_feature: false,
         }
     }
 }
@@ -188,6 +200,20 @@ impl ProtocolConfig {
     /// slate, in-sample retriever); see [`ProtocolConfig::rerank_train_slates`].
     pub fn with_rerank_train_slates(mut self, k: usize) -> Self {
         self.rerank_train_slates = k;
+        self
+    }
+
+    /// Sets whether pools exclude the history window (see
+    /// [`ProtocolConfig::pool_excludes_history`]).
+    pub fn with_pool_excluding_history(mut self, exclude: bool) -> Self {
+        self.pool_excludes_history = exclude;
+        self
+    }
+
+    /// Sets whether the user id becomes a user feature (see
+    /// [`ProtocolConfig::user_id_feature`]).
+    pub fn with_user_id_feature(mut self, on: bool) -> Self {
+        self.user_id_feature = on;
         self
     }
 
@@ -448,7 +474,20 @@ pub fn prepare(
         .push(("pools".into(), t2.elapsed().as_secs_f64()));
 
     let item_features = raw.item_features.as_ref().map(|f| f.select(&old_items));
-    let user_features = raw.user_features.as_ref().map(|f| f.select(&old_users));
+    let mut user_features = raw.user_features.as_ref().map(|f| f.select(&old_users));
+    if config.user_id_feature {
+        let field = crate::CategoricalField {
+            name: USER_ID_FIELD.into(),
+            vocabulary: std::iter::once("<unknown>".to_string())
+                .chain(old_users.iter().map(|&u| raw.user_ids[u as usize].clone()))
+                .collect(),
+            values: (1..=old_users.len() as u32).collect(),
+        };
+        user_features
+            .get_or_insert_with(crate::UserFeatures::default)
+            .fields
+            .push(field);
+    }
     let mut ds = PreparedDataset {
         name: raw.name,
         config: config.clone(),
@@ -586,7 +625,12 @@ fn user_samples(
         let hist_from = start.saturating_sub(cfg.history_len);
         let slate = &seq.items[start..start + l];
         let stamp = s.next_stamp();
-        for &i in &seq.items[hist_from..start + l] {
+        let excluded_from = if cfg.pool_excludes_history {
+            hist_from
+        } else {
+            start
+        };
+        for &i in &seq.items[excluded_from..start + l] {
             s.mark[i as usize] = stamp;
         }
         let mut candidates: Vec<u32> = slate.to_vec();
@@ -628,8 +672,8 @@ fn user_samples(
         };
         if slate_idx == last {
             // Sanity figure: positives of the test slate found in the retriever's own top-N
-            // (history excluded, as the pools exclude it).
-            let history: HashSet<u32> = seq.items[hist_from..start].iter().copied().collect();
+            // (history excluded when the pools exclude it).
+            let history: HashSet<u32> = seq.items[excluded_from..start].iter().copied().collect();
             let top: HashSet<u32> = s
                 .order
                 .iter()

@@ -75,6 +75,49 @@ fn synthetic_protocol_invariants() {
 }
 
 #[test]
+fn paper_options_pools_with_history_and_a_user_id_feature() {
+    let config = small_config()
+        .with_pool_excluding_history(false)
+        .with_user_id_feature(true);
+    let ds = DatasetSource::Synthetic(SyntheticConfig::small(80, 200).with_sessions(5))
+        .prepare(&config, &NoProgress)
+        .unwrap();
+    // The user id is the last user feature: category u + 1 for user u, named by its id.
+    let fields = &ds.user_features.as_ref().unwrap().fields;
+    let id = fields.last().unwrap();
+    assert_eq!(id.name, glorank_data::USER_ID_FIELD);
+    assert_eq!(id.vocabulary.len(), ds.user_ids.len() + 1);
+    for (u, &v) in id.values.iter().enumerate() {
+        assert_eq!(v as usize, u + 1);
+        assert_eq!(id.vocabulary[u + 1], ds.user_ids[u]);
+    }
+    // Pools still hold the slate once and N distinct items, but history items may now be
+    // retrieved negatives; with these sizes some are.
+    let mut history_in_pool = 0;
+    for s in ds.train.iter().chain(&ds.valid).chain(&ds.test) {
+        let set: HashSet<u32> = s.candidates.iter().copied().collect();
+        assert_eq!(set.len(), config.pool_size);
+        let logged: HashSet<u32> = s.logged.iter().map(|&p| s.candidates[p as usize]).collect();
+        assert_eq!(logged.len(), config.slate_len);
+        history_in_pool += ds
+            .history(s)
+            .items
+            .iter()
+            .filter(|i| set.contains(i) && !logged.contains(i))
+            .count();
+    }
+    assert!(history_in_pool > 0);
+    // The default protocol keeps excluding them (check_invariants) and adds no user id.
+    let plain = synthetic();
+    check_invariants(&plain);
+    assert!(plain.user_features.as_ref().is_none_or(|u| {
+        u.fields
+            .iter()
+            .all(|f| f.name != glorank_data::USER_ID_FIELD)
+    }));
+}
+
+#[test]
 fn same_seed_same_dataset_other_seed_other_shuffle() {
     let mut a = synthetic();
     let mut b = synthetic();

@@ -115,6 +115,7 @@ pub struct Reranker {
     user_values: Vec<Vec<u32>>,
     tokenizer: Option<Mutex<Box<dyn ItemTokenizer>>>,
     uses_retriever_score: bool,
+    uses_user_id: bool,
     device: Device,
     strategy: DecodeStrategy,
 }
@@ -184,6 +185,11 @@ impl Reranker {
             .as_ref()
             .map(|u| u.fields.iter().map(|f| f.values.clone()).collect())
             .unwrap_or_default();
+        let uses_user_id = ds.user_features.as_ref().is_some_and(|u| {
+            u.fields
+                .iter()
+                .any(|f| f.name == glorank_data::USER_ID_FIELD)
+        });
         Ok(Self {
             item_index: ds
                 .item_ids
@@ -202,6 +208,7 @@ impl Reranker {
             ids,
             tokenizer,
             uses_retriever_score: policy_config.use_retriever_score,
+            uses_user_id,
             device,
             strategy: DecodeStrategy::Greedy,
         })
@@ -290,6 +297,11 @@ impl Reranker {
         })
     }
 
+    /// Whether requests must name a known `user` (the data had `user_id_feature`).
+    pub fn uses_user_id(&self) -> bool {
+        self.uses_user_id
+    }
+
     /// Whether requests must carry `retriever_scores` (the policy was trained with them).
     pub fn uses_retriever_score(&self) -> bool {
         self.uses_retriever_score
@@ -316,6 +328,17 @@ impl Reranker {
             )));
         }
         let user = r.user.as_ref().and_then(|u| self.user_index.get(u));
+        if self.uses_user_id && user.is_none() {
+            return Err(Error::InvalidRequest(match &r.user {
+                Some(u) => format!(
+                    "unknown user `{u}`: this model was trained with user ids \
+                     (data.user_id_feature) and serves the users of its training data"
+                ),
+                None => "this model was trained with user ids (data.user_id_feature): the \
+                         request needs a `user` of its training data"
+                    .into(),
+            }));
+        }
         let user_features = self
             .user_values
             .iter()

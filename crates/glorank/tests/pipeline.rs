@@ -313,6 +313,52 @@ fn a_cold_item_gets_codes_and_its_nearest_known_items() {
 }
 
 #[test]
+fn a_model_with_user_ids_serves_known_users_only() {
+    use glorank::data::{DatasetSource, NoProgress, ProtocolConfig, SyntheticConfig};
+    use glorank::policy::Policy;
+    let dir = tempfile::tempdir().unwrap();
+    let run = glorank::RunDir::new(dir.path());
+    let ds = DatasetSource::Synthetic(SyntheticConfig::small(40, 60).with_sessions(4))
+        .prepare(
+            &ProtocolConfig::default()
+                .with_k_core(3)
+                .with_shape(6, 8, 12)
+                .with_user_id_feature(true),
+            &NoProgress,
+        )
+        .unwrap();
+    ds.save(run.root()).unwrap();
+    let mut tok = glorank::TokenizerConfig::default();
+    tok.levels = 2;
+    tok.codes = 4;
+    let (_, ids) = glorank::stages::tokenize(&ds, &tok, run.tokenizer_dir()).unwrap();
+    let mut training = glorank::train::TrainingConfig::default();
+    training.policy.d_model = 16;
+    training.policy.heads = 2;
+    training.policy.layers = 1;
+    let config = glorank::stages::policy_config(&ds, &ids, &training).unwrap();
+    // The policy embeds the user id: its last user field has one category per user + 1.
+    assert_eq!(
+        config.user_field_sizes.last(),
+        Some(&(ds.user_ids.len() + 1))
+    );
+    Policy::new(&config, &glorank::Device::flex())
+        .unwrap()
+        .save(&config, &run.policy_sft())
+        .unwrap();
+    let reranker = Reranker::load(run.root()).unwrap();
+    assert!(reranker.uses_user_id());
+    let mut request = RerankRequest::from_sample(&ds, &ds.test[0]);
+    assert_eq!(reranker.rerank(&request).unwrap().len(), 6);
+    request.user = None;
+    let e = reranker.rerank(&request).unwrap_err().to_string();
+    assert!(e.contains("needs a `user`"), "{e}");
+    request.user = Some("nobody".into());
+    let e = reranker.rerank(&request).unwrap_err().to_string();
+    assert!(e.contains("unknown user `nobody`"), "{e}");
+}
+
+#[test]
 fn reranker_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<Reranker>();
@@ -370,6 +416,14 @@ fn shipped_configurations_parse() {
         );
         assert_eq!(c.data.pool_size, 50);
     }
+    // The two protocol presets say what they promise.
+    let paper = PipelineConfig::from_file(&root.join("ml-1m-paper.toml")).unwrap();
+    assert!(paper.data.user_id_feature && !paper.data.pool_excludes_history);
+    assert_eq!(paper.data.rerank_train_slates, 0);
+    assert!(paper.policy.use_retriever_score);
+    let hardened = PipelineConfig::from_file(&root.join("ml-100k-hardened.toml")).unwrap();
+    assert!(hardened.data.rerank_train_slates > 0 && !hardened.policy.use_retriever_score);
+    assert!(hardened.data.pool_excludes_history && !hardened.data.user_id_feature);
 }
 
 /// A small prepared synthetic world: pools of 12, lists of 6, histories of 8, 3-core.
