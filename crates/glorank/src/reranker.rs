@@ -254,19 +254,7 @@ impl Reranker {
     /// [`Error::InvalidRequest`] when the run has no tokenizer or the vector has the wrong
     /// size; tokenizer errors (a non-finite value).
     pub fn cold_item(&self, vector: &[f32], neighbours: usize) -> Result<ColdItem> {
-        let tok = self.tokenizer.as_ref().ok_or_else(|| {
-            Error::InvalidRequest("this run directory has no tokenizer to encode cold items".into())
-        })?;
-        let tok = tok.lock().unwrap_or_else(|e| e.into_inner());
-        let dim = tok.input_dim().unwrap_or(0);
-        if vector.len() != dim {
-            return Err(Error::InvalidRequest(format!(
-                "the vector has {} values, the tokenizer expects {dim}",
-                vector.len()
-            )));
-        }
-        let codes = tok.encode(vector, dim)?.pop().unwrap_or_default();
-        drop(tok);
+        let codes = self.encode_cold(vector, "the vector")?;
         let shared = |t: &[u32]| t.iter().zip(&codes).take_while(|(a, b)| a == b).count();
         let mut names: Vec<&str> = vec![""; self.ids.len()];
         for (name, &i) in &self.item_index {
@@ -310,6 +298,24 @@ impl Reranker {
     /// Items per generated list.
     pub fn list_len(&self) -> usize {
         self.policy.list_len()
+    }
+
+    /// The tokenizer's codes of one cold item's `vector` (`what` names it in errors).
+    fn encode_cold(&self, vector: &[f32], what: &str) -> Result<Vec<u32>> {
+        let tok = self.tokenizer.as_ref().ok_or_else(|| {
+            Error::InvalidRequest(format!(
+                "{what}: this run directory has no tokenizer to encode cold items"
+            ))
+        })?;
+        let tok = tok.lock().unwrap_or_else(|e| e.into_inner());
+        let dim = tok.input_dim().unwrap_or(0);
+        if vector.len() != dim {
+            return Err(Error::InvalidRequest(format!(
+                "{what} has {} values, the tokenizer expects {dim}",
+                vector.len()
+            )));
+        }
+        Ok(tok.encode(vector, dim)?.pop().unwrap_or_default())
     }
 
     /// The policy request of `r`.
@@ -378,20 +384,7 @@ impl Reranker {
                     "unknown item `{id}` has no entry in candidate_vectors (cold items need side features)"
                 ))
             })?;
-            let tok = self.tokenizer.as_ref().ok_or_else(|| {
-                Error::InvalidRequest(format!(
-                    "unknown item `{id}`: this run directory has no tokenizer to encode cold items"
-                ))
-            })?;
-            let tok = tok.lock().unwrap_or_else(|e| e.into_inner());
-            let dim = tok.input_dim().unwrap_or(0);
-            if v.len() != dim {
-                return Err(Error::InvalidRequest(format!(
-                    "candidate_vectors[`{id}`] has {} values, the tokenizer expects {dim}",
-                    v.len()
-                )));
-            }
-            let codes = tok.encode(v, dim)?.pop().unwrap_or_default();
+            let codes = self.encode_cold(v, &format!("candidate_vectors[`{id}`]"))?;
             let dedupe = (0..self.ids.dedupe_codes() as u32)
                 .map(|d| {
                     let mut t = codes.clone();
