@@ -19,6 +19,9 @@ pub struct Features {
     pub user_values: Vec<Vec<u32>>,
     /// Longest history.
     pub history_len: usize,
+    /// Whether batches carry each candidate's retriever score (see
+    /// [`crate::BaselineConfig::use_retriever_score`]).
+    pub retriever_score: bool,
 }
 
 impl Features {
@@ -46,7 +49,15 @@ impl Features {
             user_field_sizes,
             user_values,
             history_len: ds.config.history_len.max(1),
+            retriever_score: false,
         }
+    }
+
+    /// With `on`, batches carry each candidate's retriever score and models built from these
+    /// features read it.
+    pub fn with_retriever_score(mut self, on: bool) -> Self {
+        self.retriever_score = on;
+        self
     }
 }
 
@@ -57,6 +68,8 @@ pub struct Batch {
     pub candidates: Tensor<2, Int>,
     /// Candidate content vectors `[B, N, F]` (`None` without item features).
     pub candidate_vectors: Option<Tensor<3>>,
+    /// Candidate retriever scores `[B, N, 1]` (`None` unless the features ask for them).
+    pub retriever_scores: Option<Tensor<3>>,
     /// History item indices `[B, H]` (padding uses item 0 and is masked).
     pub history: Tensor<2, Int>,
     /// History content vectors `[B, H, F]`.
@@ -106,8 +119,12 @@ impl Batch {
         let mut hist = Vec::with_capacity(b * h);
         let mut weights = Vec::with_capacity(b * h);
         let mut clicks = Vec::with_capacity(b * n);
+        let mut scores = Vec::with_capacity(if f.retriever_score { b * n } else { 0 });
         for s in samples {
             cand.extend(s.candidates.iter().copied());
+            if f.retriever_score {
+                scores.extend(ds.retriever_scores(s));
+            }
             let items = ds.history(s).items;
             let items = &items[items.len().saturating_sub(h)..];
             let w = if items.is_empty() {
@@ -141,6 +158,9 @@ impl Batch {
         Ok(Self {
             candidates: int2(&cand, [b, n]),
             candidate_vectors: vectors(f, &cand, b, n, device),
+            retriever_scores: f
+                .retriever_score
+                .then(|| Tensor::<3>::from_data(TensorData::new(scores, [b, n, 1]), device)),
             history: int2(&hist, [b, h]),
             history_vectors: vectors(f, &hist, b, h, device),
             history_weights: Tensor::<3>::from_data(TensorData::new(weights, [b, h, 1]), device),

@@ -191,6 +191,10 @@ pub struct BaselineConfig {
     pub reinforce_samples: usize,
     /// Seed of the weights, the batch order and the sampling (default 0).
     pub seed: u64,
+    /// Give every baseline each candidate's stage-1 retriever score as an input (a linear
+    /// projection added to the candidate's embedding), as the policy's
+    /// `use_retriever_score` does (default false; true in the "paper" preset).
+    pub use_retriever_score: bool,
 }
 
 impl Default for BaselineConfig {
@@ -204,6 +208,7 @@ impl Default for BaselineConfig {
             reinforce_epochs: 1,
             reinforce_samples: 4,
             seed: 0,
+            use_retriever_score: false,
         }
     }
 }
@@ -422,7 +427,7 @@ pub fn fit(
     if ds.train.is_empty() {
         return Err(BaselineError::InvalidInput("no training samples".into()));
     }
-    let f = Features::of(ds);
+    let f = Features::of(ds).with_retriever_score(config.use_retriever_score);
     let d = config.d_model;
     let model = match kind {
         Baseline::Prm => Trained::Prm(glorank_nn::init_seeded(device, config.seed, || {

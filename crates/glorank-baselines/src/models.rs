@@ -23,6 +23,8 @@ const MASKED: f32 = -1.0e9;
 pub struct Encoding {
     item: Embedding,
     content: Option<Linear>,
+    /// Projection of the candidate's retriever score (when the features carry it).
+    score: Option<Linear>,
     user_fields: Vec<Embedding>,
     user_proj: Linear,
 }
@@ -33,6 +35,9 @@ impl Encoding {
         Self {
             item: EmbeddingConfig::new(f.items.max(1), d).init(device),
             content: (f.dim > 0).then(|| LinearConfig::new(f.dim, d).init(device)),
+            score: f
+                .retriever_score
+                .then(|| LinearConfig::new(1, d).init(device)),
             user_fields: f
                 .user_field_sizes
                 .iter()
@@ -52,7 +57,10 @@ impl Encoding {
 
     /// Candidate embeddings `[B, N, d]` and the user vector `[B, 1, d]`.
     pub fn forward(&self, batch: &Batch) -> (Tensor<3>, Tensor<3>) {
-        let cand = self.items(batch.candidates.clone(), batch.candidate_vectors.clone());
+        let mut cand = self.items(batch.candidates.clone(), batch.candidate_vectors.clone());
+        if let (Some(proj), Some(s)) = (&self.score, &batch.retriever_scores) {
+            cand = cand + proj.forward(s.clone());
+        }
         let hist = self.items(batch.history.clone(), batch.history_vectors.clone());
         let mut user = (hist * batch.history_weights.clone()).sum_dim(1);
         for (emb, values) in self.user_fields.iter().zip(&batch.user) {

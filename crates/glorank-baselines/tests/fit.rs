@@ -83,3 +83,35 @@ fn baselines_beat_random_lists_and_the_oracle_bounds_them() {
         assert!(p <= oracle_p + 1e-12);
     }
 }
+
+/// With `use_retriever_score` the baselines read each candidate's retriever score: batches
+/// carry it, and an epoch of PRM and Seq2Slate trains and ranks with it.
+#[test]
+fn baselines_can_read_the_retriever_score() {
+    use glorank_baselines::{Batch, Features};
+    let ds = world();
+    let dev = Device::flex();
+    let refs: Vec<_> = ds.valid.iter().take(4).collect();
+    let plain = Batch::new(&ds, &Features::of(&ds), &refs, &dev).unwrap();
+    assert!(plain.retriever_scores.is_none());
+    let f = Features::of(&ds).with_retriever_score(true);
+    let with = Batch::new(&ds, &f, &refs, &dev).unwrap();
+    let got: Vec<f32> = with
+        .retriever_scores
+        .unwrap()
+        .into_data()
+        .iter::<f32>()
+        .collect();
+    let want: Vec<f32> = refs.iter().flat_map(|s| ds.retriever_scores(s)).collect();
+    assert_eq!(got, want);
+    let mut config = BaselineConfig::default().with(1, 64, 1e-3);
+    config.use_retriever_score = true;
+    config.reinforce_epochs = 0;
+    for kind in [Baseline::Prm, Baseline::Seq2Slate] {
+        let autodiff = Device::flex().autodiff();
+        let (model, log) = fit(kind, &ds, &config, (&autodiff, &dev)).unwrap();
+        assert_eq!(log.len(), 1);
+        let lists = model.rank(&ds, &f, &ds.valid, 6, &dev).unwrap();
+        assert!(lists.iter().all(|l| l.len() == 6));
+    }
+}

@@ -243,7 +243,7 @@ impl<'a> EvalContext<'a> {
         config: &BaselineConfig,
         autodiff: &Device,
     ) -> Result<Vec<(MethodResult, f64)>> {
-        let features = Features::of(self.ds);
+        let features = Features::of(self.ds).with_retriever_score(config.use_retriever_score);
         let mut rows = Vec::new();
         for kind in [Baseline::Prm, Baseline::Seq2Slate, Baseline::Dlcm] {
             let t0 = std::time::Instant::now();
