@@ -29,6 +29,7 @@
 //!     history: vec![HistoryItem { tuple: vec![1, 0], labels: 1 }],
 //!     list: vec![vec![2, 1], vec![5, 3], vec![7, 0]],
 //!     labels: vec![1, 0, 3],
+//!     scores: vec![],
 //! };
 //! let probs = model.probabilities(&[example], &device)?; // [1, 3, 3]
 //! assert_eq!(probs.dims(), [1, 3, 3]);
@@ -120,6 +121,10 @@ pub struct RewardConfig {
     pub list_len: usize,
     /// Seed (evaluator 1, simulator 2).
     pub seed: u64,
+    /// Read each listed item's stage-1 retriever score ([`RewardExample::scores`]) through a
+    /// projection added to its embedding (default false; the "paper" preset).
+    #[serde(default)]
+    pub use_retriever_score: bool,
 }
 
 impl RewardConfig {
@@ -142,7 +147,14 @@ impl RewardConfig {
             max_history: 50,
             list_len: 6,
             seed,
+            use_retriever_score: false,
         }
+    }
+
+    /// Sets whether the model reads the listed items' retriever scores.
+    pub fn with_retriever_score(mut self, on: bool) -> Self {
+        self.use_retriever_score = on;
+        self
     }
 
     /// Sets list length and longest history.
@@ -245,6 +257,10 @@ pub struct RewardExample {
     pub list: Vec<Vec<u32>>,
     /// Label bits per slot (click 1, like 2, star 4); ignored when scoring.
     pub labels: Vec<u8>,
+    /// Stage-1 retriever score per slot (empty: none). A model with
+    /// [`RewardConfig::use_retriever_score`] needs one per listed item; others ignore them.
+    #[serde(default)]
+    pub scores: Vec<f32>,
 }
 
 impl RewardExample {
@@ -263,7 +279,19 @@ impl RewardExample {
             history,
             list: positions.iter().map(|&p| candidates[p].clone()).collect(),
             labels: positions.iter().map(|&p| candidate_labels[p]).collect(),
+            scores: Vec::new(),
         }
+    }
+
+    /// Sets the listed items' retriever scores from the pool's `candidate_scores` (empty:
+    /// none) at `positions`, the list's candidate positions.
+    pub fn with_pool_scores(mut self, candidate_scores: &[f32], positions: &[usize]) -> Self {
+        self.scores = if candidate_scores.is_empty() {
+            Vec::new()
+        } else {
+            positions.iter().map(|&p| candidate_scores[p]).collect()
+        };
+        self
     }
 }
 
@@ -275,6 +303,8 @@ pub struct UserResponseModel {
     encoder: TransformerEncoder,
     /// `d -> 3` logits: click, like, star.
     head: Linear,
+    /// Projection of the listed items' retriever scores (with `use_retriever_score`).
+    score_proj: Option<Linear>,
     list_len: usize,
 }
 
@@ -301,6 +331,9 @@ impl UserResponseModel {
                 .with_dropout(config.dropout)
                 .init(device),
             head: LinearConfig::new(d, 3).init(device),
+            score_proj: config
+                .use_retriever_score
+                .then(|| LinearConfig::new(1, d).init(device)),
             list_len: config.list_len,
         }))
     }
@@ -329,6 +362,18 @@ impl UserResponseModel {
                 self.embedder
                     .check_tuple(&format!("example {r}, list"), t)?;
             }
+            if self.score_proj.is_some() && e.scores.len() != e.list.len() {
+                return Err(RewardError::InvalidInput(format!(
+                    "example {r}: {} retriever scores for {} items (this model reads one per item)",
+                    e.scores.len(),
+                    e.list.len()
+                )));
+            }
+            if e.scores.iter().any(|x| !x.is_finite()) {
+                return Err(RewardError::InvalidInput(format!(
+                    "example {r}: retriever scores must be finite"
+                )));
+            }
         }
         let b = examples.len();
         let l = examples.iter().map(|e| e.list.len()).max().unwrap_or(1);
@@ -345,12 +390,23 @@ impl UserResponseModel {
         }
         let rows: Vec<&[Vec<u32>]> = examples.iter().map(|e| e.list.as_slice()).collect();
         let slots: Vec<i64> = (0..b).flat_map(|_| 0..l as i64).collect();
-        let items = self.embedder.embed_items(&rows, l, device)
+        let mut items = self.embedder.embed_items(&rows, l, device)
             + self.slot_emb.forward(Tensor::<2, Int>::from_data(
                 TensorData::new(slots, [b, l]),
                 device,
             ))
             + self.embedder.segment(segment::ITEMS, b, l, device);
+        if let Some(proj) = &self.score_proj {
+            let mut sc = vec![0f32; b * l];
+            for (r, e) in examples.iter().enumerate() {
+                sc[r * l..r * l + e.scores.len()].copy_from_slice(&e.scores);
+            }
+            items = items
+                + proj.forward(Tensor::<3>::from_data(
+                    TensorData::new(sc, [b, l, 1]),
+                    device,
+                ));
+        }
         let x = Tensor::cat(vec![ctx.x, items], 1);
         let mask = Tensor::<2, Bool>::from_data(TensorData::new(pad, [b, c + l]), device);
         let h = self

@@ -40,7 +40,57 @@ fn example(rng: &mut ChaCha8Rng, len: usize) -> RewardExample {
             .collect(),
         list,
         labels,
+        scores: vec![],
     }
+}
+
+#[test]
+fn a_model_with_retriever_scores_reads_them_and_needs_them() {
+    let dev = Device::flex();
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let plain = UserResponseModel::new(&config(), &dev).unwrap();
+    let model = UserResponseModel::new(&config().with_retriever_score(true), &dev).unwrap();
+    let base = example(&mut rng, 3);
+    // Without scores: the plain model serves it, the score-reading one names the problem.
+    assert!(plain.forward(std::slice::from_ref(&base), &dev).is_ok());
+    let e = model
+        .forward(std::slice::from_ref(&base), &dev)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("0 retriever scores for 3 items"), "{e}");
+    // The scores change the prediction; the plain model ignores them.
+    let probs = |m: &UserResponseModel, scores: Vec<f32>| -> Vec<f32> {
+        let mut x = base.clone();
+        x.scores = scores;
+        m.probabilities(&[x], &dev)
+            .unwrap()
+            .into_data()
+            .iter::<f32>()
+            .collect()
+    };
+    assert_ne!(
+        probs(&model, vec![0.0; 3]),
+        probs(&model, vec![3.0, -2.0, 1.0])
+    );
+    assert_eq!(
+        probs(&plain, vec![0.0; 3]),
+        probs(&plain, vec![3.0, -2.0, 1.0])
+    );
+    // Pool examples pick the listed items' scores.
+    let pooled = RewardExample::from_pool(
+        vec![],
+        vec![],
+        &[vec![0, 0], vec![1, 1], vec![2, 2]],
+        &[0, 1, 0],
+        &[2, 0],
+    )
+    .with_pool_scores(&[0.1, 0.2, 0.3], &[2, 0]);
+    assert_eq!(pooled.scores, vec![0.3, 0.1]);
+    // An older saved configuration (no such field) reads as "off".
+    let mut json = serde_json::to_value(config()).unwrap();
+    json.as_object_mut().unwrap().remove("use_retriever_score");
+    let back: RewardConfig = serde_json::from_value(json).unwrap();
+    assert!(!back.use_retriever_score);
 }
 
 #[test]

@@ -57,6 +57,7 @@ fn examples(requests: &[&Request], lists: &[Vec<usize>]) -> Vec<RewardExample> {
                 &zeros,
                 l,
             )
+            .with_pool_scores(&r.retriever_scores, l)
         })
         .collect()
 }

@@ -42,6 +42,8 @@ pub struct RewardTrainConfig {
     pub d_model: usize,
     /// Transformer layers; 0 keeps the role's default (evaluator 2, simulator 3).
     pub layers: usize,
+    /// Read each listed item's retriever score (default false; the "paper" preset).
+    pub use_retriever_score: bool,
 }
 
 impl Default for RewardTrainConfig {
@@ -55,6 +57,7 @@ impl Default for RewardTrainConfig {
             pool_lists: 2,
             d_model: 0,
             layers: 0,
+            use_retriever_score: false,
         }
     }
 }
@@ -122,6 +125,7 @@ impl RewardTrainConfig {
         };
         let heads = base.heads;
         base.with_size(d, heads, layers)
+            .with_retriever_score(self.use_retriever_score)
     }
 }
 
@@ -166,13 +170,16 @@ pub fn reward_examples(
             lists.push(pick);
         }
         for list in lists {
-            out.push(RewardExample::from_pool(
-                req.user_features.clone(),
-                req.history.clone(),
-                &req.candidates,
-                &labels,
-                &list,
-            ));
+            out.push(
+                RewardExample::from_pool(
+                    req.user_features.clone(),
+                    req.history.clone(),
+                    &req.candidates,
+                    &labels,
+                    &list,
+                )
+                .with_pool_scores(&req.retriever_scores, &list),
+            );
         }
     }
     out

@@ -421,6 +421,7 @@ fn shipped_configurations_parse() {
     assert!(paper.data.user_id_feature && !paper.data.pool_excludes_history);
     assert_eq!(paper.data.rerank_train_slates, 0);
     assert!(paper.policy.use_retriever_score && paper.baselines.use_retriever_score);
+    assert!(paper.evaluator.use_retriever_score && paper.simulator.use_retriever_score);
     let hardened = PipelineConfig::from_file(&root.join("ml-100k-hardened.toml")).unwrap();
     assert!(hardened.data.rerank_train_slates > 0 && !hardened.policy.use_retriever_score);
     assert!(hardened.data.pool_excludes_history && !hardened.data.user_id_feature);
