@@ -474,14 +474,18 @@ pub fn prepare(
         .push(("pools".into(), t2.elapsed().as_secs_f64()));
 
     let item_features = raw.item_features.as_ref().map(|f| f.select(&old_items));
+    let user_ids: Vec<String> = old_users
+        .iter()
+        .map(|&u| raw.user_ids[u as usize].clone())
+        .collect();
     let mut user_features = raw.user_features.as_ref().map(|f| f.select(&old_users));
     if config.user_id_feature {
         let field = crate::CategoricalField {
             name: USER_ID_FIELD.into(),
             vocabulary: std::iter::once("<unknown>".to_string())
-                .chain(old_users.iter().map(|&u| raw.user_ids[u as usize].clone()))
+                .chain(user_ids.iter().cloned())
                 .collect(),
-            values: (1..=old_users.len() as u32).collect(),
+            values: (1..=user_ids.len() as u32).collect(),
         };
         user_features
             .get_or_insert_with(crate::UserFeatures::default)
@@ -492,10 +496,7 @@ pub fn prepare(
         name: raw.name,
         config: config.clone(),
         implicit: raw.implicit,
-        user_ids: old_users
-            .iter()
-            .map(|&u| raw.user_ids[u as usize].clone())
-            .collect(),
+        user_ids,
         item_ids: old_items
             .iter()
             .map(|&i| raw.item_ids[i as usize].clone())

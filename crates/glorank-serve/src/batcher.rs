@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// One answer: the list of item ids, or the reason the request was refused.
-pub type Answer = Result<Vec<String>, String>;
+pub type Answer = crate::Result<Vec<String>>;
 
 /// Requests of one HTTP call, decoded with one strategy.
 pub struct Job {
@@ -140,7 +140,7 @@ fn run_batch(reranker: &Reranker, metrics: &Metrics, jobs: Vec<Job>) {
         let mut results = reranker
             .rerank_batch_with(&requests, strategy)
             .into_iter()
-            .map(|r| r.map_err(|e| e.to_string()));
+            .map(|r| r.map_err(crate::ServeError::from));
         for &k in &members {
             answers[k] = Some(results.by_ref().take(jobs[k].requests.len()).collect());
         }

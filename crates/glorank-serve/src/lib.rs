@@ -53,7 +53,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-/// Errors of the server.
+/// Errors of the server, and the reasons it refuses a call or one request of it.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServeError {
@@ -79,6 +79,26 @@ pub enum ServeError {
     /// The server thread ended abnormally.
     #[error("the server thread panicked")]
     Panicked,
+    /// A call named a query parameter other than `decode`.
+    #[error("unknown query parameter `{0}` (the only one is `decode`)")]
+    UnknownParameter(String),
+    /// A call's `decode` parameter is not a decoding strategy.
+    #[error("decode: {0}")]
+    Decode(#[from] glorank::trie::TrieError),
+    /// A member of a call's array is not a request.
+    #[error("malformed request (batch index {index}): {source}")]
+    MalformedRequest {
+        /// Its position in the array.
+        index: usize,
+        /// What the JSON parser says.
+        source: serde_json::Error,
+    },
+    /// The model refused a request (unknown item, too few candidates...).
+    #[error(transparent)]
+    Rerank(#[from] glorank::Error),
+    /// The batch worker returned fewer answers than requests (a bug, never expected).
+    #[error("lost answer")]
+    LostAnswer,
 }
 
 /// Result alias of this crate.
@@ -210,7 +230,7 @@ impl Server {
             .spawn(move || {
                 runtime.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener)?;
-                    let router = router(app.clone(), app.config.max_body_bytes);
+                    let router = router(app.clone());
                     axum::serve(listener, router)
                         .with_graceful_shutdown(stop_signal(stop_rx, signals))
                         .await?;
@@ -309,7 +329,8 @@ struct App {
     config: ServeConfig,
 }
 
-fn router(app: Arc<App>, max_body_bytes: usize) -> Router {
+fn router(app: Arc<App>) -> Router {
+    let max_body_bytes = app.config.max_body_bytes;
     Router::new()
         .route("/rerank", post(rerank))
         .route("/health", get(health))
@@ -342,9 +363,7 @@ async fn rerank(
     let (status, value) = app.rerank(uri.query(), body).await;
     if status != StatusCode::OK {
         // A whole call refused counts as one refused request (batch answers count their own).
-        if value.get("error").is_some() {
-            app.metrics.outcomes(0, 1);
-        }
+        app.metrics.outcomes(0, 1);
     }
     app.metrics
         .response("/rerank", status.as_u16(), t0.elapsed().as_secs_f64());
@@ -389,17 +408,14 @@ async fn not_found(uri: Uri) -> Response {
 }
 
 /// The `decode` strategy of a query string (`decode=beam:4`); other parameters are errors.
-fn parse_query(query: Option<&str>, default: DecodeStrategy) -> Result<DecodeStrategy, String> {
+fn parse_query(query: Option<&str>, default: DecodeStrategy) -> Result<DecodeStrategy> {
     let mut strategy = default;
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         if key != "decode" {
-            return Err(format!(
-                "unknown query parameter `{key}` (the only one is `decode`)"
-            ));
+            return Err(ServeError::UnknownParameter(key.to_string()));
         }
-        let value = value.replace("%3A", ":").replace("%3a", ":");
-        strategy = value.parse().map_err(|e| format!("decode: {e}"))?;
+        strategy = value.replace("%3A", ":").replace("%3a", ":").parse()?;
     }
     Ok(strategy)
 }
@@ -426,7 +442,7 @@ impl App {
         };
         let strategy = match parse_query(query, self.reranker.strategy()) {
             Ok(s) => s,
-            Err(e) => return error(StatusCode::BAD_REQUEST, e),
+            Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
         };
         if let Err(e) = strategy.validate() {
             return error(StatusCode::BAD_REQUEST, e.to_string());
@@ -474,12 +490,12 @@ impl App {
                         ),
                     );
                 }
-                let parsed: Vec<Result<RerankRequest, String>> = items
+                let parsed: Vec<Result<RerankRequest>> = items
                     .into_iter()
                     .enumerate()
-                    .map(|(k, v)| {
+                    .map(|(index, v)| {
                         serde_json::from_value(v)
-                            .map_err(|e| format!("malformed request (batch index {k}): {e}"))
+                            .map_err(|source| ServeError::MalformedRequest { index, source })
                     })
                     .collect();
                 let valid: Vec<RerankRequest> = parsed
@@ -492,7 +508,7 @@ impl App {
                 };
                 let answers: Vec<Answer> = parsed
                     .into_iter()
-                    .map(|p| p.and_then(|_| decoded.next().unwrap_or(Err("lost answer".into()))))
+                    .map(|p| p.and_then(|_| decoded.next().unwrap_or(Err(ServeError::LostAnswer))))
                     .collect();
                 let lists = answers.iter().filter(|a| a.is_ok()).count() as u64;
                 self.metrics.outcomes(lists, answers.len() as u64 - lists);
@@ -500,7 +516,7 @@ impl App {
                     .into_iter()
                     .map(|a| match a {
                         Ok(list) => json!({ "list": list }),
-                        Err(e) => json!({ "error": e }),
+                        Err(e) => json!({ "error": e.to_string() }),
                     })
                     .collect();
                 (StatusCode::OK, Value::Array(body))
@@ -513,7 +529,7 @@ impl App {
                     }
                 };
                 let answer = match self.decode(vec![request], strategy).await {
-                    Ok(mut d) => d.pop().unwrap_or(Err("lost answer".into())),
+                    Ok(mut d) => d.pop().unwrap_or(Err(ServeError::LostAnswer)),
                     Err(e) => return e,
                 };
                 match answer {
@@ -521,7 +537,7 @@ impl App {
                         self.metrics.outcomes(1, 0);
                         (StatusCode::OK, json!({ "list": list }))
                     }
-                    Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
+                    Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
                 }
             }
             _ => error(
@@ -594,20 +610,14 @@ mod tests {
     #[test]
     fn query_selects_the_decoding_and_rejects_other_parameters() {
         let g = DecodeStrategy::Greedy;
-        assert_eq!(parse_query(None, g), Ok(g));
+        assert_eq!(parse_query(None, g).unwrap(), g);
         assert_eq!(
-            parse_query(Some("decode=beam%3A4"), g),
-            Ok(DecodeStrategy::Beam { width: 4 })
+            parse_query(Some("decode=beam%3A4"), g).unwrap(),
+            DecodeStrategy::Beam { width: 4 }
         );
-        assert!(
-            parse_query(Some("beam=4"), g)
-                .unwrap_err()
-                .contains("`beam`")
-        );
-        assert!(
-            parse_query(Some("decode=wide"), g)
-                .unwrap_err()
-                .starts_with("decode:")
-        );
+        let e = parse_query(Some("beam=4"), g).unwrap_err().to_string();
+        assert!(e.contains("`beam`"));
+        let e = parse_query(Some("decode=wide"), g).unwrap_err().to_string();
+        assert!(e.starts_with("decode:"));
     }
 }

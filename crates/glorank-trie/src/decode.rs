@@ -245,8 +245,8 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// `(max, log-sum-exp)` of a row's scores over the open children of `state`'s node, or an
-/// error when a score is NaN or none is finite.
+/// Log-sum-exp of a row's scores over the open children of `state`'s node, or an error when
+/// a score is NaN or none is finite.
 fn normaliser(
     trie: &CandidateTrie,
     state: &ListState,
@@ -254,19 +254,32 @@ fn normaliser(
     request: usize,
     step: usize,
 ) -> Result<f32> {
+    let open = trie
+        .children(state.node())
+        .filter(|&c| state.is_open(c))
+        .map(|c| trie.token(c));
+    log_sum_exp(open, scores, request, step)
+}
+
+/// Log-sum-exp of `scores` at `tokens` (the allowed tokens of one row), or an error when a
+/// score is NaN or none is finite.
+fn log_sum_exp(
+    tokens: impl Iterator<Item = u32> + Clone,
+    scores: &[f32],
+    request: usize,
+    step: usize,
+) -> Result<f32> {
     let mut max = f32::NEG_INFINITY;
-    for c in trie.children(state.node()) {
-        if state.is_open(c) {
-            let x = scores[trie.token(c) as usize];
-            if x.is_nan() {
-                return Err(TrieError::NonFiniteScore {
-                    request,
-                    step,
-                    token: trie.token(c),
-                });
-            }
-            max = max.max(x);
+    for token in tokens.clone() {
+        let x = scores[token as usize];
+        if x.is_nan() {
+            return Err(TrieError::NonFiniteScore {
+                request,
+                step,
+                token,
+            });
         }
+        max = max.max(x);
     }
     if max.is_infinite() {
         return Err(TrieError::NonFiniteScore {
@@ -275,12 +288,7 @@ fn normaliser(
             token: u32::MAX,
         });
     }
-    let mut sum = 0.0f32;
-    for c in trie.children(state.node()) {
-        if state.is_open(c) {
-            sum += (scores[trie.token(c) as usize] - max).exp();
-        }
-    }
+    let sum: f32 = tokens.map(|t| (scores[t as usize] - max).exp()).sum();
     Ok(max + sum.ln())
 }
 
@@ -487,31 +495,11 @@ pub fn first_item_logprobs(
         for row in 0..rows {
             let trie = tries[requests[row] as usize];
             let sc = &scores[row * v..(row + 1) * v];
-            let mut max = f32::NEG_INFINITY;
-            for c in trie.children(node[row]) {
-                let x = sc[trie.token(c) as usize];
-                if x.is_nan() {
-                    return Err(TrieError::NonFiniteScore {
-                        request: requests[row] as usize,
-                        step,
-                        token: trie.token(c),
-                    });
-                }
-                max = max.max(x);
-            }
-            if max.is_infinite() {
-                return Err(TrieError::NonFiniteScore {
-                    request: requests[row] as usize,
-                    step,
-                    token: u32::MAX,
-                });
-            }
-            let sum: f32 = trie
-                .children(node[row])
-                .map(|c| (sc[trie.token(c) as usize] - max).exp())
-                .sum();
+            // At the first slot every candidate is open: all children are allowed.
+            let allowed = trie.children(node[row]).map(|c| trie.token(c));
+            let lse = log_sum_exp(allowed, sc, requests[row] as usize, step)?;
             let tok = tokens[row * depth + step];
-            total[row] += sc[tok as usize] - max - sum.ln();
+            total[row] += sc[tok as usize] - lse;
             node[row] = trie.child(node[row], tok).ok_or_else(|| {
                 TrieError::InvalidConfig(format!("token {tok} missing from its own trie"))
             })?;

@@ -110,6 +110,8 @@ pub struct ColdItem {
 pub struct Reranker {
     policy: Policy,
     ids: SemanticIds,
+    /// Item id of each item index (the dataset's order).
+    item_ids: Vec<String>,
     item_index: HashMap<String, usize>,
     user_index: HashMap<String, usize>,
     user_values: Vec<Vec<u32>>,
@@ -197,6 +199,7 @@ impl Reranker {
                 .enumerate()
                 .map(|(i, s)| (s.clone(), i))
                 .collect(),
+            item_ids: ds.item_ids.clone(),
             user_index: ds
                 .user_ids
                 .iter()
@@ -256,12 +259,6 @@ impl Reranker {
     pub fn cold_item(&self, vector: &[f32], neighbours: usize) -> Result<ColdItem> {
         let codes = self.encode_cold(vector, "the vector")?;
         let shared = |t: &[u32]| t.iter().zip(&codes).take_while(|(a, b)| a == b).count();
-        let mut names: Vec<&str> = vec![""; self.ids.len()];
-        for (name, &i) in &self.item_index {
-            if let Some(slot) = names.get_mut(i) {
-                *slot = name;
-            }
-        }
         let shared_levels = self
             .ids
             .tuples()
@@ -276,7 +273,7 @@ impl Reranker {
             .enumerate()
             .filter(|(_, t)| shared(t) == shared_levels)
             .take(neighbours)
-            .map(|(i, _)| names[i].to_string())
+            .map(|(i, _)| self.item_ids[i].clone())
             .collect();
         Ok(ColdItem {
             codes,

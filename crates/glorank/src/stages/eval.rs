@@ -324,7 +324,8 @@ pub fn cold_slice(
     if keep.is_empty() {
         return Ok(None);
     }
-    let rel: Vec<Vec<f64>> = keep.iter().map(|&k| samples[k].click_relevance()).collect();
+    let kept: Vec<RerankSample> = keep.iter().map(|&k| samples[k].clone()).collect();
+    let rel = clicks(&kept);
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let lists: Vec<Vec<usize>> = keep.iter().map(|&k| r.lists[k].clone()).collect();
@@ -332,7 +333,6 @@ pub fn cold_slice(
             .scores
             .as_ref()
             .map(|sc| keep.iter().map(|&k| sc[k].clone()).collect());
-        let kept: Vec<RerankSample> = keep.iter().map(|&k| samples[k].clone()).collect();
         out.push(MethodResult {
             name: r.name.clone(),
             metrics: list_metrics(&lists, &rel, ds.config.slate_len)?,
