@@ -49,6 +49,82 @@ impl std::str::FromStr for ActionSpace {
     }
 }
 
+/// How the global policy scores the tokens of a decoding step.
+///
+/// Write `p_j` for the pointer score of candidate `j` (the decoder state, projected, against
+/// `j`'s encoder output, over `sqrt(d)`) and `E_c` for the candidates still available that
+/// extend the current prefix with token `c`. The logit of token `c` at level `l` is:
+///
+/// * [`OutputHead::Global`]: `g_l(h)[c]`, the linear head of the level (GloRank as published);
+/// * [`OutputHead::CandidateAware`]: `g_l(h)[c] + logsumexp_{j in E_c} p_j`;
+/// * [`OutputHead::Pointer`]: `logsumexp_{j in E_c} p_j` alone. The token chain then
+///   factorises exactly an item-level softmax over the remaining pool (a pointer network
+///   spelled in semantic-ID tokens).
+///
+/// The second and third stay invariant to the order of the candidates, and keep the global
+/// action space: the same output neuron is the same code in every request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum OutputHead {
+    /// A linear head per level over the global codebook (the default of saved policies
+    /// that predate this option).
+    #[default]
+    #[serde(alias = "global")]
+    Global,
+    /// The global head plus the log-sum-exp of pointer scores of the candidates under each
+    /// token.
+    #[serde(alias = "candidate-aware")]
+    CandidateAware,
+    /// The log-sum-exp of pointer scores alone.
+    #[serde(alias = "pointer")]
+    Pointer,
+}
+
+impl OutputHead {
+    /// Every variant, in declaration order.
+    pub const ALL: [Self; 3] = [Self::Global, Self::CandidateAware, Self::Pointer];
+
+    /// The name on the command line and in TOML (`global`, `candidate-aware`, `pointer`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Global => "global",
+            Self::CandidateAware => "candidate-aware",
+            Self::Pointer => "pointer",
+        }
+    }
+
+    /// Whether the linear per-level head contributes.
+    pub fn uses_global(self) -> bool {
+        self != Self::Pointer
+    }
+
+    /// Whether the candidates' pointer scores contribute.
+    pub fn uses_pointer(self) -> bool {
+        self != Self::Global
+    }
+}
+
+impl std::fmt::Display for OutputHead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for OutputHead {
+    type Err = PolicyError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|h| h.name().eq_ignore_ascii_case(s.trim()) || format!("{h:?}") == s.trim())
+            .ok_or_else(|| {
+                PolicyError::InvalidConfig(format!(
+                    "unknown output head `{s}` (expected global, candidate-aware or pointer)"
+                ))
+            })
+    }
+}
+
 /// Largest item-level table [`PolicyConfig::item_buckets`] accepts (`2^24` rows).
 pub const MAX_ITEM_BUCKETS: usize = 1 << 24;
 
@@ -94,6 +170,11 @@ pub struct PolicyConfig {
     /// (0 disables it; default 0). The output side stays the global per-level codebook.
     #[serde(default)]
     pub item_buckets: usize,
+    /// How tokens are scored (default [`OutputHead::CandidateAware`], see [`OutputHead`];
+    /// saved policies without the field read as [`OutputHead::Global`], what they were). Only the global action space accepts a head other than
+    /// `Global`.
+    #[serde(default)]
+    pub output_head: OutputHead,
     /// Seed of the weight initialisation (default 0).
     pub seed: u64,
 }
@@ -117,6 +198,7 @@ impl PolicyConfig {
             use_retriever_score: false,
             tie_heads: false,
             item_buckets: 0,
+            output_head: OutputHead::CandidateAware,
             seed: 0,
         }
     }
@@ -137,9 +219,13 @@ impl PolicyConfig {
         self
     }
 
-    /// Sets the action space.
+    /// Sets the action space. The local-index ablation also gets the only head it has,
+    /// [`OutputHead::Global`] (its outputs are positions, not codes).
     pub fn with_action_space(mut self, action_space: ActionSpace) -> Self {
         self.action_space = action_space;
+        if action_space == ActionSpace::LocalIndex {
+            self.output_head = OutputHead::Global;
+        }
         self
     }
 
@@ -165,6 +251,12 @@ impl PolicyConfig {
     /// Sets the rows of the item-level embedding (see [`PolicyConfig::item_buckets`]).
     pub fn with_item_buckets(mut self, buckets: usize) -> Self {
         self.item_buckets = buckets;
+        self
+    }
+
+    /// Sets the output head (see [`OutputHead`]).
+    pub fn with_output_head(mut self, head: OutputHead) -> Self {
+        self.output_head = head;
         self
     }
 
@@ -220,6 +312,12 @@ impl PolicyConfig {
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return bad("dropout", "must be in [0, 1)");
+        }
+        if self.action_space == ActionSpace::LocalIndex && self.output_head != OutputHead::Global {
+            return bad(
+                "output_head",
+                "the local-index ablation has only the global head (its outputs are positions)",
+            );
         }
         if self.item_buckets > MAX_ITEM_BUCKETS {
             return bad(

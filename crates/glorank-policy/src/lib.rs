@@ -43,7 +43,7 @@ mod config;
 mod model;
 mod scorer;
 
-pub use config::{ActionSpace, MAX_ITEM_BUCKETS, PolicyConfig};
+pub use config::{ActionSpace, MAX_ITEM_BUCKETS, OutputHead, PolicyConfig};
 pub use glorank_nn::HistoryItem;
 pub use model::{EncodedBatch, Policy, Request};
 pub use scorer::{PolicyScorer, decode, first_item_logprobs};

@@ -1,6 +1,6 @@
 //! The policy network: request encoder and list decoder.
 
-use crate::config::{ActionSpace, PolicyConfig};
+use crate::config::{ActionSpace, OutputHead, PolicyConfig};
 use crate::{PolicyError, Result};
 use burn::module::{Module, Param};
 use burn::nn::transformer::{
@@ -37,6 +37,11 @@ pub struct EncodedBatch {
     pub memory_bias: Tensor<4>,
     /// Candidate item embeddings `[B, N, d]` (the local-index decoder's inputs).
     pub candidates: Tensor<3>,
+    /// The encoder's output at the candidate positions `[B, N, d]` (what the pointer scores
+    /// of [`OutputHead::CandidateAware`] and [`OutputHead::Pointer`] read).
+    pub candidate_memory: Tensor<3>,
+    /// Semantic-ID tuple of each candidate, per request.
+    pub tuples: Vec<Vec<Vec<u32>>>,
     /// Candidates per request.
     pub pool_sizes: Vec<usize>,
 }
@@ -62,8 +67,12 @@ pub struct Policy {
     slot_emb: Embedding,
     layers: Vec<DecoderLayer>,
     final_norm: LayerNorm,
-    /// Global: one head per level (`d -> vocab_l`). Local index: one head `d -> max_candidates`.
+    /// Global: one head per level (`d -> vocab_l`); none under [`OutputHead::Pointer`].
+    /// Local index: one head `d -> max_candidates`.
     heads: Vec<Linear>,
+    /// Query projection of the pointer scores (`d -> d`; present when the output head reads
+    /// the candidates).
+    pointer_query: Option<Linear>,
     depth: usize,
     list_len: usize,
     max_candidates: usize,
@@ -88,6 +97,7 @@ impl Policy {
     fn build(config: &PolicyConfig, device: &Device) -> Self {
         let d = config.d_model;
         let heads = match config.action_space {
+            ActionSpace::Global if !config.output_head.uses_global() => Vec::new(),
             ActionSpace::Global => config
                 .vocab_sizes
                 .iter()
@@ -127,6 +137,9 @@ impl Policy {
                 .collect(),
             final_norm: LayerNormConfig::new(d).init(device),
             heads,
+            pointer_query: (config.action_space == ActionSpace::Global
+                && config.output_head.uses_pointer())
+            .then(|| LinearConfig::new(d, d).init(device)),
             depth: config.depth(),
             list_len: config.list_len,
             max_candidates: config.max_candidates,
@@ -270,6 +283,7 @@ impl Policy {
                 ));
         }
         let x = Tensor::cat(vec![ctx.x, cand], 1);
+        let first_candidate = s - n;
         let pad_t = Tensor::<2, Bool>::from_data(TensorData::new(pad.clone(), [b, s]), device);
         let memory = self
             .encoder
@@ -277,9 +291,11 @@ impl Policy {
         let bias: Vec<f32> = pad.iter().map(|&p| if p { MASKED } else { 0.0 }).collect();
         let memory_bias = Tensor::<4>::from_data(TensorData::new(bias, [b, 1, 1, s]), device);
         Ok(EncodedBatch {
+            candidate_memory: memory.clone().narrow(1, first_candidate, n),
             memory,
             memory_bias,
             candidates: cand_items,
+            tuples: requests.iter().map(|r| r.candidates.clone()).collect(),
             pool_sizes: requests.iter().map(|r| r.candidates.len()).collect(),
         })
     }
@@ -356,6 +372,98 @@ impl Policy {
         } else {
             logits
         }
+    }
+
+    /// Pointer scores `[B, M, N]`: decoder states `h [B, M, d]`, projected, against the
+    /// candidates' encoder outputs `cand [B, N, d]`, over `sqrt(d)`.
+    fn pointer_scores(&self, query: &Linear, h: Tensor<3>, cand: Tensor<3>) -> Tensor<3> {
+        let d = h.dims()[2];
+        query
+            .forward(h)
+            .matmul(cand.swap_dims(1, 2))
+            .mul_scalar(1.0 / (d as f32).sqrt())
+    }
+
+    /// Whether this policy's output head reads the candidates (see [`OutputHead`]).
+    pub fn output_head(&self) -> OutputHead {
+        match (self.pointer_query.is_some(), self.heads.is_empty()) {
+            (false, _) => OutputHead::Global,
+            (true, false) => OutputHead::CandidateAware,
+            (true, true) => OutputHead::Pointer,
+        }
+    }
+
+    /// Token logits of decoding step `t` for rows with decoder states `h [R, d]`, written to
+    /// `out` (`R x vocab`, row-major). `cand [R, N, d]` holds each row's candidate encoder
+    /// outputs (needed when the head reads the candidates); `rows[r]` gives row `r`'s
+    /// candidate tuples and its token prefix. Tokens no remaining candidate extends get
+    /// [`MASKED`] under a pointer head (the trie forbids them anyway).
+    pub(crate) fn step_logits(
+        &self,
+        t: usize,
+        h: Tensor<2>,
+        cand: impl FnOnce() -> Tensor<3>,
+        rows: &[(&[Vec<u32>], &[u32])],
+        out: &mut [f32],
+    ) -> std::result::Result<(), String> {
+        let [r, d] = h.dims();
+        let Some(query) = &self.pointer_query else {
+            let logits = self.head(t, h);
+            let [lr, v] = logits.dims();
+            if lr * v != out.len() {
+                return Err(format!(
+                    "head gives {lr} x {v} logits, the decoder expects {}",
+                    out.len()
+                ));
+            }
+            for (o, x) in out.iter_mut().zip(logits.into_data().iter::<f32>()) {
+                *o = x;
+            }
+            return Ok(());
+        };
+        let level = t % self.depth;
+        let v = self.embedder.vocab_sizes()[level];
+        if r * v != out.len() || rows.len() != r {
+            return Err(format!(
+                "{r} rows of {v} tokens, the decoder expects {} values",
+                out.len()
+            ));
+        }
+        let global: Option<Vec<f32>> = (!self.heads.is_empty())
+            .then(|| self.head(t, h.clone()).into_data().iter::<f32>().collect());
+        let cand = cand();
+        let n = cand.dims()[1];
+        let scores: Vec<f32> = self
+            .pointer_scores(query, h.reshape([r, 1, d]), cand)
+            .into_data()
+            .iter::<f32>()
+            .collect();
+        let mut eligible = vec![false; n];
+        let mut max = vec![f32::NEG_INFINITY; v];
+        let mut sum = vec![0f32; v];
+        for (row, &(tuples, prefix)) in rows.iter().enumerate() {
+            eligible_candidates(tuples, prefix, self.depth, &mut eligible);
+            max.fill(f32::NEG_INFINITY);
+            sum.fill(0.0);
+            let s = &scores[row * n..(row + 1) * n];
+            for (j, tuple) in tuples.iter().enumerate().filter(|&(j, _)| eligible[j]) {
+                let c = tuple[level] as usize;
+                max[c] = max[c].max(s[j]);
+            }
+            for (j, tuple) in tuples.iter().enumerate().filter(|&(j, _)| eligible[j]) {
+                let c = tuple[level] as usize;
+                sum[c] += (s[j] - max[c]).exp();
+            }
+            let o = &mut out[row * v..(row + 1) * v];
+            for c in 0..v {
+                o[c] = if sum[c] > 0.0 {
+                    max[c] + sum[c].ln() + global.as_ref().map_or(0.0, |g| g[row * v + c])
+                } else {
+                    MASKED
+                };
+            }
+        }
+        Ok(())
     }
 
     /// One incremental decoder step for rows `x [R, 1, d]` (see [`DecoderLayer::step`]).
@@ -457,6 +565,11 @@ impl Policy {
                 &device,
             );
             let h = x.clone().select(1, idx).reshape([b * m, d]);
+            if let Some(query) = &self.pointer_query {
+                per_head
+                    .push(self.pointer_log_probs(query, l, h, batch, &positions, &targets, steps));
+                continue;
+            }
             let mut forbid = vec![true; b * m * v];
             let mut tgt = Vec::with_capacity(b * m);
             for r in 0..b {
@@ -478,8 +591,90 @@ impl Policy {
         Ok((token_logprobs, total))
     }
 
+    /// Teacher-forced log-probabilities `[B, M, 1]` of the targets at `positions` (all of
+    /// level `l`) under a head that reads the candidates. With `E` the remaining candidates
+    /// that extend the prefix and `G_j` the global logit of candidate `j`'s token (0 for the
+    /// pure pointer), the normaliser is `logsumexp_{j in E} (G_j + p_j)`: the candidates under
+    /// the tokens partition `E`, so no per-token table is needed.
+    #[allow(clippy::too_many_arguments)]
+    fn pointer_log_probs(
+        &self,
+        query: &Linear,
+        l: usize,
+        h: Tensor<2>,
+        batch: &EncodedBatch,
+        positions: &[usize],
+        targets: &[u32],
+        steps: usize,
+    ) -> Tensor<3> {
+        let device = h.device();
+        let [rows, d] = h.dims();
+        let b = batch.tuples.len();
+        let m = positions.len();
+        let n = batch.candidate_memory.dims()[1];
+        let mut codes = vec![0i64; rows * n];
+        let mut outside = vec![true; rows * n];
+        let mut other = vec![true; rows * n];
+        let mut eligible = vec![false; n];
+        for (r, tuples) in batch.tuples.iter().enumerate() {
+            for (j, &t) in positions.iter().enumerate() {
+                let prefix = &targets[r * steps..r * steps + t];
+                let target = targets[r * steps + t];
+                eligible_candidates(tuples, prefix, self.depth, &mut eligible);
+                let row = (r * m + j) * n;
+                for (c, tuple) in tuples.iter().enumerate() {
+                    codes[row + c] = i64::from(tuple[l]);
+                    outside[row + c] = !eligible[c];
+                    other[row + c] = !eligible[c] || tuple[l] != target;
+                }
+            }
+        }
+        let mask =
+            |v: Vec<bool>| Tensor::<2, Bool>::from_data(TensorData::new(v, [rows, n]), &device);
+        let mut total = self
+            .pointer_scores(
+                query,
+                h.clone().reshape([b, m, d]),
+                batch.candidate_memory.clone(),
+            )
+            .reshape([rows, n]);
+        if !self.heads.is_empty() {
+            let codes = Tensor::<2, Int>::from_data(TensorData::new(codes, [rows, n]), &device);
+            total = total + self.head(l, h).gather(1, codes);
+        }
+        let total = total.mask_fill(mask(outside), MASKED);
+        let log_z = log_sum_exp(total.clone());
+        let target = log_sum_exp(total.mask_fill(mask(other), MASKED));
+        (target - log_z).reshape([b, m, 1])
+    }
+
     /// Number of trainable scalars.
     pub fn parameter_count(&self) -> usize {
         self.num_params()
+    }
+}
+
+/// `log(sum(exp(x)))` along dimension 1: `[R, K] -> [R, 1]`, shifted by the row maximum.
+fn log_sum_exp(x: Tensor<2>) -> Tensor<2> {
+    let max = x.clone().max_dim(1).detach();
+    (x - max.clone()).exp().sum_dim(1).log() + max
+}
+
+/// Marks in `out` the candidates (by their tuples) that may follow `prefix`, a token prefix
+/// of whole items then a partial one: not already listed, and extending the partial item.
+pub(crate) fn eligible_candidates(
+    tuples: &[Vec<u32>],
+    prefix: &[u32],
+    depth: usize,
+    out: &mut [bool],
+) {
+    let done = prefix.len() / depth * depth;
+    let (listed, partial) = prefix.split_at(done);
+    out.fill(false);
+    for (e, tuple) in out.iter_mut().zip(tuples) {
+        *e = tuple.starts_with(partial)
+            && !listed
+                .chunks_exact(depth)
+                .any(|item| item == tuple.as_slice());
     }
 }

@@ -132,18 +132,31 @@ impl StepScorer for PolicyScorer<'_> {
         let caches = std::mem::take(&mut self.cache);
         let (h, new_cache) = self.policy.decode_step(x, caches, &cross, &bias);
         self.cache = new_cache.into_iter().map(Some).collect();
-        let logits = self.policy.head(t, h);
-        let [r, v] = logits.dims();
-        if r * v != out.len() {
-            return Err(format!(
-                "head gives {r} x {v} logits, the decoder expects {}",
-                out.len()
-            )
-            .into());
-        }
-        for (o, x) in out.iter_mut().zip(logits.into_data().iter::<f32>()) {
-            *o = x;
-        }
+        let prefixes: Vec<(&[Vec<u32>], &[u32])> = (0..rows)
+            .map(|r| {
+                (
+                    self.batch.tuples[batch.requests[r] as usize].as_slice(),
+                    batch.prefix(r),
+                )
+            })
+            .collect();
+        let memory = &self.batch.candidate_memory;
+        let device = &self.device;
+        let cand = || {
+            let idx = Tensor::<1, Int>::from_data(
+                TensorData::new(
+                    batch
+                        .requests
+                        .iter()
+                        .map(|&r| i64::from(r))
+                        .collect::<Vec<_>>(),
+                    [rows],
+                ),
+                device,
+            );
+            memory.clone().select(0, idx)
+        };
+        self.policy.step_logits(t, h, cand, &prefixes, out)?;
         Ok(())
     }
 }

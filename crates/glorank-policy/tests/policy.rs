@@ -4,7 +4,7 @@
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::Device;
-use glorank_policy::{ActionSpace, HistoryItem, Policy, PolicyConfig, Request, decode};
+use glorank_policy::{ActionSpace, HistoryItem, OutputHead, Policy, PolicyConfig, Request, decode};
 use glorank_trie::{CandidateTrie, DecodeStrategy, Decoder};
 use rand::rngs::ChaCha8Rng;
 use rand::seq::SliceRandom;
@@ -21,6 +21,25 @@ fn config(space: ActionSpace) -> PolicyConfig {
         .with_action_space(space)
         .with_tied_heads(space == ActionSpace::Global)
         .with_seed(11)
+}
+
+/// Every architecture the tests cover: the local-index ablation and the global policy with
+/// each output head.
+fn variants() -> Vec<PolicyConfig> {
+    let mut v: Vec<PolicyConfig> = OutputHead::ALL
+        .into_iter()
+        .map(|h| config(ActionSpace::Global).with_output_head(h))
+        .collect();
+    v.push(config(ActionSpace::LocalIndex));
+    v
+}
+
+/// The global policy with each output head.
+fn global_variants() -> Vec<PolicyConfig> {
+    OutputHead::ALL
+        .into_iter()
+        .map(|h| config(ActionSpace::Global).with_output_head(h))
+        .collect()
 }
 
 /// A random request with `n` distinct candidates and `h` history items.
@@ -79,8 +98,9 @@ fn incremental_decoding_matches_teacher_forcing() {
     // summation order (whole-sequence vs one-position matmuls).
     let dev = Device::flex();
     let mut rng = ChaCha8Rng::seed_from_u64(1);
-    for space in [ActionSpace::Global, ActionSpace::LocalIndex] {
-        let policy = Policy::new(&config(space), &dev).unwrap();
+    for cfg in variants() {
+        let space = (cfg.action_space, cfg.output_head);
+        let policy = Policy::new(&cfg, &dev).unwrap();
         let reqs: Vec<Request> = (0..5).map(|k| request(&mut rng, 6 + k, k * 2)).collect();
         for strategy in [
             DecodeStrategy::Greedy,
@@ -114,8 +134,8 @@ fn incremental_decoding_matches_teacher_forcing() {
 fn every_decoded_list_is_valid() {
     let dev = Device::flex();
     let mut rng = ChaCha8Rng::seed_from_u64(2);
-    for space in [ActionSpace::Global, ActionSpace::LocalIndex] {
-        let policy = Policy::new(&config(space), &dev).unwrap();
+    for cfg in variants() {
+        let policy = Policy::new(&cfg, &dev).unwrap();
         let reqs: Vec<Request> = (0..4).map(|k| request(&mut rng, 3 + 2 * k, k)).collect();
         for strategy in [
             DecodeStrategy::Greedy,
@@ -141,19 +161,23 @@ fn every_decoded_list_is_valid() {
 #[test]
 fn padding_does_not_change_real_outputs() {
     let dev = Device::flex();
-    let policy = Policy::new(&config(ActionSpace::Global), &dev).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let small = request(&mut rng, 5, 1);
     let big = request(&mut rng, 12, 8);
     let list = vec![vec![4, 0, 2]];
-    let alone = log_prob(&policy, std::slice::from_ref(&small), &list, &dev)[0];
-    let padded = log_prob(
-        &policy,
-        &[small, big],
-        &[list[0].clone(), vec![0, 1, 2]],
-        &dev,
-    )[0];
-    assert!((alone - padded).abs() < 1e-4, "{alone} vs {padded}");
+    for cfg in global_variants() {
+        let policy = Policy::new(&cfg, &dev).unwrap();
+        let alone = log_prob(&policy, std::slice::from_ref(&small), &list, &dev)[0];
+        let padded = log_prob(
+            &policy,
+            &[small.clone(), big.clone()],
+            &[list[0].clone(), vec![0, 1, 2]],
+            &dev,
+        )[0];
+        let head = cfg.output_head;
+        assert!((alone - padded).abs() < 1e-4, "{head}: {alone} vs {padded}");
+    }
+    let policy = Policy::new(&config(ActionSpace::Global), &dev).unwrap();
     let batch = policy
         .encode_inputs(&[request(&mut rng, 7, 3)], &dev)
         .unwrap();
@@ -163,9 +187,9 @@ fn padding_does_not_change_real_outputs() {
 #[test]
 fn shuffling_candidates_keeps_the_global_decode() {
     let dev = Device::flex();
-    let policy = Policy::new(&config(ActionSpace::Global), &dev).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(4);
-    for _ in 0..4 {
+    for cfg in global_variants().iter().cycle().take(6) {
+        let policy = Policy::new(cfg, &dev).unwrap();
         let req = request(&mut rng, 10, 4);
         let mut perm: Vec<usize> = (0..10).collect();
         perm.shuffle(&mut rng);
@@ -241,8 +265,17 @@ fn bad_requests_are_errors() {
 
 #[test]
 fn a_training_step_raises_the_target_log_prob() {
+    for head in OutputHead::ALL {
+        training_raises_the_target_log_prob(head);
+    }
+}
+
+fn training_raises_the_target_log_prob(head: OutputHead) {
     let train = Device::flex().autodiff();
-    let mut policy = Policy::new(&config(ActionSpace::Global).with_dropout(0.0), &train).unwrap();
+    let cfg = config(ActionSpace::Global)
+        .with_dropout(0.0)
+        .with_output_head(head);
+    let mut policy = Policy::new(&cfg, &train).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let reqs: Vec<Request> = (0..4).map(|_| request(&mut rng, 8, 2)).collect();
     let lists: Vec<Vec<usize>> = (0..4).map(|_| vec![0, 1, 2]).collect();
@@ -261,10 +294,96 @@ fn a_training_step_raises_the_target_log_prob() {
     }
     assert!(
         last < first.unwrap() * 0.5,
-        "NLL {} -> {last}",
+        "{head}: NLL {} -> {last}",
         first.unwrap()
     );
     assert!(policy.valid().parameter_count() > 0);
+    assert_eq!(policy.output_head(), head);
+}
+
+#[test]
+fn output_heads_parse_save_and_refuse_the_local_index_space() {
+    for head in OutputHead::ALL {
+        assert_eq!(head.name().parse::<OutputHead>().unwrap(), head);
+        let json = serde_json::to_string(&head).unwrap();
+        assert_eq!(serde_json::from_str::<OutputHead>(&json).unwrap(), head);
+    }
+    assert!("candidate".parse::<OutputHead>().is_err());
+    // A saved configuration from before the option reads as the global head.
+    let mut value = serde_json::to_value(config(ActionSpace::Global)).unwrap();
+    value.as_object_mut().unwrap().remove("output_head");
+    let old: PolicyConfig = serde_json::from_value(value).unwrap();
+    assert_eq!(old.output_head, OutputHead::Global);
+    let err = Policy::new(
+        &config(ActionSpace::LocalIndex).with_output_head(OutputHead::Pointer),
+        &Device::flex(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("output_head"), "{err}");
+    // Saving and loading keeps the head and the weights.
+    let dev = Device::flex();
+    let cfg = config(ActionSpace::Global).with_output_head(OutputHead::CandidateAware);
+    let policy = Policy::new(&cfg, &dev).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(15);
+    let reqs = vec![request(&mut rng, 8, 3)];
+    let lists = vec![vec![1, 2, 3]];
+    let dir = tempfile::tempdir().unwrap();
+    policy.save(&cfg, dir.path()).unwrap();
+    let (loaded, loaded_cfg) = Policy::load(dir.path(), &dev).unwrap();
+    assert_eq!(loaded_cfg.output_head, OutputHead::CandidateAware);
+    assert_eq!(
+        log_prob(&loaded, &reqs, &lists, &dev),
+        log_prob(&policy, &reqs, &lists, &dev)
+    );
+}
+
+/// Sets every float weight to zero.
+struct Zero;
+
+impl burn::module::ModuleMapper for Zero {
+    fn map_float<const D: usize>(
+        &mut self,
+        param: burn::module::Param<burn::tensor::Tensor<D>>,
+    ) -> burn::module::Param<burn::tensor::Tensor<D>> {
+        param.map(|t| t.zeros_like())
+    }
+}
+
+#[test]
+fn the_pointer_head_is_an_item_softmax_whatever_the_tokens() {
+    // With every weight zero, each score is 0. The global head then splits mass evenly per
+    // token, level by level, while a head that reads the candidates sums the (equal) item
+    // scores under each token: an item softmax, uniform over the remaining pool, whatever
+    // prefixes the items share. Candidates 0..4 share first token 0; candidate 5 alone has 1.
+    let dev = Device::flex();
+    let mut rng = ChaCha8Rng::seed_from_u64(16);
+    let mut req = request(&mut rng, 6, 2);
+    req.candidates = (0..5)
+        .map(|k| vec![0, k, 0])
+        .chain([vec![1, 0, 0]])
+        .collect();
+    req.retriever_scores = vec![0.0; 6];
+    let uniform = |n: usize| (n as f32).recip().ln();
+    for head in OutputHead::ALL {
+        let mut cfg = config(ActionSpace::Global).with_output_head(head);
+        cfg.tie_heads = false;
+        let policy = Policy::new(&cfg, &dev).unwrap().map(&mut Zero);
+        let first =
+            glorank_policy::first_item_logprobs(&policy, std::slice::from_ref(&req), &dev).unwrap();
+        let lone = if head == OutputHead::Global {
+            0.5f32.ln()
+        } else {
+            uniform(6)
+        };
+        assert!((first[0][5] - lone).abs() < 1e-5, "{head}: {}", first[0][5]);
+        if head != OutputHead::Global {
+            // A whole list: 1/6 x 1/5 x 1/4, through teacher forcing.
+            let lp = log_prob(&policy, std::slice::from_ref(&req), &[vec![5, 0, 3]], &dev)[0];
+            let want = uniform(6) + uniform(5) + uniform(4);
+            assert!((lp - want).abs() < 1e-4, "{head}: {lp} vs {want}");
+        }
+    }
 }
 
 #[test]
@@ -325,8 +444,9 @@ fn first_item_logprobs_match_teacher_forcing_of_lists_that_start_with_the_item()
     // log p(c first) = the first slot's token log-probs of any list starting with c.
     let dev = Device::flex();
     let mut rng = ChaCha8Rng::seed_from_u64(4);
-    for space in [ActionSpace::Global, ActionSpace::LocalIndex] {
-        let policy = Policy::new(&config(space), &dev).unwrap();
+    for cfg in variants() {
+        let space = (cfg.action_space, cfg.output_head);
+        let policy = Policy::new(&cfg, &dev).unwrap();
         let reqs: Vec<Request> = (0..3).map(|k| request(&mut rng, 5 + k, k)).collect();
         let got = glorank_policy::first_item_logprobs(&policy, &reqs, &dev).unwrap();
         let depth = policy.steps() / policy.list_len();

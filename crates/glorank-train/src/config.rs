@@ -22,7 +22,7 @@ use crate::reward::RewardTrainConfig;
 use crate::rl::RlConfig;
 use crate::sft::SftConfig;
 use crate::{Result, TrainError};
-use glorank_policy::{ActionSpace, PolicyConfig};
+use glorank_policy::{ActionSpace, OutputHead, PolicyConfig};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -54,6 +54,10 @@ pub struct PolicyOptions {
     /// tokens of history items and candidates (0: tokens only; default 0). See
     /// [`PolicyConfig::item_buckets`].
     pub item_buckets: usize,
+    /// How tokens are scored: `candidate-aware` (default: the linear head per level plus the
+    /// pointer scores of the candidates under each token), `global` (the linear head alone,
+    /// GloRank as published) or `pointer` (see [`OutputHead`]).
+    pub output_head: OutputHead,
     /// Seed of the weight initialisation (default 0).
     pub seed: u64,
 }
@@ -69,6 +73,7 @@ impl Default for PolicyOptions {
             use_retriever_score: false,
             action_space: ActionSpace::Global,
             item_buckets: 0,
+            output_head: OutputHead::CandidateAware,
             seed: 0,
         }
     }
@@ -82,6 +87,7 @@ impl PolicyOptions {
             .with_dropout(self.dropout)
             .with_tied_heads(self.tie_heads)
             .with_item_buckets(self.item_buckets)
+            .with_output_head(self.output_head)
             .with_seed(self.seed)
             .with_action_space(self.action_space);
         c.use_retriever_score = self.use_retriever_score;

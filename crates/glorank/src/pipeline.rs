@@ -400,6 +400,8 @@ impl Pipeline {
         if c.run_las {
             let mut las = training.clone();
             las.policy.action_space = glorank_policy::ActionSpace::LocalIndex;
+            // Its outputs are positions: only the linear head applies.
+            las.policy.output_head = glorank_policy::OutputHead::Global;
             let las_section = serde_json::json!({"policy": json(&las.policy), "sft": json(&c.sft)});
             sft_artifact(
                 (&run, "las", "GloRank-LAS (local-index ablation, SFT)"),
