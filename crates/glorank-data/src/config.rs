@@ -138,6 +138,12 @@ pub struct DataConfig {
     pub items: usize,
     /// Synthetic world: logged slates per user (default 10).
     pub sessions: usize,
+    /// Synthetic world: softmax temperature of the behaviour policy that chose the logged
+    /// slates (default 1.5; see [`SyntheticConfig::behaviour_temperature`]). Left out of
+    /// the serialised section at its default, so run directories from before the option
+    /// stay fresh.
+    #[serde(skip_serializing_if = "is_default_temperature")]
+    pub behaviour_temperature: f64,
     /// k-core filter (default 20).
     pub k_core: usize,
     /// Items per list L (default 6).
@@ -181,6 +187,7 @@ impl Default for DataConfig {
             users: 2000,
             items: 1000,
             sessions: 10,
+            behaviour_temperature: SyntheticConfig::default().behaviour_temperature,
             k_core: 20,
             slate_len: 6,
             history: 50,
@@ -197,6 +204,11 @@ impl Default for DataConfig {
             csv: CsvConfig::default(),
         }
     }
+}
+
+/// Whether `t` is the synthetic world's default behaviour temperature.
+fn is_default_temperature(t: &f64) -> bool {
+    *t == SyntheticConfig::default().behaviour_temperature
 }
 
 /// Upper bounds of [`DataConfig`]'s sizes, checked before anything is allocated.
@@ -255,6 +267,12 @@ impl DataConfig {
             .users
             .saturating_mul(self.sessions)
             .saturating_mul(self.slate_len);
+        if !(self.behaviour_temperature.is_finite() && self.behaviour_temperature > 0.0) {
+            return Err(DataError::config(
+                "data.behaviour_temperature",
+                format!("must be positive, got {}", self.behaviour_temperature),
+            ));
+        }
         if self.dataset == DatasetKind::Synthetic && generated > MAX_INTERACTIONS {
             return Err(DataError::config(
                 "data.users",
@@ -287,6 +305,7 @@ impl DataConfig {
                     .with_seed(self.seed)
                     .with_sessions(self.sessions);
                 c.slate_len = self.slate_len;
+                c.behaviour_temperature = self.behaviour_temperature;
                 DatasetSource::Synthetic(c)
             }
             DatasetKind::Ml1m => DatasetSource::Ml1m(path()?),
@@ -319,6 +338,21 @@ impl DataConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_behaviour_temperature_reaches_the_world_and_is_checked() {
+        let mut c = DataConfig {
+            behaviour_temperature: 0.3,
+            ..DataConfig::default()
+        };
+        match c.source().unwrap() {
+            DatasetSource::Synthetic(w) => assert_eq!(w.behaviour_temperature, 0.3),
+            other => panic!("{other:?}"),
+        }
+        c.behaviour_temperature = 0.0;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("data.behaviour_temperature"), "{err}");
+    }
 
     #[test]
     fn choices_round_trip_through_their_names() {
