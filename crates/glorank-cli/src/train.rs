@@ -287,9 +287,9 @@ pub fn eval(args: &EvalArgs) -> Result<(), CliError> {
     );
     // The rules that learn nothing go next to the policy, so the table says how separable
     // these pools are by construction.
-    let (mut rows, oracle) = ctx.reference_rows()?;
+    let (mut rows, last) = ctx.reference_rows()?;
     rows.push(row);
-    rows.push(oracle);
+    rows.extend(last);
     match &args.out {
         Some(dir) => out!(
             "{}",
@@ -319,7 +319,7 @@ pub fn baselines(args: &BaselinesArgs) -> Result<(), CliError> {
         .then(|| stages::load_reward(&sim_dir, &plain))
         .transpose()?;
     let ctx = EvalContext::new(&ds, &ids, samples, simulator.as_ref(), &plain)?;
-    let (mut rows, oracle) = ctx.reference_rows()?;
+    let (mut rows, last) = ctx.reference_rows()?;
     let mut timings = Vec::new();
     for (row, secs) in ctx.baselines(&config.baselines, &autodiff)? {
         timings.push(format!(
@@ -348,7 +348,7 @@ pub fn baselines(args: &BaselinesArgs) -> Result<(), CliError> {
     for (name, dir) in policies {
         rows.push(ctx.evaluate_policy(&name, &dir)?);
     }
-    rows.push(oracle);
+    rows.extend(last);
     outln!(
         "{} {:?} requests of {}{}",
         samples.len(),

@@ -350,6 +350,71 @@ impl SyntheticWorld {
         self.click_probabilities(user, list).iter().sum()
     }
 
+    /// The list of `len` items from `pool` (world item indices) with the most expected clicks
+    /// for `user` that a search with the true click model finds: greedy slot by slot (the
+    /// item with the highest click probability below the items above it), then local search
+    /// (replace one item by one from outside the list, or swap two slots) until no move gains.
+    /// Returns positions into `pool`. The click model is not additive over items (position
+    /// and redundancy interact), so this is a strong reference, not a proven optimum.
+    pub fn best_list(&self, user: usize, pool: &[usize], len: usize) -> Vec<usize> {
+        let len = len.min(pool.len());
+        let clicks = |list: &[usize]| {
+            let items: Vec<usize> = list.iter().map(|&p| pool[p]).collect();
+            self.expected_clicks(user, &items)
+        };
+        let mut list: Vec<usize> = Vec::with_capacity(len);
+        while list.len() < len {
+            let k = list.len();
+            let mut items: Vec<usize> = list.iter().map(|&q| pool[q]).collect();
+            let mut next: Option<(f64, usize)> = None;
+            for p in (0..pool.len()).filter(|p| !list.contains(p)) {
+                items.push(pool[p]);
+                let gain = self.click_probabilities(user, &items)[k];
+                items.pop();
+                if next.is_none_or(|(g, _)| gain > g) {
+                    next = Some((gain, p));
+                }
+            }
+            let next = next.map(|(_, p)| p);
+            match next {
+                Some(p) => list.push(p),
+                None => break,
+            }
+        }
+        let mut best = clicks(&list);
+        loop {
+            let mut improved = false;
+            for slot in 0..list.len() {
+                for p in 0..pool.len() {
+                    if list.contains(&p) {
+                        continue;
+                    }
+                    let old = std::mem::replace(&mut list[slot], p);
+                    let v = clicks(&list);
+                    if v > best + 1e-12 {
+                        best = v;
+                        improved = true;
+                    } else {
+                        list[slot] = old;
+                    }
+                }
+                for other in slot + 1..list.len() {
+                    list.swap(slot, other);
+                    let v = clicks(&list);
+                    if v > best + 1e-12 {
+                        best = v;
+                        improved = true;
+                    } else {
+                        list.swap(slot, other);
+                    }
+                }
+            }
+            if !improved {
+                return list;
+            }
+        }
+    }
+
     /// The world item index of an item id produced by [`SyntheticWorld::log`] (`"i17"` -> 17).
     pub fn item_index(id: &str) -> Option<usize> {
         id.strip_prefix('i')?.parse().ok()
@@ -480,6 +545,33 @@ mod tests {
             .sum::<f64>()
             / 8000.0;
         assert!(shown > all + 0.5, "shown {shown} vs catalog {all}");
+    }
+
+    #[test]
+    fn the_best_list_search_matches_exhaustive_search_on_small_pools() {
+        let w = SyntheticWorld::new(&SyntheticConfig::small(20, 60).with_sessions(2)).unwrap();
+        let mut worst = f64::INFINITY;
+        for user in 0..20 {
+            let pool: Vec<usize> = (0..7).map(|k| (user * 7 + k * 5) % 60).collect();
+            let found = w.best_list(user, &pool, 3);
+            let mut seen = found.clone();
+            seen.sort_unstable();
+            seen.dedup();
+            assert_eq!(seen.len(), 3);
+            let items = |l: &[usize]| l.iter().map(|&p| pool[p]).collect::<Vec<_>>();
+            let got = w.expected_clicks(user, &items(&found));
+            let mut exhaustive = 0f64;
+            for a in 0..7 {
+                for b in (0..7).filter(|&b| b != a) {
+                    for c in (0..7).filter(|&c| c != a && c != b) {
+                        exhaustive = exhaustive.max(w.expected_clicks(user, &items(&[a, b, c])));
+                    }
+                }
+            }
+            assert!(got <= exhaustive + 1e-12);
+            worst = worst.min(got / exhaustive);
+        }
+        assert!(worst > 0.995, "worst ratio {worst}");
     }
 
     #[test]

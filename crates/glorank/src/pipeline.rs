@@ -416,7 +416,7 @@ impl Pipeline {
 
         say("evaluation on the test split");
         let ctx = EvalContext::new(&ds, &ids, &ds.test, Some(&simulator), &plain)?;
-        let (mut rows, oracle) = ctx.reference_rows()?;
+        let (mut rows, last) = ctx.reference_rows()?;
         if c.run_baselines {
             for (row, secs) in ctx.baselines(&c.baselines, &autodiff)? {
                 timings.push((format!("baseline {}", row.name), secs));
@@ -428,7 +428,7 @@ impl Pipeline {
         }
         rows.push(ctx.evaluate_policy("GloRank SFT", &run.policy_sft())?);
         rows.push(ctx.evaluate_policy("GloRank SFT+RL", &run.policy_rl())?);
-        rows.push(oracle);
+        rows.extend(last);
         lap("evaluate", &mut timings);
 
         let table = stages::write_results(&run, &ds, &ds.test, &rows)?;

@@ -210,7 +210,8 @@ pub fn write_report(
          the simulator's summed click probability over the list's slots, averaged over requests.{}\n\
          Every list is in `predictions.jsonl` and every number with its interval in `metrics.json`.\n",
         if report.rows.iter().any(|r| r.true_reward.is_some()) {
-            " `true clicks` is the expected number of clicks under the synthetic world's own click model."
+            " `true clicks` is the expected number of clicks under the synthetic world's own click \
+             model; `best list (true model)` is the list a search with that model finds per request."
         } else {
             ""
         }

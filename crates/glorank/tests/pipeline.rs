@@ -62,9 +62,23 @@ fn pipeline_runs_reuses_artifacts_and_serves() {
             "GloRank-LAS",
             "GloRank SFT",
             "GloRank SFT+RL",
-            "oracle"
+            "oracle",
+            "best list (true model)"
         ]
     );
+    // The search with the true click model earns at least as many true clicks as any row.
+    let best = report
+        .rows
+        .last()
+        .unwrap()
+        .true_reward
+        .as_ref()
+        .unwrap()
+        .mean;
+    for row in &report.rows {
+        let t = row.true_reward.as_ref().unwrap().mean;
+        assert!(t <= best + 1e-9, "{}: {t} > best list {best}", row.name);
+    }
     for f in [
         "config.toml",
         "dataset.bin",
@@ -89,10 +103,11 @@ fn pipeline_runs_reuses_artifacts_and_serves() {
             .iter()
             .all(|r| r.true_reward.is_some() && r.average_reward.is_some())
     );
-    // Every row but the oracle scores candidates, so it has the AUC among logged items.
+    // Every row but the two list references scores candidates, so it has the AUC among
+    // logged items.
     for r in &report.rows {
         let auc = r.logged_auc.as_ref().map(|a| a.mean);
-        if r.name == "oracle" {
+        if r.name == "oracle" || r.name == glorank::stages::BEST_LIST {
             assert!(auc.is_none());
         } else {
             assert!(auc.is_some_and(|a| (0.0..=1.0).contains(&a)), "{}", r.name);

@@ -11,6 +11,11 @@ use glorank_policy::{Policy, Request, first_item_logprobs};
 use glorank_reward::UserResponseModel;
 use glorank_tokenizer::SemanticIds;
 use glorank_train::{RequestBuilder, average_reward, greedy_lists, list_metrics};
+use rayon::prelude::*;
+
+/// Name of the synthetic world's reference row: the best list a search with the true click
+/// model finds ([`glorank_data::SyntheticWorld::best_list`]).
+pub const BEST_LIST: &str = "best list (true model)";
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -196,12 +201,13 @@ impl<'a> EvalContext<'a> {
 
     /// The rows that learn nothing: MF order (the initial ranker) and the reference rules
     /// (retriever reversed, pool novelty, popularity), which show how separable the pools are
-    /// by construction; and the oracle (positives first), returned separately because tables
-    /// put it last.
+    /// by construction; and, returned separately because tables put them last, the oracle
+    /// (positives first) and, on the synthetic world, [`BEST_LIST`] (the search of
+    /// [`glorank_data::SyntheticWorld::best_list`] with the true click model).
     ///
     /// # Errors
     /// Metric errors.
-    pub fn reference_rows(&self) -> Result<(Vec<MethodResult>, MethodResult)> {
+    pub fn reference_rows(&self) -> Result<(Vec<MethodResult>, Vec<MethodResult>)> {
         let l = self.ds.config.slate_len;
         let ds = self.ds;
         // Each rule ranks by a score per candidate; the same scores give its logged AUC.
@@ -224,14 +230,41 @@ impl<'a> EvalContext<'a> {
                     .collect()
             })?,
         ];
-        let best = self.evaluate(
-            "oracle",
-            self.samples
-                .iter()
-                .map(|s| oracle(&s.click_relevance(), l))
-                .collect(),
-        )?;
-        Ok((rows, best))
+        let mut last = vec![
+            self.evaluate(
+                "oracle",
+                self.samples
+                    .iter()
+                    .map(|s| oracle(&s.click_relevance(), l))
+                    .collect(),
+            )?,
+        ];
+        if let Some(lists) = self.true_best_lists() {
+            last.push(self.evaluate(BEST_LIST, lists)?);
+        }
+        Ok((rows, last))
+    }
+
+    /// Per sample, the best list the search with the world's true click model finds (None
+    /// without a synthetic world, or when an id is not the world's).
+    fn true_best_lists(&self) -> Option<Vec<Vec<usize>>> {
+        let w = self.world.as_ref()?;
+        let l = self.ds.config.slate_len;
+        self.samples
+            .par_iter()
+            .map(|s| {
+                let user =
+                    glorank_data::SyntheticWorld::user_index(&self.ds.user_ids[s.user as usize])?;
+                let pool: Option<Vec<usize>> = s
+                    .candidates
+                    .iter()
+                    .map(|&i| {
+                        glorank_data::SyntheticWorld::item_index(&self.ds.item_ids[i as usize])
+                    })
+                    .collect();
+                Some(w.best_list(user, &pool?, l))
+            })
+            .collect()
     }
 
     /// Trains and scores PRM, Seq2Slate and DLCM; returns the rows and the training seconds.

@@ -13,7 +13,7 @@ mod eval;
 mod results;
 mod training;
 
-pub use eval::{EvalContext, MethodResult, cold_slice, logged_auc, shuffle_candidates};
+pub use eval::{BEST_LIST, EvalContext, MethodResult, cold_slice, logged_auc, shuffle_candidates};
 pub use results::{COLD_SLICE_KEY_PREFIX, METHOD_ORDER, table, write_results};
 pub use training::{
     load_reward, policy_config, tokenize, train_reward, train_rl_stage, train_sft_stage,

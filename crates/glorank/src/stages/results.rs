@@ -7,7 +7,7 @@ use glorank_metrics::Summary;
 
 /// The rows of the comparison table, in the order the pipeline writes them (`metrics.json`
 /// keys; `glorank aggregate` prints known methods in this order, others after them).
-pub const METHOD_ORDER: [&str; 11] = [
+pub const METHOD_ORDER: [&str; 12] = [
     "MF order",
     "retriever reversed",
     "pool novelty",
@@ -19,6 +19,7 @@ pub const METHOD_ORDER: [&str; 11] = [
     "GloRank SFT",
     "GloRank SFT+RL",
     "oracle",
+    super::eval::BEST_LIST,
 ];
 
 /// Key prefix of the cold-start slices in `metrics.json` (`cold_start_lt_1`, `cold_start_lt_5`).
