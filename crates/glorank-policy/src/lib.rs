@@ -11,6 +11,11 @@
 //!   previous token embedding + level embedding + slot embedding; causal self-attention and
 //!   cross-attention to the encoder output. The head of level `l` gives logits over that
 //!   level's global codebook: the same output neuron is the same code in every request.
+//! * **Output head** ([`OutputHead`], default candidate-aware): the linear head's logit of
+//!   code `c` plus the log-sum-exp of pointer scores (decoder state against each remaining
+//!   candidate's encoder output) over the candidates whose tuple extends the prefix with `c`.
+//!   `global` keeps the linear head alone (as published), `pointer` the second term alone
+//!   (an item-level softmax over the remaining pool, spelled in tokens).
 //! * Two paths computing the same function: [`Policy::log_probs`] (teacher forcing with the
 //!   trie masks, for SFT and RL) and [`PolicyScorer`] (incremental decoding with a key/value
 //!   cache, a [`glorank_trie::StepScorer`], so greedy, sampling and beam search all work).
