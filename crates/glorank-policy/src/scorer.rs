@@ -59,13 +59,7 @@ impl<'a> PolicyScorer<'a> {
         {
             return (kv.clone(), bias.clone());
         }
-        let idx = Tensor::<1, Int>::from_data(
-            TensorData::new(
-                requests.iter().map(|&r| i64::from(r)).collect::<Vec<_>>(),
-                [requests.len()],
-            ),
-            &self.device,
-        );
+        let idx = index(requests, &self.device);
         let kv: Vec<CrossKv> = self
             .cross
             .iter()
@@ -78,6 +72,13 @@ impl<'a> PolicyScorer<'a> {
         self.rows_cross = Some((requests.to_vec(), kv.clone(), bias.clone()));
         (kv, bias)
     }
+}
+
+/// Row indices `ids` as an index tensor `[ids.len()]` for `select`.
+fn index(ids: &[u32], device: &Device) -> Tensor<1, Int> {
+    let ids: Vec<i64> = ids.iter().map(|&r| i64::from(r)).collect();
+    let n = ids.len();
+    Tensor::<1, Int>::from_data(TensorData::new(ids, [n]), device)
 }
 
 impl StepScorer for PolicyScorer<'_> {
@@ -103,17 +104,7 @@ impl StepScorer for PolicyScorer<'_> {
                     .and_then(|c| c.as_ref())
                     .is_some_and(|(k, _)| k.dims()[0] == rows);
             if !identity {
-                let idx = Tensor::<1, Int>::from_data(
-                    TensorData::new(
-                        batch
-                            .parents
-                            .iter()
-                            .map(|&p| i64::from(p))
-                            .collect::<Vec<_>>(),
-                        [rows],
-                    ),
-                    &self.device,
-                );
+                let idx = index(batch.parents, &self.device);
                 for c in self.cache.iter_mut() {
                     if let Some((k, v)) = c.take() {
                         *c = Some((k.select(0, idx.clone()), v.select(0, idx.clone())));
@@ -142,20 +133,7 @@ impl StepScorer for PolicyScorer<'_> {
             .collect();
         let memory = &self.batch.candidate_memory;
         let device = &self.device;
-        let cand = || {
-            let idx = Tensor::<1, Int>::from_data(
-                TensorData::new(
-                    batch
-                        .requests
-                        .iter()
-                        .map(|&r| i64::from(r))
-                        .collect::<Vec<_>>(),
-                    [rows],
-                ),
-                device,
-            );
-            memory.clone().select(0, idx)
-        };
+        let cand = || memory.clone().select(0, index(batch.requests, device));
         self.policy.step_logits(t, h, cand, &prefixes, out)?;
         Ok(())
     }
