@@ -29,8 +29,10 @@ pub const COLD_SLICE_KEY_PREFIX: &str = "cold_start_lt_";
 pub fn table(rows: &[MethodResult], cutoff: usize) -> String {
     let with_true = rows.iter().any(|r| r.true_reward.is_some());
     let with_auc = rows.iter().any(|r| r.logged_auc.is_some());
+    // The name column fits the longest name (at least 18 characters).
+    let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(0).max(18);
     let mut out = format!(
-        "{:<18} {:>15} {:>15} {:>15} {:>15} {:>15} {:>15} {:>15}",
+        "{:<w$} {:>15} {:>15} {:>15} {:>15} {:>15} {:>15} {:>15}",
         "method",
         format!("Precision@{cutoff}"),
         format!("Recall@{cutoff}"),
@@ -51,7 +53,7 @@ pub fn table(rows: &[MethodResult], cutoff: usize) -> String {
     for r in rows {
         let m = &r.metrics;
         out.push_str(&format!(
-            "{:<18} {:>15} {:>15} {:>15} {:>15} {:>15} {:>15} {:>15}",
+            "{:<w$} {:>15} {:>15} {:>15} {:>15} {:>15} {:>15} {:>15}",
             r.name,
             f(&m.precision),
             f(&m.recall),
