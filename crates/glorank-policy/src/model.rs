@@ -384,7 +384,7 @@ impl Policy {
             .mul_scalar(1.0 / (d as f32).sqrt())
     }
 
-    /// Whether this policy's output head reads the candidates (see [`OutputHead`]).
+    /// The output head this policy was built with (see [`OutputHead`]).
     pub fn output_head(&self) -> OutputHead {
         match (self.pointer_query.is_some(), self.heads.is_empty()) {
             (false, _) => OutputHead::Global,

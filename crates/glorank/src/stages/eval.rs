@@ -12,12 +12,12 @@ use glorank_reward::UserResponseModel;
 use glorank_tokenizer::SemanticIds;
 use glorank_train::{RequestBuilder, average_reward, greedy_lists, list_metrics};
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
 
 /// Name of the synthetic world's reference row: the best list a search with the true click
 /// model finds ([`glorank_data::SyntheticWorld::best_list`]).
 pub const BEST_LIST: &str = "best list (true model)";
-use serde::{Deserialize, Serialize};
-use std::path::Path;
 
 /// One evaluated method.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -150,18 +150,8 @@ impl<'a> EvalContext<'a> {
             Some(w) => {
                 let mut v = Vec::with_capacity(lists.len());
                 for (s, list) in self.samples.iter().zip(&lists) {
-                    let user = glorank_data::SyntheticWorld::user_index(
-                        &self.ds.user_ids[s.user as usize],
-                    );
-                    let items: Option<Vec<usize>> = list
-                        .iter()
-                        .map(|&p| {
-                            glorank_data::SyntheticWorld::item_index(
-                                &self.ds.item_ids[s.candidates[p] as usize],
-                            )
-                        })
-                        .collect();
-                    if let (Some(u), Some(items)) = (user, items) {
+                    if let Some((u, pool)) = self.world_ids(s) {
+                        let items: Vec<usize> = list.iter().map(|&p| pool[p]).collect();
                         v.push(w.expected_clicks(u, &items));
                     }
                 }
@@ -253,18 +243,23 @@ impl<'a> EvalContext<'a> {
         self.samples
             .par_iter()
             .map(|s| {
-                let user =
-                    glorank_data::SyntheticWorld::user_index(&self.ds.user_ids[s.user as usize])?;
-                let pool: Option<Vec<usize>> = s
-                    .candidates
-                    .iter()
-                    .map(|&i| {
-                        glorank_data::SyntheticWorld::item_index(&self.ds.item_ids[i as usize])
-                    })
-                    .collect();
-                Some(w.best_list(user, &pool?, l))
+                let (user, pool) = self.world_ids(s)?;
+                Some(w.best_list(user, &pool, l))
             })
             .collect()
+    }
+
+    /// The synthetic world's user index and the world item index of each candidate of `s`
+    /// (None when an id is not the world's).
+    fn world_ids(&self, s: &RerankSample) -> Option<(usize, Vec<usize>)> {
+        use glorank_data::SyntheticWorld as W;
+        let user = W::user_index(&self.ds.user_ids[s.user as usize])?;
+        let pool = s
+            .candidates
+            .iter()
+            .map(|&i| W::item_index(&self.ds.item_ids[i as usize]))
+            .collect::<Option<Vec<usize>>>()?;
+        Some((user, pool))
     }
 
     /// Trains and scores PRM, Seq2Slate and DLCM; returns the rows and the training seconds.
