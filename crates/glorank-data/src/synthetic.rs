@@ -362,10 +362,10 @@ impl SyntheticWorld {
             let items: Vec<usize> = list.iter().map(|&p| pool[p]).collect();
             self.expected_clicks(user, &items)
         };
+        // Greedy: `items` holds the world items of `list`, plus one trial item at slot k.
         let mut list: Vec<usize> = Vec::with_capacity(len);
-        while list.len() < len {
-            let k = list.len();
-            let mut items: Vec<usize> = list.iter().map(|&q| pool[q]).collect();
+        let mut items: Vec<usize> = Vec::with_capacity(len + 1);
+        for k in 0..len {
             let mut next: Option<(f64, usize)> = None;
             for p in (0..pool.len()).filter(|p| !list.contains(p)) {
                 items.push(pool[p]);
@@ -375,11 +375,10 @@ impl SyntheticWorld {
                     next = Some((gain, p));
                 }
             }
-            let next = next.map(|(_, p)| p);
-            match next {
-                Some(p) => list.push(p),
-                None => break,
-            }
+            // len <= pool.len(), so a free position always remains.
+            let Some((_, p)) = next else { break };
+            list.push(p);
+            items.push(pool[p]);
         }
         let mut best = clicks(&list);
         loop {

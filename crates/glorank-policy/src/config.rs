@@ -38,14 +38,12 @@ impl std::str::FromStr for ActionSpace {
     type Err = PolicyError;
 
     fn from_str(s: &str) -> Result<Self> {
-        [Self::Global, Self::LocalIndex]
-            .into_iter()
-            .find(|a| a.name().eq_ignore_ascii_case(s.trim()) || format!("{a:?}") == s.trim())
-            .ok_or_else(|| {
-                PolicyError::InvalidConfig(format!(
-                    "unknown action space `{s}` (expected global or local-index)"
-                ))
-            })
+        parse_choice(
+            s,
+            [Self::Global, Self::LocalIndex],
+            Self::name,
+            "action space",
+        )
     }
 }
 
@@ -114,15 +112,28 @@ impl std::str::FromStr for OutputHead {
     type Err = PolicyError;
 
     fn from_str(s: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|h| h.name().eq_ignore_ascii_case(s.trim()) || format!("{h:?}") == s.trim())
-            .ok_or_else(|| {
-                PolicyError::InvalidConfig(format!(
-                    "unknown output head `{s}` (expected global, candidate-aware or pointer)"
-                ))
-            })
+        parse_choice(s, Self::ALL, Self::name, "output head")
     }
+}
+
+/// The choice among `all` whose name (any case) or variant spelling is `s`; otherwise an
+/// error naming `what` and listing the names.
+fn parse_choice<T: Copy + std::fmt::Debug, const N: usize>(
+    s: &str,
+    all: [T; N],
+    name: fn(T) -> &'static str,
+    what: &str,
+) -> Result<T> {
+    let s = s.trim();
+    all.into_iter()
+        .find(|&c| name(c).eq_ignore_ascii_case(s) || format!("{c:?}") == s)
+        .ok_or_else(|| {
+            let names: Vec<&str> = all.into_iter().map(name).collect();
+            PolicyError::InvalidConfig(format!(
+                "unknown {what} `{s}` (expected {})",
+                names.join(", ")
+            ))
+        })
 }
 
 /// Largest item-level table [`PolicyConfig::item_buckets`] accepts (`2^24` rows).

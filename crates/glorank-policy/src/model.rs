@@ -40,7 +40,8 @@ pub struct EncodedBatch {
     /// The encoder's output at the candidate positions `[B, N, d]` (what the pointer scores
     /// of [`OutputHead::CandidateAware`] and [`OutputHead::Pointer`] read).
     pub candidate_memory: Tensor<3>,
-    /// Semantic-ID tuple of each candidate, per request.
+    /// Semantic-ID tuple of each candidate, per request (empty unless the output head reads
+    /// the candidates: only its eligibility masks need them).
     pub tuples: Vec<Vec<Vec<u32>>>,
     /// Candidates per request.
     pub pool_sizes: Vec<usize>,
@@ -295,7 +296,11 @@ impl Policy {
             memory,
             memory_bias,
             candidates: cand_items,
-            tuples: requests.iter().map(|r| r.candidates.clone()).collect(),
+            tuples: if self.pointer_query.is_some() {
+                requests.iter().map(|r| r.candidates.clone()).collect()
+            } else {
+                Vec::new()
+            },
             pool_sizes: requests.iter().map(|r| r.candidates.len()).collect(),
         })
     }
@@ -394,27 +399,28 @@ impl Policy {
     }
 
     /// Token logits of decoding step `t` for rows with decoder states `h [R, d]`, written to
-    /// `out` (`R x vocab`, row-major). `cand [R, N, d]` holds each row's candidate encoder
-    /// outputs (needed when the head reads the candidates); `rows[r]` gives row `r`'s
-    /// candidate tuples and its token prefix. Tokens no remaining candidate extends get
-    /// [`MASKED`] under a pointer head (the trie forbids them anyway).
-    pub(crate) fn step_logits(
+    /// `out` (`R x vocab`, row-major). Row `r` decodes for request `requests[r]` of `batch`
+    /// and has emitted the tokens `prefix(r)`; both are read only when the head reads the
+    /// candidates. Tokens no remaining candidate extends get [`MASKED`] under such a head (the
+    /// trie forbids them anyway).
+    pub(crate) fn step_logits<'p>(
         &self,
         t: usize,
         h: Tensor<2>,
-        cand: impl FnOnce() -> Tensor<3>,
-        rows: &[(&[Vec<u32>], &[u32])],
+        batch: &EncodedBatch,
+        requests: &[u32],
+        prefix: &dyn Fn(usize) -> &'p [u32],
         out: &mut [f32],
-    ) -> std::result::Result<(), String> {
+    ) -> Result<()> {
         let [r, d] = h.dims();
         let Some(query) = &self.pointer_query else {
             let logits = self.head(t, h);
             let [lr, v] = logits.dims();
             if lr * v != out.len() {
-                return Err(format!(
+                return Err(PolicyError::InvalidInput(format!(
                     "head gives {lr} x {v} logits, the decoder expects {}",
                     out.len()
-                ));
+                )));
             }
             for (o, x) in out.iter_mut().zip(logits.into_data().iter::<f32>()) {
                 *o = x;
@@ -423,15 +429,18 @@ impl Policy {
         };
         let level = t % self.depth;
         let v = self.embedder.vocab_sizes()[level];
-        if r * v != out.len() || rows.len() != r {
-            return Err(format!(
+        if r * v != out.len() || requests.len() != r {
+            return Err(PolicyError::InvalidInput(format!(
                 "{r} rows of {v} tokens, the decoder expects {} values",
                 out.len()
-            ));
+            )));
         }
         let global: Option<Vec<f32>> = (!self.heads.is_empty())
             .then(|| self.head(t, h.clone()).into_data().iter::<f32>().collect());
-        let cand = cand();
+        let cand = batch
+            .candidate_memory
+            .clone()
+            .select(0, index(requests, &h.device()));
         let n = cand.dims()[1];
         let scores: Vec<f32> = self
             .pointer_scores(query, h.reshape([r, 1, d]), cand)
@@ -441,8 +450,9 @@ impl Policy {
         let mut eligible = vec![false; n];
         let mut max = vec![f32::NEG_INFINITY; v];
         let mut sum = vec![0f32; v];
-        for (row, &(tuples, prefix)) in rows.iter().enumerate() {
-            eligible_candidates(tuples, prefix, self.depth, &mut eligible);
+        for (row, &request) in requests.iter().enumerate() {
+            let tuples = &batch.tuples[request as usize];
+            eligible_candidates(tuples, prefix(row), self.depth, &mut eligible);
             max.fill(f32::NEG_INFINITY);
             sum.fill(0.0);
             let s = &scores[row * n..(row + 1) * n];
@@ -652,6 +662,13 @@ impl Policy {
     pub fn parameter_count(&self) -> usize {
         self.num_params()
     }
+}
+
+/// Row indices `ids` as an index tensor `[ids.len()]` for `select`.
+pub(crate) fn index(ids: &[u32], device: &Device) -> Tensor<1, Int> {
+    let ids: Vec<i64> = ids.iter().map(|&r| i64::from(r)).collect();
+    let n = ids.len();
+    Tensor::<1, Int>::from_data(TensorData::new(ids, [n]), device)
 }
 
 /// `log(sum(exp(x)))` along dimension 1: `[R, K] -> [R, 1]`, shifted by the row maximum.

@@ -10,9 +10,9 @@
 //! recomputing the whole prefix (`t` positions through every layer) per step: cheaper at
 //! every step, and it keeps greedy, sampling and beam on the same code path.
 
-use crate::model::{EncodedBatch, Policy, Request};
+use crate::model::{EncodedBatch, Policy, Request, index};
 use crate::{PolicyError, Result};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use glorank_nn::layers::CrossKv;
 use glorank_trie::{CandidateTrie, DecodedList, Decoder, StepBatch, StepScorer};
 
@@ -74,13 +74,6 @@ impl<'a> PolicyScorer<'a> {
     }
 }
 
-/// Row indices `ids` as an index tensor `[ids.len()]` for `select`.
-fn index(ids: &[u32], device: &Device) -> Tensor<1, Int> {
-    let ids: Vec<i64> = ids.iter().map(|&r| i64::from(r)).collect();
-    let n = ids.len();
-    Tensor::<1, Int>::from_data(TensorData::new(ids, [n]), device)
-}
-
 impl StepScorer for PolicyScorer<'_> {
     fn score(
         &mut self,
@@ -123,18 +116,9 @@ impl StepScorer for PolicyScorer<'_> {
         let caches = std::mem::take(&mut self.cache);
         let (h, new_cache) = self.policy.decode_step(x, caches, &cross, &bias);
         self.cache = new_cache.into_iter().map(Some).collect();
-        let prefixes: Vec<(&[Vec<u32>], &[u32])> = (0..rows)
-            .map(|r| {
-                (
-                    self.batch.tuples[batch.requests[r] as usize].as_slice(),
-                    batch.prefix(r),
-                )
-            })
-            .collect();
-        let memory = &self.batch.candidate_memory;
-        let device = &self.device;
-        let cand = || memory.clone().select(0, index(batch.requests, device));
-        self.policy.step_logits(t, h, cand, &prefixes, out)?;
+        let prefix = |r: usize| batch.prefix(r);
+        self.policy
+            .step_logits(t, h, &self.batch, batch.requests, &prefix, out)?;
         Ok(())
     }
 }

@@ -150,8 +150,7 @@ impl<'a> EvalContext<'a> {
             Some(w) => {
                 let mut v = Vec::with_capacity(lists.len());
                 for (s, list) in self.samples.iter().zip(&lists) {
-                    if let Some((u, pool)) = self.world_ids(s) {
-                        let items: Vec<usize> = list.iter().map(|&p| pool[p]).collect();
+                    if let Some((u, items)) = self.world_ids(s, list) {
                         v.push(w.expected_clicks(u, &items));
                     }
                 }
@@ -243,23 +242,23 @@ impl<'a> EvalContext<'a> {
         self.samples
             .par_iter()
             .map(|s| {
-                let (user, pool) = self.world_ids(s)?;
+                let all: Vec<usize> = (0..s.candidates.len()).collect();
+                let (user, pool) = self.world_ids(s, &all)?;
                 Some(w.best_list(user, &pool, l))
             })
             .collect()
     }
 
-    /// The synthetic world's user index and the world item index of each candidate of `s`
-    /// (None when an id is not the world's).
-    fn world_ids(&self, s: &RerankSample) -> Option<(usize, Vec<usize>)> {
+    /// The synthetic world's user index of `s` and the world item index of its candidates at
+    /// `positions` (None when an id is not the world's).
+    fn world_ids(&self, s: &RerankSample, positions: &[usize]) -> Option<(usize, Vec<usize>)> {
         use glorank_data::SyntheticWorld as W;
         let user = W::user_index(&self.ds.user_ids[s.user as usize])?;
-        let pool = s
-            .candidates
+        let items = positions
             .iter()
-            .map(|&i| W::item_index(&self.ds.item_ids[i as usize]))
+            .map(|&p| W::item_index(&self.ds.item_ids[s.candidates[p] as usize]))
             .collect::<Option<Vec<usize>>>()?;
-        Some((user, pool))
+        Some((user, items))
     }
 
     /// Trains and scores PRM, Seq2Slate and DLCM; returns the rows and the training seconds.
