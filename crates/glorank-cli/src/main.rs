@@ -358,7 +358,41 @@ impl Progress for Bars {
     }
 }
 
+/// glibc malloc settings for tensor workloads: keep freed blocks in the heap instead of
+/// returning each large tensor's pages to the kernel (`mmap`/`munmap` and a page fault per
+/// page, serialised on the process's memory lock). Measured in docs/benchmarks.md: +8%
+/// training and +22% batched decoding throughput on the 2-core development machine.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MALLOC_TUNABLES: &str = "glibc.malloc.mmap_threshold=1073741824:\
+glibc.malloc.trim_threshold=1073741824:glibc.malloc.top_pad=268435456";
+
+/// Re-executes this binary once with [`MALLOC_TUNABLES`] in `GLIBC_TUNABLES` (glibc reads
+/// them only at start-up). Skipped when the variable is already set, so `GLIBC_TUNABLES=`
+/// (empty) keeps glibc's defaults; a failed `exec` continues untuned.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn tune_allocator() {
+    use std::os::unix::process::CommandExt;
+    const VAR: &str = "GLIBC_TUNABLES";
+    if std::env::var_os(VAR).is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let mut args = std::env::args_os();
+    let mut command = std::process::Command::new(exe);
+    if let Some(arg0) = args.next() {
+        command.arg0(arg0);
+    }
+    // `exec` returns only on failure.
+    let _ = command.args(args).env(VAR, MALLOC_TUNABLES).exec();
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_allocator() {}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Prepare(args) => prepare(&args),

@@ -10,13 +10,14 @@ use std::sync::Mutex;
 /// RNG in the middle of the other's initialisation).
 static INIT_LOCK: Mutex<()> = Mutex::new(());
 
-/// Runs `f` (for example one training step with dropout) with the device RNG seeded by
-/// `seed` and no other [`init_seeded`] or `with_seeded_device` running in this process, so
-/// its random draws depend on `seed` alone.
+/// Runs `f` (for example one training step with dropout) with the device RNG and this
+/// thread's dropout stream ([`crate::dropout::with_dropout_seed`]) seeded by `seed`, and no
+/// other [`init_seeded`] or `with_seeded_device` running in this process, so its random
+/// draws depend on `seed` alone.
 pub fn with_seeded_device<T>(device: &Device, seed: u64, f: impl FnOnce() -> T) -> T {
     let _guard = INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     device.seed(seed);
-    f()
+    crate::dropout::with_dropout_seed(seed, f)
 }
 
 /// Builds a module with burn's initialisers seeded by `seed`, reproducibly.

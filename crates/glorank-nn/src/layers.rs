@@ -1,8 +1,9 @@
-//! Multi-head attention with an explicit key/value cache, and the pre-LayerNorm decoder
-//! layer built from it. The same modules serve teacher forcing (whole sequences, causal mask)
-//! and incremental decoding (one position per step, cached keys and values), so the two
-//! paths compute the same function.
+//! Multi-head attention with an explicit key/value cache, and the pre-LayerNorm encoder and
+//! decoder layers built from it. The same modules serve teacher forcing (whole sequences,
+//! causal mask) and incremental decoding (one position per step, cached keys and values), so
+//! the two paths compute the same function. Every dropout is [`crate::dropout::dropout`].
 
+use crate::dropout::dropout;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{gelu, softmax};
@@ -57,6 +58,19 @@ impl Attention {
         v: Tensor<4>,
         bias: Option<Tensor<4>>,
     ) -> Tensor<3> {
+        self.attend_with_dropout(x, k, v, bias, None)
+    }
+
+    /// [`Attention::attend`] with `weights_dropout` applied to the attention weights after
+    /// the softmax (as burn's `MultiHeadAttention` does).
+    pub fn attend_with_dropout(
+        &self,
+        x: Tensor<3>,
+        k: Tensor<4>,
+        v: Tensor<4>,
+        bias: Option<Tensor<4>>,
+        weights_dropout: Option<&Dropout>,
+    ) -> Tensor<3> {
         let [b, tq, d] = x.dims();
         let q = self.split(self.query.forward(x));
         let dh = d / self.heads;
@@ -64,7 +78,11 @@ impl Attention {
         if let Some(bias) = bias {
             scores = scores + bias;
         }
-        let ctx = softmax(scores, 3).matmul(v); // [B, h, Tq, dh]
+        let mut weights = softmax(scores, 3);
+        if let Some(layer) = weights_dropout {
+            weights = dropout(layer, weights);
+        }
+        let ctx = weights.matmul(v); // [B, h, Tq, dh]
         self.output.forward(ctx.swap_dims(1, 2).reshape([b, tq, d]))
     }
 }
@@ -116,15 +134,14 @@ impl DecoderLayer {
     /// Cross-attention and feed-forward blocks on `x` after its self-attention residual.
     fn tail(&self, x: Tensor<3>, cross: &CrossKv, memory_bias: Tensor<4>) -> Tensor<3> {
         let h = self.norm_cross.forward(x.clone());
-        let x = x + self.dropout.forward(self.cross_attn.attend(
-            h,
-            cross.k.clone(),
-            cross.v.clone(),
-            Some(memory_bias),
-        ));
+        let x = x + dropout(
+            &self.dropout,
+            self.cross_attn
+                .attend(h, cross.k.clone(), cross.v.clone(), Some(memory_bias)),
+        );
         let h = self.norm_ff.forward(x.clone());
         let h = self.ff_out.forward(gelu(self.ff_in.forward(h)));
-        x + self.dropout.forward(h)
+        x + dropout(&self.dropout, h)
     }
 
     /// Whole-sequence forward: `x [B, T, d]` with causal `self_bias [1, 1, T, T]` and
@@ -138,9 +155,10 @@ impl DecoderLayer {
     ) -> Tensor<3> {
         let h = self.norm_self.forward(x.clone());
         let (k, v) = self.self_attn.keys_values(h.clone());
-        let x = x + self
-            .dropout
-            .forward(self.self_attn.attend(h, k, v, Some(self_bias)));
+        let x = x + dropout(
+            &self.dropout,
+            self.self_attn.attend(h, k, v, Some(self_bias)),
+        );
         self.tail(x, cross, memory_bias)
     }
 
@@ -163,9 +181,110 @@ impl DecoderLayer {
             ),
             None => (k_new, v_new),
         };
-        let x = x + self
-            .dropout
-            .forward(self.self_attn.attend(h, k.clone(), v.clone(), None));
+        let x = x + dropout(
+            &self.dropout,
+            self.self_attn.attend(h, k.clone(), v.clone(), None),
+        );
         (self.tail(x, cross, memory_bias), (k, v))
+    }
+}
+
+/// The position-wise feed-forward block of [`EncoderLayer`]: `linear_outer(dropout(gelu(
+/// linear_inner(x))))`. Field names match burn's `PositionWiseFeedForward`, so its saved
+/// weights load.
+#[derive(Module, Debug)]
+pub struct FeedForward {
+    linear_inner: Linear,
+    linear_outer: Linear,
+    dropout: Dropout,
+}
+
+impl FeedForward {
+    /// `d -> d_ff -> d` with `dropout` after the activation.
+    pub fn new(d: usize, d_ff: usize, dropout: f64, device: &Device) -> Self {
+        Self {
+            linear_inner: LinearConfig::new(d, d_ff).init(device),
+            linear_outer: LinearConfig::new(d_ff, d).init(device),
+            dropout: DropoutConfig::new(dropout).init(),
+        }
+    }
+
+    /// `[.., d] -> [.., d]`.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let h = gelu(self.linear_inner.forward(x));
+        self.linear_outer.forward(dropout(&self.dropout, h))
+    }
+}
+
+/// A pre-LayerNorm encoder layer: self-attention (dropout on its weights and its output),
+/// then the feed-forward block (dropout inside and on its output), each with a residual
+/// connection. It computes what burn's `TransformerEncoderLayer` with `norm_first` computes,
+/// with the same parameter names (`mha`, `pwff`, `norm_1`, `norm_2`), so weights saved from
+/// one load into the other; the dropout masks come from [`crate::dropout`] instead of burn's
+/// per-element draws.
+#[derive(Module, Debug)]
+pub struct EncoderLayer {
+    mha: Attention,
+    pwff: FeedForward,
+    norm_1: LayerNorm,
+    norm_2: LayerNorm,
+    dropout: Dropout,
+}
+
+impl EncoderLayer {
+    /// A layer of width `d`, `heads` heads, feed-forward width `d_ff`.
+    pub fn new(d: usize, heads: usize, d_ff: usize, dropout: f64, device: &Device) -> Self {
+        Self {
+            mha: Attention::new(d, heads, device),
+            pwff: FeedForward::new(d, d_ff, dropout, device),
+            norm_1: LayerNormConfig::new(d).init(device),
+            norm_2: LayerNormConfig::new(d).init(device),
+            dropout: DropoutConfig::new(dropout).init(),
+        }
+    }
+
+    /// `x [B, S, d]` with the additive key mask `key_bias [B, 1, 1, S]` ([`MASKED`] on
+    /// padding, 0 elsewhere); returns `[B, S, d]`.
+    pub fn forward(&self, x: Tensor<3>, key_bias: Tensor<4>) -> Tensor<3> {
+        let h = self.norm_2.forward(x.clone());
+        let (k, v) = self.mha.keys_values(h.clone());
+        let attended = self
+            .mha
+            .attend_with_dropout(h, k, v, Some(key_bias), Some(&self.dropout));
+        let x = x + dropout(&self.dropout, attended);
+        let h = self.pwff.forward(self.norm_1.forward(x.clone()));
+        x + dropout(&self.dropout, h)
+    }
+}
+
+/// A stack of [`EncoderLayer`]s (no final norm), with burn's `TransformerEncoder` parameter
+/// names (`layers.N...`).
+#[derive(Module, Debug)]
+pub struct Encoder {
+    layers: Vec<EncoderLayer>,
+}
+
+impl Encoder {
+    /// `layers` layers of width `d`, `heads` heads, feed-forward width `d_ff`.
+    pub fn new(
+        d: usize,
+        heads: usize,
+        d_ff: usize,
+        layers: usize,
+        dropout: f64,
+        device: &Device,
+    ) -> Self {
+        Self {
+            layers: (0..layers)
+                .map(|_| EncoderLayer::new(d, heads, d_ff, dropout, device))
+                .collect(),
+        }
+    }
+
+    /// `x [B, S, d]`, `key_bias [B, 1, 1, S]`; returns `[B, S, d]`.
+    pub fn forward(&self, x: Tensor<3>, key_bias: Tensor<4>) -> Tensor<3> {
+        self.layers
+            .iter()
+            .fold(x, |x, layer| layer.forward(x, key_bias.clone()))
     }
 }

@@ -15,7 +15,8 @@
 //!   [`training::TrainingLoop`]), the shared optimizer step with global-norm clipping and
 //!   non-finite skip, atomic checkpoints, the JSONL log and the progress observer.
 //! * [`layers`]: multi-head attention with an explicit key/value cache and the pre-LayerNorm
-//!   decoder layer built from it.
+//!   encoder and decoder layers built from it.
+//! * [`dropout`]: inverted dropout with a seeded, parallel, counter-based mask.
 //!
 //! ```
 //! use burn::tensor::Device;
@@ -33,6 +34,7 @@
 
 mod context;
 mod device;
+pub mod dropout;
 mod init;
 pub mod layers;
 pub mod limits;

@@ -26,6 +26,8 @@ pub const MAX_BATCH: usize = 1 << 16;
 pub const MAX_EPOCHS: usize = 100_000;
 /// Most steps of one training stage.
 pub const MAX_STEPS: usize = 1 << 30;
+/// Most data-parallel shards (threads) of one training step.
+pub const MAX_SHARDS: usize = 256;
 /// Most sampled lists per request in group-relative RL or REINFORCE.
 pub const MAX_GROUP: usize = 1024;
 

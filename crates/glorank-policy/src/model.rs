@@ -3,13 +3,10 @@
 use crate::config::{ActionSpace, OutputHead, PolicyConfig};
 use crate::{PolicyError, Result};
 use burn::module::{Module, Param};
-use burn::nn::transformer::{
-    TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
-};
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
-use glorank_nn::layers::{CrossKv, DecoderLayer};
+use glorank_nn::layers::{CrossKv, DecoderLayer, Encoder};
 use glorank_nn::{ContextEmbedder, HistoryItem, MASKED, init_seeded, segment};
 use glorank_trie::CandidateTrie;
 use serde::{Deserialize, Serialize};
@@ -59,7 +56,7 @@ pub struct Policy {
     /// (`max_candidates x d`), so that the fixed head over positions can tell which item sits
     /// at which index. Absent in the global policy, whose candidates are a set.
     position_emb: Option<Embedding>,
-    encoder: TransformerEncoder,
+    encoder: Encoder,
     /// Beginning-of-list input `[1, d]`.
     bos: Param<Tensor<2>>,
     /// Level being decoded.
@@ -121,15 +118,14 @@ impl Policy {
             score_proj: LinearConfig::new(1, d).init(device),
             position_emb: (config.action_space == ActionSpace::LocalIndex)
                 .then(|| EmbeddingConfig::new(config.max_candidates, d).init(device)),
-            encoder: TransformerEncoderConfig::new(
+            encoder: Encoder::new(
                 d,
-                config.d_ff,
                 config.heads,
+                config.d_ff,
                 config.encoder_layers,
-            )
-            .with_norm_first(true)
-            .with_dropout(config.dropout)
-            .init(device),
+                config.dropout,
+                device,
+            ),
             bos: Param::from_tensor(bos),
             level_emb: EmbeddingConfig::new(config.depth(), d).init(device),
             slot_emb: EmbeddingConfig::new(config.list_len, d).init(device),
@@ -285,12 +281,9 @@ impl Policy {
         }
         let x = Tensor::cat(vec![ctx.x, cand], 1);
         let first_candidate = s - n;
-        let pad_t = Tensor::<2, Bool>::from_data(TensorData::new(pad.clone(), [b, s]), device);
-        let memory = self
-            .encoder
-            .forward(TransformerEncoderInput::new(x).mask_pad(pad_t));
         let bias: Vec<f32> = pad.iter().map(|&p| if p { MASKED } else { 0.0 }).collect();
         let memory_bias = Tensor::<4>::from_data(TensorData::new(bias, [b, 1, 1, s]), device);
+        let memory = self.encoder.forward(x, memory_bias.clone());
         Ok(EncodedBatch {
             candidate_memory: memory.clone().narrow(1, first_candidate, n),
             memory,

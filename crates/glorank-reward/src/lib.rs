@@ -39,14 +39,12 @@
 //! ```
 
 use burn::module::Module;
-use burn::nn::transformer::{
-    TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
-};
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::tensor::activation::sigmoid;
-use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 pub use glorank_nn::HistoryItem;
-use glorank_nn::{ContextEmbedder, init_seeded, persist, segment};
+use glorank_nn::layers::Encoder;
+use glorank_nn::{ContextEmbedder, MASKED, init_seeded, persist, segment};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -300,7 +298,7 @@ impl RewardExample {
 pub struct UserResponseModel {
     embedder: ContextEmbedder,
     slot_emb: Embedding,
-    encoder: TransformerEncoder,
+    encoder: Encoder,
     /// `d -> 3` logits: click, like, star.
     head: Linear,
     /// Projection of the listed items' retriever scores (with `use_retriever_score`).
@@ -326,10 +324,14 @@ impl UserResponseModel {
                 device,
             ),
             slot_emb: EmbeddingConfig::new(config.list_len, d).init(device),
-            encoder: TransformerEncoderConfig::new(d, config.d_ff, config.heads, config.layers)
-                .with_norm_first(true)
-                .with_dropout(config.dropout)
-                .init(device),
+            encoder: Encoder::new(
+                d,
+                config.heads,
+                config.d_ff,
+                config.layers,
+                config.dropout,
+                device,
+            ),
             head: LinearConfig::new(d, 3).init(device),
             score_proj: config
                 .use_retriever_score
@@ -408,10 +410,9 @@ impl UserResponseModel {
                 ));
         }
         let x = Tensor::cat(vec![ctx.x, items], 1);
-        let mask = Tensor::<2, Bool>::from_data(TensorData::new(pad, [b, c + l]), device);
-        let h = self
-            .encoder
-            .forward(TransformerEncoderInput::new(x).mask_pad(mask));
+        let bias: Vec<f32> = pad.iter().map(|&p| if p { MASKED } else { 0.0 }).collect();
+        let bias = Tensor::<4>::from_data(TensorData::new(bias, [b, 1, 1, c + l]), device);
+        let h = self.encoder.forward(x, bias);
         let [_, _, d] = h.dims();
         Ok(self.head.forward(h.slice([0..b, c..c + l, 0..d])))
     }
@@ -430,6 +431,20 @@ impl UserResponseModel {
     /// # Errors
     /// As [`UserResponseModel::forward`]; label bits above 7 are rejected.
     pub fn loss(&self, examples: &[RewardExample], device: &Device) -> Result<Tensor<1>> {
+        let (sum, count) = self.loss_terms(examples, device)?;
+        Ok(sum.div_scalar(count))
+    }
+
+    /// The summed binary cross-entropy of [`UserResponseModel::loss`] `[1]` and its count of
+    /// terms (3 per real slot), so shards of a batch can be divided by the whole batch's count.
+    ///
+    /// # Errors
+    /// As [`UserResponseModel::loss`].
+    pub fn loss_terms(
+        &self,
+        examples: &[RewardExample],
+        device: &Device,
+    ) -> Result<(Tensor<1>, f32)> {
         let logits = self.forward(examples, device)?;
         let [b, l, _] = logits.dims();
         let mut y = vec![0f32; b * l * 3];
@@ -452,7 +467,7 @@ impl UserResponseModel {
         let m = Tensor::<3>::from_data(TensorData::new(m, [b, l, 3]), device);
         let bce = logits.clone().clamp_min(0.0) - logits.clone() * y
             + (logits.abs().neg().exp() + 1.0).log();
-        Ok((bce * m).sum().div_scalar(count).reshape([1]))
+        Ok(((bce * m).sum().reshape([1]), count))
     }
 
     /// Saves configuration and weights into `dir` (temporary names, then rename) and the

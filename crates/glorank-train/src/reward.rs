@@ -11,8 +11,8 @@ use burn::tensor::Device;
 use glorank_data::RerankSample;
 use glorank_metrics::auc;
 use glorank_nn::training::{
-    NoObserver, RunStatus, STATE_FILE, TrainObserver, TrainingLoop, drive, latest, load_optimizer,
-    optimizer_step, save_optimizer, write_dir_atomic,
+    NoObserver, RunStatus, STATE_FILE, TrainObserver, TrainingLoop, apply_gradients, drive, latest,
+    load_optimizer, save_optimizer, sharded_gradients, write_dir_atomic,
 };
 use glorank_reward::{RewardConfig, RewardExample, UserResponseModel};
 use rand::SeedableRng;
@@ -44,6 +44,8 @@ pub struct RewardTrainConfig {
     pub layers: usize,
     /// Read each listed item's retriever score (default false; the "paper" preset).
     pub use_retriever_score: bool,
+    /// Data-parallel row shards of each batch (default 2; see [`crate::SftConfig::shards`]).
+    pub shards: usize,
 }
 
 impl Default for RewardTrainConfig {
@@ -58,6 +60,7 @@ impl Default for RewardTrainConfig {
             d_model: 0,
             layers: 0,
             use_retriever_score: false,
+            shards: 2,
         }
     }
 }
@@ -96,6 +99,7 @@ impl RewardTrainConfig {
             "must be finite and > 0",
         )?;
         check(&f("patience"), self.patience > 0, "must be > 0")?;
+        check(&f("shards"), self.shards > 0, "must be > 0")?;
         {
             use glorank_nn::limits::*;
             check_max(&f("epochs"), self.epochs, MAX_EPOCHS)?;
@@ -103,6 +107,7 @@ impl RewardTrainConfig {
             check_max(&f("d_model"), self.d_model, MAX_D_MODEL)?;
             check_max(&f("layers"), self.layers, MAX_LAYERS)?;
             check_max(&f("pool_lists"), self.pool_lists, MAX_GROUP)?;
+            check_max(&f("shards"), self.shards, MAX_SHARDS)?;
         }
         check(
             &f("d_model"),
@@ -401,10 +406,21 @@ impl TrainingLoop for RewardLoop<'_> {
             train_device,
             crate::derive_seed(config.seed, &[7, step]),
             || -> Result<_> {
-                let loss = model.loss(&batch, train_device)?;
-                Ok(optimizer_step(
+                let count: f32 = batch.iter().map(|e| 3.0 * e.labels.len() as f32).sum();
+                let (grads, loss) = sharded_gradients(
+                    &model,
+                    train_device,
+                    batch.len(),
+                    config.shards,
+                    |m: &UserResponseModel, rows| {
+                        let (sum, _) = m.loss_terms(&batch[rows], train_device)?;
+                        Ok::<_, TrainError>(sum.div_scalar(count.max(1.0)))
+                    },
+                )?;
+                Ok(apply_gradients(
                     model,
                     optim,
+                    grads,
                     loss,
                     config.learning_rate,
                     None,

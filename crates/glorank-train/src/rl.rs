@@ -11,7 +11,7 @@ use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::{Device, Tensor, TensorData};
 use glorank_nn::training::{
-    RunStatus, StepOutcome, TrainObserver, TrainingLoop, drive, optimizer_step,
+    RunStatus, StepOutcome, TrainObserver, TrainingLoop, apply_gradients, drive, sharded_gradients,
 };
 use glorank_policy::{Policy, PolicyConfig, Request, decode};
 use glorank_trie::{CandidateTrie, DecodeStrategy, Decoder};
@@ -53,6 +53,8 @@ pub struct RlConfig {
     pub checkpoint_every: usize,
     /// Seed of the request batches, the sampling and dropout (default 0).
     pub seed: u64,
+    /// Data-parallel row shards of each update (default 2; see [`crate::SftConfig::shards`]).
+    pub shards: usize,
 }
 
 impl Default for RlConfig {
@@ -71,6 +73,7 @@ impl Default for RlConfig {
             eval_every: 50,
             checkpoint_every: 50,
             seed: 0,
+            shards: 2,
         }
     }
 }
@@ -113,8 +116,10 @@ impl RlConfig {
         check("rl.steps", self.steps > 0, "must be > 0")?;
         check("rl.batch_size", self.batch_size > 0, "must be > 0")?;
         check("rl.group_size", self.group_size >= 2, "must be >= 2")?;
+        check("rl.shards", self.shards > 0, "must be > 0")?;
         {
-            use glorank_nn::limits::{MAX_BATCH, MAX_GROUP, MAX_STEPS};
+            use glorank_nn::limits::{MAX_BATCH, MAX_GROUP, MAX_SHARDS, MAX_STEPS};
+            check_max("rl.shards", self.shards, MAX_SHARDS)?;
             check_max("rl.steps", self.steps, MAX_STEPS)?;
             check_max("rl.group_size", self.group_size, MAX_GROUP)?;
             check_max(
@@ -235,28 +240,51 @@ pub fn rl_step(
         .iter()
         .map(|r| policy.trie(r))
         .collect::<std::result::Result<_, _>>()?;
-    let batch = policy.encode_inputs(&rows, train)?;
-    let (tok_lp, seq_lp) = policy.log_probs(&batch, &tries, &lists)?;
     let ref_batch = reference.encode_inputs(&rows, plain)?;
     let (ref_tok, _) = reference.log_probs(&ref_batch, &tries, &lists)?;
     let [n, t] = ref_tok.dims();
-    let ref_tok = Tensor::<2>::from_data(
-        TensorData::new(
-            ref_tok.into_data().iter::<f32>().collect::<Vec<_>>(),
-            [n, t],
-        ),
+    let ref_tok: Vec<f32> = ref_tok.into_data().iter::<f32>().collect();
+    // Each shard's share: its rows' sums divided by the whole batch's counts.
+    let kl_shares = std::sync::Mutex::new(Vec::new());
+    let (grads, loss) = sharded_gradients(
+        &policy,
         train,
-    );
-    let adv_t = Tensor::<1>::from_data(TensorData::new(adv.values.clone(), [n]), train);
-    let pg = (adv_t * seq_lp).mean().neg();
-    let d = ref_tok - tok_lp;
-    let kl = (d.clone().exp() - d - 1.0).mean();
-    let kl_value = f64::from(kl.clone().into_scalar::<f32>());
-    let loss = pg + kl.mul_scalar(config.kl_coef as f32);
+        n,
+        config.shards,
+        |p: &Policy, range: std::ops::Range<usize>| {
+            let m = range.len();
+            let batch = p.encode_inputs(&rows[range.clone()], train)?;
+            let (tok_lp, seq_lp) =
+                p.log_probs(&batch, &tries[range.clone()], &lists[range.clone()])?;
+            let ref_tok = Tensor::<2>::from_data(
+                TensorData::new(ref_tok[range.start * t..range.end * t].to_vec(), [m, t]),
+                train,
+            );
+            let adv_t = Tensor::<1>::from_data(
+                TensorData::new(adv.values[range.clone()].to_vec(), [m]),
+                train,
+            );
+            let pg = (adv_t * seq_lp).sum().div_scalar(n as f32).neg();
+            let d = ref_tok - tok_lp;
+            let kl = (d.clone().exp() - d - 1.0)
+                .sum()
+                .div_scalar((n * t).max(1) as f32);
+            let kl_value = f64::from(kl.clone().into_scalar::<f32>());
+            kl_shares
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((range.start, kl_value));
+            Ok::<_, TrainError>(pg + kl.mul_scalar(config.kl_coef as f32))
+        },
+    )?;
+    let mut kl_shares = kl_shares.into_inner().unwrap_or_else(|e| e.into_inner());
+    kl_shares.sort_by_key(|&(start, _)| start);
+    let kl_value: f64 = kl_shares.iter().map(|&(_, v)| v).sum();
     // 5. Update.
-    let (policy, update) = optimizer_step(
+    let (policy, update) = apply_gradients(
         policy,
         optim,
+        grads,
         loss,
         config.learning_rate,
         Some(config.grad_clip_norm),

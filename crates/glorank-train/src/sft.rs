@@ -11,7 +11,7 @@ use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 use glorank_metrics::MetricsSummary;
 use glorank_nn::training::{
-    RunStatus, StepOutcome, TrainObserver, TrainingLoop, drive, optimizer_step,
+    RunStatus, StepOutcome, TrainObserver, TrainingLoop, apply_gradients, drive, sharded_gradients,
 };
 use glorank_policy::{Policy, PolicyConfig, Request};
 use glorank_reward::UserResponseModel;
@@ -47,6 +47,11 @@ pub struct SftConfig {
     pub checkpoint_every: usize,
     /// Seed of the batch order and dropout (default 0).
     pub seed: u64,
+    /// Row shards of each batch, each run forward and backward on its own thread with the
+    /// gradients summed (default 2; 1 runs the whole batch on the calling thread). The
+    /// result depends on the seed and this count, not on the machine's cores; see
+    /// [`glorank_nn::training::sharded_gradients`].
+    pub shards: usize,
 }
 
 impl Default for SftConfig {
@@ -61,6 +66,7 @@ impl Default for SftConfig {
             demonstrations: Demonstrations::Logged,
             checkpoint_every: 200,
             seed: 0,
+            shards: 2,
         }
     }
 }
@@ -83,6 +89,12 @@ impl SftConfig {
     /// Sets the seed.
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = seed;
+        self
+    }
+
+    /// Sets the data-parallel shards of each batch.
+    pub fn with_shards(mut self, shards: usize) -> Self {
+        self.shards = shards;
         self
     }
 
@@ -109,6 +121,8 @@ impl SftConfig {
             "must be finite and >= 0",
         )?;
         check("sft.patience", self.patience > 0, "must be > 0")?;
+        check("sft.shards", self.shards > 0, "must be > 0")?;
+        check_max("sft.shards", self.shards, glorank_nn::limits::MAX_SHARDS)?;
         check_max("sft.epochs", self.epochs, glorank_nn::limits::MAX_EPOCHS)?;
         check_max(
             "sft.batch_size",
@@ -124,9 +138,10 @@ impl SftConfig {
 }
 
 /// One SFT step: mean negative log-likelihood of the demonstrations (`lists[r]` are
-/// candidate positions of `requests[r]`) under the trie-masked softmax, backward, global
-/// gradient-norm clipping to `clip` (0: off), optimizer step. `device` is the autodiff device
-/// the policy lives on. A non-finite loss or gradient skips the update (reported).
+/// candidate positions of `requests[r]`) under the trie-masked softmax, backward over
+/// `shards` row shards in parallel ([`sharded_gradients`]), global gradient-norm clipping to
+/// `clip` (0: off), optimizer step. `device` is the autodiff device the policy lives on. A
+/// non-finite loss or gradient skips the update (reported).
 ///
 /// # Errors
 /// Input errors from the policy (a list that is not valid for its request).
@@ -135,19 +150,36 @@ pub fn sft_step(
     optim: &mut ModuleOptimizer,
     requests: &[Request],
     lists: &[Vec<usize>],
-    (learning_rate, clip): (f64, f32),
+    (learning_rate, clip, shards): (f64, f32, usize),
     device: &Device,
 ) -> Result<(Policy, StepOutcome)> {
-    let tries: Vec<CandidateTrie> = requests
-        .iter()
-        .map(|r| policy.trie(r))
-        .collect::<std::result::Result<_, _>>()?;
-    let batch = policy.encode_inputs(requests, device)?;
-    let (_, total) = policy.log_probs(&batch, &tries, lists)?;
-    let loss = total.mean().neg();
-    Ok(optimizer_step(
+    if lists.len() != requests.len() {
+        return Err(TrainError::InvalidInput(format!(
+            "{} demonstrations for {} requests",
+            lists.len(),
+            requests.len()
+        )));
+    }
+    let n = requests.len() as f32;
+    let (grads, loss) = sharded_gradients(
+        &policy,
+        device,
+        requests.len(),
+        shards,
+        |p: &Policy, rows| {
+            let tries: Vec<CandidateTrie> = requests[rows.clone()]
+                .iter()
+                .map(|r| p.trie(r))
+                .collect::<std::result::Result<_, _>>()?;
+            let batch = p.encode_inputs(&requests[rows.clone()], device)?;
+            let (_, total) = p.log_probs(&batch, &tries, &lists[rows])?;
+            Ok::<_, TrainError>(total.sum().neg().div_scalar(n))
+        },
+    )?;
+    Ok(apply_gradients(
         policy,
         optim,
+        grads,
         loss,
         learning_rate,
         Some(clip),
@@ -372,7 +404,7 @@ impl TrainingLoop for SftLoop<'_> {
                     optim,
                     &reqs,
                     &demos,
-                    (config.learning_rate, config.grad_clip_norm),
+                    (config.learning_rate, config.grad_clip_norm, config.shards),
                     device,
                 )
             },

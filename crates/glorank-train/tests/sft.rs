@@ -38,7 +38,7 @@ fn sft_fits_its_demonstrations() {
     let mut losses = Vec::new();
     for _ in 0..24 {
         for (k, (r, d)) in train_reqs.chunks(32).zip(demos.chunks(32)).enumerate() {
-            let (p, out) = sft_step(policy, &mut optim, r, d, (3e-3, 0.0), &train).unwrap();
+            let (p, out) = sft_step(policy, &mut optim, r, d, (3e-3, 0.0, 2), &train).unwrap();
             policy = p;
             if k == 0 {
                 losses.push(out.loss);
@@ -60,4 +60,64 @@ fn sft_fits_its_demonstrations() {
     // and deterministic here. 0.36 is about 3 standard errors above chance: a policy that
     // learned nothing fails it.
     assert!(fitted > 0.36, "precision on demonstrations {fitted:.3}");
+}
+
+/// Every float parameter's values, in module order.
+struct Weights(Vec<f32>);
+
+impl burn::module::ModuleVisitor for Weights {
+    fn visit_float<const D: usize>(
+        &mut self,
+        param: &burn::module::Param<burn::tensor::Tensor<D>>,
+    ) {
+        self.0.extend(param.val().into_data().iter::<f32>());
+    }
+}
+
+/// The data-parallel step computes the whole batch's gradient: without dropout, one shard
+/// and three shards give the same loss and (up to rounding) the same updated weights; with
+/// dropout, the same seed and shard count repeat the step exactly.
+#[test]
+fn sharded_steps_match_the_single_graph_step_and_repeat() {
+    let (ds, ids) = common::world(40, 80, 6, 12, 16);
+    let builder = RequestBuilder::new(&ds, &ids).unwrap();
+    let reqs = builder.requests(&ds.train[..30]);
+    let demos: Vec<Vec<usize>> = ds.train[..30].iter().map(|s| ds.demonstration(s)).collect();
+    let train = Device::flex().autodiff();
+    let step = |dropout: f64, shards: usize, seed: u64| {
+        let config = builder
+            .policy_config()
+            .with_size(16, 2, 1)
+            .with_dropout(dropout)
+            .with_seed(5);
+        let policy = glorank_policy::Policy::new(&config, &train).unwrap();
+        let mut optim = AdamWConfig::new().init();
+        let (p, out) = glorank_nn::with_seeded_device(&train, seed, || {
+            sft_step(
+                policy,
+                &mut optim,
+                &reqs,
+                &demos,
+                (1e-2, 0.0, shards),
+                &train,
+            )
+        })
+        .unwrap();
+        let mut weights = Weights(Vec::new());
+        p.visit(&mut weights);
+        (out.loss, weights.0)
+    };
+    let (l1, w1) = step(0.0, 1, 0);
+    let (l3, w3) = step(0.0, 3, 0);
+    assert!((l1 - l3).abs() < 1e-4 * l1.abs(), "{l1} vs {l3}");
+    let max_diff = w1
+        .iter()
+        .zip(&w3)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(max_diff < 1e-4, "weights differ by {max_diff}");
+    // With dropout: the same seed repeats bit for bit, another seed differs.
+    let a = step(0.3, 3, 7);
+    assert_eq!(a, step(0.3, 3, 7));
+    assert_ne!(a.0, step(0.3, 3, 8).0);
 }

@@ -46,6 +46,10 @@ pub struct BenchOptions {
     pub train_batch: usize,
     /// Timed training steps after one warm-up step (default 3).
     pub train_steps: usize,
+    /// Data-parallel shards of each training step (default: [`SftConfig`]'s, 2).
+    ///
+    /// [`SftConfig`]: glorank_train::SftConfig
+    pub train_shards: usize,
 }
 
 impl Default for BenchOptions {
@@ -56,6 +60,7 @@ impl Default for BenchOptions {
             rounds: 3,
             train_batch: 256,
             train_steps: 3,
+            train_shards: glorank_train::SftConfig::default().shards,
         }
     }
 }
@@ -293,7 +298,7 @@ pub fn bench_policy(
             &mut optim,
             &requests[lo..hi],
             &lists[lo..hi],
-            (1e-4, 1.0),
+            (1e-4, 1.0, options.train_shards),
             &train_dev,
         )?;
         model = next;

@@ -38,14 +38,14 @@ mod observer;
 pub use checkpoint::{
     JsonlLog, OPTIMIZER_FILE, STATE_FILE, latest, load_optimizer, save_optimizer, write_dir_atomic,
 };
-pub use grad::clip_global_norm;
+pub use grad::{clip_global_norm, sum_gradients};
 pub use observer::{NoObserver, RunStatus, TrainObserver};
 
 use crate::NnError;
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
-use burn::tensor::Tensor;
-use std::ops::ControlFlow;
+use burn::tensor::{Device, Tensor};
+use std::ops::{ControlFlow, Range};
 
 /// What one optimizer step did.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -69,33 +69,124 @@ pub fn optimizer_step<M: Module>(
 ) -> (M, StepOutcome) {
     let value = loss.clone().into_scalar::<f32>();
     if !value.is_finite() {
-        let outcome = StepOutcome {
-            loss: value,
-            grad_norm: f64::NAN,
-            skipped: true,
-        };
-        return (model, outcome);
+        return (model, skipped(value, f64::NAN));
     }
     let grads = GradientsParams::from_grads(loss.backward(), &model);
+    apply_gradients(model, optim, grads, value, learning_rate, clip)
+}
+
+fn skipped(loss: f32, grad_norm: f64) -> StepOutcome {
+    StepOutcome {
+        loss,
+        grad_norm,
+        skipped: true,
+    }
+}
+
+/// The second half of [`optimizer_step`] for gradients computed elsewhere (for example by
+/// [`sharded_gradients`]): global-norm clipping and the optimizer step, skipped when `loss`
+/// or the gradient norm is not finite.
+pub fn apply_gradients<M: Module>(
+    model: M,
+    optim: &mut ModuleOptimizer,
+    grads: GradientsParams,
+    loss: f32,
+    learning_rate: f64,
+    clip: Option<f32>,
+) -> (M, StepOutcome) {
+    if !loss.is_finite() {
+        return (model, skipped(loss, f64::NAN));
+    }
     let (grads, norm) = match clip {
         Some(bound) => clip_global_norm(grads, &model, bound),
         None => (grads, 0.0),
     };
     if !norm.is_finite() {
-        let outcome = StepOutcome {
-            loss: value,
-            grad_norm: norm,
-            skipped: true,
-        };
-        return (model, outcome);
+        return (model, skipped(loss, norm));
     }
     let model = optim.step(learning_rate, model, grads);
     let outcome = StepOutcome {
-        loss: value,
+        loss,
         grad_norm: norm,
         skipped: false,
     };
     (model, outcome)
+}
+
+/// Fewest rows a shard of [`sharded_gradients`] gets: smaller batches use fewer shards.
+pub const MIN_SHARD_ROWS: usize = 8;
+
+/// The row ranges [`sharded_gradients`] splits `rows` into: `shards` contiguous, near-equal
+/// ranges, fewer when a shard would get under [`MIN_SHARD_ROWS`] rows (at least one).
+pub fn shard_ranges(rows: usize, shards: usize) -> Vec<Range<usize>> {
+    let n = shards.min(rows / MIN_SHARD_ROWS).max(1);
+    (0..n).map(|i| i * rows / n..(i + 1) * rows / n).collect()
+}
+
+/// Gradients and value of a loss that is a sum over row shards, computed data-parallel.
+///
+/// `shard_loss(model, rows)` builds one shard's share of the batch loss (for a mean over the
+/// batch, the shard's sum divided by the whole batch's count), so the shares add up to the
+/// batch loss and their gradients to its gradient. With one shard (see [`shard_ranges`]) it
+/// runs on the calling thread on `model` itself. With more, each shard runs on its own
+/// thread, on its own copy of `model` forked onto `device` (burn's autodiff keeps one graph
+/// per set of connected tensors and runs a graph's backward under its lock, so shards that
+/// shared parameter nodes would run one after the other), with its own dropout stream
+/// derived from the caller's ([`crate::dropout::shard_seeds`]); the gradients are summed in
+/// shard order. The result depends on the seed and the number of shards, not on timing.
+///
+/// # Errors
+/// The first shard's error, in shard order.
+pub fn sharded_gradients<M, E, F>(
+    model: &M,
+    device: &Device,
+    rows: usize,
+    shards: usize,
+    shard_loss: F,
+) -> Result<(GradientsParams, f32), E>
+where
+    M: Module + Send,
+    E: Send,
+    F: Fn(&M, Range<usize>) -> Result<Tensor<1>, E> + Sync,
+{
+    let ranges = shard_ranges(rows, shards);
+    let backward = |m: &M, range: Range<usize>| -> Result<(GradientsParams, f32), E> {
+        let loss = shard_loss(m, range)?;
+        let value = loss.clone().into_scalar::<f32>();
+        Ok((GradientsParams::from_grads(loss.backward(), m), value))
+    };
+    if ranges.len() == 1 {
+        return backward(model, 0..rows);
+    }
+    let seeds = crate::dropout::shard_seeds(ranges.len(), device);
+    let results: Vec<Result<(GradientsParams, f32), E>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ranges
+            .into_iter()
+            .zip(seeds)
+            .map(|(range, seed)| {
+                let copy = model.clone().fork(device);
+                let backward = &backward;
+                scope.spawn(move || {
+                    crate::dropout::with_dropout_seed(seed, || backward(&copy, range))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    let mut parts = Vec::with_capacity(results.len());
+    let mut total = 0.0f32;
+    for result in results {
+        let (grads, value) = result?;
+        parts.push(grads);
+        total += value;
+    }
+    Ok((sum_gradients(model, parts), total))
 }
 
 /// The trainer-specific part of a training loop; [`drive`] runs it.
