@@ -14,7 +14,7 @@ use crate::model::{EncodedBatch, Policy, Request, index};
 use crate::{PolicyError, Result};
 use burn::tensor::{Device, Tensor};
 use glorank_nn::layers::CrossKv;
-use glorank_trie::{CandidateTrie, DecodedList, Decoder, StepBatch, StepScorer};
+use glorank_trie::{CandidateTrie, DecodedList, Decoder, StepBatch, StepScorer, TrieError};
 
 /// A policy bound to one batch of requests, scoring decoding steps with a KV cache.
 pub struct PolicyScorer<'a> {
@@ -123,8 +123,16 @@ impl StepScorer for PolicyScorer<'_> {
     }
 }
 
+/// Fewest requests a decoding thread gets from [`decode`].
+pub const MIN_DECODE_SHARD: usize = 16;
+
 /// Decodes one list per request (or `width` per request with beam search) with the policy,
 /// constrained by each request's trie. Item indices in the result are candidate positions.
+///
+/// Batches of at least `2 x` [`MIN_DECODE_SHARD`] requests are split into contiguous shards
+/// decoded at once on the machine's threads ([`Decoder::decode_sharded`]); each request's
+/// lists are what decoding the whole batch together gives, up to floating-point rounding
+/// (which a batch's padding already affects), and sampled draws do not change.
 ///
 /// # Errors
 /// Input, trie and decoding errors.
@@ -139,10 +147,22 @@ pub fn decode(
         .map(|r| policy.trie(r))
         .collect::<Result<_>>()?;
     let refs: Vec<&CandidateTrie> = tries.iter().collect();
-    let mut scorer = PolicyScorer::new(policy, requests, device)?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     decoder
-        .decode(&refs, policy.list_len(), &mut scorer)
-        .map_err(PolicyError::from)
+        .decode_sharded(
+            &refs,
+            policy.list_len(),
+            (threads, MIN_DECODE_SHARD),
+            |rows| PolicyScorer::new(policy, &requests[rows], device).map_err(|e| Box::new(e) as _),
+        )
+        .map_err(|e| match e {
+            // A request the policy rejects keeps its own error.
+            TrieError::Scorer(inner) => match inner.downcast::<PolicyError>() {
+                Ok(policy_error) => *policy_error,
+                Err(other) => PolicyError::from(TrieError::Scorer(other)),
+            },
+            other => PolicyError::from(other),
+        })
 }
 
 /// Requests scored together by [`first_item_logprobs`] (each brings one row per candidate).

@@ -414,13 +414,26 @@ impl Decoder {
         }
         let call = self.calls;
         self.calls += 1;
+        self.decode_rows_of_call(call, 0, tries, list_len, scorer)
+    }
+
+    /// Decodes `tries` as rows `first_row..` of call number `call` (sampling seeds each row
+    /// by its index in the whole call, so a shard draws what the whole batch would).
+    fn decode_rows_of_call(
+        &self,
+        call: u64,
+        first_row: usize,
+        tries: &[&CandidateTrie],
+        list_len: usize,
+        scorer: &mut dyn StepScorer,
+    ) -> Result<Vec<Vec<DecodedList>>> {
         if list_len == 0 {
             return Ok(tries.iter().map(|_| vec![empty_list()]).collect());
         }
         match self.strategy {
             DecodeStrategy::Greedy => decode_rows(tries, list_len, scorer, None),
             DecodeStrategy::Sample { temperature, top_k } => {
-                let rngs = (0..tries.len())
+                let rngs = (first_row..first_row + tries.len())
                     .map(|r| ChaCha8Rng::seed_from_u64(mix(mix(self.seed ^ mix(call)) ^ r as u64)))
                     .collect();
                 decode_rows(tries, list_len, scorer, Some((temperature, top_k, rngs)))
@@ -428,7 +441,86 @@ impl Decoder {
             DecodeStrategy::Beam { width } => decode_beam(tries, list_len, scorer, width),
         }
     }
+
+    /// [`Decoder::decode`] split into `shards` contiguous row ranges decoded at once, each on
+    /// its own thread with its own scorer from `make_scorer(rows)` (for a neural scorer:
+    /// the model bound to those requests). Each request gets what [`Decoder::decode`] gives
+    /// it with a scorer over the whole batch, up to the scorer's own dependence on the batch
+    /// (for a neural scorer, floating-point rounding); sampled rows draw from their index in
+    /// the whole call, so the split changes no draw. One call of the counter, as
+    /// [`Decoder::decode`]. Fewer shards are used when a shard would get fewer than
+    /// `min_rows` requests.
+    ///
+    /// # Errors
+    /// As [`Decoder::decode`]; a scorer that cannot be built gives [`TrieError::Scorer`]. The
+    /// first failing shard's error is returned.
+    pub fn decode_sharded<S, F>(
+        &mut self,
+        tries: &[&CandidateTrie],
+        list_len: usize,
+        (shards, min_rows): (usize, usize),
+        make_scorer: F,
+    ) -> Result<Vec<Vec<DecodedList>>>
+    where
+        S: StepScorer,
+        F: Fn(std::ops::Range<usize>) -> std::result::Result<S, ScorerError> + Sync,
+    {
+        let n = tries.len();
+        let shards = shards.min(n / min_rows.max(1)).max(1);
+        if shards == 1 {
+            let mut scorer = make_scorer(0..n).map_err(TrieError::Scorer)?;
+            return self.decode(tries, list_len, &mut scorer);
+        }
+        if tries.is_empty() {
+            return Ok(Vec::new());
+        }
+        same_vocabularies(tries)?;
+        for t in tries {
+            if list_len > t.num_candidates() {
+                return Err(TrieError::ListTooLong {
+                    list_len,
+                    candidates: t.num_candidates(),
+                });
+            }
+        }
+        let call = self.calls;
+        self.calls += 1;
+        let this = &*self;
+        let make_scorer = &make_scorer;
+        let parts: Vec<Result<Vec<Vec<DecodedList>>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..shards)
+                .map(|i| {
+                    let rows = i * n / shards..(i + 1) * n / shards;
+                    scope.spawn(move || {
+                        let mut scorer = make_scorer(rows.clone()).map_err(TrieError::Scorer)?;
+                        this.decode_rows_of_call(
+                            call,
+                            rows.start,
+                            &tries[rows],
+                            list_len,
+                            &mut scorer,
+                        )
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        });
+        let mut out = Vec::with_capacity(n);
+        for part in parts {
+            out.extend(part?);
+        }
+        Ok(out)
+    }
 }
+
+/// The error a [`StepScorer`] (or the function building one) reports.
+pub type ScorerError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A list of no items.
 fn empty_list() -> DecodedList {

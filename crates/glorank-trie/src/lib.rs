@@ -48,7 +48,7 @@ mod decode;
 mod trie;
 
 pub use decode::{
-    DecodeStrategy, DecodedList, Decoder, MAX_BEAM_WIDTH, StepBatch, StepScorer,
+    DecodeStrategy, DecodedList, Decoder, MAX_BEAM_WIDTH, ScorerError, StepBatch, StepScorer,
     first_item_logprobs,
 };
 pub use trie::{CandidateTrie, ListState};

@@ -523,3 +523,66 @@ fn first_item_logprobs_match_the_masked_softmax_chain() {
         }
     });
 }
+
+/// A [`HashScorer`] over rows `offset..` of a larger batch: a shard of it.
+struct ShardScorer {
+    inner: HashScorer,
+    offset: u32,
+}
+
+impl StepScorer for ShardScorer {
+    fn score(
+        &mut self,
+        batch: &StepBatch<'_>,
+        out: &mut [f32],
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        for (row, o) in out.chunks_mut(batch.vocab).enumerate() {
+            let request = batch.requests[row] + self.offset;
+            o.copy_from_slice(&self.inner.scores(request, batch.prefix(row), batch.vocab));
+        }
+        Ok(())
+    }
+}
+
+/// Sharded decoding gives every request what decoding the whole batch gives it, for every
+/// strategy (sampled rows draw by their index in the whole call), and advances the call
+/// counter once, as a whole-batch call does.
+#[test]
+fn sharded_decoding_equals_whole_batch_decoding() {
+    let vocab = [4usize, 3];
+    let reqs: Vec<Vec<Vec<u32>>> = (0..37u32)
+        .map(|r| {
+            (0..12u32)
+                .map(|c| vec![(r + c) % 4, (r * 7 + c) % 3])
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect()
+        })
+        .collect();
+    let tries = tries(&vocab, &reqs);
+    let refs: Vec<&CandidateTrie> = tries.iter().collect();
+    for strategy in strategies() {
+        let mut whole = Decoder::new(strategy, 9).unwrap();
+        let mut sharded = Decoder::new(strategy, 9).unwrap();
+        for _ in 0..2 {
+            let a = whole.decode(&refs, 3, &mut HashScorer { salt: 1 }).unwrap();
+            let b = sharded
+                .decode_sharded(&refs, 3, (3, 4), |rows| {
+                    Ok(ShardScorer {
+                        inner: HashScorer { salt: 1 },
+                        offset: rows.start as u32,
+                    })
+                })
+                .unwrap();
+            assert_eq!(a, b, "{strategy}");
+        }
+    }
+    // A scorer that cannot be built is an error, not a panic.
+    let mut decoder = Decoder::new(DecodeStrategy::Greedy, 0).unwrap();
+    let err = decoder
+        .decode_sharded(&refs, 3, (2, 4), |_| -> Result<ShardScorer, _> {
+            Err("no model".into())
+        })
+        .unwrap_err();
+    assert!(matches!(err, TrieError::Scorer(_)), "{err}");
+}
