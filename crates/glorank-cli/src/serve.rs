@@ -116,6 +116,17 @@ pub struct BenchArgs {
     /// Requests timed one by one for the latency percentiles.
     #[arg(long, default_value_t = glorank::bench::BenchOptions::default().latency_requests)]
     pub latency_requests: usize,
+    /// Data-parallel shards of the training steps (see `[sft] shards`).
+    #[arg(long, default_value_t = glorank::bench::BenchOptions::default().train_shards)]
+    pub train_shards: usize,
+    /// Compute device: flex, ndarray (`ndarray` feature) or wgpu (`wgpu` feature).
+    #[arg(long, default_value_t = glorank::nn::Backend::Flex)]
+    pub device: glorank::nn::Backend,
+    /// Also decode this many requests greedily on flex and on `--device` with the same
+    /// weights, and report how many lists are identical (`parity_identical` of
+    /// `parity_requests`).
+    #[arg(long, default_value_t = 0)]
+    pub parity: usize,
 }
 
 fn run_pipeline(
@@ -258,12 +269,14 @@ pub fn bench(args: &BenchArgs) -> Result<(), CliError> {
     use glorank::bench::{
         BenchOptions, DEFAULT_VOCAB, bench_policy, synthetic_lists, synthetic_requests,
     };
+    use glorank::burn::module::Module;
     use glorank::policy::{Policy, PolicyConfig};
-    let dev = glorank::Device::flex();
+    let dev = args.device.device()?;
     let mut options = BenchOptions::default();
     options.latency_requests = args.latency_requests;
     options.batch = args.batch;
     options.train_batch = args.batch;
+    options.train_shards = args.train_shards.max(1);
     let (what, policy, config, requests, lists) = match &args.model {
         Some(dir) if !args.synthetic => {
             use glorank::data::PreparedDataset;
@@ -298,7 +311,8 @@ pub fn bench(args: &BenchArgs) -> Result<(), CliError> {
         }
         _ => {
             let config = PolicyConfig::new(DEFAULT_VOCAB.to_vec());
-            let policy = Policy::new(&config, &dev)?;
+            // Seeded on the CPU, then moved: the same weights on every device.
+            let policy = Policy::new(&config, &glorank::Device::flex())?.to_device(&dev);
             let requests = synthetic_requests(&DEFAULT_VOCAB, 50, 50, 512, 1);
             let lists = synthetic_lists(requests.len(), 50, config.list_len);
             let what =
@@ -307,13 +321,31 @@ pub fn bench(args: &BenchArgs) -> Result<(), CliError> {
             (what, policy, config, requests, lists)
         }
     };
+    let parity = (args.parity > 0)
+        .then(|| {
+            let n = args.parity.min(requests.len());
+            let cpu = policy.clone().to_device(&glorank::Device::flex());
+            glorank::bench::decode_parity(&cpu, &policy, &requests[..n], &dev)
+        })
+        .transpose()?;
     let report = bench_policy(&policy, &config, &requests, &lists, &options, &dev)?;
     if args.json {
-        outln!(
-            "{}",
-            serde_json::to_string(&report).map_err(|e| CliError::Usage(e.to_string()))?
-        );
+        let mut value =
+            serde_json::to_value(&report).map_err(|e| CliError::Usage(e.to_string()))?;
+        value["device"] = args.device.name().into();
+        value["train_shards"] = options.train_shards.into();
+        if let Some((same, total)) = parity {
+            value["parity_identical"] = same.into();
+            value["parity_requests"] = total.into();
+        }
+        outln!("{value}");
         return Ok(());
+    }
+    if let Some((same, total)) = parity {
+        outln!(
+            "parity: {same} of {total} greedy lists identical on flex and {}",
+            args.device
+        );
     }
     outln!(
         "machine: {}, {} threads available; {what} ({} parameters)",

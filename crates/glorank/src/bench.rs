@@ -178,6 +178,30 @@ pub fn synthetic_lists(n: usize, pool: usize, len: usize) -> Vec<Vec<usize>> {
         .collect()
 }
 
+/// Greedy lists of `reference` (on the flex CPU device) and of `policy` (the same weights
+/// on `device`) for `requests`: how many of the lists are identical, of how many. A GPU
+/// backend computes in another order, so near-ties may break differently; every other
+/// difference is a bug.
+///
+/// # Errors
+/// Decoding errors on either device.
+pub fn decode_parity(
+    reference: &Policy,
+    policy: &Policy,
+    requests: &[Request],
+    device: &Device,
+) -> Result<(usize, usize)> {
+    let mut greedy = Decoder::new(DecodeStrategy::Greedy, 0)?;
+    let a = decode(reference, requests, &mut greedy, &Device::flex())?;
+    let b = decode(policy, requests, &mut greedy, device)?;
+    let same = a
+        .iter()
+        .zip(&b)
+        .filter(|(x, y)| x[0].items == y[0].items)
+        .count();
+    Ok((same, requests.len()))
+}
+
 /// Floating-point operations (a multiply-add counts two) of one greedy decode of a request
 /// with `sequence` encoder positions (`1 + history + candidates`): the encoder, the decoder's
 /// cross-attention keys and values (once), then every step's self-attention with its cache,
@@ -337,6 +361,22 @@ pub fn bench_policy(
 mod tests {
     use super::*;
     use glorank_policy::ActionSpace;
+
+    #[test]
+    fn the_same_weights_decode_the_same_lists_on_the_same_device() {
+        let device = Device::flex();
+        let config = PolicyConfig::new(vec![8, 8, 4])
+            .with_size(16, 2, 1)
+            .with_shape(3, 10, 10);
+        let policy = glorank_policy::Policy::new(&config, &device).unwrap();
+        let requests = synthetic_requests(&[8, 8, 4], 10, 10, 40, 3);
+        let (same, total) = decode_parity(&policy, &policy.clone(), &requests, &device).unwrap();
+        assert_eq!((same, total), (40, 40));
+        // Another policy decodes other lists for some requests.
+        let other = glorank_policy::Policy::new(&config.clone().with_seed(9), &device).unwrap();
+        let (same, _) = decode_parity(&policy, &other, &requests, &device).unwrap();
+        assert!(same < 40, "{same}");
+    }
 
     #[test]
     fn the_default_request_costs_about_a_hundred_megaflops() {
