@@ -44,7 +44,7 @@ pub struct RewardTrainConfig {
     pub layers: usize,
     /// Read each listed item's retriever score (default false; the "paper" preset).
     pub use_retriever_score: bool,
-    /// Data-parallel row shards of each batch (default 2; see [`crate::SftConfig::shards`]).
+    /// Data-parallel row shards of each batch (default 4; see [`crate::SftConfig::shards`]).
     pub shards: usize,
 }
 
@@ -60,7 +60,7 @@ impl Default for RewardTrainConfig {
             d_model: 0,
             layers: 0,
             use_retriever_score: false,
-            shards: 2,
+            shards: 4,
         }
     }
 }

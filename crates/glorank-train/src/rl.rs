@@ -53,7 +53,7 @@ pub struct RlConfig {
     pub checkpoint_every: usize,
     /// Seed of the request batches, the sampling and dropout (default 0).
     pub seed: u64,
-    /// Data-parallel row shards of each update (default 2; see [`crate::SftConfig::shards`]).
+    /// Data-parallel row shards of each update (default 4; see [`crate::SftConfig::shards`]).
     pub shards: usize,
 }
 
@@ -73,7 +73,7 @@ impl Default for RlConfig {
             eval_every: 50,
             checkpoint_every: 50,
             seed: 0,
-            shards: 2,
+            shards: 4,
         }
     }
 }

@@ -48,7 +48,7 @@ pub struct SftConfig {
     /// Seed of the batch order and dropout (default 0).
     pub seed: u64,
     /// Row shards of each batch, each run forward and backward on its own thread with the
-    /// gradients summed (default 2; 1 runs the whole batch on the calling thread). The
+    /// gradients summed (default 4; 1 runs the whole batch on the calling thread). The
     /// result depends on the seed and this count, not on the machine's cores; see
     /// [`glorank_nn::training::sharded_gradients`].
     pub shards: usize,
@@ -66,7 +66,7 @@ impl Default for SftConfig {
             demonstrations: Demonstrations::Logged,
             checkpoint_every: 200,
             seed: 0,
-            shards: 2,
+            shards: 4,
         }
     }
 }

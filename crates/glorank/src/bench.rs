@@ -46,7 +46,7 @@ pub struct BenchOptions {
     pub train_batch: usize,
     /// Timed training steps after one warm-up step (default 3).
     pub train_steps: usize,
-    /// Data-parallel shards of each training step (default: [`SftConfig`]'s, 2).
+    /// Data-parallel shards of each training step (default: [`SftConfig`]'s, 4).
     ///
     /// [`SftConfig`]: glorank_train::SftConfig
     pub train_shards: usize,
