@@ -403,15 +403,7 @@ impl Decoder {
         if tries.is_empty() {
             return Ok(Vec::new());
         }
-        same_vocabularies(tries)?;
-        for t in tries {
-            if list_len > t.num_candidates() {
-                return Err(TrieError::ListTooLong {
-                    list_len,
-                    candidates: t.num_candidates(),
-                });
-            }
-        }
+        check_batch(tries, list_len)?;
         let call = self.calls;
         self.calls += 1;
         self.decode_rows_of_call(call, 0, tries, list_len, scorer)
@@ -471,18 +463,7 @@ impl Decoder {
             let mut scorer = make_scorer(0..n).map_err(TrieError::Scorer)?;
             return self.decode(tries, list_len, &mut scorer);
         }
-        if tries.is_empty() {
-            return Ok(Vec::new());
-        }
-        same_vocabularies(tries)?;
-        for t in tries {
-            if list_len > t.num_candidates() {
-                return Err(TrieError::ListTooLong {
-                    list_len,
-                    candidates: t.num_candidates(),
-                });
-            }
-        }
+        check_batch(tries, list_len)?;
         let call = self.calls;
         self.calls += 1;
         let this = &*self;
@@ -517,6 +498,21 @@ impl Decoder {
         }
         Ok(out)
     }
+}
+
+/// Checks that `tries` share their vocabularies and each holds at least `list_len`
+/// candidates.
+fn check_batch(tries: &[&CandidateTrie], list_len: usize) -> Result<()> {
+    same_vocabularies(tries)?;
+    for t in tries {
+        if list_len > t.num_candidates() {
+            return Err(TrieError::ListTooLong {
+                list_len,
+                candidates: t.num_candidates(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The error a [`StepScorer`] (or the function building one) reports.

@@ -38,15 +38,24 @@ impl HashScorer {
     }
 }
 
+impl HashScorer {
+    /// Scores of every row of `batch`, whose request `r` is request `offset + r` of the
+    /// whole batch.
+    fn fill(&self, batch: &StepBatch<'_>, out: &mut [f32], offset: u32) {
+        for (row, o) in out.chunks_mut(batch.vocab).enumerate() {
+            let request = batch.requests[row] + offset;
+            o.copy_from_slice(&self.scores(request, batch.prefix(row), batch.vocab));
+        }
+    }
+}
+
 impl StepScorer for HashScorer {
     fn score(
         &mut self,
         batch: &StepBatch<'_>,
         out: &mut [f32],
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        for (row, o) in out.chunks_mut(batch.vocab).enumerate() {
-            o.copy_from_slice(&self.scores(batch.requests[row], batch.prefix(row), batch.vocab));
-        }
+        self.fill(batch, out, 0);
         Ok(())
     }
 }
@@ -536,10 +545,7 @@ impl StepScorer for ShardScorer {
         batch: &StepBatch<'_>,
         out: &mut [f32],
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        for (row, o) in out.chunks_mut(batch.vocab).enumerate() {
-            let request = batch.requests[row] + self.offset;
-            o.copy_from_slice(&self.inner.scores(request, batch.prefix(row), batch.vocab));
-        }
+        self.inner.fill(batch, out, self.offset);
         Ok(())
     }
 }
