@@ -430,10 +430,17 @@ impl Policy {
         }
         let global: Option<Vec<f32>> = (!self.heads.is_empty())
             .then(|| self.head(t, h.clone()).into_data().iter::<f32>().collect());
-        let cand = batch
-            .candidate_memory
-            .clone()
-            .select(0, index(requests, &h.device()));
+        // Greedy decoding and sampling keep one row per request in order: no gather.
+        let in_order = requests.len() == batch.pool_sizes.len()
+            && requests.iter().enumerate().all(|(i, &q)| q as usize == i);
+        let cand = if in_order {
+            batch.candidate_memory.clone()
+        } else {
+            batch
+                .candidate_memory
+                .clone()
+                .select(0, index(requests, &h.device()))
+        };
         let n = cand.dims()[1];
         let scores: Vec<f32> = self
             .pointer_scores(query, h.reshape([r, 1, d]), cand)
