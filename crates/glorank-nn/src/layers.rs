@@ -288,3 +288,40 @@ impl Encoder {
             .fold(x, |x, layer| layer.forward(x, key_bias.clone()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::transformer::{TransformerEncoderConfig, TransformerEncoderInput};
+    use burn::tensor::{Bool, Distribution, TensorData};
+
+    /// Weights saved from burn's pre-norm `TransformerEncoder` load into [`Encoder`] by name,
+    /// and both compute the same function with padding masked.
+    #[test]
+    fn burn_encoder_weights_load_and_compute_the_same() {
+        let device = Device::flex();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("encoder.bpk");
+        let burn_encoder = TransformerEncoderConfig::new(16, 32, 4, 2)
+            .with_norm_first(true)
+            .init(&device);
+        crate::persist::save_weights(&burn_encoder, &path).unwrap();
+        let ours =
+            crate::persist::load_weights(Encoder::new(16, 4, 32, 2, 0.1, &device), &path).unwrap();
+        let x = Tensor::<3>::random([2, 5, 16], Distribution::Normal(0.0, 1.0), &device);
+        let pad = vec![
+            false, false, false, true, true, // the first sequence has 3 positions
+            false, false, false, false, false,
+        ];
+        let mask = Tensor::<2, Bool>::from_data(TensorData::new(pad.clone(), [2, 5]), &device);
+        let bias: Vec<f32> = pad.iter().map(|&p| if p { MASKED } else { 0.0 }).collect();
+        let bias = Tensor::<4>::from_data(TensorData::new(bias, [2, 1, 1, 5]), &device);
+        let expected = burn_encoder.forward(TransformerEncoderInput::new(x.clone()).mask_pad(mask));
+        let got = ours.forward(x, bias);
+        // Padded positions are outputs nobody reads, but they are computed alike too.
+        got.into_data().assert_approx_eq::<f32>(
+            &expected.into_data(),
+            burn::tensor::Tolerance::absolute(1e-5),
+        );
+    }
+}
