@@ -19,7 +19,9 @@
 #   bench_cpu.json     `glorank bench --synthetic --json` on the CPU (flex), for the ratio
 #   bench_device.json  the same on the GPU, with `--parity 100`: greedy lists of 100 requests
 #                      decoded on flex and on the GPU with the same weights
-#   sft_epoch.txt      one SFT epoch on ML-1M on the GPU (wall time by /usr/bin/time or bash)
+#   sft_epoch.txt      one SFT epoch on ML-1M on the GPU at batch 256, with the protocol of
+#                      configs/ml-1m.toml (`rerank_train_slates = 3`: about 18,000 training
+#                      slates); its samples/s from sft_log.jsonl, its wall time in status.txt
 #
 # Every step runs even when an earlier one failed, so one run shows everything it can.
 set -uo pipefail
@@ -79,7 +81,8 @@ if [ -e "$ML1M/ratings.dat" ] || [ -e "$ML1M/u.data" ]; then
 epochs = 1
 batch_size = 256
 EOF
-    step prepare "$BIN" prepare --dataset "$FORMAT" --path "$ML1M" --out "$RUN" --quiet
+    step prepare "$BIN" prepare --dataset "$FORMAT" --path "$ML1M" --out "$RUN" \
+        --rerank-train-slates 3 --quiet
     step tokenize sh -c "'$BIN' tokenize --data '$RUN' --out '$RUN' >'$DEST/tokenize.txt' 2>&1"
     step sft_epoch sh -c "'$BIN' train sft --data '$RUN' --out '$RUN' --config '$RUN/sft.toml' \
         --device $DEVICE --quiet >'$DEST/sft_epoch.txt' 2>&1"
