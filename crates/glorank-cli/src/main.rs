@@ -360,8 +360,8 @@ impl Progress for Bars {
 
 /// glibc malloc settings for tensor workloads: keep freed blocks in the heap instead of
 /// returning each large tensor's pages to the kernel (`mmap`/`munmap` and a page fault per
-/// page, serialised on the process's memory lock). Measured in docs/benchmarks.md: +8%
-/// training and +22% batched decoding throughput on the 2-core development machine.
+/// page, serialised on the process's memory lock). Measured in docs/benchmarks.md: system
+/// time about a third, training throughput +3-4%, on the 2-core development machine.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MALLOC_TUNABLES: &str = "glibc.malloc.mmap_threshold=1073741824:\
 glibc.malloc.trim_threshold=1073741824:glibc.malloc.top_pad=268435456";

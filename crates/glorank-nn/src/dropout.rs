@@ -57,9 +57,13 @@ pub fn with_dropout_seed<T>(seed: u64, f: impl FnOnce() -> T) -> T {
 
 /// The seed of the next call: from the thread's stream, or drawn from the device RNG.
 fn next_call_seed(device: &Device) -> u64 {
-    if let Some((seed, call)) = STREAM.with(Cell::get) {
-        STREAM.with(|s| s.set(Some((seed, call + 1))));
-        return splitmix64(seed ^ splitmix64(call));
+    let from_stream = STREAM.with(|s| {
+        let (seed, call) = s.get()?;
+        s.set(Some((seed, call + 1)));
+        Some(splitmix64(seed ^ splitmix64(call)))
+    });
+    if let Some(seed) = from_stream {
+        return seed;
     }
     let draws = Tensor::<1>::random([2], Distribution::Default, device)
         .into_data()

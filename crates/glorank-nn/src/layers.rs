@@ -12,6 +12,14 @@ use burn::tensor::{Device, Tensor};
 /// Additive bias for masked attention scores (large and finite, so a row never becomes NaN).
 pub const MASKED: f32 = -1e9;
 
+/// The additive key mask `[B, 1, 1, S]` of `pad` (`B x S`, row-major, `true` on padding):
+/// [`MASKED`] on padded keys, 0 elsewhere, as [`Encoder::forward`] and the decoder's
+/// cross-attention read it.
+pub fn key_padding_bias(pad: &[bool], b: usize, s: usize, device: &Device) -> Tensor<4> {
+    let bias: Vec<f32> = pad.iter().map(|&p| if p { MASKED } else { 0.0 }).collect();
+    Tensor::<4>::from_data(burn::tensor::TensorData::new(bias, [b, 1, 1, s]), device)
+}
+
 /// Multi-head attention: `softmax(q k^T / sqrt(dh) + bias) v` over `heads` heads.
 #[derive(Module, Debug)]
 pub struct Attention {
@@ -314,8 +322,7 @@ mod tests {
             false, false, false, false, false,
         ];
         let mask = Tensor::<2, Bool>::from_data(TensorData::new(pad.clone(), [2, 5]), &device);
-        let bias: Vec<f32> = pad.iter().map(|&p| if p { MASKED } else { 0.0 }).collect();
-        let bias = Tensor::<4>::from_data(TensorData::new(bias, [2, 1, 1, 5]), &device);
+        let bias = key_padding_bias(&pad, 2, 5, &device);
         let expected = burn_encoder.forward(TransformerEncoderInput::new(x.clone()).mask_pad(mask));
         let got = ours.forward(x, bias);
         // Padded positions are outputs nobody reads, but they are computed alike too.

@@ -6,7 +6,7 @@ use burn::module::{Module, Param};
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
-use glorank_nn::layers::{CrossKv, DecoderLayer, Encoder};
+use glorank_nn::layers::{CrossKv, DecoderLayer, Encoder, key_padding_bias};
 use glorank_nn::{ContextEmbedder, HistoryItem, MASKED, init_seeded, segment};
 use glorank_trie::CandidateTrie;
 use serde::{Deserialize, Serialize};
@@ -281,8 +281,7 @@ impl Policy {
         }
         let x = Tensor::cat(vec![ctx.x, cand], 1);
         let first_candidate = s - n;
-        let bias: Vec<f32> = pad.iter().map(|&p| if p { MASKED } else { 0.0 }).collect();
-        let memory_bias = Tensor::<4>::from_data(TensorData::new(bias, [b, 1, 1, s]), device);
+        let memory_bias = key_padding_bias(&pad, b, s, device);
         let memory = self.encoder.forward(x, memory_bias.clone());
         Ok(EncodedBatch {
             candidate_memory: memory.clone().narrow(1, first_candidate, n),
@@ -431,9 +430,7 @@ impl Policy {
         let global: Option<Vec<f32>> = (!self.heads.is_empty())
             .then(|| self.head(t, h.clone()).into_data().iter::<f32>().collect());
         // Greedy decoding and sampling keep one row per request in order: no gather.
-        let in_order = requests.len() == batch.pool_sizes.len()
-            && requests.iter().enumerate().all(|(i, &q)| q as usize == i);
-        let cand = if in_order {
+        let cand = if in_order(requests, batch.pool_sizes.len()) {
             batch.candidate_memory.clone()
         } else {
             batch
@@ -662,6 +659,11 @@ impl Policy {
     pub fn parameter_count(&self) -> usize {
         self.num_params()
     }
+}
+
+/// Whether row indices `ids` are `0..rows` in order (a `select` by them is the identity).
+pub(crate) fn in_order(ids: &[u32], rows: usize) -> bool {
+    ids.len() == rows && ids.iter().enumerate().all(|(i, &q)| q as usize == i)
 }
 
 /// Row indices `ids` as an index tensor `[ids.len()]` for `select`.

@@ -10,7 +10,7 @@
 //! recomputing the whole prefix (`t` positions through every layer) per step: cheaper at
 //! every step, and it keeps greedy, sampling and beam on the same code path.
 
-use crate::model::{EncodedBatch, Policy, Request, index};
+use crate::model::{EncodedBatch, Policy, Request, in_order, index};
 use crate::{PolicyError, Result};
 use burn::tensor::{Device, Tensor};
 use glorank_nn::layers::CrossKv;
@@ -49,9 +49,7 @@ impl<'a> PolicyScorer<'a> {
     /// Cross keys/values and memory bias for rows of `requests` (recomputed only when the row
     /// layout changes, e.g. while a beam fills up).
     fn cross_for(&mut self, requests: &[u32]) -> (Vec<CrossKv>, Tensor<4>) {
-        let identity = requests.len() == self.batch.pool_sizes.len()
-            && requests.iter().enumerate().all(|(i, &r)| r as usize == i);
-        if identity {
+        if in_order(requests, self.batch.pool_sizes.len()) {
             return (self.cross.clone(), self.batch.memory_bias.clone());
         }
         if let Some((rows, kv, bias)) = &self.rows_cross
@@ -86,17 +84,12 @@ impl StepScorer for PolicyScorer<'_> {
             self.cache = vec![None; self.cross.len()];
         } else {
             // Reorder the cache to the rows' parents (identity for greedy and sampling).
-            let identity = batch
-                .parents
-                .iter()
-                .enumerate()
-                .all(|(i, &p)| p as usize == i)
-                && self
-                    .cache
-                    .first()
-                    .and_then(|c| c.as_ref())
-                    .is_some_and(|(k, _)| k.dims()[0] == rows);
-            if !identity {
+            let cached_rows = self
+                .cache
+                .first()
+                .and_then(|c| c.as_ref())
+                .map(|(k, _)| k.dims()[0]);
+            if cached_rows.is_none_or(|n| !in_order(batch.parents, n)) {
                 let idx = index(batch.parents, &self.device);
                 for c in self.cache.iter_mut() {
                     if let Some((k, v)) = c.take() {

@@ -43,8 +43,8 @@ use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 pub use glorank_nn::HistoryItem;
-use glorank_nn::layers::Encoder;
-use glorank_nn::{ContextEmbedder, MASKED, init_seeded, persist, segment};
+use glorank_nn::layers::{Encoder, key_padding_bias};
+use glorank_nn::{ContextEmbedder, init_seeded, persist, segment};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -410,9 +410,9 @@ impl UserResponseModel {
                 ));
         }
         let x = Tensor::cat(vec![ctx.x, items], 1);
-        let bias: Vec<f32> = pad.iter().map(|&p| if p { MASKED } else { 0.0 }).collect();
-        let bias = Tensor::<4>::from_data(TensorData::new(bias, [b, 1, 1, c + l]), device);
-        let h = self.encoder.forward(x, bias);
+        let h = self
+            .encoder
+            .forward(x, key_padding_bias(&pad, b, c + l, device));
         let [_, _, d] = h.dims();
         Ok(self.head.forward(h.slice([0..b, c..c + l, 0..d])))
     }
@@ -431,20 +431,22 @@ impl UserResponseModel {
     /// # Errors
     /// As [`UserResponseModel::forward`]; label bits above 7 are rejected.
     pub fn loss(&self, examples: &[RewardExample], device: &Device) -> Result<Tensor<1>> {
-        let (sum, count) = self.loss_terms(examples, device)?;
-        Ok(sum.div_scalar(count))
+        let sum = self.loss_sum(examples, device)?;
+        Ok(sum.div_scalar(Self::loss_count(examples)))
     }
 
-    /// The summed binary cross-entropy of [`UserResponseModel::loss`] `[1]` and its count of
-    /// terms (3 per real slot), so shards of a batch can be divided by the whole batch's count.
+    /// The number of terms [`UserResponseModel::loss`] averages over `examples`: 3
+    /// behaviours per labelled slot.
+    pub fn loss_count(examples: &[RewardExample]) -> f32 {
+        examples.iter().map(|e| 3.0 * e.labels.len() as f32).sum()
+    }
+
+    /// The summed binary cross-entropy of [`UserResponseModel::loss`] `[1]`, so shards of a
+    /// batch can be divided by the whole batch's [`UserResponseModel::loss_count`].
     ///
     /// # Errors
     /// As [`UserResponseModel::loss`].
-    pub fn loss_terms(
-        &self,
-        examples: &[RewardExample],
-        device: &Device,
-    ) -> Result<(Tensor<1>, f32)> {
+    pub fn loss_sum(&self, examples: &[RewardExample], device: &Device) -> Result<Tensor<1>> {
         let logits = self.forward(examples, device)?;
         let [b, l, _] = logits.dims();
         let mut y = vec![0f32; b * l * 3];
@@ -462,12 +464,11 @@ impl UserResponseModel {
                 }
             }
         }
-        let count: f32 = m.iter().sum();
         let y = Tensor::<3>::from_data(TensorData::new(y, [b, l, 3]), device);
         let m = Tensor::<3>::from_data(TensorData::new(m, [b, l, 3]), device);
         let bce = logits.clone().clamp_min(0.0) - logits.clone() * y
             + (logits.abs().neg().exp() + 1.0).log();
-        Ok(((bce * m).sum().reshape([1]), count))
+        Ok((bce * m).sum().reshape([1]))
     }
 
     /// Saves configuration and weights into `dir` (temporary names, then rename) and the

@@ -406,14 +406,14 @@ impl TrainingLoop for RewardLoop<'_> {
             train_device,
             crate::derive_seed(config.seed, &[7, step]),
             || -> Result<_> {
-                let count: f32 = batch.iter().map(|e| 3.0 * e.labels.len() as f32).sum();
+                let count = UserResponseModel::loss_count(&batch);
                 let (grads, loss) = sharded_gradients(
                     &model,
                     train_device,
                     batch.len(),
                     config.shards,
                     |m: &UserResponseModel, rows| {
-                        let (sum, _) = m.loss_terms(&batch[rows], train_device)?;
+                        let sum = m.loss_sum(&batch[rows], train_device)?;
                         Ok::<_, TrainError>(sum.div_scalar(count.max(1.0)))
                     },
                 )?;
