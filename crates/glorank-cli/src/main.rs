@@ -549,6 +549,18 @@ fn print_summary(
         "cold items (0 train interactions)",
         s.cold_items
     );
+    if s.held_out_items > 0 {
+        outln!(
+            "  {:<32} {:>14}",
+            "held-out items (test only)",
+            s.held_out_items
+        );
+        outln!(
+            "  {:<32} {:>14}",
+            "interactions removed for them",
+            s.held_out_interactions
+        );
+    }
     let mut steps: Vec<String> = s
         .seconds
         .iter()

@@ -426,7 +426,9 @@ pub fn aggregate(args: &AggregateArgs) -> Result<(), CliError> {
         .collect();
     if let Some(obj) = runs[0].as_object() {
         for k in obj.keys() {
-            if !methods.contains(k) && !k.starts_with(glorank::stages::COLD_SLICE_KEY_PREFIX) {
+            // Slices and the held-out entries are not methods: a method has a precision.
+            let is_method = obj[k]["precision"]["mean"].as_f64().is_some();
+            if is_method && !methods.contains(k) {
                 methods.push(k.clone());
             }
         }

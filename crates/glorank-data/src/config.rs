@@ -172,6 +172,12 @@ pub struct DataConfig {
     /// The user id as a categorical user feature, so every model learns a user-ID embedding
     /// (default false; true in the "paper" preset, see [`ProtocolConfig::user_id_feature`]).
     pub user_id_feature: bool,
+    /// The held-out-items cold-start protocol: the share of items that loses every
+    /// interaction before the test slates (default 0: off; the cold-start presets use 0.1;
+    /// see [`ProtocolConfig::held_out_share`]). Left out of the serialised section at 0, so
+    /// run directories from before the option stay fresh.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub held_out_share: f64,
     /// Rating thresholds of click, like and star (`[data.labels]`; default 3, 4, 5).
     pub labels: LabelThresholds,
     /// Column layout for `dataset = "csv"` (`[data.csv]`).
@@ -200,6 +206,7 @@ impl Default for DataConfig {
             rerank_train_slates: 0,
             pool_excludes_history: true,
             user_id_feature: false,
+            held_out_share: 0.0,
             labels: LabelThresholds::default(),
             csv: CsvConfig::default(),
         }
@@ -209,6 +216,11 @@ impl Default for DataConfig {
 /// Whether `t` is the synthetic world's default behaviour temperature.
 fn is_default_temperature(t: &f64) -> bool {
     *t == SyntheticConfig::default().behaviour_temperature
+}
+
+/// Whether `x` is zero (an option left at its "off" default).
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 /// Upper bounds of [`DataConfig`]'s sizes, checked before anything is allocated.
@@ -273,6 +285,15 @@ impl DataConfig {
                 format!("must be positive, got {}", self.behaviour_temperature),
             ));
         }
+        if !(self.held_out_share.is_finite() && (0.0..=0.5).contains(&self.held_out_share)) {
+            return Err(DataError::config(
+                "data.held_out_share",
+                format!(
+                    "{} must be in [0, 0.5] (0: off; the cold-start presets use 0.1)",
+                    self.held_out_share
+                ),
+            ));
+        }
         if self.dataset == DatasetKind::Synthetic && generated > MAX_INTERACTIONS {
             return Err(DataError::config(
                 "data.users",
@@ -332,6 +353,7 @@ impl DataConfig {
             .with_rerank_train_slates(self.rerank_train_slates)
             .with_pool_excluding_history(self.pool_excludes_history)
             .with_user_id_feature(self.user_id_feature)
+            .with_held_out_share(self.held_out_share)
     }
 }
 

@@ -34,6 +34,7 @@
 
 mod config;
 mod error;
+mod held_out;
 mod prepared;
 mod progress;
 mod protocol;
@@ -50,6 +51,7 @@ pub use prepared::{
     DATASET_FILE, FORMAT_VERSION, History, PrepareStats, PreparedDataset, RerankSample,
     SUMMARY_FILE, Split, UserSequence, write_atomic,
 };
+pub use held_out::{HELD_OUT_RIDGE, HELD_OUT_TITLE_BUCKETS};
 pub use progress::{NoProgress, Progress};
 pub use protocol::{
     LabelThresholds, Labels, ProtocolConfig, USER_ID_FIELD, dedupe_pairs, k_core, prepare,

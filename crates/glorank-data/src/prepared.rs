@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 const MAGIC: &[u8; 8] = b"GLRKDATA";
 
 /// Version of the binary format; bumped whenever [`PreparedDataset`] changes shape.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// File name of the prepared dataset inside a run directory.
 pub const DATASET_FILE: &str = "dataset.bin";
@@ -108,6 +108,10 @@ pub struct PrepareStats {
     pub retriever_train_interactions: usize,
     /// Items with no train interaction (cold).
     pub cold_items: usize,
+    /// Held-out items of the held-out-items protocol (0 when it is off).
+    pub held_out_items: usize,
+    /// Interactions removed because they held a held-out item before a test slate.
+    pub held_out_interactions: usize,
     /// Train slates.
     pub train_slates: usize,
     /// Validation slates.
@@ -209,6 +213,10 @@ pub struct PreparedDataset {
     pub retriever: MfModel,
     /// Number of train interactions of each item (0 = cold item).
     pub item_train_counts: Vec<u32>,
+    /// The held-out (cold) items of the held-out-items protocol, sorted (empty when
+    /// [`ProtocolConfig::held_out_share`] is 0): they appear in no train or validation
+    /// request and in no history, only in test requests.
+    pub held_out: Vec<u32>,
     /// Counts and timings.
     pub stats: PrepareStats,
     /// The generating configuration, for the synthetic world (its true click model can be
@@ -225,6 +233,11 @@ impl PreparedDataset {
     /// Number of items.
     pub fn num_items(&self) -> usize {
         self.item_ids.len()
+    }
+
+    /// Whether `item` is held out (the held-out-items protocol's cold items).
+    pub fn is_held_out(&self, item: u32) -> bool {
+        self.held_out.binary_search(&item).is_ok()
     }
 
     /// The requests of `split`.
@@ -367,6 +380,11 @@ impl PreparedDataset {
         }
         if self.retriever.num_users() != nu || self.retriever.num_items() != ni {
             return Err(corrupt("retriever factors do not match the id tables"));
+        }
+        if self.held_out.iter().any(|&i| i as usize >= ni)
+            || self.held_out.windows(2).any(|w| w[0] >= w[1])
+        {
+            return Err(corrupt("the held-out item list is not sorted item indices"));
         }
         for seq in &self.sequences {
             if seq.ratings.len() != seq.items.len()

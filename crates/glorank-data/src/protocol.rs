@@ -20,6 +20,7 @@
 //! 8. Pools of `pool_size`: the `L` logged items plus the top-scored items that are neither in
 //!    the slate nor in its history, labelled 0, then shuffled with a seed per (user, slate).
 
+use crate::held_out::{choose_held_out, predict_factors, purge};
 use crate::prepared::{PrepareStats, PreparedDataset, RerankSample, UserSequence};
 use crate::progress::Progress;
 use crate::raw::{Interaction, RawDataset};
@@ -147,6 +148,16 @@ pub struct ProtocolConfig {
     /// Add the user's identity as a categorical user feature, `user_id` (default false), so
     /// every model that reads user features learns a user-ID embedding (the "paper" preset).
     pub user_id_feature: bool,
+    /// The held-out-items cold-start protocol (default 0: off): this share of the catalog,
+    /// drawn with the seed among the items that appear in some user's test slate, loses every
+    /// interaction before the test slates (retriever data, train and validation slates and
+    /// pools, histories). At test time the retriever scores those items through factors
+    /// predicted from their content, so they enter pools as retrieved and as logged items
+    /// alike; see `crate::held_out` and [`PreparedDataset::held_out`]. The cold-start
+    /// presets use 0.1. Needs item content features.
+    ///
+    /// [`PreparedDataset::held_out`]: crate::PreparedDataset::held_out
+    pub held_out_share: f64,
 }
 
 /// Name of the user feature added by [`ProtocolConfig::user_id_feature`].
@@ -165,6 +176,7 @@ impl Default for ProtocolConfig {
             rerank_train_slates: 0,
             pool_excludes_history: true,
             user_id_feature: false,
+            held_out_share: 0.0,
         }
     }
 }
@@ -217,6 +229,13 @@ impl ProtocolConfig {
         self
     }
 
+    /// Sets the share of held-out (cold) items, 0 for none (see
+    /// [`ProtocolConfig::held_out_share`]).
+    pub fn with_held_out_share(mut self, share: f64) -> Self {
+        self.held_out_share = share;
+        self
+    }
+
     /// Sets the retriever configuration.
     pub fn with_retriever(mut self, retriever: RetrieverConfig) -> Self {
         self.retriever = retriever;
@@ -253,6 +272,15 @@ impl ProtocolConfig {
                 format!(
                     "need finite click <= like <= star, got {} / {} / {}",
                     t.click, t.like, t.star
+                ),
+            ));
+        }
+        if !(self.held_out_share.is_finite() && (0.0..=0.5).contains(&self.held_out_share)) {
+            return Err(DataError::config(
+                "held_out_share",
+                format!(
+                    "{} must be in [0, 0.5] (0: off; the cold-start presets use 0.1)",
+                    self.held_out_share
                 ),
             ));
         }
@@ -407,13 +435,28 @@ pub fn prepare(
             seq.timestamps = rows.iter().map(|r| r.0).collect();
         }
     }
+    let item_features = raw.item_features.as_ref().map(|f| f.select(&old_items));
+    let l = config.slate_len;
+    // Held-out items lose every interaction before the test slates.
+    let held_out = if config.held_out_share > 0.0 {
+        choose_held_out(&sequences, num_items, l, config.held_out_share, config.seed)
+    } else {
+        Vec::new()
+    };
+    let mut held = vec![false; num_items];
+    for &i in &held_out {
+        held[i as usize] = true;
+    }
+    if !held_out.is_empty() {
+        stats.held_out_items = held_out.len();
+        stats.held_out_interactions = sequences.iter_mut().map(|s| purge(s, &held, l)).sum();
+    }
     stats
         .seconds
         .push(("filter".into(), t0.elapsed().as_secs_f64()));
 
     // 7. Retriever on train interactions.
     let t1 = Instant::now();
-    let l = config.slate_len;
     let mut train_pairs = Vec::new();
     let mut item_train_counts = vec![0u32; num_items];
     for (u, seq) in sequences.iter().enumerate() {
@@ -423,7 +466,7 @@ pub fn prepare(
             item_train_counts[i as usize] += 1;
         }
     }
-    let retriever = fit_als(
+    let mut retriever = fit_als(
         &train_pairs,
         num_users,
         num_items,
@@ -431,6 +474,9 @@ pub fn prepare(
         config.seed,
         progress,
     )?;
+    if !held_out.is_empty() {
+        predict_factors(&mut retriever, item_features.as_ref(), &raw.name, &held)?;
+    }
     stats.retriever_train_interactions = train_pairs.len();
     stats.cold_items = item_train_counts.iter().filter(|&&c| c == 0).count();
     stats
@@ -446,7 +492,7 @@ pub fn prepare(
         .map_init(
             || PoolScratch::new(num_items),
             |scratch, (u, seq)| {
-                let r = user_samples(u, seq, &retriever, config, raw.implicit, scratch);
+                let r = user_samples(u, seq, &retriever, config, raw.implicit, &held, scratch);
                 progress.advance(1);
                 r
             },
@@ -473,7 +519,6 @@ pub fn prepare(
         .seconds
         .push(("pools".into(), t2.elapsed().as_secs_f64()));
 
-    let item_features = raw.item_features.as_ref().map(|f| f.select(&old_items));
     let user_ids: Vec<String> = old_users
         .iter()
         .map(|&u| raw.user_ids[u as usize].clone())
@@ -509,6 +554,7 @@ pub fn prepare(
         test,
         retriever,
         item_train_counts,
+        held_out,
         stats,
         synthetic: None,
     };
@@ -581,13 +627,15 @@ impl PoolScratch {
     }
 }
 
-/// Builds every slate's sample of user `u`.
+/// Builds every slate's sample of user `u`. Items flagged in `held` are held out: they are
+/// never retrieved into a train or validation pool.
 fn user_samples(
     u: usize,
     seq: &UserSequence,
     mf: &MfModel,
     cfg: &ProtocolConfig,
     implicit: bool,
+    held: &[bool],
     s: &mut PoolScratch,
 ) -> Result<UserSamples> {
     let l = cfg.slate_len;
@@ -606,7 +654,9 @@ fn user_samples(
     mf.scores_into(u, &mut s.scores);
     // Items by score, descending (ties: lower id first). Only the head is ever needed:
     // at most history + slate items are skipped before the pool is full.
-    let head = (n + cfg.history_len + l).min(num_items);
+    // Held-out items are skipped too before the test slate.
+    let held_count = held.iter().filter(|h| **h).count();
+    let head = (n + cfg.history_len + l + held_count).min(num_items);
     s.order.clear();
     s.order.extend(0..num_items as u32);
     let scores = &s.scores;
@@ -633,6 +683,13 @@ fn user_samples(
         };
         for &i in &seq.items[excluded_from..start + l] {
             s.mark[i as usize] = stamp;
+        }
+        if slate_idx != last && held_count > 0 {
+            for &i in &s.order {
+                if held[i as usize] {
+                    s.mark[i as usize] = stamp;
+                }
+            }
         }
         let mut candidates: Vec<u32> = slate.to_vec();
         for &i in &s.order {

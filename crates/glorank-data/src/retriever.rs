@@ -264,7 +264,7 @@ fn half_step(adj: &[Vec<u32>], y: &[f32], k: usize, cfg: &RetrieverConfig) -> Ve
 /// overwriting `a` with its Cholesky factor and `b` with `x`. The ridge term `λ > 0` keeps
 /// `A` positive definite; a non-positive pivot (only possible with non-finite input) is
 /// clamped to `λ`-scale to stay finite.
-fn cholesky_solve(a: &mut [f32], b: &mut [f32], k: usize) {
+pub(crate) fn cholesky_solve(a: &mut [f32], b: &mut [f32], k: usize) {
     for j in 0..k {
         let mut d = a[j * k + j];
         for p in 0..j {

@@ -2,6 +2,7 @@
 //! concatenation, or a user-supplied `.npy` / CSV file. All deterministic.
 
 use crate::prepared::PreparedDataset;
+use crate::raw::ItemFeatures;
 use crate::readers::text::{Encoding, for_each_line, parse_num, read_all};
 use crate::{DataError, Result};
 use serde::{Deserialize, Serialize};
@@ -137,7 +138,7 @@ fn unit_rms(mut v: ItemVectors) -> ItemVectors {
     v
 }
 
-/// Content vectors: `[genres..., year, year_missing, title buckets...]`.
+/// Content vectors of every item of `ds`: see [`content_matrix`].
 fn content_vectors(ds: &PreparedDataset, title_buckets: usize) -> Result<ItemVectors> {
     let f = ds.item_features.as_ref().ok_or_else(|| {
         DataError::config(
@@ -148,6 +149,13 @@ fn content_vectors(ds: &PreparedDataset, title_buckets: usize) -> Result<ItemVec
             ),
         )
     })?;
+    Ok(content_matrix(f, title_buckets))
+}
+
+/// Content vectors: `[genres..., year, year_missing, title buckets...]`, one row per item of
+/// `f`: genre multi-hot, the release year scaled to [0, 1] over the catalog's years (0.5 and
+/// the missing flag set when unknown), and hashed title-word counts scaled to unit norm.
+pub(crate) fn content_matrix(f: &ItemFeatures, title_buckets: usize) -> ItemVectors {
     let g = f.genre_names.len();
     let dim = g + 2 + title_buckets;
     let years: Vec<u16> = f.years.iter().flatten().copied().collect();
@@ -156,7 +164,7 @@ fn content_vectors(ds: &PreparedDataset, title_buckets: usize) -> Result<ItemVec
         years.iter().max().copied().unwrap_or(0),
     );
     let span = f32::from(hi.saturating_sub(lo)).max(1.0);
-    let mut data = vec![0f32; ds.num_items() * dim];
+    let mut data = vec![0f32; f.genres.len() * dim];
     for (i, row) in data.chunks_mut(dim).enumerate() {
         for &k in &f.genres[i] {
             row[k as usize] = 1.0;
@@ -179,7 +187,7 @@ fn content_vectors(ds: &PreparedDataset, title_buckets: usize) -> Result<ItemVec
             }
         }
     }
-    Ok(ItemVectors { dim, data })
+    ItemVectors { dim, data }
 }
 
 /// Reads a 2-D float `.npy` file with `rows` rows.

@@ -118,6 +118,72 @@ fn paper_options_pools_with_history_and_a_user_id_feature() {
 }
 
 #[test]
+fn held_out_items_appear_only_in_test_requests_both_logged_and_retrieved() {
+    let config = small_config().with_held_out_share(0.1);
+    let prep = || {
+        DatasetSource::Synthetic(SyntheticConfig::small(120, 200).with_sessions(6))
+            .prepare(&config, &NoProgress)
+            .unwrap()
+    };
+    let ds = prep();
+    check_invariants(&ds);
+    let held: HashSet<u32> = ds.held_out.iter().copied().collect();
+    assert_eq!(held.len(), (0.1 * ds.num_items() as f64).round() as usize);
+    assert_eq!(ds.stats.held_out_items, held.len());
+    assert!(ds.stats.held_out_interactions > 0);
+    // Not in any train or validation request, nor in any history, nor in the retriever's
+    // data; every held-out item is in some test slate.
+    for s in ds.train.iter().chain(&ds.valid) {
+        assert!(s.candidates.iter().all(|i| !held.contains(i)));
+    }
+    for s in ds.train.iter().chain(&ds.valid).chain(&ds.test) {
+        assert!(ds.history(s).items.iter().all(|i| !held.contains(i)));
+    }
+    for &i in &ds.held_out {
+        assert_eq!(ds.item_train_counts[i as usize], 0);
+    }
+    let mut logged_cold = 0;
+    let mut retrieved_cold = 0;
+    for s in &ds.test {
+        for (p, &i) in s.candidates.iter().enumerate() {
+            if held.contains(&i) {
+                if s.logged.contains(&(p as u16)) {
+                    logged_cold += 1;
+                } else {
+                    retrieved_cold += 1;
+                }
+            }
+        }
+    }
+    let in_test_slates: HashSet<u32> = ds
+        .test
+        .iter()
+        .flat_map(|s| s.logged.iter().map(|&p| s.candidates[p as usize]))
+        .collect();
+    assert!(held.is_subset(&in_test_slates));
+    assert!(logged_cold > 0 && retrieved_cold > 0, "{logged_cold} {retrieved_cold}");
+    // Held-out items get content-predicted retriever factors, not their initial draw.
+    assert!(
+        ds.held_out
+            .iter()
+            .all(|&i| ds.retriever.item(i as usize).iter().any(|x| *x != 0.0))
+    );
+    // Deterministic, and off means off.
+    let again = prep();
+    assert_eq!(
+        (&again.held_out, &again.train, &again.test, &again.retriever),
+        (&ds.held_out, &ds.train, &ds.test, &ds.retriever)
+    );
+    let off = synthetic();
+    assert!(off.held_out.is_empty() && off.stats.held_out_items == 0);
+    // Checked.
+    let err = DatasetSource::Synthetic(SyntheticConfig::small(120, 200))
+        .prepare(&small_config().with_held_out_share(0.7), &NoProgress)
+        .unwrap_err();
+    assert!(err.to_string().contains("held_out_share"), "{err}");
+}
+
+#[test]
 fn same_seed_same_dataset_other_seed_other_shuffle() {
     let mut a = synthetic();
     let mut b = synthetic();

@@ -311,14 +311,31 @@ impl Pipeline {
             o.remove("path"); // where the files are is not what they hold
         }
         let mut inputs: BTreeMap<String, String> = BTreeMap::new();
-        let ds = if plan(&run, "dataset", &data_section, &inputs, say)? {
+        let build = |say: &mut dyn FnMut(&str)| -> Result<PreparedDataset> {
             say("prepare: building the dataset");
             let ds = c.data.source()?.prepare(&c.data.protocol(), &NoProgress)?;
             ds.save(run.root())?;
             run.finish("dataset", &data_section, &inputs)?;
-            ds
+            Ok(ds)
+        };
+        let ds = if plan(&run, "dataset", &data_section, &inputs, say)? {
+            build(say)?
         } else {
-            PreparedDataset::load(run.root())?
+            match PreparedDataset::load(run.root()) {
+                // A dataset written by another version of the format is rebuilt (and with
+                // it, through its new checksum, everything downstream).
+                Err(glorank_data::DataError::StaleCache {
+                    found, expected, ..
+                }) => {
+                    say(&format!(
+                        "dataset: rebuilding, written in format version {found}, this build reads {expected}"
+                    ));
+                    run.remove("dataset")?;
+                    run.begin("dataset", &data_section, &inputs)?;
+                    build(say)?
+                }
+                other => other?,
+            }
         };
         say(&format!(
             "  {} users, {} items, {} / {} / {} train / valid / test requests",

@@ -547,6 +547,52 @@ fn cold_slice_keeps_requests_with_rare_candidates() {
 }
 
 #[test]
+fn held_out_items_get_reference_rows_and_a_cold_warm_split() {
+    use glorank::data::{DatasetSource, NoProgress, ProtocolConfig, SyntheticConfig};
+    use glorank::stages::{COLD_FIRST, EvalContext, RANDOM, held_out_view};
+    use glorank::tokenizer::SemanticIds;
+    let ds = DatasetSource::Synthetic(SyntheticConfig::small(120, 150).with_sessions(6))
+        .prepare(
+            &ProtocolConfig::default()
+                .with_k_core(3)
+                .with_shape(6, 8, 20)
+                .with_held_out_share(0.1),
+            &NoProgress,
+        )
+        .unwrap();
+    assert_eq!(ds.held_out.len(), 15);
+    let codes = (0..ds.num_items() as u32).map(|i| vec![i % 8, i / 8 % 8]).collect();
+    let (ids, _) = SemanticIds::from_codes(codes, &[8, 8], 4).unwrap();
+    let ctx = EvalContext::new(&ds, &ids, &ds.test, None, &glorank::Device::flex()).unwrap();
+    let (rows, _) = ctx.reference_rows().unwrap();
+    let row = |name: &str| rows.iter().find(|r| r.name == name).unwrap();
+    // "cold first" puts every held-out candidate ahead of every warm one, and otherwise
+    // keeps the random row's order.
+    for (k, s) in ds.test.iter().enumerate() {
+        let cold: Vec<usize> = (0..s.candidates.len())
+            .filter(|&p| ds.is_held_out(s.candidates[p]))
+            .collect();
+        let list = &row(COLD_FIRST).lists[k];
+        let head = cold.len().min(list.len());
+        assert!(list[..head].iter().all(|p| cold.contains(p)), "request {k}");
+        if cold.is_empty() {
+            assert_eq!(list, &row(RANDOM).lists[k]);
+        }
+    }
+    let v = held_out_view(&ds, &ds.test, &rows).unwrap().unwrap();
+    assert_eq!(v.items, 15);
+    assert!(v.logged_cold_share > 0.0 && v.retrieved_cold_share > 0.0);
+    let (n_cold, cold_rows) = v.cold.unwrap();
+    let (n_warm, warm_rows) = v.warm.unwrap();
+    assert_eq!(n_cold + n_warm, ds.test.len());
+    assert_eq!(cold_rows.len(), rows.len());
+    assert_eq!(warm_rows[0].lists.len(), n_warm);
+    // Without held-out items there is no view and no extra rows.
+    let plain = small_world(60, 80, 5);
+    assert!(held_out_view(&plain, &plain.test, &rows).unwrap().is_none());
+}
+
+#[test]
 fn shuffled_pools_keep_items_labels_and_logged_positions_together() {
     let ds = small_world(40, 60, 4);
     let shuffled = glorank::stages::shuffle_candidates(&ds.test, 7);

@@ -19,6 +19,27 @@ use std::path::Path;
 /// model finds ([`glorank_data::SyntheticWorld::best_list`]).
 pub const BEST_LIST: &str = "best list (true model)";
 
+/// Name of the reference row that ranks candidates in a seeded random order.
+pub const RANDOM: &str = "random";
+
+/// Name of the held-out protocol's reference row: held-out (cold) candidates first, each
+/// group in the seeded random order of [`RANDOM`]. Near [`RANDOM`] when being new is no tell.
+pub const COLD_FIRST: &str = "cold first";
+
+/// Seeded uniform scores in [0, 1) for the candidates of `s`, from its user and slate (so a
+/// request gets the same order in any subset of the samples).
+fn random_scores(s: &RerankSample) -> Vec<f32> {
+    (0..s.candidates.len())
+        .map(|p| {
+            let h = glorank_train::derive_seed(
+                0x5241_4E44,
+                &[u64::from(s.user), u64::from(s.slate_start), p as u64],
+            );
+            (h >> 40) as f32 / (1u64 << 24) as f32
+        })
+        .collect()
+}
+
 /// One evaluated method.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MethodResult {
@@ -206,7 +227,7 @@ impl<'a> EvalContext<'a> {
             self.evaluate_scored(name, lists, Some(scores))
         };
         let novelty = PoolNovelty::new(&ds.train);
-        let rows = vec![
+        let mut rows = vec![
             by_score("MF order", &|s| ds.retriever_scores(s))?,
             by_score("retriever reversed", &|s| {
                 ds.retriever_scores(s).iter().map(|x| -x).collect()
@@ -219,6 +240,18 @@ impl<'a> EvalContext<'a> {
                     .collect()
             })?,
         ];
+        if !ds.held_out.is_empty() {
+            // The held-out protocol's leak check: if being new told anything, held-out
+            // items first would beat random lists.
+            rows.push(by_score(RANDOM, &random_scores)?);
+            rows.push(by_score(COLD_FIRST, &|s| {
+                random_scores(s)
+                    .into_iter()
+                    .zip(&s.candidates)
+                    .map(|(r, i)| r + f32::from(u8::from(ds.is_held_out(*i))))
+                    .collect()
+            })?);
+        }
         let mut last = vec![
             self.evaluate(
                 "oracle",
@@ -338,14 +371,76 @@ pub fn cold_slice(
     rows: &[MethodResult],
     threshold: u32,
 ) -> Result<Option<(usize, Vec<MethodResult>)>> {
+    slice_rows(ds, samples, rows, |s| {
+        s.candidates
+            .iter()
+            .any(|&i| ds.item_train_counts[i as usize] < threshold)
+    })
+}
+
+/// The held-out-items protocol's view of a split: how cold items entered the pools, and the
+/// rows on requests with a held-out candidate next to the rows on warm-only requests.
+#[derive(Debug, Clone)]
+pub struct HeldOutView {
+    /// Held-out items in the catalog.
+    pub items: usize,
+    /// Share of held-out items among the logged candidates (the slates).
+    pub logged_cold_share: f64,
+    /// Share of held-out items among the retrieved candidates (the rest of the pools).
+    pub retrieved_cold_share: f64,
+    /// Requests with at least one held-out candidate, and their rows (label metrics only).
+    pub cold: Option<(usize, Vec<MethodResult>)>,
+    /// Requests without a held-out candidate, and their rows.
+    pub warm: Option<(usize, Vec<MethodResult>)>,
+}
+
+/// The [`HeldOutView`] of `samples`, or `None` when the dataset has no held-out items.
+///
+/// # Errors
+/// Metric errors.
+pub fn held_out_view(
+    ds: &PreparedDataset,
+    samples: &[RerankSample],
+    rows: &[MethodResult],
+) -> Result<Option<HeldOutView>> {
+    if ds.held_out.is_empty() {
+        return Ok(None);
+    }
+    let (mut logged, mut logged_cold, mut retrieved, mut retrieved_cold) = (0usize, 0, 0, 0);
+    for s in samples {
+        for (p, &i) in s.candidates.iter().enumerate() {
+            let cold = usize::from(ds.is_held_out(i));
+            if s.logged.contains(&(p as u16)) {
+                logged += 1;
+                logged_cold += cold;
+            } else {
+                retrieved += 1;
+                retrieved_cold += cold;
+            }
+        }
+    }
+    let has_cold = |s: &RerankSample| s.candidates.iter().any(|&i| ds.is_held_out(i));
+    Ok(Some(HeldOutView {
+        items: ds.held_out.len(),
+        logged_cold_share: logged_cold as f64 / logged.max(1) as f64,
+        retrieved_cold_share: retrieved_cold as f64 / retrieved.max(1) as f64,
+        cold: slice_rows(ds, samples, rows, has_cold)?,
+        warm: slice_rows(ds, samples, rows, |s| !has_cold(s))?,
+    }))
+}
+
+/// The rows re-scored on the requests `keep` accepts (label metrics and the logged AUC
+/// only): the number of such requests and the rows, or `None` when there are none.
+fn slice_rows(
+    ds: &PreparedDataset,
+    samples: &[RerankSample],
+    rows: &[MethodResult],
+    keep: impl Fn(&RerankSample) -> bool,
+) -> Result<Option<(usize, Vec<MethodResult>)>> {
     let keep: Vec<usize> = samples
         .iter()
         .enumerate()
-        .filter(|(_, s)| {
-            s.candidates
-                .iter()
-                .any(|&i| ds.item_train_counts[i as usize] < threshold)
-        })
+        .filter(|(_, s)| keep(s))
         .map(|(k, _)| k)
         .collect();
     if keep.is_empty() {

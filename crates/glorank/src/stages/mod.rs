@@ -5,7 +5,8 @@
 //! * training: [`tokenize`], [`train_reward`], [`policy_config`], [`train_sft_stage`],
 //!   [`train_rl_stage`], [`load_reward`];
 //! * evaluation: [`EvalContext`] scores any method's lists (label metrics, Average Reward,
-//!   true clicks on the synthetic world), [`cold_slice`], [`shuffle_candidates`];
+//!   true clicks on the synthetic world), [`cold_slice`], [`held_out_view`] (the
+//!   held-out-items protocol), [`shuffle_candidates`];
 //! * results: [`write_results`] (`metrics.json`, `predictions.jsonl`), [`table`],
 //!   [`METHOD_ORDER`], [`COLD_SLICE_KEY_PREFIX`].
 
@@ -13,8 +14,11 @@ mod eval;
 mod results;
 mod training;
 
-pub use eval::{BEST_LIST, EvalContext, MethodResult, cold_slice, logged_auc, shuffle_candidates};
-pub use results::{COLD_SLICE_KEY_PREFIX, METHOD_ORDER, table, write_results};
+pub use eval::{
+    BEST_LIST, COLD_FIRST, EvalContext, HeldOutView, MethodResult, RANDOM, cold_slice, held_out_view,
+    logged_auc, shuffle_candidates,
+};
+pub use results::{COLD_SLICE_KEY_PREFIX, HELD_OUT_KEYS, METHOD_ORDER, table, write_results};
 pub use training::{
     load_reward, policy_config, tokenize, train_reward, train_rl_stage, train_sft_stage,
 };

@@ -1,17 +1,19 @@
 //! Result tables and files: the printed table, `metrics.json` and `predictions.jsonl`.
 
-use super::eval::{MethodResult, cold_slice};
+use super::eval::{MethodResult, cold_slice, held_out_view};
 use crate::{Error, Result, RunDir};
 use glorank_data::{PreparedDataset, RerankSample};
 use glorank_metrics::Summary;
 
 /// The rows of the comparison table, in the order the pipeline writes them (`metrics.json`
 /// keys; `glorank aggregate` prints known methods in this order, others after them).
-pub const METHOD_ORDER: [&str; 12] = [
+pub const METHOD_ORDER: [&str; 14] = [
     "MF order",
     "retriever reversed",
     "pool novelty",
     "popularity",
+    super::eval::RANDOM,
+    super::eval::COLD_FIRST,
     "PRM",
     "Seq2Slate",
     "DLCM",
@@ -24,6 +26,11 @@ pub const METHOD_ORDER: [&str; 12] = [
 
 /// Key prefix of the cold-start slices in `metrics.json` (`cold_start_lt_1`, `cold_start_lt_5`).
 pub const COLD_SLICE_KEY_PREFIX: &str = "cold_start_lt_";
+
+/// Keys of the held-out-items protocol's entries in `metrics.json`: the rows on requests
+/// with a held-out candidate, the rows on warm-only requests, and how held-out items entered
+/// the pools.
+pub const HELD_OUT_KEYS: [&str; 3] = ["held_out_cold", "held_out_warm", "held_out_pools"];
 
 /// Prints rows as a table: mean ± CI half-width per metric.
 pub fn table(rows: &[MethodResult], cutoff: usize) -> String {
@@ -138,7 +145,8 @@ pub(crate) fn predictions_jsonl(
 }
 
 /// Writes [`RunDir::metrics_file`] (every row, plus the cold-start slices of fewer than 1
-/// and 5 training interactions when they are not empty) and [`RunDir::predictions_file`], and
+/// and 5 training interactions when they are not empty, and with held-out items the
+/// [`HELD_OUT_KEYS`] entries) and [`RunDir::predictions_file`], and
 /// returns the printable table (with the slices).
 ///
 /// # Errors
@@ -164,6 +172,35 @@ pub fn write_results(
                     rows_json(&cold),
                 );
             }
+        }
+    }
+    if let Some(v) = held_out_view(ds, samples, rows)? {
+        text.push_str(&format!(
+            "\nheld-out items: {} items unseen before the test slates; {:.1}% of the logged and \
+             {:.1}% of the retrieved test candidates\n",
+            v.items,
+            100.0 * v.logged_cold_share,
+            100.0 * v.retrieved_cold_share
+        ));
+        let mut pools = serde_json::json!({
+            "items": v.items,
+            "logged_cold_share": v.logged_cold_share,
+            "retrieved_cold_share": v.retrieved_cold_share,
+        });
+        for (key, what, slice) in [
+            (HELD_OUT_KEYS[0], "with a held-out candidate", &v.cold),
+            (HELD_OUT_KEYS[1], "without a held-out candidate (warm only)", &v.warm),
+        ] {
+            if let Some((n, slice_rows)) = slice {
+                text.push_str(&format!("\n{n} requests {what}\n{}", table(slice_rows, l)));
+                pools[format!("{key}_requests")] = (*n).into();
+                if let Some(obj) = metrics.as_object_mut() {
+                    obj.insert(key.into(), rows_json(slice_rows));
+                }
+            }
+        }
+        if let Some(obj) = metrics.as_object_mut() {
+            obj.insert(HELD_OUT_KEYS[2].into(), pools);
         }
     }
     run.create()?;

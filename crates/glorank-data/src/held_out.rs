@@ -1,0 +1,226 @@
+//! The held-out-items cold-start protocol ([`ProtocolConfig::held_out_share`]).
+//!
+//! A seeded share of the catalog, drawn among the items that appear in some user's test
+//! slate, loses every interaction before the test slates: it is absent from the retriever's
+//! data, from every train and validation slate and pool, and from every history. At test
+//! time those items are new: the retriever scores them through item factors predicted from
+//! their content vectors (a ridge regression fitted on the warm items' factors), so a held-out
+//! item can enter a test pool as a retrieved negative as well as a logged item, and the
+//! tokenizer and every model see it only through its content vector.
+//!
+//! [`ProtocolConfig::held_out_share`]: crate::ProtocolConfig::held_out_share
+
+use crate::prepared::UserSequence;
+use crate::protocol::slate_starts;
+use crate::raw::ItemFeatures;
+use crate::retriever::{MfModel, cholesky_solve};
+use crate::rng::rng_for;
+use crate::vectors::content_matrix;
+use crate::{DataError, Result};
+use rand::seq::SliceRandom;
+
+/// Title-word hash buckets of the content vectors the retriever regresses factors on.
+pub const HELD_OUT_TITLE_BUCKETS: usize = 32;
+
+/// Ridge penalty of the content-to-factors regression (on content features of order 1).
+pub const HELD_OUT_RIDGE: f32 = 1.0;
+
+/// Draws the held-out items: `round(share x items)` of the items that appear in some user's
+/// test slate (fewer when fewer qualify), by a seeded shuffle. Returned sorted.
+pub(crate) fn choose_held_out(
+    sequences: &[UserSequence],
+    num_items: usize,
+    slate_len: usize,
+    share: f64,
+    seed: u64,
+) -> Vec<u32> {
+    let mut in_test = vec![false; num_items];
+    for seq in sequences {
+        if let Some(&start) = slate_starts(seq.items.len(), slate_len).last() {
+            for &i in &seq.items[start..start + slate_len] {
+                in_test[i as usize] = true;
+            }
+        }
+    }
+    let mut eligible: Vec<u32> = (0..num_items as u32)
+        .filter(|&i| in_test[i as usize])
+        .collect();
+    let want = ((share * num_items as f64).round() as usize).min(eligible.len());
+    let mut rng = rng_for(seed, &[0x484F_4C44]);
+    eligible.shuffle(&mut rng);
+    eligible.truncate(want);
+    eligible.sort_unstable();
+    eligible
+}
+
+/// Removes every interaction with a held-out item that comes before the user's test slate
+/// (the last `slate_len` interactions stay as they are; a user without a full slate loses
+/// every such interaction). Returns the number removed.
+pub(crate) fn purge(seq: &mut UserSequence, held: &[bool], slate_len: usize) -> usize {
+    let test_start = slate_starts(seq.items.len(), slate_len)
+        .last()
+        .copied()
+        .unwrap_or(seq.items.len());
+    let keep: Vec<bool> = seq
+        .items
+        .iter()
+        .enumerate()
+        .map(|(k, &i)| k >= test_start || !held[i as usize])
+        .collect();
+    let removed = keep.iter().filter(|k| !**k).count();
+    if removed > 0 {
+        retain_mask(&mut seq.items, &keep);
+        retain_mask(&mut seq.ratings, &keep);
+        retain_mask(&mut seq.timestamps, &keep);
+    }
+    removed
+}
+
+/// Keeps the elements of `v` whose flag in `keep` is set.
+fn retain_mask<T>(v: &mut Vec<T>, keep: &[bool]) {
+    let mut flags = keep.iter();
+    v.retain(|_| flags.next().copied().unwrap_or(true));
+}
+
+/// Replaces the factors of the `held` items in `mf` by the prediction of a ridge regression
+/// (with an intercept) from the items' content vectors to their factors, fitted on every other
+/// item.
+///
+/// # Errors
+/// [`DataError::InvalidConfig`] when the dataset has no content features.
+pub(crate) fn predict_factors(
+    mf: &mut MfModel,
+    features: Option<&ItemFeatures>,
+    dataset: &str,
+    held: &[bool],
+) -> Result<()> {
+    let features = features.ok_or_else(|| {
+        DataError::config(
+            "held_out_share",
+            format!(
+                "dataset `{dataset}` has no item content features, and held-out items are \
+                 seen only through their content"
+            ),
+        )
+    })?;
+    let content = content_matrix(features, HELD_OUT_TITLE_BUCKETS);
+    // Design rows: [content..., 1].
+    let p = content.dim + 1;
+    let k = mf.factors;
+    let row = |i: usize| content.row(i).iter().copied().chain(std::iter::once(1.0));
+    let mut xtx = vec![0f32; p * p];
+    let mut xty = vec![0f32; p * k];
+    for i in (0..held.len()).filter(|&i| !held[i]) {
+        let x: Vec<f32> = row(i).collect();
+        let y = mf.item(i);
+        for a in 0..p {
+            if x[a] == 0.0 {
+                continue;
+            }
+            for b in 0..p {
+                xtx[a * p + b] += x[a] * x[b];
+            }
+            for c in 0..k {
+                xty[a * k + c] += x[a] * y[c];
+            }
+        }
+    }
+    // The intercept is not penalised (a tiny ridge keeps the system definite).
+    for a in 0..p {
+        xtx[a * p + a] += if a + 1 == p { 1e-6 } else { HELD_OUT_RIDGE };
+    }
+    // One solve per factor column, sharing nothing but the matrix.
+    let mut w = vec![0f32; p * k];
+    for c in 0..k {
+        let mut a = xtx.clone();
+        let mut b: Vec<f32> = (0..p).map(|r| xty[r * k + c]).collect();
+        cholesky_solve(&mut a, &mut b, p);
+        for r in 0..p {
+            w[r * k + c] = b[r];
+        }
+    }
+    for i in (0..held.len()).filter(|&i| held[i]) {
+        let x: Vec<f32> = row(i).collect();
+        let out = &mut mf.item_factors[i * k..(i + 1) * k];
+        for (c, o) in out.iter_mut().enumerate() {
+            *o = (0..p).map(|r| x[r] * w[r * k + c]).sum();
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seq(items: &[u32]) -> UserSequence {
+        UserSequence {
+            items: items.to_vec(),
+            ratings: items.iter().map(|&i| i as f32).collect(),
+            timestamps: (0..items.len() as i64).collect(),
+        }
+    }
+
+    #[test]
+    fn purge_keeps_the_test_slate_and_removes_the_rest() {
+        // 14 interactions, slates of 6 aligned to the end: test = the last 6.
+        let mut s = seq(&[1, 2, 9, 3, 4, 9, 5, 6, 9, 7, 8, 0, 9, 1]);
+        let mut held = vec![false; 10];
+        held[9] = true;
+        let removed = purge(&mut s, &held, 6);
+        // Held-out item 9 appears at positions 2, 5 (before the test slate at 8) and at 8
+        // and 12 (inside it).
+        assert_eq!(removed, 2);
+        assert_eq!(s.items, vec![1, 2, 3, 4, 5, 6, 9, 7, 8, 0, 9, 1]);
+        assert_eq!(s.ratings, vec![1., 2., 3., 4., 5., 6., 9., 7., 8., 0., 9., 1.]);
+        assert_eq!(s.timestamps, vec![0, 1, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13]);
+        // The last slate is still the original test slate.
+        let start = *slate_starts(s.items.len(), 6).last().unwrap();
+        assert_eq!(&s.items[start..], &[9, 7, 8, 0, 9, 1]);
+    }
+
+    #[test]
+    fn choice_is_seeded_and_within_test_slates() {
+        let seqs = vec![seq(&[0, 1, 2, 3, 4, 5, 6, 7]), seq(&[8, 9, 10, 11, 12, 13])];
+        // Test slates: items 2..=7 and 8..=13; items 0 and 1 are never in one.
+        let a = choose_held_out(&seqs, 20, 6, 0.25, 7);
+        assert_eq!(a, choose_held_out(&seqs, 20, 6, 0.25, 7));
+        assert_eq!(a.len(), 5);
+        assert!(a.iter().all(|&i| (2..=13).contains(&i)));
+        assert!(a.windows(2).all(|w| w[0] < w[1]));
+        // Capped by the eligible items.
+        assert_eq!(choose_held_out(&seqs, 20, 6, 0.9, 7).len(), 12);
+        assert!(choose_held_out(&seqs, 20, 6, 0.0, 7).is_empty());
+    }
+
+    #[test]
+    fn predicted_factors_follow_content() {
+        // Factors are an exact linear function of one genre flag; the held-out item's
+        // prediction recovers it up to the ridge shrinkage.
+        let n = 40;
+        let features = ItemFeatures {
+            genre_names: vec!["a".into(), "b".into()],
+            genres: (0..n).map(|i| vec![(i % 2) as u16]).collect(),
+            years: vec![None; n],
+            titles: vec![String::new(); n],
+        };
+        let mut mf = MfModel {
+            factors: 2,
+            user_factors: vec![0.0; 2],
+            item_factors: (0..n)
+                .flat_map(|i| if i % 2 == 0 { [1.0, 0.0] } else { [0.0, 2.0] })
+                .collect(),
+        };
+        let mut held = vec![false; n];
+        held[0] = true;
+        held[1] = true;
+        mf.item_factors[0..4].fill(9.0); // garbage to be overwritten
+        predict_factors(&mut mf, Some(&features), "t", &held).unwrap();
+        assert!((mf.item(0)[0] - 1.0).abs() < 0.1 && mf.item(0)[1].abs() < 0.1);
+        assert!(mf.item(1)[0].abs() < 0.1 && (mf.item(1)[1] - 2.0).abs() < 0.2);
+        // Warm items keep their fitted factors.
+        assert_eq!(mf.item(2), &[1.0, 0.0]);
+        let err = predict_factors(&mut mf, None, "plain", &held).unwrap_err();
+        assert!(err.to_string().contains("held_out_share"), "{err}");
+    }
+}
