@@ -191,6 +191,11 @@ struct PrepareArgs {
     /// needs a known `user` (the "paper" preset).
     #[arg(long)]
     user_id_feature: bool,
+    /// Held-out-items cold start: this share of the items (among those in test slates) loses
+    /// every interaction before the test slates and is seen only through its content
+    /// (0: off; the cold-start presets use 0.1).
+    #[arg(long, default_value_t = 0.0)]
+    held_out_share: f64,
     /// Slate (list) length L.
     #[arg(long, default_value_t = DataConfig::default().slate_len)]
     slate_len: usize,
@@ -270,6 +275,7 @@ impl PrepareArgs {
         c.rerank_train_slates = self.rerank_train_slates;
         c.pool_excludes_history = !self.pool_includes_history;
         c.user_id_feature = self.user_id_feature;
+        c.held_out_share = self.held_out_share;
         c.slate_len = self.slate_len;
         c.history = self.history;
         c.pool_size = self.pool_size;
@@ -559,6 +565,12 @@ fn print_summary(
             "  {:<32} {:>14}",
             "interactions removed for them",
             s.held_out_interactions
+        );
+        outln!(
+            "  {:<32} {:>13.1}%   (logged {:.1}%)",
+            "held-out among retrieved (test)",
+            100.0 * s.held_out_test_shares[1],
+            100.0 * s.held_out_test_shares[0]
         );
     }
     let mut steps: Vec<String> = s

@@ -112,6 +112,10 @@ pub struct PrepareStats {
     pub held_out_items: usize,
     /// Interactions removed because they held a held-out item before a test slate.
     pub held_out_interactions: usize,
+    /// Share of held-out items among the logged and among the retrieved candidates of the
+    /// test requests (`[logged, retrieved]`; zero when the protocol is off). Similar shares
+    /// mean a held-out item is as likely to be a retrieved negative as a logged item.
+    pub held_out_test_shares: [f64; 2],
     /// Train slates.
     pub train_slates: usize,
     /// Validation slates.

@@ -20,7 +20,7 @@
 //! 8. Pools of `pool_size`: the `L` logged items plus the top-scored items that are neither in
 //!    the slate nor in its history, labelled 0, then shuffled with a seed per (user, slate).
 
-use crate::held_out::{choose_held_out, predict_factors, purge};
+use crate::held_out::{choose_held_out, in_test_slates, predict_factors, purge};
 use crate::prepared::{PrepareStats, PreparedDataset, RerankSample, UserSequence};
 use crate::progress::Progress;
 use crate::raw::{Interaction, RawDataset};
@@ -438,8 +438,9 @@ pub fn prepare(
     let item_features = raw.item_features.as_ref().map(|f| f.select(&old_items));
     let l = config.slate_len;
     // Held-out items lose every interaction before the test slates.
+    let in_test = in_test_slates(&sequences, num_items, l);
     let held_out = if config.held_out_share > 0.0 {
-        choose_held_out(&sequences, num_items, l, config.held_out_share, config.seed)
+        choose_held_out(&in_test, config.held_out_share, config.seed)
     } else {
         Vec::new()
     };
@@ -475,7 +476,17 @@ pub fn prepare(
         progress,
     )?;
     if !held_out.is_empty() {
-        predict_factors(&mut retriever, item_features.as_ref(), &raw.name, &held)?;
+        // The held-out items are a random draw from the test-slate items: the other
+        // test-slate items are the reference for the size of their factors.
+        let reference: Vec<bool> = in_test.iter().zip(&held).map(|(t, h)| *t && !h).collect();
+        predict_factors(
+            &mut retriever,
+            item_features.as_ref(),
+            &raw.name,
+            &held,
+            &reference,
+            config.pool_size - config.slate_len,
+        )?;
     }
     stats.retriever_train_interactions = train_pairs.len();
     stats.cold_items = item_train_counts.iter().filter(|&&c| c == 0).count();
@@ -536,6 +547,17 @@ pub fn prepare(
             .get_or_insert_with(crate::UserFeatures::default)
             .fields
             .push(field);
+    }
+    if !held_out.is_empty() {
+        let (mut n, mut cold) = ([0usize; 2], [0usize; 2]);
+        for s in &test {
+            for (p, &i) in s.candidates.iter().enumerate() {
+                let k = usize::from(!s.logged.contains(&(p as u16)));
+                n[k] += 1;
+                cold[k] += usize::from(held[i as usize]);
+            }
+        }
+        stats.held_out_test_shares = [0, 1].map(|k| cold[k] as f64 / n[k].max(1) as f64);
     }
     let mut ds = PreparedDataset {
         name: raw.name,
