@@ -328,6 +328,25 @@ fn ndcg(list: &[usize], rel: &[f64]) -> f32 {
 }
 
 impl Trained {
+    /// The model with the ID-embedding rows of every item outside `seen` set to zero (see
+    /// [`Encoding::forget_unseen`]); [`fit`] applies it to the items of no training request.
+    pub fn forget_unseen(self, seen: &[bool]) -> Self {
+        match self {
+            Self::Prm(mut m) => {
+                m.enc = m.enc.forget_unseen(seen);
+                Self::Prm(m)
+            }
+            Self::Dlcm(mut m) => {
+                m.enc = m.enc.forget_unseen(seen);
+                Self::Dlcm(m)
+            }
+            Self::Seq2Slate(mut m) => {
+                m.enc = m.enc.forget_unseen(seen);
+                Self::Seq2Slate(m)
+            }
+        }
+    }
+
     /// Lists of `len` items for `samples` (greedy for Seq2Slate; top by score otherwise).
     ///
     /// # Errors
@@ -469,7 +488,20 @@ pub fn fit(
     let (_, model) = run
         .best
         .ok_or_else(|| BaselineError::InvalidInput("no epoch ran".into()))?;
-    Ok((model, run.log))
+    Ok((model.forget_unseen(&seen_in_training(ds)), run.log))
+}
+
+/// Which items a baseline meets in training: the candidates and history items of the train
+/// requests. The others (held-out items, or items no train pool holds) keep untrained ID
+/// rows, which [`Trained::forget_unseen`] zeroes.
+pub fn seen_in_training(ds: &PreparedDataset) -> Vec<bool> {
+    let mut seen = vec![false; ds.num_items()];
+    for s in &ds.train {
+        for &i in s.candidates.iter().chain(ds.history(s).items) {
+            seen[i as usize] = true;
+        }
+    }
+    seen
 }
 
 /// A baseline's training inside the shared training-loop skeleton: supervised epochs, then

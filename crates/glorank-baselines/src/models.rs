@@ -47,6 +47,20 @@ impl Encoding {
         }
     }
 
+    /// The encoding with the ID-embedding rows of the items not flagged in `seen` set to
+    /// zero: an item the model never met in training is then encoded by its content alone,
+    /// as GloRank's zero-initialised item table encodes it, rather than by its random
+    /// initial row.
+    pub fn forget_unseen(mut self, seen: &[bool]) -> Self {
+        let mask: Vec<f32> = seen.iter().map(|&s| f32::from(u8::from(s))).collect();
+        self.item.weight = self.item.weight.map(|w| {
+            let [n, _] = w.dims();
+            let m = Tensor::<1>::from_data(TensorData::new(mask, [n]), &w.device());
+            w * m.reshape([n, 1])
+        });
+        self
+    }
+
     fn items(&self, ids: Tensor<2, Int>, vectors: Option<Tensor<3>>) -> Tensor<3> {
         let e = self.item.forward(ids);
         match (&self.content, vectors) {
@@ -83,7 +97,7 @@ fn encoder(d: usize, heads: usize, layers: usize, device: &Device) -> Transforme
 /// them, so the initial-list positions PRM normally adds would be noise.
 #[derive(Module, Debug)]
 pub struct Prm {
-    enc: Encoding,
+    pub(crate) enc: Encoding,
     join: Linear,
     set: TransformerEncoder,
     out: Linear,
@@ -116,7 +130,7 @@ impl Prm {
 /// function compares each item's state with the final state.
 #[derive(Module, Debug)]
 pub struct Dlcm {
-    enc: Encoding,
+    pub(crate) enc: Encoding,
     join: Linear,
     gru: Gru,
     w_item: Linear,
@@ -157,7 +171,7 @@ impl Dlcm {
 /// through additive attention over the candidates; chosen items are masked.
 #[derive(Module, Debug)]
 pub struct Seq2Slate {
-    enc: Encoding,
+    pub(crate) enc: Encoding,
     join: Linear,
     set: TransformerEncoder,
     start: Param<Tensor<1>>,
@@ -320,5 +334,36 @@ impl Seq2Slate {
                 .reshape([b, 1, d]);
         }
         lists
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forgotten_items_have_zero_id_rows_and_the_rest_keep_theirs() {
+        let device = Device::flex();
+        let f = Features {
+            item_vectors: Vec::new(),
+            dim: 0,
+            items: 4,
+            user_field_sizes: Vec::new(),
+            user_values: Vec::new(),
+            history_len: 1,
+            retriever_score: false,
+        };
+        let enc = Encoding::new(&f, 8, &device);
+        let before: Vec<f32> = enc.item.weight.val().into_data().iter::<f32>().collect();
+        let enc = enc.forget_unseen(&[true, false, true, false]);
+        let after: Vec<f32> = enc.item.weight.val().into_data().iter::<f32>().collect();
+        for (row, (a, b)) in after.chunks(8).zip(before.chunks(8)).enumerate() {
+            if row % 2 == 0 {
+                assert_eq!(a, b, "row {row}");
+                assert!(a.iter().any(|x| *x != 0.0));
+            } else {
+                assert!(a.iter().all(|x| *x == 0.0), "row {row}");
+            }
+        }
     }
 }

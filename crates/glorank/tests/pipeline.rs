@@ -440,6 +440,13 @@ fn shipped_configurations_parse() {
     let hardened = PipelineConfig::from_file(&root.join("ml-100k-hardened.toml")).unwrap();
     assert!(hardened.data.rerank_train_slates > 0 && !hardened.policy.use_retriever_score);
     assert!(hardened.data.pool_excludes_history && !hardened.data.user_id_feature);
+    // The held-out presets hold out 10% of the items and give semantic IDs from content.
+    for name in ["ml-100k-held-out.toml", "ml-1m-held-out.toml"] {
+        let c = PipelineConfig::from_file(&root.join(name)).unwrap();
+        assert_eq!(c.data.held_out_share, 0.1, "{name}");
+        assert_eq!(c.tokenizer.vectors, glorank::data::VectorKind::Content, "{name}");
+        assert!(!c.policy.use_retriever_score, "{name}");
+    }
 }
 
 /// A small prepared synthetic world: pools of 12, lists of 6, histories of 8, 3-core.
