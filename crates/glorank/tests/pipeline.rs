@@ -600,6 +600,70 @@ fn held_out_items_get_reference_rows_and_a_cold_warm_split() {
 }
 
 #[test]
+fn a_held_out_item_is_served_from_its_content_vector_alone() {
+    use glorank::data::{
+        DatasetSource, NoProgress, ProtocolConfig, SyntheticConfig, VectorKind, item_vectors,
+    };
+    use glorank::{Device, RunDir, TokenizerConfig, stages};
+    let dir = tempfile::tempdir().unwrap();
+    let run = RunDir::new(dir.path());
+    let ds = DatasetSource::Synthetic(SyntheticConfig::small(120, 150).with_sessions(6))
+        .prepare(
+            &ProtocolConfig::default()
+                .with_k_core(3)
+                .with_shape(6, 8, 20)
+                .with_held_out_share(0.1),
+            &NoProgress,
+        )
+        .unwrap();
+    ds.save(run.root()).unwrap();
+    let mut tok = TokenizerConfig::default();
+    tok.levels = 2;
+    tok.codes = 8;
+    tok.vectors = VectorKind::Content;
+    let (_, ids) = stages::tokenize(&ds, &tok, run.tokenizer_dir()).unwrap();
+    let mut training = glorank::train::TrainingConfig::default();
+    training.policy.d_model = 16;
+    training.policy.heads = 2;
+    training.policy.layers = 1;
+    let config = stages::policy_config(&ds, &ids, &training).unwrap();
+    glorank::policy::Policy::new(&config, &Device::flex())
+        .unwrap()
+        .save(&config, &run.policy_sft())
+        .unwrap();
+    let reranker = Reranker::load(run.root()).unwrap();
+    let vectors = item_vectors(&ds, &tok.vector_source(&ds)).unwrap();
+    // A test request with a held-out candidate: served under its own id, and under a new id
+    // with nothing but its content vector.
+    let (sample, pos) = ds
+        .test
+        .iter()
+        .find_map(|s| {
+            let p = s.candidates.iter().position(|&i| ds.is_held_out(i))?;
+            Some((s, p))
+        })
+        .unwrap();
+    let item = sample.candidates[pos] as usize;
+    let vector = vectors.row(item).to_vec();
+    let known = RerankRequest::from_sample(&ds, sample);
+    assert_eq!(reranker.rerank(&known).unwrap().len(), 6);
+    let mut cold = known.clone();
+    cold.candidates[pos] = "new-release".into();
+    cold.candidate_vectors
+        .insert("new-release".into(), vector.clone());
+    let list = reranker.rerank(&cold).unwrap();
+    assert_eq!(list.len(), 6);
+    assert!(list.iter().all(|id| cold.candidates.contains(id)));
+    // Its codes are the ones the run's table gave the held-out item (from the same content),
+    // and its nearest known items share them.
+    let seen = reranker.cold_item(&vector, 10).unwrap();
+    let own = reranker.semantic_id(&ds.item_ids[item]).unwrap();
+    assert_eq!(&own[..2], &seen.codes[..]);
+    assert_eq!(seen.shared_levels, 2);
+    assert!(seen.neighbours.contains(&ds.item_ids[item]));
+}
+
+#[test]
 fn shuffled_pools_keep_items_labels_and_logged_positions_together() {
     let ds = small_world(40, 60, 4);
     let shuffled = glorank::stages::shuffle_candidates(&ds.test, 7);
