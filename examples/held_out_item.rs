@@ -62,25 +62,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Served as a brand-new id, with nothing but its content vector.
     let vector = vectors.row(item).to_vec();
-    let seen = reranker.cold_item(&vector, 50)?;
-    let warm: Vec<String> = seen
-        .neighbours
+    let seen = reranker.cold_item(&vector, 5)?;
+    // Its nearest warm items: those whose semantic IDs share the longest prefix with its
+    // codes (the held-out items themselves are in the run's table too, so they are skipped).
+    let shared = |i: usize| {
+        reranker
+            .semantic_id(&ds.item_ids[i])
+            .unwrap_or_default()
+            .iter()
+            .zip(&seen.codes)
+            .take_while(|(a, b)| a == b)
+            .count()
+    };
+    let warm: Vec<usize> = (0..ds.num_items())
+        .filter(|&i| !ds.is_held_out(i as u32))
+        .collect();
+    let best = warm.iter().map(|&i| shared(i)).max().unwrap_or(0);
+    let nearest: Vec<String> = warm
         .iter()
-        .filter_map(|n| {
-            let i = ds.item_ids.iter().position(|x| x == n)?;
-            (!ds.is_held_out(i as u32)).then(|| format!("`{n}` ({})", title(i)))
-        })
+        .filter(|&&i| shared(i) == best)
         .take(5)
+        .map(|&i| format!("`{}` ({})", ds.item_ids[i], title(i)))
         .collect();
     println!(
-        "  from its vector alone it gets codes {:?}; warm items sharing all {} levels: {}",
+        "  from its vector alone it gets codes {:?}; nearest warm items (sharing {best} of {} \
+         levels): {}",
         seen.codes,
-        seen.shared_levels,
-        if warm.is_empty() {
-            "none".to_string()
-        } else {
-            warm.join(", ")
-        }
+        seen.codes.len(),
+        nearest.join(", ")
     );
 
     let known = RerankRequest::from_sample(&ds, sample);
