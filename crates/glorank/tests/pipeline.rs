@@ -278,6 +278,40 @@ fn pipeline_runs_reuses_artifacts_and_serves() {
 }
 
 #[test]
+fn a_dataset_of_an_older_format_is_rebuilt_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = tiny();
+    config.run_las = false;
+    Pipeline::new(config.clone()).run(dir.path()).unwrap();
+    // Pretend dataset.bin was written by format version 3.
+    let path = dir.path().join("dataset.bin");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[8..12].copy_from_slice(&3u32.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(glorank::data::PreparedDataset::load(dir.path()).is_err());
+    // As that version would have recorded it: the manifest holds the file's own checksum.
+    let run = glorank::RunDir::new(dir.path());
+    let sum = run.artifact_checksum("dataset").unwrap().unwrap();
+    let manifest = dir.path().join(glorank::MANIFEST_FILE);
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    m["artifacts"]["dataset"]["checksum"] = sum.into();
+    std::fs::write(&manifest, serde_json::to_vec(&m).unwrap()).unwrap();
+    let mut said = Vec::new();
+    Pipeline::new(config)
+        .run_with(dir.path(), &mut glorank::train::NoObserver, &mut |l| {
+            said.push(l.to_string())
+        })
+        .unwrap();
+    assert!(
+        said.iter()
+            .any(|l| l.starts_with("dataset: rebuilding, written in format version 3")),
+        "{said:?}"
+    );
+    assert!(glorank::data::PreparedDataset::load(dir.path()).is_ok());
+}
+
+#[test]
 fn a_cold_item_gets_codes_and_its_nearest_known_items() {
     use glorank::data::{PreparedDataset, item_vectors};
     let dir = tempfile::tempdir().unwrap();
