@@ -11,7 +11,10 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let dir: PathBuf = args.next().ok_or("usage: held_out_item RUN [REQUEST.json]")?.into();
+    let dir: PathBuf = args
+        .next()
+        .ok_or("usage: held_out_item RUN [REQUEST.json]")?
+        .into();
     let out: PathBuf = args
         .next()
         .unwrap_or_else(|| "held_out_request.json".into())
@@ -96,8 +99,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut cold = known.clone();
     cold.candidates[pos] = "new-release".into();
     cold.candidate_vectors.insert("new-release".into(), vector);
-    println!("  list, item known by id:      {:?}", reranker.rerank(&known)?);
-    println!("  list, item as `new-release`: {:?}", reranker.rerank(&cold)?);
+    println!(
+        "  list, item known by id:      {:?}",
+        reranker.rerank(&known)?
+    );
+    println!(
+        "  list, item as `new-release`: {:?}",
+        reranker.rerank(&cold)?
+    );
 
     std::fs::write(&out, format!("{}\n", serde_json::to_string(&cold)?))?;
     println!(

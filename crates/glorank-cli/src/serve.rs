@@ -384,6 +384,11 @@ pub struct AggregateArgs {
     /// `metrics.json` files of runs that differ only in their seed.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+    /// Aggregate a slice of the runs instead of their full test tables: a key of
+    /// `metrics.json` that holds rows, such as `held_out_cold`, `held_out_warm` or
+    /// `cold_start_lt_5`.
+    #[arg(long)]
+    pub slice: Option<String>,
 }
 
 /// `glorank aggregate`: per method and metric, the mean over runs with a Student-t 95%
@@ -416,6 +421,22 @@ pub fn aggregate(args: &AggregateArgs) -> Result<(), CliError> {
                         .into(),
                 });
             }
+            let value = match &args.slice {
+                Some(key) => value
+                    .get(key)
+                    .filter(|v| {
+                        v.as_object().is_some_and(|o| {
+                            o.values()
+                                .any(|m| m["precision"]["mean"].as_f64().is_some())
+                        })
+                    })
+                    .cloned()
+                    .ok_or_else(|| glorank::Error::Format {
+                        path: f.clone(),
+                        message: format!("no slice `{key}` with method rows in this metrics.json"),
+                    })?,
+                None => value,
+            };
             Ok(value)
         })
         .collect::<Result<_, glorank::Error>>()?;

@@ -73,6 +73,18 @@ fn prepare_synthetic_writes_run_directory_and_prints_table() {
     );
     assert_eq!(ds.config.pool_size, 30);
     assert!(dir.path().join("summary.json").exists());
+    // Held-out items: counted and their shares among test candidates printed; checked.
+    let out = prepare_small_with(&dir.path().join("held"), &["--held-out-share", "0.1"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("held-out items (test only)")
+            && stdout.contains("held-out among retrieved"),
+        "{stdout}"
+    );
+    let bad = prepare_small_with(&dir.path().join("bad"), &["--held-out-share", "0.9"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("held_out_share"));
 }
 
 #[test]
@@ -468,6 +480,34 @@ fn run_rerank_and_bench_on_a_tiny_pipeline() {
         .output()
         .unwrap();
     assert!(!missing.status.success());
+    // `--slice` aggregates a slice of the runs; a key without method rows is an error.
+    let sliced = out.join("sliced-metrics.json");
+    std::fs::write(
+        &sliced,
+        r#"{"A": {"precision": {"mean": 0.5}},
+            "held_out_cold": {"A": {"precision": {"mean": 0.25}}},
+            "held_out_pools": {"items": 3}}"#,
+    )
+    .unwrap();
+    let s = sliced.to_str().unwrap();
+    let cold = glorank()
+        .args(["aggregate", "--slice", "held_out_cold", s, s])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&cold.stdout);
+    assert!(
+        cold.status.success() && text.contains("| A | 0.2500 ± 0.0000 |"),
+        "{text}"
+    );
+    for key in ["held_out_pools", "no_such_slice"] {
+        let bad = glorank()
+            .args(["aggregate", "--slice", key, s])
+            .output()
+            .unwrap();
+        assert!(!bad.status.success());
+        let err = String::from_utf8_lossy(&bad.stderr);
+        assert!(err.contains(&format!("no slice `{key}`")), "{err}");
+    }
 
     let bench = glorank()
         .args(["bench", "--model", o, "--latency-requests", "5"])

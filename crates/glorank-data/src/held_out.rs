@@ -173,7 +173,12 @@ pub(crate) fn predict_factors(
 /// (by retriever score, every item eligible) as often per item as the `reference` items do:
 /// found by bisection on `c` (the held-out items' scores scale with it, the others' do not).
 /// 1 when there is nothing to compare.
-pub(crate) fn calibrate_scale(mf: &MfModel, held: &[bool], reference: &[bool], top_k: usize) -> f32 {
+pub(crate) fn calibrate_scale(
+    mf: &MfModel,
+    held: &[bool],
+    reference: &[bool],
+    top_k: usize,
+) -> f32 {
     let n_items = held.len();
     let n_held = held.iter().filter(|h| **h).count();
     let n_ref = reference.iter().filter(|r| **r).count();
@@ -199,9 +204,7 @@ pub(crate) fn calibrate_scale(mf: &MfModel, held: &[bool], reference: &[bool], t
                     .enumerate()
                     .map(|(i, &x)| (if held[i] { x * c } else { x }, i as u32))
                     .collect();
-                s.select_nth_unstable_by(top_k - 1, |a, b| {
-                    b.0.total_cmp(&a.0).then(a.1.cmp(&b.1))
-                });
+                s.select_nth_unstable_by(top_k - 1, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
                 s[..top_k].iter().fold((0usize, 0usize), |(h, r), &(_, i)| {
                     (
                         h + usize::from(held[i as usize]),
@@ -272,7 +275,10 @@ mod tests {
         // and 12 (inside it).
         assert_eq!(removed, 2);
         assert_eq!(s.items, vec![1, 2, 3, 4, 5, 6, 9, 7, 8, 0, 9, 1]);
-        assert_eq!(s.ratings, vec![1., 2., 3., 4., 5., 6., 9., 7., 8., 0., 9., 1.]);
+        assert_eq!(
+            s.ratings,
+            vec![1., 2., 3., 4., 5., 6., 9., 7., 8., 0., 9., 1.]
+        );
         assert_eq!(s.timestamps, vec![0, 1, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13]);
         // The last slate is still the original test slate.
         let start = *slate_starts(s.items.len(), 6).last().unwrap();

@@ -47,11 +47,11 @@ mod vectors;
 
 pub use config::{DataConfig, DatasetKind, VectorKind};
 pub use error::{DataError, Result};
+pub use held_out::{HELD_OUT_RIDGE, HELD_OUT_TITLE_BUCKETS};
 pub use prepared::{
     DATASET_FILE, FORMAT_VERSION, History, PrepareStats, PreparedDataset, RerankSample,
     SUMMARY_FILE, Split, UserSequence, write_atomic,
 };
-pub use held_out::{HELD_OUT_RIDGE, HELD_OUT_TITLE_BUCKETS};
 pub use progress::{NoProgress, Progress};
 pub use protocol::{
     LabelThresholds, Labels, ProtocolConfig, USER_ID_FIELD, dedupe_pairs, k_core, prepare,

@@ -161,7 +161,10 @@ fn held_out_items_appear_only_in_test_requests_both_logged_and_retrieved() {
         .flat_map(|s| s.logged.iter().map(|&p| s.candidates[p as usize]))
         .collect();
     assert!(held.is_subset(&in_test_slates));
-    assert!(logged_cold > 0 && retrieved_cold > 0, "{logged_cold} {retrieved_cold}");
+    assert!(
+        logged_cold > 0 && retrieved_cold > 0,
+        "{logged_cold} {retrieved_cold}"
+    );
     // Held-out items get content-predicted retriever factors, not their initial draw.
     assert!(
         ds.held_out

@@ -478,7 +478,11 @@ fn shipped_configurations_parse() {
     for name in ["ml-100k-held-out.toml", "ml-1m-held-out.toml"] {
         let c = PipelineConfig::from_file(&root.join(name)).unwrap();
         assert_eq!(c.data.held_out_share, 0.1, "{name}");
-        assert_eq!(c.tokenizer.vectors, glorank::data::VectorKind::Content, "{name}");
+        assert_eq!(
+            c.tokenizer.vectors,
+            glorank::data::VectorKind::Content,
+            "{name}"
+        );
         assert!(!c.policy.use_retriever_score, "{name}");
     }
 }
@@ -602,7 +606,9 @@ fn held_out_items_get_reference_rows_and_a_cold_warm_split() {
         )
         .unwrap();
     assert_eq!(ds.held_out.len(), 15);
-    let codes = (0..ds.num_items() as u32).map(|i| vec![i % 8, i / 8 % 8]).collect();
+    let codes = (0..ds.num_items() as u32)
+        .map(|i| vec![i % 8, i / 8 % 8])
+        .collect();
     let (ids, _) = SemanticIds::from_codes(codes, &[8, 8], 4).unwrap();
     let ctx = EvalContext::new(&ds, &ids, &ds.test, None, &glorank::Device::flex()).unwrap();
     let (rows, _) = ctx.reference_rows().unwrap();

@@ -189,7 +189,11 @@ pub fn write_results(
         });
         for (key, what, slice) in [
             (HELD_OUT_KEYS[0], "with a held-out candidate", &v.cold),
-            (HELD_OUT_KEYS[1], "without a held-out candidate (warm only)", &v.warm),
+            (
+                HELD_OUT_KEYS[1],
+                "without a held-out candidate (warm only)",
+                &v.warm,
+            ),
         ] {
             if let Some((n, slice_rows)) = slice {
                 text.push_str(&format!("\n{n} requests {what}\n{}", table(slice_rows, l)));
