@@ -285,15 +285,7 @@ impl DataConfig {
                 format!("must be positive, got {}", self.behaviour_temperature),
             ));
         }
-        if !(self.held_out_share.is_finite() && (0.0..=0.5).contains(&self.held_out_share)) {
-            return Err(DataError::config(
-                "data.held_out_share",
-                format!(
-                    "{} must be in [0, 0.5] (0: off; the cold-start presets use 0.1)",
-                    self.held_out_share
-                ),
-            ));
-        }
+        crate::protocol::check_held_out_share(self.held_out_share, "data.held_out_share")?;
         if self.dataset == DatasetKind::Synthetic && generated > MAX_INTERACTIONS {
             return Err(DataError::config(
                 "data.users",

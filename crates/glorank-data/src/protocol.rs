@@ -275,17 +275,20 @@ impl ProtocolConfig {
                 ),
             ));
         }
-        if !(self.held_out_share.is_finite() && (0.0..=0.5).contains(&self.held_out_share)) {
-            return Err(DataError::config(
-                "held_out_share",
-                format!(
-                    "{} must be in [0, 0.5] (0: off; the cold-start presets use 0.1)",
-                    self.held_out_share
-                ),
-            ));
-        }
+        check_held_out_share(self.held_out_share, "held_out_share")?;
         self.retriever.validate()
     }
+}
+
+/// Checks a held-out share (see [`ProtocolConfig::held_out_share`]): finite, in [0, 0.5].
+pub(crate) fn check_held_out_share(share: f64, field: &str) -> Result<()> {
+    if share.is_finite() && (0.0..=0.5).contains(&share) {
+        return Ok(());
+    }
+    Err(DataError::config(
+        field,
+        format!("{share} must be in [0, 0.5] (0: off; the cold-start presets use 0.1)"),
+    ))
 }
 
 /// Removes repeated (user, item) pairs, keeping the earliest (ties: first in file order).

@@ -591,12 +591,11 @@ fn cold_slice_keeps_requests_with_rare_candidates() {
     }
 }
 
-#[test]
-fn held_out_items_get_reference_rows_and_a_cold_warm_split() {
+/// A synthetic world of 120 users and 150 items with 10% held-out items: pools of 20, lists
+/// of 6, histories of 8, 3-core.
+fn held_out_world() -> glorank::data::PreparedDataset {
     use glorank::data::{DatasetSource, NoProgress, ProtocolConfig, SyntheticConfig};
-    use glorank::stages::{COLD_FIRST, EvalContext, RANDOM, held_out_view};
-    use glorank::tokenizer::SemanticIds;
-    let ds = DatasetSource::Synthetic(SyntheticConfig::small(120, 150).with_sessions(6))
+    DatasetSource::Synthetic(SyntheticConfig::small(120, 150).with_sessions(6))
         .prepare(
             &ProtocolConfig::default()
                 .with_k_core(3)
@@ -604,7 +603,14 @@ fn held_out_items_get_reference_rows_and_a_cold_warm_split() {
                 .with_held_out_share(0.1),
             &NoProgress,
         )
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn held_out_items_get_reference_rows_and_a_cold_warm_split() {
+    use glorank::stages::{COLD_FIRST, EvalContext, RANDOM, held_out_view};
+    use glorank::tokenizer::SemanticIds;
+    let ds = held_out_world();
     assert_eq!(ds.held_out.len(), 15);
     let codes = (0..ds.num_items() as u32)
         .map(|i| vec![i % 8, i / 8 % 8])
@@ -641,21 +647,11 @@ fn held_out_items_get_reference_rows_and_a_cold_warm_split() {
 
 #[test]
 fn a_held_out_item_is_served_from_its_content_vector_alone() {
-    use glorank::data::{
-        DatasetSource, NoProgress, ProtocolConfig, SyntheticConfig, VectorKind, item_vectors,
-    };
+    use glorank::data::{VectorKind, item_vectors};
     use glorank::{Device, RunDir, TokenizerConfig, stages};
     let dir = tempfile::tempdir().unwrap();
     let run = RunDir::new(dir.path());
-    let ds = DatasetSource::Synthetic(SyntheticConfig::small(120, 150).with_sessions(6))
-        .prepare(
-            &ProtocolConfig::default()
-                .with_k_core(3)
-                .with_shape(6, 8, 20)
-                .with_held_out_share(0.1),
-            &NoProgress,
-        )
-        .unwrap();
+    let ds = held_out_world();
     ds.save(run.root()).unwrap();
     let mut tok = TokenizerConfig::default();
     tok.levels = 2;
