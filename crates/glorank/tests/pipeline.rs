@@ -617,7 +617,7 @@ fn held_out_items_get_reference_rows_and_a_cold_warm_split() {
         .collect();
     let (ids, _) = SemanticIds::from_codes(codes, &[8, 8], 4).unwrap();
     let ctx = EvalContext::new(&ds, &ids, &ds.test, None, &glorank::Device::flex()).unwrap();
-    let (rows, _) = ctx.reference_rows().unwrap();
+    let (mut rows, last) = ctx.reference_rows().unwrap();
     let row = |name: &str| rows.iter().find(|r| r.name == name).unwrap();
     // "cold first" puts every held-out candidate ahead of every warm one, and otherwise
     // keeps the random row's order.
@@ -632,10 +632,26 @@ fn held_out_items_get_reference_rows_and_a_cold_warm_split() {
             assert_eq!(list, &row(RANDOM).lists[k]);
         }
     }
+    rows.extend(last);
     let v = held_out_view(&ds, &ds.test, &rows).unwrap().unwrap();
+    // The split is by the logged slate; the pool-wide count is at least the cold side.
+    let cold_logged = ds
+        .test
+        .iter()
+        .filter(|s| {
+            s.logged
+                .iter()
+                .any(|&p| ds.is_held_out(s.candidates[p as usize]))
+        })
+        .count();
+    assert!(v.any_cold_requests >= cold_logged);
+    // The oracle's lists hold every clicked logged item, held-out or warm.
+    let (_, cold, warm) = v.recovered.iter().find(|r| r.0 == "oracle").unwrap();
+    assert_eq!((cold.unwrap().mean, warm.unwrap().mean), (1.0, 1.0));
     assert_eq!(v.items, 15);
     assert!(v.logged_cold_share > 0.0 && v.retrieved_cold_share > 0.0);
     let (n_cold, cold_rows) = v.cold.unwrap();
+    assert_eq!(n_cold, cold_logged);
     let (n_warm, warm_rows) = v.warm.unwrap();
     assert_eq!(n_cold + n_warm, ds.test.len());
     assert_eq!(cold_rows.len(), rows.len());

@@ -378,8 +378,9 @@ pub fn cold_slice(
     })
 }
 
-/// The held-out-items protocol's view of a split: how cold items entered the pools, and the
-/// rows on requests with a held-out candidate next to the rows on warm-only requests.
+/// The held-out-items protocol's view of a split: how cold items entered the pools, the rows
+/// on requests whose logged slate holds a held-out item next to the rest, and per method the
+/// share of clicked held-out and clicked warm items its lists recover.
 #[derive(Debug, Clone)]
 pub struct HeldOutView {
     /// Held-out items in the catalog.
@@ -388,10 +389,19 @@ pub struct HeldOutView {
     pub logged_cold_share: f64,
     /// Share of held-out items among the retrieved candidates (the rest of the pools).
     pub retrieved_cold_share: f64,
-    /// Requests with at least one held-out candidate, and their rows (label metrics only).
+    /// Requests with at least one held-out candidate anywhere in the pool (with 10% of the
+    /// items held out, nearly all of them: this alone does not separate requests).
+    pub any_cold_requests: usize,
+    /// Requests whose logged slate holds a held-out item, and their rows (label metrics
+    /// only): the requests where being able to rank a new item changes the labels.
     pub cold: Option<(usize, Vec<MethodResult>)>,
-    /// Requests without a held-out candidate, and their rows.
+    /// Requests whose logged slate holds no held-out item, and their rows.
     pub warm: Option<(usize, Vec<MethodResult>)>,
+    /// Per method (in row order): the mean over requests with a clicked held-out logged item
+    /// of the share of those items in the list, and the same for clicked warm logged items
+    /// (over requests with one), each with its 95% interval. The gap between the two is the
+    /// method's cost of coldness, item by item.
+    pub recovered: Vec<(String, Option<Summary>, Option<Summary>)>,
 }
 
 /// The [`HeldOutView`] of `samples`, or `None` when the dataset has no held-out items.
@@ -419,13 +429,45 @@ pub fn held_out_view(
             }
         }
     }
-    let has_cold = |s: &RerankSample| s.candidates.iter().any(|&i| ds.is_held_out(i));
+    let cold_logged = |s: &RerankSample| {
+        s.logged
+            .iter()
+            .any(|&p| ds.is_held_out(s.candidates[p as usize]))
+    };
+    let mut recovered = Vec::with_capacity(rows.len());
+    for r in rows {
+        // Per request: clicked logged positions, split by coldness; the share in the list.
+        let (mut cold, mut warm) = (Vec::new(), Vec::new());
+        for (s, list) in samples.iter().zip(&r.lists) {
+            for (want_cold, out) in [(true, &mut cold), (false, &mut warm)] {
+                let clicked: Vec<usize> = s
+                    .logged
+                    .iter()
+                    .map(|&p| p as usize)
+                    .filter(|&p| {
+                        s.labels[p].click() && ds.is_held_out(s.candidates[p]) == want_cold
+                    })
+                    .collect();
+                if !clicked.is_empty() {
+                    let found = clicked.iter().filter(|p| list.contains(p)).count();
+                    out.push(found as f64 / clicked.len() as f64);
+                }
+            }
+        }
+        let summary = |v: &[f64]| (!v.is_empty()).then(|| Summary::from_values(v)).transpose();
+        recovered.push((r.name.clone(), summary(&cold)?, summary(&warm)?));
+    }
     Ok(Some(HeldOutView {
         items: ds.held_out.len(),
         logged_cold_share: logged_cold as f64 / logged.max(1) as f64,
         retrieved_cold_share: retrieved_cold as f64 / retrieved.max(1) as f64,
-        cold: slice_rows(ds, samples, rows, has_cold)?,
-        warm: slice_rows(ds, samples, rows, |s| !has_cold(s))?,
+        any_cold_requests: samples
+            .iter()
+            .filter(|s| s.candidates.iter().any(|&i| ds.is_held_out(i)))
+            .count(),
+        cold: slice_rows(ds, samples, rows, cold_logged)?,
+        warm: slice_rows(ds, samples, rows, |s| !cold_logged(s))?,
+        recovered,
     }))
 }
 

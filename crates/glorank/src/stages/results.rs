@@ -177,21 +177,28 @@ pub fn write_results(
     if let Some(v) = held_out_view(ds, samples, rows)? {
         text.push_str(&format!(
             "\nheld-out items: {} items unseen before the test slates; {:.1}% of the logged and \
-             {:.1}% of the retrieved test candidates\n",
+             {:.1}% of the retrieved test candidates; {} of {} requests have one in the pool\n",
             v.items,
             100.0 * v.logged_cold_share,
-            100.0 * v.retrieved_cold_share
+            100.0 * v.retrieved_cold_share,
+            v.any_cold_requests,
+            samples.len()
         ));
         let mut pools = serde_json::json!({
             "items": v.items,
             "logged_cold_share": v.logged_cold_share,
             "retrieved_cold_share": v.retrieved_cold_share,
+            "any_cold_requests": v.any_cold_requests,
         });
         for (key, what, slice) in [
-            (HELD_OUT_KEYS[0], "with a held-out candidate", &v.cold),
+            (
+                HELD_OUT_KEYS[0],
+                "whose logged slate holds a held-out item",
+                &v.cold,
+            ),
             (
                 HELD_OUT_KEYS[1],
-                "without a held-out candidate (warm only)",
+                "whose logged slate holds none (warm)",
                 &v.warm,
             ),
         ] {
@@ -203,6 +210,31 @@ pub fn write_results(
                 }
             }
         }
+        let w = v
+            .recovered
+            .iter()
+            .map(|r| r.0.len())
+            .max()
+            .unwrap_or(0)
+            .max(18);
+        let f = |s: &Option<Summary>| {
+            s.as_ref().map_or("-".into(), |s| {
+                format!("{:.4}±{:.4}", s.mean, s.half_width())
+            })
+        };
+        text.push_str(&format!(
+            "\nclicked logged items found in the list, per request\n{:<w$} {:>15} {:>15}\n",
+            "method", "held-out", "warm"
+        ));
+        let mut recovered = serde_json::Map::new();
+        for (name, cold, warm) in &v.recovered {
+            text.push_str(&format!("{name:<w$} {:>15} {:>15}\n", f(cold), f(warm)));
+            recovered.insert(
+                name.clone(),
+                serde_json::json!({ "held_out": cold, "warm": warm }),
+            );
+        }
+        pools["clicked_found"] = recovered.into();
         if let Some(obj) = metrics.as_object_mut() {
             obj.insert(HELD_OUT_KEYS[2].into(), pools);
         }
