@@ -648,6 +648,11 @@ fn held_out_items_get_reference_rows_and_a_cold_warm_split() {
     // The oracle's lists hold every clicked logged item, held-out or warm.
     let (_, cold, warm) = v.recovered.iter().find(|r| r.0 == "oracle").unwrap();
     assert_eq!((cold.unwrap().mean, warm.unwrap().mean), (1.0, 1.0));
+    // Popularity gives every held-out item the same score (no training interactions), so it
+    // cannot tell a good one from a bad one: AUC exactly 1/2 among held-out candidates.
+    let (_, cold, warm) = v.within_auc.iter().find(|r| r.0 == "popularity").unwrap();
+    assert_eq!(cold.unwrap().mean, 0.5);
+    assert!((0.0..=1.0).contains(&warm.unwrap().mean));
     assert_eq!(v.items, 15);
     assert!(v.logged_cold_share > 0.0 && v.retrieved_cold_share > 0.0);
     let (n_cold, cold_rows) = v.cold.unwrap();

@@ -402,6 +402,12 @@ pub struct HeldOutView {
     /// (over requests with one), each with its 95% interval. The gap between the two is the
     /// method's cost of coldness, item by item.
     pub recovered: Vec<(String, Option<Summary>, Option<Summary>)>,
+    /// Per method with candidate scores (in row order): the mean over requests of the AUC of
+    /// clicked held-out items over every other held-out candidate of the pool, and the same
+    /// among warm candidates, with their 95% intervals. Unlike [`HeldOutView::recovered`]
+    /// it does not reward putting held-out items first: it asks whether a method tells a
+    /// good new item from a bad new item as well as a good known one from a bad known one.
+    pub within_auc: Vec<(String, Option<Summary>, Option<Summary>)>,
 }
 
 /// The [`HeldOutView`] of `samples`, or `None` when the dataset has no held-out items.
@@ -434,7 +440,9 @@ pub fn held_out_view(
             .iter()
             .any(|&p| ds.is_held_out(s.candidates[p as usize]))
     };
+    let summary = |v: &[f64]| (!v.is_empty()).then(|| Summary::from_values(v)).transpose();
     let mut recovered = Vec::with_capacity(rows.len());
+    let mut within_auc = Vec::new();
     for r in rows {
         // Per request: clicked logged positions, split by coldness; the share in the list.
         let (mut cold, mut warm) = (Vec::new(), Vec::new());
@@ -454,8 +462,22 @@ pub fn held_out_view(
                 }
             }
         }
-        let summary = |v: &[f64]| (!v.is_empty()).then(|| Summary::from_values(v)).transpose();
         recovered.push((r.name.clone(), summary(&cold)?, summary(&warm)?));
+        if let Some(scores) = &r.scores {
+            let (mut cold, mut warm) = (Vec::new(), Vec::new());
+            for (s, sc) in samples.iter().zip(scores) {
+                for (want_cold, out) in [(true, &mut cold), (false, &mut warm)] {
+                    let (x, y): (Vec<f64>, Vec<bool>) = (0..s.candidates.len())
+                        .filter(|&p| ds.is_held_out(s.candidates[p]) == want_cold)
+                        .map(|p| (f64::from(sc[p]), s.labels[p].click()))
+                        .unzip();
+                    if let Some(a) = glorank_metrics::auc(&x, &y)? {
+                        out.push(a);
+                    }
+                }
+            }
+            within_auc.push((r.name.clone(), summary(&cold)?, summary(&warm)?));
+        }
     }
     Ok(Some(HeldOutView {
         items: ds.held_out.len(),
@@ -468,6 +490,7 @@ pub fn held_out_view(
         cold: slice_rows(ds, samples, rows, cold_logged)?,
         warm: slice_rows(ds, samples, rows, |s| !cold_logged(s))?,
         recovered,
+        within_auc,
     }))
 }
 

@@ -223,18 +223,33 @@ pub fn write_results(
             })
         };
         text.push_str(&format!(
-            "\nclicked logged items found in the list, per request\n{:<w$} {:>15} {:>15}\n",
-            "method", "held-out", "warm"
+            "\nper request: share of the clicked logged items found in the list, and AUC of \
+             clicked items over the other candidates of the same kind\n\
+             {:<w$} {:>15} {:>15} {:>15} {:>15}\n",
+            "method", "found held-out", "found warm", "AUC held-out", "AUC warm"
         ));
         let mut recovered = serde_json::Map::new();
         for (name, cold, warm) in &v.recovered {
-            text.push_str(&format!("{name:<w$} {:>15} {:>15}\n", f(cold), f(warm)));
+            let auc = v.within_auc.iter().find(|a| &a.0 == name);
+            let (auc_cold, auc_warm) = auc.map_or((None, None), |a| (a.1, a.2));
+            text.push_str(&format!(
+                "{name:<w$} {:>15} {:>15} {:>15} {:>15}\n",
+                f(cold),
+                f(warm),
+                f(&auc_cold),
+                f(&auc_warm)
+            ));
             recovered.insert(
                 name.clone(),
-                serde_json::json!({ "held_out": cold, "warm": warm }),
+                serde_json::json!({
+                    "found_held_out": cold,
+                    "found_warm": warm,
+                    "auc_held_out": auc_cold,
+                    "auc_warm": auc_warm,
+                }),
             );
         }
-        pools["clicked_found"] = recovered.into();
+        pools["per_method"] = recovered.into();
         if let Some(obj) = metrics.as_object_mut() {
             obj.insert(HELD_OUT_KEYS[2].into(), pools);
         }
