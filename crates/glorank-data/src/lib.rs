@@ -9,6 +9,10 @@
 //! 2. **Prepare** with [`prepare`]: k-core filter, chronological slates of `L`, splits (last
 //!    slate test, the one before validation), labels, a stage-1 ALS retriever
 //!    ([`fit_als`]) trained on train interactions, and shuffled pools of `N` candidates.
+//!    Options: out-of-sample pools (`rerank_train_slates`), the research group's pools and
+//!    user-ID feature, and held-out items for cold start
+//!    ([`ProtocolConfig::held_out_share`]: a share of the items unseen before the test
+//!    slates, scored by the retriever from content).
 //! 3. **Save / load** the [`PreparedDataset`] in a versioned binary file.
 //! 4. **Item vectors** for the tokenizer with [`item_vectors`].
 //!
