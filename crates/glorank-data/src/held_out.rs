@@ -4,9 +4,10 @@
 //! slate, loses every interaction before the test slates: it is absent from the retriever's
 //! data, from every train and validation slate and pool, and from every history. At test
 //! time those items are new: the retriever scores them through item factors predicted from
-//! their content vectors (a ridge regression fitted on the warm items' factors), so a held-out
-//! item can enter a test pool as a retrieved negative as well as a logged item, and the
-//! tokenizer and every model see it only through its content vector.
+//! their content vectors (a ridge regression fitted on the warm items' factors, times one
+//! scale calibrated so that they reach the users' top lists as often per item as the other
+//! test-slate items), so a held-out item can enter a test pool as a retrieved negative as well
+//! as a logged item, and the tokenizer and every model see it only through its content vector.
 //!
 //! [`ProtocolConfig::held_out_share`]: crate::ProtocolConfig::held_out_share
 
