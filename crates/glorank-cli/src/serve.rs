@@ -391,6 +391,16 @@ pub struct AggregateArgs {
     pub slice: Option<String>,
 }
 
+/// Whether `v` is one method's metrics (it has a precision mean).
+fn is_method_row(v: &serde_json::Value) -> bool {
+    v["precision"]["mean"].as_f64().is_some()
+}
+
+/// Whether `v` maps method names to metrics (a `metrics.json`, or one of its slices).
+fn has_method_rows(v: &serde_json::Value) -> bool {
+    v.as_object().is_some_and(|o| o.values().any(is_method_row))
+}
+
 /// `glorank aggregate`: per method and metric, the mean over runs with a Student-t 95%
 /// confidence interval over the runs (not over requests), as a Markdown table.
 pub fn aggregate(args: &AggregateArgs) -> Result<(), CliError> {
@@ -409,11 +419,7 @@ pub fn aggregate(args: &AggregateArgs) -> Result<(), CliError> {
                     message: e.to_string(),
                 })?;
             // A metrics.json maps method names to metrics, each with a mean.
-            let is_metrics = value.as_object().is_some_and(|o| {
-                o.values()
-                    .any(|m| m["precision"]["mean"].as_f64().is_some())
-            });
-            if !is_metrics {
+            if !has_method_rows(&value) {
                 return Err(glorank::Error::Format {
                     path: f.clone(),
                     message: "not a metrics.json (no method with a precision mean); pass the \
@@ -424,12 +430,7 @@ pub fn aggregate(args: &AggregateArgs) -> Result<(), CliError> {
             let value = match &args.slice {
                 Some(key) => value
                     .get(key)
-                    .filter(|v| {
-                        v.as_object().is_some_and(|o| {
-                            o.values()
-                                .any(|m| m["precision"]["mean"].as_f64().is_some())
-                        })
-                    })
+                    .filter(|v| has_method_rows(v))
                     .cloned()
                     .ok_or_else(|| glorank::Error::Format {
                         path: f.clone(),
@@ -448,8 +449,7 @@ pub fn aggregate(args: &AggregateArgs) -> Result<(), CliError> {
     if let Some(obj) = runs[0].as_object() {
         for k in obj.keys() {
             // Slices and the held-out entries are not methods: a method has a precision.
-            let is_method = obj[k]["precision"]["mean"].as_f64().is_some();
-            if is_method && !methods.contains(k) {
+            if is_method_row(&obj[k]) && !methods.contains(k) {
                 methods.push(k.clone());
             }
         }

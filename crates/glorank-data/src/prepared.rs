@@ -244,6 +244,20 @@ impl PreparedDataset {
         self.held_out.binary_search(&item).is_ok()
     }
 
+    /// Share of held-out items among the logged and among the retrieved candidates of
+    /// `samples`, `[logged, retrieved]` (zero without held-out items).
+    pub fn held_out_shares(&self, samples: &[RerankSample]) -> [f64; 2] {
+        let (mut n, mut cold) = ([0usize; 2], [0usize; 2]);
+        for s in samples {
+            for (p, &i) in s.candidates.iter().enumerate() {
+                let k = usize::from(!s.logged.contains(&(p as u16)));
+                n[k] += 1;
+                cold[k] += usize::from(self.is_held_out(i));
+            }
+        }
+        [0, 1].map(|k| cold[k] as f64 / n[k].max(1) as f64)
+    }
+
     /// The requests of `split`.
     pub fn split(&self, split: Split) -> &[RerankSample] {
         match split {

@@ -506,7 +506,7 @@ pub fn prepare(
         .map_init(
             || PoolScratch::new(num_items),
             |scratch, (u, seq)| {
-                let r = user_samples(u, seq, &retriever, config, raw.implicit, &held, scratch);
+                let r = user_samples(u, seq, &retriever, config, raw.implicit, &held_out, scratch);
                 progress.advance(1);
                 r
             },
@@ -551,17 +551,6 @@ pub fn prepare(
             .fields
             .push(field);
     }
-    if !held_out.is_empty() {
-        let (mut n, mut cold) = ([0usize; 2], [0usize; 2]);
-        for s in &test {
-            for (p, &i) in s.candidates.iter().enumerate() {
-                let k = usize::from(!s.logged.contains(&(p as u16)));
-                n[k] += 1;
-                cold[k] += usize::from(held[i as usize]);
-            }
-        }
-        stats.held_out_test_shares = [0, 1].map(|k| cold[k] as f64 / n[k].max(1) as f64);
-    }
     let mut ds = PreparedDataset {
         name: raw.name,
         config: config.clone(),
@@ -584,6 +573,7 @@ pub fn prepare(
         synthetic: None,
     };
     ds.stats.fill_split_counts(&ds.train, &ds.valid, &ds.test);
+    ds.stats.held_out_test_shares = ds.held_out_shares(&ds.test);
     Ok(ds)
 }
 
@@ -652,15 +642,15 @@ impl PoolScratch {
     }
 }
 
-/// Builds every slate's sample of user `u`. Items flagged in `held` are held out: they are
-/// never retrieved into a train or validation pool.
+/// Builds every slate's sample of user `u`. The `held_out` items are never retrieved into a
+/// train or validation pool.
 fn user_samples(
     u: usize,
     seq: &UserSequence,
     mf: &MfModel,
     cfg: &ProtocolConfig,
     implicit: bool,
-    held: &[bool],
+    held_out: &[u32],
     s: &mut PoolScratch,
 ) -> Result<UserSamples> {
     let l = cfg.slate_len;
@@ -680,8 +670,7 @@ fn user_samples(
     // Items by score, descending (ties: lower id first). Only the head is ever needed:
     // at most history + slate items are skipped before the pool is full.
     // Held-out items are skipped too before the test slate.
-    let held_count = held.iter().filter(|h| **h).count();
-    let head = (n + cfg.history_len + l + held_count).min(num_items);
+    let head = (n + cfg.history_len + l + held_out.len()).min(num_items);
     s.order.clear();
     s.order.extend(0..num_items as u32);
     let scores = &s.scores;
@@ -709,11 +698,9 @@ fn user_samples(
         for &i in &seq.items[excluded_from..start + l] {
             s.mark[i as usize] = stamp;
         }
-        if slate_idx != last && held_count > 0 {
-            for &i in &s.order {
-                if held[i as usize] {
-                    s.mark[i as usize] = stamp;
-                }
+        if slate_idx != last {
+            for &i in held_out {
+                s.mark[i as usize] = stamp;
             }
         }
         let mut candidates: Vec<u32> = slate.to_vec();

@@ -646,11 +646,12 @@ fn held_out_items_get_reference_rows_and_a_cold_warm_split() {
         .count();
     assert!(v.any_cold_requests >= cold_logged);
     // The oracle's lists hold every clicked logged item, held-out or warm.
-    let (_, cold, warm) = v.recovered.iter().find(|r| r.0 == "oracle").unwrap();
+    let m = |name: &str| v.methods.iter().find(|m| m.name == name).unwrap();
+    let (cold, warm) = (&m("oracle").found_held_out, &m("oracle").found_warm);
     assert_eq!((cold.unwrap().mean, warm.unwrap().mean), (1.0, 1.0));
     // Popularity gives every held-out item the same score (no training interactions), so it
     // cannot tell a good one from a bad one: AUC exactly 1/2 among held-out candidates.
-    let (_, cold, warm) = v.within_auc.iter().find(|r| r.0 == "popularity").unwrap();
+    let (cold, warm) = (&m("popularity").auc_held_out, &m("popularity").auc_warm);
     assert_eq!(cold.unwrap().mean, 0.5);
     assert!((0.0..=1.0).contains(&warm.unwrap().mean));
     assert_eq!(v.items, 15);

@@ -379,8 +379,8 @@ pub fn cold_slice(
 }
 
 /// The held-out-items protocol's view of a split: how cold items entered the pools, the rows
-/// on requests whose logged slate holds a held-out item next to the rest, and per method the
-/// share of clicked held-out and clicked warm items its lists recover.
+/// on requests whose logged slate holds a held-out item next to the rest, and per method how
+/// it handles clicked held-out items against clicked warm ones.
 #[derive(Debug, Clone)]
 pub struct HeldOutView {
     /// Held-out items in the catalog.
@@ -397,17 +397,28 @@ pub struct HeldOutView {
     pub cold: Option<(usize, Vec<MethodResult>)>,
     /// Requests whose logged slate holds no held-out item, and their rows.
     pub warm: Option<(usize, Vec<MethodResult>)>,
-    /// Per method (in row order): the mean over requests with a clicked held-out logged item
-    /// of the share of those items in the list, and the same for clicked warm logged items
-    /// (over requests with one), each with its 95% interval. The gap between the two is the
-    /// method's cost of coldness, item by item.
-    pub recovered: Vec<(String, Option<Summary>, Option<Summary>)>,
-    /// Per method with candidate scores (in row order): the mean over requests of the AUC of
-    /// clicked held-out items over every other held-out candidate of the pool, and the same
-    /// among warm candidates, with their 95% intervals. Unlike [`HeldOutView::recovered`]
-    /// it does not reward putting held-out items first: it asks whether a method tells a
-    /// good new item from a bad new item as well as a good known one from a bad known one.
-    pub within_auc: Vec<(String, Option<Summary>, Option<Summary>)>,
+    /// One entry per row, in row order.
+    pub methods: Vec<HeldOutMethod>,
+}
+
+/// How one method treats held-out items against warm ones (a [`HeldOutView`] entry). Each
+/// figure is a mean over the requests where it is defined, with its 95% interval.
+#[derive(Debug, Clone)]
+pub struct HeldOutMethod {
+    /// Method name.
+    pub name: String,
+    /// Share of the clicked held-out logged items found in the list (over requests with
+    /// one). The gap to [`HeldOutMethod::found_warm`] is the cost of coldness item by item,
+    /// but a rule that puts new items first scores high here.
+    pub found_held_out: Option<Summary>,
+    /// The same for clicked warm logged items.
+    pub found_warm: Option<Summary>,
+    /// AUC of clicked held-out items over every other held-out candidate of the pool (for
+    /// methods with candidate scores): does the method tell a good new item from a bad new
+    /// one? Putting new items first does not raise it.
+    pub auc_held_out: Option<Summary>,
+    /// The same among warm candidates.
+    pub auc_warm: Option<Summary>,
 }
 
 /// The [`HeldOutView`] of `samples`, or `None` when the dataset has no held-out items.
@@ -422,75 +433,62 @@ pub fn held_out_view(
     if ds.held_out.is_empty() {
         return Ok(None);
     }
-    let (mut logged, mut logged_cold, mut retrieved, mut retrieved_cold) = (0usize, 0, 0, 0);
-    for s in samples {
-        for (p, &i) in s.candidates.iter().enumerate() {
-            let cold = usize::from(ds.is_held_out(i));
-            if s.logged.contains(&(p as u16)) {
-                logged += 1;
-                logged_cold += cold;
-            } else {
-                retrieved += 1;
-                retrieved_cold += cold;
-            }
-        }
-    }
+    let [logged_cold_share, retrieved_cold_share] = ds.held_out_shares(samples);
     let cold_logged = |s: &RerankSample| {
         s.logged
             .iter()
             .any(|&p| ds.is_held_out(s.candidates[p as usize]))
     };
     let summary = |v: &[f64]| (!v.is_empty()).then(|| Summary::from_values(v)).transpose();
-    let mut recovered = Vec::with_capacity(rows.len());
-    let mut within_auc = Vec::new();
+    let mut methods = Vec::with_capacity(rows.len());
     for r in rows {
-        // Per request: clicked logged positions, split by coldness; the share in the list.
-        let (mut cold, mut warm) = (Vec::new(), Vec::new());
-        for (s, list) in samples.iter().zip(&r.lists) {
-            for (want_cold, out) in [(true, &mut cold), (false, &mut warm)] {
+        // Per request and kind (held-out, warm): the share of clicked logged items in the
+        // list, and the AUC of clicked over other candidates of that kind.
+        let mut found = [Vec::new(), Vec::new()];
+        let mut auc = [Vec::new(), Vec::new()];
+        for (k, (s, list)) in samples.iter().zip(&r.lists).enumerate() {
+            let cold: Vec<bool> = s.candidates.iter().map(|&i| ds.is_held_out(i)).collect();
+            for (kind, want_cold) in [true, false].into_iter().enumerate() {
                 let clicked: Vec<usize> = s
                     .logged
                     .iter()
                     .map(|&p| p as usize)
-                    .filter(|&p| {
-                        s.labels[p].click() && ds.is_held_out(s.candidates[p]) == want_cold
-                    })
+                    .filter(|&p| s.labels[p].click() && cold[p] == want_cold)
                     .collect();
                 if !clicked.is_empty() {
-                    let found = clicked.iter().filter(|p| list.contains(p)).count();
-                    out.push(found as f64 / clicked.len() as f64);
+                    let hits = clicked.iter().filter(|p| list.contains(p)).count();
+                    found[kind].push(hits as f64 / clicked.len() as f64);
                 }
-            }
-        }
-        recovered.push((r.name.clone(), summary(&cold)?, summary(&warm)?));
-        if let Some(scores) = &r.scores {
-            let (mut cold, mut warm) = (Vec::new(), Vec::new());
-            for (s, sc) in samples.iter().zip(scores) {
-                for (want_cold, out) in [(true, &mut cold), (false, &mut warm)] {
+                if let Some(scores) = &r.scores {
                     let (x, y): (Vec<f64>, Vec<bool>) = (0..s.candidates.len())
-                        .filter(|&p| ds.is_held_out(s.candidates[p]) == want_cold)
-                        .map(|p| (f64::from(sc[p]), s.labels[p].click()))
+                        .filter(|&p| cold[p] == want_cold)
+                        .map(|p| (f64::from(scores[k][p]), s.labels[p].click()))
                         .unzip();
                     if let Some(a) = glorank_metrics::auc(&x, &y)? {
-                        out.push(a);
+                        auc[kind].push(a);
                     }
                 }
             }
-            within_auc.push((r.name.clone(), summary(&cold)?, summary(&warm)?));
         }
+        methods.push(HeldOutMethod {
+            name: r.name.clone(),
+            found_held_out: summary(&found[0])?,
+            found_warm: summary(&found[1])?,
+            auc_held_out: summary(&auc[0])?,
+            auc_warm: summary(&auc[1])?,
+        });
     }
     Ok(Some(HeldOutView {
         items: ds.held_out.len(),
-        logged_cold_share: logged_cold as f64 / logged.max(1) as f64,
-        retrieved_cold_share: retrieved_cold as f64 / retrieved.max(1) as f64,
+        logged_cold_share,
+        retrieved_cold_share,
         any_cold_requests: samples
             .iter()
             .filter(|s| s.candidates.iter().any(|&i| ds.is_held_out(i)))
             .count(),
         cold: slice_rows(ds, samples, rows, cold_logged)?,
         warm: slice_rows(ds, samples, rows, |s| !cold_logged(s))?,
-        recovered,
-        within_auc,
+        methods,
     }))
 }
 

@@ -15,8 +15,8 @@ mod results;
 mod training;
 
 pub use eval::{
-    BEST_LIST, COLD_FIRST, EvalContext, HeldOutView, MethodResult, RANDOM, cold_slice,
-    held_out_view, logged_auc, shuffle_candidates,
+    BEST_LIST, COLD_FIRST, EvalContext, HeldOutMethod, HeldOutView, MethodResult, RANDOM,
+    cold_slice, held_out_view, logged_auc, shuffle_candidates,
 };
 pub use results::{COLD_SLICE_KEY_PREFIX, HELD_OUT_KEYS, METHOD_ORDER, table, write_results};
 pub use training::{

@@ -1,6 +1,6 @@
 //! Result tables and files: the printed table, `metrics.json` and `predictions.jsonl`.
 
-use super::eval::{MethodResult, cold_slice, held_out_view};
+use super::eval::{HeldOutView, MethodResult, cold_slice, held_out_view};
 use crate::{Error, Result, RunDir};
 use glorank_data::{PreparedDataset, RerankSample};
 use glorank_metrics::Summary;
@@ -28,8 +28,8 @@ pub const METHOD_ORDER: [&str; 14] = [
 pub const COLD_SLICE_KEY_PREFIX: &str = "cold_start_lt_";
 
 /// Keys of the held-out-items protocol's entries in `metrics.json`: the rows on requests
-/// with a held-out candidate, the rows on warm-only requests, and how held-out items entered
-/// the pools.
+/// whose logged slate holds a held-out item, the rows on the other requests, and the pool
+/// shares with the per-method figures.
 pub const HELD_OUT_KEYS: [&str; 3] = ["held_out_cold", "held_out_warm", "held_out_pools"];
 
 /// Prints rows as a table: mean ± CI half-width per metric.
@@ -114,6 +114,90 @@ pub(crate) fn rows_json(rows: &[MethodResult]) -> serde_json::Value {
     serde_json::Value::Object(out)
 }
 
+/// Appends the held-out-items protocol's part to the printed `text` and to `metrics` (the
+/// [`HELD_OUT_KEYS`] entries): the pool shares, the rows split by whether the logged slate
+/// holds a held-out item, and the per-method figures.
+fn held_out_section(
+    v: &HeldOutView,
+    requests: usize,
+    l: usize,
+    text: &mut String,
+    metrics: &mut serde_json::Value,
+) {
+    text.push_str(&format!(
+        "\nheld-out items: {} items unseen before the test slates; {:.1}% of the logged and \
+         {:.1}% of the retrieved test candidates; {} of {requests} requests have one in the pool\n",
+        v.items,
+        100.0 * v.logged_cold_share,
+        100.0 * v.retrieved_cold_share,
+        v.any_cold_requests,
+    ));
+    let mut pools = serde_json::json!({
+        "items": v.items,
+        "logged_cold_share": v.logged_cold_share,
+        "retrieved_cold_share": v.retrieved_cold_share,
+        "any_cold_requests": v.any_cold_requests,
+    });
+    for (key, what, slice) in [
+        (
+            HELD_OUT_KEYS[0],
+            "whose logged slate holds a held-out item",
+            &v.cold,
+        ),
+        (
+            HELD_OUT_KEYS[1],
+            "whose logged slate holds none (warm)",
+            &v.warm,
+        ),
+    ] {
+        if let Some((n, slice_rows)) = slice {
+            text.push_str(&format!("\n{n} requests {what}\n{}", table(slice_rows, l)));
+            pools[format!("{key}_requests")] = (*n).into();
+            metrics[key] = rows_json(slice_rows);
+        }
+    }
+    let w = v
+        .methods
+        .iter()
+        .map(|m| m.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(18);
+    let f = |s: &Option<Summary>| {
+        s.as_ref().map_or("-".into(), |s| {
+            format!("{:.4}±{:.4}", s.mean, s.half_width())
+        })
+    };
+    text.push_str(&format!(
+        "\nper request: share of the clicked logged items found in the list, and AUC of \
+         clicked items over the other candidates of the same kind\n\
+         {:<w$} {:>15} {:>15} {:>15} {:>15}\n",
+        "method", "found held-out", "found warm", "AUC held-out", "AUC warm"
+    ));
+    let mut per_method = serde_json::Map::new();
+    for m in &v.methods {
+        text.push_str(&format!(
+            "{:<w$} {:>15} {:>15} {:>15} {:>15}\n",
+            m.name,
+            f(&m.found_held_out),
+            f(&m.found_warm),
+            f(&m.auc_held_out),
+            f(&m.auc_warm)
+        ));
+        per_method.insert(
+            m.name.clone(),
+            serde_json::json!({
+                "found_held_out": m.found_held_out,
+                "found_warm": m.found_warm,
+                "auc_held_out": m.auc_held_out,
+                "auc_warm": m.auc_warm,
+            }),
+        );
+    }
+    pools["per_method"] = per_method.into();
+    metrics[HELD_OUT_KEYS[2]] = pools;
+}
+
 /// One JSON line per request and method: request id, method, candidate item ids, their click
 /// labels and the generated list of item ids, so the metrics can be recomputed independently.
 pub(crate) fn predictions_jsonl(
@@ -175,84 +259,7 @@ pub fn write_results(
         }
     }
     if let Some(v) = held_out_view(ds, samples, rows)? {
-        text.push_str(&format!(
-            "\nheld-out items: {} items unseen before the test slates; {:.1}% of the logged and \
-             {:.1}% of the retrieved test candidates; {} of {} requests have one in the pool\n",
-            v.items,
-            100.0 * v.logged_cold_share,
-            100.0 * v.retrieved_cold_share,
-            v.any_cold_requests,
-            samples.len()
-        ));
-        let mut pools = serde_json::json!({
-            "items": v.items,
-            "logged_cold_share": v.logged_cold_share,
-            "retrieved_cold_share": v.retrieved_cold_share,
-            "any_cold_requests": v.any_cold_requests,
-        });
-        for (key, what, slice) in [
-            (
-                HELD_OUT_KEYS[0],
-                "whose logged slate holds a held-out item",
-                &v.cold,
-            ),
-            (
-                HELD_OUT_KEYS[1],
-                "whose logged slate holds none (warm)",
-                &v.warm,
-            ),
-        ] {
-            if let Some((n, slice_rows)) = slice {
-                text.push_str(&format!("\n{n} requests {what}\n{}", table(slice_rows, l)));
-                pools[format!("{key}_requests")] = (*n).into();
-                if let Some(obj) = metrics.as_object_mut() {
-                    obj.insert(key.into(), rows_json(slice_rows));
-                }
-            }
-        }
-        let w = v
-            .recovered
-            .iter()
-            .map(|r| r.0.len())
-            .max()
-            .unwrap_or(0)
-            .max(18);
-        let f = |s: &Option<Summary>| {
-            s.as_ref().map_or("-".into(), |s| {
-                format!("{:.4}±{:.4}", s.mean, s.half_width())
-            })
-        };
-        text.push_str(&format!(
-            "\nper request: share of the clicked logged items found in the list, and AUC of \
-             clicked items over the other candidates of the same kind\n\
-             {:<w$} {:>15} {:>15} {:>15} {:>15}\n",
-            "method", "found held-out", "found warm", "AUC held-out", "AUC warm"
-        ));
-        let mut recovered = serde_json::Map::new();
-        for (name, cold, warm) in &v.recovered {
-            let auc = v.within_auc.iter().find(|a| &a.0 == name);
-            let (auc_cold, auc_warm) = auc.map_or((None, None), |a| (a.1, a.2));
-            text.push_str(&format!(
-                "{name:<w$} {:>15} {:>15} {:>15} {:>15}\n",
-                f(cold),
-                f(warm),
-                f(&auc_cold),
-                f(&auc_warm)
-            ));
-            recovered.insert(
-                name.clone(),
-                serde_json::json!({
-                    "found_held_out": cold,
-                    "found_warm": warm,
-                    "auc_held_out": auc_cold,
-                    "auc_warm": auc_warm,
-                }),
-            );
-        }
-        pools["per_method"] = recovered.into();
-        if let Some(obj) = metrics.as_object_mut() {
-            obj.insert(HELD_OUT_KEYS[2].into(), pools);
-        }
+        held_out_section(&v, samples.len(), l, &mut text, &mut metrics);
     }
     run.create()?;
     let json = serde_json::to_vec_pretty(&metrics).map_err(|e| Error::Format {
