@@ -23,11 +23,11 @@ pub fn key_padding_bias(pad: &[bool], b: usize, s: usize, device: &Device) -> Te
 /// Multi-head attention: `softmax(q k^T / sqrt(dh) + bias) v` over `heads` heads.
 #[derive(Module, Debug)]
 pub struct Attention {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    output: Linear,
-    heads: usize,
+    pub(crate) query: Linear,
+    pub(crate) key: Linear,
+    pub(crate) value: Linear,
+    pub(crate) output: Linear,
+    pub(crate) heads: usize,
 }
 
 impl Attention {
@@ -99,14 +99,14 @@ impl Attention {
 /// memory, GELU feed-forward, each with a residual connection.
 #[derive(Module, Debug)]
 pub struct DecoderLayer {
-    norm_self: LayerNorm,
-    self_attn: Attention,
-    norm_cross: LayerNorm,
-    cross_attn: Attention,
-    norm_ff: LayerNorm,
-    ff_in: Linear,
-    ff_out: Linear,
-    dropout: Dropout,
+    pub(crate) norm_self: LayerNorm,
+    pub(crate) self_attn: Attention,
+    pub(crate) norm_cross: LayerNorm,
+    pub(crate) cross_attn: Attention,
+    pub(crate) norm_ff: LayerNorm,
+    pub(crate) ff_in: Linear,
+    pub(crate) ff_out: Linear,
+    pub(crate) dropout: Dropout,
 }
 
 /// Per-layer cross-attention keys and values of the encoder memory, `[B, heads, S, dh]`.
@@ -202,9 +202,9 @@ impl DecoderLayer {
 /// weights load.
 #[derive(Module, Debug)]
 pub struct FeedForward {
-    linear_inner: Linear,
-    linear_outer: Linear,
-    dropout: Dropout,
+    pub(crate) linear_inner: Linear,
+    pub(crate) linear_outer: Linear,
+    pub(crate) dropout: Dropout,
 }
 
 impl FeedForward {
@@ -232,11 +232,11 @@ impl FeedForward {
 /// per-element draws.
 #[derive(Module, Debug)]
 pub struct EncoderLayer {
-    mha: Attention,
-    pwff: FeedForward,
-    norm_1: LayerNorm,
-    norm_2: LayerNorm,
-    dropout: Dropout,
+    pub(crate) mha: Attention,
+    pub(crate) pwff: FeedForward,
+    pub(crate) norm_1: LayerNorm,
+    pub(crate) norm_2: LayerNorm,
+    pub(crate) dropout: Dropout,
 }
 
 impl EncoderLayer {
@@ -269,7 +269,7 @@ impl EncoderLayer {
 /// names (`layers.N...`).
 #[derive(Module, Debug)]
 pub struct Encoder {
-    layers: Vec<EncoderLayer>,
+    pub(crate) layers: Vec<EncoderLayer>,
 }
 
 impl Encoder {

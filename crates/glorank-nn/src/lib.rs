@@ -35,6 +35,7 @@
 mod context;
 mod device;
 pub mod dropout;
+pub mod host;
 mod init;
 pub mod layers;
 pub mod limits;

@@ -1,0 +1,777 @@
+//! Inference of the [`crate::layers`] modules on the host CPU, from plain row-major `f32`
+//! buffers, without the tensor library.
+//!
+//! burn executes a model one operation at a time: every `Linear`, reshape, softmax or
+//! residual add is a dispatch, an allocation and, at the sizes of a decoding step (one row of
+//! width 128 per request), a few microseconds of overhead against well under a microsecond of
+//! arithmetic. This module computes the same functions with the `gemm` crate's kernels (the
+//! ones burn's `flex` backend calls) for the products and fused loops for everything else:
+//! fused query/key/value projections, attention over a key/value cache written in place, and
+//! the layer norm, GELU and residuals applied in one pass over each row.
+//!
+//! The weights are copied out of the burn modules once ([`HostEncoder::new`],
+//! [`HostDecoderLayer::new`], ...); the results equal the burn forward passes up to
+//! floating-point rounding (the tests compare them). Dropout is the identity here: these are
+//! inference paths.
+
+use crate::layers::{Attention, DecoderLayer, Encoder, EncoderLayer, MASKED};
+use burn::nn::{LayerNorm, Linear};
+use burn::tensor::Tensor;
+
+/// The epsilon of every layer norm in the project (burn's `LayerNormConfig` default).
+pub const LAYER_NORM_EPSILON: f32 = 1e-5;
+
+/// Products of at least this much work (`m x n x k`) are split over the rayon threads when
+/// the caller allows it.
+const PARALLEL_WORK: usize = 1 << 21;
+
+/// The values of a tensor, row-major, as `f32`.
+pub fn to_vec<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
+    tensor
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap_or_else(|e| unreachable!("an f32 tensor converts to f32 values: {e:?}"))
+}
+
+/// A strided matrix operand: element `(i, j)` at `data[offset + i * row + j * col]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Strided<'a> {
+    /// The buffer.
+    pub data: &'a [f32],
+    /// Index of element `(0, 0)`.
+    pub offset: usize,
+    /// Distance between rows.
+    pub row: usize,
+    /// Distance between columns.
+    pub col: usize,
+}
+
+impl<'a> Strided<'a> {
+    /// A dense row-major matrix with `cols` columns.
+    pub fn rows(data: &'a [f32], cols: usize) -> Self {
+        Self {
+            data,
+            offset: 0,
+            row: cols,
+            col: 1,
+        }
+    }
+
+    /// The same elements read as the transpose.
+    pub fn t(self) -> Self {
+        Self {
+            row: self.col,
+            col: self.row,
+            ..self
+        }
+    }
+
+    /// Largest index read by an `r x c` matrix of this layout.
+    fn last(&self, r: usize, c: usize) -> usize {
+        self.offset + (r.max(1) - 1) * self.row + (c.max(1) - 1) * self.col
+    }
+}
+
+/// `out[m x n] (+)= a[m x k] . b[k x n]`, `out` row-major with row stride `out_row`
+/// starting at `out_offset`; with `accumulate` the product is added to `out`'s values.
+/// `parallel` lets large products use the rayon threads.
+///
+/// # Panics
+/// When an operand's layout reads outside its buffer.
+#[allow(clippy::too_many_arguments, unsafe_code)]
+pub fn matmul_strided(
+    out: &mut [f32],
+    out_offset: usize,
+    out_row: usize,
+    a: Strided<'_>,
+    b: Strided<'_>,
+    (m, k, n): (usize, usize, usize),
+    accumulate: bool,
+    parallel: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for i in 0..m {
+                out[out_offset + i * out_row..][..n].fill(0.0);
+            }
+        }
+        return;
+    }
+    assert!(a.last(m, k) < a.data.len(), "left operand out of bounds");
+    assert!(b.last(k, n) < b.data.len(), "right operand out of bounds");
+    assert!(
+        out_offset + (m - 1) * out_row + n <= out.len(),
+        "output out of bounds"
+    );
+    let parallelism = if parallel && m * n * k >= PARALLEL_WORK {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the asserts above keep every element the kernel reads or writes inside its
+    // buffer; `out` is borrowed mutably, so it aliases neither operand.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr().add(out_offset),
+            1,
+            out_row as isize,
+            accumulate,
+            a.data.as_ptr().add(a.offset),
+            a.col as isize,
+            a.row as isize,
+            b.data.as_ptr().add(b.offset),
+            b.col as isize,
+            b.row as isize,
+            1.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// `out[m x n] (+)= a[m x k] . b[k x n]`, all dense row-major.
+pub fn matmul(
+    out: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    (m, k, n): (usize, usize, usize),
+    accumulate: bool,
+    parallel: bool,
+) {
+    matmul_strided(
+        out,
+        0,
+        n,
+        Strided::rows(a, k),
+        Strided::rows(b, n),
+        (m, k, n),
+        accumulate,
+        parallel,
+    );
+}
+
+/// The dot product of two equally long slices, summed in eight lanes (which the compiler
+/// turns into vector instructions).
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (a8, a_rest) = a.split_at(a.len() / 8 * 8);
+    let (b8, b_rest) = b.split_at(a8.len());
+    for (x, y) in a8.chunks_exact(8).zip(b8.chunks_exact(8)) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut sum = acc.iter().sum::<f32>();
+    for (x, y) in a_rest.iter().zip(b_rest) {
+        sum += x * y;
+    }
+    sum
+}
+
+/// `out += w * x`, elementwise.
+fn axpy(out: &mut [f32], w: f32, x: &[f32]) {
+    for (o, v) in out.iter_mut().zip(x) {
+        *o += w * v;
+    }
+}
+
+/// In-place softmax of one row of scores.
+fn softmax_in_place(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    for v in x.iter_mut() {
+        *v /= sum;
+    }
+}
+
+/// Exact GELU, `0.5 x (1 + erf(x / sqrt 2))`, in place (what burn's `gelu` computes).
+pub fn gelu_in_place(x: &mut [f32]) {
+    for v in x.iter_mut() {
+        *v = 0.5 * *v * (1.0 + libm::erff(*v / std::f32::consts::SQRT_2));
+    }
+}
+
+/// A [`Linear`] layer on the host: `y = x W + b`.
+#[derive(Debug, Clone)]
+pub struct HostLinear {
+    /// Weight `[d_in, d_out]`, row-major.
+    weight: Vec<f32>,
+    /// Bias `[d_out]` (zeros when the layer has none).
+    bias: Vec<f32>,
+    d_in: usize,
+    d_out: usize,
+}
+
+impl HostLinear {
+    /// A copy of `linear`'s weights.
+    pub fn new(linear: &Linear) -> Self {
+        let [d_in, d_out] = linear.weight.val().dims();
+        Self {
+            weight: to_vec(linear.weight.val()),
+            bias: linear
+                .bias
+                .as_ref()
+                .map_or_else(|| vec![0.0; d_out], |b| to_vec(b.val())),
+            d_in,
+            d_out,
+        }
+    }
+
+    /// Several layers reading the same input, as one layer whose outputs are theirs side by
+    /// side (`[q | k | v]`, say).
+    pub fn concat(parts: &[Self]) -> Self {
+        let d_in = parts[0].d_in;
+        assert!(parts.iter().all(|p| p.d_in == d_in), "inputs differ");
+        let d_out = parts.iter().map(|p| p.d_out).sum();
+        let mut weight = Vec::with_capacity(d_in * d_out);
+        for i in 0..d_in {
+            for p in parts {
+                weight.extend_from_slice(&p.weight[i * p.d_out..(i + 1) * p.d_out]);
+            }
+        }
+        Self {
+            weight,
+            bias: parts.iter().flat_map(|p| p.bias.iter().copied()).collect(),
+            d_in,
+            d_out,
+        }
+    }
+
+    /// Adds `extra [d_in, d_out]` (row-major) to the weight: the layer then computes
+    /// `x (W + extra) + b`.
+    pub fn add_to_weight(&mut self, extra: &[f32]) {
+        assert_eq!(extra.len(), self.weight.len(), "weight shapes differ");
+        for (w, e) in self.weight.iter_mut().zip(extra) {
+            *w += e;
+        }
+    }
+
+    /// Input width.
+    pub fn d_in(&self) -> usize {
+        self.d_in
+    }
+
+    /// Output width.
+    pub fn d_out(&self) -> usize {
+        self.d_out
+    }
+
+    /// `x [rows, d_in] -> out [rows, d_out]` (`out` is overwritten).
+    pub fn forward_into(&self, x: &[f32], rows: usize, out: &mut [f32], parallel: bool) {
+        for row in out[..rows * self.d_out].chunks_exact_mut(self.d_out) {
+            row.copy_from_slice(&self.bias);
+        }
+        matmul(
+            out,
+            x,
+            &self.weight,
+            (rows, self.d_in, self.d_out),
+            true,
+            parallel,
+        );
+    }
+
+    /// `x [rows, d_in] -> [rows, d_out]`.
+    pub fn forward(&self, x: &[f32], rows: usize, parallel: bool) -> Vec<f32> {
+        let mut out = vec![0.0; rows * self.d_out];
+        self.forward_into(x, rows, &mut out, parallel);
+        out
+    }
+
+    /// `out [rows, d_out] += x [rows, d_in] W + b` (a residual branch).
+    pub fn forward_add(&self, x: &[f32], rows: usize, out: &mut [f32], parallel: bool) {
+        for row in out[..rows * self.d_out].chunks_exact_mut(self.d_out) {
+            for (o, b) in row.iter_mut().zip(&self.bias) {
+                *o += b;
+            }
+        }
+        matmul(
+            out,
+            x,
+            &self.weight,
+            (rows, self.d_in, self.d_out),
+            true,
+            parallel,
+        );
+    }
+}
+
+/// A [`LayerNorm`] on the host.
+#[derive(Debug, Clone)]
+pub struct HostLayerNorm {
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+}
+
+impl HostLayerNorm {
+    /// A copy of `norm`'s scale and shift (epsilon [`LAYER_NORM_EPSILON`]).
+    pub fn new(norm: &LayerNorm) -> Self {
+        let gamma = to_vec(norm.gamma.val());
+        let beta = norm
+            .beta
+            .as_ref()
+            .map_or_else(|| vec![0.0; gamma.len()], |b| to_vec(b.val()));
+        Self { gamma, beta }
+    }
+
+    /// Normalises each row of `x [rows, d]` into `out`.
+    pub fn forward_into(&self, x: &[f32], out: &mut [f32]) {
+        let d = self.gamma.len();
+        for (xr, or) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+            let mean = xr.iter().sum::<f32>() / d as f32;
+            let var = xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
+            let inv = 1.0 / (var + LAYER_NORM_EPSILON).sqrt();
+            for (((o, v), g), b) in or.iter_mut().zip(xr).zip(&self.gamma).zip(&self.beta) {
+                *o = (v - mean) * inv * g + b;
+            }
+        }
+    }
+
+    /// `x [rows, d]` normalised, as a new buffer.
+    pub fn forward(&self, x: &[f32]) -> Vec<f32> {
+        let mut out = vec![0.0; x.len()];
+        self.forward_into(x, &mut out);
+        out
+    }
+}
+
+/// One encoder layer ([`EncoderLayer`]) on the host.
+#[derive(Debug, Clone)]
+pub struct HostEncoderLayer {
+    /// Query, key and value projections side by side (`d -> 3d`).
+    qkv: HostLinear,
+    output: HostLinear,
+    ff_in: HostLinear,
+    ff_out: HostLinear,
+    norm_attn: HostLayerNorm,
+    norm_ff: HostLayerNorm,
+    heads: usize,
+}
+
+impl HostEncoderLayer {
+    /// A copy of `layer`'s weights.
+    pub fn new(layer: &EncoderLayer) -> Self {
+        let a = &layer.mha;
+        Self {
+            qkv: qkv(a),
+            output: HostLinear::new(&a.output),
+            ff_in: HostLinear::new(&layer.pwff.linear_inner),
+            ff_out: HostLinear::new(&layer.pwff.linear_outer),
+            // The encoder layer normalises with `norm_2` before attention, `norm_1` before
+            // the feed-forward block (burn's names).
+            norm_attn: HostLayerNorm::new(&layer.norm_2),
+            norm_ff: HostLayerNorm::new(&layer.norm_1),
+            heads: a.heads,
+        }
+    }
+
+    /// `x [b, s, d]` in place, with the additive key mask `key_bias [b, s]`.
+    pub fn forward(&self, x: &mut [f32], b: usize, s: usize, key_bias: &[f32], parallel: bool) {
+        let d = self.output.d_out();
+        let rows = b * s;
+        let h = self.norm_attn.forward(x);
+        let qkv = self.qkv.forward(&h, rows, parallel);
+        let mut ctx = vec![0.0; rows * d];
+        let dh = d / self.heads;
+        let scale = (dh as f32).sqrt();
+        let mut scores = vec![0.0; s * s];
+        for r in 0..b {
+            let base = r * s * 3 * d;
+            let bias = &key_bias[r * s..(r + 1) * s];
+            for head in 0..self.heads {
+                let q = Strided {
+                    data: &qkv,
+                    offset: base + head * dh,
+                    row: 3 * d,
+                    col: 1,
+                };
+                let k = Strided {
+                    offset: base + d + head * dh,
+                    ..q
+                };
+                let v = Strided {
+                    offset: base + 2 * d + head * dh,
+                    ..q
+                };
+                matmul_strided(
+                    &mut scores,
+                    0,
+                    s,
+                    q,
+                    k.t(),
+                    (s, dh, s),
+                    false,
+                    false,
+                );
+                for row in scores.chunks_exact_mut(s) {
+                    for (v, m) in row.iter_mut().zip(bias) {
+                        *v = *v / scale + m;
+                    }
+                    softmax_in_place(row);
+                }
+                matmul_strided(
+                    &mut ctx,
+                    r * s * d + head * dh,
+                    d,
+                    Strided::rows(&scores, s),
+                    v,
+                    (s, s, dh),
+                    false,
+                    false,
+                );
+            }
+        }
+        self.output.forward_add(&ctx, rows, x, parallel);
+        let h = self.norm_ff.forward(x);
+        let mut u = self.ff_in.forward(&h, rows, parallel);
+        gelu_in_place(&mut u);
+        self.ff_out.forward_add(&u, rows, x, parallel);
+    }
+}
+
+/// The query, key and value projections of `a` as one `d -> 3d` layer.
+fn qkv(a: &Attention) -> HostLinear {
+    HostLinear::concat(&[
+        HostLinear::new(&a.query),
+        HostLinear::new(&a.key),
+        HostLinear::new(&a.value),
+    ])
+}
+
+/// An [`Encoder`] on the host.
+#[derive(Debug, Clone)]
+pub struct HostEncoder {
+    layers: Vec<HostEncoderLayer>,
+}
+
+impl HostEncoder {
+    /// A copy of `encoder`'s weights.
+    pub fn new(encoder: &Encoder) -> Self {
+        Self {
+            layers: encoder.layers.iter().map(HostEncoderLayer::new).collect(),
+        }
+    }
+
+    /// `x [b, s, d]` in place, with the additive key mask `key_bias [b, s]` ([`MASKED`] on
+    /// padding, 0 elsewhere).
+    pub fn forward(&self, x: &mut [f32], b: usize, s: usize, key_bias: &[f32], parallel: bool) {
+        for layer in &self.layers {
+            layer.forward(x, b, s, key_bias, parallel);
+        }
+    }
+}
+
+/// The additive key mask `[b, s]` of `pad` (`true` on padding): [`MASKED`] or 0.
+pub fn key_bias(pad: &[bool]) -> Vec<f32> {
+    pad.iter().map(|&p| if p { MASKED } else { 0.0 }).collect()
+}
+
+/// The self-attention keys and values of one decoder layer for a batch of rows decoding
+/// incrementally: `[rows, capacity, 2d]` (key then value per position), written in place.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    data: Vec<f32>,
+    rows: usize,
+    capacity: usize,
+    width: usize,
+}
+
+impl KvCache {
+    /// An empty cache for `rows` rows of up to `capacity` positions of width `2d`.
+    pub fn new(rows: usize, capacity: usize, d: usize) -> Self {
+        Self {
+            data: vec![0.0; rows * capacity * 2 * d],
+            rows,
+            capacity,
+            width: 2 * d,
+        }
+    }
+
+    /// Rows held.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Keeps, for each new row `r`, the first `len` positions of old row `parents[r]` (beam
+    /// search reorders and duplicates rows between steps).
+    pub fn reorder(&mut self, parents: &[u32], len: usize) {
+        let stride = self.capacity * self.width;
+        let mut data = vec![0.0; parents.len() * stride];
+        for (r, &p) in parents.iter().enumerate() {
+            let from = p as usize * stride;
+            data[r * stride..r * stride + len * self.width]
+                .copy_from_slice(&self.data[from..from + len * self.width]);
+        }
+        self.data = data;
+        self.rows = parents.len();
+    }
+}
+
+/// One decoder layer ([`DecoderLayer`]) on the host, for incremental decoding.
+#[derive(Debug, Clone)]
+pub struct HostDecoderLayer {
+    norm_self: HostLayerNorm,
+    /// Self-attention query, key and value side by side (`d -> 3d`).
+    self_qkv: HostLinear,
+    self_out: HostLinear,
+    norm_cross: HostLayerNorm,
+    cross_q: HostLinear,
+    /// Cross-attention key and value side by side (`d -> 2d`).
+    cross_kv: HostLinear,
+    cross_out: HostLinear,
+    norm_ff: HostLayerNorm,
+    ff_in: HostLinear,
+    ff_out: HostLinear,
+    heads: usize,
+}
+
+impl HostDecoderLayer {
+    /// A copy of `layer`'s weights.
+    pub fn new(layer: &DecoderLayer) -> Self {
+        let c = &layer.cross_attn;
+        Self {
+            norm_self: HostLayerNorm::new(&layer.norm_self),
+            self_qkv: qkv(&layer.self_attn),
+            self_out: HostLinear::new(&layer.self_attn.output),
+            norm_cross: HostLayerNorm::new(&layer.norm_cross),
+            cross_q: HostLinear::new(&c.query),
+            cross_kv: HostLinear::concat(&[HostLinear::new(&c.key), HostLinear::new(&c.value)]),
+            cross_out: HostLinear::new(&c.output),
+            norm_ff: HostLayerNorm::new(&layer.norm_ff),
+            ff_in: HostLinear::new(&layer.ff_in),
+            ff_out: HostLinear::new(&layer.ff_out),
+            heads: layer.self_attn.heads,
+        }
+    }
+
+    /// Cross-attention keys and values of `memory [rows, d]`: `[rows, 2d]`.
+    pub fn cross_kv(&self, memory: &[f32], rows: usize, parallel: bool) -> Vec<f32> {
+        self.cross_kv.forward(memory, rows, parallel)
+    }
+
+    /// One incremental step at position `t` for `x [rows, d]` (in place). Row `r` attends to
+    /// its own cached positions `0..t` and the new one, which is written to `cache`, and to
+    /// the `s` memory positions of request `requests[r]` in `cross [b, s, 2d]` (from
+    /// [`HostDecoderLayer::cross_kv`]) under `memory_bias [b, s]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn step(
+        &self,
+        x: &mut [f32],
+        t: usize,
+        cache: &mut KvCache,
+        cross: &[f32],
+        memory_bias: &[f32],
+        s: usize,
+        requests: &[u32],
+        parallel: bool,
+    ) {
+        let d = self.self_out.d_out();
+        let rows = requests.len();
+        assert!(
+            cache.rows == rows && t < cache.capacity && cache.width == 2 * d,
+            "cache of the wrong shape"
+        );
+        let dh = d / self.heads;
+        let scale = (dh as f32).sqrt();
+        let h = self.norm_self.forward(x);
+        let qkv = self.self_qkv.forward(&h, rows, parallel);
+        let stride = cache.capacity * cache.width;
+        let mut ctx = vec![0.0; rows * d];
+        let mut weights = vec![0.0; t.max(s) + 1];
+        for r in 0..rows {
+            let row = &qkv[r * 3 * d..(r + 1) * 3 * d];
+            let at = r * stride + t * cache.width;
+            cache.data[at..at + 2 * d].copy_from_slice(&row[d..]);
+            let positions = &cache.data[r * stride..r * stride + (t + 1) * cache.width];
+            for head in 0..self.heads {
+                let q = &row[head * dh..(head + 1) * dh];
+                let w = &mut weights[..=t];
+                for (p, kv) in positions.chunks_exact(cache.width).enumerate() {
+                    w[p] = dot(q, &kv[head * dh..(head + 1) * dh]) / scale;
+                }
+                softmax_in_place(w);
+                let out = &mut ctx[r * d + head * dh..r * d + (head + 1) * dh];
+                for (kv, &wp) in positions.chunks_exact(cache.width).zip(w.iter()) {
+                    axpy(out, wp, &kv[d + head * dh..d + (head + 1) * dh]);
+                }
+            }
+        }
+        self.self_out.forward_add(&ctx, rows, x, parallel);
+        let h = self.norm_cross.forward(x);
+        let q = self.cross_q.forward(&h, rows, parallel);
+        ctx.fill(0.0);
+        for (r, &req) in requests.iter().enumerate() {
+            let memory = &cross[req as usize * s * 2 * d..(req as usize + 1) * s * 2 * d];
+            let bias = &memory_bias[req as usize * s..(req as usize + 1) * s];
+            for head in 0..self.heads {
+                let qh = &q[r * d + head * dh..r * d + (head + 1) * dh];
+                let w = &mut weights[..s];
+                for ((wp, kv), m) in w.iter_mut().zip(memory.chunks_exact(2 * d)).zip(bias) {
+                    *wp = dot(qh, &kv[head * dh..(head + 1) * dh]) / scale + m;
+                }
+                softmax_in_place(w);
+                let out = &mut ctx[r * d + head * dh..r * d + (head + 1) * dh];
+                for (kv, &wp) in memory.chunks_exact(2 * d).zip(w.iter()) {
+                    axpy(out, wp, &kv[d + head * dh..d + (head + 1) * dh]);
+                }
+            }
+        }
+        self.cross_out.forward_add(&ctx, rows, x, parallel);
+        let h = self.norm_ff.forward(x);
+        let mut u = self.ff_in.forward(&h, rows, parallel);
+        gelu_in_place(&mut u);
+        self.ff_out.forward_add(&u, rows, x, parallel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::{CrossKv, key_padding_bias};
+    use burn::tensor::{Device, Distribution, Tolerance, TensorData};
+
+    fn close(a: &[f32], b: &[f32], tol: f32) {
+        assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() <= tol, "element {i}: {x} against {y}");
+        }
+    }
+
+    #[test]
+    fn strided_products_match_a_naive_product() {
+        let (m, k, n) = (5, 7, 3);
+        let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..n * k).map(|i| (i as f32 * 0.11).cos()).collect();
+        // b is stored as [n, k] and read transposed.
+        let mut out = vec![1.0; m * n];
+        matmul_strided(
+            &mut out,
+            0,
+            n,
+            Strided::rows(&a, k),
+            Strided::rows(&b, k).t(),
+            (m, k, n),
+            true,
+            false,
+        );
+        for i in 0..m {
+            for j in 0..n {
+                let want = 1.0 + (0..k).map(|p| a[i * k + p] * b[j * k + p]).sum::<f32>();
+                assert!((out[i * n + j] - want).abs() < 1e-5);
+            }
+        }
+        assert!((dot(&a[..11], &b[..11]) - (0..11).map(|i| a[i] * b[i]).sum::<f32>()).abs() < 1e-5);
+    }
+
+    /// The host encoder computes what [`Encoder::forward`] computes, padding masked.
+    #[test]
+    fn host_encoder_matches_burn() {
+        let device = Device::flex();
+        let encoder = Encoder::new(16, 4, 32, 2, 0.1, &device);
+        let (b, s, d) = (2, 5, 16);
+        let x = Tensor::<3>::random([b, s, d], Distribution::Normal(0.0, 1.0), &device);
+        let pad = vec![
+            false, false, false, true, true, false, false, false, false, false,
+        ];
+        let want = to_vec(encoder.forward(x.clone(), key_padding_bias(&pad, b, s, &device)));
+        let mut got = to_vec(x);
+        HostEncoder::new(&encoder).forward(&mut got, b, s, &key_bias(&pad), true);
+        close(&got, &want, 1e-4);
+    }
+
+    /// Incremental host steps compute what [`DecoderLayer::step`] computes, with rows that
+    /// read different requests' memories.
+    #[test]
+    fn host_decoder_steps_match_burn() {
+        let device = Device::flex();
+        let (d, heads, s) = (16, 4, 6);
+        let layer = DecoderLayer::new(d, heads, 24, 0.1, &device);
+        let host = HostDecoderLayer::new(&layer);
+        let memory = Tensor::<3>::random([2, s, d], Distribution::Normal(0.0, 1.0), &device);
+        let pad = vec![
+            false, false, false, false, true, true, false, false, false, false, false, false,
+        ];
+        let bias = key_padding_bias(&pad, 2, s, &device);
+        // Three rows: requests 1, 0, 1.
+        let requests = [1u32, 0, 1];
+        let idx = Tensor::<1, burn::tensor::Int>::from_data(
+            TensorData::new(vec![1i64, 0, 1], [3]),
+            &device,
+        );
+        let kv = layer.cross_kv(memory.clone());
+        let rows_kv = CrossKv {
+            k: kv.k.select(0, idx.clone()),
+            v: kv.v.select(0, idx.clone()),
+        };
+        let rows_bias = bias.select(0, idx);
+        let cross = host.cross_kv(&to_vec(memory.clone()), 2 * s, false);
+        let mut cache = KvCache::new(3, 4, d);
+        let mut burn_cache = None;
+        for t in 0..4 {
+            let x = Tensor::<3>::random([3, 1, d], Distribution::Normal(0.0, 1.0), &device);
+            let (y, c) = layer.step(x.clone(), burn_cache, &rows_kv, rows_bias.clone());
+            burn_cache = Some(c);
+            let mut got = to_vec(x);
+            host.step(
+                &mut got,
+                t,
+                &mut cache,
+                &cross,
+                &key_bias(&pad),
+                s,
+                &requests,
+                false,
+            );
+            y.into_data().assert_approx_eq::<f32>(
+                &TensorData::new(got, [3, 1, d]),
+                Tolerance::absolute(1e-4),
+            );
+        }
+    }
+
+    #[test]
+    fn reordering_the_cache_copies_the_parents_positions() {
+        let mut cache = KvCache::new(2, 3, 1);
+        cache.data = (0..12).map(|i| i as f32).collect();
+        cache.reorder(&[1, 1, 0], 2);
+        assert_eq!(cache.rows(), 3);
+        assert_eq!(&cache.data[..4], &[6.0, 7.0, 8.0, 9.0]);
+        assert_eq!(&cache.data[6..10], &[6.0, 7.0, 8.0, 9.0]);
+        assert_eq!(&cache.data[12..16], &[0.0, 1.0, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn linear_concatenation_and_layer_norm_match_burn() {
+        let device = Device::flex();
+        let a = burn::nn::LinearConfig::new(8, 5).init(&device);
+        let b = burn::nn::LinearConfig::new(8, 3).init(&device);
+        let x = Tensor::<2>::random([4, 8], Distribution::Normal(0.0, 1.0), &device);
+        let both = HostLinear::concat(&[HostLinear::new(&a), HostLinear::new(&b)]);
+        let got = both.forward(&to_vec(x.clone()), 4, false);
+        let (ya, yb) = (to_vec(a.forward(x.clone())), to_vec(b.forward(x.clone())));
+        for r in 0..4 {
+            close(&got[r * 8..r * 8 + 5], &ya[r * 5..(r + 1) * 5], 1e-5);
+            close(&got[r * 8 + 5..(r + 1) * 8], &yb[r * 3..(r + 1) * 3], 1e-5);
+        }
+        let norm = burn::nn::LayerNormConfig::new(8).init(&device);
+        close(
+            &HostLayerNorm::new(&norm).forward(&to_vec(x.clone())),
+            &to_vec(norm.forward(x)),
+            1e-5,
+        );
+    }
+}
