@@ -127,6 +127,10 @@ pub struct BenchArgs {
     /// `parity_requests`).
     #[arg(long, default_value_t = 0)]
     pub parity: usize,
+    /// Decode with burn's operations on the device even on a CPU (the path before the host
+    /// decoder; for comparisons).
+    #[arg(long)]
+    pub decode_on_device: bool,
 }
 
 fn run_pipeline(
@@ -277,6 +281,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), CliError> {
     options.batch = args.batch;
     options.train_batch = args.batch;
     options.train_shards = args.train_shards.max(1);
+    options.decode_on_device = args.decode_on_device;
     let (what, policy, config, requests, lists) = match &args.model {
         Some(dir) if !args.synthetic => {
             use glorank::data::PreparedDataset;

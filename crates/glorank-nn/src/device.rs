@@ -53,6 +53,17 @@ impl Backend {
     }
 }
 
+/// Whether `device` is one of the CPU backends (`flex`, or `ndarray` when built with it),
+/// whose models the host inference paths ([`crate::host`]) can run faster.
+pub fn is_host_device(device: &Device) -> bool {
+    #[cfg(feature = "ndarray")]
+    #[allow(deprecated)]
+    if *device == Device::ndarray() {
+        return true;
+    }
+    *device == Device::flex()
+}
+
 impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

@@ -407,16 +407,7 @@ impl HostEncoderLayer {
                     offset: base + 2 * d + head * dh,
                     ..q
                 };
-                matmul_strided(
-                    &mut scores,
-                    0,
-                    s,
-                    q,
-                    k.t(),
-                    (s, dh, s),
-                    false,
-                    false,
-                );
+                matmul_strided(&mut scores, 0, s, q, k.t(), (s, dh, s), false, false);
                 for row in scores.chunks_exact_mut(s) {
                     for (v, m) in row.iter_mut().zip(bias) {
                         *v = *v / scale + m;
@@ -642,7 +633,7 @@ impl HostDecoderLayer {
 mod tests {
     use super::*;
     use crate::layers::{CrossKv, key_padding_bias};
-    use burn::tensor::{Device, Distribution, Tolerance, TensorData};
+    use burn::tensor::{Device, Distribution, TensorData, Tolerance};
 
     fn close(a: &[f32], b: &[f32], tol: f32) {
         assert_eq!(a.len(), b.len());

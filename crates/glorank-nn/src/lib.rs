@@ -43,7 +43,7 @@ pub mod persist;
 pub mod training;
 
 pub use context::{Context, ContextEmbedder, HistoryItem, item_bucket, segment};
-pub use device::Backend;
+pub use device::{Backend, is_host_device};
 pub use init::{init_seeded, with_seeded_device};
 pub use layers::MASKED;
 

@@ -44,39 +44,51 @@ pub struct EncodedBatch {
     pub pool_sizes: Vec<usize>,
 }
 
+/// What the encoder reads for a batch (built by `Policy::encoder_input`).
+pub(crate) struct EncoderInput {
+    /// Embedded positions `[B, S, d]`, `S = 1 + H + N`: user, history, candidates.
+    pub x: Tensor<3>,
+    /// `B x S` padding flags, row-major.
+    pub pad: Vec<bool>,
+    /// Candidate item embeddings `[B, N, d]` (before segment, score and position terms).
+    pub items: Tensor<3>,
+    /// `N`, the largest pool of the batch.
+    pub candidates: usize,
+}
+
 /// The GloRank policy network (see the crate documentation for the architecture).
 #[derive(Module, Debug)]
 pub struct Policy {
     /// Token, user, label, recency and segment embeddings (token tables shared by history,
     /// candidates and decoder).
-    embedder: ContextEmbedder,
+    pub(crate) embedder: ContextEmbedder,
     /// Projection of the retriever score.
-    score_proj: Linear,
+    pub(crate) score_proj: Linear,
     /// Local-index ablation only: an embedding of each candidate's input position
     /// (`max_candidates x d`), so that the fixed head over positions can tell which item sits
     /// at which index. Absent in the global policy, whose candidates are a set.
-    position_emb: Option<Embedding>,
-    encoder: Encoder,
+    pub(crate) position_emb: Option<Embedding>,
+    pub(crate) encoder: Encoder,
     /// Beginning-of-list input `[1, d]`.
-    bos: Param<Tensor<2>>,
+    pub(crate) bos: Param<Tensor<2>>,
     /// Level being decoded.
-    level_emb: Embedding,
+    pub(crate) level_emb: Embedding,
     /// List slot being decoded.
-    slot_emb: Embedding,
-    layers: Vec<DecoderLayer>,
-    final_norm: LayerNorm,
+    pub(crate) slot_emb: Embedding,
+    pub(crate) layers: Vec<DecoderLayer>,
+    pub(crate) final_norm: LayerNorm,
     /// Global: one head per level (`d -> vocab_l`); none under [`OutputHead::Pointer`].
     /// Local index: one head `d -> max_candidates`.
-    heads: Vec<Linear>,
+    pub(crate) heads: Vec<Linear>,
     /// Query projection of the pointer scores (`d -> d`; present when the output head reads
     /// the candidates).
-    pointer_query: Option<Linear>,
-    depth: usize,
-    list_len: usize,
-    max_candidates: usize,
-    local_index: bool,
-    use_score: bool,
-    tie_heads: bool,
+    pub(crate) pointer_query: Option<Linear>,
+    pub(crate) depth: usize,
+    pub(crate) list_len: usize,
+    pub(crate) max_candidates: usize,
+    pub(crate) local_index: bool,
+    pub(crate) use_score: bool,
+    pub(crate) tie_heads: bool,
 }
 
 impl Policy {
@@ -235,6 +247,41 @@ impl Policy {
     /// # Errors
     /// [`PolicyError::InvalidInput`] naming the request and field.
     pub fn encode_inputs(&self, requests: &[Request], device: &Device) -> Result<EncodedBatch> {
+        let input = self.encoder_input(requests, device)?;
+        let [b, s, _] = input.x.dims();
+        let n = input.candidates;
+        let memory_bias = key_padding_bias(&input.pad, b, s, device);
+        let memory = self.encoder.forward(input.x, memory_bias.clone());
+        Ok(EncodedBatch {
+            candidate_memory: memory.clone().narrow(1, s - n, n),
+            memory,
+            memory_bias,
+            candidates: input.items,
+            tuples: self.head_tuples(requests),
+            pool_sizes: requests.iter().map(|r| r.candidates.len()).collect(),
+        })
+    }
+
+    /// The candidates' tuples per request when the output head reads them (its eligibility
+    /// masks need them), else nothing.
+    pub(crate) fn head_tuples(&self, requests: &[Request]) -> Vec<Vec<Vec<u32>>> {
+        if self.pointer_query.is_some() {
+            requests.iter().map(|r| r.candidates.clone()).collect()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// The encoder's input for a batch of requests: checks them, pads histories and pools,
+    /// embeds `[user, history..., candidates...]`.
+    ///
+    /// # Errors
+    /// [`PolicyError::InvalidInput`] naming the request and field.
+    pub(crate) fn encoder_input(
+        &self,
+        requests: &[Request],
+        device: &Device,
+    ) -> Result<EncoderInput> {
         if requests.is_empty() {
             return Err(PolicyError::InvalidInput("empty batch".into()));
         }
@@ -279,21 +326,11 @@ impl Policy {
                     device,
                 ));
         }
-        let x = Tensor::cat(vec![ctx.x, cand], 1);
-        let first_candidate = s - n;
-        let memory_bias = key_padding_bias(&pad, b, s, device);
-        let memory = self.encoder.forward(x, memory_bias.clone());
-        Ok(EncodedBatch {
-            candidate_memory: memory.clone().narrow(1, first_candidate, n),
-            memory,
-            memory_bias,
-            candidates: cand_items,
-            tuples: if self.pointer_query.is_some() {
-                requests.iter().map(|r| r.candidates.clone()).collect()
-            } else {
-                Vec::new()
-            },
-            pool_sizes: requests.iter().map(|r| r.candidates.len()).collect(),
+        Ok(EncoderInput {
+            x: Tensor::cat(vec![ctx.x, cand], 1),
+            pad,
+            items: cand_items,
+            candidates: n,
         })
     }
 
@@ -444,31 +481,16 @@ impl Policy {
             .into_data()
             .iter::<f32>()
             .collect();
-        let mut eligible = vec![false; n];
-        let mut max = vec![f32::NEG_INFINITY; v];
-        let mut sum = vec![0f32; v];
+        let mut work = TokenLse::new(n, v);
         for (row, &request) in requests.iter().enumerate() {
-            let tuples = &batch.tuples[request as usize];
-            eligible_candidates(tuples, prefix(row), self.depth, &mut eligible);
-            max.fill(f32::NEG_INFINITY);
-            sum.fill(0.0);
-            let s = &scores[row * n..(row + 1) * n];
-            for (j, tuple) in tuples.iter().enumerate().filter(|&(j, _)| eligible[j]) {
-                let c = tuple[level] as usize;
-                max[c] = max[c].max(s[j]);
-            }
-            for (j, tuple) in tuples.iter().enumerate().filter(|&(j, _)| eligible[j]) {
-                let c = tuple[level] as usize;
-                sum[c] += (s[j] - max[c]).exp();
-            }
-            let o = &mut out[row * v..(row + 1) * v];
-            for c in 0..v {
-                o[c] = if sum[c] > 0.0 {
-                    max[c] + sum[c].ln() + global.as_ref().map_or(0.0, |g| g[row * v + c])
-                } else {
-                    MASKED
-                };
-            }
+            work.fill(
+                &batch.tuples[request as usize],
+                prefix(row),
+                (level, self.depth),
+                &scores[row * n..(row + 1) * n],
+                global.as_ref().map(|g| &g[row * v..(row + 1) * v]),
+                &mut out[row * v..(row + 1) * v],
+            );
         }
         Ok(())
     }
@@ -677,6 +699,60 @@ pub(crate) fn index(ids: &[u32], device: &Device) -> Tensor<1, Int> {
 fn log_sum_exp(x: Tensor<2>) -> Tensor<2> {
     let max = x.clone().max_dim(1).detach();
     (x - max.clone()).exp().sum_dim(1).log() + max
+}
+
+/// Scratch buffers of the candidate-aware token logits (one row at a time).
+pub(crate) struct TokenLse {
+    eligible: Vec<bool>,
+    max: Vec<f32>,
+    sum: Vec<f32>,
+}
+
+impl TokenLse {
+    /// Buffers for pools of up to `n` candidates and vocabularies of up to `v` tokens.
+    pub(crate) fn new(n: usize, v: usize) -> Self {
+        Self {
+            eligible: vec![false; n],
+            max: vec![f32::NEG_INFINITY; v],
+            sum: vec![0.0; v],
+        }
+    }
+
+    /// Writes to `out [v]` one row's token logits at `level` (of `depth`) after `prefix`: for
+    /// each token, the log-sum-exp of the pointer `scores` (one per candidate) over the
+    /// remaining candidates whose tuple extends the prefix with it, plus the token's `global`
+    /// logit; [`MASKED`] for tokens no remaining candidate extends.
+    pub(crate) fn fill(
+        &mut self,
+        tuples: &[Vec<u32>],
+        prefix: &[u32],
+        (level, depth): (usize, usize),
+        scores: &[f32],
+        global: Option<&[f32]>,
+        out: &mut [f32],
+    ) {
+        let v = out.len();
+        let eligible = &mut self.eligible[..tuples.len()];
+        let (max, sum) = (&mut self.max[..v], &mut self.sum[..v]);
+        eligible_candidates(tuples, prefix, depth, eligible);
+        max.fill(f32::NEG_INFINITY);
+        sum.fill(0.0);
+        for (j, tuple) in tuples.iter().enumerate().filter(|&(j, _)| eligible[j]) {
+            let c = tuple[level] as usize;
+            max[c] = max[c].max(scores[j]);
+        }
+        for (j, tuple) in tuples.iter().enumerate().filter(|&(j, _)| eligible[j]) {
+            let c = tuple[level] as usize;
+            sum[c] += (scores[j] - max[c]).exp();
+        }
+        for c in 0..v {
+            out[c] = if sum[c] > 0.0 {
+                max[c] + sum[c].ln() + global.map_or(0.0, |g| g[c])
+            } else {
+                MASKED
+            };
+        }
+    }
 }
 
 /// Marks in `out` the candidates (by their tuples) that may follow `prefix`, a token prefix

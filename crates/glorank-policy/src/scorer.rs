@@ -10,6 +10,7 @@
 //! recomputing the whole prefix (`t` positions through every layer) per step: cheaper at
 //! every step, and it keeps greedy, sampling and beam on the same code path.
 
+use crate::HostPolicy;
 use crate::model::{EncodedBatch, Policy, Request, in_order, index};
 use crate::{PolicyError, Result};
 use burn::tensor::{Device, Tensor};
@@ -122,6 +123,12 @@ pub const MIN_DECODE_SHARD: usize = 16;
 /// Decodes one list per request (or `width` per request with beam search) with the policy,
 /// constrained by each request's trie. Item indices in the result are candidate positions.
 ///
+/// On a CPU device (`flex`, `ndarray`) the policy's weights are copied to a [`HostPolicy`]
+/// and decoded there, which is several times faster than burn's operations; a caller that
+/// decodes often with the same weights should keep one [`HostPolicy`] instead (the copy costs
+/// a few milliseconds). On other devices, and always with [`decode_on_device`], every step
+/// runs as burn operations on `device`.
+///
 /// Batches of at least `2 x` [`MIN_DECODE_SHARD`] requests are split into contiguous shards
 /// decoded at once on the machine's threads ([`Decoder::decode_sharded`]); each request's
 /// lists are what decoding the whole batch together gives, up to floating-point rounding
@@ -135,6 +142,41 @@ pub fn decode(
     decoder: &mut Decoder,
     device: &Device,
 ) -> Result<Vec<Vec<DecodedList>>> {
+    match HostPolicy::for_device(policy, device) {
+        Some(host) => host.decode(requests, decoder),
+        None => decode_on_device(policy, requests, decoder, device),
+    }
+}
+
+/// [`decode`] with every step run as burn operations on `device` (the GPU path, and the
+/// reference the host path is tested against).
+///
+/// # Errors
+/// Input, trie and decoding errors.
+pub fn decode_on_device(
+    policy: &Policy,
+    requests: &[Request],
+    decoder: &mut Decoder,
+    device: &Device,
+) -> Result<Vec<Vec<DecodedList>>> {
+    decode_shards(policy, requests, decoder, |rows, _| {
+        PolicyScorer::new(policy, &requests[rows], device)
+    })
+}
+
+/// Decodes `requests` in shards (see [`decode`]) with the scorers `make_scorer` builds for a
+/// range of them; its flag says whether the range is the whole batch (no other shard runs at
+/// the same time).
+pub(crate) fn decode_shards<S, F>(
+    policy: &Policy,
+    requests: &[Request],
+    decoder: &mut Decoder,
+    make_scorer: F,
+) -> Result<Vec<Vec<DecodedList>>>
+where
+    S: StepScorer,
+    F: Fn(std::ops::Range<usize>, bool) -> Result<S> + Sync,
+{
     let tries: Vec<CandidateTrie> = requests
         .iter()
         .map(|r| policy.trie(r))
@@ -146,7 +188,10 @@ pub fn decode(
             &refs,
             policy.list_len(),
             (threads, MIN_DECODE_SHARD),
-            |rows| PolicyScorer::new(policy, &requests[rows], device).map_err(|e| Box::new(e) as _),
+            |rows| {
+                let whole = rows.len() == requests.len();
+                make_scorer(rows, whole).map_err(|e| Box::new(e) as _)
+            },
         )
         .map_err(|e| match e {
             // A request the policy rejects keeps its own error.
@@ -159,11 +204,12 @@ pub fn decode(
 }
 
 /// Requests scored together by [`first_item_logprobs`] (each brings one row per candidate).
-const FIRST_ITEM_CHUNK: usize = 32;
+pub(crate) const FIRST_ITEM_CHUNK: usize = 32;
 
 /// The log-probability of each candidate being generated as the first item of the list,
 /// per request in candidate order: how the policy scores candidates one by one (for an AUC
-/// among candidates, say). See [`glorank_trie::first_item_logprobs`].
+/// among candidates, say). See [`glorank_trie::first_item_logprobs`]. On a CPU device it
+/// runs on a [`HostPolicy`], as [`decode`] does.
 ///
 /// # Errors
 /// Input, trie and scoring errors.
@@ -172,6 +218,9 @@ pub fn first_item_logprobs(
     requests: &[Request],
     device: &Device,
 ) -> Result<Vec<Vec<f32>>> {
+    if let Some(host) = HostPolicy::for_device(policy, device) {
+        return host.first_item_logprobs(requests);
+    }
     let mut out = Vec::with_capacity(requests.len());
     for chunk in requests.chunks(FIRST_ITEM_CHUNK) {
         let tries: Vec<CandidateTrie> = chunk

@@ -20,7 +20,7 @@
 use crate::Result;
 use burn::tensor::Device;
 use glorank_nn::HistoryItem;
-use glorank_policy::{Policy, PolicyConfig, Request, decode};
+use glorank_policy::{HostPolicy, Policy, PolicyConfig, Request, decode_on_device};
 use glorank_trie::{DecodeStrategy, Decoder};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
@@ -50,6 +50,9 @@ pub struct BenchOptions {
     ///
     /// [`SftConfig`]: glorank_train::SftConfig
     pub train_shards: usize,
+    /// Decode with burn's operations on the device even on a CPU (default `false`: a CPU
+    /// decodes on a [`HostPolicy`] built once before the timings).
+    pub decode_on_device: bool,
 }
 
 impl Default for BenchOptions {
@@ -61,6 +64,7 @@ impl Default for BenchOptions {
             train_batch: 256,
             train_steps: 3,
             train_shards: glorank_train::SftConfig::default().shards,
+            decode_on_device: false,
         }
     }
 }
@@ -178,10 +182,10 @@ pub fn synthetic_lists(n: usize, pool: usize, len: usize) -> Vec<Vec<usize>> {
         .collect()
 }
 
-/// Greedy lists of `reference` (on the flex CPU device) and of `policy` (the same weights
-/// on `device`) for `requests`: how many of the lists are identical, of how many. A GPU
-/// backend computes in another order, so near-ties may break differently; every other
-/// difference is a bug.
+/// Greedy lists of `reference` (on the flex CPU device, decoded on its [`HostPolicy`]) and
+/// of `policy` (the same weights, decoded with burn's operations on `device`) for
+/// `requests`: how many of the lists are identical, of how many. Two paths compute in
+/// another order, so near-ties may break differently; every other difference is a bug.
 ///
 /// # Errors
 /// Decoding errors on either device.
@@ -192,8 +196,8 @@ pub fn decode_parity(
     device: &Device,
 ) -> Result<(usize, usize)> {
     let mut greedy = Decoder::new(DecodeStrategy::Greedy, 0)?;
-    let a = decode(reference, requests, &mut greedy, &Device::flex())?;
-    let b = decode(policy, requests, &mut greedy, device)?;
+    let a = HostPolicy::new(reference).decode(requests, &mut greedy)?;
+    let b = decode_on_device(policy, requests, &mut greedy, device)?;
     let same = a
         .iter()
         .zip(&b)
@@ -280,18 +284,28 @@ pub fn bench_policy(
             lists.len()
         )));
     }
+    let host = (!options.decode_on_device)
+        .then(|| HostPolicy::for_device(policy, device))
+        .flatten();
+    let run = |batch: &[Request], decoder: &mut Decoder| -> Result<()> {
+        match &host {
+            Some(h) => h.decode(batch, decoder)?,
+            None => decode_on_device(policy, batch, decoder, device)?,
+        };
+        Ok(())
+    };
     let mut decode_rows = Vec::new();
     for (name, strategy) in [
         ("greedy", DecodeStrategy::Greedy),
         ("beam4", DecodeStrategy::Beam { width: 4 }),
     ] {
         let mut decoder = Decoder::new(strategy, 0)?;
-        decode(policy, &requests[..1], &mut decoder, device)?; // warm-up
+        run(&requests[..1], &mut decoder)?; // warm-up
         let n = options.latency_requests.clamp(1, requests.len());
         let mut lat = Vec::with_capacity(n);
         for r in requests.iter().take(n) {
             let t = Instant::now();
-            decode(policy, std::slice::from_ref(r), &mut decoder, device)?;
+            run(std::slice::from_ref(r), &mut decoder)?;
             lat.push(t.elapsed().as_secs_f64() * 1e3);
         }
         lat.sort_by(f64::total_cmp);
@@ -299,7 +313,7 @@ pub fn bench_policy(
         let t = Instant::now();
         let rounds = options.rounds.max(1);
         for _ in 0..rounds {
-            decode(policy, batch, &mut decoder, device)?;
+            run(batch, &mut decoder)?;
         }
         decode_rows.push(DecodeTiming {
             strategy: name.into(),

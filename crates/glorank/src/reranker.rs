@@ -3,7 +3,7 @@
 use crate::{Error, Result};
 use burn::tensor::Device;
 use glorank_data::PreparedDataset;
-use glorank_policy::{HistoryItem, Policy, Request, decode};
+use glorank_policy::{HistoryItem, HostPolicy, Policy, Request, decode};
 use glorank_tokenizer::{ItemTokenizer, SemanticIds, load_tokenizer};
 use glorank_trie::{DecodeStrategy, Decoder};
 use serde::{Deserialize, Serialize};
@@ -109,6 +109,9 @@ pub struct ColdItem {
 /// lock; encoding a cold item takes a short one around the tokenizer).
 pub struct Reranker {
     policy: Policy,
+    /// The policy's weights on the host, built once at load on a CPU device (serving then
+    /// decodes there; see [`HostPolicy`]).
+    host: Option<HostPolicy>,
     ids: SemanticIds,
     /// Item id of each item index (the dataset's order).
     item_ids: Vec<String>,
@@ -207,6 +210,7 @@ impl Reranker {
                 .map(|(i, s)| (s.clone(), i))
                 .collect(),
             user_values,
+            host: HostPolicy::for_device(&policy, &device),
             policy,
             ids,
             tokenizer,
@@ -463,7 +467,12 @@ impl Reranker {
         } else {
             Decoder::new(strategy, 0)
                 .map_err(Error::from)
-                .and_then(|mut d| Ok(decode(&self.policy, &valid, &mut d, &self.device)?))
+                .and_then(|mut d| {
+                    Ok(match &self.host {
+                        Some(host) => host.decode(&valid, &mut d)?,
+                        None => decode(&self.policy, &valid, &mut d, &self.device)?,
+                    })
+                })
         };
         let mut lists = match decoded {
             Ok(l) => l.into_iter(),
