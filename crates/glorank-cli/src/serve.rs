@@ -116,6 +116,9 @@ pub struct BenchArgs {
     /// Requests timed one by one for the latency percentiles.
     #[arg(long, default_value_t = glorank::bench::BenchOptions::default().latency_requests)]
     pub latency_requests: usize,
+    /// Timed training steps after a warm-up step (0: time decoding only).
+    #[arg(long, default_value_t = glorank::bench::BenchOptions::default().train_steps)]
+    pub train_steps: usize,
     /// Data-parallel shards of the training steps (see `[sft] shards`).
     #[arg(long, default_value_t = glorank::bench::BenchOptions::default().train_shards)]
     pub train_shards: usize,
@@ -282,6 +285,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), CliError> {
     options.train_batch = args.batch;
     options.train_shards = args.train_shards.max(1);
     options.decode_on_device = args.decode_on_device;
+    options.train_steps = args.train_steps;
     let (what, policy, config, requests, lists) = match &args.model {
         Some(dir) if !args.synthetic => {
             use glorank::data::PreparedDataset;

@@ -22,8 +22,11 @@ use burn::tensor::Tensor;
 pub const LAYER_NORM_EPSILON: f32 = 1e-5;
 
 /// Products of at least this much work (`m x n x k`) are split over the rayon threads when
-/// the caller allows it.
-const PARALLEL_WORK: usize = 1 << 21;
+/// the caller allows it. One request's encoder products (101 x 128 x 512 at the default
+/// dimensions) stay on one thread: splitting them made batch-1 decoding slower here (greedy
+/// p50 5.2-5.4 ms against 4.1-4.3 ms with `RAYON_NUM_THREADS=1`), the threads' hand-offs
+/// costing more than the halved product.
+const PARALLEL_WORK: usize = 1 << 24;
 
 /// The values of a tensor, row-major, as `f32`.
 pub fn to_vec<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
@@ -160,8 +163,29 @@ pub fn matmul(
     );
 }
 
+/// Runs `f` compiled for AVX2 and FMA when the CPU has them, so that the loops it inlines
+/// use 8-wide vectors; else runs it as built (the portable x86-64 baseline has 4-wide SSE2
+/// only). Give it an `#[inline(always)]` closure whose callees are `inline(always)` too (as
+/// this module's helpers are): code that is not inlined keeps the baseline instructions.
+/// `gemm` dispatches its own kernels.
+#[inline(always)]
+#[allow(unsafe_code)]
+pub fn with_simd<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        #[target_feature(enable = "avx2,fma")]
+        fn v3<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        // SAFETY: the CPU has the features `v3` is compiled for (detected just above).
+        return unsafe { v3(f) };
+    }
+    f()
+}
+
 /// The dot product of two equally long slices, summed in eight lanes (which the compiler
 /// turns into vector instructions).
+#[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (a8, a_rest) = a.split_at(a.len() / 8 * 8);
@@ -179,29 +203,81 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// `out += w * x`, elementwise.
+#[inline(always)]
 fn axpy(out: &mut [f32], w: f32, x: &[f32]) {
     for (o, v) in out.iter_mut().zip(x) {
         *o += w * v;
     }
 }
 
+/// `e^x` for `f32`, within about 2 ulp over the range where the result is a normal number
+/// (0 below it, infinity above), in straight-line arithmetic that vectorises (the library
+/// `expf` is a call per element). Range reduction `x = n ln 2 + r` with `|r| <= ln 2 / 2`,
+/// a degree-6 Taylor polynomial of `e^r`, and `2^n` put into the exponent bits.
+#[inline(always)]
+pub fn exp_f32(x: f32) -> f32 {
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    let x = x.clamp(-87.3, 88.7);
+    let n = (x * std::f32::consts::LOG2_E).round();
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    // 2^n for n in [-126, 128]: 2^(n/2) squared keeps both halves normal.
+    let half = (n * 0.5).floor();
+    let a = f32::from_bits(((half as i32 + 127) as u32) << 23);
+    let b = f32::from_bits((((n - half) as i32 + 127) as u32) << 23);
+    p * a * b
+}
+
+/// `erf(x)` for `f32` (Abramowitz and Stegun 7.1.26: absolute error below 1.5e-7 in exact
+/// arithmetic, below 6e-7 in `f32`, tested), in arithmetic that vectorises.
+#[inline(always)]
+pub fn erf_f32(x: f32) -> f32 {
+    let a = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * a);
+    let poly = t
+        * (0.254_829_6
+            + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152_1 + t * 1.061_405_4))));
+    let y = 1.0 - poly * exp_f32(-a * a);
+    y.copysign(x)
+}
+
 /// In-place softmax of one row of scores.
+#[inline(always)]
 fn softmax_in_place(x: &mut [f32]) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0;
     for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
+        *v = exp_f32(*v - max);
     }
+    let sum = sum_f32(x);
+    let inv = 1.0 / sum;
     for v in x.iter_mut() {
-        *v /= sum;
+        *v *= inv;
     }
 }
 
-/// Exact GELU, `0.5 x (1 + erf(x / sqrt 2))`, in place (what burn's `gelu` computes).
+/// The sum of a slice in eight lanes.
+#[inline(always)]
+fn sum_f32(x: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (x8, rest) = x.split_at(x.len() / 8 * 8);
+    for c in x8.chunks_exact(8) {
+        for i in 0..8 {
+            acc[i] += c[i];
+        }
+    }
+    acc.iter().sum::<f32>() + rest.iter().sum::<f32>()
+}
+
+/// GELU, `0.5 x (1 + erf(x / sqrt 2))`, in place (what burn's exact `gelu` computes, with
+/// [`erf_f32`]'s erf).
+#[inline(always)]
 pub fn gelu_in_place(x: &mut [f32]) {
     for v in x.iter_mut() {
-        *v = 0.5 * *v * (1.0 + libm::erff(*v / std::f32::consts::SQRT_2));
+        *v = 0.5 * *v * (1.0 + erf_f32(*v * std::f32::consts::FRAC_1_SQRT_2));
     }
 }
 
@@ -329,6 +405,7 @@ impl HostLayerNorm {
     }
 
     /// Normalises each row of `x [rows, d]` into `out`.
+    #[inline(always)]
     pub fn forward_into(&self, x: &[f32], out: &mut [f32]) {
         let d = self.gamma.len();
         for (xr, or) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
@@ -342,6 +419,7 @@ impl HostLayerNorm {
     }
 
     /// `x [rows, d]` normalised, as a new buffer.
+    #[inline(always)]
     pub fn forward(&self, x: &[f32]) -> Vec<f32> {
         let mut out = vec![0.0; x.len()];
         self.forward_into(x, &mut out);
@@ -381,6 +459,15 @@ impl HostEncoderLayer {
 
     /// `x [b, s, d]` in place, with the additive key mask `key_bias [b, s]`.
     pub fn forward(&self, x: &mut [f32], b: usize, s: usize, key_bias: &[f32], parallel: bool) {
+        with_simd(
+            #[inline(always)]
+            || self.forward_simd(x, b, s, key_bias, parallel),
+        );
+    }
+
+    /// [`HostEncoderLayer::forward`]'s body (inlined into [`with_simd`]).
+    #[inline(always)]
+    fn forward_simd(&self, x: &mut [f32], b: usize, s: usize, key_bias: &[f32], parallel: bool) {
         let d = self.output.d_out();
         let rows = b * s;
         let h = self.norm_attn.forward(x);
@@ -472,23 +559,25 @@ pub fn key_bias(pad: &[bool]) -> Vec<f32> {
 }
 
 /// The self-attention keys and values of one decoder layer for a batch of rows decoding
-/// incrementally: `[rows, capacity, 2d]` (key then value per position), written in place.
+/// incrementally. Per row: the keys transposed `[d, capacity]` (position `p` of feature `i`
+/// at `i * capacity + p`, so one query's scores over the positions are vector operations
+/// along a row), then the values `[capacity, d]`. Written in place, one position per step.
 #[derive(Debug, Clone, Default)]
 pub struct KvCache {
     data: Vec<f32>,
     rows: usize,
     capacity: usize,
-    width: usize,
+    d: usize,
 }
 
 impl KvCache {
-    /// An empty cache for `rows` rows of up to `capacity` positions of width `2d`.
+    /// An empty cache for `rows` rows of up to `capacity` positions of width `d`.
     pub fn new(rows: usize, capacity: usize, d: usize) -> Self {
         Self {
             data: vec![0.0; rows * capacity * 2 * d],
             rows,
             capacity,
-            width: 2 * d,
+            d,
         }
     }
 
@@ -497,18 +586,42 @@ impl KvCache {
         self.rows
     }
 
-    /// Keeps, for each new row `r`, the first `len` positions of old row `parents[r]` (beam
-    /// search reorders and duplicates rows between steps).
-    pub fn reorder(&mut self, parents: &[u32], len: usize) {
-        let stride = self.capacity * self.width;
+    /// Values per row.
+    fn stride(&self) -> usize {
+        2 * self.capacity * self.d
+    }
+
+    /// Makes new row `r` a copy of old row `parents[r]` (beam search reorders and
+    /// duplicates rows between steps).
+    pub fn reorder(&mut self, parents: &[u32]) {
+        let stride = self.stride();
         let mut data = vec![0.0; parents.len() * stride];
-        for (r, &p) in parents.iter().enumerate() {
+        for (row, &p) in data.chunks_exact_mut(stride).zip(parents) {
             let from = p as usize * stride;
-            data[r * stride..r * stride + len * self.width]
-                .copy_from_slice(&self.data[from..from + len * self.width]);
+            row.copy_from_slice(&self.data[from..from + stride]);
         }
         self.data = data;
         self.rows = parents.len();
+    }
+}
+
+/// Cross-attention keys and values of a batch's encoder memory for [`HostDecoderLayer::step`]:
+/// per request the keys transposed `[d, s]`, and the values `[s, d]`.
+#[derive(Debug, Clone)]
+pub struct CrossMemory {
+    keys_t: Vec<f32>,
+    values: Vec<f32>,
+    s: usize,
+}
+
+/// Adds to `scores [len]` the products of `q [dh]` with the transposed keys `keys_t` (rows of
+/// stride `stride`, one per feature, `len` positions each): `scores[p] += q . k_p`. Vector
+/// operations along the positions, no horizontal sums.
+#[inline(always)]
+fn scores_t(scores: &mut [f32], q: &[f32], keys_t: &[f32], stride: usize) {
+    let len = scores.len();
+    for (i, &qi) in q.iter().enumerate() {
+        axpy(scores, qi, &keys_t[i * stride..i * stride + len]);
     }
 }
 
@@ -549,55 +662,91 @@ impl HostDecoderLayer {
         }
     }
 
-    /// Cross-attention keys and values of `memory [rows, d]`: `[rows, 2d]`.
-    pub fn cross_kv(&self, memory: &[f32], rows: usize, parallel: bool) -> Vec<f32> {
-        self.cross_kv.forward(memory, rows, parallel)
+    /// Cross-attention keys and values of `memory [b, s, d]`.
+    pub fn cross_memory(&self, memory: &[f32], b: usize, s: usize, parallel: bool) -> CrossMemory {
+        let d = self.cross_out.d_out();
+        let kv = self.cross_kv.forward(memory, b * s, parallel);
+        let mut keys_t = vec![0.0; b * d * s];
+        let mut values = vec![0.0; b * s * d];
+        for r in 0..b {
+            for p in 0..s {
+                let row = &kv[(r * s + p) * 2 * d..(r * s + p + 1) * 2 * d];
+                for (i, &k) in row[..d].iter().enumerate() {
+                    keys_t[(r * d + i) * s + p] = k;
+                }
+                values[(r * s + p) * d..(r * s + p + 1) * d].copy_from_slice(&row[d..]);
+            }
+        }
+        CrossMemory { keys_t, values, s }
     }
 
     /// One incremental step at position `t` for `x [rows, d]` (in place). Row `r` attends to
     /// its own cached positions `0..t` and the new one, which is written to `cache`, and to
-    /// the `s` memory positions of request `requests[r]` in `cross [b, s, 2d]` (from
-    /// [`HostDecoderLayer::cross_kv`]) under `memory_bias [b, s]`.
+    /// the memory positions of request `requests[r]` in `cross` (from
+    /// [`HostDecoderLayer::cross_memory`]) under the additive `memory_bias [b, s]`.
     #[allow(clippy::too_many_arguments)]
     pub fn step(
         &self,
         x: &mut [f32],
         t: usize,
         cache: &mut KvCache,
-        cross: &[f32],
+        cross: &CrossMemory,
         memory_bias: &[f32],
-        s: usize,
+        requests: &[u32],
+        parallel: bool,
+    ) {
+        with_simd(
+            #[inline(always)]
+            || self.step_simd(x, t, cache, cross, memory_bias, requests, parallel),
+        );
+    }
+
+    /// [`HostDecoderLayer::step`]'s body (inlined into [`with_simd`]).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn step_simd(
+        &self,
+        x: &mut [f32],
+        t: usize,
+        cache: &mut KvCache,
+        cross: &CrossMemory,
+        memory_bias: &[f32],
         requests: &[u32],
         parallel: bool,
     ) {
         let d = self.self_out.d_out();
         let rows = requests.len();
         assert!(
-            cache.rows == rows && t < cache.capacity && cache.width == 2 * d,
+            cache.rows == rows && t < cache.capacity && cache.d == d,
             "cache of the wrong shape"
         );
+        let (s, cap) = (cross.s, cache.capacity);
         let dh = d / self.heads;
         let scale = (dh as f32).sqrt();
         let h = self.norm_self.forward(x);
         let qkv = self.self_qkv.forward(&h, rows, parallel);
-        let stride = cache.capacity * cache.width;
+        let stride = cache.stride();
         let mut ctx = vec![0.0; rows * d];
-        let mut weights = vec![0.0; t.max(s) + 1];
+        let mut w = vec![0.0; cap.max(s)];
         for r in 0..rows {
             let row = &qkv[r * 3 * d..(r + 1) * 3 * d];
-            let at = r * stride + t * cache.width;
-            cache.data[at..at + 2 * d].copy_from_slice(&row[d..]);
-            let positions = &cache.data[r * stride..r * stride + (t + 1) * cache.width];
+            let (keys_t, values) = cache.data[r * stride..(r + 1) * stride].split_at_mut(cap * d);
+            for (i, &k) in row[d..2 * d].iter().enumerate() {
+                keys_t[i * cap + t] = k;
+            }
+            values[t * d..(t + 1) * d].copy_from_slice(&row[2 * d..]);
             for head in 0..self.heads {
+                let w = &mut w[..=t];
+                w.fill(0.0);
                 let q = &row[head * dh..(head + 1) * dh];
-                let w = &mut weights[..=t];
-                for (p, kv) in positions.chunks_exact(cache.width).enumerate() {
-                    w[p] = dot(q, &kv[head * dh..(head + 1) * dh]) / scale;
+                scores_t(w, q, &keys_t[head * dh * cap..], cap);
+                for v in w.iter_mut() {
+                    *v /= scale;
                 }
                 softmax_in_place(w);
                 let out = &mut ctx[r * d + head * dh..r * d + (head + 1) * dh];
-                for (kv, &wp) in positions.chunks_exact(cache.width).zip(w.iter()) {
-                    axpy(out, wp, &kv[d + head * dh..d + (head + 1) * dh]);
+                for (p, &wp) in w.iter().enumerate() {
+                    axpy(out, wp, &values[p * d + head * dh..p * d + (head + 1) * dh]);
                 }
             }
         }
@@ -606,18 +755,22 @@ impl HostDecoderLayer {
         let q = self.cross_q.forward(&h, rows, parallel);
         ctx.fill(0.0);
         for (r, &req) in requests.iter().enumerate() {
-            let memory = &cross[req as usize * s * 2 * d..(req as usize + 1) * s * 2 * d];
-            let bias = &memory_bias[req as usize * s..(req as usize + 1) * s];
+            let req = req as usize;
+            let keys_t = &cross.keys_t[req * d * s..(req + 1) * d * s];
+            let values = &cross.values[req * s * d..(req + 1) * s * d];
+            let bias = &memory_bias[req * s..(req + 1) * s];
             for head in 0..self.heads {
+                let w = &mut w[..s];
+                w.fill(0.0);
                 let qh = &q[r * d + head * dh..r * d + (head + 1) * dh];
-                let w = &mut weights[..s];
-                for ((wp, kv), m) in w.iter_mut().zip(memory.chunks_exact(2 * d)).zip(bias) {
-                    *wp = dot(qh, &kv[head * dh..(head + 1) * dh]) / scale + m;
+                scores_t(w, qh, &keys_t[head * dh * s..], s);
+                for (v, m) in w.iter_mut().zip(bias) {
+                    *v = *v / scale + m;
                 }
                 softmax_in_place(w);
                 let out = &mut ctx[r * d + head * dh..r * d + (head + 1) * dh];
-                for (kv, &wp) in memory.chunks_exact(2 * d).zip(w.iter()) {
-                    axpy(out, wp, &kv[d + head * dh..d + (head + 1) * dh]);
+                for (p, &wp) in w.iter().enumerate() {
+                    axpy(out, wp, &values[p * d + head * dh..p * d + (head + 1) * dh]);
                 }
             }
         }
@@ -640,6 +793,24 @@ mod tests {
         for (i, (x, y)) in a.iter().zip(b).enumerate() {
             assert!((x - y).abs() <= tol, "element {i}: {x} against {y}");
         }
+    }
+
+    #[test]
+    fn vectorisable_exp_and_erf_are_accurate() {
+        let mut worst_exp = 0.0f64;
+        let mut worst_erf = 0.0f64;
+        for i in -20_000..=20_000 {
+            let x = i as f32 * 0.004_3;
+            let e = f64::from(exp_f32(x));
+            let want = f64::from(x).exp();
+            worst_exp = worst_exp.max((e - want).abs() / want);
+            let got = f64::from(erf_f32(x));
+            worst_erf = worst_erf.max((got - f64::from(libm::erff(x))).abs());
+        }
+        assert!(worst_exp < 3e-7, "exp relative error {worst_exp}");
+        assert!(worst_erf < 6e-7, "erf absolute error {worst_erf}");
+        assert!(exp_f32(-200.0) < 1e-37 && exp_f32(0.0) == 1.0);
+        assert!((exp_f32(88.0) / 88f32.exp() - 1.0).abs() < 1e-6);
     }
 
     #[test]
@@ -709,7 +880,7 @@ mod tests {
             v: kv.v.select(0, idx.clone()),
         };
         let rows_bias = bias.select(0, idx);
-        let cross = host.cross_kv(&to_vec(memory.clone()), 2 * s, false);
+        let cross = host.cross_memory(&to_vec(memory.clone()), 2, s, false);
         let mut cache = KvCache::new(3, 4, d);
         let mut burn_cache = None;
         for t in 0..4 {
@@ -723,7 +894,6 @@ mod tests {
                 &mut cache,
                 &cross,
                 &key_bias(&pad),
-                s,
                 &requests,
                 false,
             );
@@ -735,14 +905,14 @@ mod tests {
     }
 
     #[test]
-    fn reordering_the_cache_copies_the_parents_positions() {
+    fn reordering_the_cache_copies_the_parents_rows() {
         let mut cache = KvCache::new(2, 3, 1);
         cache.data = (0..12).map(|i| i as f32).collect();
-        cache.reorder(&[1, 1, 0], 2);
+        cache.reorder(&[1, 1, 0]);
         assert_eq!(cache.rows(), 3);
-        assert_eq!(&cache.data[..4], &[6.0, 7.0, 8.0, 9.0]);
-        assert_eq!(&cache.data[6..10], &[6.0, 7.0, 8.0, 9.0]);
-        assert_eq!(&cache.data[12..16], &[0.0, 1.0, 2.0, 3.0]);
+        assert_eq!(&cache.data[..6], &[6.0, 7.0, 8.0, 9.0, 10.0, 11.0]);
+        assert_eq!(&cache.data[6..12], &[6.0, 7.0, 8.0, 9.0, 10.0, 11.0]);
+        assert_eq!(&cache.data[12..], &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
     }
 
     #[test]

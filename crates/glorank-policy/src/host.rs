@@ -17,7 +17,8 @@ use crate::{PolicyError, Result};
 use burn::module::Module;
 use burn::tensor::Device;
 use glorank_nn::host::{
-    HostDecoderLayer, HostEncoder, HostLayerNorm, HostLinear, KvCache, dot, key_bias, to_vec,
+    CrossMemory, HostDecoderLayer, HostEncoder, HostLayerNorm, HostLinear, KvCache, dot, key_bias,
+    to_vec, with_simd,
 };
 use glorank_trie::{CandidateTrie, DecodedList, Decoder, StepBatch, StepScorer};
 
@@ -108,7 +109,7 @@ impl HostPolicy {
         let cross = self
             .layers
             .iter()
-            .map(|l| l.cross_kv(&memory, b * s, parallel))
+            .map(|l| l.cross_memory(&memory, b, s, parallel))
             .collect();
         let items = if self.policy.local_index {
             to_vec(input.items)
@@ -167,6 +168,7 @@ impl HostPolicy {
     }
 
     /// Token logits of step `t` for the final decoder states `h [rows, d]` into `out`.
+    #[inline(always)]
     fn logits(
         &self,
         t: usize,
@@ -245,8 +247,8 @@ pub struct HostScorer<'a> {
     memory: Vec<f32>,
     /// Additive key mask `[B, S]`.
     bias: Vec<f32>,
-    /// Cross-attention keys and values per decoder layer `[B, S, 2d]`.
-    cross: Vec<Vec<f32>>,
+    /// Cross-attention keys and values per decoder layer.
+    cross: Vec<CrossMemory>,
     /// Candidate item embeddings `[B, N, d]` (local-index ablation only).
     items: Vec<f32>,
     tuples: Vec<Vec<Vec<u32>>>,
@@ -263,6 +265,18 @@ impl StepScorer for HostScorer<'_> {
         step: &StepBatch<'_>,
         out: &mut [f32],
     ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        with_simd(
+            #[inline(always)]
+            || self.score_simd(step, out),
+        )?;
+        Ok(())
+    }
+}
+
+impl HostScorer<'_> {
+    /// [`StepScorer::score`]'s body (inlined into [`with_simd`]).
+    #[inline(always)]
+    fn score_simd(&mut self, step: &StepBatch<'_>, out: &mut [f32]) -> Result<()> {
         let host = self.policy;
         let policy = &host.policy;
         let (t, rows, d) = (step.step, step.rows(), host.d);
@@ -276,7 +290,7 @@ impl StepScorer for HostScorer<'_> {
             && !in_order(step.parents, first.rows())
         {
             for cache in &mut self.caches {
-                cache.reorder(step.parents, t);
+                cache.reorder(step.parents);
             }
         }
         // Input: the previous token's embedding (BOS at step 0) + (level + slot).
@@ -311,7 +325,6 @@ impl StepScorer for HostScorer<'_> {
                 cache,
                 cross,
                 &self.bias,
-                self.s,
                 step.requests,
                 self.parallel,
             );
@@ -324,8 +337,7 @@ impl StepScorer for HostScorer<'_> {
             n: self.n,
             lse: &mut self.lse,
         };
-        host.logits(t, &h, &mut state, step, out)?;
-        Ok(())
+        host.logits(t, &h, &mut state, step, out)
     }
 }
 

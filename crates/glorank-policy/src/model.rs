@@ -722,6 +722,7 @@ impl TokenLse {
     /// each token, the log-sum-exp of the pointer `scores` (one per candidate) over the
     /// remaining candidates whose tuple extends the prefix with it, plus the token's `global`
     /// logit; [`MASKED`] for tokens no remaining candidate extends.
+    #[inline(always)]
     pub(crate) fn fill(
         &mut self,
         tuples: &[Vec<u32>],

@@ -44,7 +44,8 @@ pub struct BenchOptions {
     pub rounds: usize,
     /// Batch size of the training steps (default 256).
     pub train_batch: usize,
-    /// Timed training steps after one warm-up step (default 3).
+    /// Timed training steps after one warm-up step (default 3; 0 skips training, and the
+    /// report's training rate is then 0).
     pub train_steps: usize,
     /// Data-parallel shards of each training step (default: [`SftConfig`]'s, 4).
     ///
@@ -322,29 +323,12 @@ pub fn bench_policy(
             batch_requests_per_s: (rounds * batch.len()) as f64 / t.elapsed().as_secs_f64(),
         });
     }
-    let train_dev = device.clone().autodiff();
-    let mut model = Policy::new(config, &train_dev)?;
-    let mut optim = burn::optim::AdamWConfig::new().init();
     let bs = options.train_batch.clamp(1, requests.len());
-    let mut secs = 0.0;
-    for k in 0..=options.train_steps {
-        let lo = (k * bs) % requests.len();
-        let hi = (lo + bs).min(requests.len());
-        let t = Instant::now();
-        let (next, _) = glorank_train::sft_step(
-            model,
-            &mut optim,
-            &requests[lo..hi],
-            &lists[lo..hi],
-            (1e-4, 1.0, options.train_shards),
-            &train_dev,
-        )?;
-        model = next;
-        if k > 0 {
-            secs += t.elapsed().as_secs_f64() / (hi - lo) as f64;
-        }
-    }
-    let train_samples_per_s = options.train_steps.max(1) as f64 / secs.max(1e-12);
+    let train_samples_per_s = if options.train_steps == 0 {
+        0.0
+    } else {
+        time_training(config, requests, lists, options, bs, device)?
+    };
     let sequence = requests
         .iter()
         .map(|r| 1 + r.history.len().min(config.max_history).max(1) + r.candidates.len())
@@ -369,6 +353,40 @@ pub fn bench_policy(
         peak_gflops: matmul_peak_gflops(device),
         decode: decode_rows,
     })
+}
+
+/// Samples per second of [`BenchOptions::train_steps`] SFT steps of `batch` on a fresh
+/// policy of `config` on `device`'s autodiff form, after one warm-up step.
+fn time_training(
+    config: &PolicyConfig,
+    requests: &[Request],
+    lists: &[Vec<usize>],
+    options: &BenchOptions,
+    batch: usize,
+    device: &Device,
+) -> Result<f64> {
+    let train_dev = device.clone().autodiff();
+    let mut model = Policy::new(config, &train_dev)?;
+    let mut optim = burn::optim::AdamWConfig::new().init();
+    let mut secs = 0.0;
+    for k in 0..=options.train_steps {
+        let lo = (k * batch) % requests.len();
+        let hi = (lo + batch).min(requests.len());
+        let t = Instant::now();
+        let (next, _) = glorank_train::sft_step(
+            model,
+            &mut optim,
+            &requests[lo..hi],
+            &lists[lo..hi],
+            (1e-4, 1.0, options.train_shards),
+            &train_dev,
+        )?;
+        model = next;
+        if k > 0 {
+            secs += t.elapsed().as_secs_f64() / (hi - lo) as f64;
+        }
+    }
+    Ok(options.train_steps.max(1) as f64 / secs.max(1e-12))
 }
 
 #[cfg(test)]
