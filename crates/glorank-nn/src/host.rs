@@ -210,26 +210,29 @@ fn axpy(out: &mut [f32], w: f32, x: &[f32]) {
     }
 }
 
-/// `e^x` for `f32`, within about 2 ulp over the range where the result is a normal number
-/// (0 below it, infinity above), in straight-line arithmetic that vectorises (the library
-/// `expf` is a call per element). Range reduction `x = n ln 2 + r` with `|r| <= ln 2 / 2`,
-/// a degree-6 Taylor polynomial of `e^r`, and `2^n` put into the exponent bits.
+/// `e^x` for `f32`, within about 2 ulp for `x` in `[-87.3, 88.3]` (clamped there: the
+/// result stays a normal number), in straight-line arithmetic that vectorises (the library
+/// `expf` is a call per element). Range reduction `x = n ln 2 + r` with `|r| <= ln 2 / 2`
+/// (`n` rounded by the `1.5 x 2^23` shift, so no float-to-integer conversion), a degree-6
+/// Taylor polynomial of `e^r`, and `2^n` written into the exponent bits.
 #[inline(always)]
 pub fn exp_f32(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
-    let x = x.clamp(-87.3, 88.7);
-    let n = (x * std::f32::consts::LOG2_E).round();
+    const SHIFT: f32 = 12_582_912.0; // 1.5 x 2^23: adding it rounds to an integer
+    let x = x.clamp(-87.3, 88.3);
+    let shifted = x * std::f32::consts::LOG2_E + SHIFT;
+    let n = shifted - SHIFT;
     let r = (x - n * LN2_HI) - n * LN2_LO;
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    // 2^n for n in [-126, 128]: 2^(n/2) squared keeps both halves normal.
-    let half = (n * 0.5).floor();
-    let a = f32::from_bits(((half as i32 + 127) as u32) << 23);
-    let b = f32::from_bits((((n - half) as i32 + 127) as u32) << 23);
-    p * a * b
+    // The shifted value's low mantissa bits hold n + 2^22; n + 127 is the biased exponent.
+    let biased = (shifted.to_bits() & 0x007f_ffff)
+        .wrapping_sub(0x0040_0000)
+        .wrapping_add(127);
+    p * f32::from_bits(biased << 23)
 }
 
 /// `erf(x)` for `f32` (Abramowitz and Stegun 7.1.26: absolute error below 1.5e-7 in exact
@@ -348,17 +351,24 @@ impl HostLinear {
 
     /// `x [rows, d_in] -> out [rows, d_out]` (`out` is overwritten).
     pub fn forward_into(&self, x: &[f32], rows: usize, out: &mut [f32], parallel: bool) {
-        for row in out[..rows * self.d_out].chunks_exact_mut(self.d_out) {
-            row.copy_from_slice(&self.bias);
-        }
         matmul(
             out,
             x,
             &self.weight,
             (rows, self.d_in, self.d_out),
-            true,
+            false,
             parallel,
         );
+        self.add_bias(&mut out[..rows * self.d_out]);
+    }
+
+    /// Adds the bias to every row of `out [rows, d_out]`.
+    fn add_bias(&self, out: &mut [f32]) {
+        for row in out.chunks_exact_mut(self.d_out) {
+            for (o, b) in row.iter_mut().zip(&self.bias) {
+                *o += b;
+            }
+        }
     }
 
     /// `x [rows, d_in] -> [rows, d_out]`.
@@ -370,11 +380,7 @@ impl HostLinear {
 
     /// `out [rows, d_out] += x [rows, d_in] W + b` (a residual branch).
     pub fn forward_add(&self, x: &[f32], rows: usize, out: &mut [f32], parallel: bool) {
-        for row in out[..rows * self.d_out].chunks_exact_mut(self.d_out) {
-            for (o, b) in row.iter_mut().zip(&self.bias) {
-                *o += b;
-            }
-        }
+        self.add_bias(&mut out[..rows * self.d_out]);
         matmul(
             out,
             x,
@@ -809,8 +815,9 @@ mod tests {
         }
         assert!(worst_exp < 3e-7, "exp relative error {worst_exp}");
         assert!(worst_erf < 6e-7, "erf absolute error {worst_erf}");
-        assert!(exp_f32(-200.0) < 1e-37 && exp_f32(0.0) == 1.0);
+        assert!(exp_f32(-200.0) < 1.3e-38 && exp_f32(-200.0) > 0.0 && exp_f32(0.0) == 1.0);
         assert!((exp_f32(88.0) / 88f32.exp() - 1.0).abs() < 1e-6);
+        assert!(exp_f32(f32::MAX).is_finite());
     }
 
     #[test]
