@@ -631,6 +631,60 @@ fn scores_t(scores: &mut [f32], q: &[f32], keys_t: &[f32], stride: usize) {
     }
 }
 
+/// The keys and values one query row attends to: keys transposed (feature `i` of position
+/// `p` at `keys_t[i * stride + p]`), values `[len, d]` row-major.
+struct Positions<'a> {
+    keys_t: &'a [f32],
+    stride: usize,
+    values: &'a [f32],
+    len: usize,
+}
+
+impl Positions<'_> {
+    /// Adds to `out [d]` the attention of query `q [d]` over the positions for every head:
+    /// `softmax(q_h k_h / sqrt(dh) + bias) v_h`. `w` is scratch of at least `len` values.
+    #[inline(always)]
+    fn attend(
+        &self,
+        q: &[f32],
+        bias: Option<&[f32]>,
+        heads: usize,
+        w: &mut [f32],
+        out: &mut [f32],
+    ) {
+        let d = q.len();
+        let dh = d / heads;
+        let scale = (dh as f32).sqrt();
+        let w = &mut w[..self.len];
+        for head in 0..heads {
+            w.fill(0.0);
+            let hs = head * dh..(head + 1) * dh;
+            scores_t(
+                w,
+                &q[hs.clone()],
+                &self.keys_t[head * dh * self.stride..],
+                self.stride,
+            );
+            match bias {
+                Some(bias) => {
+                    for (v, m) in w.iter_mut().zip(bias) {
+                        *v = *v / scale + m;
+                    }
+                }
+                None => w.iter_mut().for_each(|v| *v /= scale),
+            }
+            softmax_in_place(w);
+            for (p, &wp) in w.iter().enumerate() {
+                axpy(
+                    &mut out[hs.clone()],
+                    wp,
+                    &self.values[p * d + hs.start..p * d + hs.end],
+                );
+            }
+        }
+    }
+}
+
 /// One decoder layer ([`DecoderLayer`]) on the host, for incremental decoding.
 #[derive(Debug, Clone)]
 pub struct HostDecoderLayer {
@@ -727,8 +781,6 @@ impl HostDecoderLayer {
             "cache of the wrong shape"
         );
         let (s, cap) = (cross.s, cache.capacity);
-        let dh = d / self.heads;
-        let scale = (dh as f32).sqrt();
         let h = self.norm_self.forward(x);
         let qkv = self.self_qkv.forward(&h, rows, parallel);
         let stride = cache.stride();
@@ -741,20 +793,19 @@ impl HostDecoderLayer {
                 keys_t[i * cap + t] = k;
             }
             values[t * d..(t + 1) * d].copy_from_slice(&row[2 * d..]);
-            for head in 0..self.heads {
-                let w = &mut w[..=t];
-                w.fill(0.0);
-                let q = &row[head * dh..(head + 1) * dh];
-                scores_t(w, q, &keys_t[head * dh * cap..], cap);
-                for v in w.iter_mut() {
-                    *v /= scale;
-                }
-                softmax_in_place(w);
-                let out = &mut ctx[r * d + head * dh..r * d + (head + 1) * dh];
-                for (p, &wp) in w.iter().enumerate() {
-                    axpy(out, wp, &values[p * d + head * dh..p * d + (head + 1) * dh]);
-                }
-            }
+            let keys = Positions {
+                keys_t,
+                stride: cap,
+                values,
+                len: t + 1,
+            };
+            keys.attend(
+                &row[..d],
+                None,
+                self.heads,
+                &mut w,
+                &mut ctx[r * d..(r + 1) * d],
+            );
         }
         self.self_out.forward_add(&ctx, rows, x, parallel);
         let h = self.norm_cross.forward(x);
@@ -765,20 +816,14 @@ impl HostDecoderLayer {
             let keys_t = &cross.keys_t[req * d * s..(req + 1) * d * s];
             let values = &cross.values[req * s * d..(req + 1) * s * d];
             let bias = &memory_bias[req * s..(req + 1) * s];
-            for head in 0..self.heads {
-                let w = &mut w[..s];
-                w.fill(0.0);
-                let qh = &q[r * d + head * dh..r * d + (head + 1) * dh];
-                scores_t(w, qh, &keys_t[head * dh * s..], s);
-                for (v, m) in w.iter_mut().zip(bias) {
-                    *v = *v / scale + m;
-                }
-                softmax_in_place(w);
-                let out = &mut ctx[r * d + head * dh..r * d + (head + 1) * dh];
-                for (p, &wp) in w.iter().enumerate() {
-                    axpy(out, wp, &values[p * d + head * dh..p * d + (head + 1) * dh]);
-                }
-            }
+            let memory = Positions {
+                keys_t,
+                stride: s,
+                values,
+                len: s,
+            };
+            let out = &mut ctx[r * d..(r + 1) * d];
+            memory.attend(&q[r * d..(r + 1) * d], Some(bias), self.heads, &mut w, out);
         }
         self.cross_out.forward_add(&ctx, rows, x, parallel);
         let h = self.norm_ff.forward(x);
