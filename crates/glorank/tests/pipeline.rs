@@ -466,11 +466,13 @@ fn shipped_configurations_parse() {
         assert_eq!(c.data.pool_size, 50);
     }
     // The two protocol presets say what they promise.
-    let paper = PipelineConfig::from_file(&root.join("ml-1m-paper.toml")).unwrap();
-    assert!(paper.data.user_id_feature && !paper.data.pool_excludes_history);
-    assert_eq!(paper.data.rerank_train_slates, 0);
-    assert!(paper.policy.use_retriever_score && paper.baselines.use_retriever_score);
-    assert!(paper.evaluator.use_retriever_score && paper.simulator.use_retriever_score);
+    for name in ["ml-1m-paper.toml", "ml-1m-paper-2core.toml"] {
+        let paper = PipelineConfig::from_file(&root.join(name)).unwrap();
+        assert!(paper.data.user_id_feature && !paper.data.pool_excludes_history);
+        assert_eq!(paper.data.rerank_train_slates, 0);
+        assert!(paper.policy.use_retriever_score && paper.baselines.use_retriever_score);
+        assert!(paper.evaluator.use_retriever_score && paper.simulator.use_retriever_score);
+    }
     let hardened = PipelineConfig::from_file(&root.join("ml-100k-hardened.toml")).unwrap();
     assert!(hardened.data.rerank_train_slates > 0 && !hardened.policy.use_retriever_score);
     assert!(hardened.data.pool_excludes_history && !hardened.data.user_id_feature);
