@@ -19,6 +19,9 @@
 //! * Two paths computing the same function: [`Policy::log_probs`] (teacher forcing with the
 //!   trie masks, for SFT and RL) and [`PolicyScorer`] (incremental decoding with a key/value
 //!   cache, a [`glorank_trie::StepScorer`], so greedy, sampling and beam search all work).
+//! * [`HostPolicy`]: the same decoding on the host CPU outside burn (weights copied once,
+//!   plain buffers, the `gemm` kernels); [`decode`] uses it on CPU devices and
+//!   [`decode_on_device`] keeps burn's operations (the GPU path).
 //! * [`ActionSpace::LocalIndex`]: the ablation with one step per slot and a fixed head over
 //!   input positions, through the same encoder, decoder and trainers. Its candidates add a
 //!   learned embedding of their input position (without it a fixed head over positions
