@@ -410,14 +410,19 @@ mod tests {
             let host = HostPolicy::new(&policy);
             let tries: Vec<CandidateTrie> = reqs.iter().map(|r| policy.trie(r).unwrap()).collect();
             let refs: Vec<&CandidateTrie> = tries.iter().collect();
-            for strategy in [DecodeStrategy::Greedy, DecodeStrategy::Beam { width: 3 }] {
-                let mut burn = PolicyScorer::new(&policy, &reqs, &device).unwrap();
+            // Five requests, and one alone (one row per step: no gemm).
+            for (strategy, n) in [
+                (DecodeStrategy::Greedy, 5),
+                (DecodeStrategy::Greedy, 1),
+                (DecodeStrategy::Beam { width: 3 }, 5),
+            ] {
+                let mut burn = PolicyScorer::new(&policy, &reqs[..n], &device).unwrap();
                 let want = Decoder::new(strategy, 0)
                     .unwrap()
-                    .decode(&refs, 3, &mut burn)
+                    .decode(&refs[..n], 3, &mut burn)
                     .unwrap();
                 let got = host
-                    .decode(&reqs, &mut Decoder::new(strategy, 0).unwrap())
+                    .decode(&reqs[..n], &mut Decoder::new(strategy, 0).unwrap())
                     .unwrap();
                 assert_eq!(want.iter().flatten().count(), got.iter().flatten().count());
                 for (w, g) in want.iter().flatten().zip(got.iter().flatten()) {
