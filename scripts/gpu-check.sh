@@ -18,7 +18,7 @@
 #   device.txt         nvidia-smi, the Vulkan loader and driver it found
 #   bench_cpu.json     `glorank bench --synthetic --json` on the CPU (flex), for the ratio
 #   bench_device.json  the same on the GPU, with `--parity 100`: greedy lists of 100 requests
-#                      decoded on flex and on the GPU with the same weights
+#                      decoded on the CPU (host path) and on the GPU with the same weights
 #   sft_epoch.txt      one SFT epoch on ML-1M on the GPU at batch 256, with the protocol of
 #                      configs/ml-1m.toml (`rerank_train_slates = 3`: about 18,000 training
 #                      slates); its samples/s from sft_log.jsonl, its wall time in status.txt
