@@ -548,6 +548,12 @@ fn qkv(a: &Attention) -> HostLinear {
     ])
 }
 
+/// Sequences [`HostEncoder::forward`] takes through all its layers at once. Encoding 16
+/// requests of 101 positions at a time instead of a whole decoding shard of 128 together
+/// raised greedy decoding at batch 256 from 578-609 to 670-675 requests/s (four
+/// alternating rounds of `glorank bench --synthetic`): the chunk's activations stay in cache.
+pub const ENCODE_CHUNK: usize = 16;
+
 /// An [`Encoder`] on the host.
 #[derive(Debug, Clone)]
 pub struct HostEncoder {
@@ -564,9 +570,19 @@ impl HostEncoder {
 
     /// `x [b, s, d]` in place, with the additive key mask `key_bias [b, s]` ([`MASKED`] on
     /// padding, 0 elsewhere).
+    ///
+    /// Sequences are encoded [`ENCODE_CHUNK`] at a time through every layer, so that a
+    /// chunk's activations stay in cache between layers (sequences do not interact).
     pub fn forward(&self, x: &mut [f32], b: usize, s: usize, key_bias: &[f32], parallel: bool) {
-        for layer in &self.layers {
-            layer.forward(x, b, s, key_bias, parallel);
+        let d = x.len().checked_div(b * s).unwrap_or(0);
+        for (x, key_bias) in x
+            .chunks_mut(ENCODE_CHUNK * s * d.max(1))
+            .zip(key_bias.chunks(ENCODE_CHUNK * s.max(1)))
+        {
+            let chunk = key_bias.len() / s.max(1);
+            for layer in &self.layers {
+                layer.forward(x, chunk, s, key_bias, parallel);
+            }
         }
     }
 }
@@ -916,6 +932,20 @@ mod tests {
         let want = to_vec(encoder.forward(x.clone(), key_padding_bias(&pad, b, s, &device)));
         let mut got = to_vec(x);
         HostEncoder::new(&encoder).forward(&mut got, b, s, &key_bias(&pad), true);
+        close(&got, &want, 1e-4);
+    }
+
+    /// More sequences than one chunk ([`ENCODE_CHUNK`]) encode as burn encodes them all.
+    #[test]
+    fn chunked_host_encoding_matches_burn() {
+        let device = Device::flex();
+        let encoder = Encoder::new(8, 2, 16, 2, 0.0, &device);
+        let (b, s, d) = (ENCODE_CHUNK + 3, 4, 8);
+        let x = Tensor::<3>::random([b, s, d], Distribution::Normal(0.0, 1.0), &device);
+        let pad: Vec<bool> = (0..b * s).map(|i| i % s >= s - i / s % 2).collect();
+        let want = to_vec(encoder.forward(x.clone(), key_padding_bias(&pad, b, s, &device)));
+        let mut got = to_vec(x);
+        HostEncoder::new(&encoder).forward(&mut got, b, s, &key_bias(&pad), false);
         close(&got, &want, 1e-4);
     }
 
