@@ -262,6 +262,21 @@ fn softmax_in_place(x: &mut [f32]) {
     }
 }
 
+/// Attention weights in place: scores over `sqrt(dh)` (`scale`), plus the additive `bias`
+/// when given, then the softmax.
+#[inline(always)]
+fn attention_weights(w: &mut [f32], scale: f32, bias: Option<&[f32]>) {
+    match bias {
+        Some(bias) => {
+            for (v, m) in w.iter_mut().zip(bias) {
+                *v = *v / scale + m;
+            }
+        }
+        None => w.iter_mut().for_each(|v| *v /= scale),
+    }
+    softmax_in_place(w);
+}
+
 /// The sum of a slice in eight lanes.
 #[inline(always)]
 fn sum_f32(x: &[f32]) -> f32 {
@@ -445,16 +460,42 @@ impl HostLayerNorm {
     }
 }
 
+/// The pre-norm feed-forward residual block of both layer kinds: `x += W2 gelu(W1 norm(x))`.
+#[derive(Debug, Clone)]
+struct HostFeedForward {
+    norm: HostLayerNorm,
+    inner: HostLinear,
+    outer: HostLinear,
+}
+
+impl HostFeedForward {
+    /// A copy of the block's norm and its two linear layers.
+    fn new(norm: &LayerNorm, inner: &Linear, outer: &Linear) -> Self {
+        Self {
+            norm: HostLayerNorm::new(norm),
+            inner: HostLinear::new(inner),
+            outer: HostLinear::new(outer),
+        }
+    }
+
+    /// Adds the block's output to `x [rows, d]`.
+    #[inline(always)]
+    fn add_to(&self, x: &mut [f32], rows: usize, parallel: bool) {
+        let h = self.norm.forward(x);
+        let mut u = self.inner.forward(&h, rows, parallel);
+        gelu_in_place(&mut u);
+        self.outer.forward_add(&u, rows, x, parallel);
+    }
+}
+
 /// One encoder layer ([`EncoderLayer`]) on the host.
 #[derive(Debug, Clone)]
 pub struct HostEncoderLayer {
     /// Query, key and value projections side by side (`d -> 3d`).
     qkv: HostLinear,
     output: HostLinear,
-    ff_in: HostLinear,
-    ff_out: HostLinear,
     norm_attn: HostLayerNorm,
-    norm_ff: HostLayerNorm,
+    ff: HostFeedForward,
     heads: usize,
 }
 
@@ -465,12 +506,14 @@ impl HostEncoderLayer {
         Self {
             qkv: qkv(a),
             output: HostLinear::new(&a.output),
-            ff_in: HostLinear::new(&layer.pwff.linear_inner),
-            ff_out: HostLinear::new(&layer.pwff.linear_outer),
             // The encoder layer normalises with `norm_2` before attention, `norm_1` before
             // the feed-forward block (burn's names).
             norm_attn: HostLayerNorm::new(&layer.norm_2),
-            norm_ff: HostLayerNorm::new(&layer.norm_1),
+            ff: HostFeedForward::new(
+                &layer.norm_1,
+                &layer.pwff.linear_inner,
+                &layer.pwff.linear_outer,
+            ),
             heads: a.heads,
         }
     }
@@ -514,10 +557,7 @@ impl HostEncoderLayer {
                 };
                 matmul_strided(&mut scores, 0, s, q, k.t(), (s, dh, s), false, false);
                 for row in scores.chunks_exact_mut(s) {
-                    for (v, m) in row.iter_mut().zip(bias) {
-                        *v = *v / scale + m;
-                    }
-                    softmax_in_place(row);
+                    attention_weights(row, scale, Some(bias));
                 }
                 matmul_strided(
                     &mut ctx,
@@ -532,10 +572,7 @@ impl HostEncoderLayer {
             }
         }
         self.output.forward_add(&ctx, rows, x, parallel);
-        let h = self.norm_ff.forward(x);
-        let mut u = self.ff_in.forward(&h, rows, parallel);
-        gelu_in_place(&mut u);
-        self.ff_out.forward_add(&u, rows, x, parallel);
+        self.ff.add_to(x, rows, parallel);
     }
 }
 
@@ -574,14 +611,19 @@ impl HostEncoder {
     /// Sequences are encoded [`ENCODE_CHUNK`] at a time through every layer, so that a
     /// chunk's activations stay in cache between layers (sequences do not interact).
     pub fn forward(&self, x: &mut [f32], b: usize, s: usize, key_bias: &[f32], parallel: bool) {
-        let d = x.len().checked_div(b * s).unwrap_or(0);
+        let Some(first) = self.layers.first() else {
+            return;
+        };
+        if b * s == 0 {
+            return;
+        }
+        let d = first.output.d_out();
         for (x, key_bias) in x
-            .chunks_mut(ENCODE_CHUNK * s * d.max(1))
-            .zip(key_bias.chunks(ENCODE_CHUNK * s.max(1)))
+            .chunks_mut(ENCODE_CHUNK * s * d)
+            .zip(key_bias.chunks(ENCODE_CHUNK * s))
         {
-            let chunk = key_bias.len() / s.max(1);
             for layer in &self.layers {
-                layer.forward(x, chunk, s, key_bias, parallel);
+                layer.forward(x, key_bias.len() / s, s, key_bias, parallel);
             }
         }
     }
@@ -693,15 +735,7 @@ impl Positions<'_> {
                 &self.keys_t[head * dh * self.stride..],
                 self.stride,
             );
-            match bias {
-                Some(bias) => {
-                    for (v, m) in w.iter_mut().zip(bias) {
-                        *v = *v / scale + m;
-                    }
-                }
-                None => w.iter_mut().for_each(|v| *v /= scale),
-            }
-            softmax_in_place(w);
+            attention_weights(w, scale, bias);
             for (p, &wp) in w.iter().enumerate() {
                 axpy(
                     &mut out[hs.clone()],
@@ -725,9 +759,7 @@ pub struct HostDecoderLayer {
     /// Cross-attention key and value side by side (`d -> 2d`).
     cross_kv: HostLinear,
     cross_out: HostLinear,
-    norm_ff: HostLayerNorm,
-    ff_in: HostLinear,
-    ff_out: HostLinear,
+    ff: HostFeedForward,
     heads: usize,
 }
 
@@ -743,9 +775,7 @@ impl HostDecoderLayer {
             cross_q: HostLinear::new(&c.query),
             cross_kv: HostLinear::concat(&[HostLinear::new(&c.key), HostLinear::new(&c.value)]),
             cross_out: HostLinear::new(&c.output),
-            norm_ff: HostLayerNorm::new(&layer.norm_ff),
-            ff_in: HostLinear::new(&layer.ff_in),
-            ff_out: HostLinear::new(&layer.ff_out),
+            ff: HostFeedForward::new(&layer.norm_ff, &layer.ff_in, &layer.ff_out),
             heads: layer.self_attn.heads,
         }
     }
@@ -854,10 +884,7 @@ impl HostDecoderLayer {
             memory.attend(&q[r * d..(r + 1) * d], Some(bias), self.heads, &mut w, out);
         }
         self.cross_out.forward_add(&ctx, rows, x, parallel);
-        let h = self.norm_ff.forward(x);
-        let mut u = self.ff_in.forward(&h, rows, parallel);
-        gelu_in_place(&mut u);
-        self.ff_out.forward_add(&u, rows, x, parallel);
+        self.ff.add_to(x, rows, parallel);
     }
 }
 

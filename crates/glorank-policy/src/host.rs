@@ -12,7 +12,7 @@
 //! between two tokens may break the other way; [`crate::decode`] uses it on CPU devices.
 
 use crate::model::{Policy, Request, TokenLse, in_order};
-use crate::scorer::decode_shards;
+use crate::scorer::{decode_shards, first_item_chunks};
 use crate::{PolicyError, Result};
 use burn::module::Module;
 use burn::tensor::Device;
@@ -20,7 +20,7 @@ use glorank_nn::host::{
     CrossMemory, HostDecoderLayer, HostEncoder, HostLayerNorm, HostLinear, KvCache, dot, key_bias,
     to_vec, with_simd,
 };
-use glorank_trie::{CandidateTrie, DecodedList, Decoder, StepBatch, StepScorer};
+use glorank_trie::{DecodedList, Decoder, StepBatch, StepScorer};
 
 /// A policy's weights copied to host buffers for fast CPU decoding (see the module docs).
 ///
@@ -154,89 +154,8 @@ impl HostPolicy {
     /// # Errors
     /// Input, trie and scoring errors.
     pub fn first_item_logprobs(&self, requests: &[Request]) -> Result<Vec<Vec<f32>>> {
-        let mut out = Vec::with_capacity(requests.len());
-        for chunk in requests.chunks(crate::scorer::FIRST_ITEM_CHUNK) {
-            let tries: Vec<CandidateTrie> = chunk
-                .iter()
-                .map(|r| self.policy.trie(r))
-                .collect::<Result<_>>()?;
-            let refs: Vec<&CandidateTrie> = tries.iter().collect();
-            let mut scorer = self.scorer(chunk)?;
-            out.extend(glorank_trie::first_item_logprobs(&refs, &mut scorer)?);
-        }
-        Ok(out)
+        first_item_chunks(&self.policy, requests, |chunk| self.scorer(chunk))
     }
-
-    /// Token logits of step `t` for the final decoder states `h [rows, d]` into `out`.
-    #[inline(always)]
-    fn logits(
-        &self,
-        t: usize,
-        h: &[f32],
-        scorer: &mut ScorerState<'_>,
-        step: &StepBatch<'_>,
-        out: &mut [f32],
-    ) -> Result<()> {
-        let policy = &self.policy;
-        let rows = step.rows();
-        let Some(query) = &self.pointer_query else {
-            let head = &self.heads[if policy.local_index {
-                0
-            } else {
-                t % policy.depth
-            }];
-            if rows * head.d_out() != out.len() {
-                return Err(PolicyError::InvalidInput(format!(
-                    "head gives {rows} x {} logits, the decoder expects {}",
-                    head.d_out(),
-                    out.len()
-                )));
-            }
-            head.forward_into(h, rows, out, false);
-            return Ok(());
-        };
-        let level = t % policy.depth;
-        let v = self.vocab[level];
-        if rows * v != out.len() {
-            return Err(PolicyError::InvalidInput(format!(
-                "{rows} rows of {v} tokens, the decoder expects {} values",
-                out.len()
-            )));
-        }
-        let global = (!self.heads.is_empty()).then(|| self.heads[level].forward(h, rows, false));
-        let q = query.forward(h, rows, false);
-        let d = self.d;
-        let inv_sqrt_d = 1.0 / (d as f32).sqrt();
-        let mut scores = vec![0.0; scorer.n];
-        for (r, &request) in step.requests.iter().enumerate() {
-            let req = request as usize;
-            let tuples = &scorer.tuples[req];
-            // Candidate j sits at memory position s - n + j of its request.
-            let first = (req * scorer.s + scorer.s - scorer.n) * d;
-            for (j, score) in scores.iter_mut().enumerate().take(tuples.len()) {
-                let m = &scorer.memory[first + j * d..first + (j + 1) * d];
-                *score = dot(&q[r * d..(r + 1) * d], m) * inv_sqrt_d;
-            }
-            scorer.lse.fill(
-                tuples,
-                step.prefix(r),
-                (level, policy.depth),
-                &scores[..tuples.len()],
-                global.as_ref().map(|g| &g[r * v..(r + 1) * v]),
-                &mut out[r * v..(r + 1) * v],
-            );
-        }
-        Ok(())
-    }
-}
-
-/// The parts of a [`HostScorer`] the output heads read.
-struct ScorerState<'s> {
-    memory: &'s [f32],
-    tuples: &'s [Vec<Vec<u32>>],
-    s: usize,
-    n: usize,
-    lse: &'s mut TokenLse,
 }
 
 /// A [`HostPolicy`] bound to one encoded batch of requests: a [`StepScorer`] with a key/value
@@ -330,14 +249,63 @@ impl HostScorer<'_> {
             );
         }
         let h = host.final_norm.forward(&x);
-        let mut state = ScorerState {
-            memory: &self.memory,
-            tuples: &self.tuples,
-            s: self.s,
-            n: self.n,
-            lse: &mut self.lse,
+        self.logits(t, &h, step, out)
+    }
+
+    /// Token logits of step `t` for the final decoder states `h [rows, d]` into `out`.
+    #[inline(always)]
+    fn logits(&mut self, t: usize, h: &[f32], step: &StepBatch<'_>, out: &mut [f32]) -> Result<()> {
+        let host = self.policy;
+        let policy = &host.policy;
+        let rows = step.rows();
+        let Some(query) = &host.pointer_query else {
+            let head = &host.heads[if policy.local_index {
+                0
+            } else {
+                t % policy.depth
+            }];
+            if rows * head.d_out() != out.len() {
+                return Err(PolicyError::InvalidInput(format!(
+                    "head gives {rows} x {} logits, the decoder expects {}",
+                    head.d_out(),
+                    out.len()
+                )));
+            }
+            head.forward_into(h, rows, out, false);
+            return Ok(());
         };
-        host.logits(t, &h, &mut state, step, out)
+        let level = t % policy.depth;
+        let v = host.vocab[level];
+        if rows * v != out.len() {
+            return Err(PolicyError::InvalidInput(format!(
+                "{rows} rows of {v} tokens, the decoder expects {} values",
+                out.len()
+            )));
+        }
+        let global = (!host.heads.is_empty()).then(|| host.heads[level].forward(h, rows, false));
+        let q = query.forward(h, rows, false);
+        let d = host.d;
+        let inv_sqrt_d = 1.0 / (d as f32).sqrt();
+        let mut scores = vec![0.0; self.n];
+        for (r, &request) in step.requests.iter().enumerate() {
+            let req = request as usize;
+            let tuples = &self.tuples[req];
+            // Candidate j sits at memory position s - n + j of its request.
+            let first = (req * self.s + self.s - self.n) * d;
+            for (j, score) in scores.iter_mut().enumerate().take(tuples.len()) {
+                let m = &self.memory[first + j * d..first + (j + 1) * d];
+                *score = dot(&q[r * d..(r + 1) * d], m) * inv_sqrt_d;
+            }
+            self.lse.fill(
+                tuples,
+                step.prefix(r),
+                (level, policy.depth),
+                &scores[..tuples.len()],
+                global.as_ref().map(|g| &g[r * v..(r + 1) * v]),
+                &mut out[r * v..(r + 1) * v],
+            );
+        }
+        Ok(())
     }
 }
 
@@ -345,7 +313,7 @@ impl HostScorer<'_> {
 mod tests {
     use super::*;
     use crate::{ActionSpace, HistoryItem, OutputHead, PolicyConfig, PolicyScorer};
-    use glorank_trie::DecodeStrategy;
+    use glorank_trie::{CandidateTrie, DecodeStrategy};
 
     /// Requests with histories and pools of different lengths, retriever scores and a user
     /// feature, tuples drawn from `vocab`.

@@ -142,7 +142,23 @@ pub fn decode(
     decoder: &mut Decoder,
     device: &Device,
 ) -> Result<Vec<Vec<DecodedList>>> {
-    match HostPolicy::for_device(policy, device) {
+    let host = HostPolicy::for_device(policy, device);
+    decode_with_host(host.as_ref(), policy, requests, decoder, device)
+}
+
+/// [`decode`] with the caller's [`HostPolicy`] of `policy` when it keeps one (built once for
+/// many calls), else [`decode_on_device`].
+///
+/// # Errors
+/// Input, trie and decoding errors.
+pub fn decode_with_host(
+    host: Option<&HostPolicy>,
+    policy: &Policy,
+    requests: &[Request],
+    decoder: &mut Decoder,
+    device: &Device,
+) -> Result<Vec<Vec<DecodedList>>> {
+    match host {
         Some(host) => host.decode(requests, decoder),
         None => decode_on_device(policy, requests, decoder, device),
     }
@@ -204,7 +220,7 @@ where
 }
 
 /// Requests scored together by [`first_item_logprobs`] (each brings one row per candidate).
-pub(crate) const FIRST_ITEM_CHUNK: usize = 32;
+const FIRST_ITEM_CHUNK: usize = 32;
 
 /// The log-probability of each candidate being generated as the first item of the list,
 /// per request in candidate order: how the policy scores candidates one by one (for an AUC
@@ -221,6 +237,18 @@ pub fn first_item_logprobs(
     if let Some(host) = HostPolicy::for_device(policy, device) {
         return host.first_item_logprobs(requests);
     }
+    first_item_chunks(policy, requests, |chunk| {
+        PolicyScorer::new(policy, chunk, device)
+    })
+}
+
+/// [`first_item_logprobs`] over chunks of [`FIRST_ITEM_CHUNK`] requests, each scored by the
+/// scorer `make_scorer` builds for it.
+pub(crate) fn first_item_chunks<S: StepScorer>(
+    policy: &Policy,
+    requests: &[Request],
+    make_scorer: impl Fn(&[Request]) -> Result<S>,
+) -> Result<Vec<Vec<f32>>> {
     let mut out = Vec::with_capacity(requests.len());
     for chunk in requests.chunks(FIRST_ITEM_CHUNK) {
         let tries: Vec<CandidateTrie> = chunk
@@ -228,7 +256,7 @@ pub fn first_item_logprobs(
             .map(|r| policy.trie(r))
             .collect::<Result<_>>()?;
         let refs: Vec<&CandidateTrie> = tries.iter().collect();
-        let mut scorer = PolicyScorer::new(policy, chunk, device)?;
+        let mut scorer = make_scorer(chunk)?;
         out.extend(glorank_trie::first_item_logprobs(&refs, &mut scorer)?);
     }
     Ok(out)

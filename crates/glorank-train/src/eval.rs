@@ -4,7 +4,7 @@
 use crate::Result;
 use burn::tensor::Device;
 use glorank_metrics::{ListMetrics, MetricAccumulator, MetricsSummary, Summary, ndcg_at};
-use glorank_policy::{HostPolicy, Policy, Request, decode};
+use glorank_policy::{HostPolicy, Policy, Request, decode_with_host};
 use glorank_reward::{RewardExample, UserResponseModel, dcg_click_reward, sum_click_reward};
 use glorank_trie::{DecodeStrategy, Decoder};
 
@@ -125,10 +125,7 @@ pub fn greedy_lists(
     let mut out = Vec::with_capacity(requests.len());
     let host = HostPolicy::for_device(policy, device);
     for chunk in requests.chunks(CHUNK) {
-        let lists = match &host {
-            Some(h) => h.decode(chunk, &mut decoder)?,
-            None => decode(policy, chunk, &mut decoder, device)?,
-        };
+        let lists = decode_with_host(host.as_ref(), policy, chunk, &mut decoder, device)?;
         out.extend(lists.into_iter().map(|mut l| l.swap_remove(0).items));
     }
     Ok(out)

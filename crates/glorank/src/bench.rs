@@ -20,7 +20,9 @@
 use crate::Result;
 use burn::tensor::Device;
 use glorank_nn::HistoryItem;
-use glorank_policy::{HostPolicy, Policy, PolicyConfig, Request, decode_on_device};
+use glorank_policy::{
+    HostPolicy, Policy, PolicyConfig, Request, decode_on_device, decode_with_host,
+};
 use glorank_trie::{DecodeStrategy, Decoder};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
@@ -289,10 +291,7 @@ pub fn bench_policy(
         .then(|| HostPolicy::for_device(policy, device))
         .flatten();
     let run = |batch: &[Request], decoder: &mut Decoder| -> Result<()> {
-        match &host {
-            Some(h) => h.decode(batch, decoder)?,
-            None => decode_on_device(policy, batch, decoder, device)?,
-        };
+        decode_with_host(host.as_ref(), policy, batch, decoder, device)?;
         Ok(())
     };
     let mut decode_rows = Vec::new();

@@ -3,7 +3,7 @@
 use crate::{Error, Result};
 use burn::tensor::Device;
 use glorank_data::PreparedDataset;
-use glorank_policy::{HistoryItem, HostPolicy, Policy, Request, decode};
+use glorank_policy::{HistoryItem, HostPolicy, Policy, Request, decode_with_host};
 use glorank_tokenizer::{ItemTokenizer, SemanticIds, load_tokenizer};
 use glorank_trie::{DecodeStrategy, Decoder};
 use serde::{Deserialize, Serialize};
@@ -468,10 +468,14 @@ impl Reranker {
             Decoder::new(strategy, 0)
                 .map_err(Error::from)
                 .and_then(|mut d| {
-                    Ok(match &self.host {
-                        Some(host) => host.decode(&valid, &mut d)?,
-                        None => decode(&self.policy, &valid, &mut d, &self.device)?,
-                    })
+                    let host = self.host.as_ref();
+                    Ok(decode_with_host(
+                        host,
+                        &self.policy,
+                        &valid,
+                        &mut d,
+                        &self.device,
+                    )?)
                 })
         };
         let mut lists = match decoded {

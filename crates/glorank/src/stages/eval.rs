@@ -440,21 +440,33 @@ pub fn held_out_view(
             .any(|&p| ds.is_held_out(s.candidates[p as usize]))
     };
     let summary = |v: &[f64]| (!v.is_empty()).then(|| Summary::from_values(v)).transpose();
-    let mut methods = Vec::with_capacity(rows.len());
-    for r in rows {
-        // Per request and kind (held-out, warm): the share of clicked logged items in the
-        // list, and the AUC of clicked over other candidates of that kind.
-        let mut found = [Vec::new(), Vec::new()];
-        let mut auc = [Vec::new(), Vec::new()];
-        for (k, (s, list)) in samples.iter().zip(&r.lists).enumerate() {
+    // Per request, independent of the method: which candidates are held out, and the
+    // clicked logged positions of each kind (held-out, warm).
+    let per_request: Vec<(Vec<bool>, [Vec<usize>; 2])> = samples
+        .iter()
+        .map(|s| {
             let cold: Vec<bool> = s.candidates.iter().map(|&i| ds.is_held_out(i)).collect();
-            for (kind, want_cold) in [true, false].into_iter().enumerate() {
-                let clicked: Vec<usize> = s
-                    .logged
+            let clicked = [true, false].map(|want_cold| {
+                s.logged
                     .iter()
                     .map(|&p| p as usize)
                     .filter(|&p| s.labels[p].click() && cold[p] == want_cold)
-                    .collect();
+                    .collect()
+            });
+            (cold, clicked)
+        })
+        .collect();
+    let mut methods = Vec::with_capacity(rows.len());
+    for r in rows {
+        // Per request and kind: the share of clicked logged items in the list, and the AUC
+        // of clicked over other candidates of that kind.
+        let mut found = [Vec::new(), Vec::new()];
+        let mut auc = [Vec::new(), Vec::new()];
+        for (k, ((s, list), (cold, clicked))) in
+            samples.iter().zip(&r.lists).zip(&per_request).enumerate()
+        {
+            for (kind, want_cold) in [true, false].into_iter().enumerate() {
+                let clicked = &clicked[kind];
                 if !clicked.is_empty() {
                     let hits = clicked.iter().filter(|p| list.contains(p)).count();
                     found[kind].push(hits as f64 / clicked.len() as f64);

@@ -32,12 +32,23 @@ pub const COLD_SLICE_KEY_PREFIX: &str = "cold_start_lt_";
 /// shares with the per-method figures.
 pub const HELD_OUT_KEYS: [&str; 3] = ["held_out_cold", "held_out_warm", "held_out_pools"];
 
+/// Width of a table's name column: the longest name, at least 18 characters.
+fn name_width<'a>(names: impl Iterator<Item = &'a str>) -> usize {
+    names.map(str::len).max().unwrap_or(0).max(18)
+}
+
+/// One table cell: `mean±half-width`, or `-` without a value.
+fn cell(s: Option<&Summary>) -> String {
+    s.map_or("-".into(), |s| {
+        format!("{:.4}±{:.4}", s.mean, s.half_width())
+    })
+}
+
 /// Prints rows as a table: mean ± CI half-width per metric.
 pub fn table(rows: &[MethodResult], cutoff: usize) -> String {
     let with_true = rows.iter().any(|r| r.true_reward.is_some());
     let with_auc = rows.iter().any(|r| r.logged_auc.is_some());
-    // The name column fits the longest name (at least 18 characters).
-    let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(0).max(18);
+    let w = name_width(rows.iter().map(|r| r.name.as_str()));
     let mut out = format!(
         "{:<w$} {:>15} {:>15} {:>15} {:>15} {:>15} {:>15} {:>15}",
         "method",
@@ -56,7 +67,7 @@ pub fn table(rows: &[MethodResult], cutoff: usize) -> String {
         out.push_str(&format!(" {:>15}", "AUC logged"));
     }
     out.push('\n');
-    let f = |s: &Summary| format!("{:.4}±{:.4}", s.mean, s.half_width());
+    let f = |s: &Summary| cell(Some(s));
     for r in rows {
         let m = &r.metrics;
         out.push_str(&format!(
@@ -68,19 +79,13 @@ pub fn table(rows: &[MethodResult], cutoff: usize) -> String {
             f(&m.ndcg),
             f(&m.map),
             f(&m.map_hits),
-            r.average_reward.as_ref().map_or("-".into(), f)
+            cell(r.average_reward.as_ref())
         ));
         if with_true {
-            out.push_str(&format!(
-                " {:>15}",
-                r.true_reward.as_ref().map_or("-".into(), f)
-            ));
+            out.push_str(&format!(" {:>15}", cell(r.true_reward.as_ref())));
         }
         if with_auc {
-            out.push_str(&format!(
-                " {:>15}",
-                r.logged_auc.as_ref().map_or("-".into(), f)
-            ));
+            out.push_str(&format!(" {:>15}", cell(r.logged_auc.as_ref())));
         }
         out.push('\n');
     }
@@ -156,18 +161,8 @@ fn held_out_section(
             metrics[key] = rows_json(slice_rows);
         }
     }
-    let w = v
-        .methods
-        .iter()
-        .map(|m| m.name.len())
-        .max()
-        .unwrap_or(0)
-        .max(18);
-    let f = |s: &Option<Summary>| {
-        s.as_ref().map_or("-".into(), |s| {
-            format!("{:.4}±{:.4}", s.mean, s.half_width())
-        })
-    };
+    let w = name_width(v.methods.iter().map(|m| m.name.as_str()));
+    let f = |s: &Option<Summary>| cell(s.as_ref());
     text.push_str(&format!(
         "\nper request: share of the clicked logged items found in the list, and AUC of \
          clicked items over the other candidates of the same kind\n\
