@@ -3,10 +3,11 @@
 //! causal mask) and incremental decoding (one position per step, cached keys and values), so
 //! the two paths compute the same function. Every dropout is [`crate::dropout::dropout`].
 
+use crate::activation::gelu;
 use crate::dropout::dropout;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 
 /// Additive bias for masked attention scores (large and finite, so a row never becomes NaN).
@@ -18,6 +19,24 @@ pub const MASKED: f32 = -1e9;
 pub fn key_padding_bias(pad: &[bool], b: usize, s: usize, device: &Device) -> Tensor<4> {
     let bias = crate::host::key_bias(pad);
     Tensor::<4>::from_data(burn::tensor::TensorData::new(bias, [b, 1, 1, s]), device)
+}
+
+/// `layer` applied to the last dimension of `x [.., d_in]`, with every leading dimension
+/// folded into the rows first: one `[rows, d_in] x [d_in, d_out]` product instead of a
+/// batched product that packs the weight again for every batch element (what burn's
+/// `Linear::forward` runs for a `[B, T, d]` input whose `T` does not tile). Same values;
+/// returns `[.., d_out]`.
+pub fn linear_rows<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
+    let dims = x.dims();
+    if D <= 2 {
+        return layer.forward(x);
+    }
+    let d_in = dims[D - 1];
+    let rows = dims[..D - 1].iter().product::<usize>();
+    let y = layer.forward(x.reshape([rows, d_in]));
+    let mut out = dims;
+    out[D - 1] = y.dims()[1];
+    y.reshape(out)
 }
 
 /// Multi-head attention: `softmax(q k^T / sqrt(dh) + bias) v` over `heads` heads.
@@ -52,8 +71,8 @@ impl Attention {
     /// Projected keys and values of `x [B, T, d]`, each `[B, heads, T, dh]`.
     pub fn keys_values(&self, x: Tensor<3>) -> (Tensor<4>, Tensor<4>) {
         (
-            self.split(self.key.forward(x.clone())),
-            self.split(self.value.forward(x)),
+            self.split(linear_rows(&self.key, x.clone())),
+            self.split(linear_rows(&self.value, x)),
         )
     }
 
@@ -80,7 +99,7 @@ impl Attention {
         weights_dropout: Option<&Dropout>,
     ) -> Tensor<3> {
         let [b, tq, d] = x.dims();
-        let q = self.split(self.query.forward(x));
+        let q = self.split(linear_rows(&self.query, x));
         let dh = d / self.heads;
         let mut scores = q.matmul(k.swap_dims(2, 3)).div_scalar((dh as f32).sqrt()); // [B, h, Tq, Tk]
         if let Some(bias) = bias {
@@ -91,7 +110,7 @@ impl Attention {
             weights = dropout(layer, weights);
         }
         let ctx = weights.matmul(v); // [B, h, Tq, dh]
-        self.output.forward(ctx.swap_dims(1, 2).reshape([b, tq, d]))
+        linear_rows(&self.output, ctx.swap_dims(1, 2).reshape([b, tq, d]))
     }
 }
 
@@ -148,7 +167,7 @@ impl DecoderLayer {
                 .attend(h, cross.k.clone(), cross.v.clone(), Some(memory_bias)),
         );
         let h = self.norm_ff.forward(x.clone());
-        let h = self.ff_out.forward(gelu(self.ff_in.forward(h)));
+        let h = linear_rows(&self.ff_out, gelu(linear_rows(&self.ff_in, h)));
         x + dropout(&self.dropout, h)
     }
 
@@ -219,8 +238,8 @@ impl FeedForward {
 
     /// `[.., d] -> [.., d]`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let h = gelu(self.linear_inner.forward(x));
-        self.linear_outer.forward(dropout(&self.dropout, h))
+        let h = gelu(linear_rows(&self.linear_inner, x));
+        linear_rows(&self.linear_outer, dropout(&self.dropout, h))
     }
 }
 

@@ -32,6 +32,7 @@
 //! # Ok::<(), glorank_nn::NnError>(())
 //! ```
 
+pub mod activation;
 mod context;
 mod device;
 pub mod dropout;
