@@ -6,7 +6,7 @@ use burn::module::{Module, Param};
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
-use glorank_nn::layers::{CrossKv, DecoderLayer, Encoder, key_padding_bias};
+use glorank_nn::layers::{CrossKv, DecoderLayer, Encoder, key_padding_bias, linear_rows};
 use glorank_nn::{ContextEmbedder, HistoryItem, MASKED, init_seeded, segment};
 use glorank_trie::CandidateTrie;
 use serde::{Deserialize, Serialize};
@@ -316,7 +316,7 @@ impl Policy {
         let mut cand = cand_items.clone() + self.embedder.segment(segment::ITEMS, b, n, device);
         if self.use_score {
             let s = Tensor::<3>::from_data(TensorData::new(score, [b, n, 1]), device);
-            cand = cand + self.score_proj.forward(s);
+            cand = cand + linear_rows(&self.score_proj, s);
         }
         if let Some(pos) = &self.position_emb {
             let idx: Vec<i64> = (0..b).flat_map(|_| 0..n as i64).collect();
@@ -412,8 +412,7 @@ impl Policy {
     /// candidates' encoder outputs `cand [B, N, d]`, over `sqrt(d)`.
     fn pointer_scores(&self, query: &Linear, h: Tensor<3>, cand: Tensor<3>) -> Tensor<3> {
         let d = h.dims()[2];
-        query
-            .forward(h)
+        linear_rows(query, h)
             .matmul(cand.swap_dims(1, 2))
             .mul_scalar(1.0 / (d as f32).sqrt())
     }

@@ -43,7 +43,7 @@ use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 pub use glorank_nn::HistoryItem;
-use glorank_nn::layers::{Encoder, key_padding_bias};
+use glorank_nn::layers::{Encoder, key_padding_bias, linear_rows};
 use glorank_nn::{ContextEmbedder, init_seeded, persist, segment};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -404,17 +404,17 @@ impl UserResponseModel {
                 sc[r * l..r * l + e.scores.len()].copy_from_slice(&e.scores);
             }
             items = items
-                + proj.forward(Tensor::<3>::from_data(
-                    TensorData::new(sc, [b, l, 1]),
-                    device,
-                ));
+                + linear_rows(
+                    proj,
+                    Tensor::<3>::from_data(TensorData::new(sc, [b, l, 1]), device),
+                );
         }
         let x = Tensor::cat(vec![ctx.x, items], 1);
         let h = self
             .encoder
             .forward(x, key_padding_bias(&pad, b, c + l, device));
         let [_, _, d] = h.dims();
-        Ok(self.head.forward(h.slice([0..b, c..c + l, 0..d])))
+        Ok(linear_rows(&self.head, h.slice([0..b, c..c + l, 0..d])))
     }
 
     /// Per-slot behaviour probabilities `[B, L, 3]` (sigmoid of [`UserResponseModel::forward`]).
