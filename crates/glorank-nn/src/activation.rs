@@ -10,7 +10,7 @@
 //! the library's by at most 6e-7, and it is the one the host inference path
 //! ([`crate::host`]) already uses, so training and serving on the CPU compute one GELU.
 
-use crate::host::{erf_f32, exp_f32, with_simd};
+use crate::host::{erf_f32, exp_f32, gelu_f32, with_simd};
 use burn::backend::Flex;
 use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -122,7 +122,7 @@ fn gelu_backward_flex(x: &FlexTensor, grad: &FlexTensor) -> FlexTensor {
 #[inline(always)]
 pub fn gelu_forward_slice(x: &[f32], out: &mut [f32]) {
     for (o, &v) in out.iter_mut().zip(x) {
-        *o = 0.5 * v * (1.0 + erf_f32(v * std::f32::consts::FRAC_1_SQRT_2));
+        *o = gelu_f32(v);
     }
 }
 

@@ -290,12 +290,18 @@ fn sum_f32(x: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + rest.iter().sum::<f32>()
 }
 
-/// GELU, `0.5 x (1 + erf(x / sqrt 2))`, in place (what burn's exact `gelu` computes, with
-/// [`erf_f32`]'s erf).
+/// GELU of one value, `0.5 x (1 + erf(x / sqrt 2))` (what burn's exact `gelu` computes,
+/// with [`erf_f32`]'s erf).
+#[inline(always)]
+pub fn gelu_f32(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf_f32(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// [`gelu_f32`] in place.
 #[inline(always)]
 pub fn gelu_in_place(x: &mut [f32]) {
     for v in x.iter_mut() {
-        *v = 0.5 * *v * (1.0 + erf_f32(*v * std::f32::consts::FRAC_1_SQRT_2));
+        *v = gelu_f32(*v);
     }
 }
 
