@@ -31,11 +31,12 @@ use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use glorank_data::{PreparedDataset, RerankSample};
 use glorank_metrics::{ListMetrics, MetricAccumulator};
-use glorank_nn::training::{NoObserver, optimizer_step};
+use glorank_nn::training::{NoObserver, StepOutcome, apply_gradients, sharded_gradients};
 use rand::rngs::ChaCha8Rng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
+use std::ops::Range;
 
 /// Errors of the baselines crate.
 #[derive(Debug, thiserror::Error)]
@@ -195,6 +196,10 @@ pub struct BaselineConfig {
     /// projection added to the candidate's embedding), as the policy's
     /// `use_retriever_score` does (default false; true in the "paper" preset).
     pub use_retriever_score: bool,
+    /// Row shards of each training step, whose gradients are computed in parallel and
+    /// summed ([`glorank_nn::training::sharded_gradients`]; default 4, as the policy's
+    /// `sft.shards`). The result depends on this number, not on the machine's cores.
+    pub shards: usize,
 }
 
 impl Default for BaselineConfig {
@@ -209,6 +214,7 @@ impl Default for BaselineConfig {
             reinforce_samples: 4,
             seed: 0,
             use_retriever_score: false,
+            shards: 4,
         }
     }
 }
@@ -260,6 +266,9 @@ impl BaselineConfig {
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
             return bad("learning_rate", "must be finite and > 0");
         }
+        if self.shards == 0 {
+            return bad("shards", "must be > 0");
+        }
         if self.reinforce_samples < 2 && self.reinforce_epochs > 0 {
             return bad("reinforce_samples", "must be >= 2");
         }
@@ -271,6 +280,7 @@ impl BaselineConfig {
             ("reinforce_epochs", self.reinforce_epochs, MAX_EPOCHS),
             ("batch_size", self.batch_size, MAX_BATCH),
             ("reinforce_samples", self.reinforce_samples, MAX_GROUP),
+            ("shards", self.shards, MAX_SHARDS),
         ];
         for (field, value, max) in bounds {
             if let Some(m) = too_large(value, max) {
@@ -529,67 +539,158 @@ struct FitLoop<'a> {
     devices: (&'a Device, &'a Device),
 }
 
-impl FitLoop<'_> {
-    /// The loss of one batch: BCE for the scorers, the demonstrations' log-likelihood for
-    /// Seq2Slate, REINFORCE with a group-mean baseline in its last epochs.
-    fn loss(&mut self, batch_samples: &[&RerankSample]) -> Result<Tensor<1>> {
-        let (ds, f, (device, plain)) = (self.ds, self.features, self.devices);
+/// What a Seq2Slate step maximises the log-likelihood of: per row (one per request, or
+/// `reinforce_samples` per request in REINFORCE) a list of candidate positions and its weight
+/// (1 for a demonstration; the advantage in REINFORCE).
+struct Targets<'a> {
+    rows: Vec<&'a RerankSample>,
+    lists: Vec<Vec<usize>>,
+    weights: Option<Vec<f32>>,
+}
+
+/// Gradients of `shard_loss` over `rows` rows in `shards` data-parallel shards
+/// ([`sharded_gradients`]), then the AdamW step ([`apply_gradients`], no clipping).
+fn sharded_step<M, F>(
+    model: M,
+    optim: &mut ModuleOptimizer,
+    device: &Device,
+    (rows, shards, learning_rate): (usize, usize, f64),
+    shard_loss: F,
+) -> Result<(M, StepOutcome)>
+where
+    M: Module + Send,
+    F: Fn(&M, Range<usize>) -> Result<Tensor<1>> + Sync,
+{
+    let (grads, loss) = sharded_gradients(&model, device, rows, shards, shard_loss)?;
+    Ok(apply_gradients(
+        model,
+        optim,
+        grads,
+        loss,
+        learning_rate,
+        None,
+    ))
+}
+
+impl<'a> FitLoop<'a> {
+    /// Seq2Slate's targets for a batch: the demonstrations in the supervised epochs; in the
+    /// REINFORCE epochs `reinforce_samples` lists sampled per request from the current model,
+    /// each weighted by its reward (NDCG@L of the clicks) minus its group's mean.
+    fn seq2slate_targets(
+        &mut self,
+        model: &Seq2Slate,
+        batch_samples: &[&'a RerankSample],
+    ) -> Result<Targets<'a>> {
+        let (ds, f, plain) = (self.ds, self.features, self.devices.1);
+        if self.epoch <= self.config.epochs {
+            return Ok(Targets {
+                rows: batch_samples.to_vec(),
+                lists: batch_samples.iter().map(|s| ds.demonstration(s)).collect(),
+                weights: None,
+            });
+        }
+        let g = self.config.reinforce_samples;
+        let rows: Vec<&RerankSample> = batch_samples
+            .iter()
+            .flat_map(|s| std::iter::repeat_n(*s, g))
+            .collect();
+        let rng = &mut self.rng;
+        let mut draw = |p: &[f32]| {
+            let total: f32 = p.iter().sum();
+            let mut u = rng.random::<f32>() * total;
+            for (i, &w) in p.iter().enumerate() {
+                if u < w {
+                    return i;
+                }
+                u -= w;
+            }
+            p.iter().rposition(|&w| w > 0.0).unwrap_or(0)
+        };
         let len = ds.config.slate_len;
-        let reinforce = self.epoch > self.config.epochs;
-        let batch = Batch::new(ds, f, batch_samples, device)?;
-        let model = self
-            .model
-            .as_ref()
-            .ok_or_else(|| BaselineError::InvalidInput("a failed step lost the model".into()))?;
+        let lists = model
+            .valid()
+            .decode(&Batch::new(ds, f, &rows, plain)?, len, Some(&mut draw));
+        let rewards: Vec<f32> = rows
+            .iter()
+            .zip(&lists)
+            .map(|(s, l)| ndcg(l, &s.click_relevance()))
+            .collect();
+        let weights = rewards
+            .chunks(g)
+            .flat_map(|c| {
+                let mean = c.iter().sum::<f32>() / g as f32;
+                c.iter().map(move |r| r - mean)
+            })
+            .collect();
+        Ok(Targets {
+            rows,
+            lists,
+            weights: Some(weights),
+        })
+    }
+
+    /// One step on `batch_samples`: BCE on the clicks for the scorers, the demonstrations'
+    /// log-likelihood for Seq2Slate, REINFORCE with a group-mean baseline in its last
+    /// epochs; gradients over `shards` data-parallel row shards, each shard's loss its rows'
+    /// share of the batch mean.
+    fn train_step(
+        &mut self,
+        model: Trained,
+        batch_samples: &[&'a RerankSample],
+    ) -> Result<(Trained, StepOutcome)> {
+        let (ds, f, device) = (self.ds, self.features, self.devices.0);
+        let (shards, lr) = (self.config.shards, self.config.learning_rate);
+        let rows = batch_samples.len();
+        let total = rows as f32;
+        // A scorer's shard: its BCE (a mean over its own rows) times its share of the rows.
+        let bce_share = |forward: &dyn Fn(&Batch) -> Tensor<2>, range: Range<usize>| {
+            let share = range.len() as f32 / total;
+            let batch = Batch::new(ds, f, &batch_samples[range], device)?;
+            Ok(bce(forward(&batch), batch.clicks.clone()).mul_scalar(share))
+        };
         Ok(match model {
-            Trained::Prm(m) => bce(m.forward(&batch), batch.clicks.clone()),
-            Trained::Dlcm(m) => bce(m.forward(&batch), batch.clicks.clone()),
-            Trained::Seq2Slate(m) if !reinforce => {
-                let demos: Vec<Vec<usize>> =
-                    batch_samples.iter().map(|s| ds.demonstration(s)).collect();
-                m.log_prob(&batch, &demos).mean().neg()
+            Trained::Prm(m) => {
+                let (m, o) =
+                    sharded_step(m, &mut self.optim, device, (rows, shards, lr), |m, r| {
+                        bce_share(&|b| m.forward(b), r)
+                    })?;
+                (Trained::Prm(m), o)
+            }
+            Trained::Dlcm(m) => {
+                let (m, o) =
+                    sharded_step(m, &mut self.optim, device, (rows, shards, lr), |m, r| {
+                        bce_share(&|b| m.forward(b), r)
+                    })?;
+                (Trained::Dlcm(m), o)
             }
             Trained::Seq2Slate(m) => {
-                // REINFORCE: G sampled lists per request, advantage = reward minus the
-                // group mean.
-                let g = self.config.reinforce_samples;
-                let rows: Vec<&RerankSample> = batch_samples
-                    .iter()
-                    .flat_map(|s| std::iter::repeat_n(*s, g))
-                    .collect();
-                let rb = Batch::new(ds, f, &rows, device)?;
-                let rng = &mut self.rng;
-                let mut draw = |p: &[f32]| {
-                    let total: f32 = p.iter().sum();
-                    let mut u = rng.random::<f32>() * total;
-                    for (i, &w) in p.iter().enumerate() {
-                        if u < w {
-                            return i;
-                        }
-                        u -= w;
-                    }
-                    p.iter().rposition(|&w| w > 0.0).unwrap_or(0)
-                };
-                let lists =
-                    m.valid()
-                        .decode(&Batch::new(ds, f, &rows, plain)?, len, Some(&mut draw));
-                let rewards: Vec<f32> = rows
-                    .iter()
-                    .zip(&lists)
-                    .map(|(s, l)| ndcg(l, &s.click_relevance()))
-                    .collect();
-                let adv: Vec<f32> = rewards
-                    .chunks(g)
-                    .flat_map(|c| {
-                        let mean = c.iter().sum::<f32>() / g as f32;
-                        c.iter().map(move |r| r - mean)
-                    })
-                    .collect();
-                let a = Tensor::<1>::from_data(
-                    burn::tensor::TensorData::new(adv, [rows.len()]),
+                let t = self.seq2slate_targets(&m, batch_samples)?;
+                let n = t.rows.len();
+                let (m, o) = sharded_step(
+                    m,
+                    &mut self.optim,
                     device,
-                );
-                (m.log_prob(&rb, &lists) * a).mean().neg()
+                    (n, shards, lr),
+                    |m: &Seq2Slate, range: Range<usize>| {
+                        let batch = Batch::new(ds, f, &t.rows[range.clone()], device)?;
+                        let log_p = m.log_prob(&batch, &t.lists[range.clone()]);
+                        let weighted = match &t.weights {
+                            Some(w) => {
+                                let a = Tensor::<1>::from_data(
+                                    burn::tensor::TensorData::new(
+                                        w[range.clone()].to_vec(),
+                                        [range.len()],
+                                    ),
+                                    device,
+                                );
+                                log_p * a
+                            }
+                            None => log_p,
+                        };
+                        Ok(weighted.sum().neg().div_scalar(n as f32))
+                    },
+                )?;
+                (Trained::Seq2Slate(m), o)
             }
         })
     }
@@ -609,27 +710,11 @@ impl glorank_nn::training::TrainingLoop for FitLoop<'_> {
             self.loss_sum = 0.0;
         }
         let batch_samples = self.batches[self.in_epoch].clone();
-        let loss = self.loss(&batch_samples)?;
-        let lr = self.config.learning_rate;
-        let optim = &mut self.optim;
         let model = self
             .model
             .take()
             .ok_or_else(|| BaselineError::InvalidInput("a failed step lost the model".into()))?;
-        let (model, outcome) = match model {
-            Trained::Prm(m) => {
-                let (m, o) = optimizer_step(m, optim, loss, lr, None);
-                (Trained::Prm(m), o)
-            }
-            Trained::Dlcm(m) => {
-                let (m, o) = optimizer_step(m, optim, loss, lr, None);
-                (Trained::Dlcm(m), o)
-            }
-            Trained::Seq2Slate(m) => {
-                let (m, o) = optimizer_step(m, optim, loss, lr, None);
-                (Trained::Seq2Slate(m), o)
-            }
-        };
+        let (model, outcome) = self.train_step(model, &batch_samples)?;
         if outcome.skipped {
             return Err(BaselineError::Diverged(self.epoch));
         }
