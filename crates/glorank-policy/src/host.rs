@@ -12,7 +12,7 @@
 //! between two tokens may break the other way; [`crate::decode`] uses it on CPU devices.
 
 use crate::model::{Policy, Request, TokenLse, in_order};
-use crate::scorer::{decode_shards, first_item_chunks};
+use crate::scorer::{HOST_DECODE_BLOCK, decode_shards, first_item_chunks};
 use crate::{PolicyError, Result};
 use burn::module::Module;
 use burn::tensor::Device;
@@ -134,7 +134,8 @@ impl HostPolicy {
 
     /// Decodes one list per request (`width` per request with beam search), constrained by
     /// each request's trie, as [`crate::decode`] does; batches of 32 requests or more are
-    /// split over the machine's threads.
+    /// split over the machine's threads, and each thread decodes in blocks of
+    /// [`crate::HOST_DECODE_BLOCK`] requests.
     ///
     /// # Errors
     /// Input, trie and decoding errors.
@@ -143,9 +144,13 @@ impl HostPolicy {
         requests: &[Request],
         decoder: &mut Decoder,
     ) -> Result<Vec<Vec<DecodedList>>> {
-        decode_shards(&self.policy, requests, decoder, |rows, whole| {
-            self.scorer_with(&requests[rows], whole)
-        })
+        decode_shards(
+            &self.policy,
+            requests,
+            decoder,
+            HOST_DECODE_BLOCK,
+            |rows, alone| self.scorer_with(&requests[rows], alone),
+        )
     }
 
     /// The log-probability of each candidate being generated first, per request in

@@ -56,7 +56,10 @@ pub use config::{ActionSpace, MAX_ITEM_BUCKETS, OutputHead, PolicyConfig};
 pub use glorank_nn::HistoryItem;
 pub use host::{HostPolicy, HostScorer};
 pub use model::{EncodedBatch, Policy, Request};
-pub use scorer::{PolicyScorer, decode, decode_on_device, decode_with_host, first_item_logprobs};
+pub use scorer::{
+    HOST_DECODE_BLOCK, MIN_DECODE_SHARD, PolicyScorer, decode, decode_on_device, decode_with_host,
+    first_item_logprobs,
+};
 
 use burn::tensor::Device;
 use glorank_nn::persist;

@@ -434,14 +434,14 @@ impl Decoder {
         }
     }
 
-    /// [`Decoder::decode`] split into `shards` contiguous row ranges decoded at once, each on
-    /// its own thread with its own scorer from `make_scorer(rows)` (for a neural scorer:
-    /// the model bound to those requests). Each request gets what [`Decoder::decode`] gives
-    /// it with a scorer over the whole batch, up to the scorer's own dependence on the batch
-    /// (for a neural scorer, floating-point rounding); sampled rows draw from their index in
-    /// the whole call, so the split changes no draw. One call of the counter, as
-    /// [`Decoder::decode`]. Fewer shards are used when a shard would get fewer than
-    /// `min_rows` requests.
+    /// [`Decoder::decode`] split by `plan` ([`ShardPlan`]): up to `plan.threads` contiguous
+    /// row ranges decoded at once, each on its own thread, which decodes its range in
+    /// consecutive blocks of at most `plan.block_rows` rows, each block with its own scorer
+    /// from `make_scorer(rows)` (for a neural scorer: the model bound to those requests).
+    /// Each request gets what [`Decoder::decode`] gives it with a scorer over the whole
+    /// batch, up to the scorer's own dependence on the batch (for a neural scorer,
+    /// floating-point rounding); sampled rows draw from their index in the whole call, so
+    /// the split changes no draw. One call of the counter, as [`Decoder::decode`].
     ///
     /// # Errors
     /// As [`Decoder::decode`]; a scorer that cannot be built gives [`TrieError::Scorer`]. The
@@ -450,7 +450,7 @@ impl Decoder {
         &mut self,
         tries: &[&CandidateTrie],
         list_len: usize,
-        (shards, min_rows): (usize, usize),
+        plan: ShardPlan,
         make_scorer: F,
     ) -> Result<Vec<Vec<DecodedList>>>
     where
@@ -458,31 +458,40 @@ impl Decoder {
         F: Fn(std::ops::Range<usize>) -> std::result::Result<S, ScorerError> + Sync,
     {
         let n = tries.len();
-        let shards = shards.min(n / min_rows.max(1)).max(1);
-        if shards == 1 {
-            let mut scorer = make_scorer(0..n).map_err(TrieError::Scorer)?;
-            return self.decode(tries, list_len, &mut scorer);
+        if n == 0 {
+            return Ok(Vec::new());
         }
         check_batch(tries, list_len)?;
         let call = self.calls;
         self.calls += 1;
         let this = &*self;
-        let make_scorer = &make_scorer;
+        // One thread's range, block by block.
+        let run = |rows: std::ops::Range<usize>| -> Result<Vec<Vec<DecodedList>>> {
+            let block = plan.block_rows.max(1);
+            let mut out = Vec::with_capacity(rows.len());
+            let mut start = rows.start;
+            while start < rows.end {
+                let end = rows.end.min(start.saturating_add(block));
+                let mut scorer = make_scorer(start..end).map_err(TrieError::Scorer)?;
+                out.extend(this.decode_rows_of_call(
+                    call,
+                    start,
+                    &tries[start..end],
+                    list_len,
+                    &mut scorer,
+                )?);
+                start = end;
+            }
+            Ok(out)
+        };
+        let shards = plan.threads.min(n / plan.min_rows.max(1)).max(1);
+        if shards == 1 {
+            return run(0..n);
+        }
+        let run = &run;
         let parts: Vec<Result<Vec<Vec<DecodedList>>>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..shards)
-                .map(|i| {
-                    let rows = i * n / shards..(i + 1) * n / shards;
-                    scope.spawn(move || {
-                        let mut scorer = make_scorer(rows.clone()).map_err(TrieError::Scorer)?;
-                        this.decode_rows_of_call(
-                            call,
-                            rows.start,
-                            &tries[rows],
-                            list_len,
-                            &mut scorer,
-                        )
-                    })
-                })
+                .map(|i| scope.spawn(move || run(i * n / shards..(i + 1) * n / shards)))
                 .collect();
             handles
                 .into_iter()
@@ -497,6 +506,36 @@ impl Decoder {
             out.extend(part?);
         }
         Ok(out)
+    }
+}
+
+/// How [`Decoder::decode_sharded`] splits a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardPlan {
+    /// Most threads decoding at once (each gets one contiguous range of rows).
+    pub threads: usize,
+    /// Fewest rows a thread gets: smaller batches use fewer threads (at least one).
+    pub min_rows: usize,
+    /// Most rows one scorer decodes at once: a thread decodes its range in consecutive
+    /// blocks of this size. For a neural scorer this bounds the working set of a step (the
+    /// per-request attention memory) so that it stays in cache; `usize::MAX`: one block.
+    pub block_rows: usize,
+}
+
+impl ShardPlan {
+    /// `threads` threads of at least `min_rows` rows each, one block per thread.
+    pub fn new(threads: usize, min_rows: usize) -> Self {
+        Self {
+            threads,
+            min_rows,
+            block_rows: usize::MAX,
+        }
+    }
+
+    /// Sets [`ShardPlan::block_rows`].
+    pub fn with_block_rows(mut self, block_rows: usize) -> Self {
+        self.block_rows = block_rows;
+        self
     }
 }
 

@@ -48,8 +48,8 @@ mod decode;
 mod trie;
 
 pub use decode::{
-    DecodeStrategy, DecodedList, Decoder, MAX_BEAM_WIDTH, ScorerError, StepBatch, StepScorer,
-    first_item_logprobs,
+    DecodeStrategy, DecodedList, Decoder, MAX_BEAM_WIDTH, ScorerError, ShardPlan, StepBatch,
+    StepScorer, first_item_logprobs,
 };
 pub use trie::{CandidateTrie, ListState};
 

@@ -2,7 +2,8 @@
 //! sampling frequencies against the masked softmax, determinism, errors.
 
 use glorank_trie::{
-    CandidateTrie, DecodeStrategy, DecodedList, Decoder, StepBatch, StepScorer, TrieError,
+    CandidateTrie, DecodeStrategy, DecodedList, Decoder, ShardPlan, StepBatch, StepScorer,
+    TrieError,
 };
 use proptest::prelude::*;
 use std::collections::{BTreeSet, HashMap};
@@ -571,24 +572,34 @@ fn sharded_decoding_equals_whole_batch_decoding() {
         let mut whole = Decoder::new(strategy, 9).unwrap();
         let mut sharded = Decoder::new(strategy, 9).unwrap();
         for _ in 0..2 {
-            let a = whole.decode(&refs, 3, &mut HashScorer { salt: 1 }).unwrap();
-            let b = sharded
-                .decode_sharded(&refs, 3, (3, 4), |rows| {
-                    Ok(ShardScorer {
-                        inner: HashScorer { salt: 1 },
-                        offset: rows.start as u32,
+            // Three threads; three threads in blocks of 5 rows; one thread in blocks of 4.
+            for plan in [
+                ShardPlan::new(3, 4),
+                ShardPlan::new(3, 4).with_block_rows(5),
+                ShardPlan::new(1, 4).with_block_rows(4),
+            ] {
+                let a = whole.decode(&refs, 3, &mut HashScorer { salt: 1 }).unwrap();
+                let b = sharded
+                    .decode_sharded(&refs, 3, plan, |rows| {
+                        Ok(ShardScorer {
+                            inner: HashScorer { salt: 1 },
+                            offset: rows.start as u32,
+                        })
                     })
-                })
-                .unwrap();
-            assert_eq!(a, b, "{strategy}");
+                    .unwrap();
+                assert_eq!(a, b, "{strategy} {plan:?}");
+            }
         }
     }
     // A scorer that cannot be built is an error, not a panic.
     let mut decoder = Decoder::new(DecodeStrategy::Greedy, 0).unwrap();
     let err = decoder
-        .decode_sharded(&refs, 3, (2, 4), |_| -> Result<ShardScorer, _> {
-            Err("no model".into())
-        })
+        .decode_sharded(
+            &refs,
+            3,
+            ShardPlan::new(2, 4),
+            |_| -> Result<ShardScorer, _> { Err("no model".into()) },
+        )
         .unwrap_err();
     assert!(matches!(err, TrieError::Scorer(_)), "{err}");
 }
