@@ -200,6 +200,10 @@ pub struct BaselineConfig {
     /// summed ([`glorank_nn::training::sharded_gradients`]; default 4, as the policy's
     /// `sft.shards`). The result depends on this number, not on the machine's cores.
     pub shards: usize,
+    /// Seq2Slate imitates the labels' demonstrations
+    /// (`PreparedDataset::label_demonstration`) instead of the logged slates (default
+    /// false; the policy's `[sft] demonstrations = { kind = "labels" }`).
+    pub label_demonstrations: bool,
 }
 
 impl Default for BaselineConfig {
@@ -215,6 +219,7 @@ impl Default for BaselineConfig {
             seed: 0,
             use_retriever_score: false,
             shards: 4,
+            label_demonstrations: false,
         }
     }
 }
@@ -585,7 +590,16 @@ impl<'a> FitLoop<'a> {
         if self.epoch <= self.config.epochs {
             return Ok(Targets {
                 rows: batch_samples.to_vec(),
-                lists: batch_samples.iter().map(|s| ds.demonstration(s)).collect(),
+                lists: batch_samples
+                    .iter()
+                    .map(|s| {
+                        if self.config.label_demonstrations {
+                            ds.label_demonstration(s)
+                        } else {
+                            ds.demonstration(s)
+                        }
+                    })
+                    .collect(),
                 weights: None,
             });
         }

@@ -144,6 +144,12 @@ pub struct DataConfig {
     /// stay fresh.
     #[serde(skip_serializing_if = "is_default_temperature")]
     pub behaviour_temperature: f64,
+    /// Synthetic world: every candidate gets feedback from the true click model, not only
+    /// the logged slate (default false; see [`SyntheticConfig::pool_feedback`]). Left out of
+    /// the serialised section when false, so run directories from before the option stay
+    /// fresh.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pool_feedback: bool,
     /// k-core filter (default 20).
     pub k_core: usize,
     /// Items per list L (default 6).
@@ -194,6 +200,7 @@ impl Default for DataConfig {
             items: 1000,
             sessions: 10,
             behaviour_temperature: SyntheticConfig::default().behaviour_temperature,
+            pool_feedback: false,
             k_core: 20,
             slate_len: 6,
             history: 50,
@@ -319,6 +326,7 @@ impl DataConfig {
                     .with_sessions(self.sessions);
                 c.slate_len = self.slate_len;
                 c.behaviour_temperature = self.behaviour_temperature;
+                c.pool_feedback = self.pool_feedback;
                 DatasetSource::Synthetic(c)
             }
             DatasetKind::Ml1m => DatasetSource::Ml1m(path()?),
@@ -366,6 +374,22 @@ mod tests {
         c.behaviour_temperature = 0.0;
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("data.behaviour_temperature"), "{err}");
+    }
+
+    #[test]
+    fn pool_feedback_reaches_the_world_and_is_left_out_when_off() {
+        let c = DataConfig {
+            pool_feedback: true,
+            ..DataConfig::default()
+        };
+        match c.source().unwrap() {
+            DatasetSource::Synthetic(w) => assert!(w.pool_feedback),
+            other => panic!("{other:?}"),
+        }
+        let on = serde_json::to_string(&c).unwrap();
+        let off = serde_json::to_string(&DataConfig::default()).unwrap();
+        assert!(on.contains("\"pool_feedback\":true"), "{on}");
+        assert!(!off.contains("pool_feedback"), "{off}");
     }
 
     #[test]

@@ -105,7 +105,9 @@ impl DatasetSource {
     }
 
     /// Reads and prepares the dataset; the synthetic world's configuration is recorded in
-    /// the result so its true click model can be rebuilt.
+    /// the result so its true click model can be rebuilt, and with
+    /// [`SyntheticConfig::pool_feedback`] every candidate gets the world's feedback
+    /// ([`SyntheticWorld::label_pools`]).
     ///
     /// # Errors
     /// As [`DatasetSource::read`] and [`prepare`].
@@ -116,13 +118,23 @@ impl DatasetSource {
     ) -> Result<PreparedDataset> {
         let t = std::time::Instant::now();
         progress.stage("reading", 0);
-        let raw = self.read()?;
+        let world = match self {
+            Self::Synthetic(cfg) => Some(SyntheticWorld::new(cfg)?),
+            _ => None,
+        };
+        let raw = match &world {
+            Some(w) => w.log(),
+            None => self.read()?,
+        };
         progress.finish();
         let read_secs = t.elapsed().as_secs_f64();
         let mut ds = prepare(raw, config, progress)?;
         ds.stats.seconds.insert(0, ("read".into(), read_secs));
-        if let Self::Synthetic(cfg) = self {
-            ds.synthetic = Some(cfg.clone());
+        if let Some(w) = world {
+            if w.config().pool_feedback {
+                w.label_pools(&mut ds)?;
+            }
+            ds.synthetic = Some(w.config().clone());
         }
         Ok(ds)
     }

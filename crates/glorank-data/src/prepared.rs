@@ -307,6 +307,30 @@ impl PreparedDataset {
             .collect()
     }
 
+    /// The labels' demonstration: positions in `candidates` of the `slate_len` candidates
+    /// with the highest label grade (star, like, click), ties by logged items first in
+    /// exposure order, then candidate position. Where only the logged slate has labels (the
+    /// real datasets) it is the logged slate ordered by grade; with the synthetic world's
+    /// pool feedback ([`crate::SyntheticConfig::pool_feedback`]) it is drawn from the whole
+    /// pool.
+    pub fn label_demonstration(&self, sample: &RerankSample) -> Vec<usize> {
+        let n = sample.candidates.len();
+        // Exposure rank of each candidate (logged ones first), n for the others.
+        let mut exposure = vec![n; n];
+        for (k, &p) in sample.logged.iter().enumerate() {
+            exposure[p as usize] = k;
+        }
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&a, &b| {
+            let (ga, gb) = (sample.labels[a].grade(), sample.labels[b].grade());
+            gb.cmp(&ga)
+                .then(exposure[a].cmp(&exposure[b]))
+                .then(a.cmp(&b))
+        });
+        order.truncate(self.config.slate_len.min(n));
+        order
+    }
+
     /// Retriever scores of the sample's candidates.
     pub fn retriever_scores(&self, sample: &RerankSample) -> Vec<f32> {
         sample

@@ -65,6 +65,17 @@ pub struct SyntheticConfig {
     pub behaviour_temperature: f64,
     /// Seed of everything (default 7).
     pub seed: u64,
+    /// Give every candidate of every request feedback from the true click model (default
+    /// false). Off, a request's labels are the logged slate's feedback and the retrieved
+    /// candidates, never shown, are labelled 0, although the retriever's top unseen items
+    /// are as clickable as the shown ones (`docs/benchmarks.md`, "The synthetic world: why
+    /// its labels contradict its truth"). On, each candidate, logged or not, gets the
+    /// behaviours of one draw as if it were shown alone in the first slot
+    /// ([`SyntheticWorld::pool_ratings`]), so the labels are unbiased draws of each item's
+    /// appeal to the user. It changes the labels only, not the world or its click model, and
+    /// is not stored in a prepared dataset's copy of this configuration (its labels are).
+    #[serde(skip)]
+    pub pool_feedback: bool,
 }
 
 impl Default for SyntheticConfig {
@@ -84,6 +95,7 @@ impl Default for SyntheticConfig {
             diversity_penalty: 1.0,
             behaviour_temperature: 1.5,
             seed: 7,
+            pool_feedback: false,
         }
     }
 }
@@ -167,6 +179,19 @@ impl SyntheticConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// The rating of one exposure with click probability `p` and relevance logit `s`: a click
+/// gives 3, plus 1 for a like (`P = sigmoid(s - 0.5)`), plus 1 for a star (`P = sigmoid(s -
+/// 2)`, given a like); a skip gives 1 or 2.
+fn draw_rating(rng: &mut impl rand::Rng, p: f64, s: f64) -> f32 {
+    if rng.random_bool(p) {
+        let like = rng.random_bool(sigmoid(s - 0.5));
+        let star = like && rng.random_bool(sigmoid(s - 2.0));
+        3.0 + f32::from(u8::from(like)) + f32::from(u8::from(star))
+    } else {
+        1.0 + f32::from(u8::from(rng.random_bool(0.5)))
     }
 }
 
@@ -414,6 +439,56 @@ impl SyntheticWorld {
         }
     }
 
+    /// Ratings of `items` (world item indices) for `user`, each from one draw of the
+    /// behaviours of the item shown alone in the first slot (click probability
+    /// `sigmoid(s(u, i))`, then like and star as in the logged data). `request` picks the
+    /// random stream (one per request), so the draws are reproducible and independent of
+    /// the logged ones. See [`SyntheticConfig::pool_feedback`].
+    pub fn pool_ratings(&self, user: usize, items: &[usize], request: u64) -> Vec<f32> {
+        let mut rng = rng_for(self.config.seed, &[0x504F_4642, user as u64, request]);
+        items
+            .iter()
+            .map(|&i| {
+                let s = self.relevance_logit(user, i);
+                draw_rating(&mut rng, sigmoid(s), s)
+            })
+            .collect()
+    }
+
+    /// Replaces the labels of every request of `ds` (prepared from this world's log) by
+    /// [`SyntheticWorld::pool_ratings`] under `ds`'s label thresholds.
+    ///
+    /// # Errors
+    /// [`DataError::InvalidConfig`] when a user or item id of `ds` is not this world's.
+    pub fn label_pools(&self, ds: &mut crate::PreparedDataset) -> Result<()> {
+        let thresholds = ds.config.thresholds;
+        let (user_ids, item_ids) = (&ds.user_ids, &ds.item_ids);
+        let not_ours = |id: &str| {
+            DataError::config(
+                "synthetic.pool_feedback",
+                format!("id `{id}` is not the synthetic world's"),
+            )
+        };
+        for sample in ds.train.iter_mut().chain(&mut ds.valid).chain(&mut ds.test) {
+            let uid = &user_ids[sample.user as usize];
+            let user = Self::user_index(uid).ok_or_else(|| not_ours(uid))?;
+            let items = sample
+                .candidates
+                .iter()
+                .map(|&c| {
+                    let id = &item_ids[c as usize];
+                    Self::item_index(id).ok_or_else(|| not_ours(id))
+                })
+                .collect::<Result<Vec<usize>>>()?;
+            let ratings = self.pool_ratings(user, &items, u64::from(sample.slate_start));
+            sample.labels = ratings
+                .iter()
+                .map(|&r| crate::Labels::from_rating(r, &thresholds, false))
+                .collect();
+        }
+        Ok(())
+    }
+
     /// The world item index of an item id produced by [`SyntheticWorld::log`] (`"i17"` -> 17).
     pub fn item_index(id: &str) -> Option<usize> {
         id.strip_prefix('i')?.parse().ok()
@@ -468,14 +543,7 @@ impl SyntheticWorld {
             let probs = self.click_probabilities(u, &slate);
             for (slot, (&i, &p)) in slate.iter().zip(&probs).enumerate() {
                 shown[i] = true;
-                let s = logits[i];
-                let rating = if rng.random_bool(p) {
-                    let like = rng.random_bool(sigmoid(s - 0.5));
-                    let star = like && rng.random_bool(sigmoid(s - 2.0));
-                    3.0 + f32::from(u8::from(like)) + f32::from(u8::from(star))
-                } else {
-                    1.0 + f32::from(u8::from(rng.random_bool(0.5)))
-                };
+                let rating = draw_rating(&mut rng, p, logits[i]);
                 out.push(Interaction {
                     user: u as u32,
                     item: i as u32,

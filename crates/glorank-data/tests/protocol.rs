@@ -381,3 +381,62 @@ proptest! {
         }
     }
 }
+
+/// With pool feedback every candidate carries a draw from the true click model: the pools
+/// are the same as without it, retrieved candidates get clicks too, the draws are
+/// reproducible, their click rate follows the true click probability, and the labels'
+/// demonstration is the top of the pool by grade.
+#[test]
+fn pool_feedback_labels_every_candidate_from_the_true_click_model() {
+    let world = SyntheticConfig::small(80, 200).with_sessions(5);
+    let plain = DatasetSource::Synthetic(world.clone())
+        .prepare(&small_config(), &NoProgress)
+        .unwrap();
+    let mut with = world.clone();
+    with.pool_feedback = true;
+    let ds = DatasetSource::Synthetic(with.clone())
+        .prepare(&small_config(), &NoProgress)
+        .unwrap();
+    let again = DatasetSource::Synthetic(with)
+        .prepare(&small_config(), &NoProgress)
+        .unwrap();
+    assert_eq!(ds.test, again.test);
+    let w = SyntheticWorld::new(&world).unwrap();
+    let (mut retrieved_clicks, mut expected, mut observed, mut count) = (0, 0.0, 0.0, 0.0);
+    for (a, b) in plain.train.iter().zip(&ds.train) {
+        assert_eq!((&a.candidates, &a.logged), (&b.candidates, &b.logged));
+        let user = SyntheticWorld::user_index(&ds.user_ids[b.user as usize]).unwrap();
+        for (p, (&c, l)) in b.candidates.iter().zip(&b.labels).enumerate() {
+            let item = SyntheticWorld::item_index(&ds.item_ids[c as usize]).unwrap();
+            let s = w.relevance_logit(user, item);
+            expected += 1.0 / (1.0 + (-s).exp());
+            observed += f64::from(u8::from(l.click()));
+            count += 1.0;
+            if l.click() && !b.logged.contains(&(p as u16)) {
+                retrieved_clicks += 1;
+            }
+        }
+        let demo = ds.label_demonstration(b);
+        assert_eq!(demo.len(), 6);
+        let grades: Vec<u8> = demo.iter().map(|&p| b.labels[p].grade()).collect();
+        let rest = (0..b.candidates.len()).filter(|p| !demo.contains(p));
+        let best_left = rest.map(|p| b.labels[p].grade()).max().unwrap();
+        assert!(grades.windows(2).all(|g| g[0] >= g[1]) && grades[5] >= best_left);
+    }
+    assert!(retrieved_clicks > 0);
+    // The mean click label matches the mean click probability (standard error about 0.003).
+    let (observed, expected) = (observed / count, expected / count);
+    assert!(
+        (observed - expected).abs() < 0.02,
+        "{observed} vs {expected}"
+    );
+    // Without pool feedback, only logged candidates carry labels, and the labels'
+    // demonstration is the logged slate.
+    for s in &plain.train {
+        let mut demo = plain.label_demonstration(s);
+        demo.sort_unstable();
+        let mut logged: Vec<usize> = s.logged.iter().map(|&p| p as usize).collect();
+        logged.sort_unstable();
+        assert_eq!(demo, logged);
+    }
+}

@@ -102,6 +102,10 @@ impl PolicyOptions {
 pub enum Demonstrations {
     /// The logged slate ordered by rating, descending, ties by exposure time (default).
     Logged,
+    /// The candidates with the highest label grade, logged ones first among equals
+    /// (`PreparedDataset::label_demonstration`): for the synthetic world with pool feedback,
+    /// where every candidate has a label.
+    Labels,
     /// The evaluator's best of the logged demonstration and `k - 1` lists sampled uniformly
     /// from the pool.
     BestOfK {
@@ -266,6 +270,9 @@ mod tests {
         assert_eq!(p.sft.demonstrations, Demonstrations::BestOfK { k: 4 });
         assert_eq!(p.rl.reward, RewardSource::Labels);
         assert_eq!(p.rl.group_size, RlConfig::default().group_size);
+        let labels = "[sft.demonstrations]\nkind = \"labels\"\n";
+        let p = TrainingConfig::from_toml(labels, Path::new("x.toml")).unwrap();
+        assert_eq!(p.sft.demonstrations, Demonstrations::Labels);
     }
 
     #[test]

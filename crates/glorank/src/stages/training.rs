@@ -167,7 +167,10 @@ pub fn train_sft_stage(
     let builder = RequestBuilder::new(ds, ids)?;
     let train = builder.requests(&ds.train);
     let valid = builder.requests(&ds.valid);
-    let logged: Vec<Vec<usize>> = ds.train.iter().map(|s| ds.demonstration(s)).collect();
+    let logged: Vec<Vec<usize>> = match training.sft.demonstrations {
+        Demonstrations::Labels => ds.train.iter().map(|s| ds.label_demonstration(s)).collect(),
+        _ => ds.train.iter().map(|s| ds.demonstration(s)).collect(),
+    };
     let demos = match training.sft.demonstrations {
         Demonstrations::BestOfK { k } => {
             let eval = load_reward(&evaluator_run.reward_model(RewardRole::Evaluator), plain)?;
