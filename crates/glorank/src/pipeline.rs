@@ -64,11 +64,14 @@ impl Default for PipelineConfig {
 }
 
 impl PipelineConfig {
-    /// What the two demo presets share: a 4-factor retriever, a d = 64 policy, small reward
-    /// models trained for 2 epochs on one pool list per slate, SFT for 3 epochs at lr 2e-3,
-    /// RL at lr 2e-4, baselines at lr 2e-3 with 2 REINFORCE samples.
+    /// What the two demo presets share: a synthetic world whose every candidate gets
+    /// feedback from the true click model (`data.pool_feedback`), SFT and Seq2Slate
+    /// imitating the labels' top of the pool, a 4-factor retriever, a d = 64 policy, small
+    /// reward models trained for 2 epochs on one pool list per slate, SFT for 3 epochs at lr
+    /// 2e-3, RL at lr 2e-4, baselines at lr 2e-3 with 2 REINFORCE samples.
     fn demo_base(rl_steps: usize, rl_every: usize, baseline_epochs: usize) -> Self {
         let mut c = Self::default();
+        c.data.pool_feedback = true;
         c.data.retriever_factors = 4;
         c.policy.d_model = 64;
         c.evaluator = RewardTrainConfig::default().with_epochs(2, 2);
@@ -78,10 +81,12 @@ impl PipelineConfig {
         c.simulator.d_model = 64;
         c.simulator.layers = 2;
         c.sft = SftConfig::default().with(3, 64, 2e-3);
+        c.sft.demonstrations = Demonstrations::Labels;
         c.rl = RlConfig::default().with_steps(rl_steps, 16, rl_every);
         c.rl.learning_rate = 2e-4;
         c.baselines = BaselineConfig::default().with(baseline_epochs, 64, 2e-3);
         c.baselines.reinforce_samples = 2;
+        c.baselines.label_demonstrations = true;
         c
     }
 

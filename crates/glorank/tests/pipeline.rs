@@ -63,6 +63,7 @@ fn pipeline_runs_reuses_artifacts_and_serves() {
             "GloRank SFT",
             "GloRank SFT+RL",
             "oracle",
+            "top appeal (true model)",
             "best list (true model)"
         ]
     );

@@ -19,6 +19,11 @@ use std::path::Path;
 /// model finds ([`glorank_data::SyntheticWorld::best_list`]).
 pub const BEST_LIST: &str = "best list (true model)";
 
+/// Name of the synthetic world's other reference row: the candidates by their true relevance
+/// logit `s(u, i)` ([`glorank_data::SyntheticWorld::relevance_logit`]), the list of a
+/// perfect estimate of each item's appeal that ignores position and redundancy.
+pub const TOP_APPEAL: &str = "top appeal (true model)";
+
 /// Name of the reference row that ranks candidates in a seeded random order.
 pub const RANDOM: &str = "random";
 
@@ -212,7 +217,8 @@ impl<'a> EvalContext<'a> {
     /// The rows that learn nothing: MF order (the initial ranker) and the reference rules
     /// (retriever reversed, pool novelty, popularity), which show how separable the pools are
     /// by construction; and, returned separately because tables put them last, the oracle
-    /// (positives first) and, on the synthetic world, [`BEST_LIST`] (the search of
+    /// (positives first) and, on the synthetic world, [`TOP_APPEAL`] (candidates by true
+    /// relevance) and [`BEST_LIST`] (the search of
     /// [`glorank_data::SyntheticWorld::best_list`] with the true click model).
     ///
     /// # Errors
@@ -261,10 +267,32 @@ impl<'a> EvalContext<'a> {
                     .collect(),
             )?,
         ];
+        if let Some(scores) = self.true_appeal_scores() {
+            let lists = scores.iter().map(|s| mf_order(s, l)).collect();
+            last.push(self.evaluate_scored(TOP_APPEAL, lists, Some(scores))?);
+        }
         if let Some(lists) = self.true_best_lists() {
             last.push(self.evaluate(BEST_LIST, lists)?);
         }
         Ok((rows, last))
+    }
+
+    /// Per sample, each candidate's true relevance logit (None without a synthetic world, or
+    /// when an id is not the world's).
+    fn true_appeal_scores(&self) -> Option<Vec<Vec<f32>>> {
+        let w = self.world.as_ref()?;
+        self.samples
+            .iter()
+            .map(|s| {
+                let all: Vec<usize> = (0..s.candidates.len()).collect();
+                let (user, pool) = self.world_ids(s, &all)?;
+                Some(
+                    pool.iter()
+                        .map(|&i| w.relevance_logit(user, i) as f32)
+                        .collect(),
+                )
+            })
+            .collect()
     }
 
     /// Per sample, the best list the search with the world's true click model finds (None

@@ -16,7 +16,7 @@ mod training;
 
 pub use eval::{
     BEST_LIST, COLD_FIRST, EvalContext, HeldOutMethod, HeldOutView, MethodResult, RANDOM,
-    cold_slice, held_out_view, logged_auc, shuffle_candidates,
+    TOP_APPEAL, cold_slice, held_out_view, logged_auc, shuffle_candidates,
 };
 pub use results::{COLD_SLICE_KEY_PREFIX, HELD_OUT_KEYS, METHOD_ORDER, table, write_results};
 pub use training::{

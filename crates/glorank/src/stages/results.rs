@@ -7,7 +7,7 @@ use glorank_metrics::Summary;
 
 /// The rows of the comparison table, in the order the pipeline writes them (`metrics.json`
 /// keys; `glorank aggregate` prints known methods in this order, others after them).
-pub const METHOD_ORDER: [&str; 14] = [
+pub const METHOD_ORDER: [&str; 15] = [
     "MF order",
     "retriever reversed",
     "pool novelty",
@@ -21,6 +21,7 @@ pub const METHOD_ORDER: [&str; 14] = [
     "GloRank SFT",
     "GloRank SFT+RL",
     "oracle",
+    super::eval::TOP_APPEAL,
     super::eval::BEST_LIST,
 ];
 
