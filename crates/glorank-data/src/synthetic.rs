@@ -22,6 +22,12 @@
 //!   thresholds (click >= 3, like >= 4, star 5) the labels are exactly the simulated
 //!   behaviours.
 //!
+//! * Pool feedback ([`SyntheticConfig::pool_feedback`], off by default, on in the demo
+//!   presets): every candidate of a prepared request, logged or retrieved, is relabelled with
+//!   one draw of its behaviours as if shown alone in the first slot
+//!   ([`SyntheticWorld::label_pools`]), so that the labels measure what the click model
+//!   rewards instead of what the behaviour policy happened to show.
+//!
 //! [`SyntheticWorld::click_probabilities`] exposes the true click model, so later stages can
 //! compute an oracle reward.
 
