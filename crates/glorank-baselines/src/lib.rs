@@ -728,7 +728,12 @@ impl glorank_nn::training::TrainingLoop for FitLoop<'_> {
             .model
             .take()
             .ok_or_else(|| BaselineError::InvalidInput("a failed step lost the model".into()))?;
-        let (model, outcome) = self.train_step(model, &batch_samples)?;
+        // The shards' seeds come from a stream keyed by the seed and the step, not from the
+        // device RNG, which other models may be seeding at the same time.
+        use glorank_nn::dropout::{splitmix64, with_dropout_seed};
+        let stream = splitmix64(self.config.seed ^ splitmix64(self.done()));
+        let (model, outcome) =
+            with_dropout_seed(stream, || self.train_step(model, &batch_samples))?;
         if outcome.skipped {
             return Err(BaselineError::Diverged(self.epoch));
         }
