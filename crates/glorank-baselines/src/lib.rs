@@ -31,7 +31,7 @@ use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use glorank_data::{PreparedDataset, RerankSample};
 use glorank_metrics::{ListMetrics, MetricAccumulator};
-use glorank_nn::training::{NoObserver, StepOutcome, apply_gradients, sharded_gradients};
+use glorank_nn::training::{NoObserver, StepOutcome, sharded_step};
 use rand::rngs::ChaCha8Rng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
@@ -553,30 +553,6 @@ struct Targets<'a> {
     weights: Option<Vec<f32>>,
 }
 
-/// Gradients of `shard_loss` over `rows` rows in `shards` data-parallel shards
-/// ([`sharded_gradients`]), then the AdamW step ([`apply_gradients`], no clipping).
-fn sharded_step<M, F>(
-    model: M,
-    optim: &mut ModuleOptimizer,
-    device: &Device,
-    (rows, shards, learning_rate): (usize, usize, f64),
-    shard_loss: F,
-) -> Result<(M, StepOutcome)>
-where
-    M: Module + Send,
-    F: Fn(&M, Range<usize>) -> Result<Tensor<1>> + Sync,
-{
-    let (grads, loss) = sharded_gradients(&model, device, rows, shards, shard_loss)?;
-    Ok(apply_gradients(
-        model,
-        optim,
-        grads,
-        loss,
-        learning_rate,
-        None,
-    ))
-}
-
 impl<'a> FitLoop<'a> {
     /// Seq2Slate's targets for a batch: the demonstrations in the supervised epochs; in the
     /// REINFORCE epochs `reinforce_samples` lists sampled per request from the current model,
@@ -660,21 +636,29 @@ impl<'a> FitLoop<'a> {
         let bce_share = |forward: &dyn Fn(&Batch) -> Tensor<2>, range: Range<usize>| {
             let share = range.len() as f32 / total;
             let batch = Batch::new(ds, f, &batch_samples[range], device)?;
-            Ok(bce(forward(&batch), batch.clicks.clone()).mul_scalar(share))
+            Ok::<_, BaselineError>(bce(forward(&batch), batch.clicks.clone()).mul_scalar(share))
         };
         Ok(match model {
             Trained::Prm(m) => {
-                let (m, o) =
-                    sharded_step(m, &mut self.optim, device, (rows, shards, lr), |m, r| {
-                        bce_share(&|b| m.forward(b), r)
-                    })?;
+                let (m, o) = sharded_step(
+                    m,
+                    &mut self.optim,
+                    device,
+                    (rows, shards),
+                    (lr, None),
+                    |m, r| bce_share(&|b| m.forward(b), r),
+                )?;
                 (Trained::Prm(m), o)
             }
             Trained::Dlcm(m) => {
-                let (m, o) =
-                    sharded_step(m, &mut self.optim, device, (rows, shards, lr), |m, r| {
-                        bce_share(&|b| m.forward(b), r)
-                    })?;
+                let (m, o) = sharded_step(
+                    m,
+                    &mut self.optim,
+                    device,
+                    (rows, shards),
+                    (lr, None),
+                    |m, r| bce_share(&|b| m.forward(b), r),
+                )?;
                 (Trained::Dlcm(m), o)
             }
             Trained::Seq2Slate(m) => {
@@ -684,7 +668,8 @@ impl<'a> FitLoop<'a> {
                     m,
                     &mut self.optim,
                     device,
-                    (n, shards, lr),
+                    (n, shards),
+                    (lr, None),
                     |m: &Seq2Slate, range: Range<usize>| {
                         let batch = Batch::new(ds, f, &t.rows[range.clone()], device)?;
                         let log_p = m.log_prob(&batch, &t.lists[range.clone()]);
@@ -701,7 +686,7 @@ impl<'a> FitLoop<'a> {
                             }
                             None => log_p,
                         };
-                        Ok(weighted.sum().neg().div_scalar(n as f32))
+                        Ok::<_, BaselineError>(weighted.sum().neg().div_scalar(n as f32))
                     },
                 )?;
                 (Trained::Seq2Slate(m), o)

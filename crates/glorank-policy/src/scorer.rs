@@ -213,7 +213,7 @@ where
     let refs: Vec<&CandidateTrie> = tries.iter().collect();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let plan = ShardPlan::new(threads, MIN_DECODE_SHARD).with_block_rows(block_rows);
-    let alone = threads.min(requests.len() / MIN_DECODE_SHARD) <= 1;
+    let alone = plan.threads_for(requests.len()) == 1;
     decoder
         .decode_sharded(&refs, policy.list_len(), plan, |rows| {
             make_scorer(rows, alone).map_err(|e| Box::new(e) as _)

@@ -11,8 +11,8 @@ use burn::tensor::Device;
 use glorank_data::RerankSample;
 use glorank_metrics::auc;
 use glorank_nn::training::{
-    NoObserver, RunStatus, STATE_FILE, TrainObserver, TrainingLoop, apply_gradients, drive, latest,
-    load_optimizer, save_optimizer, sharded_gradients, write_dir_atomic,
+    NoObserver, RunStatus, STATE_FILE, TrainObserver, TrainingLoop, drive, latest, load_optimizer,
+    save_optimizer, sharded_step, write_dir_atomic,
 };
 use glorank_reward::{RewardConfig, RewardExample, UserResponseModel};
 use rand::SeedableRng;
@@ -407,24 +407,17 @@ impl TrainingLoop for RewardLoop<'_> {
             crate::derive_seed(config.seed, &[7, step]),
             || -> Result<_> {
                 let count = UserResponseModel::loss_count(&batch);
-                let (grads, loss) = sharded_gradients(
-                    &model,
+                sharded_step(
+                    model,
+                    optim,
                     train_device,
-                    batch.len(),
-                    config.shards,
+                    (batch.len(), config.shards),
+                    (config.learning_rate, None),
                     |m: &UserResponseModel, rows| {
                         let sum = m.loss_sum(&batch[rows], train_device)?;
                         Ok::<_, TrainError>(sum.div_scalar(count.max(1.0)))
                     },
-                )?;
-                Ok(apply_gradients(
-                    model,
-                    optim,
-                    grads,
-                    loss,
-                    config.learning_rate,
-                    None,
-                ))
+                )
             },
         )?;
         let value = f64::from(outcome.loss);

@@ -11,7 +11,7 @@ use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::{Device, Tensor, TensorData};
 use glorank_nn::training::{
-    RunStatus, StepOutcome, TrainObserver, TrainingLoop, apply_gradients, drive, sharded_gradients,
+    RunStatus, StepOutcome, TrainObserver, TrainingLoop, drive, sharded_step,
 };
 use glorank_policy::{Policy, PolicyConfig, Request, decode};
 use glorank_trie::{CandidateTrie, DecodeStrategy, Decoder};
@@ -246,11 +246,13 @@ pub fn rl_step(
     let ref_tok: Vec<f32> = ref_tok.into_data().iter::<f32>().collect();
     // Each shard's share: its rows' sums divided by the whole batch's counts.
     let kl_shares = std::sync::Mutex::new(Vec::new());
-    let (grads, loss) = sharded_gradients(
-        &policy,
+    // 5. Gradients over the shards, then the update.
+    let (policy, update) = sharded_step(
+        policy,
+        optim,
         train,
-        n,
-        config.shards,
+        (n, config.shards),
+        (config.learning_rate, Some(config.grad_clip_norm)),
         |p: &Policy, range: std::ops::Range<usize>| {
             let m = range.len();
             let batch = p.encode_inputs(&rows[range.clone()], train)?;
@@ -280,15 +282,6 @@ pub fn rl_step(
     let mut kl_shares = kl_shares.into_inner().unwrap_or_else(|e| e.into_inner());
     kl_shares.sort_by_key(|&(start, _)| start);
     let kl_value: f64 = kl_shares.iter().map(|&(_, v)| v).sum();
-    // 5. Update.
-    let (policy, update) = apply_gradients(
-        policy,
-        optim,
-        grads,
-        loss,
-        config.learning_rate,
-        Some(config.grad_clip_norm),
-    );
     Ok((
         policy,
         RlStepStats {

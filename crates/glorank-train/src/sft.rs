@@ -11,7 +11,7 @@ use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 use glorank_metrics::MetricsSummary;
 use glorank_nn::training::{
-    RunStatus, StepOutcome, TrainObserver, TrainingLoop, apply_gradients, drive, sharded_gradients,
+    RunStatus, StepOutcome, TrainObserver, TrainingLoop, drive, sharded_step,
 };
 use glorank_policy::{Policy, PolicyConfig, Request};
 use glorank_reward::UserResponseModel;
@@ -139,7 +139,7 @@ impl SftConfig {
 
 /// One SFT step: mean negative log-likelihood of the demonstrations (`lists[r]` are
 /// candidate positions of `requests[r]`) under the trie-masked softmax, backward over
-/// `shards` row shards in parallel ([`sharded_gradients`]), global gradient-norm clipping to
+/// `shards` row shards in parallel ([`sharded_step`]), global gradient-norm clipping to
 /// `clip` (0: off), optimizer step. `device` is the autodiff device the policy lives on. A
 /// non-finite loss or gradient skips the update (reported).
 ///
@@ -161,11 +161,12 @@ pub fn sft_step(
         )));
     }
     let n = requests.len() as f32;
-    let (grads, loss) = sharded_gradients(
-        &policy,
+    sharded_step(
+        policy,
+        optim,
         device,
-        requests.len(),
-        shards,
+        (requests.len(), shards),
+        (learning_rate, Some(clip)),
         |p: &Policy, rows| {
             let tries: Vec<CandidateTrie> = requests[rows.clone()]
                 .iter()
@@ -175,15 +176,7 @@ pub fn sft_step(
             let (_, total) = p.log_probs(&batch, &tries, &lists[rows])?;
             Ok::<_, TrainError>(total.sum().neg().div_scalar(n))
         },
-    )?;
-    Ok(apply_gradients(
-        policy,
-        optim,
-        grads,
-        loss,
-        learning_rate,
-        Some(clip),
-    ))
+    )
 }
 
 /// Greedy lists of `policy` (on a plain device) for `requests`, scored against each

@@ -484,7 +484,7 @@ impl Decoder {
             }
             Ok(out)
         };
-        let shards = plan.threads.min(n / plan.min_rows.max(1)).max(1);
+        let shards = plan.threads_for(n);
         if shards == 1 {
             return run(0..n);
         }
@@ -530,6 +530,12 @@ impl ShardPlan {
             min_rows,
             block_rows: usize::MAX,
         }
+    }
+
+    /// Threads used for a batch of `rows` rows: at most `threads`, fewer when a thread
+    /// would get under `min_rows` rows, at least one.
+    pub fn threads_for(&self, rows: usize) -> usize {
+        self.threads.min(rows / self.min_rows.max(1)).max(1)
     }
 
     /// Sets [`ShardPlan::block_rows`].

@@ -189,6 +189,36 @@ where
     Ok((sum_gradients(model, parts), total))
 }
 
+/// One data-parallel optimizer step: the gradients of `shard_loss` over `rows` rows in
+/// `shards` shards ([`sharded_gradients`]), then clipping to `clip` and the update at
+/// `learning_rate` ([`apply_gradients`]).
+///
+/// # Errors
+/// The first shard's error, in shard order.
+pub fn sharded_step<M, E, F>(
+    model: M,
+    optim: &mut ModuleOptimizer,
+    device: &Device,
+    (rows, shards): (usize, usize),
+    (learning_rate, clip): (f64, Option<f32>),
+    shard_loss: F,
+) -> Result<(M, StepOutcome), E>
+where
+    M: Module + Send,
+    E: Send,
+    F: Fn(&M, Range<usize>) -> Result<Tensor<1>, E> + Sync,
+{
+    let (grads, loss) = sharded_gradients(&model, device, rows, shards, shard_loss)?;
+    Ok(apply_gradients(
+        model,
+        optim,
+        grads,
+        loss,
+        learning_rate,
+        clip,
+    ))
+}
+
 /// The trainer-specific part of a training loop; [`drive`] runs it.
 pub trait TrainingLoop {
     /// The trainer's error (file errors of the skeleton convert into it).

@@ -267,45 +267,36 @@ impl<'a> EvalContext<'a> {
                     .collect(),
             )?,
         ];
-        if let Some(scores) = self.true_appeal_scores() {
+        if let (Some(w), Some(pools)) = (self.world.as_ref(), self.world_pools()) {
+            // Candidates by true relevance logit, and the search with the true click model.
+            let scores: Vec<Vec<f32>> = pools
+                .iter()
+                .map(|(user, pool)| {
+                    pool.iter()
+                        .map(|&i| w.relevance_logit(*user, i) as f32)
+                        .collect()
+                })
+                .collect();
             let lists = scores.iter().map(|s| mf_order(s, l)).collect();
             last.push(self.evaluate_scored(TOP_APPEAL, lists, Some(scores))?);
-        }
-        if let Some(lists) = self.true_best_lists() {
-            last.push(self.evaluate(BEST_LIST, lists)?);
+            let best = pools
+                .par_iter()
+                .map(|(user, pool)| w.best_list(*user, pool, l))
+                .collect();
+            last.push(self.evaluate(BEST_LIST, best)?);
         }
         Ok((rows, last))
     }
 
-    /// Per sample, each candidate's true relevance logit (None without a synthetic world, or
-    /// when an id is not the world's).
-    fn true_appeal_scores(&self) -> Option<Vec<Vec<f32>>> {
-        let w = self.world.as_ref()?;
+    /// Per sample, the synthetic world's user index and the world item index of each
+    /// candidate (None without a synthetic world, or when an id is not the world's).
+    fn world_pools(&self) -> Option<Vec<(usize, Vec<usize>)>> {
+        self.world.as_ref()?;
         self.samples
             .iter()
             .map(|s| {
                 let all: Vec<usize> = (0..s.candidates.len()).collect();
-                let (user, pool) = self.world_ids(s, &all)?;
-                Some(
-                    pool.iter()
-                        .map(|&i| w.relevance_logit(user, i) as f32)
-                        .collect(),
-                )
-            })
-            .collect()
-    }
-
-    /// Per sample, the best list the search with the world's true click model finds (None
-    /// without a synthetic world, or when an id is not the world's).
-    fn true_best_lists(&self) -> Option<Vec<Vec<usize>>> {
-        let w = self.world.as_ref()?;
-        let l = self.ds.config.slate_len;
-        self.samples
-            .par_iter()
-            .map(|s| {
-                let all: Vec<usize> = (0..s.candidates.len()).collect();
-                let (user, pool) = self.world_ids(s, &all)?;
-                Some(w.best_list(user, &pool, l))
+                self.world_ids(s, &all)
             })
             .collect()
     }
