@@ -544,6 +544,24 @@ struct FitLoop<'a> {
     devices: (&'a Device, &'a Device),
 }
 
+/// A baseline that scores each candidate (`[B, N]` logits), trained with BCE on the clicks.
+trait Scorer: Module + Send {
+    /// The candidates' click logits.
+    fn scores(&self, batch: &Batch) -> Tensor<2>;
+}
+
+impl Scorer for Prm {
+    fn scores(&self, batch: &Batch) -> Tensor<2> {
+        self.forward(batch)
+    }
+}
+
+impl Scorer for Dlcm {
+    fn scores(&self, batch: &Batch) -> Tensor<2> {
+        self.forward(batch)
+    }
+}
+
 /// What a Seq2Slate step maximises the log-likelihood of: per row (one per request, or
 /// `reinforce_samples` per request in REINFORCE) a list of candidate positions and its weight
 /// (1 for a demonstration; the advantage in REINFORCE).
@@ -619,6 +637,31 @@ impl<'a> FitLoop<'a> {
         })
     }
 
+    /// A scorer's step (PRM, DLCM): BCE on the clicks, each shard's loss its own mean
+    /// times its share of the batch's rows.
+    fn scorer_step<M: Scorer>(
+        &mut self,
+        model: M,
+        batch_samples: &[&'a RerankSample],
+    ) -> Result<(M, StepOutcome)> {
+        let (ds, f, device) = (self.ds, self.features, self.devices.0);
+        let total = batch_samples.len() as f32;
+        sharded_step(
+            model,
+            &mut self.optim,
+            device,
+            (batch_samples.len(), self.config.shards),
+            (self.config.learning_rate, None),
+            |m: &M, range: Range<usize>| {
+                let share = range.len() as f32 / total;
+                let batch = Batch::new(ds, f, &batch_samples[range], device)?;
+                Ok::<_, BaselineError>(
+                    bce(m.scores(&batch), batch.clicks.clone()).mul_scalar(share),
+                )
+            },
+        )
+    }
+
     /// One step on `batch_samples`: BCE on the clicks for the scorers, the demonstrations'
     /// log-likelihood for Seq2Slate, REINFORCE with a group-mean baseline in its last
     /// epochs; gradients over `shards` data-parallel row shards, each shard's loss its rows'
@@ -630,35 +673,13 @@ impl<'a> FitLoop<'a> {
     ) -> Result<(Trained, StepOutcome)> {
         let (ds, f, device) = (self.ds, self.features, self.devices.0);
         let (shards, lr) = (self.config.shards, self.config.learning_rate);
-        let rows = batch_samples.len();
-        let total = rows as f32;
-        // A scorer's shard: its BCE (a mean over its own rows) times its share of the rows.
-        let bce_share = |forward: &dyn Fn(&Batch) -> Tensor<2>, range: Range<usize>| {
-            let share = range.len() as f32 / total;
-            let batch = Batch::new(ds, f, &batch_samples[range], device)?;
-            Ok::<_, BaselineError>(bce(forward(&batch), batch.clicks.clone()).mul_scalar(share))
-        };
         Ok(match model {
             Trained::Prm(m) => {
-                let (m, o) = sharded_step(
-                    m,
-                    &mut self.optim,
-                    device,
-                    (rows, shards),
-                    (lr, None),
-                    |m, r| bce_share(&|b| m.forward(b), r),
-                )?;
+                let (m, o) = self.scorer_step(m, batch_samples)?;
                 (Trained::Prm(m), o)
             }
             Trained::Dlcm(m) => {
-                let (m, o) = sharded_step(
-                    m,
-                    &mut self.optim,
-                    device,
-                    (rows, shards),
-                    (lr, None),
-                    |m, r| bce_share(&|b| m.forward(b), r),
-                )?;
+                let (m, o) = self.scorer_step(m, batch_samples)?;
                 (Trained::Dlcm(m), o)
             }
             Trained::Seq2Slate(m) => {
