@@ -65,6 +65,9 @@ fn next_call_seed(device: &Device) -> u64 {
     if let Some(seed) = from_stream {
         return seed;
     }
+    // Under the device-RNG lock, so the draw cannot fall inside another thread's seeded
+    // initialisation or step.
+    let _guard = crate::init::lock_device_rng();
     let draws = Tensor::<1>::random([2], Distribution::Default, device)
         .into_data()
         .try_to_vec::<f32>()

@@ -2,7 +2,7 @@
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 /// Serialises every use of the device RNG that must be reproducible: burn's random
 /// initialisers and dropout draw from a device RNG that some backends keep process-wide, so
@@ -10,12 +10,19 @@ use std::sync::Mutex;
 /// RNG in the middle of the other's initialisation).
 static INIT_LOCK: Mutex<()> = Mutex::new(());
 
+/// Holds [`INIT_LOCK`] (a panic elsewhere while holding it does not poison later users): for
+/// every use of the device RNG, so that no draw lands between another thread's seeding of
+/// the device and its own draws.
+pub(crate) fn lock_device_rng() -> MutexGuard<'static, ()> {
+    INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Runs `f` (for example one training step with dropout) with the device RNG and this
 /// thread's dropout stream ([`crate::dropout::with_dropout_seed`]) seeded by `seed`, and no
 /// other [`init_seeded`] or `with_seeded_device` running in this process, so its random
 /// draws depend on `seed` alone.
 pub fn with_seeded_device<T>(device: &Device, seed: u64, f: impl FnOnce() -> T) -> T {
-    let _guard = INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = lock_device_rng();
     device.seed(seed);
     crate::dropout::with_dropout_seed(seed, f)
 }
@@ -27,7 +34,7 @@ pub fn with_seeded_device<T>(device: &Device, seed: u64, f: impl FnOnce() -> T) 
 /// device, builds the module and forces every parameter's initialisation in module order, so
 /// the same seed gives the same weights even when other models are built concurrently.
 pub fn init_seeded<M: Module>(device: &Device, seed: u64, build: impl FnOnce() -> M) -> M {
-    let _guard = INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = lock_device_rng();
     device.seed(seed);
     let module = build();
     module.visit(&mut Materialize);
