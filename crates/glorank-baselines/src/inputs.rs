@@ -2,6 +2,7 @@
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use glorank_data::{ItemVectorSource, PreparedDataset, RerankSample, item_vectors};
+use glorank_nn::RetrieverInput;
 
 /// Item side information shared by every request: dense content vectors (when the dataset
 /// has item features) and the user attribute table.
@@ -22,6 +23,9 @@ pub struct Features {
     /// Whether batches carry each candidate's retriever score (see
     /// [`crate::BaselineConfig::use_retriever_score`]).
     pub retriever_score: bool,
+    /// Which features the retriever scores become (the raw score by default; see
+    /// [`RetrieverInput`]).
+    pub retriever_input: RetrieverInput,
 }
 
 impl Features {
@@ -50,6 +54,7 @@ impl Features {
             user_values,
             history_len: ds.config.history_len.max(1),
             retriever_score: false,
+            retriever_input: RetrieverInput::Score,
         }
     }
 
@@ -57,6 +62,12 @@ impl Features {
     /// features read it.
     pub fn with_retriever_score(mut self, on: bool) -> Self {
         self.retriever_score = on;
+        self
+    }
+
+    /// Reads the retriever scores as `input` (when batches carry them).
+    pub fn with_retriever_input(mut self, input: RetrieverInput) -> Self {
+        self.retriever_input = input;
         self
     }
 }
@@ -119,11 +130,12 @@ impl Batch {
         let mut hist = Vec::with_capacity(b * h);
         let mut weights = Vec::with_capacity(b * h);
         let mut clicks = Vec::with_capacity(b * n);
-        let mut scores = Vec::with_capacity(if f.retriever_score { b * n } else { 0 });
+        let width = f.retriever_input.width();
+        let mut scores = Vec::with_capacity(if f.retriever_score { b * n * width } else { 0 });
         for s in samples {
             cand.extend(s.candidates.iter().copied());
             if f.retriever_score {
-                scores.extend(ds.retriever_scores(s));
+                scores.extend(f.retriever_input.features(&ds.retriever_scores(s)));
             }
             let items = ds.history(s).items;
             let items = &items[items.len().saturating_sub(h)..];
@@ -160,7 +172,7 @@ impl Batch {
             candidate_vectors: vectors(f, &cand, b, n, device),
             retriever_scores: f
                 .retriever_score
-                .then(|| Tensor::<3>::from_data(TensorData::new(scores, [b, n, 1]), device)),
+                .then(|| Tensor::<3>::from_data(TensorData::new(scores, [b, n, width]), device)),
             history: int2(&hist, [b, h]),
             history_vectors: vectors(f, &hist, b, h, device),
             history_weights: Tensor::<3>::from_data(TensorData::new(weights, [b, h, 1]), device),

@@ -31,6 +31,7 @@ use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use glorank_data::{PreparedDataset, RerankSample};
 use glorank_metrics::{ListMetrics, MetricAccumulator};
+pub use glorank_nn::RetrieverInput;
 use glorank_nn::training::{NoObserver, StepOutcome, sharded_step};
 use rand::rngs::ChaCha8Rng;
 use rand::seq::SliceRandom;
@@ -196,6 +197,9 @@ pub struct BaselineConfig {
     /// projection added to the candidate's embedding), as the policy's
     /// `use_retriever_score` does (default false; true in the "paper" preset).
     pub use_retriever_score: bool,
+    /// What the baselines read from the retriever scores: `score` (default), `rank` or
+    /// `score-and-rank`, as the policy's `retriever_input` ([`RetrieverInput`]).
+    pub retriever_input: RetrieverInput,
     /// Row shards of each training step, whose gradients are computed in parallel and
     /// summed ([`glorank_nn::training::sharded_gradients`]; default 4, as the policy's
     /// `sft.shards`). The result depends on this number, not on the machine's cores.
@@ -218,6 +222,7 @@ impl Default for BaselineConfig {
             reinforce_samples: 4,
             seed: 0,
             use_retriever_score: false,
+            retriever_input: RetrieverInput::Score,
             shards: 4,
             label_demonstrations: false,
         }
@@ -461,7 +466,9 @@ pub fn fit(
     if ds.train.is_empty() {
         return Err(BaselineError::InvalidInput("no training samples".into()));
     }
-    let f = Features::of(ds).with_retriever_score(config.use_retriever_score);
+    let f = Features::of(ds)
+        .with_retriever_score(config.use_retriever_score)
+        .with_retriever_input(config.retriever_input);
     let d = config.d_model;
     let model = match kind {
         Baseline::Prm => Trained::Prm(glorank_nn::init_seeded(device, config.seed, || {

@@ -37,7 +37,7 @@ impl Encoding {
             content: (f.dim > 0).then(|| LinearConfig::new(f.dim, d).init(device)),
             score: f
                 .retriever_score
-                .then(|| LinearConfig::new(1, d).init(device)),
+                .then(|| LinearConfig::new(f.retriever_input.width(), d).init(device)),
             user_fields: f
                 .user_field_sizes
                 .iter()

@@ -114,6 +114,23 @@ fn baselines_can_read_the_retriever_score() {
         let lists = model.rank(&ds, &f, &ds.valid, 6, &dev).unwrap();
         assert!(lists.iter().all(|l| l.len() == 6));
     }
+    // Score and rank in the pool: two features per candidate, as `RetrieverInput` builds them.
+    let input = glorank_baselines::RetrieverInput::ScoreAndRank;
+    let f = f.with_retriever_input(input);
+    let both = Batch::new(&ds, &f, &refs, &dev).unwrap();
+    let scores = both.retriever_scores.unwrap();
+    assert_eq!(scores.dims(), [4, ds.valid[0].candidates.len(), 2]);
+    let got: Vec<f32> = scores.into_data().iter::<f32>().collect();
+    let want: Vec<f32> = refs
+        .iter()
+        .flat_map(|s| input.features(&ds.retriever_scores(s)))
+        .collect();
+    assert_eq!(got, want);
+    config.retriever_input = input;
+    let autodiff = Device::flex().autodiff();
+    let (model, _) = fit(Baseline::Prm, &ds, &config, (&autodiff, &dev)).unwrap();
+    let lists = model.rank(&ds, &f, &ds.valid, 6, &dev).unwrap();
+    assert!(lists.iter().all(|l| l.len() == 6));
 }
 
 /// Data-parallel shards compute the same steps: an epoch of supervised training and one of

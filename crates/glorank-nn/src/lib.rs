@@ -16,6 +16,8 @@
 //!   non-finite skip, atomic checkpoints, the JSONL log and the progress observer.
 //! * [`layers`]: multi-head attention with an explicit key/value cache and the pre-LayerNorm
 //!   encoder and decoder layers built from it.
+//! * [`RetrieverInput`]: the features a model reads from a request's retriever scores (the
+//!   raw score, its rank in the pool, or both).
 //! * [`dropout`]: inverted dropout with a seeded, parallel, counter-based mask.
 //!
 //! ```
@@ -41,12 +43,14 @@ mod init;
 pub mod layers;
 pub mod limits;
 pub mod persist;
+mod retriever;
 pub mod training;
 
 pub use context::{Context, ContextEmbedder, HistoryItem, item_bucket, segment};
 pub use device::{Backend, is_host_device};
 pub use init::{init_seeded, with_seeded_device};
 pub use layers::MASKED;
+pub use retriever::RetrieverInput;
 
 use std::path::{Path, PathBuf};
 

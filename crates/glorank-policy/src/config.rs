@@ -1,6 +1,7 @@
 //! Policy configuration, checked before any allocation.
 
 use crate::{PolicyError, Result};
+use glorank_nn::RetrieverInput;
 use serde::{Deserialize, Serialize};
 
 /// What one decoding step chooses.
@@ -172,6 +173,11 @@ pub struct PolicyConfig {
     /// under in-sample pools the score points one way in training and the other at test;
     /// a served request must then carry `retriever_scores`).
     pub use_retriever_score: bool,
+    /// Which features the retriever scores become when `use_retriever_score` is on: the raw
+    /// score (default; what saved policies without the field read), its rank in the pool,
+    /// or both ([`RetrieverInput`]).
+    #[serde(default)]
+    pub retriever_input: RetrieverInput,
     /// Add to each global head the dot product of the decoder state with that level's token
     /// embeddings (weight tying on top of the linear head; default false).
     #[serde(default)]
@@ -207,6 +213,7 @@ impl PolicyConfig {
             list_len: 6,
             action_space: ActionSpace::Global,
             use_retriever_score: false,
+            retriever_input: RetrieverInput::Score,
             tie_heads: false,
             item_buckets: 0,
             output_head: OutputHead::CandidateAware,

@@ -317,7 +317,7 @@ impl HostScorer<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ActionSpace, HistoryItem, OutputHead, PolicyConfig, PolicyScorer};
+    use crate::{ActionSpace, HistoryItem, OutputHead, PolicyConfig, PolicyScorer, RetrieverInput};
     use glorank_trie::{CandidateTrie, DecodeStrategy};
 
     /// Requests with histories and pools of different lengths, retriever scores and a user
@@ -413,6 +413,55 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Under [`RetrieverInput::Rank`] the policy reads each pool's score order, not the
+    /// scores' scale: an increasing transform of one request's scores leaves its first-item
+    /// log-probabilities unchanged, while the raw-score input moves them. With both features
+    /// the host path still equals the burn path.
+    #[test]
+    fn rank_input_reads_the_pool_order_not_the_scale() {
+        let device = Device::flex();
+        let reqs = requests(&[8, 8, 4], 4);
+        let shifted: Vec<Request> = reqs
+            .iter()
+            .map(|r| Request {
+                retriever_scores: r.retriever_scores.iter().map(|&x| 3.0 * x + 5.0).collect(),
+                ..r.clone()
+            })
+            .collect();
+        let first = |input: RetrieverInput, reqs: &[Request]| {
+            let mut c = config(OutputHead::CandidateAware, ActionSpace::Global, false);
+            c.retriever_input = input;
+            let policy = Policy::new(&c, &device).unwrap();
+            HostPolicy::new(&policy)
+                .first_item_logprobs(reqs)
+                .unwrap()
+                .concat()
+        };
+        let max_gap = |a: &[f32], b: &[f32]| {
+            assert_eq!(a.len(), b.len());
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max)
+        };
+        let rank = first(RetrieverInput::Rank, &reqs);
+        assert!(max_gap(&rank, &first(RetrieverInput::Rank, &shifted)) < 1e-5);
+        let score = first(RetrieverInput::Score, &reqs);
+        assert!(max_gap(&score, &first(RetrieverInput::Score, &shifted)) > 1e-3);
+
+        let mut c = config(OutputHead::CandidateAware, ActionSpace::Global, false);
+        c.retriever_input = RetrieverInput::ScoreAndRank;
+        let policy = Policy::new(&c, &device).unwrap();
+        let want = crate::first_item_logprobs(&policy, &reqs, &device)
+            .unwrap()
+            .concat();
+        let got = HostPolicy::new(&policy)
+            .first_item_logprobs(&reqs)
+            .unwrap()
+            .concat();
+        assert!(max_gap(&want, &got) < 1e-4);
     }
 
     /// Sharded host decoding (64 requests over the threads) gives the lists of one scorer

@@ -53,7 +53,7 @@ mod model;
 mod scorer;
 
 pub use config::{ActionSpace, MAX_ITEM_BUCKETS, OutputHead, PolicyConfig};
-pub use glorank_nn::HistoryItem;
+pub use glorank_nn::{HistoryItem, RetrieverInput};
 pub use host::{HostPolicy, HostScorer};
 pub use model::{EncodedBatch, Policy, Request};
 pub use scorer::{

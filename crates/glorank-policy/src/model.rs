@@ -7,7 +7,7 @@ use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, L
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use glorank_nn::layers::{CrossKv, DecoderLayer, Encoder, key_padding_bias, linear_rows};
-use glorank_nn::{ContextEmbedder, HistoryItem, MASKED, init_seeded, segment};
+use glorank_nn::{ContextEmbedder, HistoryItem, MASKED, RetrieverInput, init_seeded, segment};
 use glorank_trie::CandidateTrie;
 use serde::{Deserialize, Serialize};
 
@@ -62,7 +62,7 @@ pub struct Policy {
     /// Token, user, label, recency and segment embeddings (token tables shared by history,
     /// candidates and decoder).
     pub(crate) embedder: ContextEmbedder,
-    /// Projection of the retriever score.
+    /// Projection of the retriever features (`retriever_input.width() -> d`).
     pub(crate) score_proj: Linear,
     /// Local-index ablation only: an embedding of each candidate's input position
     /// (`max_candidates x d`), so that the fixed head over positions can tell which item sits
@@ -88,6 +88,9 @@ pub struct Policy {
     pub(crate) max_candidates: usize,
     pub(crate) local_index: bool,
     pub(crate) use_score: bool,
+    /// The features built from the retriever scores.
+    #[module(skip)]
+    pub(crate) retriever_input: RetrieverInput,
     pub(crate) tie_heads: bool,
 }
 
@@ -127,7 +130,7 @@ impl Policy {
                 config.item_buckets,
                 device,
             ),
-            score_proj: LinearConfig::new(1, d).init(device),
+            score_proj: LinearConfig::new(config.retriever_input.width(), d).init(device),
             position_emb: (config.action_space == ActionSpace::LocalIndex)
                 .then(|| EmbeddingConfig::new(config.max_candidates, d).init(device)),
             encoder: Encoder::new(
@@ -154,6 +157,7 @@ impl Policy {
             max_candidates: config.max_candidates,
             local_index: config.action_space == ActionSpace::LocalIndex,
             use_score: config.use_retriever_score,
+            retriever_input: config.retriever_input,
             tie_heads: config.tie_heads,
         }
     }
@@ -301,21 +305,21 @@ impl Policy {
         let ctx = self.embedder.context(&contexts, device);
         let s = 1 + ctx.history_len + n;
         let mut pad = Vec::with_capacity(b * s);
-        let mut score = vec![0f32; b * n];
+        let width = self.retriever_input.width();
+        let mut score = vec![0f32; b * n * width];
         for (r, req) in requests.iter().enumerate() {
             pad.extend_from_slice(&ctx.pad[r * (s - n)..(r + 1) * (s - n)]);
             pad.extend((0..n).map(|c| c >= req.candidates.len()));
             if self.use_score {
-                for (c, &x) in req.retriever_scores.iter().enumerate() {
-                    score[r * n + c] = x;
-                }
+                let f = self.retriever_input.features(&req.retriever_scores);
+                score[r * n * width..r * n * width + f.len()].copy_from_slice(&f);
             }
         }
         let rows: Vec<&[Vec<u32>]> = requests.iter().map(|r| r.candidates.as_slice()).collect();
         let cand_items = self.embedder.embed_items(&rows, n, device);
         let mut cand = cand_items.clone() + self.embedder.segment(segment::ITEMS, b, n, device);
         if self.use_score {
-            let s = Tensor::<3>::from_data(TensorData::new(score, [b, n, 1]), device);
+            let s = Tensor::<3>::from_data(TensorData::new(score, [b, n, width]), device);
             cand = cand + linear_rows(&self.score_proj, s);
         }
         if let Some(pos) = &self.position_emb {

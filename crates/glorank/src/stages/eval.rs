@@ -322,7 +322,9 @@ impl<'a> EvalContext<'a> {
         config: &BaselineConfig,
         autodiff: &Device,
     ) -> Result<Vec<(MethodResult, f64)>> {
-        let features = Features::of(self.ds).with_retriever_score(config.use_retriever_score);
+        let features = Features::of(self.ds)
+            .with_retriever_score(config.use_retriever_score)
+            .with_retriever_input(config.retriever_input);
         let mut rows = Vec::new();
         for kind in [Baseline::Prm, Baseline::Seq2Slate, Baseline::Dlcm] {
             let t0 = std::time::Instant::now();
