@@ -473,6 +473,9 @@ fn shipped_configurations_parse() {
         assert_eq!(paper.data.rerank_train_slates, 0);
         assert!(paper.policy.use_retriever_score && paper.baselines.use_retriever_score);
         assert!(paper.evaluator.use_retriever_score && paper.simulator.use_retriever_score);
+        let both = glorank::nn::RetrieverInput::ScoreAndRank;
+        assert_eq!(paper.policy.retriever_input, both, "{name}");
+        assert_eq!(paper.baselines.retriever_input, both, "{name}");
     }
     let hardened = PipelineConfig::from_file(&root.join("ml-100k-hardened.toml")).unwrap();
     assert!(hardened.data.rerank_train_slates > 0 && !hardened.policy.use_retriever_score);
