@@ -352,6 +352,7 @@ mod tests {
             user_values: Vec::new(),
             history_len: 1,
             retriever_score: false,
+            retriever_input: glorank_nn::RetrieverInput::Score,
         };
         let enc = Encoding::new(&f, 8, &device);
         let before: Vec<f32> = enc.item.weight.val().into_data().iter::<f32>().collect();
