@@ -80,6 +80,10 @@ pub struct EvalArgs {
     /// robustness check: the global policy treats the pool as a set).
     #[arg(long)]
     pub shuffle_candidates: Option<u64>,
+    /// Decode the policy's lists with a beam search over whole lists of this width (1:
+    /// greedy, the default).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub beam: u64,
 }
 
 /// Arguments of `glorank baselines`.
@@ -104,6 +108,10 @@ pub struct BaselinesArgs {
     /// Split to evaluate.
     #[arg(long, value_enum, default_value = "test")]
     pub split: Split,
+    /// Decode the GloRank policies' lists with a beam search over whole lists of this width
+    /// (1: greedy, the default).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub beam: u64,
 }
 
 /// Evaluation splits.
@@ -271,7 +279,8 @@ pub fn eval(args: &EvalArgs) -> Result<(), CliError> {
         .shuffle_candidates
         .map(|seed| stages::shuffle_candidates(split, seed));
     let samples = shuffled.as_deref().unwrap_or(split);
-    let ctx = EvalContext::new(&ds, &ids, samples, simulator.as_ref(), &dev)?;
+    let ctx = EvalContext::new(&ds, &ids, samples, simulator.as_ref(), &dev)?
+        .with_beam(args.beam as usize);
     let name = args
         .model
         .file_name()
@@ -318,7 +327,8 @@ pub fn baselines(args: &BaselinesArgs) -> Result<(), CliError> {
         .exists()
         .then(|| stages::load_reward(&sim_dir, &plain))
         .transpose()?;
-    let ctx = EvalContext::new(&ds, &ids, samples, simulator.as_ref(), &plain)?;
+    let ctx = EvalContext::new(&ds, &ids, samples, simulator.as_ref(), &plain)?
+        .with_beam(args.beam as usize);
     let (mut rows, last) = ctx.reference_rows()?;
     let mut timings = Vec::new();
     for (row, secs) in ctx.baselines(&config.baselines, &autodiff)? {

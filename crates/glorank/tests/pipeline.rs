@@ -7,6 +7,7 @@ use std::path::Path;
 fn tiny() -> PipelineConfig {
     let text = r#"
 run_las = true
+eval_beam = 4
 [data]
 users = 120
 items = 150
@@ -431,6 +432,8 @@ fn bad_configuration_names_the_field() {
         ("[sft]\nbatch_size = 1000000000\n", "sft.batch_size"),
         ("[evaluator]\nd_model = 1000000000\n", "evaluator.d_model"),
         ("[baselines]\nlayers = 1000\n", "layers"),
+        ("eval_beam = 0\n", "eval_beam"),
+        ("eval_beam = 65\n", "eval_beam"),
     ] {
         let e = PipelineConfig::from_toml(text, Path::new("x.toml")).unwrap_err();
         assert!(e.to_string().contains(field), "{text}: {e}");
@@ -440,6 +443,12 @@ fn bad_configuration_names_the_field() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("movielens") && e.contains("ml-100k"), "{e}");
+    // The demo presets decode the GloRank rows' test lists with a beam of 8; a file without
+    // the key decodes greedily, as before the option.
+    assert_eq!(PipelineConfig::quick().eval_beam, 8);
+    assert_eq!(PipelineConfig::demo().eval_beam, 8);
+    let plain = PipelineConfig::from_toml("", Path::new("x.toml")).unwrap();
+    assert_eq!(plain.eval_beam, 1);
     // A file format without a path is refused before anything is written.
     let mut c = PipelineConfig::quick();
     c.data.dataset = glorank::data::DatasetKind::Ml100k;

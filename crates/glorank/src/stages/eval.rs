@@ -109,6 +109,9 @@ pub struct EvalContext<'a> {
     pub world: Option<glorank_data::SyntheticWorld>,
     /// The plain device.
     pub device: Device,
+    /// Beam width of the policies' lists (1, the default: greedy decoding; `W > 1`: the best
+    /// of a beam search over whole lists, `DecodeStrategy::Beam`).
+    pub beam: usize,
 }
 
 impl std::fmt::Debug for EvalContext<'_> {
@@ -144,7 +147,14 @@ impl<'a> EvalContext<'a> {
             simulator,
             world,
             device: device.clone(),
+            beam: 1,
         })
+    }
+
+    /// Decodes the policies' lists with a beam of `width` (1: greedy).
+    pub fn with_beam(mut self, width: usize) -> Self {
+        self.beam = width.max(1);
+        self
     }
 
     /// Scores `lists` (candidate positions per sample).
@@ -202,14 +212,15 @@ impl<'a> EvalContext<'a> {
         })
     }
 
-    /// Greedy lists of the policy in `dir`, scored; its candidate scores are the
-    /// log-probabilities of generating each candidate first.
+    /// The policy's lists in `dir` (greedy, or the best beam when [`EvalContext::beam`] > 1),
+    /// scored; its candidate scores are the log-probabilities of generating each candidate
+    /// first.
     ///
     /// # Errors
     /// Missing policy, decoding errors.
     pub fn evaluate_policy(&self, name: &str, dir: &Path) -> Result<MethodResult> {
         let (policy, _) = Policy::load(dir, &self.device)?;
-        let lists = greedy_lists(&policy, &self.requests, 1, &self.device)?;
+        let lists = greedy_lists(&policy, &self.requests, self.beam, &self.device)?;
         let scores = first_item_logprobs(&policy, &self.requests, &self.device)?;
         self.evaluate_scored(name, lists, Some(scores))
     }
