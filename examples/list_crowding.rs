@@ -10,7 +10,7 @@
 
 use glorank::data::PreparedDataset;
 use glorank::tokenizer::{IDS_FILE, SemanticIds};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::io::BufRead;
 use std::path::PathBuf;
 
@@ -21,12 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .into();
     let ds = PreparedDataset::load(&run)?;
     let ids = SemanticIds::load(&run.join(IDS_FILE))?;
-    let index: HashMap<&str, usize> = ds
-        .item_ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| (id.as_str(), i))
-        .collect();
+    let index = ds.item_index();
     // method -> (lists, same-token pairs, distinct tokens), in first-seen order.
     let mut order = Vec::new();
     let mut sums: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();

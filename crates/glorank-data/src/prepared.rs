@@ -239,6 +239,15 @@ impl PreparedDataset {
         self.item_ids.len()
     }
 
+    /// Each item id's index (the inverse of `item_ids`).
+    pub fn item_index(&self) -> std::collections::HashMap<&str, usize> {
+        self.item_ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.as_str(), i))
+            .collect()
+    }
+
     /// Whether `item` is held out (the held-out-items protocol's cold items).
     pub fn is_held_out(&self, item: u32) -> bool {
         self.held_out.binary_search(&item).is_ok()

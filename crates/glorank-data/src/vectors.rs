@@ -6,7 +6,6 @@ use crate::raw::ItemFeatures;
 use crate::readers::text::{Encoding, for_each_line, parse_num, read_all};
 use crate::{DataError, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Where item vectors come from.
@@ -284,12 +283,7 @@ fn read_npy(path: &Path, rows: usize) -> Result<ItemVectors> {
 /// Reads `item_id,v1,...,vd` rows (no header; a first row whose values are not numbers is
 /// taken as a header and skipped).
 fn read_vector_csv(path: &Path, ds: &PreparedDataset) -> Result<ItemVectors> {
-    let index: HashMap<&str, usize> = ds
-        .item_ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| (id.as_str(), i))
-        .collect();
+    let index = ds.item_index();
     let mut dim = 0usize;
     let mut rows: Vec<Option<Vec<f32>>> = vec![None; ds.num_items()];
     for_each_line(path, Encoding::Utf8, "item vectors (CSV)", |ln, line| {
