@@ -55,6 +55,10 @@ pub struct RlConfig {
     pub seed: u64,
     /// Data-parallel row shards of each update (default 4; see [`crate::SftConfig::shards`]).
     pub shards: usize,
+    /// Keep the policy of the validation with the best NDCG@L (step 0, the SFT policy,
+    /// included) instead of the last step's, as SFT keeps its best epoch (default false:
+    /// the last step). Without validation requests the last step is kept.
+    pub keep_best: bool,
 }
 
 impl Default for RlConfig {
@@ -74,6 +78,7 @@ impl Default for RlConfig {
             checkpoint_every: 50,
             seed: 0,
             shards: 4,
+            keep_best: false,
         }
     }
 }
@@ -341,6 +346,9 @@ struct RlState {
     train_seconds: f64,
     samples: u64,
     log: Vec<serde_json::Value>,
+    /// The best validation so far, `(step, NDCG@L)` (with `keep_best`).
+    #[serde(default)]
+    best: Option<(u64, f64)>,
 }
 
 fn evaluate(
@@ -418,7 +426,8 @@ pub fn train_rl(
         config,
     };
     let status = drive("rl", total, &mut run, observer)?;
-    if status == RunStatus::Finished {
+    // With `keep_best`, the best validation's policy was saved when it was scored.
+    if status == RunStatus::Finished && !(config.keep_best && run.st.best.is_some()) {
         run.run.save_model(&run.run.policy()?.valid())?;
     }
     Ok(RlOutcome {
@@ -445,12 +454,17 @@ impl RlLoop<'_> {
         mut record: serde_json::Value,
         observer: &mut dyn TrainObserver,
     ) -> Result<()> {
-        evaluate(
-            &self.run.policy()?.valid(),
-            &self.data,
-            self.run.devices.1,
-            &mut record,
-        )?;
+        let policy = self.run.policy()?.valid();
+        evaluate(&policy, &self.data, self.run.devices.1, &mut record)?;
+        if self.config.keep_best
+            && let Some(score) = record["valid_ndcg"].as_f64()
+        {
+            if self.st.best.is_none_or(|(_, b)| score > b) {
+                self.st.best = Some((self.st.step, score));
+                self.run.save_model(&policy)?;
+            }
+            record["best_step"] = json!(self.st.best.map(|b| b.0));
+        }
         self.run.log.append(&record)?;
         observer.evaluation(&record);
         self.st.log.push(record);

@@ -79,8 +79,8 @@ impl PipelineConfig {
     /// feedback from the true click model (`data.pool_feedback`), SFT and Seq2Slate
     /// imitating the labels' top of the pool, a 4-factor retriever, a d = 64 policy, small
     /// reward models trained for 2 epochs on one pool list per slate, SFT for 3 epochs at lr
-    /// 2e-3, RL at lr 2e-4, baselines at lr 2e-3 with 2 REINFORCE samples, and the GloRank
-    /// rows' test lists from a beam of 8.
+    /// 2e-3, RL at lr 2e-4 keeping its best validation step, baselines at lr 2e-3 with 2
+    /// REINFORCE samples, and the GloRank rows' test lists from a beam of 8.
     fn demo_base(rl_steps: usize, rl_every: usize, baseline_epochs: usize) -> Self {
         let mut c = Self::default();
         c.data.pool_feedback = true;
@@ -96,6 +96,7 @@ impl PipelineConfig {
         c.sft.demonstrations = Demonstrations::Labels;
         c.rl = RlConfig::default().with_steps(rl_steps, 16, rl_every);
         c.rl.learning_rate = 2e-4;
+        c.rl.keep_best = true;
         c.baselines = BaselineConfig::default().with(baseline_epochs, 64, 2e-3);
         c.baselines.reinforce_samples = 2;
         c.baselines.label_demonstrations = true;
