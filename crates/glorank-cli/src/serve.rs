@@ -51,9 +51,10 @@ pub struct RerankArgs {
     /// A policy directory to serve instead of the run's own.
     #[arg(long)]
     pub policy: Option<PathBuf>,
-    /// Decoding: greedy, beam:W, sample:T or sample:T:K.
-    #[arg(long, default_value_t = glorank::trie::DecodeStrategy::Greedy)]
-    pub decode: glorank::trie::DecodeStrategy,
+    /// Decoding: greedy, beam:W, sample:T or sample:T:K (default: as the run's evaluation,
+    /// a beam of its `eval_beam` when above 1, else greedy).
+    #[arg(long)]
+    pub decode: Option<glorank::trie::DecodeStrategy>,
     /// Beam width, a shorthand for `--decode beam:W` (1: greedy; at most 256).
     #[arg(long, conflicts_with = "decode")]
     pub beam: Option<usize>,
@@ -75,9 +76,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = glorank_serve::ServeConfig::default().addr)]
     pub addr: String,
     /// Default decoding: greedy, beam:W, sample:T or sample:T:K (a call may ask for another
-    /// with `?decode=`).
-    #[arg(long, default_value_t = glorank::trie::DecodeStrategy::Greedy)]
-    pub decode: glorank::trie::DecodeStrategy,
+    /// with `?decode=`; default: as the run's evaluation, a beam of its `eval_beam` when
+    /// above 1, else greedy).
+    #[arg(long)]
+    pub decode: Option<glorank::trie::DecodeStrategy>,
     /// Most requests decoded in one batch.
     #[arg(long, default_value_t = glorank_serve::ServeConfig::default().max_batch)]
     pub max_batch: usize,
@@ -194,11 +196,17 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
 /// `glorank rerank`: one JSON request per stdin line, one JSON answer per stdout line
 /// (`{"list": [...]}` or `{"error": "...", "line": N}`).
 pub fn rerank(args: &RerankArgs) -> Result<(), CliError> {
+    if let Some(d) = args.decode {
+        d.validate()?;
+    }
     let reranker = match &args.policy {
         Some(p) => Reranker::load_policy(&args.model, p),
         None => Reranker::load(&args.model),
-    }?
-    .with_strategy(args.decode);
+    }?;
+    let reranker = match args.decode {
+        Some(d) => reranker.with_strategy(d),
+        None => reranker,
+    };
     let reranker = match args.beam {
         Some(width) => reranker.with_beam(width),
         None => reranker,
@@ -255,12 +263,17 @@ pub fn serve(args: &ServeArgs) -> Result<(), CliError> {
         handle_signals: true,
     };
     config.validate()?;
-    args.decode.validate()?;
+    if let Some(d) = args.decode {
+        d.validate()?;
+    }
     let reranker = match &args.policy {
         Some(p) => Reranker::load_policy(&args.model, p),
         None => Reranker::load(&args.model),
-    }?
-    .with_strategy(args.decode);
+    }?;
+    let reranker = match args.decode {
+        Some(d) => reranker.with_strategy(d),
+        None => reranker,
+    };
     let server = Server::start(reranker, &config)?;
     // The first line of standard output is the address, for scripts that asked for port 0.
     outln!("listening on http://{}", server.local_addr());

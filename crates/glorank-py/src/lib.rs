@@ -121,18 +121,24 @@ struct PyReranker {
 #[pymethods]
 impl PyReranker {
     /// Loads `run_dir` (its RL policy, else its SFT one; or `policy`), decoding with
-    /// `decode` ("greedy", "beam:W", "sample:T" or "sample:T:K").
+    /// `decode` ("greedy", "beam:W", "sample:T" or "sample:T:K"; default: as the run's
+    /// evaluation, a beam of its `eval_beam` when above 1, else greedy).
     #[new]
-    #[pyo3(signature = (run_dir, policy = None, decode = "greedy"))]
-    fn new(run_dir: PathBuf, policy: Option<PathBuf>, decode: &str) -> PyResult<Self> {
-        let strategy = parse_strategy(decode)?;
-        strategy.validate().map_err(err)?;
+    #[pyo3(signature = (run_dir, policy = None, decode = None))]
+    fn new(run_dir: PathBuf, policy: Option<PathBuf>, decode: Option<&str>) -> PyResult<Self> {
+        let strategy = decode.map(parse_strategy).transpose()?;
+        if let Some(s) = strategy {
+            s.validate().map_err(err)?;
+        }
         let inner = match policy {
             Some(p) => Reranker::load_policy(&run_dir, &p),
             None => Reranker::load(&run_dir),
         }
-        .map_err(err)?
-        .with_strategy(strategy);
+        .map_err(err)?;
+        let inner = match strategy {
+            Some(s) => inner.with_strategy(s),
+            None => inner,
+        };
         Ok(Self {
             inner: Box::new(inner),
         })

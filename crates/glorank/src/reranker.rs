@@ -137,10 +137,13 @@ impl std::fmt::Debug for Reranker {
 impl Reranker {
     /// Loads a run directory: `dataset.bin`, `semantic_ids.json`, the tokenizer when present
     /// (`tokenizer.json`), and the RL policy (`policy_rl/`), or the SFT one (`policy_sft/`)
-    /// when there is no RL policy.
+    /// when there is no RL policy. It decodes as the run's evaluation did: with a beam of the
+    /// run's `eval_beam` when its `config.toml` sets one above 1 (the demo presets: 8), else
+    /// greedily; [`Reranker::with_strategy`] changes that.
     ///
     /// # Errors
-    /// [`Error::Missing`] naming the first missing artifact; file errors.
+    /// [`Error::Missing`] naming the first missing artifact; file errors; an unreadable
+    /// `config.toml` (named with TOML's line and column).
     pub fn load(dir: &Path) -> Result<Self> {
         let policy_dir = crate::RunDir::new(dir).trained_policy()?;
         Self::load_policy(dir, &policy_dir)
@@ -177,6 +180,15 @@ impl Reranker {
         // The same check evaluation makes: the table must describe this dataset's items.
         glorank_train::RequestBuilder::new(&ds, &ids)?;
         let (policy, policy_config) = Policy::load(policy_dir, &device)?;
+        // Decode as the run's evaluation did: a pipeline run records `eval_beam`.
+        let strategy = if run.config_file().exists() {
+            match crate::PipelineConfig::from_file(&run.config_file())?.eval_beam {
+                w if w > 1 => DecodeStrategy::Beam { width: w },
+                _ => DecodeStrategy::Greedy,
+            }
+        } else {
+            DecodeStrategy::Greedy
+        };
         let tokenizer = if run.tokenizer_file().exists() {
             Some(Mutex::new(load_tokenizer(
                 run.tokenizer_dir(),
@@ -217,11 +229,11 @@ impl Reranker {
             uses_retriever_score: policy_config.use_retriever_score,
             uses_user_id,
             device,
-            strategy: DecodeStrategy::Greedy,
+            strategy,
         })
     }
 
-    /// Decodes with beam search of this width (1: greedy, the default).
+    /// Decodes with beam search of this width (1: greedy).
     pub fn with_beam(mut self, width: usize) -> Self {
         self.strategy = if width > 1 {
             DecodeStrategy::Beam { width }
@@ -231,7 +243,8 @@ impl Reranker {
         self
     }
 
-    /// Decodes with `strategy` (greedy by default; sampling is seeded with 0 per call).
+    /// Decodes with `strategy` (by default the run's evaluation decoding, see
+    /// [`Reranker::load`]; sampling is seeded with 0 per call).
     pub fn with_strategy(mut self, strategy: DecodeStrategy) -> Self {
         self.strategy = strategy;
         self

@@ -165,6 +165,27 @@ fn pipeline_runs_reuses_artifacts_and_serves() {
 
     // Serving.
     let reranker = Reranker::load(dir.path()).unwrap();
+    // It decodes as the run's evaluation did (`eval_beam = 4`): the served list of a test
+    // request is the GloRank SFT+RL list of predictions.jsonl.
+    assert_eq!(
+        reranker.strategy(),
+        glorank::trie::DecodeStrategy::Beam { width: 4 }
+    );
+    let ds = glorank::data::PreparedDataset::load(dir.path()).unwrap();
+    let evaluated: Vec<String> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["method"] == "GloRank SFT+RL" && r["request"] == 0)
+        .unwrap()["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_str().unwrap().to_string())
+        .collect();
+    let served = reranker
+        .rerank(&RerankRequest::from_sample(&ds, &ds.test[0]))
+        .unwrap();
+    assert_eq!(served, evaluated);
     let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     let candidates: Vec<String> = first["candidates"]
         .as_array()
