@@ -225,6 +225,19 @@ fn sft_resume_equals_uninterrupted() {
     );
 }
 
+/// A directory holding an SFT policy (`policy_sft/`) trained for `epochs` on `s`.
+fn trained_sft(s: &Setup, epochs: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    sft(
+        s,
+        &SftConfig::default().with(epochs, 32, 3e-3),
+        dir.path(),
+        false,
+        &mut NoObserver,
+    );
+    dir
+}
+
 fn evaluator(s: &Setup) -> UserResponseModel {
     let (train, plain) = devices();
     let cfg = RewardConfig::for_role(RewardRole::Evaluator, s.config.vocab_sizes.clone())
@@ -297,14 +310,7 @@ fn rl_lifts_the_evaluator_reward_above_sft() {
     let plain = Device::flex();
     let eval = evaluator(&s);
     let reward = EvaluatorReward::new(&eval, &plain);
-    let dir = tempfile::tempdir().unwrap();
-    sft(
-        &s,
-        &SftConfig::default().with(4, 32, 3e-3),
-        dir.path(),
-        false,
-        &mut NoObserver,
-    );
+    let dir = trained_sft(&s, 4);
     let sft_dir = dir.path().join("policy_sft");
     let cfg = RlConfig::default()
         .with(8, 0.01, 3e-3)
@@ -367,14 +373,7 @@ fn rl_resume_equals_uninterrupted() {
         })
         .collect();
     let reward = glorank_train::LabelReward::new(&rel);
-    let dir = tempfile::tempdir().unwrap();
-    sft(
-        &s,
-        &SftConfig::default().with(1, 32, 3e-3),
-        dir.path(),
-        false,
-        &mut NoObserver,
-    );
+    let dir = trained_sft(&s, 1);
     let sft_dir = dir.path().join("policy_sft");
     let cfg = RlConfig::default()
         .with(4, 0.05, 1e-3)
@@ -434,14 +433,7 @@ fn rl_keep_best_saves_the_best_validation_policy() {
     let plain = Device::flex();
     let eval = evaluator(&s);
     let reward = EvaluatorReward::new(&eval, &plain);
-    let dir = tempfile::tempdir().unwrap();
-    sft(
-        &s,
-        &SftConfig::default().with(1, 32, 3e-3),
-        dir.path(),
-        false,
-        &mut NoObserver,
-    );
+    let dir = trained_sft(&s, 1);
     let mut cfg = RlConfig::default().with(4, 0.0, 3e-2).with_steps(6, 8, 1);
     cfg.keep_best = true;
     let sft_dir = dir.path().join("policy_sft");

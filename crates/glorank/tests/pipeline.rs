@@ -172,27 +172,23 @@ fn pipeline_runs_reuses_artifacts_and_serves() {
         glorank::trie::DecodeStrategy::Beam { width: 4 }
     );
     let ds = glorank::data::PreparedDataset::load(dir.path()).unwrap();
-    let evaluated: Vec<String> = text
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .find(|r| r["method"] == "GloRank SFT+RL" && r["request"] == 0)
-        .unwrap()["list"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i.as_str().unwrap().to_string())
-        .collect();
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        let items = v.as_array().unwrap().iter();
+        items.map(|i| i.as_str().unwrap().to_string()).collect()
+    };
+    let evaluated = strings(
+        &text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|r| r["method"] == "GloRank SFT+RL" && r["request"] == 0)
+            .unwrap()["list"],
+    );
     let served = reranker
         .rerank(&RerankRequest::from_sample(&ds, &ds.test[0]))
         .unwrap();
     assert_eq!(served, evaluated);
     let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
-    let candidates: Vec<String> = first["candidates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str().unwrap().to_string())
-        .collect();
+    let candidates = strings(&first["candidates"]);
     let list = reranker
         .rerank(&RerankRequest::new(candidates.clone()))
         .unwrap();
