@@ -5,7 +5,7 @@ use crate::train::StepBar;
 use glorank::data::{BoundedLine, read_line_bounded};
 use glorank::{Pipeline, PipelineConfig, RerankRequest, Reranker};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Arguments of `glorank demo`.
@@ -193,27 +193,40 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     run_pipeline(config, &args.out, args.quiet)
 }
 
+/// The run `model` (or its `policy` directory instead) as `glorank rerank` and `glorank
+/// serve` load it: decoding with `decode` when given (checked first), else as the run's
+/// evaluation did.
+fn load_reranker(
+    model: &Path,
+    policy: Option<&Path>,
+    decode: Option<glorank::trie::DecodeStrategy>,
+) -> Result<Reranker, CliError> {
+    if let Some(d) = decode {
+        d.validate()?;
+    }
+    let reranker = match policy {
+        Some(p) => Reranker::load_policy(model, p),
+        None => Reranker::load(model),
+    }?;
+    Ok(match decode {
+        Some(d) => reranker.with_strategy(d),
+        None => reranker,
+    })
+}
+
 /// `glorank rerank`: one JSON request per stdin line, one JSON answer per stdout line
 /// (`{"list": [...]}` or `{"error": "...", "line": N}`).
 pub fn rerank(args: &RerankArgs) -> Result<(), CliError> {
-    if let Some(d) = args.decode {
-        d.validate()?;
-    }
-    let reranker = match &args.policy {
-        Some(p) => Reranker::load_policy(&args.model, p),
-        None => Reranker::load(&args.model),
-    }?;
-    let reranker = match args.decode {
-        Some(d) => reranker.with_strategy(d),
-        None => reranker,
-    };
-    let reranker = match args.beam {
-        Some(width) => reranker.with_beam(width),
-        None => reranker,
-    };
+    use glorank::trie::DecodeStrategy;
     if let Some(width) = args.beam {
-        glorank::trie::DecodeStrategy::Beam { width }.validate()?;
+        DecodeStrategy::Beam { width }.validate()?;
     }
+    // `--beam W` is a shorthand for `--decode beam:W` (the two conflict).
+    let decode = args
+        .beam
+        .map(DecodeStrategy::beam_or_greedy)
+        .or(args.decode);
+    let reranker = load_reranker(&args.model, args.policy.as_deref(), decode)?;
     let max = args.max_line_bytes;
     let mut input = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();
@@ -263,17 +276,7 @@ pub fn serve(args: &ServeArgs) -> Result<(), CliError> {
         handle_signals: true,
     };
     config.validate()?;
-    if let Some(d) = args.decode {
-        d.validate()?;
-    }
-    let reranker = match &args.policy {
-        Some(p) => Reranker::load_policy(&args.model, p),
-        None => Reranker::load(&args.model),
-    }?;
-    let reranker = match args.decode {
-        Some(d) => reranker.with_strategy(d),
-        None => reranker,
-    };
+    let reranker = load_reranker(&args.model, args.policy.as_deref(), args.decode)?;
     let server = Server::start(reranker, &config)?;
     // The first line of standard output is the address, for scripts that asked for port 0.
     outln!("listening on http://{}", server.local_addr());

@@ -82,7 +82,7 @@ pub struct EvalArgs {
     pub shuffle_candidates: Option<u64>,
     /// Decode the policy's lists with a beam search over whole lists of this width (1:
     /// greedy, the default).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=glorank::MAX_EVAL_BEAM as u64))]
     pub beam: u64,
 }
 
@@ -110,7 +110,7 @@ pub struct BaselinesArgs {
     pub split: Split,
     /// Decode the GloRank policies' lists with a beam search over whole lists of this width
     /// (1: greedy, the default).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=glorank::MAX_EVAL_BEAM as u64))]
     pub beam: u64,
 }
 

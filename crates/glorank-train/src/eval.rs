@@ -116,11 +116,7 @@ pub fn greedy_lists(
     beam: usize,
     device: &Device,
 ) -> Result<Vec<Vec<usize>>> {
-    let strategy = if beam > 1 {
-        DecodeStrategy::Beam { width: beam }
-    } else {
-        DecodeStrategy::Greedy
-    };
+    let strategy = DecodeStrategy::beam_or_greedy(beam);
     let mut decoder = Decoder::new(strategy, 0)?;
     let mut out = Vec::with_capacity(requests.len());
     let host = HostPolicy::for_device(policy, device);

@@ -101,6 +101,15 @@ impl std::str::FromStr for DecodeStrategy {
 }
 
 impl DecodeStrategy {
+    /// Beam search of `width` hypotheses, or greedy decoding for a width of 0 or 1.
+    pub fn beam_or_greedy(width: usize) -> Self {
+        if width > 1 {
+            Self::Beam { width }
+        } else {
+            Self::Greedy
+        }
+    }
+
     /// Sampling at temperature 1 over all allowed tokens.
     pub fn sample() -> Self {
         Self::Sample {

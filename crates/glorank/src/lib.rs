@@ -70,7 +70,7 @@ pub use burn;
 pub use burn::tensor::Device;
 pub use config::TokenizerConfig;
 pub use glorank_data::DataConfig;
-pub use pipeline::{Pipeline, PipelineConfig, PipelineReport};
+pub use pipeline::{MAX_EVAL_BEAM, Pipeline, PipelineConfig, PipelineReport};
 pub use report::{line_chart_svg, write_report};
 pub use reranker::{ColdItem, RerankHistoryItem, RerankRequest, Reranker};
 pub use run_dir::{ARTIFACTS, ArtifactRecord, Freshness, MANIFEST_FILE, Manifest, RunDir};

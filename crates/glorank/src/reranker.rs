@@ -181,13 +181,10 @@ impl Reranker {
         glorank_train::RequestBuilder::new(&ds, &ids)?;
         let (policy, policy_config) = Policy::load(policy_dir, &device)?;
         // Decode as the run's evaluation did: a pipeline run records `eval_beam`.
-        let strategy = if run.config_file().exists() {
-            match crate::PipelineConfig::from_file(&run.config_file())?.eval_beam {
-                w if w > 1 => DecodeStrategy::Beam { width: w },
-                _ => DecodeStrategy::Greedy,
-            }
+        let eval_beam = if run.config_file().exists() {
+            crate::PipelineConfig::from_file(&run.config_file())?.eval_beam
         } else {
-            DecodeStrategy::Greedy
+            1
         };
         let tokenizer = if run.tokenizer_file().exists() {
             Some(Mutex::new(load_tokenizer(
@@ -229,17 +226,13 @@ impl Reranker {
             uses_retriever_score: policy_config.use_retriever_score,
             uses_user_id,
             device,
-            strategy,
+            strategy: DecodeStrategy::beam_or_greedy(eval_beam),
         })
     }
 
     /// Decodes with beam search of this width (1: greedy).
     pub fn with_beam(mut self, width: usize) -> Self {
-        self.strategy = if width > 1 {
-            DecodeStrategy::Beam { width }
-        } else {
-            DecodeStrategy::Greedy
-        };
+        self.strategy = DecodeStrategy::beam_or_greedy(width);
         self
     }
 
