@@ -5,10 +5,16 @@
 //! not the first token of the most probable item, and its lists crowd (docs/benchmarks.md,
 //! "Greedy tokens crowd the list").
 //!
+//! On a synthetic run it also splits each method's true expected clicks by where they are
+//! lost, under the world's own click model: the mean true relevance logit of the chosen items
+//! (which items), their mean redundancy (highest cosine to an item above, the quantity the
+//! click model penalises), and the true clicks of the same items in the best order the
+//! search finds (so the gap to it is what the order costs).
+//!
 //! `cargo run --release -p glorank-examples --example list_crowding -- RUN`, for a run
 //! directory holding `dataset.bin`, `semantic_ids.json` and `predictions.jsonl`.
 
-use glorank::data::PreparedDataset;
+use glorank::data::{PreparedDataset, SyntheticWorld};
 use glorank::tokenizer::{IDS_FILE, SemanticIds};
 use std::collections::{BTreeMap, HashSet};
 use std::io::BufRead;
@@ -25,6 +31,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // method -> (lists, same-token pairs, distinct tokens), in first-seen order.
     let mut order = Vec::new();
     let mut sums: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
+    let world = ds.synthetic.as_ref().map(SyntheticWorld::new).transpose()?;
+    // method -> (relevance logit, redundancy, true clicks, true clicks in the best order).
+    let mut truth: BTreeMap<String, [f64; 4]> = BTreeMap::new();
     let path = run.join("predictions.jsonl");
     let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
@@ -34,10 +43,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let method = row["method"].as_str().ok_or_else(|| bad("no \"method\""))?;
         let list = row["list"].as_array().ok_or_else(|| bad("no \"list\""))?;
         let mut first = Vec::with_capacity(list.len());
+        let mut world_items = Vec::with_capacity(list.len());
         for item in list {
             let id = item
                 .as_str()
                 .ok_or_else(|| bad("a list item is not a string"))?;
+            world_items.extend(SyntheticWorld::item_index(id));
             let i = *index
                 .get(id)
                 .ok_or_else(|| bad(&format!("unknown item {id:?}")))?;
@@ -56,6 +67,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let s = sums.entry(method.to_string()).or_default();
         *s = (s.0 + 1, s.1 + pairs, s.2 + distinct);
+        let user = row["user"].as_str().and_then(SyntheticWorld::user_index);
+        if let (Some(w), Some(u)) = (&world, user)
+            && world_items.len() == list.len()
+        {
+            let k = world_items.len().max(1) as f64;
+            let relevance: f64 = world_items.iter().map(|&i| w.relevance_logit(u, i)).sum();
+            let redundancy: f64 = (1..world_items.len())
+                .map(|k| {
+                    world_items[..k]
+                        .iter()
+                        .map(|&j| w.similarity(world_items[k], j).max(0.0))
+                        .fold(0.0, f64::max)
+                })
+                .sum();
+            let best: Vec<usize> = w
+                .best_list(u, &world_items, world_items.len())
+                .into_iter()
+                .map(|p| world_items[p])
+                .collect();
+            let t = truth.entry(method.to_string()).or_default();
+            t[0] += relevance / k;
+            t[1] += redundancy / (k - 1.0).max(1.0);
+            t[2] += w.expected_clicks(u, &world_items);
+            t[3] += w.expected_clicks(u, &best);
+        }
     }
     println!("| method | same-first-token pairs per list | distinct first tokens per list |");
     println!("|---|---|---|");
@@ -67,6 +103,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             pairs as f64 / k,
             distinct as f64 / k
         );
+    }
+    if truth.is_empty() {
+        return Ok(());
+    }
+    println!();
+    println!(
+        "| method | true relevance logit per item | redundancy per slot below the first | true clicks | same items, best order |"
+    );
+    println!("|---|---|---|---|---|");
+    for m in &order {
+        if let Some(t) = truth.get(m) {
+            let k = sums[m].0.max(1) as f64;
+            println!(
+                "| {m} | {:.3} | {:.3} | {:.3} | {:.3} |",
+                t[0] / k,
+                t[1] / k,
+                t[2] / k,
+                t[3] / k
+            );
+        }
     }
     Ok(())
 }

@@ -84,6 +84,10 @@ pub struct EvalArgs {
     /// greedy, the default).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=glorank::MAX_EVAL_BEAM as u64))]
     pub beam: u64,
+    /// Prefix-repetition penalty of the policy's decoding: each token loses this much per
+    /// earlier item of the list sharing its semantic-ID prefix (0: none, the default).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub prefix_penalty: f32,
 }
 
 /// Arguments of `glorank baselines`.
@@ -112,6 +116,10 @@ pub struct BaselinesArgs {
     /// (1: greedy, the default).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=glorank::MAX_EVAL_BEAM as u64))]
     pub beam: u64,
+    /// Prefix-repetition penalty of the GloRank policies' decoding: each token loses this much per
+    /// earlier item of the list sharing its semantic-ID prefix (0: none, the default).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub prefix_penalty: f32,
 }
 
 /// Evaluation splits.
@@ -280,7 +288,8 @@ pub fn eval(args: &EvalArgs) -> Result<(), CliError> {
         .map(|seed| stages::shuffle_candidates(split, seed));
     let samples = shuffled.as_deref().unwrap_or(split);
     let ctx = EvalContext::new(&ds, &ids, samples, simulator.as_ref(), &dev)?
-        .with_beam(args.beam as usize);
+        .with_beam(args.beam as usize)
+        .with_prefix_penalty(args.prefix_penalty)?;
     let name = args
         .model
         .file_name()
@@ -328,7 +337,8 @@ pub fn baselines(args: &BaselinesArgs) -> Result<(), CliError> {
         .then(|| stages::load_reward(&sim_dir, &plain))
         .transpose()?;
     let ctx = EvalContext::new(&ds, &ids, samples, simulator.as_ref(), &plain)?
-        .with_beam(args.beam as usize);
+        .with_beam(args.beam as usize)
+        .with_prefix_penalty(args.prefix_penalty)?;
     let (mut rows, last) = ctx.reference_rows()?;
     let mut timings = Vec::new();
     for (row, secs) in ctx.baselines(&config.baselines, &autodiff)? {

@@ -313,6 +313,20 @@ fn train_eval_and_baselines_end_to_end() {
         "3",
     ]);
     assert_eq!(row(&table), row(&shuffled));
+    // A prefix penalty decodes other lists of the same policy; a negative one is refused.
+    let eval_with = |penalty: &str| {
+        glorank()
+            .args(["eval", "--data", d, "--model", policy_rl.to_str().unwrap()])
+            .args(["--beam", "2", "--prefix-penalty", penalty])
+            .output()
+            .unwrap()
+    };
+    let penalised = eval_with("1.5");
+    assert!(penalised.status.success());
+    assert!(String::from_utf8_lossy(&penalised.stdout).contains("policy_rl"));
+    let negative = eval_with("-1");
+    assert!(!negative.status.success());
+    assert!(String::from_utf8_lossy(&negative.stderr).contains("prefix penalty"));
     let table = run(&["baselines", "--data", d, "--out", o, "--config", c]);
     for row in [
         "MF order",

@@ -116,8 +116,22 @@ pub fn greedy_lists(
     beam: usize,
     device: &Device,
 ) -> Result<Vec<Vec<usize>>> {
-    let strategy = DecodeStrategy::beam_or_greedy(beam);
-    let mut decoder = Decoder::new(strategy, 0)?;
+    let decoder = Decoder::new(DecodeStrategy::beam_or_greedy(beam), 0)?;
+    policy_lists(policy, requests, decoder, device)
+}
+
+/// The first list `decoder` gives per request (for beam search the best beam) with `policy`
+/// on a plain device: [`greedy_lists`] with any decoder, e.g. one with a
+/// [`Decoder::with_prefix_penalty`].
+///
+/// # Errors
+/// Decoding errors.
+pub fn policy_lists(
+    policy: &Policy,
+    requests: &[Request],
+    mut decoder: Decoder,
+    device: &Device,
+) -> Result<Vec<Vec<usize>>> {
     let mut out = Vec::with_capacity(requests.len());
     let host = HostPolicy::for_device(policy, device);
     for chunk in requests.chunks(CHUNK) {

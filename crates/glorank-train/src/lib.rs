@@ -45,6 +45,7 @@ pub use checkpoint::StageOutput;
 pub use config::{Demonstrations, PolicyOptions, RewardSource, TrainingConfig};
 pub use eval::{
     EvaluatorReward, LabelReward, ListReward, average_reward, greedy_lists, list_metrics,
+    policy_lists,
 };
 pub use glorank_nn::training::{
     JsonlLog, NoObserver, RunStatus, StepOutcome, TrainObserver, clip_global_norm, latest,

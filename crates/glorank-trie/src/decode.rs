@@ -7,6 +7,7 @@
 //! per decoding row; the decoder masks the tokens the row's [`ListState`] does not allow and
 //! normalises over the allowed ones only (a log-softmax over the allowed set), then picks.
 
+use crate::penalty::PrefixPenalty;
 use crate::trie::{CandidateTrie, ListState};
 use crate::{Result, TrieError};
 use rand::rngs::ChaCha8Rng;
@@ -172,7 +173,7 @@ pub struct StepBatch<'a> {
     row_slot: Option<&'a [u32]>,
 }
 
-impl StepBatch<'_> {
+impl<'a> StepBatch<'a> {
     /// Number of rows.
     pub fn rows(&self) -> usize {
         self.requests.len()
@@ -182,6 +183,30 @@ impl StepBatch<'_> {
     pub fn prefix(&self, row: usize) -> &[u32] {
         let at = self.row_slot.map_or(row, |s| s[row] as usize) * self.stride;
         &self.tokens[at..at + self.step]
+    }
+
+    /// A batch over `tokens` (`stride` per row, rows in order, each its own parent).
+    #[cfg(test)]
+    pub(crate) fn for_tests(
+        step: usize,
+        level: usize,
+        slot: usize,
+        vocab: usize,
+        requests: &'a [u32],
+        tokens: &'a [u32],
+        stride: usize,
+    ) -> Self {
+        Self {
+            step,
+            level,
+            slot,
+            vocab,
+            requests,
+            parents: requests,
+            tokens,
+            stride,
+            row_slot: None,
+        }
     }
 }
 
@@ -203,6 +228,16 @@ pub trait StepScorer {
     ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>;
 }
 
+impl<T: StepScorer + ?Sized> StepScorer for &mut T {
+    fn score(
+        &mut self,
+        batch: &StepBatch<'_>,
+        out: &mut [f32],
+    ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        (**self).score(batch, out)
+    }
+}
+
 /// A decoded list with its log-probabilities.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DecodedList {
@@ -220,12 +255,13 @@ pub struct DecodedList {
 
 /// Decodes batches with one [`DecodeStrategy`]; holds the seed and a call counter, so
 /// successive calls draw fresh samples and the same seed replays the same sequence of calls
-/// (as candle's `LogitsProcessor`).
+/// (as candle's `LogitsProcessor`). Optionally applies a [`PrefixPenalty`] to every score.
 #[derive(Debug, Clone)]
 pub struct Decoder {
     strategy: DecodeStrategy,
     seed: u64,
     calls: u64,
+    prefix_penalty: f32,
 }
 
 /// The chosen token of a row: child node, token, model log-prob.
@@ -386,12 +422,36 @@ impl Decoder {
             strategy,
             seed,
             calls: 0,
+            prefix_penalty: 0.0,
         })
+    }
+
+    /// Lowers, at every step, the score of each token by `penalty` for every earlier item of
+    /// the list that the token would share its prefix with ([`PrefixPenalty`]): lists spread
+    /// over semantic-ID clusters instead of crowding into one. 0 (the default) decodes the
+    /// scorer's own distribution. With a penalty, the [`DecodedList`] log-probabilities are
+    /// those of the penalised distribution, so keep it off where a policy gradient reads them.
+    ///
+    /// # Errors
+    /// [`TrieError::InvalidConfig`] for a negative or non-finite penalty.
+    pub fn with_prefix_penalty(mut self, penalty: f32) -> Result<Self> {
+        if !(penalty.is_finite() && penalty >= 0.0) {
+            return Err(TrieError::InvalidConfig(format!(
+                "prefix penalty {penalty} must be finite and >= 0"
+            )));
+        }
+        self.prefix_penalty = penalty;
+        Ok(self)
     }
 
     /// The strategy.
     pub fn strategy(&self) -> DecodeStrategy {
         self.strategy
+    }
+
+    /// The prefix penalty per shared token (0: none).
+    pub fn prefix_penalty(&self) -> f32 {
+        self.prefix_penalty
     }
 
     /// Decodes one list of `list_len` items per trie (one trie per request). Returns, per
@@ -431,6 +491,13 @@ impl Decoder {
         if list_len == 0 {
             return Ok(tries.iter().map(|_| vec![empty_list()]).collect());
         }
+        let mut penalised;
+        let scorer: &mut dyn StepScorer = if self.prefix_penalty > 0.0 {
+            penalised = PrefixPenalty::new(scorer, self.prefix_penalty);
+            &mut penalised
+        } else {
+            scorer
+        };
         match self.strategy {
             DecodeStrategy::Greedy => decode_rows(tries, list_len, scorer, None),
             DecodeStrategy::Sample { temperature, top_k } => {

@@ -9,7 +9,9 @@
 //!   an allowed token always leads to an unused candidate (never a dead end);
 //! * [`StepScorer`]: the model side, scoring the next token for a batch of partial lists;
 //! * [`Decoder`] with a [`DecodeStrategy`]: greedy, seeded sampling (temperature, top-k) and
-//!   beam search, batched, with per-token log-probabilities in every [`DecodedList`].
+//!   beam search, batched, with per-token log-probabilities in every [`DecodedList`];
+//! * [`PrefixPenalty`]: an optional penalty on tokens that repeat an earlier item's
+//!   semantic-ID prefix, so lists spread over clusters.
 //!
 //! Pure Rust, no tensor library: any ranker can embed it.
 //!
@@ -45,12 +47,14 @@
 //! ```
 
 mod decode;
+mod penalty;
 mod trie;
 
 pub use decode::{
     DecodeStrategy, DecodedList, Decoder, MAX_BEAM_WIDTH, ScorerError, ShardPlan, StepBatch,
     StepScorer, first_item_logprobs,
 };
+pub use penalty::PrefixPenalty;
 pub use trie::{CandidateTrie, ListState};
 
 /// Errors of the trie and the decoders.

@@ -10,7 +10,8 @@ use glorank_metrics::{MetricsSummary, Summary};
 use glorank_policy::{Policy, Request, first_item_logprobs};
 use glorank_reward::UserResponseModel;
 use glorank_tokenizer::SemanticIds;
-use glorank_train::{RequestBuilder, average_reward, greedy_lists, list_metrics};
+use glorank_train::{RequestBuilder, average_reward, list_metrics, policy_lists};
+use glorank_trie::{DecodeStrategy, Decoder};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -112,6 +113,9 @@ pub struct EvalContext<'a> {
     /// Beam width of the policies' lists (1, the default: greedy decoding; `W > 1`: the best
     /// of a beam search over whole lists, `DecodeStrategy::Beam`).
     pub beam: usize,
+    /// Prefix-repetition penalty of the policies' decoding (0, the default: none; see
+    /// `glorank_trie::PrefixPenalty`).
+    pub prefix_penalty: f32,
 }
 
 impl std::fmt::Debug for EvalContext<'_> {
@@ -148,6 +152,7 @@ impl<'a> EvalContext<'a> {
             world,
             device: device.clone(),
             beam: 1,
+            prefix_penalty: 0.0,
         })
     }
 
@@ -155,6 +160,24 @@ impl<'a> EvalContext<'a> {
     pub fn with_beam(mut self, width: usize) -> Self {
         self.beam = width.max(1);
         self
+    }
+
+    /// Decodes the policies' lists with this prefix-repetition penalty (0: none; see
+    /// `glorank_trie::PrefixPenalty`).
+    ///
+    /// # Errors
+    /// [`crate::Error::Trie`] for a negative or non-finite penalty.
+    pub fn with_prefix_penalty(mut self, penalty: f32) -> Result<Self> {
+        self.prefix_penalty = penalty;
+        self.decoder()?;
+        Ok(self)
+    }
+
+    /// The decoder of the policies' lists: [`EvalContext::beam`] and
+    /// [`EvalContext::prefix_penalty`].
+    fn decoder(&self) -> Result<Decoder> {
+        Ok(Decoder::new(DecodeStrategy::beam_or_greedy(self.beam), 0)?
+            .with_prefix_penalty(self.prefix_penalty)?)
     }
 
     /// Scores `lists` (candidate positions per sample).
@@ -220,7 +243,7 @@ impl<'a> EvalContext<'a> {
     /// Missing policy, decoding errors.
     pub fn evaluate_policy(&self, name: &str, dir: &Path) -> Result<MethodResult> {
         let (policy, _) = Policy::load(dir, &self.device)?;
-        let lists = greedy_lists(&policy, &self.requests, self.beam, &self.device)?;
+        let lists = policy_lists(&policy, &self.requests, self.decoder()?, &self.device)?;
         let scores = first_item_logprobs(&policy, &self.requests, &self.device)?;
         self.evaluate_scored(name, lists, Some(scores))
     }
