@@ -78,8 +78,8 @@ impl PipelineConfig {
     /// What the two demo presets share: a synthetic world whose every candidate gets
     /// feedback from the true click model (`data.pool_feedback`), SFT and Seq2Slate
     /// imitating the labels' top of the pool, a 4-factor retriever, a d = 64 policy, small
-    /// reward models trained for 2 epochs on one pool list per slate, SFT for 3 epochs at lr
-    /// 2e-3, RL at lr 2e-4 keeping its best validation step, baselines at lr 2e-3 with 2
+    /// reward models trained for 2 epochs on one pool list per slate, SFT for up to 8 epochs
+    /// at lr 2e-3 (keeping the best validation epoch), RL at lr 2e-4 keeping its best validation step, baselines at lr 2e-3 with 2
     /// REINFORCE samples, and the GloRank rows' test lists from a beam of 8.
     fn demo_base(rl_steps: usize, rl_every: usize, baseline_epochs: usize) -> Self {
         let mut c = Self::default();
@@ -92,7 +92,7 @@ impl PipelineConfig {
         c.simulator.pool_lists = 1;
         c.simulator.d_model = 64;
         c.simulator.layers = 2;
-        c.sft = SftConfig::default().with(3, 64, 2e-3);
+        c.sft = SftConfig::default().with(8, 64, 2e-3);
         c.sft.demonstrations = Demonstrations::Labels;
         c.rl = RlConfig::default().with_steps(rl_steps, 16, rl_every);
         c.rl.learning_rate = 2e-4;
