@@ -12,19 +12,26 @@
 //! search finds (so the gap to it is what the order costs).
 //!
 //! `cargo run --release -p glorank-examples --example list_crowding -- RUN`, for a run
-//! directory holding `dataset.bin`, `semantic_ids.json` and `predictions.jsonl`.
+//! directory holding `dataset.bin`, `semantic_ids.json` and `predictions.jsonl`. With two
+//! method names after RUN (`-- RUN "GloRank SFT" Seq2Slate`), it also prints the paired
+//! difference of their true clicks over the requests both listed, with its 95% interval:
+//! tighter than comparing the two rows' own intervals, because both lists face the same
+//! user and pool.
 
 use glorank::data::{PreparedDataset, SyntheticWorld};
+use glorank::metrics::Summary;
 use glorank::tokenizer::{IDS_FILE, SemanticIds};
 use std::collections::{BTreeMap, HashSet};
 use std::io::BufRead;
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let run: PathBuf = std::env::args()
-        .nth(1)
-        .ok_or("usage: list_crowding RUN")?
-        .into();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (run, pair): (PathBuf, Option<(&str, &str)>) = match args.as_slice() {
+        [run] => (run.into(), None),
+        [run, a, b] => (run.into(), Some((a.as_str(), b.as_str()))),
+        _ => return Err("usage: list_crowding RUN [METHOD_A METHOD_B]".into()),
+    };
     let ds = PreparedDataset::load(&run)?;
     let ids = SemanticIds::load(&run.join(IDS_FILE))?;
     let index = ds.item_index();
@@ -34,6 +41,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let world = ds.synthetic.as_ref().map(SyntheticWorld::new).transpose()?;
     // method -> (relevance logit, redundancy, true clicks, true clicks in the best order).
     let mut truth: BTreeMap<String, [f64; 4]> = BTreeMap::new();
+    // (method, request) -> true clicks, for the paired comparison.
+    let mut per_request: BTreeMap<(String, u64), f64> = BTreeMap::new();
     let path = run.join("predictions.jsonl");
     let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
@@ -89,7 +98,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let t = truth.entry(method.to_string()).or_default();
             t[0] += relevance / k;
             t[1] += redundancy / (k - 1.0).max(1.0);
-            t[2] += w.expected_clicks(u, &world_items);
+            let clicks = w.expected_clicks(u, &world_items);
+            t[2] += clicks;
+            if let Some(r) = row["request"].as_u64() {
+                per_request.insert((method.to_string(), r), clicks);
+            }
             t[3] += w.expected_clicks(u, &best);
         }
     }
@@ -123,6 +136,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 t[3] / k
             );
         }
+    }
+    if let Some((a, b)) = pair {
+        let diffs: Vec<f64> = per_request
+            .iter()
+            .filter(|((m, _), _)| m == a)
+            .filter_map(|((_, r), x)| per_request.get(&(b.to_string(), *r)).map(|y| x - y))
+            .collect();
+        let d = Summary::from_values(&diffs)
+            .map_err(|e| format!("no request listed by both {a:?} and {b:?}: {e}"))?;
+        println!();
+        println!(
+            "true clicks, {a} minus {b}, paired over {} requests: {:.4} (95% interval {:.4} to {:.4})",
+            d.n, d.mean, d.ci_low, d.ci_high
+        );
     }
     Ok(())
 }
