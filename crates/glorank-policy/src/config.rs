@@ -192,6 +192,14 @@ pub struct PolicyConfig {
     /// `Global`.
     #[serde(default)]
     pub output_head: OutputHead,
+    /// At the first token of every slot after the first, add the encoder's output at the
+    /// candidate just completed to the decoder's input, next to that token's embedding: the
+    /// decoder then reads which item it chose in context, as Seq2Slate's pointer decoder
+    /// does, not only its semantic-ID tokens (default false; saved policies without the
+    /// field read as false, what they were). Global action space only: the local-index
+    /// ablation already reads its chosen candidates.
+    #[serde(default)]
+    pub chosen_item_input: bool,
     /// Seed of the weight initialisation (default 0).
     pub seed: u64,
 }
@@ -217,6 +225,7 @@ impl PolicyConfig {
             tie_heads: false,
             item_buckets: 0,
             output_head: OutputHead::CandidateAware,
+            chosen_item_input: false,
             seed: 0,
         }
     }
@@ -243,6 +252,7 @@ impl PolicyConfig {
         self.action_space = action_space;
         if action_space == ActionSpace::LocalIndex {
             self.output_head = OutputHead::Global;
+            self.chosen_item_input = false;
         }
         self
     }
@@ -275,6 +285,12 @@ impl PolicyConfig {
     /// Sets the output head (see [`OutputHead`]).
     pub fn with_output_head(mut self, head: OutputHead) -> Self {
         self.output_head = head;
+        self
+    }
+
+    /// Sets [`PolicyConfig::chosen_item_input`].
+    pub fn with_chosen_item_input(mut self, on: bool) -> Self {
+        self.chosen_item_input = on;
         self
     }
 
@@ -335,6 +351,12 @@ impl PolicyConfig {
             return bad(
                 "output_head",
                 "the local-index ablation has only the global head (its outputs are positions)",
+            );
+        }
+        if self.action_space == ActionSpace::LocalIndex && self.chosen_item_input {
+            return bad(
+                "chosen_item_input",
+                "the local-index ablation already reads its chosen candidates",
             );
         }
         if self.item_buckets > MAX_ITEM_BUCKETS {

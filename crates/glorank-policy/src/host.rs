@@ -225,6 +225,7 @@ impl HostScorer<'_> {
         };
         let level_emb = &host.level_emb[level * d..(level + 1) * d];
         let slot_emb = &host.slot_emb[slot * d..(slot + 1) * d];
+        let chosen = policy.chosen_items(t, step.requests, &|r| step.prefix(r), &self.tuples)?;
         let mut x = vec![0.0; rows * d];
         for (r, xr) in x.chunks_exact_mut(d).enumerate() {
             let previous: &[f32] = if t == 0 {
@@ -240,6 +241,13 @@ impl HostScorer<'_> {
             };
             for (i, o) in xr.iter_mut().enumerate() {
                 *o = previous[i] + (level_emb[i] + slot_emb[i]);
+            }
+            // The chosen candidate's encoder output, as `Policy::previous_embedding` adds.
+            if let Some(chosen) = &chosen {
+                let at = (step.requests[r] as usize * self.s + self.s - self.n + chosen[r]) * d;
+                for (o, m) in xr.iter_mut().zip(&self.memory[at..at + d]) {
+                    *o += m;
+                }
             }
         }
         for ((layer, cache), cross) in host.layers.iter().zip(&mut self.caches).zip(&self.cross) {
@@ -353,13 +361,14 @@ mod tests {
             .collect()
     }
 
-    fn config(head: OutputHead, action: ActionSpace, tie: bool) -> PolicyConfig {
+    fn config(head: OutputHead, action: ActionSpace, tie: bool, chosen: bool) -> PolicyConfig {
         let mut c = PolicyConfig::new(vec![8, 8, 4])
             .with_size(32, 4, 2)
             .with_shape(3, 10, 16);
         c.output_head = head;
         c.action_space = action;
         c.tie_heads = tie;
+        c.chosen_item_input = chosen;
         c.use_retriever_score = true;
         c.user_field_sizes = vec![3];
         c
@@ -371,15 +380,22 @@ mod tests {
     fn host_decoding_matches_the_burn_path() {
         let device = Device::flex();
         let cases = [
-            (OutputHead::Global, ActionSpace::Global, false),
-            (OutputHead::Global, ActionSpace::Global, true),
-            (OutputHead::CandidateAware, ActionSpace::Global, false),
-            (OutputHead::Pointer, ActionSpace::Global, false),
-            (OutputHead::Global, ActionSpace::LocalIndex, false),
+            (OutputHead::Global, ActionSpace::Global, false, false),
+            (OutputHead::Global, ActionSpace::Global, true, false),
+            (
+                OutputHead::CandidateAware,
+                ActionSpace::Global,
+                false,
+                false,
+            ),
+            (OutputHead::Pointer, ActionSpace::Global, false, false),
+            (OutputHead::Global, ActionSpace::LocalIndex, false, false),
+            (OutputHead::Global, ActionSpace::Global, false, true),
+            (OutputHead::CandidateAware, ActionSpace::Global, false, true),
         ];
         let reqs = requests(&[8, 8, 4], 5);
-        for (head, action, tie) in cases {
-            let policy = Policy::new(&config(head, action, tie), &device).unwrap();
+        for (head, action, tie, chosen) in cases {
+            let policy = Policy::new(&config(head, action, tie, chosen), &device).unwrap();
             let host = HostPolicy::new(&policy);
             let tries: Vec<CandidateTrie> = reqs.iter().map(|r| policy.trie(r).unwrap()).collect();
             let refs: Vec<&CandidateTrie> = tries.iter().collect();
@@ -399,7 +415,8 @@ mod tests {
                     .unwrap();
                 assert_eq!(want.iter().flatten().count(), got.iter().flatten().count());
                 for (w, g) in want.iter().flatten().zip(got.iter().flatten()) {
-                    let case = format!("{head:?} {action:?} tie {tie} {strategy:?}");
+                    let case =
+                        format!("{head:?} {action:?} tie {tie} chosen {chosen} {strategy:?}");
                     assert_eq!(w.items, g.items, "{case}");
                     assert!((w.logprob - g.logprob).abs() < 1e-4, "{case}");
                 }
@@ -431,7 +448,12 @@ mod tests {
             })
             .collect();
         let first = |input: RetrieverInput, reqs: &[Request]| {
-            let mut c = config(OutputHead::CandidateAware, ActionSpace::Global, false);
+            let mut c = config(
+                OutputHead::CandidateAware,
+                ActionSpace::Global,
+                false,
+                false,
+            );
             c.retriever_input = input;
             let policy = Policy::new(&c, &device).unwrap();
             HostPolicy::new(&policy)
@@ -451,7 +473,12 @@ mod tests {
         let score = first(RetrieverInput::Score, &reqs);
         assert!(max_gap(&score, &first(RetrieverInput::Score, &shifted)) > 1e-3);
 
-        let mut c = config(OutputHead::CandidateAware, ActionSpace::Global, false);
+        let mut c = config(
+            OutputHead::CandidateAware,
+            ActionSpace::Global,
+            false,
+            false,
+        );
         c.retriever_input = RetrieverInput::ScoreAndRank;
         let policy = Policy::new(&c, &device).unwrap();
         let want = crate::first_item_logprobs(&policy, &reqs, &device)
@@ -470,7 +497,12 @@ mod tests {
     fn sharded_host_decoding_equals_one_batch() {
         let device = Device::flex();
         let policy = Policy::new(
-            &config(OutputHead::CandidateAware, ActionSpace::Global, false),
+            &config(
+                OutputHead::CandidateAware,
+                ActionSpace::Global,
+                false,
+                false,
+            ),
             &device,
         )
         .unwrap();
@@ -496,7 +528,7 @@ mod tests {
     fn a_bad_request_is_an_error_not_a_panic() {
         let device = Device::flex();
         let policy = Policy::new(
-            &config(OutputHead::Global, ActionSpace::Global, false),
+            &config(OutputHead::Global, ActionSpace::Global, false, false),
             &device,
         )
         .unwrap();

@@ -92,6 +92,9 @@ pub struct Policy {
     #[module(skip)]
     pub(crate) retriever_input: RetrieverInput,
     pub(crate) tie_heads: bool,
+    /// Whether the decoder reads the encoder output of each chosen candidate
+    /// ([`PolicyConfig::chosen_item_input`]).
+    pub(crate) chosen_item_input: bool,
 }
 
 impl Policy {
@@ -159,6 +162,7 @@ impl Policy {
             use_score: config.use_retriever_score,
             retriever_input: config.retriever_input,
             tie_heads: config.tie_heads,
+            chosen_item_input: config.chosen_item_input,
         }
     }
 
@@ -269,7 +273,7 @@ impl Policy {
     /// The candidates' tuples per request when the output head reads them (its eligibility
     /// masks need them), else nothing.
     pub(crate) fn head_tuples(&self, requests: &[Request]) -> Vec<Vec<Vec<u32>>> {
-        if self.pointer_query.is_some() {
+        if self.pointer_query.is_some() || self.chosen_item_input {
             requests.iter().map(|r| r.candidates.clone()).collect()
         } else {
             Vec::new()
@@ -361,12 +365,16 @@ impl Policy {
 
     /// Embeddings `[R, 1, d]` of the tokens emitted at step `t - 1` (`tokens[r]`) for rows
     /// of `requests`; the BOS vector at `t = 0`.
+    ///
+    /// `chosen`, when [`Policy::chosen_items`] gives it at a slot's first token, is the
+    /// candidate each row completed at step `t - 1`; its encoder output is added.
     pub(crate) fn previous_embedding(
         &self,
         t: usize,
         tokens: &[u32],
         requests: &[u32],
         batch: &EncodedBatch,
+        chosen: Option<&[usize]>,
         device: &Device,
     ) -> Tensor<3> {
         let rows = requests.len();
@@ -393,10 +401,61 @@ impl Policy {
         }
         let level = (t - 1) % self.depth;
         let ids: Vec<i64> = tokens.iter().map(|&x| i64::from(x)).collect();
-        self.embedder.token(
+        let token = self.embedder.token(
             level,
             Tensor::<2, Int>::from_data(TensorData::new(ids, [rows, 1]), device),
-        )
+        );
+        match chosen {
+            Some(chosen) => {
+                let [b, n, d] = batch.candidate_memory.dims();
+                let idx: Vec<i64> = chosen
+                    .iter()
+                    .zip(requests)
+                    .map(|(&c, &r)| (r as usize * n + c) as i64)
+                    .collect();
+                let rows_memory = batch.candidate_memory.clone().reshape([b * n, d]).select(
+                    0,
+                    Tensor::<1, Int>::from_data(TensorData::new(idx, [rows]), device),
+                );
+                token + rows_memory.reshape([rows, 1, d])
+            }
+            None => token,
+        }
+    }
+
+    /// The candidate each row completed at step `t - 1`, when the decoder reads chosen
+    /// candidates ([`PolicyConfig::chosen_item_input`]) and `t` starts a slot after the
+    /// first; `None` otherwise. `prefix(row)` is the row's tokens so far, `tuples[request]`
+    /// the request's candidate tuples ([`Policy::head_tuples`]).
+    ///
+    /// # Errors
+    /// [`PolicyError::InvalidInput`] when a row's last item is none of its candidates.
+    pub(crate) fn chosen_items<'p>(
+        &self,
+        t: usize,
+        requests: &[u32],
+        prefix: &dyn Fn(usize) -> &'p [u32],
+        tuples: &[Vec<Vec<u32>>],
+    ) -> Result<Option<Vec<usize>>> {
+        if !self.chosen_item_input || self.local_index || t == 0 || !t.is_multiple_of(self.depth) {
+            return Ok(None);
+        }
+        requests
+            .iter()
+            .enumerate()
+            .map(|(row, &r)| {
+                let item = &prefix(row)[t - self.depth..t];
+                tuples[r as usize]
+                    .iter()
+                    .position(|c| c.as_slice() == item)
+                    .ok_or_else(|| {
+                        PolicyError::InvalidInput(format!(
+                            "row {row}: tokens {item:?} are none of request {r}'s candidates"
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
     }
 
     /// Logits of the head for step `t` from decoder states `h [R, d]` -> `[R, V]`.
@@ -568,8 +627,13 @@ impl Policy {
                     }
                 })
                 .collect();
+            let chosen: Option<Vec<usize>> = (self.chosen_item_input
+                && !self.local_index
+                && t > 0
+                && t.is_multiple_of(self.depth))
+            .then(|| lists.iter().map(|l| l[t / self.depth - 1]).collect());
             inputs.push(
-                self.previous_embedding(t, &prev, &requests, batch, &device)
+                self.previous_embedding(t, &prev, &requests, batch, chosen.as_deref(), &device)
                     + self.position_embedding(t, b, &device),
             );
         }

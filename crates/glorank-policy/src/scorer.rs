@@ -104,10 +104,20 @@ impl StepScorer for PolicyScorer<'_> {
         let last: Vec<u32> = (0..rows)
             .map(|r| if t == 0 { 0 } else { batch.prefix(r)[t - 1] })
             .collect();
-        let x = self
-            .policy
-            .previous_embedding(t, &last, batch.requests, &self.batch, &self.device)
-            + self.policy.position_embedding(t, rows, &self.device);
+        let chosen = self.policy.chosen_items(
+            t,
+            batch.requests,
+            &|r| batch.prefix(r),
+            &self.batch.tuples,
+        )?;
+        let x = self.policy.previous_embedding(
+            t,
+            &last,
+            batch.requests,
+            &self.batch,
+            chosen.as_deref(),
+            &self.device,
+        ) + self.policy.position_embedding(t, rows, &self.device);
         let (cross, bias) = self.cross_for(batch.requests);
         let caches = std::mem::take(&mut self.cache);
         let (h, new_cache) = self.policy.decode_step(x, caches, &cross, &bias);

@@ -24,22 +24,28 @@ fn config(space: ActionSpace) -> PolicyConfig {
 }
 
 /// Every architecture the tests cover: the local-index ablation and the global policy with
-/// each output head.
+/// each output head, with and without the chosen-item input.
 fn variants() -> Vec<PolicyConfig> {
-    let mut v: Vec<PolicyConfig> = OutputHead::ALL
-        .into_iter()
-        .map(|h| config(ActionSpace::Global).with_output_head(h))
-        .collect();
+    let mut v = global_variants();
     v.push(config(ActionSpace::LocalIndex));
     v
 }
 
-/// The global policy with each output head.
+/// The global policy with each output head, and with the chosen-item input on the global
+/// and candidate-aware heads.
 fn global_variants() -> Vec<PolicyConfig> {
-    OutputHead::ALL
+    let mut v: Vec<PolicyConfig> = OutputHead::ALL
         .into_iter()
         .map(|h| config(ActionSpace::Global).with_output_head(h))
-        .collect()
+        .collect();
+    for h in [OutputHead::Global, OutputHead::CandidateAware] {
+        v.push(
+            config(ActionSpace::Global)
+                .with_output_head(h)
+                .with_chosen_item_input(true),
+        );
+    }
+    v
 }
 
 /// A random request with `n` distinct candidates and `h` history items.
@@ -466,4 +472,53 @@ fn first_item_logprobs_match_teacher_forcing_of_lists_that_start_with_the_item()
             }
         }
     }
+}
+
+/// The chosen-item input adds no weights and changes nothing before the second slot; from
+/// there on the decoder reads the chosen candidate's encoder output, so the same weights
+/// give other token log-probabilities.
+#[test]
+fn the_chosen_item_input_changes_only_later_slots() {
+    let dev = Device::flex();
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let reqs: Vec<Request> = (0..3).map(|k| request(&mut rng, 8 + k, k)).collect();
+    let plain_cfg = config(ActionSpace::Global).with_output_head(OutputHead::CandidateAware);
+    let plain = Policy::new(&plain_cfg, &dev).unwrap();
+    let chosen = Policy::new(&plain_cfg.clone().with_chosen_item_input(true), &dev).unwrap();
+    assert_eq!(plain.parameter_count(), chosen.parameter_count());
+    let lists: Vec<Vec<usize>> = reqs
+        .iter()
+        .map(|r| {
+            (0..plain.list_len())
+                .map(|i| (i * 3) % r.candidates.len())
+                .collect()
+        })
+        .collect();
+    let a = token_log_probs(&plain, &reqs, &lists, &dev);
+    let b = token_log_probs(&chosen, &reqs, &lists, &dev);
+    let depth = plain.depth();
+    for (x, y) in a.iter().zip(&b) {
+        for t in 0..depth {
+            assert!(
+                (x[t] - y[t]).abs() < 1e-6,
+                "slot 0, step {t}: {} vs {}",
+                x[t],
+                y[t]
+            );
+        }
+        let later = x[depth..]
+            .iter()
+            .zip(&y[depth..])
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0f32, f32::max);
+        assert!(later > 1e-3, "later slots unchanged: {later}");
+    }
+    // The local-index ablation refuses it.
+    let err = Policy::new(
+        &config(ActionSpace::LocalIndex).with_chosen_item_input(true),
+        &dev,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("chosen_item_input"), "{err}");
 }

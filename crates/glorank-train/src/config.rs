@@ -62,6 +62,9 @@ pub struct PolicyOptions {
     /// pointer scores of the candidates under each token), `global` (the linear head alone,
     /// GloRank as published) or `pointer` (see [`OutputHead`]).
     pub output_head: OutputHead,
+    /// Feed the chosen candidate's encoder output to the decoder at the start of the next
+    /// slot (default false; see [`PolicyConfig::chosen_item_input`]).
+    pub chosen_item_input: bool,
     /// Seed of the weight initialisation (default 0).
     pub seed: u64,
 }
@@ -79,6 +82,7 @@ impl Default for PolicyOptions {
             action_space: ActionSpace::Global,
             item_buckets: 0,
             output_head: OutputHead::CandidateAware,
+            chosen_item_input: false,
             seed: 0,
         }
     }
@@ -93,6 +97,7 @@ impl PolicyOptions {
             .with_tied_heads(self.tie_heads)
             .with_item_buckets(self.item_buckets)
             .with_output_head(self.output_head)
+            .with_chosen_item_input(self.chosen_item_input)
             .with_seed(self.seed)
             .with_action_space(self.action_space);
         c.use_retriever_score = self.use_retriever_score;
