@@ -116,8 +116,9 @@ pub struct BaselinesArgs {
     /// (1: greedy, the default).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=glorank::MAX_EVAL_BEAM as u64))]
     pub beam: u64,
-    /// Prefix-repetition penalty of the GloRank policies' decoding: each token loses this much per
-    /// earlier item of the list sharing its semantic-ID prefix (0: none, the default).
+    /// Prefix-repetition penalty of the GloRank policies' decoding: each token loses this
+    /// much per earlier item of the list sharing its semantic-ID prefix (0: none, the
+    /// default).
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub prefix_penalty: f32,
 }

@@ -423,6 +423,12 @@ impl Policy {
         }
     }
 
+    /// Whether step `t`'s decoder input carries the candidate completed at `t - 1`: under
+    /// [`PolicyConfig::chosen_item_input`], at the first token of every slot after the first.
+    fn reads_chosen_at(&self, t: usize) -> bool {
+        self.chosen_item_input && !self.local_index && t > 0 && t.is_multiple_of(self.depth)
+    }
+
     /// The candidate each row completed at step `t - 1`, when the decoder reads chosen
     /// candidates ([`PolicyConfig::chosen_item_input`]) and `t` starts a slot after the
     /// first; `None` otherwise. `prefix(row)` is the row's tokens so far, `tuples[request]`
@@ -437,7 +443,7 @@ impl Policy {
         prefix: &dyn Fn(usize) -> &'p [u32],
         tuples: &[Vec<Vec<u32>>],
     ) -> Result<Option<Vec<usize>>> {
-        if !self.chosen_item_input || self.local_index || t == 0 || !t.is_multiple_of(self.depth) {
+        if !self.reads_chosen_at(t) {
             return Ok(None);
         }
         requests
@@ -627,11 +633,9 @@ impl Policy {
                     }
                 })
                 .collect();
-            let chosen: Option<Vec<usize>> = (self.chosen_item_input
-                && !self.local_index
-                && t > 0
-                && t.is_multiple_of(self.depth))
-            .then(|| lists.iter().map(|l| l[t / self.depth - 1]).collect());
+            let chosen: Option<Vec<usize>> = self
+                .reads_chosen_at(t)
+                .then(|| lists.iter().map(|l| l[t / self.depth - 1]).collect());
             inputs.push(
                 self.previous_embedding(t, &prev, &requests, batch, chosen.as_deref(), &device)
                     + self.position_embedding(t, b, &device),

@@ -228,12 +228,14 @@ pub trait StepScorer {
     ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>;
 }
 
+/// A borrowed scorer scores as the scorer itself (so wrappers such as
+/// [`PrefixPenalty`](crate::PrefixPenalty) can take `&mut dyn StepScorer`).
 impl<T: StepScorer + ?Sized> StepScorer for &mut T {
     fn score(
         &mut self,
         batch: &StepBatch<'_>,
         out: &mut [f32],
-    ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    ) -> std::result::Result<(), ScorerError> {
         (**self).score(batch, out)
     }
 }
