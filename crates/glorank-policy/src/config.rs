@@ -140,6 +140,19 @@ fn parse_choice<T: Copy + std::fmt::Debug, const N: usize>(
 /// Largest item-level table [`PolicyConfig::item_buckets`] accepts (`2^24` rows).
 pub const MAX_ITEM_BUCKETS: usize = 1 << 24;
 
+/// Content vectors of the known items, keyed by their semantic IDs: what
+/// [`PolicyConfig::item_content`] adds to each candidate's input. Stored in the policy's
+/// configuration, so a saved policy carries them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemContent {
+    /// Width of each vector.
+    pub dim: usize,
+    /// The semantic-ID tuple of each item that has a vector.
+    pub tuples: Vec<Vec<u32>>,
+    /// Row-major vectors, `tuples.len() x dim`.
+    pub vectors: Vec<f32>,
+}
+
 /// Hyper-parameters of [`Policy`](crate::Policy). Defaults: d = 128, 4 heads, 2 + 2 layers, dropout 0.1 (see `docs/architecture.md`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -200,6 +213,13 @@ pub struct PolicyConfig {
     /// ablation already reads its chosen candidates.
     #[serde(default)]
     pub chosen_item_input: bool,
+    /// Content vectors added to each candidate's input through a learned projection, looked
+    /// up by the candidate's semantic ID: the inputs the baselines read next to their
+    /// item-ID embeddings. A tuple the table lacks gets zeros; a cold item whose codes equal
+    /// a known item's reads that item's vector (default none; saved policies without the
+    /// field read as none).
+    #[serde(default)]
+    pub item_content: Option<ItemContent>,
     /// Seed of the weight initialisation (default 0).
     pub seed: u64,
 }
@@ -226,6 +246,7 @@ impl PolicyConfig {
             item_buckets: 0,
             output_head: OutputHead::CandidateAware,
             chosen_item_input: false,
+            item_content: None,
             seed: 0,
         }
     }
@@ -352,6 +373,20 @@ impl PolicyConfig {
                 "output_head",
                 "the local-index ablation has only the global head (its outputs are positions)",
             );
+        }
+        if let Some(c) = &self.item_content {
+            if c.dim == 0 || c.vectors.len() != c.tuples.len() * c.dim {
+                return bad(
+                    "item_content",
+                    "needs dim >= 1 and tuples.len() x dim vector values",
+                );
+            }
+            if c.tuples.iter().any(|t| t.len() != self.vocab_sizes.len()) {
+                return bad("item_content", "every tuple needs one token per level");
+            }
+            if c.vectors.iter().any(|v| !v.is_finite()) {
+                return bad("item_content", "a vector value is not finite");
+            }
         }
         if self.action_space == ActionSpace::LocalIndex && self.chosen_item_input {
             return bad(

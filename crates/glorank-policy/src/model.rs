@@ -95,6 +95,51 @@ pub struct Policy {
     /// Whether the decoder reads the encoder output of each chosen candidate
     /// ([`PolicyConfig::chosen_item_input`]).
     pub(crate) chosen_item_input: bool,
+    /// Projection of the candidates' content vectors (`dim -> d`; present with
+    /// [`PolicyConfig::item_content`]).
+    pub(crate) content_proj: Option<Linear>,
+    /// The content vectors by semantic ID.
+    #[module(skip)]
+    pub(crate) content: Option<std::sync::Arc<ContentTable>>,
+}
+
+/// [`crate::ItemContent`] indexed for lookup.
+#[derive(Debug)]
+pub(crate) struct ContentTable {
+    dim: usize,
+    row: std::collections::HashMap<Vec<u32>, usize>,
+    vectors: Vec<f32>,
+}
+
+impl ContentTable {
+    fn new(c: &crate::ItemContent) -> Self {
+        Self {
+            dim: c.dim,
+            row: c
+                .tuples
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.clone(), i))
+                .collect(),
+            vectors: c.vectors.clone(),
+        }
+    }
+
+    /// Content vectors `[b, n, dim]` of each request's candidates (zeros for a tuple the
+    /// table lacks and for padding).
+    fn batch(&self, requests: &[Request], n: usize, device: &Device) -> Tensor<3> {
+        let d = self.dim;
+        let mut v = vec![0f32; requests.len() * n * d];
+        for (r, req) in requests.iter().enumerate() {
+            for (c, t) in req.candidates.iter().enumerate() {
+                if let Some(&i) = self.row.get(t) {
+                    v[(r * n + c) * d..(r * n + c + 1) * d]
+                        .copy_from_slice(&self.vectors[i * d..(i + 1) * d]);
+                }
+            }
+        }
+        Tensor::<3>::from_data(TensorData::new(v, [requests.len(), n, d]), device)
+    }
 }
 
 impl Policy {
@@ -163,6 +208,14 @@ impl Policy {
             retriever_input: config.retriever_input,
             tie_heads: config.tie_heads,
             chosen_item_input: config.chosen_item_input,
+            content_proj: config
+                .item_content
+                .as_ref()
+                .map(|c| LinearConfig::new(c.dim, d).init(device)),
+            content: config
+                .item_content
+                .as_ref()
+                .map(|c| std::sync::Arc::new(ContentTable::new(c))),
         }
     }
 
@@ -325,6 +378,9 @@ impl Policy {
         if self.use_score {
             let s = Tensor::<3>::from_data(TensorData::new(score, [b, n, width]), device);
             cand = cand + linear_rows(&self.score_proj, s);
+        }
+        if let (Some(proj), Some(table)) = (&self.content_proj, &self.content) {
+            cand = cand + linear_rows(proj, table.batch(requests, n, device));
         }
         if let Some(pos) = &self.position_emb {
             let idx: Vec<i64> = (0..b).flat_map(|_| 0..n as i64).collect();

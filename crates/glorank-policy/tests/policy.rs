@@ -4,7 +4,9 @@
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::Device;
-use glorank_policy::{ActionSpace, HistoryItem, OutputHead, Policy, PolicyConfig, Request, decode};
+use glorank_policy::{
+    ActionSpace, HistoryItem, ItemContent, OutputHead, Policy, PolicyConfig, Request, decode,
+};
 use glorank_trie::{CandidateTrie, DecodeStrategy, Decoder};
 use rand::rngs::ChaCha8Rng;
 use rand::seq::SliceRandom;
@@ -521,4 +523,97 @@ fn the_chosen_item_input_changes_only_later_slots() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("chosen_item_input"), "{err}");
+}
+
+/// A content table over every tuple of `reqs`' candidates but the first request's first,
+/// with 4-wide vectors drawn from `rng`.
+fn content_of(reqs: &[Request], rng: &mut ChaCha8Rng) -> ItemContent {
+    let tuples: Vec<Vec<u32>> = reqs
+        .iter()
+        .flat_map(|r| r.candidates.iter().cloned())
+        .skip(1)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .filter(|t| *t != reqs[0].candidates[0])
+        .collect();
+    let vectors = (0..tuples.len() * 4)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
+    ItemContent {
+        dim: 4,
+        tuples,
+        vectors,
+    }
+}
+
+/// Item content reaches the candidates by semantic ID: a candidate the table lacks reads
+/// zeros (the same scores as a zero vector), another vector moves its score, a saved policy
+/// keeps the table, and a malformed table is refused.
+#[test]
+fn item_content_is_looked_up_by_semantic_id() {
+    let dev = Device::flex();
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let reqs: Vec<Request> = (0..3).map(|k| request(&mut rng, 7 + k, k)).collect();
+    let content = content_of(&reqs, &mut rng);
+    let mut cfg = config(ActionSpace::Global).with_output_head(OutputHead::CandidateAware);
+    cfg.item_content = Some(content.clone());
+    let policy = Policy::new(&cfg, &dev).unwrap();
+    let scores = |p: &Policy| glorank_policy::first_item_logprobs(p, &reqs, &dev).unwrap();
+    let base = scores(&policy);
+    // The missing tuple reads zeros: adding it with a zero vector changes nothing.
+    let mut with_zero = content.clone();
+    with_zero.tuples.push(reqs[0].candidates[0].clone());
+    with_zero.vectors.extend([0.0; 4]);
+    let mut cfg_zero = cfg.clone();
+    cfg_zero.item_content = Some(with_zero.clone());
+    let zero = scores(&Policy::new(&cfg_zero, &dev).unwrap());
+    for (a, b) in base.iter().flatten().zip(zero.iter().flatten()) {
+        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+    }
+    // A non-zero vector for it moves that candidate's score.
+    let mut moved = with_zero;
+    let last = moved.vectors.len() - 4;
+    moved.vectors[last..].copy_from_slice(&[2.0, -2.0, 1.5, -1.5]);
+    let mut cfg_moved = cfg.clone();
+    cfg_moved.item_content = Some(moved);
+    let other = scores(&Policy::new(&cfg_moved, &dev).unwrap());
+    assert!((other[0][0] - base[0][0]).abs() > 1e-4);
+    // Saved and loaded with the table.
+    let dir = tempfile::tempdir().unwrap();
+    policy.save(&cfg, dir.path()).unwrap();
+    let (loaded, loaded_cfg) = Policy::load(dir.path(), &dev).unwrap();
+    assert_eq!(loaded_cfg.item_content, Some(content.clone()));
+    assert_eq!(scores(&loaded), base);
+    // The host path agrees with burn's.
+    let host = glorank_policy::HostPolicy::new(&policy);
+    for (a, b) in base
+        .iter()
+        .flatten()
+        .zip(host.first_item_logprobs(&reqs).unwrap().iter().flatten())
+    {
+        assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+    }
+    // Malformed tables.
+    for (edit, why) in [
+        (
+            Box::new(|c: &mut ItemContent| c.vectors.pop().map(drop).unwrap_or(()))
+                as Box<dyn Fn(&mut ItemContent)>,
+            "vector values",
+        ),
+        (
+            Box::new(|c: &mut ItemContent| c.vectors[0] = f32::NAN),
+            "finite",
+        ),
+        (
+            Box::new(|c: &mut ItemContent| c.tuples[0].push(0)),
+            "one token per level",
+        ),
+    ] {
+        let mut bad = content.clone();
+        edit(&mut bad);
+        let mut c = cfg.clone();
+        c.item_content = Some(bad);
+        let err = Policy::new(&c, &dev).unwrap_err().to_string();
+        assert!(err.contains("item_content") && err.contains(why), "{err}");
+    }
 }

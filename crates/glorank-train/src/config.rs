@@ -65,6 +65,11 @@ pub struct PolicyOptions {
     /// Feed the chosen candidate's encoder output to the decoder at the start of the next
     /// slot (default false; see [`PolicyConfig::chosen_item_input`]).
     pub chosen_item_input: bool,
+    /// Give each candidate its content vector (genres, year, 16 title-word buckets: what the
+    /// baselines read next to their item-ID embeddings) through a learned projection
+    /// (default false; see [`PolicyConfig::item_content`]). Needs a dataset with item
+    /// features.
+    pub item_content: bool,
     /// Seed of the weight initialisation (default 0).
     pub seed: u64,
 }
@@ -83,6 +88,7 @@ impl Default for PolicyOptions {
             item_buckets: 0,
             output_head: OutputHead::CandidateAware,
             chosen_item_input: false,
+            item_content: false,
             seed: 0,
         }
     }

@@ -77,7 +77,8 @@ impl Default for PipelineConfig {
 impl PipelineConfig {
     /// What the two demo presets share: a synthetic world whose every candidate gets
     /// feedback from the true click model (`data.pool_feedback`), SFT and Seq2Slate
-    /// imitating the labels' top of the pool, a 4-factor retriever, a d = 64 policy, small
+    /// imitating the labels' top of the pool, a 4-factor retriever, a d = 64 policy that
+    /// reads the items' content vectors as the baselines do (`policy.item_content`), small
     /// reward models trained for 2 epochs on one pool list per slate, SFT for up to 8 epochs
     /// at lr 2e-3 (keeping the best validation epoch), RL at lr 2e-4 keeping its best validation step, baselines at lr 2e-3 with 2
     /// REINFORCE samples, and the GloRank rows' test lists from a beam of 8.
@@ -86,6 +87,7 @@ impl PipelineConfig {
         c.data.pool_feedback = true;
         c.data.retriever_factors = 4;
         c.policy.d_model = 64;
+        c.policy.item_content = true;
         c.evaluator = RewardTrainConfig::default().with_epochs(2, 2);
         c.evaluator.pool_lists = 1;
         c.simulator = RewardTrainConfig::default().with_epochs(2, 2).with_seed(1);

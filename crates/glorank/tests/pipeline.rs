@@ -22,6 +22,7 @@ codes = 8
 [policy]
 d_model = 16
 layers = 1
+item_content = true
 [evaluator]
 epochs = 1
 pool_lists = 1
@@ -463,6 +464,15 @@ fn bad_configuration_names_the_field() {
     // The demo presets decode the GloRank rows' test lists with a beam of 8; a file without
     // the key decodes greedily, as before the option.
     assert_eq!(PipelineConfig::quick().eval_beam, 8);
+    // The demo policies read the items' content vectors, as the baselines do.
+    assert!(PipelineConfig::quick().policy.item_content);
+    assert!(PipelineConfig::demo().policy.item_content);
+    assert!(
+        !PipelineConfig::from_toml("", Path::new("x.toml"))
+            .unwrap()
+            .policy
+            .item_content
+    );
     assert_eq!(PipelineConfig::demo().eval_beam, 8);
     let plain = PipelineConfig::from_toml("", Path::new("x.toml")).unwrap();
     assert_eq!(plain.eval_beam, 1);

@@ -142,9 +142,38 @@ pub fn policy_config(
     ids: &SemanticIds,
     training: &TrainingConfig,
 ) -> Result<PolicyConfig> {
-    Ok(training
+    let mut config = training
         .policy
-        .apply(RequestBuilder::new(ds, ids)?.policy_config()))
+        .apply(RequestBuilder::new(ds, ids)?.policy_config());
+    if training.policy.item_content {
+        config.item_content = Some(item_content(ds, ids)?);
+    }
+    Ok(config)
+}
+
+/// The content vectors of `ds`'s items (genres, year, 16 title-word buckets, as the
+/// baselines read them) keyed by their semantic IDs, for [`PolicyConfig::item_content`].
+///
+/// # Errors
+/// A dataset without item features.
+fn item_content(ds: &PreparedDataset, ids: &SemanticIds) -> Result<glorank_policy::ItemContent> {
+    if ds.item_features.is_none() {
+        return Err(Error::InvalidConfig {
+            field: "policy.item_content".into(),
+            message: format!("dataset `{}` has no item features", ds.name),
+        });
+    }
+    let v = glorank_data::item_vectors(
+        ds,
+        &glorank_data::ItemVectorSource::Content { title_buckets: 16 },
+    )?;
+    Ok(glorank_policy::ItemContent {
+        dim: v.dim,
+        tuples: (0..ds.num_items())
+            .map(|i| ids.tuple(i).map(<[u32]>::to_vec).unwrap_or_default())
+            .collect(),
+        vectors: v.data,
+    })
 }
 
 /// Supervised pre-training into [`RunDir::sft`] (policy, checkpoints, log). Best-of-K
