@@ -531,7 +531,6 @@ fn content_of(reqs: &[Request], rng: &mut ChaCha8Rng) -> ItemContent {
     let tuples: Vec<Vec<u32>> = reqs
         .iter()
         .flat_map(|r| r.candidates.iter().cloned())
-        .skip(1)
         .collect::<BTreeSet<_>>()
         .into_iter()
         .filter(|t| *t != reqs[0].candidates[0])
