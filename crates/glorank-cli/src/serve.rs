@@ -58,6 +58,10 @@ pub struct RerankArgs {
     /// Beam width, a shorthand for `--decode beam:W` (1: greedy; at most 256).
     #[arg(long, conflicts_with = "decode")]
     pub beam: Option<usize>,
+    /// Prefix-repetition penalty: each token loses this much per earlier item of the list
+    /// sharing its semantic-ID prefix, so lists spread over clusters (0: none, the default).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub prefix_penalty: f32,
     /// Longest request line, in bytes; a longer one gets an error line and is skipped.
     #[arg(long, default_value_t = 1 << 20)]
     pub max_line_bytes: usize,
@@ -80,6 +84,10 @@ pub struct ServeArgs {
     /// above 1, else greedy).
     #[arg(long)]
     pub decode: Option<glorank::trie::DecodeStrategy>,
+    /// Prefix-repetition penalty: each token loses this much per earlier item of the list
+    /// sharing its semantic-ID prefix, so lists spread over clusters (0: none, the default).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub prefix_penalty: f32,
     /// Most requests decoded in one batch.
     #[arg(long, default_value_t = glorank_serve::ServeConfig::default().max_batch)]
     pub max_batch: usize,
@@ -200,14 +208,18 @@ fn load_reranker(
     model: &Path,
     policy: Option<&Path>,
     decode: Option<glorank::trie::DecodeStrategy>,
+    prefix_penalty: f32,
 ) -> Result<Reranker, CliError> {
     if let Some(d) = decode {
         d.validate()?;
     }
+    glorank::trie::Decoder::new(glorank::trie::DecodeStrategy::Greedy, 0)?
+        .with_prefix_penalty(prefix_penalty)?;
     let reranker = match policy {
         Some(p) => Reranker::load_policy(model, p),
         None => Reranker::load(model),
-    }?;
+    }?
+    .with_prefix_penalty(prefix_penalty)?;
     Ok(match decode {
         Some(d) => reranker.with_strategy(d),
         None => reranker,
@@ -226,7 +238,12 @@ pub fn rerank(args: &RerankArgs) -> Result<(), CliError> {
         .beam
         .map(DecodeStrategy::beam_or_greedy)
         .or(args.decode);
-    let reranker = load_reranker(&args.model, args.policy.as_deref(), decode)?;
+    let reranker = load_reranker(
+        &args.model,
+        args.policy.as_deref(),
+        decode,
+        args.prefix_penalty,
+    )?;
     let max = args.max_line_bytes;
     let mut input = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();
@@ -276,7 +293,12 @@ pub fn serve(args: &ServeArgs) -> Result<(), CliError> {
         handle_signals: true,
     };
     config.validate()?;
-    let reranker = load_reranker(&args.model, args.policy.as_deref(), args.decode)?;
+    let reranker = load_reranker(
+        &args.model,
+        args.policy.as_deref(),
+        args.decode,
+        args.prefix_penalty,
+    )?;
     let server = Server::start(reranker, &config)?;
     // The first line of standard output is the address, for scripts that asked for port 0.
     outln!("listening on http://{}", server.local_addr());

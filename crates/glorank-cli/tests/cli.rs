@@ -455,6 +455,14 @@ fn run_rerank_and_bench_on_a_tiny_pipeline() {
         .unwrap();
     assert!(!wide.status.success());
     assert!(String::from_utf8_lossy(&wide.stderr).contains("beam width"));
+    // So is a negative prefix penalty.
+    let negative = glorank()
+        .args(["rerank", "--prefix-penalty", "-1", "--model", o])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!negative.status.success());
+    assert!(String::from_utf8_lossy(&negative.stderr).contains("prefix penalty"));
 
     let m = out.join("metrics.json");
     let agg = glorank()

@@ -122,10 +122,17 @@ struct PyReranker {
 impl PyReranker {
     /// Loads `run_dir` (its RL policy, else its SFT one; or `policy`), decoding with
     /// `decode` ("greedy", "beam:W", "sample:T" or "sample:T:K"; default: as the run's
-    /// evaluation, a beam of its `eval_beam` when above 1, else greedy).
+    /// evaluation, a beam of its `eval_beam` when above 1, else greedy) and a
+    /// `prefix_penalty` (each token loses it per earlier item of the list sharing its
+    /// semantic-ID prefix; default 0: none).
     #[new]
-    #[pyo3(signature = (run_dir, policy = None, decode = None))]
-    fn new(run_dir: PathBuf, policy: Option<PathBuf>, decode: Option<&str>) -> PyResult<Self> {
+    #[pyo3(signature = (run_dir, policy = None, decode = None, prefix_penalty = 0.0))]
+    fn new(
+        run_dir: PathBuf,
+        policy: Option<PathBuf>,
+        decode: Option<&str>,
+        prefix_penalty: f32,
+    ) -> PyResult<Self> {
         let strategy = decode.map(parse_strategy).transpose()?;
         if let Some(s) = strategy {
             s.validate().map_err(err)?;
@@ -134,6 +141,8 @@ impl PyReranker {
             Some(p) => Reranker::load_policy(&run_dir, &p),
             None => Reranker::load(&run_dir),
         }
+        .map_err(err)?
+        .with_prefix_penalty(prefix_penalty)
         .map_err(err)?;
         let inner = match strategy {
             Some(s) => inner.with_strategy(s),

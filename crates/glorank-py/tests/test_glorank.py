@@ -69,6 +69,10 @@ def test_errors_carry_the_rust_message(run, reranker):
         reranker.rerank({"candidates": items, "bogus": 1})
     with pytest.raises(glorank.GlorankError, match="beam width"):
         glorank.Reranker(str(run), decode="beam:100000")
+    with pytest.raises(glorank.GlorankError, match="prefix penalty"):
+        glorank.Reranker(str(run), prefix_penalty=-1.0)
+    spread = glorank.Reranker(str(run), prefix_penalty=2.0)
+    assert len(set(spread.rerank({"candidates": items}))) == spread.list_len
     with pytest.raises(glorank.GlorankError, match="not found"):
         glorank.Reranker(str(run / "missing"))
 

@@ -123,6 +123,7 @@ pub struct Reranker {
     uses_user_id: bool,
     device: Device,
     strategy: DecodeStrategy,
+    prefix_penalty: f32,
 }
 
 impl std::fmt::Debug for Reranker {
@@ -130,6 +131,7 @@ impl std::fmt::Debug for Reranker {
         f.debug_struct("Reranker")
             .field("items", &self.ids.len())
             .field("strategy", &self.strategy)
+            .field("prefix_penalty", &self.prefix_penalty)
             .finish()
     }
 }
@@ -227,6 +229,7 @@ impl Reranker {
             uses_user_id,
             device,
             strategy: DecodeStrategy::beam_or_greedy(eval_beam),
+            prefix_penalty: 0.0,
         })
     }
 
@@ -241,6 +244,23 @@ impl Reranker {
     pub fn with_strategy(mut self, strategy: DecodeStrategy) -> Self {
         self.strategy = strategy;
         self
+    }
+
+    /// Decodes with this prefix-repetition penalty (`glorank_trie::PrefixPenalty`: each
+    /// token loses `penalty` per earlier item of the list sharing its semantic-ID prefix, so
+    /// lists spread over clusters; 0, the default: none).
+    ///
+    /// # Errors
+    /// [`Error::Trie`] for a negative or non-finite penalty.
+    pub fn with_prefix_penalty(mut self, penalty: f32) -> Result<Self> {
+        Decoder::new(DecodeStrategy::Greedy, 0)?.with_prefix_penalty(penalty)?;
+        self.prefix_penalty = penalty;
+        Ok(self)
+    }
+
+    /// The prefix-repetition penalty of the decoding (0: none).
+    pub fn prefix_penalty(&self) -> f32 {
+        self.prefix_penalty
     }
 
     /// The decoding strategy of [`Reranker::rerank`] and [`Reranker::rerank_batch`].
@@ -472,6 +492,7 @@ impl Reranker {
             Ok(Vec::new())
         } else {
             Decoder::new(strategy, 0)
+                .and_then(|d| d.with_prefix_penalty(self.prefix_penalty))
                 .map_err(Error::from)
                 .and_then(|mut d| {
                     let host = self.host.as_ref();

@@ -195,6 +195,28 @@ fn pipeline_runs_reuses_artifacts_and_serves() {
         .unwrap();
     assert_eq!(list.len(), 6);
     assert!(list.iter().all(|i| candidates.contains(i)));
+    // A prefix penalty serves other valid lists; a negative one is refused.
+    let spread = Reranker::load(dir.path())
+        .unwrap()
+        .with_prefix_penalty(3.0)
+        .unwrap();
+    assert_eq!(spread.prefix_penalty(), 3.0);
+    let spread_list = spread
+        .rerank(&RerankRequest::new(candidates.clone()))
+        .unwrap();
+    assert!(spread_list.iter().all(|i| candidates.contains(i)));
+    assert_eq!(
+        spread_list
+            .iter()
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
+        6
+    );
+    let err = Reranker::load(dir.path())
+        .unwrap()
+        .with_prefix_penalty(-1.0)
+        .unwrap_err();
+    assert!(err.to_string().contains("prefix penalty"), "{err}");
     // A cold item with a vector is served; without one it is a clear error.
     let dim = glorank::tokenizer::load_tokenizer(dir.path(), glorank::Device::flex())
         .unwrap()

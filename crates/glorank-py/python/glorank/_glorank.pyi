@@ -24,7 +24,11 @@ class Reranker:
     """A trained GloRank policy with its tables, loaded from a run directory."""
 
     def __init__(
-        self, run_dir: StrPath, policy: Optional[StrPath] = None, decode: Optional[str] = None
+        self,
+        run_dir: StrPath,
+        policy: Optional[StrPath] = None,
+        decode: Optional[str] = None,
+        prefix_penalty: float = 0.0,
     ) -> None: ...
     def rerank(self, request: Request) -> list[str]:
         """Reranks one request; returns the list of item ids, best first."""
