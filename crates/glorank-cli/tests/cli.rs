@@ -447,22 +447,20 @@ fn run_rerank_and_bench_on_a_tiny_pipeline() {
             .contains("max-line-bytes")
     );
     assert_eq!(lines[5]["list"], lines[0]["list"]);
-    // A beam wider than the cap is refused before anything is read.
-    let wide = glorank()
-        .args(["rerank", "--beam", "1000000", "--model", o])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    assert!(!wide.status.success());
-    assert!(String::from_utf8_lossy(&wide.stderr).contains("beam width"));
-    // So is a negative prefix penalty.
-    let negative = glorank()
-        .args(["rerank", "--prefix-penalty", "-1", "--model", o])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    assert!(!negative.status.success());
-    assert!(String::from_utf8_lossy(&negative.stderr).contains("prefix penalty"));
+    // A beam wider than the cap, or a negative prefix penalty, is refused before anything
+    // is read.
+    for (flag, value, message) in [
+        ("--beam", "1000000", "beam width"),
+        ("--prefix-penalty", "-1", "prefix penalty"),
+    ] {
+        let refused = glorank()
+            .args(["rerank", flag, value, "--model", o])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!refused.status.success(), "{flag} {value}");
+        assert!(String::from_utf8_lossy(&refused.stderr).contains(message));
+    }
 
     let m = out.join("metrics.json");
     let agg = glorank()
