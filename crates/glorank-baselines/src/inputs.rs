@@ -28,12 +28,16 @@ pub struct Features {
     pub retriever_input: RetrieverInput,
 }
 
+/// The content vectors the baselines read next to their item-ID embeddings (genres, year,
+/// 16 title-word buckets); GloRank's `policy.item_content` reads the same.
+pub const CONTENT_VECTORS: ItemVectorSource = ItemVectorSource::Content { title_buckets: 16 };
+
 impl Features {
     /// The side information of `ds`: content vectors (genres, year, 16 title-hash buckets)
     /// when it has item features, user attributes when it has them.
     pub fn of(ds: &PreparedDataset) -> Self {
         let (item_vectors, dim) = match &ds.item_features {
-            Some(_) => match item_vectors(ds, &ItemVectorSource::Content { title_buckets: 16 }) {
+            Some(_) => match item_vectors(ds, &CONTENT_VECTORS) {
                 Ok(v) => (v.data, v.dim),
                 Err(_) => (Vec::new(), 0),
             },

@@ -23,7 +23,7 @@
 mod inputs;
 mod models;
 
-pub use inputs::{Batch, Features};
+pub use inputs::{Batch, CONTENT_VECTORS, Features};
 pub use models::{Dlcm, Encoding, Prm, Sampler, Seq2Slate};
 
 use burn::module::Module;

@@ -202,8 +202,8 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
 }
 
 /// The run `model` (or its `policy` directory instead) as `glorank rerank` and `glorank
-/// serve` load it: decoding with `decode` when given (checked first), else as the run's
-/// evaluation did.
+/// serve` load it: decoding with `decode` when given, else as the run's evaluation did, and
+/// with `prefix_penalty` (both checked before anything is loaded).
 fn load_reranker(
     model: &Path,
     policy: Option<&Path>,
@@ -213,8 +213,7 @@ fn load_reranker(
     if let Some(d) = decode {
         d.validate()?;
     }
-    glorank::trie::Decoder::new(glorank::trie::DecodeStrategy::Greedy, 0)?
-        .with_prefix_penalty(prefix_penalty)?;
+    glorank::trie::check_prefix_penalty(prefix_penalty)?;
     let reranker = match policy {
         Some(p) => Reranker::load_policy(model, p),
         None => Reranker::load(model),

@@ -225,8 +225,9 @@ fn sft_resume_equals_uninterrupted() {
     );
 }
 
-/// A directory holding an SFT policy (`policy_sft/`) trained for `epochs` on `s`.
-fn trained_sft(s: &Setup, epochs: usize) -> tempfile::TempDir {
+/// A directory holding an SFT policy trained for `epochs` on `s`, and that policy's
+/// directory (`policy_sft/` inside it).
+fn trained_sft(s: &Setup, epochs: usize) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     sft(
         s,
@@ -235,7 +236,8 @@ fn trained_sft(s: &Setup, epochs: usize) -> tempfile::TempDir {
         false,
         &mut NoObserver,
     );
-    dir
+    let sft_dir = dir.path().join("policy_sft");
+    (dir, sft_dir)
 }
 
 fn evaluator(s: &Setup) -> UserResponseModel {
@@ -310,8 +312,7 @@ fn rl_lifts_the_evaluator_reward_above_sft() {
     let plain = Device::flex();
     let eval = evaluator(&s);
     let reward = EvaluatorReward::new(&eval, &plain);
-    let dir = trained_sft(&s, 4);
-    let sft_dir = dir.path().join("policy_sft");
+    let (dir, sft_dir) = trained_sft(&s, 4);
     let cfg = RlConfig::default()
         .with(8, 0.01, 3e-3)
         .with_steps(40, 16, 20)
@@ -373,8 +374,7 @@ fn rl_resume_equals_uninterrupted() {
         })
         .collect();
     let reward = glorank_train::LabelReward::new(&rel);
-    let dir = trained_sft(&s, 1);
-    let sft_dir = dir.path().join("policy_sft");
+    let (_sft_run, sft_dir) = trained_sft(&s, 1);
     let cfg = RlConfig::default()
         .with(4, 0.05, 1e-3)
         .with_steps(6, 8, 2)
@@ -433,10 +433,9 @@ fn rl_keep_best_saves_the_best_validation_policy() {
     let plain = Device::flex();
     let eval = evaluator(&s);
     let reward = EvaluatorReward::new(&eval, &plain);
-    let dir = trained_sft(&s, 1);
+    let (dir, sft_dir) = trained_sft(&s, 1);
     let mut cfg = RlConfig::default().with(4, 0.0, 3e-2).with_steps(6, 8, 1);
     cfg.keep_best = true;
-    let sft_dir = dir.path().join("policy_sft");
     rl(
         &s,
         &reward,

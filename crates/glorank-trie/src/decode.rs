@@ -7,7 +7,7 @@
 //! per decoding row; the decoder masks the tokens the row's [`ListState`] does not allow and
 //! normalises over the allowed ones only (a log-softmax over the allowed set), then picks.
 
-use crate::penalty::PrefixPenalty;
+use crate::penalty::{PrefixPenalty, check_prefix_penalty};
 use crate::trie::{CandidateTrie, ListState};
 use crate::{Result, TrieError};
 use rand::rngs::ChaCha8Rng;
@@ -437,11 +437,7 @@ impl Decoder {
     /// # Errors
     /// [`TrieError::InvalidConfig`] for a negative or non-finite penalty.
     pub fn with_prefix_penalty(mut self, penalty: f32) -> Result<Self> {
-        if !(penalty.is_finite() && penalty >= 0.0) {
-            return Err(TrieError::InvalidConfig(format!(
-                "prefix penalty {penalty} must be finite and >= 0"
-            )));
-        }
+        check_prefix_penalty(penalty)?;
         self.prefix_penalty = penalty;
         Ok(self)
     }

@@ -54,7 +54,7 @@ pub use decode::{
     DecodeStrategy, DecodedList, Decoder, MAX_BEAM_WIDTH, ScorerError, ShardPlan, StepBatch,
     StepScorer, first_item_logprobs,
 };
-pub use penalty::PrefixPenalty;
+pub use penalty::{PrefixPenalty, check_prefix_penalty};
 pub use trie::{CandidateTrie, ListState};
 
 /// Errors of the trie and the decoders.

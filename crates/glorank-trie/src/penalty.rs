@@ -12,6 +12,21 @@
 //! none pays nothing; with `penalty = 0` the scores pass through unchanged.
 
 use crate::decode::{ScorerError, StepBatch, StepScorer};
+use crate::{Result, TrieError};
+
+/// Checks a prefix penalty: finite and `>= 0`.
+///
+/// # Errors
+/// [`TrieError::InvalidConfig`] for a negative or non-finite penalty.
+pub fn check_prefix_penalty(penalty: f32) -> Result<()> {
+    if penalty.is_finite() && penalty >= 0.0 {
+        Ok(())
+    } else {
+        Err(TrieError::InvalidConfig(format!(
+            "prefix penalty {penalty} must be finite and >= 0"
+        )))
+    }
+}
 
 /// Wraps a [`StepScorer`], subtracting the prefix-repetition penalty from its scores (see the
 /// module docs). Use it directly around any scorer, or through
@@ -24,7 +39,7 @@ pub struct PrefixPenalty<S> {
 
 impl<S: StepScorer> PrefixPenalty<S> {
     /// `inner` with a penalty of `penalty` per shared token (`>= 0` and finite, as
-    /// [`Decoder::with_prefix_penalty`](crate::Decoder::with_prefix_penalty) checks).
+    /// [`check_prefix_penalty`] checks).
     pub fn new(inner: S, penalty: f32) -> Self {
         Self { inner, penalty }
     }

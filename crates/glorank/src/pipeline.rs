@@ -80,8 +80,9 @@ impl PipelineConfig {
     /// imitating the labels' top of the pool, a 4-factor retriever, a d = 64 policy that
     /// reads the items' content vectors as the baselines do (`policy.item_content`), small
     /// reward models trained for 2 epochs on one pool list per slate, SFT for up to 8 epochs
-    /// at lr 2e-3 (keeping the best validation epoch), RL at lr 2e-4 keeping its best validation step, baselines at lr 2e-3 with 2
-    /// REINFORCE samples, and the GloRank rows' test lists from a beam of 8.
+    /// at lr 2e-3 (keeping the best validation epoch), RL at lr 2e-4 keeping its best
+    /// validation step, baselines at lr 2e-3 with 2 REINFORCE samples, and the GloRank rows'
+    /// test lists from a beam of 8.
     fn demo_base(rl_steps: usize, rl_every: usize, baseline_epochs: usize) -> Self {
         let mut c = Self::default();
         c.data.pool_feedback = true;

@@ -253,7 +253,7 @@ impl Reranker {
     /// # Errors
     /// [`Error::Trie`] for a negative or non-finite penalty.
     pub fn with_prefix_penalty(mut self, penalty: f32) -> Result<Self> {
-        Decoder::new(DecodeStrategy::Greedy, 0)?.with_prefix_penalty(penalty)?;
+        glorank_trie::check_prefix_penalty(penalty)?;
         self.prefix_penalty = penalty;
         Ok(self)
     }

@@ -168,8 +168,8 @@ impl<'a> EvalContext<'a> {
     /// # Errors
     /// [`crate::Error::Trie`] for a negative or non-finite penalty.
     pub fn with_prefix_penalty(mut self, penalty: f32) -> Result<Self> {
+        glorank_trie::check_prefix_penalty(penalty)?;
         self.prefix_penalty = penalty;
-        self.decoder()?;
         Ok(self)
     }
 

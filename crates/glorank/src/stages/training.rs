@@ -163,10 +163,7 @@ fn item_content(ds: &PreparedDataset, ids: &SemanticIds) -> Result<glorank_polic
             message: format!("dataset `{}` has no item features", ds.name),
         });
     }
-    let v = glorank_data::item_vectors(
-        ds,
-        &glorank_data::ItemVectorSource::Content { title_buckets: 16 },
-    )?;
+    let v = glorank_data::item_vectors(ds, &glorank_baselines::CONTENT_VECTORS)?;
     Ok(glorank_policy::ItemContent {
         dim: v.dim,
         tuples: (0..ds.num_items())
