@@ -7,7 +7,8 @@
 //!   slates plus pool-sampled lists) with early stopping on validation click AUC.
 //! * [`train_sft`] is supervised pre-training: teacher forcing on demonstrations (the logged
 //!   slate by rating, or the evaluator's [`best_of_k_demonstrations`]), validation
-//!   NDCG/Precision each epoch, the best epoch kept.
+//!   NDCG/Precision each epoch, the best epoch kept; its rate follows an [`LrSchedule`]
+//!   (linear warmup, then constant, linear or cosine decay; constant by default).
 //! * [`train_rl`] is group-relative RL ([`rl_step`], [`group_advantages`]) against a
 //!   [`ListReward`] ([`EvaluatorReward`] or the verifiable [`LabelReward`]) with a KL penalty
 //!   to the frozen SFT policy, logging reward, KL, entropy and skipped groups.
@@ -38,6 +39,7 @@ mod policy_run;
 mod requests;
 mod reward;
 mod rl;
+mod schedule;
 mod sft;
 
 pub use advantage::{GroupAdvantages, group_advantages};
@@ -57,6 +59,7 @@ pub use reward::{
     train_reward_model, train_reward_model_in,
 };
 pub use rl::{RlConfig, RlData, RlOutcome, RlStepStats, rl_step, train_rl};
+pub use schedule::{LrDecay, LrSchedule};
 pub use sft::{
     SftConfig, SftData, SftOutcome, best_of_k_demonstrations, greedy_metrics, sft_step, train_sft,
 };

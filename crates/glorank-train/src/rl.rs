@@ -6,6 +6,7 @@ use crate::checkpoint::StageOutput;
 use crate::config::{RewardSource, check, check_max};
 use crate::eval::{ListReward, greedy_lists, list_metrics};
 use crate::policy_run::PolicyRun;
+use crate::schedule::LrSchedule;
 use crate::{Result, TrainError, derive_seed};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
@@ -39,8 +40,10 @@ pub struct RlConfig {
     pub kl_coef: f64,
     /// Floor of the group standard deviation (default 1e-3).
     pub std_floor: f32,
-    /// AdamW learning rate (default 5e-5).
+    /// AdamW learning rate (default 5e-5), the base of `schedule`.
     pub learning_rate: f64,
+    /// How the learning rate moves over the `steps` (default: constant).
+    pub schedule: LrSchedule,
     /// AdamW weight decay (default 0).
     pub weight_decay: f32,
     /// Global gradient-norm bound; 0 disables clipping (default 1.0).
@@ -71,6 +74,7 @@ impl Default for RlConfig {
             kl_coef: 0.05,
             std_floor: 1e-3,
             learning_rate: 5e-5,
+            schedule: LrSchedule::default(),
             weight_decay: 0.0,
             grad_clip_norm: 1.0,
             reward: RewardSource::Evaluator,
@@ -98,6 +102,12 @@ impl RlConfig {
         self.batch_size = batch_size;
         self.eval_every = every;
         self.checkpoint_every = every;
+        self
+    }
+
+    /// Sets the learning-rate schedule.
+    pub fn with_schedule(mut self, schedule: LrSchedule) -> Self {
+        self.schedule = schedule;
         self
     }
 
@@ -153,6 +163,7 @@ impl RlConfig {
             self.learning_rate.is_finite() && self.learning_rate > 0.0,
             "must be finite and > 0",
         )?;
+        self.schedule.validate("rl.schedule")?;
         check(
             "rl.grad_clip_norm",
             self.grad_clip_norm.is_finite() && self.grad_clip_norm >= 0.0,
@@ -349,6 +360,9 @@ struct RlState {
     /// The best validation so far, `(step, NDCG@L)` (with `keep_best`).
     #[serde(default)]
     best: Option<(u64, f64)>,
+    /// The rate of the last step run.
+    #[serde(default)]
+    learning_rate: f64,
 }
 
 fn evaluate(
@@ -500,6 +514,12 @@ impl TrainingLoop for RlLoop<'_> {
             },
             derive_seed(config.seed, &[4, st.step]),
         )?;
+        // The step's rate from the schedule; `rl_step` reads it from the configuration.
+        let step_config = RlConfig {
+            learning_rate: config.learning_rate * config.schedule.factor(st.step, self.total),
+            ..config.clone()
+        };
+        st.learning_rate = step_config.learning_rate;
         let t0 = Instant::now();
         let policy = self.run.take()?;
         let (optim, reference, reward) = (&mut self.run.optim, self.reference, self.data.reward);
@@ -516,7 +536,7 @@ impl TrainingLoop for RlLoop<'_> {
                     &ids,
                     reward,
                     &mut decoder,
-                    config,
+                    &step_config,
                     (device, plain),
                 )
             },
@@ -559,6 +579,7 @@ impl TrainingLoop for RlLoop<'_> {
                 "skipped_groups": st.skipped_groups,
                 "skipped_steps": st.skipped_steps,
                 "train_samples_per_s": st.samples as f64 / st.train_seconds.max(1e-9),
+                "learning_rate": st.learning_rate,
             });
             self.st.sums = [0.0; 4];
             self.st.count = 0;

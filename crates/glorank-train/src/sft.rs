@@ -5,6 +5,7 @@ use crate::checkpoint::StageOutput;
 use crate::config::{Demonstrations, check, check_max};
 use crate::eval::{EvaluatorReward, ListReward, greedy_lists, list_metrics};
 use crate::policy_run::PolicyRun;
+use crate::schedule::LrSchedule;
 use crate::{Result, TrainError, derive_seed};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
@@ -32,8 +33,10 @@ pub struct SftConfig {
     pub epochs: usize,
     /// Demonstrations per step (default 64).
     pub batch_size: usize,
-    /// AdamW learning rate (default 1e-3).
+    /// AdamW learning rate (default 1e-3), the base of `schedule`.
     pub learning_rate: f64,
+    /// How the learning rate moves over the planned `epochs` (default: constant).
+    pub schedule: LrSchedule,
     /// AdamW weight decay (default 1e-4).
     pub weight_decay: f32,
     /// Global gradient-norm bound; 0 disables clipping (default 1.0).
@@ -60,6 +63,7 @@ impl Default for SftConfig {
             epochs: 10,
             batch_size: 64,
             learning_rate: 1e-3,
+            schedule: LrSchedule::default(),
             weight_decay: 1e-4,
             grad_clip_norm: 1.0,
             patience: 3,
@@ -77,6 +81,12 @@ impl SftConfig {
         self.epochs = epochs;
         self.batch_size = batch_size;
         self.learning_rate = learning_rate;
+        self
+    }
+
+    /// Sets the learning-rate schedule.
+    pub fn with_schedule(mut self, schedule: LrSchedule) -> Self {
+        self.schedule = schedule;
         self
     }
 
@@ -120,6 +130,7 @@ impl SftConfig {
             self.grad_clip_norm.is_finite() && self.grad_clip_norm >= 0.0,
             "must be finite and >= 0",
         )?;
+        self.schedule.validate("sft.schedule")?;
         check("sft.patience", self.patience > 0, "must be > 0")?;
         check("sft.shards", self.shards > 0, "must be > 0")?;
         check_max("sft.shards", self.shards, glorank_nn::limits::MAX_SHARDS)?;
@@ -267,6 +278,9 @@ struct SftState {
     skipped_steps: u64,
     train_seconds: f64,
     samples: u64,
+    /// The rate of the last step run.
+    #[serde(default)]
+    learning_rate: f64,
     log: Vec<serde_json::Value>,
 }
 
@@ -383,6 +397,8 @@ impl TrainingLoop for SftLoop<'_> {
             .iter()
             .map(|&i| self.data.demonstrations[i].clone())
             .collect();
+        let learning_rate = config.learning_rate * config.schedule.factor(st.step, self.total);
+        st.learning_rate = learning_rate;
         let t0 = Instant::now();
         let policy = self.run.take()?;
         let optim = &mut self.run.optim;
@@ -397,7 +413,7 @@ impl TrainingLoop for SftLoop<'_> {
                     optim,
                     &reqs,
                     &demos,
-                    (config.learning_rate, config.grad_clip_norm, config.shards),
+                    (learning_rate, config.grad_clip_norm, config.shards),
                     device,
                 )
             },
@@ -428,6 +444,7 @@ impl TrainingLoop for SftLoop<'_> {
                 "train_loss": st.loss_sum / st.loss_steps.max(1) as f64,
                 "skipped_steps": st.skipped_steps,
                 "train_samples_per_s": st.samples as f64 / st.train_seconds.max(1e-9),
+                "learning_rate": st.learning_rate,
             });
             let score = if self.data.valid.is_empty() {
                 f64::NEG_INFINITY

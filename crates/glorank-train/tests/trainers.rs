@@ -11,9 +11,9 @@ use glorank_policy::{Policy, PolicyConfig, Request};
 use glorank_reward::{RewardConfig, RewardRole, UserResponseModel};
 use glorank_tokenizer::{ItemTokenizer, RqKMeans, RqKMeansConfig};
 use glorank_train::{
-    EvaluatorReward, ListReward, NoObserver, RequestBuilder, RewardSource, RewardTrainConfig,
-    RlConfig, RlData, RunStatus, SftConfig, SftData, StageOutput, TrainObserver, greedy_lists,
-    reward_examples, train_reward_model, train_rl, train_sft,
+    EvaluatorReward, ListReward, LrDecay, LrSchedule, NoObserver, RequestBuilder, RewardSource,
+    RewardTrainConfig, RlConfig, RlData, RunStatus, SftConfig, SftData, StageOutput, TrainObserver,
+    greedy_lists, reward_examples, train_reward_model, train_rl, train_sft,
 };
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -186,9 +186,15 @@ fn sft_lifts_validation_precision_above_random() {
 #[test]
 fn sft_resume_equals_uninterrupted() {
     let s = setup(60);
+    // With a warmup and a cosine decay: a resumed run must apply the same rates.
     let cfg = SftConfig::default()
         .with(2, 16, 3e-3)
-        .with_checkpoint_every(3);
+        .with_checkpoint_every(3)
+        .with_schedule(LrSchedule {
+            warmup_steps: 3,
+            decay: LrDecay::Cosine,
+            final_factor: 0.1,
+        });
     let full = tempfile::tempdir().unwrap();
     assert_eq!(
         sft(&s, &cfg, full.path(), false, &mut NoObserver),
@@ -213,6 +219,20 @@ fn sft_resume_equals_uninterrupted() {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0f32, f32::max);
     assert_eq!(max_diff, 0.0, "resumed weights differ by up to {max_diff}");
+    // Each epoch record holds the rate of its last step: the last planned step runs at
+    // final_factor of the base rate, an earlier one above it.
+    let rates: Vec<f64> = std::fs::read_to_string(cut.path().join("sft_log.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["learning_rate"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(rates.len(), 2);
+    assert!((rates[1] - 3e-4).abs() < 1e-12, "{rates:?}");
+    assert!(rates[0] > rates[1] && rates[0] <= 3e-3, "{rates:?}");
     assert_eq!(
         std::fs::read_to_string(full.path().join("sft_log.jsonl"))
             .unwrap()
@@ -375,10 +395,16 @@ fn rl_resume_equals_uninterrupted() {
         .collect();
     let reward = glorank_train::LabelReward::new(&rel);
     let (_sft_run, sft_dir) = trained_sft(&s, 1);
+    // A linear decay: a resumed run must apply the same rates.
     let cfg = RlConfig::default()
         .with(4, 0.05, 1e-3)
         .with_steps(6, 8, 2)
-        .with_reward(RewardSource::Labels);
+        .with_reward(RewardSource::Labels)
+        .with_schedule(LrSchedule {
+            warmup_steps: 1,
+            decay: LrDecay::Linear,
+            final_factor: 0.5,
+        });
     let full = tempfile::tempdir().unwrap();
     rl(
         &s,
@@ -422,6 +448,15 @@ fn rl_resume_equals_uninterrupted() {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0f32, f32::max);
     assert_eq!(max_diff, 0.0, "resumed weights differ by up to {max_diff}");
+    // Each evaluation record holds the rate of the step before it: step 6 of 6 ran at
+    // final_factor of the base rate.
+    let log = std::fs::read_to_string(cut.path().join("rl_log.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert_eq!(last["step"].as_u64(), Some(6));
+    assert!(
+        (last["learning_rate"].as_f64().unwrap() - 5e-4).abs() < 1e-12,
+        "{last}"
+    );
 }
 
 /// With `keep_best`, the saved RL policy is the one of the best validation (step 0, the SFT
