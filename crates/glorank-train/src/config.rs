@@ -306,5 +306,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("policy.heads"), "{e}");
+        for (text, field) in [
+            ("[sft]\nvalid_beam = 0\n", "sft.valid_beam"),
+            ("[rl]\nvalid_beam = 100000\n", "rl.valid_beam"),
+            (
+                "[sft.schedule]\nfinal_factor = -1\n",
+                "sft.schedule.final_factor",
+            ),
+        ] {
+            let e = TrainingConfig::from_toml(text, Path::new("c.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field), "{text}: {e}");
+        }
     }
 }

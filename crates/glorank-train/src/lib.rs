@@ -61,7 +61,8 @@ pub use reward::{
 pub use rl::{RlConfig, RlData, RlOutcome, RlStepStats, rl_step, train_rl};
 pub use schedule::{LrDecay, LrSchedule};
 pub use sft::{
-    SftConfig, SftData, SftOutcome, best_of_k_demonstrations, greedy_metrics, sft_step, train_sft,
+    SftConfig, SftData, SftOutcome, beam_metrics, best_of_k_demonstrations, greedy_metrics,
+    sft_step, train_sft,
 };
 
 use std::path::PathBuf;

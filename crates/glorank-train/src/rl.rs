@@ -58,6 +58,10 @@ pub struct RlConfig {
     pub seed: u64,
     /// Data-parallel row shards of each update (default 4; see [`crate::SftConfig::shards`]).
     pub shards: usize,
+    /// Beam width of the validation lists (default 1: greedy); as
+    /// [`crate::SftConfig::valid_beam`], set it to the width of the final evaluation so
+    /// `keep_best` picks the best step under that decoding.
+    pub valid_beam: usize,
     /// Keep the policy of the validation with the best NDCG@L (step 0, the SFT policy,
     /// included) instead of the last step's, as SFT keeps its best epoch (default false:
     /// the last step). Without validation requests the last step is kept.
@@ -83,6 +87,7 @@ impl Default for RlConfig {
             seed: 0,
             shards: 4,
             keep_best: false,
+            valid_beam: 1,
         }
     }
 }
@@ -137,6 +142,12 @@ impl RlConfig {
             check_max("rl.shards", self.shards, MAX_SHARDS)?;
             check_max("rl.steps", self.steps, MAX_STEPS)?;
             check_max("rl.group_size", self.group_size, MAX_GROUP)?;
+            check("rl.valid_beam", self.valid_beam > 0, "must be > 0")?;
+            check_max(
+                "rl.valid_beam",
+                self.valid_beam,
+                glorank_trie::MAX_BEAM_WIDTH,
+            )?;
             check_max(
                 "rl.batch_size x rl.group_size",
                 self.batch_size.saturating_mul(self.group_size),
@@ -368,13 +379,14 @@ struct RlState {
 fn evaluate(
     policy: &Policy,
     data: &RlData<'_>,
+    beam: usize,
     plain: &Device,
     record: &mut serde_json::Value,
 ) -> Result<()> {
     if data.valid.is_empty() {
         return Ok(());
     }
-    let lists = greedy_lists(policy, data.valid, 1, plain)?;
+    let lists = greedy_lists(policy, data.valid, beam, plain)?;
     let m = list_metrics(&lists, data.valid_relevance, policy.list_len())?;
     record["valid_precision"] = json!(m.precision.mean);
     record["valid_ndcg"] = json!(m.ndcg.mean);
@@ -469,7 +481,13 @@ impl RlLoop<'_> {
         observer: &mut dyn TrainObserver,
     ) -> Result<()> {
         let policy = self.run.policy()?.valid();
-        evaluate(&policy, &self.data, self.run.devices.1, &mut record)?;
+        evaluate(
+            &policy,
+            &self.data,
+            self.config.valid_beam,
+            self.run.devices.1,
+            &mut record,
+        )?;
         if self.config.keep_best
             && let Some(score) = record["valid_ndcg"].as_f64()
         {

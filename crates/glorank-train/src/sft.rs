@@ -43,6 +43,10 @@ pub struct SftConfig {
     pub grad_clip_norm: f32,
     /// Epochs without a better validation NDCG@L before stopping (default 3).
     pub patience: usize,
+    /// Beam width of the validation lists that pick the best epoch (default 1: greedy).
+    /// Set it to the width the policy will be evaluated or served with (the pipeline's
+    /// `eval_beam`), so the epoch kept is the best under that decoding.
+    pub valid_beam: usize,
     /// What to imitate (default: the logged slate by rating).
     pub demonstrations: Demonstrations,
     /// A checkpoint every this many steps, besides the one at each epoch end (0: epoch ends
@@ -67,6 +71,7 @@ impl Default for SftConfig {
             weight_decay: 1e-4,
             grad_clip_norm: 1.0,
             patience: 3,
+            valid_beam: 1,
             demonstrations: Demonstrations::Logged,
             checkpoint_every: 200,
             seed: 0,
@@ -133,6 +138,12 @@ impl SftConfig {
         self.schedule.validate("sft.schedule")?;
         check("sft.patience", self.patience > 0, "must be > 0")?;
         check("sft.shards", self.shards > 0, "must be > 0")?;
+        check("sft.valid_beam", self.valid_beam > 0, "must be > 0")?;
+        check_max(
+            "sft.valid_beam",
+            self.valid_beam,
+            glorank_trie::MAX_BEAM_WIDTH,
+        )?;
         check_max("sft.shards", self.shards, glorank_nn::limits::MAX_SHARDS)?;
         check_max("sft.epochs", self.epochs, glorank_nn::limits::MAX_EPOCHS)?;
         check_max(
@@ -201,7 +212,21 @@ pub fn greedy_metrics(
     relevance: &[Vec<f64>],
     device: &Device,
 ) -> Result<MetricsSummary> {
-    let lists = greedy_lists(policy, requests, 1, device)?;
+    beam_metrics(policy, requests, relevance, 1, device)
+}
+
+/// [`greedy_metrics`] with the best list of a beam of width `beam` (1: greedy).
+///
+/// # Errors
+/// Decoding or metric errors.
+pub fn beam_metrics(
+    policy: &Policy,
+    requests: &[Request],
+    relevance: &[Vec<f64>],
+    beam: usize,
+    device: &Device,
+) -> Result<MetricsSummary> {
+    let lists = greedy_lists(policy, requests, beam, device)?;
     list_metrics(&lists, relevance, policy.list_len())
 }
 
@@ -449,10 +474,11 @@ impl TrainingLoop for SftLoop<'_> {
             let score = if self.data.valid.is_empty() {
                 f64::NEG_INFINITY
             } else {
-                let m = greedy_metrics(
+                let m = beam_metrics(
                     &evaluated,
                     self.data.valid,
                     self.data.valid_relevance,
+                    self.config.valid_beam,
                     self.run.devices.1,
                 )?;
                 record["valid_precision"] = json!(m.precision.mean);

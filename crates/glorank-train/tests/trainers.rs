@@ -151,7 +151,9 @@ impl TrainObserver for StopAt {
 fn sft_lifts_validation_precision_above_random() {
     let s = setup(300);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = SftConfig::default().with(8, 32, 3e-3);
+    let mut cfg = SftConfig::default().with(8, 32, 3e-3);
+    // The best epoch is chosen on beam-of-2 validation lists.
+    cfg.valid_beam = 2;
     assert_eq!(
         sft(&s, &cfg, dir.path(), false, &mut NoObserver),
         RunStatus::Finished
@@ -181,6 +183,21 @@ fn sft_lifts_validation_precision_above_random() {
         assert!(v["valid_precision"].as_f64().is_some());
     }
     assert!((1..=8).contains(&log.lines().count()));
+    // The saved policy is the best epoch's under the validation's own decoding.
+    let best_ndcg = log
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["valid_ndcg"]
+                .as_f64()
+                .unwrap()
+        })
+        .fold(f64::NEG_INFINITY, f64::max);
+    let beam2 = glorank_train::beam_metrics(&best, &s.valid, &s.valid_rel, 2, &plain).unwrap();
+    assert!(
+        (beam2.ndcg.mean - best_ndcg).abs() < 1e-9,
+        "saved policy {} against the log's best {best_ndcg}",
+        beam2.ndcg.mean
+    );
 }
 
 #[test]
@@ -471,6 +488,8 @@ fn rl_keep_best_saves_the_best_validation_policy() {
     let (dir, sft_dir) = trained_sft(&s, 1);
     let mut cfg = RlConfig::default().with(4, 0.0, 3e-2).with_steps(6, 8, 1);
     cfg.keep_best = true;
+    // Validation decodes with a beam of 3, as the kept policy is re-scored below.
+    cfg.valid_beam = 3;
     rl(
         &s,
         &reward,
@@ -491,13 +510,12 @@ fn rl_keep_best_saves_the_best_validation_policy() {
         .map(|r| r["valid_ndcg"].as_f64().unwrap())
         .collect();
     let best = (0..scores.len()).fold(0, |b, i| if scores[i] > scores[b] { i } else { b });
-    // Measured (seeded): NDCG@6 0.274 at step 0, 0.283 at step 1, 0.186 at step 6; the last
-    // step is not the best, so keeping the last would fail below.
+    // The last step (a large learning rate) is not the best, so keeping the last would fail
+    // below.
     assert!(best < 6, "scores {scores:?}");
     assert_eq!(log.last().unwrap()["best_step"].as_u64(), Some(best as u64));
     let (kept, _) = Policy::load(&dir.path().join("policy_rl"), &plain).unwrap();
-    let lists = greedy_lists(&kept, &s.valid, 1, &plain).unwrap();
-    let m = glorank_train::list_metrics(&lists, &s.valid_rel, 6).unwrap();
+    let m = glorank_train::beam_metrics(&kept, &s.valid, &s.valid_rel, 3, &plain).unwrap();
     assert!(
         (m.ndcg.mean - scores[best]).abs() < 1e-9,
         "kept policy NDCG@6 {} against the log's best {} (scores {scores:?})",
