@@ -162,8 +162,10 @@ mod tests {
 
     #[test]
     fn invalid_values_are_refused_by_name() {
-        let mut s = LrSchedule::default();
-        s.final_factor = 1.5;
+        let mut s = LrSchedule {
+            final_factor: 1.5,
+            ..LrSchedule::default()
+        };
         let e = s.validate("sft.schedule").unwrap_err().to_string();
         assert!(e.contains("sft.schedule.final_factor"), "{e}");
         s.final_factor = f64::NAN;
