@@ -10,8 +10,8 @@ use glorank_data::{DataConfig, NoProgress, PreparedDataset};
 use glorank_reward::RewardRole;
 use glorank_tokenizer::SemanticIds;
 use glorank_train::{
-    Demonstrations, NoObserver, PolicyOptions, RewardSource, RewardTrainConfig, RlConfig,
-    RunStatus, SftConfig, TrainObserver, TrainingConfig,
+    Demonstrations, LrDecay, LrSchedule, NoObserver, PolicyOptions, RewardSource,
+    RewardTrainConfig, RlConfig, RunStatus, SftConfig, TrainObserver, TrainingConfig,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -79,10 +79,11 @@ impl PipelineConfig {
     /// feedback from the true click model (`data.pool_feedback`), SFT and Seq2Slate
     /// imitating the labels' top of the pool, a 4-factor retriever, a d = 64 policy that
     /// reads the items' content vectors as the baselines do (`policy.item_content`), small
-    /// reward models trained for 2 epochs on one pool list per slate, SFT for up to 8 epochs
-    /// at lr 2e-3 (keeping the best validation epoch), RL at lr 2e-4 keeping its best
-    /// validation step, baselines at lr 2e-3 with 2 REINFORCE samples, and the GloRank rows'
-    /// test lists from a beam of 8.
+    /// reward models trained for 2 epochs on one pool list per slate, SFT for up to 12
+    /// epochs at lr 2e-3 with a 20-step warmup and a cosine decay to a tenth, RL at lr 2e-4,
+    /// baselines at lr 2e-3 with 2 REINFORCE samples, and the GloRank rows' test lists from a
+    /// beam of 8; SFT's best epoch and RL's kept step are chosen on validation lists from the
+    /// same beam.
     fn demo_base(rl_steps: usize, rl_every: usize, baseline_epochs: usize) -> Self {
         let mut c = Self::default();
         c.data.pool_feedback = true;
@@ -95,15 +96,24 @@ impl PipelineConfig {
         c.simulator.pool_lists = 1;
         c.simulator.d_model = 64;
         c.simulator.layers = 2;
-        c.sft = SftConfig::default().with(8, 64, 2e-3);
+        let beam = 8;
+        c.sft = SftConfig::default()
+            .with(12, 64, 2e-3)
+            .with_schedule(LrSchedule {
+                warmup_steps: 20,
+                decay: LrDecay::Cosine,
+                final_factor: 0.1,
+            });
         c.sft.demonstrations = Demonstrations::Labels;
+        c.sft.valid_beam = beam;
         c.rl = RlConfig::default().with_steps(rl_steps, 16, rl_every);
         c.rl.learning_rate = 2e-4;
         c.rl.keep_best = true;
+        c.rl.valid_beam = beam;
         c.baselines = BaselineConfig::default().with(baseline_epochs, 64, 2e-3);
         c.baselines.reinforce_samples = 2;
         c.baselines.label_demonstrations = true;
-        c.eval_beam = 8;
+        c.eval_beam = beam;
         c
     }
 

@@ -498,6 +498,17 @@ fn bad_configuration_names_the_field() {
     assert_eq!(PipelineConfig::demo().eval_beam, 8);
     let plain = PipelineConfig::from_toml("", Path::new("x.toml")).unwrap();
     assert_eq!(plain.eval_beam, 1);
+    // The presets validate with their evaluation's beam and decay SFT's rate; a file without
+    // the keys validates greedily at a constant rate.
+    for c in [PipelineConfig::quick(), PipelineConfig::demo()] {
+        assert_eq!(
+            (c.sft.valid_beam, c.rl.valid_beam),
+            (c.eval_beam, c.eval_beam)
+        );
+        assert!(c.sft.schedule.factor(1000, 1001) < 0.2);
+    }
+    assert_eq!((plain.sft.valid_beam, plain.rl.valid_beam), (1, 1));
+    assert_eq!(plain.sft.schedule.factor(1000, 1001), 1.0);
     // A file format without a path is refused before anything is written.
     let mut c = PipelineConfig::quick();
     c.data.dataset = glorank::data::DatasetKind::Ml100k;
