@@ -131,8 +131,8 @@ impl PipelineConfig {
     }
 
     /// The `glorank demo` configuration: a 1,000-user, 500-item synthetic world with pools of
-    /// 50 and a 4-factor retriever, models and epochs sized for under ten minutes on two
-    /// cores in a release build.
+    /// 50 and a 4-factor retriever, models and epochs sized for a two-core CPU in a release
+    /// build (timings in docs/benchmarks.md).
     pub fn demo() -> Self {
         let mut c = Self::demo_base(60, 20, 3);
         c.data.users = 1000;
