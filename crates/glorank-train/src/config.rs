@@ -260,6 +260,13 @@ pub(crate) fn check_max(field: &str, value: usize, max: usize) -> Result<()> {
     }
 }
 
+/// `Err(InvalidConfig)` naming `field` unless `beam` is a valid beam width (1 up to
+/// [`glorank_trie::MAX_BEAM_WIDTH`]).
+pub(crate) fn check_beam(field: &str, beam: usize) -> Result<()> {
+    check(field, beam > 0, "must be > 0")?;
+    check_max(field, beam, glorank_trie::MAX_BEAM_WIDTH)
+}
+
 /// `Err(InvalidConfig)` naming `field` unless `ok`.
 pub(crate) fn check(field: &str, ok: bool, message: &str) -> Result<()> {
     if ok {

@@ -3,7 +3,7 @@
 
 use crate::advantage::group_advantages;
 use crate::checkpoint::StageOutput;
-use crate::config::{RewardSource, check, check_max};
+use crate::config::{RewardSource, check, check_beam, check_max};
 use crate::eval::{ListReward, greedy_lists, list_metrics};
 use crate::policy_run::PolicyRun;
 use crate::schedule::LrSchedule;
@@ -142,12 +142,7 @@ impl RlConfig {
             check_max("rl.shards", self.shards, MAX_SHARDS)?;
             check_max("rl.steps", self.steps, MAX_STEPS)?;
             check_max("rl.group_size", self.group_size, MAX_GROUP)?;
-            check("rl.valid_beam", self.valid_beam > 0, "must be > 0")?;
-            check_max(
-                "rl.valid_beam",
-                self.valid_beam,
-                glorank_trie::MAX_BEAM_WIDTH,
-            )?;
+            check_beam("rl.valid_beam", self.valid_beam)?;
             check_max(
                 "rl.batch_size x rl.group_size",
                 self.batch_size.saturating_mul(self.group_size),
@@ -371,9 +366,6 @@ struct RlState {
     /// The best validation so far, `(step, NDCG@L)` (with `keep_best`).
     #[serde(default)]
     best: Option<(u64, f64)>,
-    /// The rate of the last step run.
-    #[serde(default)]
-    learning_rate: f64,
 }
 
 fn evaluate(
@@ -534,10 +526,11 @@ impl TrainingLoop for RlLoop<'_> {
         )?;
         // The step's rate from the schedule; `rl_step` reads it from the configuration.
         let step_config = RlConfig {
-            learning_rate: config.learning_rate * config.schedule.factor(st.step, self.total),
+            learning_rate: config
+                .schedule
+                .rate(config.learning_rate, st.step, self.total),
             ..config.clone()
         };
-        st.learning_rate = step_config.learning_rate;
         let t0 = Instant::now();
         let policy = self.run.take()?;
         let (optim, reference, reward) = (&mut self.run.optim, self.reference, self.data.reward);
@@ -597,7 +590,8 @@ impl TrainingLoop for RlLoop<'_> {
                 "skipped_groups": st.skipped_groups,
                 "skipped_steps": st.skipped_steps,
                 "train_samples_per_s": st.samples as f64 / st.train_seconds.max(1e-9),
-                "learning_rate": st.learning_rate,
+                // The rate of the last step before this record.
+                "learning_rate": config.schedule.rate(config.learning_rate, st.step - 1, total),
             });
             self.st.sums = [0.0; 4];
             self.st.count = 0;

@@ -83,6 +83,11 @@ impl LrSchedule {
         }
     }
 
+    /// The learning rate of step `step` of `total`: `base` times [`LrSchedule::factor`].
+    pub fn rate(&self, base: f64, step: u64, total: u64) -> f64 {
+        base * self.factor(step, total)
+    }
+
     /// Checks the values; `section` prefixes the field names in errors (e.g.
     /// `sft.schedule`).
     ///

@@ -2,7 +2,7 @@
 //! cross-entropy, validation each epoch, the best epoch kept, resumable checkpoints.
 
 use crate::checkpoint::StageOutput;
-use crate::config::{Demonstrations, check, check_max};
+use crate::config::{Demonstrations, check, check_beam, check_max};
 use crate::eval::{EvaluatorReward, ListReward, greedy_lists, list_metrics};
 use crate::policy_run::PolicyRun;
 use crate::schedule::LrSchedule;
@@ -138,12 +138,7 @@ impl SftConfig {
         self.schedule.validate("sft.schedule")?;
         check("sft.patience", self.patience > 0, "must be > 0")?;
         check("sft.shards", self.shards > 0, "must be > 0")?;
-        check("sft.valid_beam", self.valid_beam > 0, "must be > 0")?;
-        check_max(
-            "sft.valid_beam",
-            self.valid_beam,
-            glorank_trie::MAX_BEAM_WIDTH,
-        )?;
+        check_beam("sft.valid_beam", self.valid_beam)?;
         check_max("sft.shards", self.shards, glorank_nn::limits::MAX_SHARDS)?;
         check_max("sft.epochs", self.epochs, glorank_nn::limits::MAX_EPOCHS)?;
         check_max(
@@ -303,9 +298,6 @@ struct SftState {
     skipped_steps: u64,
     train_seconds: f64,
     samples: u64,
-    /// The rate of the last step run.
-    #[serde(default)]
-    learning_rate: f64,
     log: Vec<serde_json::Value>,
 }
 
@@ -422,8 +414,9 @@ impl TrainingLoop for SftLoop<'_> {
             .iter()
             .map(|&i| self.data.demonstrations[i].clone())
             .collect();
-        let learning_rate = config.learning_rate * config.schedule.factor(st.step, self.total);
-        st.learning_rate = learning_rate;
+        let learning_rate = config
+            .schedule
+            .rate(config.learning_rate, st.step, self.total);
         let t0 = Instant::now();
         let policy = self.run.take()?;
         let optim = &mut self.run.optim;
@@ -469,7 +462,12 @@ impl TrainingLoop for SftLoop<'_> {
                 "train_loss": st.loss_sum / st.loss_steps.max(1) as f64,
                 "skipped_steps": st.skipped_steps,
                 "train_samples_per_s": st.samples as f64 / st.train_seconds.max(1e-9),
-                "learning_rate": st.learning_rate,
+                // The rate of the epoch's last step.
+                "learning_rate": self.config.schedule.rate(
+                    self.config.learning_rate,
+                    st.step - 1,
+                    self.total,
+                ),
             });
             let score = if self.data.valid.is_empty() {
                 f64::NEG_INFINITY
