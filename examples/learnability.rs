@@ -1,0 +1,361 @@
+//! How much of the best list a well-specified learner recovers from a synthetic run's
+//! labels: a bound on what any reranker can learn from the same data.
+//!
+//! The synthetic world's pool feedback (`[data] pool_feedback`) labels every candidate with
+//! one click drawn with probability `sigmoid(s(u, i))`, where `s(u, i) = base +
+//! scale * <x_u, v_i> / sqrt(d) + b_i` (see `glorank_data::synthetic`). A logistic matrix
+//! factorisation with a user embedding, an item embedding and an item bias is therefore the
+//! world's own model family: fitted by maximum likelihood (L2-regularised SGD, rank,
+//! regularisation and epoch chosen on the validation requests' log-loss) on the run's train
+//! requests, it is the best-specified learner there is for these labels, and it reads the
+//! user's identity, which GloRank and the baselines do not by default. Its estimate
+//! `s_hat(u, i)` is then turned into lists two ways on the test requests:
+//!
+//! * **top estimated appeal**: the candidates sorted by `s_hat`;
+//! * **estimated click model**: greedy slot by slot under the world's click model with
+//!   `s_hat` for `s` and the cosine of the learned item vectors for the redundancy (the
+//!   world's position decay and penalty weight are given to it).
+//!
+//! Each list's true expected clicks are divided by the best list's (the search with the true
+//! model, `SyntheticWorld::best_list`), the "fraction of the best list", next to the
+//! same fraction for the true model's top appeal and for every method in the run's
+//! `predictions.jsonl`. It also prints how well `s_hat` tracks `s` on the test candidates.
+//!
+//! `cargo run --release -p glorank-examples --example learnability -- RUN`, for a run
+//! directory of a synthetic world with pool feedback (`dataset.bin`, `predictions.jsonl`).
+
+use glorank::data::{PreparedDataset, RerankSample, SyntheticWorld};
+use glorank::metrics::Summary;
+use rand::rngs::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::PathBuf;
+
+/// One labelled (user, item) pair in dataset indices.
+#[derive(Clone, Copy)]
+struct Example {
+    user: usize,
+    item: usize,
+    click: f64,
+}
+
+/// Logistic matrix factorisation: `s_hat(u, i) = g + <p_u, q_i> + c_i`.
+struct LogisticMf {
+    rank: usize,
+    global: f64,
+    /// Row-major `[users, rank]`.
+    user: Vec<f64>,
+    /// Row-major `[items, rank]`.
+    item: Vec<f64>,
+    bias: Vec<f64>,
+}
+
+impl LogisticMf {
+    fn new(users: usize, items: usize, rank: usize, seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut init = |n: usize| -> Vec<f64> {
+            (0..n)
+                .map(|_| (rng.random::<f64>() - 0.5) * 0.2)
+                .collect()
+        };
+        Self {
+            rank,
+            global: -2.0,
+            user: init(users * rank),
+            item: init(items * rank),
+            bias: vec![0.0; items],
+        }
+    }
+
+    fn logit(&self, u: usize, i: usize) -> f64 {
+        let r = self.rank;
+        let p = &self.user[u * r..(u + 1) * r];
+        let q = &self.item[i * r..(i + 1) * r];
+        self.global + p.iter().zip(q).map(|(a, b)| a * b).sum::<f64>() + self.bias[i]
+    }
+
+    /// One epoch of SGD on the logistic loss with L2 weight `l2`, in `order`.
+    fn epoch(&mut self, data: &[Example], order: &[usize], lr: f64, l2: f64) {
+        let r = self.rank;
+        for &n in order {
+            let e = data[n];
+            let grad = sigmoid(self.logit(e.user, e.item)) - e.click;
+            self.global -= lr * grad;
+            self.bias[e.item] -= lr * (grad + l2 * self.bias[e.item]);
+            for k in 0..r {
+                let pu = self.user[e.user * r + k];
+                let qi = self.item[e.item * r + k];
+                self.user[e.user * r + k] -= lr * (grad * qi + l2 * pu);
+                self.item[e.item * r + k] -= lr * (grad * pu + l2 * qi);
+            }
+        }
+    }
+
+    /// Mean logistic loss over `data`.
+    fn log_loss(&self, data: &[Example]) -> f64 {
+        let total: f64 = data
+            .iter()
+            .map(|e| {
+                let p = sigmoid(self.logit(e.user, e.item)).clamp(1e-9, 1.0 - 1e-9);
+                -(e.click * p.ln() + (1.0 - e.click) * (1.0 - p).ln())
+            })
+            .sum();
+        total / data.len().max(1) as f64
+    }
+
+    /// Cosine of two items' learned vectors.
+    fn cosine(&self, a: usize, b: usize) -> f64 {
+        let r = self.rank;
+        let qa = &self.item[a * r..(a + 1) * r];
+        let qb = &self.item[b * r..(b + 1) * r];
+        let dot: f64 = qa.iter().zip(qb).map(|(x, y)| x * y).sum();
+        let na: f64 = qa.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let nb: f64 = qb.iter().map(|x| x * x).sum::<f64>().sqrt();
+        dot / (na * nb).max(1e-12)
+    }
+}
+
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// Every candidate of every request as a labelled example.
+fn examples(requests: &[RerankSample]) -> Vec<Example> {
+    requests
+        .iter()
+        .flat_map(|r| {
+            r.candidates.iter().zip(&r.labels).map(|(&i, l)| Example {
+                user: r.user as usize,
+                item: i as usize,
+                click: if l.click() { 1.0 } else { 0.0 },
+            })
+        })
+        .collect()
+}
+
+/// Fits one model: up to `max_epochs`, keeping the epoch with the lowest validation loss.
+fn fit(
+    ds: &PreparedDataset,
+    train: &[Example],
+    valid: &[Example],
+    rank: usize,
+    l2: f64,
+) -> (LogisticMf, f64, usize) {
+    const MAX_EPOCHS: usize = 60;
+    const PATIENCE: usize = 4;
+    let mut model = LogisticMf::new(ds.num_users(), ds.item_ids.len(), rank, 17);
+    let mut rng = ChaCha8Rng::seed_from_u64(29);
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    let mut best = (f64::INFINITY, 0usize);
+    let mut kept: Option<(Vec<f64>, Vec<f64>, Vec<f64>, f64)> = None;
+    for epoch in 1..=MAX_EPOCHS {
+        for k in (1..order.len()).rev() {
+            order.swap(k, rng.random_range(0..=k));
+        }
+        model.epoch(train, &order, 0.02, l2);
+        let loss = model.log_loss(valid);
+        if loss < best.0 {
+            best = (loss, epoch);
+            kept = Some((
+                model.user.clone(),
+                model.item.clone(),
+                model.bias.clone(),
+                model.global,
+            ));
+        } else if epoch - best.1 >= PATIENCE {
+            break;
+        }
+    }
+    if let Some((u, i, b, g)) = kept {
+        (model.user, model.item, model.bias, model.global) = (u, i, b, g);
+    }
+    (model, best.0, best.1)
+}
+
+/// Greedy list under the click model with estimated logits and redundancy: at each slot the
+/// candidate with the highest estimated click probability below the items above it.
+fn greedy_estimated(
+    model: &LogisticMf,
+    world: &SyntheticWorld,
+    user: usize,
+    pool: &[usize],
+    len: usize,
+) -> Vec<usize> {
+    let c = world.config();
+    let mut list: Vec<usize> = Vec::with_capacity(len);
+    for k in 0..len.min(pool.len()) {
+        let next = pool
+            .iter()
+            .copied()
+            .filter(|i| !list.contains(i))
+            .map(|i| {
+                let redundancy = list
+                    .iter()
+                    .map(|&j| model.cosine(i, j).max(0.0))
+                    .fold(0.0, f64::max);
+                let v = model.logit(user, i)
+                    - c.position_decay * k as f64
+                    - c.diversity_penalty * redundancy;
+                (v, i)
+            })
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        if let Some((_, i)) = next {
+            list.push(i);
+        }
+    }
+    list
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [run] = args.as_slice() else {
+        return Err("usage: learnability RUN".into());
+    };
+    let run = PathBuf::from(run);
+    let ds = PreparedDataset::load(&run)?;
+    let config = ds
+        .synthetic
+        .as_ref()
+        .ok_or("not a synthetic run: dataset.bin has no world configuration")?;
+    let world = SyntheticWorld::new(config)?;
+    let world_user: Vec<usize> = ds
+        .user_ids
+        .iter()
+        .map(|id| SyntheticWorld::user_index(id).ok_or(format!("user id {id:?}")))
+        .collect::<Result<_, _>>()?;
+    let world_item: Vec<usize> = ds
+        .item_ids
+        .iter()
+        .map(|id| SyntheticWorld::item_index(id).ok_or(format!("item id {id:?}")))
+        .collect::<Result<_, _>>()?;
+    let len = config.slate_len;
+
+    let train = examples(&ds.train);
+    let valid = examples(&ds.valid);
+    println!(
+        "{} train requests ({} labelled pairs, {:.3} clicked), {} validation, {} test",
+        ds.train.len(),
+        train.len(),
+        train.iter().map(|e| e.click).sum::<f64>() / train.len().max(1) as f64,
+        ds.valid.len(),
+        ds.test.len()
+    );
+    // Model selection on validation log-loss.
+    let mut chosen: Option<(LogisticMf, f64)> = None;
+    println!("| rank | L2 | validation log-loss | best epoch |");
+    println!("|---|---|---|---|");
+    for rank in [4, 8, 16] {
+        for l2 in [0.003, 0.01, 0.03] {
+            let (model, loss, epoch) = fit(&ds, &train, &valid, rank, l2);
+            println!("| {rank} | {l2} | {loss:.5} | {epoch} |");
+            if chosen.as_ref().is_none_or(|(_, l)| loss < *l) {
+                chosen = Some((model, loss));
+            }
+        }
+    }
+    let (model, _) = chosen.ok_or("no model fitted")?;
+    println!("chosen: rank {}", model.rank);
+
+    // Estimate quality on the test candidates.
+    let (mut sx, mut sy, mut sxx, mut syy, mut sxy, mut n) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    for r in &ds.test {
+        for &i in &r.candidates {
+            let x = model.logit(r.user as usize, i as usize);
+            let y = world.relevance_logit(world_user[r.user as usize], world_item[i as usize]);
+            (sx, sy, sxx, syy, sxy, n) = (sx + x, sy + y, sxx + x * x, syy + y * y, sxy + x * y, n + 1.0);
+        }
+    }
+    let corr = (sxy / n - sx / n * sy / n)
+        / ((sxx / n - (sx / n).powi(2)).sqrt() * (syy / n - (sy / n).powi(2)).sqrt());
+    println!("Pearson correlation of s_hat with s over the test candidates: {corr:.3}");
+
+    // Fractions of the best list per test request.
+    // list -> (true clicks, the best list's true clicks) per test request.
+    let mut fractions: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    let mut best_clicks: BTreeMap<u64, f64> = BTreeMap::new();
+    for (n, r) in ds.test.iter().enumerate() {
+        let u = r.user as usize;
+        let wu = world_user[u];
+        let pool: Vec<usize> = r.candidates.iter().map(|&i| i as usize).collect();
+        let world_pool: Vec<usize> = pool.iter().map(|&i| world_item[i]).collect();
+        let best: Vec<usize> = world
+            .best_list(wu, &world_pool, len)
+            .into_iter()
+            .map(|p| world_pool[p])
+            .collect();
+        let best = world.expected_clicks(wu, &best);
+        best_clicks.insert(n as u64, best);
+        let to_world = |list: &[usize]| list.iter().map(|&i| world_item[i]).collect::<Vec<_>>();
+        let mut by = |name: &str, list: Vec<usize>| {
+            let clicks = world.expected_clicks(wu, &list);
+            fractions
+                .entry(name.to_string())
+                .or_default()
+                .push((clicks, best));
+        };
+        let mut top = world_pool.clone();
+        top.sort_by(|&a, &b| {
+            world
+                .relevance_logit(wu, b)
+                .total_cmp(&world.relevance_logit(wu, a))
+        });
+        top.truncate(len);
+        by("top appeal (true model)", top);
+        let mut est = pool.clone();
+        est.sort_by(|&a, &b| model.logit(u, b).total_cmp(&model.logit(u, a)));
+        est.truncate(len);
+        by("well-specified MF: top estimated appeal", to_world(&est));
+        let greedy = greedy_estimated(&model, &world, u, &pool, len);
+        by("well-specified MF: estimated click model", to_world(&greedy));
+    }
+
+    // The run's own methods, by request index.
+    let path = run.join("predictions.jsonl");
+    if let Ok(file) = std::fs::File::open(&path) {
+        for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+            let bad = |what: &str| format!("{}:{}: {what}", path.display(), n + 1);
+            let row: serde_json::Value =
+                serde_json::from_str(&line?).map_err(|e| bad(&e.to_string()))?;
+            let (Some(method), Some(request), Some(user), Some(list)) = (
+                row["method"].as_str(),
+                row["request"].as_u64(),
+                row["user"].as_str().and_then(SyntheticWorld::user_index),
+                row["list"].as_array(),
+            ) else {
+                return Err(bad("needs \"method\", \"request\", \"user\" and \"list\"").into());
+            };
+            let items: Vec<usize> = list
+                .iter()
+                .filter_map(|v| v.as_str().and_then(SyntheticWorld::item_index))
+                .collect();
+            let Some(best) = best_clicks.get(&request) else {
+                return Err(bad(&format!("request {request} is not a test request")).into());
+            };
+            fractions
+                .entry(method.to_string())
+                .or_default()
+                .push((world.expected_clicks(user, &items), *best));
+        }
+    }
+    println!();
+    println!(
+        "| list | true clicks | mean true clicks over the best list's | mean per-request fraction (95% interval) |"
+    );
+    println!("|---|---|---|---|");
+    for (name, pairs) in &fractions {
+        let clicks: f64 = pairs.iter().map(|p| p.0).sum();
+        let best: f64 = pairs.iter().map(|p| p.1).sum();
+        let ratios: Vec<f64> = pairs.iter().map(|p| p.0 / p.1).collect();
+        let s = Summary::from_values(&ratios)?;
+        println!(
+            "| {name} | {:.3} | {:.3} | {:.3} ({:.3} to {:.3}) |",
+            clicks / pairs.len() as f64,
+            clicks / best,
+            s.mean,
+            s.ci_low,
+            s.ci_high
+        );
+    }
+    Ok(())
+}
