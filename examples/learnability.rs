@@ -23,6 +23,13 @@
 //!
 //! `cargo run --release -p glorank-examples --example learnability -- RUN`, for a run
 //! directory of a synthetic world with pool feedback (`dataset.bin`, `predictions.jsonl`).
+//! With `--history` the learner does not read the user's identity: its user vector is built
+//! from the request's history alone, as the networks see it (a vector per history item and
+//! click, summed, over the square root of the length), so the gap between the two runs is
+//! what the identity is worth. With `--demonstration` the learner is fitted to what SFT imitates instead of
+//! the labels: 1 for the candidates of each request's labels' demonstration (the top
+//! `slate_len` by grade), 0 for the rest, so the gap between the two runs is what turning
+//! the labels into a demonstration loses.
 
 use glorank::data::{PreparedDataset, RerankSample, SyntheticWorld};
 use glorank::metrics::Summary;
@@ -32,19 +39,40 @@ use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::PathBuf;
 
-/// One labelled (user, item) pair in dataset indices.
+/// One labelled (request, item) pair in dataset indices.
 #[derive(Clone, Copy)]
 struct Example {
-    user: usize,
+    /// Index into the contexts (one per request).
+    ctx: usize,
     item: usize,
     click: f64,
 }
 
-/// Logistic matrix factorisation: `s_hat(u, i) = g + <p_u, q_i> + c_i`.
+/// Who asks: the user, and the request's history (item, clicked) as the networks see it.
+struct Context {
+    user: usize,
+    history: Vec<(usize, bool)>,
+}
+
+/// How the learner represents the user.
+#[derive(Clone, Copy, PartialEq)]
+enum UserInput {
+    /// A free vector per user id.
+    Id,
+    /// The request's history only, as the networks see it: the sum over the history of a
+    /// vector per (item, clicked or not), over the square root of its length (asymmetric
+    /// factorisation).
+    History,
+}
+
+/// Logistic matrix factorisation: `s_hat(u, i) = g + <p_u, q_i> + c_i`, with `p_u` a free
+/// vector per user or built from the history ([`UserInput`]).
 struct LogisticMf {
     rank: usize,
+    input: UserInput,
     global: f64,
-    /// Row-major `[users, rank]`.
+    /// Row-major `[users, rank]` ([`UserInput::Id`]) or `[2 * items, rank]`
+    /// ([`UserInput::History`]: row `2 * item + clicked`).
     user: Vec<f64>,
     /// Row-major `[items, rank]`.
     item: Vec<f64>,
@@ -52,52 +80,92 @@ struct LogisticMf {
 }
 
 impl LogisticMf {
-    fn new(users: usize, items: usize, rank: usize, seed: u64) -> Self {
+    fn new(users: usize, items: usize, rank: usize, input: UserInput, seed: u64) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut init = |n: usize| -> Vec<f64> {
             (0..n)
                 .map(|_| (rng.random::<f64>() - 0.5) * 0.2)
                 .collect()
         };
+        let user_rows = match input {
+            UserInput::Id => users,
+            UserInput::History => 2 * items,
+        };
         Self {
             rank,
+            input,
             global: -2.0,
-            user: init(users * rank),
+            user: init(user_rows * rank),
             item: init(items * rank),
             bias: vec![0.0; items],
         }
     }
 
-    fn logit(&self, u: usize, i: usize) -> f64 {
+    /// The rows of the user table that make up `ctx`'s user vector, and their weight.
+    fn user_rows(&self, ctx: &Context) -> (Vec<usize>, f64) {
+        match self.input {
+            UserInput::Id => (vec![ctx.user], 1.0),
+            UserInput::History => (
+                ctx.history
+                    .iter()
+                    .map(|&(i, clicked)| 2 * i + usize::from(clicked))
+                    .collect(),
+                1.0 / (ctx.history.len().max(1) as f64).sqrt(),
+            ),
+        }
+    }
+
+    /// The user vector of `ctx`.
+    fn user_vec(&self, ctx: &Context) -> Vec<f64> {
         let r = self.rank;
-        let p = &self.user[u * r..(u + 1) * r];
+        let (rows, w) = self.user_rows(ctx);
+        let mut p = vec![0.0; r];
+        for row in rows {
+            for (k, x) in p.iter_mut().enumerate() {
+                *x += w * self.user[row * r + k];
+            }
+        }
+        p
+    }
+
+    fn logit(&self, ctx: &Context, i: usize) -> f64 {
+        self.logit_with(&self.user_vec(ctx), i)
+    }
+
+    fn logit_with(&self, p: &[f64], i: usize) -> f64 {
+        let r = self.rank;
         let q = &self.item[i * r..(i + 1) * r];
         self.global + p.iter().zip(q).map(|(a, b)| a * b).sum::<f64>() + self.bias[i]
     }
 
     /// One epoch of SGD on the logistic loss with L2 weight `l2`, in `order`.
-    fn epoch(&mut self, data: &[Example], order: &[usize], lr: f64, l2: f64) {
+    fn epoch(&mut self, contexts: &[Context], data: &[Example], order: &[usize], lr: f64, l2: f64) {
         let r = self.rank;
         for &n in order {
             let e = data[n];
-            let grad = sigmoid(self.logit(e.user, e.item)) - e.click;
+            let ctx = &contexts[e.ctx];
+            let p = self.user_vec(ctx);
+            let grad = sigmoid(self.logit_with(&p, e.item)) - e.click;
             self.global -= lr * grad;
             self.bias[e.item] -= lr * (grad + l2 * self.bias[e.item]);
+            let (rows, w) = self.user_rows(ctx);
             for k in 0..r {
-                let pu = self.user[e.user * r + k];
                 let qi = self.item[e.item * r + k];
-                self.user[e.user * r + k] -= lr * (grad * qi + l2 * pu);
-                self.item[e.item * r + k] -= lr * (grad * pu + l2 * qi);
+                for &row in &rows {
+                    let pu = self.user[row * r + k];
+                    self.user[row * r + k] -= lr * (grad * qi * w + l2 * pu);
+                }
+                self.item[e.item * r + k] -= lr * (grad * p[k] + l2 * qi);
             }
         }
     }
 
     /// Mean logistic loss over `data`.
-    fn log_loss(&self, data: &[Example]) -> f64 {
+    fn log_loss(&self, contexts: &[Context], data: &[Example]) -> f64 {
         let total: f64 = data
             .iter()
             .map(|e| {
-                let p = sigmoid(self.logit(e.user, e.item)).clamp(1e-9, 1.0 - 1e-9);
+                let p = sigmoid(self.logit(&contexts[e.ctx], e.item)).clamp(1e-9, 1.0 - 1e-9);
                 -(e.click * p.ln() + (1.0 - e.click) * (1.0 - p).ln())
             })
             .sum();
@@ -120,16 +188,58 @@ fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
+/// What the learner is fitted to.
+#[derive(Clone, Copy, PartialEq)]
+enum Target {
+    /// Each candidate's click label.
+    Clicks,
+    /// 1 for the candidates of the labels' demonstration (the top `slate_len` by grade,
+    /// what SFT imitates), 0 for the others.
+    Demonstration,
+}
+
 /// Every candidate of every request as a labelled example.
-fn examples(requests: &[RerankSample]) -> Vec<Example> {
+/// `contexts` gets one context per request, in order; `first` is the index of the first.
+fn examples(
+    ds: &PreparedDataset,
+    requests: &[RerankSample],
+    target: Target,
+    contexts: &mut Vec<Context>,
+) -> Vec<Example> {
+    let first = contexts.len();
+    contexts.extend(requests.iter().map(|r| {
+        let h = ds.history(r);
+        let labels = ds.history_labels(r);
+        Context {
+            user: r.user as usize,
+            history: h
+                .items
+                .iter()
+                .zip(&labels)
+                .map(|(&i, l)| (i as usize, l.click()))
+                .collect(),
+        }
+    }));
     requests
         .iter()
-        .flat_map(|r| {
-            r.candidates.iter().zip(&r.labels).map(|(&i, l)| Example {
-                user: r.user as usize,
-                item: i as usize,
-                click: if l.click() { 1.0 } else { 0.0 },
-            })
+        .enumerate()
+        .flat_map(|(n, r)| {
+            let demo = match target {
+                Target::Clicks => Vec::new(),
+                Target::Demonstration => ds.label_demonstration(r),
+            };
+            r.candidates
+                .iter()
+                .zip(&r.labels)
+                .enumerate()
+                .map(move |(p, (&i, l))| Example {
+                    ctx: first + n,
+                    item: i as usize,
+                    click: match target {
+                        Target::Clicks => f64::from(u8::from(l.click())),
+                        Target::Demonstration => f64::from(u8::from(demo.contains(&p))),
+                    },
+                })
         })
         .collect()
 }
@@ -137,14 +247,13 @@ fn examples(requests: &[RerankSample]) -> Vec<Example> {
 /// Fits one model: up to `max_epochs`, keeping the epoch with the lowest validation loss.
 fn fit(
     ds: &PreparedDataset,
-    train: &[Example],
-    valid: &[Example],
-    rank: usize,
-    l2: f64,
+    contexts: &[Context],
+    (train, valid): (&[Example], &[Example]),
+    (rank, l2, input): (usize, f64, UserInput),
 ) -> (LogisticMf, f64, usize) {
     const MAX_EPOCHS: usize = 60;
     const PATIENCE: usize = 4;
-    let mut model = LogisticMf::new(ds.num_users(), ds.item_ids.len(), rank, 17);
+    let mut model = LogisticMf::new(ds.num_users(), ds.item_ids.len(), rank, input, 17);
     let mut rng = ChaCha8Rng::seed_from_u64(29);
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut best = (f64::INFINITY, 0usize);
@@ -153,8 +262,8 @@ fn fit(
         for k in (1..order.len()).rev() {
             order.swap(k, rng.random_range(0..=k));
         }
-        model.epoch(train, &order, 0.02, l2);
-        let loss = model.log_loss(valid);
+        model.epoch(contexts, train, &order, 0.02, l2);
+        let loss = model.log_loss(contexts, valid);
         if loss < best.0 {
             best = (loss, epoch);
             kept = Some((
@@ -178,7 +287,7 @@ fn fit(
 fn greedy_estimated(
     model: &LogisticMf,
     world: &SyntheticWorld,
-    user: usize,
+    ctx: &Context,
     pool: &[usize],
     len: usize,
 ) -> Vec<usize> {
@@ -194,7 +303,7 @@ fn greedy_estimated(
                     .iter()
                     .map(|&j| model.cosine(i, j).max(0.0))
                     .fold(0.0, f64::max);
-                let v = model.logit(user, i)
+                let v = model.logit(ctx, i)
                     - c.position_decay * k as f64
                     - c.diversity_penalty * redundancy;
                 (v, i)
@@ -209,10 +318,23 @@ fn greedy_estimated(
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [run] = args.as_slice() else {
-        return Err("usage: learnability RUN".into());
+    const USAGE: &str = "usage: learnability RUN [--demonstration] [--history]";
+    let (mut target, mut input) = (Target::Clicks, UserInput::Id);
+    let mut run: Option<PathBuf> = None;
+    for a in &args {
+        match a.as_str() {
+            "--demonstration" => target = Target::Demonstration,
+            "--history" => input = UserInput::History,
+            flag if flag.starts_with("--") => return Err(format!("{flag}: {USAGE}").into()),
+            path if run.is_none() => run = Some(path.into()),
+            _ => return Err(USAGE.into()),
+        }
+    }
+    let run = run.ok_or(USAGE)?;
+    let learner = match input {
+        UserInput::Id => "well-specified MF (user id)",
+        UserInput::History => "well-specified MF (history)",
     };
-    let run = PathBuf::from(run);
     let ds = PreparedDataset::load(&run)?;
     let config = ds
         .synthetic
@@ -231,8 +353,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect::<Result<_, _>>()?;
     let len = config.slate_len;
 
-    let train = examples(&ds.train);
-    let valid = examples(&ds.valid);
+    let mut contexts = Vec::new();
+    let train = examples(&ds, &ds.train, target, &mut contexts);
+    let valid = examples(&ds, &ds.valid, target, &mut contexts);
+    let test_first = contexts.len();
+    examples(&ds, &ds.test, target, &mut contexts);
     println!(
         "{} train requests ({} labelled pairs, {:.3} clicked), {} validation, {} test",
         ds.train.len(),
@@ -247,7 +372,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("|---|---|---|---|");
     for rank in [4, 8, 16] {
         for l2 in [0.003, 0.01, 0.03] {
-            let (model, loss, epoch) = fit(&ds, &train, &valid, rank, l2);
+            let (model, loss, epoch) = fit(&ds, &contexts, (&train, &valid), (rank, l2, input));
             println!("| {rank} | {l2} | {loss:.5} | {epoch} |");
             if chosen.as_ref().is_none_or(|(_, l)| loss < *l) {
                 chosen = Some((model, loss));
@@ -258,16 +383,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("chosen: rank {}", model.rank);
 
     // Estimate quality on the test candidates.
-    let (mut sx, mut sy, mut sxx, mut syy, mut sxy, mut n) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
-    for r in &ds.test {
+    let (mut sx, mut sy, mut sxx, mut syy, mut sxy, mut m) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    for (n, r) in ds.test.iter().enumerate() {
         for &i in &r.candidates {
-            let x = model.logit(r.user as usize, i as usize);
+            let x = model.logit(&contexts[test_first + n], i as usize);
             let y = world.relevance_logit(world_user[r.user as usize], world_item[i as usize]);
-            (sx, sy, sxx, syy, sxy, n) = (sx + x, sy + y, sxx + x * x, syy + y * y, sxy + x * y, n + 1.0);
+            (sx, sy, sxx, syy, sxy, m) = (sx + x, sy + y, sxx + x * x, syy + y * y, sxy + x * y, m + 1.0);
         }
     }
-    let corr = (sxy / n - sx / n * sy / n)
-        / ((sxx / n - (sx / n).powi(2)).sqrt() * (syy / n - (sy / n).powi(2)).sqrt());
+    let corr = (sxy / m - sx / m * sy / m)
+        / ((sxx / m - (sx / m).powi(2)).sqrt() * (syy / m - (sy / m).powi(2)).sqrt());
     println!("Pearson correlation of s_hat with s over the test candidates: {corr:.3}");
 
     // Fractions of the best list per test request.
@@ -275,8 +400,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut fractions: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
     let mut best_clicks: BTreeMap<u64, f64> = BTreeMap::new();
     for (n, r) in ds.test.iter().enumerate() {
-        let u = r.user as usize;
-        let wu = world_user[u];
+        let ctx = &contexts[test_first + n];
+        let wu = world_user[r.user as usize];
         let pool: Vec<usize> = r.candidates.iter().map(|&i| i as usize).collect();
         let world_pool: Vec<usize> = pool.iter().map(|&i| world_item[i]).collect();
         let best: Vec<usize> = world
@@ -303,11 +428,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         top.truncate(len);
         by("top appeal (true model)", top);
         let mut est = pool.clone();
-        est.sort_by(|&a, &b| model.logit(u, b).total_cmp(&model.logit(u, a)));
+        est.sort_by(|&a, &b| model.logit(ctx, b).total_cmp(&model.logit(ctx, a)));
         est.truncate(len);
-        by("well-specified MF: top estimated appeal", to_world(&est));
-        let greedy = greedy_estimated(&model, &world, u, &pool, len);
-        by("well-specified MF: estimated click model", to_world(&greedy));
+        by(&format!("{learner}: top estimated appeal"), to_world(&est));
+        let greedy = greedy_estimated(&model, &world, ctx, &pool, len);
+        by(&format!("{learner}: estimated click model"), to_world(&greedy));
     }
 
     // The run's own methods, by request index.
