@@ -67,6 +67,7 @@ enum UserInput {
 
 /// Logistic matrix factorisation: `s_hat(u, i) = g + <p_u, q_i> + c_i`, with `p_u` a free
 /// vector per user or built from the history ([`UserInput`]).
+#[derive(Clone)]
 struct LogisticMf {
     rank: usize,
     input: UserInput,
@@ -82,11 +83,8 @@ struct LogisticMf {
 impl LogisticMf {
     fn new(users: usize, items: usize, rank: usize, input: UserInput, seed: u64) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut init = |n: usize| -> Vec<f64> {
-            (0..n)
-                .map(|_| (rng.random::<f64>() - 0.5) * 0.2)
-                .collect()
-        };
+        let mut init =
+            |n: usize| -> Vec<f64> { (0..n).map(|_| (rng.random::<f64>() - 0.5) * 0.2).collect() };
         let user_rows = match input {
             UserInput::Id => users,
             UserInput::History => 2 * items,
@@ -149,13 +147,13 @@ impl LogisticMf {
             self.global -= lr * grad;
             self.bias[e.item] -= lr * (grad + l2 * self.bias[e.item]);
             let (rows, w) = self.user_rows(ctx);
-            for k in 0..r {
+            for (k, &pk) in p.iter().enumerate() {
                 let qi = self.item[e.item * r + k];
                 for &row in &rows {
                     let pu = self.user[row * r + k];
                     self.user[row * r + k] -= lr * (grad * qi * w + l2 * pu);
                 }
-                self.item[e.item * r + k] -= lr * (grad * p[k] + l2 * qi);
+                self.item[e.item * r + k] -= lr * (grad * pk + l2 * qi);
             }
         }
     }
@@ -257,7 +255,7 @@ fn fit(
     let mut rng = ChaCha8Rng::seed_from_u64(29);
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut best = (f64::INFINITY, 0usize);
-    let mut kept: Option<(Vec<f64>, Vec<f64>, Vec<f64>, f64)> = None;
+    let mut kept: Option<LogisticMf> = None;
     for epoch in 1..=MAX_EPOCHS {
         for k in (1..order.len()).rev() {
             order.swap(k, rng.random_range(0..=k));
@@ -266,20 +264,12 @@ fn fit(
         let loss = model.log_loss(contexts, valid);
         if loss < best.0 {
             best = (loss, epoch);
-            kept = Some((
-                model.user.clone(),
-                model.item.clone(),
-                model.bias.clone(),
-                model.global,
-            ));
+            kept = Some(model.clone());
         } else if epoch - best.1 >= PATIENCE {
             break;
         }
     }
-    if let Some((u, i, b, g)) = kept {
-        (model.user, model.item, model.bias, model.global) = (u, i, b, g);
-    }
-    (model, best.0, best.1)
+    (kept.unwrap_or(model), best.0, best.1)
 }
 
 /// Greedy list under the click model with estimated logits and redundancy: at each slot the
@@ -388,7 +378,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for &i in &r.candidates {
             let x = model.logit(&contexts[test_first + n], i as usize);
             let y = world.relevance_logit(world_user[r.user as usize], world_item[i as usize]);
-            (sx, sy, sxx, syy, sxy, m) = (sx + x, sy + y, sxx + x * x, syy + y * y, sxy + x * y, m + 1.0);
+            (sx, sy, sxx, syy, sxy, m) = (
+                sx + x,
+                sy + y,
+                sxx + x * x,
+                syy + y * y,
+                sxy + x * y,
+                m + 1.0,
+            );
         }
     }
     let corr = (sxy / m - sx / m * sy / m)
@@ -432,7 +429,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         est.truncate(len);
         by(&format!("{learner}: top estimated appeal"), to_world(&est));
         let greedy = greedy_estimated(&model, &world, ctx, &pool, len);
-        by(&format!("{learner}: estimated click model"), to_world(&greedy));
+        by(
+            &format!("{learner}: estimated click model"),
+            to_world(&greedy),
+        );
     }
 
     // The run's own methods, by request index.
