@@ -25,7 +25,7 @@
 //! directory of a synthetic world with pool feedback (`dataset.bin`, `predictions.jsonl`).
 //! With `--history` the learner does not read the user's identity: its user vector is built
 //! from the request's history alone, as the networks see it (a vector per history item and
-//! click, summed, over the square root of the length), so the gap between the two runs is
+//! label grade, summed, over the square root of the length), so the gap between the two runs is
 //! what the identity is worth. With `--demonstration` the learner is fitted to what SFT imitates instead of
 //! the labels: 1 for the candidates of each request's labels' demonstration (the top
 //! `slate_len` by grade), 0 for the rest, so the gap between the two runs is what turning
@@ -48,11 +48,15 @@ struct Example {
     click: f64,
 }
 
-/// Who asks: the user, and the request's history (item, clicked) as the networks see it.
+/// Who asks: the user, and the request's history (item, label grade 0-3: none, click, like,
+/// star) as the networks see it.
 struct Context {
     user: usize,
-    history: Vec<(usize, bool)>,
+    history: Vec<(usize, u8)>,
 }
+
+/// Label grades a history item can have (none, click, like, star).
+const GRADES: usize = 4;
 
 /// How the learner represents the user.
 #[derive(Clone, Copy, PartialEq)]
@@ -60,7 +64,7 @@ enum UserInput {
     /// A free vector per user id.
     Id,
     /// The request's history only, as the networks see it: the sum over the history of a
-    /// vector per (item, clicked or not), over the square root of its length (asymmetric
+    /// vector per (item, label grade), over the square root of its length (asymmetric
     /// factorisation).
     History,
 }
@@ -72,8 +76,8 @@ struct LogisticMf {
     rank: usize,
     input: UserInput,
     global: f64,
-    /// Row-major `[users, rank]` ([`UserInput::Id`]) or `[2 * items, rank]`
-    /// ([`UserInput::History`]: row `2 * item + clicked`).
+    /// Row-major `[users, rank]` ([`UserInput::Id`]) or `[GRADES * items, rank]`
+    /// ([`UserInput::History`]: row `GRADES * item + grade`).
     user: Vec<f64>,
     /// Row-major `[items, rank]`.
     item: Vec<f64>,
@@ -87,7 +91,7 @@ impl LogisticMf {
             |n: usize| -> Vec<f64> { (0..n).map(|_| (rng.random::<f64>() - 0.5) * 0.2).collect() };
         let user_rows = match input {
             UserInput::Id => users,
-            UserInput::History => 2 * items,
+            UserInput::History => GRADES * items,
         };
         Self {
             rank,
@@ -106,7 +110,7 @@ impl LogisticMf {
             UserInput::History => (
                 ctx.history
                     .iter()
-                    .map(|&(i, clicked)| 2 * i + usize::from(clicked))
+                    .map(|&(i, grade)| GRADES * i + usize::from(grade))
                     .collect(),
                 1.0 / (ctx.history.len().max(1) as f64).sqrt(),
             ),
@@ -214,7 +218,7 @@ fn examples(
                 .items
                 .iter()
                 .zip(&labels)
-                .map(|(&i, l)| (i as usize, l.click()))
+                .map(|(&i, l)| (i as usize, l.grade().min(GRADES as u8 - 1)))
                 .collect(),
         }
     }));
