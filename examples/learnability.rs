@@ -1,5 +1,6 @@
 //! How much of the best list a well-specified learner recovers from a synthetic run's
-//! labels: a bound on what any reranker can learn from the same data.
+//! labels: a reference for what a reranker can learn from the same data (an estimate from
+//! one well-chosen learner, not a proven bound).
 //!
 //! The synthetic world's pool feedback (`[data] pool_feedback`) labels every candidate with
 //! one click drawn with probability `sigmoid(s(u, i))`, where `s(u, i) = base +
@@ -7,9 +8,9 @@
 //! factorisation with a user embedding, an item embedding and an item bias is therefore the
 //! world's own model family: fitted by maximum likelihood (L2-regularised SGD, rank,
 //! regularisation and epoch chosen on the validation requests' log-loss) on the run's train
-//! requests, it is the best-specified learner there is for these labels, and it reads the
-//! user's identity, which GloRank and the baselines do not by default. Its estimate
-//! `s_hat(u, i)` is then turned into lists two ways on the test requests:
+//! requests, it is exactly specified for these labels, and it reads the user's identity,
+//! which GloRank and the baselines do not by default. Its estimate `s_hat(u, i)` is then
+//! turned into lists two ways on the test requests:
 //!
 //! * **top estimated appeal**: the candidates sorted by `s_hat`;
 //! * **estimated click model**: greedy slot by slot under the world's click model with
@@ -23,13 +24,15 @@
 //!
 //! `cargo run --release -p glorank-examples --example learnability -- RUN`, for a run
 //! directory of a synthetic world with pool feedback (`dataset.bin`, `predictions.jsonl`).
-//! With `--history` the learner does not read the user's identity: its user vector is built
-//! from the request's history alone, as the networks see it (a vector per history item and
-//! label grade, summed, over the square root of the length), so the gap between the two runs is
-//! what the identity is worth. With `--demonstration` the learner is fitted to what SFT imitates instead of
-//! the labels: 1 for the candidates of each request's labels' demonstration (the top
-//! `slate_len` by grade), 0 for the rest, so the gap between the two runs is what turning
-//! the labels into a demonstration loses.
+//!
+//! * `--history`: the learner does not read the user's identity; its user vector is built
+//!   from the request's history alone, as the networks see it (a vector per history item
+//!   and label grade, summed, over the square root of the length), so the gap to a run
+//!   without the flag is what the identity is worth.
+//! * `--demonstration`: the learner is fitted to what SFT imitates instead of the labels (1
+//!   for the candidates of each request's labels' demonstration, the top `slate_len` by
+//!   grade, 0 for the rest), so the gap is what turning the labels into a demonstration
+//!   loses.
 
 use glorank::data::{PreparedDataset, RerankSample, SyntheticWorld};
 use glorank::metrics::Summary;
@@ -186,6 +189,7 @@ impl LogisticMf {
     }
 }
 
+/// Logistic function.
 fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
@@ -200,8 +204,8 @@ enum Target {
     Demonstration,
 }
 
-/// Every candidate of every request as a labelled example.
-/// `contexts` gets one context per request, in order; `first` is the index of the first.
+/// Every candidate of every request as a labelled example; `contexts` gets one context
+/// per request, in order.
 fn examples(
     ds: &PreparedDataset,
     requests: &[RerankSample],
@@ -246,7 +250,8 @@ fn examples(
         .collect()
 }
 
-/// Fits one model: up to `max_epochs`, keeping the epoch with the lowest validation loss.
+/// Fits one model: up to `MAX_EPOCHS` of SGD, stopping `PATIENCE` epochs after the best,
+/// and keeping the epoch with the lowest validation log-loss.
 fn fit(
     ds: &PreparedDataset,
     contexts: &[Context],
