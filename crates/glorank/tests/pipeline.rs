@@ -519,7 +519,7 @@ fn bad_configuration_names_the_field() {
 
 #[test]
 fn shipped_configurations_parse() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    let root = manifest_dir().join("../../configs");
     let mut names: Vec<_> = std::fs::read_dir(&root)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -877,4 +877,14 @@ fn a_policy_that_reads_retriever_scores_is_served_them() {
         }
     }
     assert!(served_differently > 0);
+}
+
+/// This crate's directory, read at run time (cargo sets `CARGO_MANIFEST_DIR` when it runs a
+/// test) so that a test binary reused from another clone through a shared `CARGO_TARGET_DIR`
+/// reads this clone's files; the compile-time value is the fallback.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || env!("CARGO_MANIFEST_DIR").into(),
+        std::path::PathBuf::from,
+    )
 }
