@@ -404,7 +404,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Fractions of the best list per test request.
     // list -> (true clicks, the best list's true clicks) per test request.
     let mut fractions: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    let mut best_clicks: BTreeMap<u64, f64> = BTreeMap::new();
+    // Test request index -> (world user, the best list's true clicks).
+    let mut best_clicks: BTreeMap<u64, (usize, f64)> = BTreeMap::new();
     for (n, r) in ds.test.iter().enumerate() {
         let ctx = &contexts[test_first + n];
         let wu = world_user[r.user as usize];
@@ -416,7 +417,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(|p| world_pool[p])
             .collect();
         let best = world.expected_clicks(wu, &best);
-        best_clicks.insert(n as u64, best);
+        best_clicks.insert(n as u64, (wu, best));
         let to_world = |list: &[usize]| list.iter().map(|&i| world_item[i]).collect::<Vec<_>>();
         let mut by = |name: &str, list: Vec<usize>| {
             let clicks = world.expected_clicks(wu, &list);
@@ -461,15 +462,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             };
             let items: Vec<usize> = list
                 .iter()
-                .filter_map(|v| v.as_str().and_then(SyntheticWorld::item_index))
-                .collect();
-            let Some(best) = best_clicks.get(&request) else {
+                .map(|v| v.as_str().and_then(SyntheticWorld::item_index))
+                .collect::<Option<_>>()
+                .ok_or_else(|| bad("a list item is not a synthetic item id"))?;
+            let Some(&(test_user, best)) = best_clicks.get(&request) else {
                 return Err(bad(&format!("request {request} is not a test request")).into());
             };
+            if user != test_user {
+                return Err(bad(&format!(
+                    "request {request} is user {user}'s here but user {test_user}'s in \
+                     dataset.bin: the predictions come from another run"
+                ))
+                .into());
+            }
             fractions
                 .entry(method.to_string())
                 .or_default()
-                .push((world.expected_clicks(user, &items), *best));
+                .push((world.expected_clicks(user, &items), best));
         }
     }
     println!();
