@@ -468,10 +468,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let Some(&(test_user, best)) = best_clicks.get(&request) else {
                 return Err(bad(&format!("request {request} is not a test request")).into());
             };
-            if user != test_user {
+            let same_pool = row["candidates"].as_array().is_some_and(|c| {
+                c.len() == ds.test[request as usize].candidates.len()
+                    && c.iter()
+                        .zip(&ds.test[request as usize].candidates)
+                        .all(|(id, &i)| id.as_str() == Some(ds.item_ids[i as usize].as_str()))
+            });
+            if user != test_user || !same_pool {
                 return Err(bad(&format!(
-                    "request {request} is user {user}'s here but user {test_user}'s in \
-                     dataset.bin: the predictions come from another run"
+                    "request {request} has another user or other candidates in dataset.bin: \
+                     the predictions come from another run"
                 ))
                 .into());
             }
