@@ -137,6 +137,12 @@ impl LogisticMf {
         self.logit_with(&self.user_vec(ctx), i)
     }
 
+    /// The logits of `items` for `ctx`, its user vector built once.
+    fn logits(&self, ctx: &Context, items: &[usize]) -> Vec<f64> {
+        let p = self.user_vec(ctx);
+        items.iter().map(|&i| self.logit_with(&p, i)).collect()
+    }
+
     fn logit_with(&self, p: &[f64], i: usize) -> f64 {
         let r = self.rank;
         let q = &self.item[i * r..(i + 1) * r];
@@ -283,11 +289,12 @@ fn fit(
 
 /// Greedy list under the click model with estimated logits and redundancy: at each slot the
 /// candidate with the highest estimated click probability below the items above it.
+/// `scores[p]` is the estimated logit of `pool[p]`.
 fn greedy_estimated(
     model: &LogisticMf,
     world: &SyntheticWorld,
-    ctx: &Context,
     pool: &[usize],
+    scores: &[f64],
     len: usize,
 ) -> Vec<usize> {
     let c = world.config();
@@ -295,16 +302,14 @@ fn greedy_estimated(
     for k in 0..len.min(pool.len()) {
         let next = pool
             .iter()
-            .copied()
-            .filter(|i| !list.contains(i))
-            .map(|i| {
+            .zip(scores)
+            .filter(|(i, _)| !list.contains(i))
+            .map(|(&i, &score)| {
                 let redundancy = list
                     .iter()
                     .map(|&j| model.cosine(i, j).max(0.0))
                     .fold(0.0, f64::max);
-                let v = model.logit(ctx, i)
-                    - c.position_decay * k as f64
-                    - c.diversity_penalty * redundancy;
+                let v = score - c.position_decay * k as f64 - c.diversity_penalty * redundancy;
                 (v, i)
             })
             .max_by(|a, b| a.0.total_cmp(&b.0));
@@ -313,6 +318,13 @@ fn greedy_estimated(
         }
     }
     list
+}
+
+/// The first `len` of `items` by `scores` (one per item), highest first.
+fn top_by(items: &[usize], scores: &[f64], len: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    order.into_iter().take(len).map(|p| items[p]).collect()
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -381,12 +393,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (model, _) = chosen.ok_or("no model fitted")?;
     println!("chosen: rank {}", model.rank);
 
-    // Estimate quality on the test candidates.
+    // Per test request: the estimate against the truth over its candidates, and each list's
+    // true clicks against the best list's.
     let (mut sx, mut sy, mut sxx, mut syy, mut sxy, mut m) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    // list -> (true clicks, the best list's true clicks) per test request.
+    let mut fractions: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    // Test request index -> (world user, the best list's true clicks).
+    let mut best_clicks: BTreeMap<u64, (usize, f64)> = BTreeMap::new();
     for (n, r) in ds.test.iter().enumerate() {
-        for &i in &r.candidates {
-            let x = model.logit(&contexts[test_first + n], i as usize);
-            let y = world.relevance_logit(world_user[r.user as usize], world_item[i as usize]);
+        let wu = world_user[r.user as usize];
+        let pool: Vec<usize> = r.candidates.iter().map(|&i| i as usize).collect();
+        let world_pool: Vec<usize> = pool.iter().map(|&i| world_item[i]).collect();
+        let estimate = model.logits(&contexts[test_first + n], &pool);
+        let truth: Vec<f64> = world_pool
+            .iter()
+            .map(|&i| world.relevance_logit(wu, i))
+            .collect();
+        for (&x, &y) in estimate.iter().zip(&truth) {
             (sx, sy, sxx, syy, sxy, m) = (
                 sx + x,
                 sy + y,
@@ -396,21 +419,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 m + 1.0,
             );
         }
-    }
-    let corr = (sxy / m - sx / m * sy / m)
-        / ((sxx / m - (sx / m).powi(2)).sqrt() * (syy / m - (sy / m).powi(2)).sqrt());
-    println!("Pearson correlation of s_hat with s over the test candidates: {corr:.3}");
-
-    // Fractions of the best list per test request.
-    // list -> (true clicks, the best list's true clicks) per test request.
-    let mut fractions: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    // Test request index -> (world user, the best list's true clicks).
-    let mut best_clicks: BTreeMap<u64, (usize, f64)> = BTreeMap::new();
-    for (n, r) in ds.test.iter().enumerate() {
-        let ctx = &contexts[test_first + n];
-        let wu = world_user[r.user as usize];
-        let pool: Vec<usize> = r.candidates.iter().map(|&i| i as usize).collect();
-        let world_pool: Vec<usize> = pool.iter().map(|&i| world_item[i]).collect();
         let best: Vec<usize> = world
             .best_list(wu, &world_pool, len)
             .into_iter()
@@ -426,24 +434,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .or_default()
                 .push((clicks, best));
         };
-        let mut top = world_pool.clone();
-        top.sort_by(|&a, &b| {
-            world
-                .relevance_logit(wu, b)
-                .total_cmp(&world.relevance_logit(wu, a))
-        });
-        top.truncate(len);
-        by("top appeal (true model)", top);
-        let mut est = pool.clone();
-        est.sort_by(|&a, &b| model.logit(ctx, b).total_cmp(&model.logit(ctx, a)));
-        est.truncate(len);
-        by(&format!("{learner}: top estimated appeal"), to_world(&est));
-        let greedy = greedy_estimated(&model, &world, ctx, &pool, len);
+        by("top appeal (true model)", top_by(&world_pool, &truth, len));
+        by(
+            &format!("{learner}: top estimated appeal"),
+            to_world(&top_by(&pool, &estimate, len)),
+        );
+        let greedy = greedy_estimated(&model, &world, &pool, &estimate, len);
         by(
             &format!("{learner}: estimated click model"),
             to_world(&greedy),
         );
     }
+    let corr = (sxy / m - sx / m * sy / m)
+        / ((sxx / m - (sx / m).powi(2)).sqrt() * (syy / m - (sy / m).powi(2)).sqrt());
+    println!("Pearson correlation of s_hat with s over the test candidates: {corr:.3}");
 
     // The run's own methods, by request index.
     let path = run.join("predictions.jsonl");

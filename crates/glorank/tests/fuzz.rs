@@ -8,6 +8,8 @@
 //! The short run is part of `cargo test`; the long run is
 //! `GLORANK_FUZZ_CASES=1000000 cargo test --release -p glorank --test fuzz -- --ignored --nocapture`.
 
+mod common;
+
 use glorank::data::{CsvConfig, ItemVectorSource, PreparedDataset};
 use glorank::policy::Policy;
 use glorank::reward::{RewardConfig, RewardRole, UserResponseModel};
@@ -161,7 +163,7 @@ fn corpus() -> Corpus {
         }),
         ("request", request.to_string().into_bytes()),
         ("config", std::fs::read(
-            manifest_dir().join("../../configs/ml-100k.toml"),
+            common::manifest_dir().join("../../configs/ml-100k.toml"),
         )
         .unwrap()),
         ("dataset", read(&run.dataset_file())),
@@ -334,14 +336,4 @@ fn long_fuzz_run() {
         println!("  {p}");
     }
     assert!(panics.is_empty());
-}
-
-/// This crate's directory, read at run time (cargo sets `CARGO_MANIFEST_DIR` when it runs a
-/// test) so that a test binary reused from another clone through a shared `CARGO_TARGET_DIR`
-/// reads this clone's files; the compile-time value is the fallback.
-fn manifest_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
-        || env!("CARGO_MANIFEST_DIR").into(),
-        std::path::PathBuf::from,
-    )
 }

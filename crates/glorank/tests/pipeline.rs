@@ -1,6 +1,8 @@
 //! The end-to-end pipeline on a tiny synthetic world, its reuse of artifacts, and serving
 //! the result with the `Reranker`.
 
+mod common;
+
 use glorank::{Error, Pipeline, PipelineConfig, RerankRequest, Reranker};
 use std::path::Path;
 
@@ -519,7 +521,7 @@ fn bad_configuration_names_the_field() {
 
 #[test]
 fn shipped_configurations_parse() {
-    let root = manifest_dir().join("../../configs");
+    let root = common::manifest_dir().join("../../configs");
     let mut names: Vec<_> = std::fs::read_dir(&root)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -877,14 +879,4 @@ fn a_policy_that_reads_retriever_scores_is_served_them() {
         }
     }
     assert!(served_differently > 0);
-}
-
-/// This crate's directory, read at run time (cargo sets `CARGO_MANIFEST_DIR` when it runs a
-/// test) so that a test binary reused from another clone through a shared `CARGO_TARGET_DIR`
-/// reads this clone's files; the compile-time value is the fallback.
-fn manifest_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
-        || env!("CARGO_MANIFEST_DIR").into(),
-        std::path::PathBuf::from,
-    )
 }
