@@ -449,7 +449,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         / ((sxx / m - (sx / m).powi(2)).sqrt() * (syy / m - (sy / m).powi(2)).sqrt());
     println!("Pearson correlation of s_hat with s over the test candidates: {corr:.3}");
 
-    // The run's own methods, by request index.
+    // The run's own methods, by request index; a row computed above (the pipeline also
+    // lists "top appeal (true model)") is not counted twice.
+    let own: Vec<String> = fractions.keys().cloned().collect();
     let path = run.join("predictions.jsonl");
     if let Ok(file) = std::fs::File::open(&path) {
         for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
@@ -464,6 +466,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ) else {
                 return Err(bad("needs \"method\", \"request\", \"user\" and \"list\"").into());
             };
+            if own.iter().any(|o| o == method) {
+                continue;
+            }
             let items: Vec<usize> = list
                 .iter()
                 .map(|v| v.as_str().and_then(SyntheticWorld::item_index))
