@@ -652,6 +652,78 @@ impl Policy {
         tries: &[CandidateTrie],
         lists: &[Vec<usize>],
     ) -> Result<(Tensor<2>, Tensor<1>)> {
+        self.teacher_forced(batch, tries, lists)
+            .map(|(token_logprobs, total, _)| (token_logprobs, total))
+    }
+
+    /// [`Policy::log_probs`] and, from the same forward pass, the first slot's score of every
+    /// candidate `[B, N]`; [`MASKED`] at padding. Under [`OutputHead::CandidateAware`] it is
+    /// the pointer score of the beginning-of-list state against the candidate plus the global
+    /// logit of the candidate's level-0 token, under [`OutputHead::Pointer`] the pointer score
+    /// alone, and in the local-index ablation the head's logit of the candidate's position. A
+    /// softmax over a row is the distribution over which item the policy lists first when each
+    /// candidate stands alone under its level-0 token; the SFT label loss
+    /// (`glorank_train::SftConfig::label_loss`) trains it against each request's clicks.
+    ///
+    /// # Errors
+    /// As [`Policy::log_probs`]; [`PolicyError::InvalidInput`] under [`OutputHead::Global`]
+    /// with the global action space, whose first step scores tokens, not candidates.
+    pub fn log_probs_and_first_scores(
+        &self,
+        batch: &EncodedBatch,
+        tries: &[CandidateTrie],
+        lists: &[Vec<usize>],
+    ) -> Result<(Tensor<2>, Tensor<1>, Tensor<2>)> {
+        if self.output_head() == OutputHead::Global && !self.local_index {
+            return Err(PolicyError::InvalidInput(
+                "first-slot candidate scores need output head CandidateAware or Pointer (or \
+                 the local-index action space); this policy has output head Global"
+                    .into(),
+            ));
+        }
+        let (token_logprobs, total, x) = self.teacher_forced(batch, tries, lists)?;
+        let device = x.device();
+        let [b, _, d] = x.dims();
+        let n = batch.candidate_memory.dims()[1];
+        let h0 = x.slice([0..b, 0..1, 0..d]); // [B, 1, d]
+        let mut pad = vec![true; b * n];
+        for (r, &size) in batch.pool_sizes.iter().enumerate() {
+            pad[r * n..r * n + size].fill(false);
+        }
+        let pad = Tensor::<2, Bool>::from_data(TensorData::new(pad, [b, n]), &device);
+        let scores = match &self.pointer_query {
+            // Local index: the head's logits over input positions, cut to the batch's pool.
+            None => self.head(0, h0.reshape([b, d])).slice([0..b, 0..n]),
+            Some(query) => {
+                let pointer = self
+                    .pointer_scores(query, h0.clone(), batch.candidate_memory.clone())
+                    .reshape([b, n]);
+                if self.heads.is_empty() {
+                    pointer
+                } else {
+                    let mut codes = vec![0i64; b * n];
+                    for (r, tuples) in batch.tuples.iter().enumerate() {
+                        for (c, tuple) in tuples.iter().enumerate() {
+                            codes[r * n + c] = i64::from(tuple[0]);
+                        }
+                    }
+                    let codes =
+                        Tensor::<2, Int>::from_data(TensorData::new(codes, [b, n]), &device);
+                    pointer + self.head(0, h0.reshape([b, d])).gather(1, codes)
+                }
+            }
+        };
+        Ok((token_logprobs, total, scores.mask_fill(pad, MASKED)))
+    }
+
+    /// The teacher-forced pass of [`Policy::log_probs`]; also returns the final decoder
+    /// states `[B, steps, d]`.
+    fn teacher_forced(
+        &self,
+        batch: &EncodedBatch,
+        tries: &[CandidateTrie],
+        lists: &[Vec<usize>],
+    ) -> Result<(Tensor<2>, Tensor<1>, Tensor<3>)> {
         let device = batch.memory.device();
         let b = tries.len();
         if lists.len() != b || batch.pool_sizes.len() != b {
@@ -744,7 +816,7 @@ impl Policy {
         // [B, L, heads] in step order (slot-major) -> [B, steps].
         let token_logprobs = Tensor::cat(per_head, 2).reshape([b, steps]);
         let total = token_logprobs.clone().sum_dim(1).reshape([b]);
-        Ok((token_logprobs, total))
+        Ok((token_logprobs, total, x))
     }
 
     /// Teacher-forced log-probabilities `[B, M, 1]` of the targets at `positions` (all of

@@ -616,3 +616,85 @@ fn item_content_is_looked_up_by_semantic_id() {
         assert!(err.contains("item_content") && err.contains(why), "{err}");
     }
 }
+
+#[test]
+fn first_slot_scores_give_the_first_token_distribution() {
+    // At the first step every candidate is eligible, so the level-0 token's probability is
+    // the softmax mass of the first-slot scores over the candidates under that token; the
+    // padded positions of the shorter pools carry no mass.
+    let dev = Device::flex();
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    // The local-index ablation's tokens are the candidates themselves.
+    for cfg in [
+        config(ActionSpace::Global).with_output_head(OutputHead::CandidateAware),
+        config(ActionSpace::Global).with_output_head(OutputHead::Pointer),
+        config(ActionSpace::LocalIndex),
+    ] {
+        let head = (cfg.action_space, cfg.output_head);
+        let local = cfg.action_space == ActionSpace::LocalIndex;
+        let policy = Policy::new(&cfg, &dev).unwrap();
+        let reqs: Vec<Request> = (0..4).map(|k| request(&mut rng, 5 + 2 * k, k)).collect();
+        let lists: Vec<Vec<usize>> = reqs
+            .iter()
+            .map(|r| {
+                let mut p: Vec<usize> = (0..r.candidates.len()).collect();
+                p.shuffle(&mut rng);
+                p.truncate(3);
+                p
+            })
+            .collect();
+        let batch = policy.encode_inputs(&reqs, &dev).unwrap();
+        let tries: Vec<CandidateTrie> = reqs.iter().map(|r| policy.trie(r).unwrap()).collect();
+        let (tok, total, scores) = policy
+            .log_probs_and_first_scores(&batch, &tries, &lists)
+            .unwrap();
+        let (plain_tok, plain_total) = policy.log_probs(&batch, &tries, &lists).unwrap();
+        tok.into_data()
+            .assert_approx_eq::<f32>(&plain_tok.into_data(), Default::default());
+        total
+            .into_data()
+            .assert_approx_eq::<f32>(&plain_total.into_data(), Default::default());
+        let n = scores.dims()[1];
+        assert_eq!(scores.dims(), [reqs.len(), 11]);
+        let scores: Vec<f32> = scores.into_data().iter::<f32>().collect();
+        let tok = token_log_probs(&policy, &reqs, &lists, &dev);
+        for (r, req) in reqs.iter().enumerate() {
+            let row = &scores[r * n..(r + 1) * n];
+            let pool = req.candidates.len();
+            let max = row[..pool].iter().copied().fold(f32::MIN, f32::max);
+            let z: f32 = row[..pool].iter().map(|s| (s - max).exp()).sum();
+            let first = req.candidates[lists[r][0]][0];
+            let mass: f32 = (0..pool)
+                .filter(|&c| {
+                    if local {
+                        c == lists[r][0]
+                    } else {
+                        req.candidates[c][0] == first
+                    }
+                })
+                .map(|c| (row[c] - max).exp())
+                .sum();
+            let expected = (mass / z).ln();
+            assert!(
+                (expected - tok[r][0]).abs() < 1e-4,
+                "{head:?} request {r}: first token {} vs scores {expected}",
+                tok[r][0]
+            );
+            assert!(row[pool..].iter().all(|&s| s <= -1e8), "{head:?}: padding");
+        }
+    }
+    let global = Policy::new(
+        &config(ActionSpace::Global).with_output_head(OutputHead::Global),
+        &dev,
+    )
+    .unwrap();
+    let req = request(&mut rng, 4, 1);
+    let batch = global
+        .encode_inputs(std::slice::from_ref(&req), &dev)
+        .unwrap();
+    let trie = global.trie(&req).unwrap();
+    let err = global
+        .log_probs_and_first_scores(&batch, &[trie], &[vec![0, 1, 2]])
+        .unwrap_err();
+    assert!(err.to_string().contains("CandidateAware"), "{err}");
+}

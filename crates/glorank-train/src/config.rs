@@ -238,6 +238,14 @@ impl TrainingConfig {
         self.evaluator.validate("evaluator")?;
         self.simulator.validate("simulator")?;
         self.sft.validate()?;
+        check(
+            "sft.label_loss",
+            self.sft.label_loss == 0.0
+                || p.output_head != OutputHead::Global
+                || p.action_space == ActionSpace::LocalIndex,
+            "needs a policy that scores the candidates: policy.output_head \"CandidateAware\" \
+             or \"Pointer\" (the Global head scores tokens)",
+        )?;
         self.rl.validate()?;
         self.baselines
             .validate()
@@ -297,6 +305,16 @@ mod tests {
         let labels = "[sft.demonstrations]\nkind = \"labels\"\n";
         let p = TrainingConfig::from_toml(labels, Path::new("x.toml")).unwrap();
         assert_eq!(p.sft.demonstrations, Demonstrations::Labels);
+        // The label loss needs candidate scores: the default head and the local-index
+        // ablation have them.
+        for policy in [
+            "",
+            "[policy]\naction_space = \"LocalIndex\"\noutput_head = \"Global\"\n",
+        ] {
+            let text = format!("[sft]\nlabel_loss = 0.5\n{policy}");
+            let p = TrainingConfig::from_toml(&text, Path::new("x.toml")).unwrap();
+            assert_eq!(p.sft.label_loss, 0.5);
+        }
     }
 
     #[test]
@@ -319,6 +337,11 @@ mod tests {
             (
                 "[sft.schedule]\nfinal_factor = -1\n",
                 "sft.schedule.final_factor",
+            ),
+            ("[sft]\nlabel_loss = -0.5\n", "sft.label_loss"),
+            (
+                "[sft]\nlabel_loss = 1.0\n[policy]\noutput_head = \"Global\"\n",
+                "sft.label_loss",
             ),
         ] {
             let e = TrainingConfig::from_toml(text, Path::new("c.toml"))

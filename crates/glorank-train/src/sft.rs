@@ -9,7 +9,8 @@ use crate::schedule::LrSchedule;
 use crate::{Result, TrainError, derive_seed};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
-use burn::tensor::Device;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Tensor, TensorData};
 use glorank_metrics::MetricsSummary;
 use glorank_nn::training::{
     RunStatus, StepOutcome, TrainObserver, TrainingLoop, drive, sharded_step,
@@ -49,6 +50,13 @@ pub struct SftConfig {
     pub valid_beam: usize,
     /// What to imitate (default: the logged slate by rating).
     pub demonstrations: Demonstrations,
+    /// Weight of the label loss added to the demonstrations' negative log-likelihood
+    /// (default 0: off). The label loss is the cross-entropy of the policy's first-slot
+    /// distribution over the pool (from [`Policy::log_probs_and_first_scores`]) against
+    /// the request's clicked candidates, each with an equal share: it trains the scores of
+    /// every labelled candidate, not only of the few a demonstration lists. Needs an output
+    /// head that scores the candidates; requests without a click add nothing.
+    pub label_loss: f32,
     /// A checkpoint every this many steps, besides the one at each epoch end (0: epoch ends
     /// only; default 200).
     pub checkpoint_every: usize,
@@ -73,6 +81,7 @@ impl Default for SftConfig {
             patience: 3,
             valid_beam: 1,
             demonstrations: Demonstrations::Logged,
+            label_loss: 0.0,
             checkpoint_every: 200,
             seed: 0,
             shards: 4,
@@ -135,6 +144,11 @@ impl SftConfig {
             self.grad_clip_norm.is_finite() && self.grad_clip_norm >= 0.0,
             "must be finite and >= 0",
         )?;
+        check(
+            "sft.label_loss",
+            self.label_loss.is_finite() && self.label_loss >= 0.0,
+            "must be finite and >= 0",
+        )?;
         self.schedule.validate("sft.schedule")?;
         check("sft.patience", self.patience > 0, "must be > 0")?;
         check("sft.shards", self.shards > 0, "must be > 0")?;
@@ -155,18 +169,23 @@ impl SftConfig {
 }
 
 /// One SFT step: mean negative log-likelihood of the demonstrations (`lists[r]` are
-/// candidate positions of `requests[r]`) under the trie-masked softmax, backward over
-/// `shards` row shards in parallel ([`sharded_step`]), global gradient-norm clipping to
-/// `clip` (0: off), optimizer step. `device` is the autodiff device the policy lives on. A
-/// non-finite loss or gradient skips the update (reported).
+/// candidate positions of `requests[r]`) under the trie-masked softmax, plus, with
+/// `labels = Some((labels, weight))`, `weight` times the mean label loss (see
+/// [`SftConfig::label_loss`]; `labels[r]` holds one value per candidate of `requests[r]`,
+/// positive for a click), backward over `shards` row shards in parallel
+/// ([`sharded_step`]), global gradient-norm clipping to `clip` (0: off), optimizer step.
+/// `device` is the autodiff device the policy lives on. A non-finite loss or gradient skips
+/// the update (reported).
 ///
 /// # Errors
-/// Input errors from the policy (a list that is not valid for its request).
+/// Input errors from the policy (a list that is not valid for its request, an output head
+/// without candidate scores under a label loss), labels of the wrong shape.
 pub fn sft_step(
     policy: Policy,
     optim: &mut ModuleOptimizer,
     requests: &[Request],
     lists: &[Vec<usize>],
+    labels: Option<(&[Vec<f64>], f32)>,
     (learning_rate, clip, shards): (f64, f32, usize),
     device: &Device,
 ) -> Result<(Policy, StepOutcome)> {
@@ -176,6 +195,24 @@ pub fn sft_step(
             lists.len(),
             requests.len()
         )));
+    }
+    if let Some((labels, _)) = labels {
+        if labels.len() != requests.len() {
+            return Err(TrainError::InvalidInput(format!(
+                "{} label rows for {} requests",
+                labels.len(),
+                requests.len()
+            )));
+        }
+        if let Some(r) =
+            (0..labels.len()).find(|&r| labels[r].len() != requests[r].candidates.len())
+        {
+            return Err(TrainError::InvalidInput(format!(
+                "request {r} has {} candidates but {} labels",
+                requests[r].candidates.len(),
+                labels[r].len()
+            )));
+        }
     }
     let n = requests.len() as f32;
     sharded_step(
@@ -190,10 +227,36 @@ pub fn sft_step(
                 .map(|r| p.trie(r))
                 .collect::<std::result::Result<_, _>>()?;
             let batch = p.encode_inputs(&requests[rows.clone()], device)?;
-            let (_, total) = p.log_probs(&batch, &tries, &lists[rows])?;
-            Ok::<_, TrainError>(total.sum().neg().div_scalar(n))
+            let Some((labels, weight)) = labels else {
+                let (_, total) = p.log_probs(&batch, &tries, &lists[rows])?;
+                return Ok::<_, TrainError>(total.sum().neg().div_scalar(n));
+            };
+            let (_, total, scores) =
+                p.log_probs_and_first_scores(&batch, &tries, &lists[rows.clone()])?;
+            let targets = click_shares(&labels[rows], scores.dims()[1], device);
+            let label_nll = (log_softmax(scores, 1) * targets).sum().neg();
+            Ok(total
+                .sum()
+                .neg()
+                .add(label_nll.mul_scalar(weight))
+                .div_scalar(n))
         },
     )
+}
+
+/// Each row's clicked candidates with equal shares summing to one (`[B, n]`, zero at
+/// padding and everywhere in a row without a click): the label loss's target distribution.
+fn click_shares(labels: &[Vec<f64>], n: usize, device: &Device) -> Tensor<2> {
+    let mut shares = vec![0f32; labels.len() * n];
+    for (row, l) in shares.chunks_exact_mut(n).zip(labels) {
+        let clicks = l.iter().filter(|&&y| y > 0.0).count();
+        for (s, &y) in row.iter_mut().zip(l) {
+            if y > 0.0 {
+                *s = 1.0 / clicks as f32;
+            }
+        }
+    }
+    Tensor::from_data(TensorData::new(shares, [labels.len(), n]), device)
 }
 
 /// Greedy lists of `policy` (on a plain device) for `requests`, scored against each
@@ -266,6 +329,9 @@ pub struct SftData<'a> {
     pub train: &'a [Request],
     /// One demonstration (candidate positions) per training request.
     pub demonstrations: &'a [Vec<usize>],
+    /// Click label of each training request's candidates (positive: clicked), read only with
+    /// [`SftConfig::label_loss`] > 0 (may be empty otherwise).
+    pub train_labels: &'a [Vec<f64>],
     /// Validation requests (may be empty: then every epoch counts as the best).
     pub valid: &'a [Request],
     /// Relevance of each validation request's candidates (gain `2^rel - 1`; binary click
@@ -332,6 +398,12 @@ pub fn train_sft(
         return Err(TrainError::InvalidInput(format!(
             "{n} training requests but {} demonstrations",
             data.demonstrations.len()
+        )));
+    }
+    if config.label_loss > 0.0 && data.train_labels.len() != n {
+        return Err(TrainError::InvalidInput(format!(
+            "sft.label_loss needs one label row per training request: {n} requests, {} rows",
+            data.train_labels.len()
         )));
     }
     if data.valid.len() != data.valid_relevance.len() {
@@ -414,6 +486,13 @@ impl TrainingLoop for SftLoop<'_> {
             .iter()
             .map(|&i| self.data.demonstrations[i].clone())
             .collect();
+        let labels: Vec<Vec<f64>> = if config.label_loss > 0.0 {
+            idx.iter()
+                .map(|&i| self.data.train_labels[i].clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
         let learning_rate = config
             .schedule
             .rate(config.learning_rate, st.step, self.total);
@@ -431,6 +510,7 @@ impl TrainingLoop for SftLoop<'_> {
                     optim,
                     &reqs,
                     &demos,
+                    (config.label_loss > 0.0).then_some((labels.as_slice(), config.label_loss)),
                     (learning_rate, config.grad_clip_norm, config.shards),
                     device,
                 )

@@ -101,6 +101,7 @@ fn sft(
         SftData {
             train: &s.train,
             demonstrations: &s.demos,
+            train_labels: &[],
             valid: &s.valid,
             valid_relevance: &s.valid_rel,
         },

@@ -380,6 +380,7 @@ fn time_training(
             &mut optim,
             &requests[lo..hi],
             &lists[lo..hi],
+            None,
             (1e-4, 1.0, options.train_shards),
             &train_dev,
         )?;

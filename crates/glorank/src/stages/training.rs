@@ -204,11 +204,17 @@ pub fn train_sft_stage(
         }
         _ => logged,
     };
+    let train_labels = if training.sft.label_loss > 0.0 {
+        clicks(&ds.train)
+    } else {
+        Vec::new()
+    };
     Ok(train_sft(
         policy_config,
         SftData {
             train: &train,
             demonstrations: &demos,
+            train_labels: &train_labels,
             valid: &valid,
             valid_relevance: &clicks(&ds.valid),
         },
