@@ -50,6 +50,10 @@ pub struct ContextEmbedder {
     /// Categories of each user field.
     user_sizes: Vec<usize>,
     max_history: usize,
+    /// Factor the user table's output is multiplied by (1 unless
+    /// [`ContextEmbedder::with_user_scale`] set it).
+    #[module(skip)]
+    user_scale: f32,
 }
 
 /// The `[user, history...]` part of an encoder sequence.
@@ -96,7 +100,23 @@ impl ContextEmbedder {
             user_offsets,
             user_sizes: user_field_sizes.to_vec(),
             max_history,
+            user_scale: 1.0,
         }
+    }
+
+    /// Zeroes the user table and reads it multiplied by `scale` from now on. Under Adam a
+    /// weight moves by about the learning rate per step whatever its gradient's size, so the
+    /// table's output then learns about `scale` times faster than the other weights, and
+    /// starts from nothing instead of a random vector per user: each row is updated only by
+    /// its own user's few requests. The other tables keep the values `new` drew.
+    pub fn with_user_scale(mut self, scale: f32) -> Self {
+        let [rows, d] = self.user_emb.weight.dims();
+        let device = self.user_emb.weight.device();
+        self.user_emb = EmbeddingConfig::new(rows, d)
+            .with_initializer(Initializer::Zeros)
+            .init(&device);
+        self.user_scale = scale;
+        self
     }
 
     /// Vocabulary of each semantic-ID level.
@@ -252,8 +272,11 @@ impl ContextEmbedder {
         }
         let int2 =
             |v: Vec<i64>, s: [usize; 2]| Tensor::<2, Int>::from_data(TensorData::new(v, s), device);
-        let user_tok = self.user_emb.forward(int2(user, [b, f + 1])).sum_dim(1)
-            + self.segment(segment::USER, b, 1, device);
+        let mut user_tok = self.user_emb.forward(int2(user, [b, f + 1])).sum_dim(1);
+        if self.user_scale != 1.0 {
+            user_tok = user_tok.mul_scalar(self.user_scale);
+        }
+        let user_tok = user_tok + self.segment(segment::USER, b, 1, device);
         let hist = self.embed_items(&tuples, h, device)
             + self.label_emb.forward(int2(labels, [b, h]))
             + self.recency_emb.forward(int2(recency, [b, h]))
@@ -315,5 +338,50 @@ mod tests {
         let diff: f32 = (a - b).abs().max().into_scalar();
         assert_eq!(diff, 0.0, "zero-initialised table adds nothing at first");
         assert!(plain.item_emb.is_none() && with.item_emb.is_some());
+    }
+
+    /// The scaled user table adds nothing at first, and one Adam step moves the user token
+    /// by `scale` times the learning rate per used row and coordinate (Adam's first step is
+    /// the learning rate times the gradient's sign).
+    #[test]
+    fn the_scaled_user_table_starts_at_zero_and_learns_scale_times_faster() {
+        use burn::optim::{AdamConfig, GradientsParams};
+        let dev = Device::flex().autodiff();
+        let (scale, lr) = (10.0, 1e-3);
+        let user: &[u32] = &[1, 2];
+        let e = ContextEmbedder::new(&[4, 3], &[2, 3], 8, 5, 0, &dev).with_user_scale(scale);
+        let token = |e: &ContextEmbedder| {
+            let x = e.context(&[(user, &[])], &dev).x;
+            x.slice([0..1, 0..1, 0..8]).reshape([8])
+        };
+        let start: Vec<f32> = token(&e).into_data().iter::<f32>().collect();
+        let segment: Vec<f32> = e
+            .segment(segment::USER, 1, 1, &dev)
+            .reshape([8])
+            .into_data()
+            .iter::<f32>()
+            .collect();
+        assert_eq!(
+            start, segment,
+            "a zero table adds nothing to the segment embedding"
+        );
+        // Loss <w, token>: the gradient of every used row is `scale * w`.
+        let w: Vec<f32> = (0..8)
+            .map(|k| if k % 3 == 0 { -1.0 } else { 0.5 })
+            .collect();
+        let loss = (token(&e) * Tensor::<1>::from_floats(w.as_slice(), &dev)).sum();
+        let grads = GradientsParams::from_grads(loss.backward(), &e);
+        let e = AdamConfig::new().init().step(lr, e, grads);
+        let moved: Vec<f32> = token(&e.valid()).into_data().iter::<f32>().collect();
+        for k in 0..8 {
+            // Three rows of the scaled table are read (the base token and two fields), each
+            // moved by `lr` and read times `scale`; the unscaled segment row moves by `lr`.
+            let expected = -(3.0 * scale + 1.0) * lr as f32 * w[k].signum();
+            assert!(
+                ((moved[k] - start[k]) - expected).abs() < 1e-4,
+                "coordinate {k}: moved {} instead of {expected}",
+                moved[k] - start[k]
+            );
+        }
     }
 }

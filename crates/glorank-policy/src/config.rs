@@ -140,6 +140,10 @@ fn parse_choice<T: Copy + std::fmt::Debug, const N: usize>(
 /// Largest item-level table [`PolicyConfig::item_buckets`] accepts (`2^24` rows).
 pub const MAX_ITEM_BUCKETS: usize = 1 << 24;
 
+/// Largest [`PolicyConfig::user_lr_scale`] accepted (beyond it one Adam step moves a user's
+/// input by more than the whole of a typical token embedding).
+pub const MAX_USER_LR_SCALE: f32 = 1000.0;
+
 /// Content vectors of the known items, keyed by their semantic IDs: what
 /// [`PolicyConfig::item_content`] adds to each candidate's input. Stored in the policy's
 /// configuration, so a saved policy carries them.
@@ -220,6 +224,13 @@ pub struct PolicyConfig {
     /// field read as none).
     #[serde(default)]
     pub item_content: Option<ItemContent>,
+    /// Learning-rate factor of the user table, user ID included (0: off, the default; saved
+    /// policies without the field read as off). With `k > 0` the table starts at zero and
+    /// is read multiplied by `k`, so under Adam its rows learn about `k` times faster than
+    /// the other weights (see `glorank_nn::ContextEmbedder::with_user_scale`): a user's row
+    /// is updated only by that user's few training requests.
+    #[serde(default)]
+    pub user_lr_scale: f32,
     /// Seed of the weight initialisation (default 0).
     pub seed: u64,
 }
@@ -247,6 +258,7 @@ impl PolicyConfig {
             output_head: OutputHead::CandidateAware,
             chosen_item_input: false,
             item_content: None,
+            user_lr_scale: 0.0,
             seed: 0,
         }
     }
@@ -306,6 +318,12 @@ impl PolicyConfig {
     /// Sets the output head (see [`OutputHead`]).
     pub fn with_output_head(mut self, head: OutputHead) -> Self {
         self.output_head = head;
+        self
+    }
+
+    /// Sets [`PolicyConfig::user_lr_scale`].
+    pub fn with_user_lr_scale(mut self, scale: f32) -> Self {
+        self.user_lr_scale = scale;
         self
     }
 
@@ -387,6 +405,14 @@ impl PolicyConfig {
             if c.vectors.iter().any(|v| !v.is_finite()) {
                 return bad("item_content", "a vector value is not finite");
             }
+        }
+        if !(self.user_lr_scale.is_finite()
+            && (0.0..=MAX_USER_LR_SCALE).contains(&self.user_lr_scale))
+        {
+            return bad(
+                "user_lr_scale",
+                &format!("must be in [0, {MAX_USER_LR_SCALE}] (0: off)"),
+            );
         }
         if self.action_space == ActionSpace::LocalIndex && self.chosen_item_input {
             return bad(

@@ -52,7 +52,9 @@ mod host;
 mod model;
 mod scorer;
 
-pub use config::{ActionSpace, ItemContent, MAX_ITEM_BUCKETS, OutputHead, PolicyConfig};
+pub use config::{
+    ActionSpace, ItemContent, MAX_ITEM_BUCKETS, MAX_USER_LR_SCALE, OutputHead, PolicyConfig,
+};
 pub use glorank_nn::{HistoryItem, RetrieverInput};
 pub use host::{HostPolicy, HostScorer};
 pub use model::{EncodedBatch, Policy, Request};

@@ -698,3 +698,54 @@ fn first_slot_scores_give_the_first_token_distribution() {
         .unwrap_err();
     assert!(err.to_string().contains("CandidateAware"), "{err}");
 }
+
+/// With `user_lr_scale` the user table starts at zero, so at first the user's attributes
+/// change nothing; after training they do, and a saved policy reads its table scaled again.
+#[test]
+fn a_scaled_user_table_starts_silent_and_is_saved_with_its_scale() {
+    let train = Device::flex().autodiff();
+    let dev = Device::flex();
+    let cfg = config(ActionSpace::Global)
+        .with_dropout(0.0)
+        .with_user_lr_scale(10.0);
+    let mut rng = ChaCha8Rng::seed_from_u64(31);
+    let a = request(&mut rng, 8, 2);
+    let mut b = a.clone();
+    b.user_features = vec![1 - a.user_features[0], (a.user_features[1] + 1) % 3];
+    let lists = vec![vec![0, 1, 2]];
+    let for_user = |p: &Policy, r: &Request| log_prob(p, std::slice::from_ref(r), &lists, &dev)[0];
+    let mut policy = Policy::new(&cfg, &train).unwrap();
+    assert_eq!(for_user(&policy.valid(), &a), for_user(&policy.valid(), &b));
+    let unscaled = Policy::new(&config(ActionSpace::Global), &dev).unwrap();
+    assert_ne!(for_user(&unscaled, &a), for_user(&unscaled, &b));
+
+    let tries = vec![policy.trie(&a).unwrap()];
+    let mut optim = AdamConfig::new().init();
+    for _ in 0..3 {
+        let batch = policy
+            .encode_inputs(std::slice::from_ref(&a), &train)
+            .unwrap();
+        let (_, total) = policy.log_probs(&batch, &tries, &lists).unwrap();
+        let grads = GradientsParams::from_grads(total.mean().neg().backward(), &policy);
+        policy = optim.step(1e-3, policy, grads);
+    }
+    let trained = policy.valid();
+    let (pa, pb) = (for_user(&trained, &a), for_user(&trained, &b));
+    assert!(
+        pa > pb,
+        "the trained user's list: {pa} against {pb} for another user"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    trained.save(&cfg, dir.path()).unwrap();
+    let (loaded, loaded_cfg) = Policy::load(dir.path(), &dev).unwrap();
+    assert_eq!(loaded_cfg.user_lr_scale, 10.0);
+    assert_eq!(for_user(&loaded, &a), pa);
+    assert_eq!(for_user(&loaded, &b), pb);
+    for bad in [-1.0, f32::NAN, 1e6] {
+        let err = Policy::new(&config(ActionSpace::Global).with_user_lr_scale(bad), &dev)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("user_lr_scale"), "{bad}: {err}");
+    }
+}

@@ -70,6 +70,10 @@ pub struct PolicyOptions {
     /// (default false; see [`PolicyConfig::item_content`]). Needs a dataset with item
     /// features.
     pub item_content: bool,
+    /// Learning-rate factor of the user table, user ID included (0: off, the default; see
+    /// [`PolicyConfig::user_lr_scale`]): the table starts at zero and is read multiplied by
+    /// it.
+    pub user_lr_scale: f32,
     /// Seed of the weight initialisation (default 0).
     pub seed: u64,
 }
@@ -89,6 +93,7 @@ impl Default for PolicyOptions {
             output_head: OutputHead::CandidateAware,
             chosen_item_input: false,
             item_content: false,
+            user_lr_scale: 0.0,
             seed: 0,
         }
     }
@@ -104,6 +109,7 @@ impl PolicyOptions {
             .with_item_buckets(self.item_buckets)
             .with_output_head(self.output_head)
             .with_chosen_item_input(self.chosen_item_input)
+            .with_user_lr_scale(self.user_lr_scale)
             .with_seed(self.seed)
             .with_action_space(self.action_space);
         c.use_retriever_score = self.use_retriever_score;
