@@ -208,6 +208,10 @@ pub struct BaselineConfig {
     /// (`PreparedDataset::label_demonstration`) instead of the logged slates (default
     /// false; the policy's `[sft] demonstrations = { kind = "labels" }`).
     pub label_demonstrations: bool,
+    /// Learning-rate factor of the user attribute tables, user ID included (0: off, the
+    /// default): they start at zero and are read multiplied by it, as the policy's
+    /// `[policy] user_lr_scale` ([`Encoding::with_user_scale`]).
+    pub user_lr_scale: f32,
 }
 
 impl Default for BaselineConfig {
@@ -225,6 +229,7 @@ impl Default for BaselineConfig {
             retriever_input: RetrieverInput::Score,
             shards: 4,
             label_demonstrations: false,
+            user_lr_scale: 0.0,
         }
     }
 }
@@ -278,6 +283,11 @@ impl BaselineConfig {
         }
         if self.shards == 0 {
             return bad("shards", "must be > 0");
+        }
+        if !(self.user_lr_scale.is_finite()
+            && (0.0..=glorank_nn::limits::MAX_USER_LR_SCALE).contains(&self.user_lr_scale))
+        {
+            return bad("user_lr_scale", "must be in [0, 1000] (0: off)");
         }
         if self.reinforce_samples < 2 && self.reinforce_epochs > 0 {
             return bad("reinforce_samples", "must be >= 2");
@@ -470,16 +480,24 @@ pub fn fit(
         .with_retriever_score(config.use_retriever_score)
         .with_retriever_input(config.retriever_input);
     let d = config.d_model;
+    let k = config.user_lr_scale;
+    let scaled = |enc: Encoding| if k > 0.0 { enc.with_user_scale(k) } else { enc };
     let model = match kind {
         Baseline::Prm => Trained::Prm(glorank_nn::init_seeded(device, config.seed, || {
-            Prm::new(&f, d, config.layers, device)
+            let mut m = Prm::new(&f, d, config.layers, device);
+            m.enc = scaled(m.enc);
+            m
         })),
         Baseline::Dlcm => Trained::Dlcm(glorank_nn::init_seeded(device, config.seed, || {
-            Dlcm::new(&f, d, device)
+            let mut m = Dlcm::new(&f, d, device);
+            m.enc = scaled(m.enc);
+            m
         })),
         Baseline::Seq2Slate => {
             Trained::Seq2Slate(glorank_nn::init_seeded(device, config.seed, || {
-                Seq2Slate::new(&f, d, config.layers, device)
+                let mut m = Seq2Slate::new(&f, d, config.layers, device);
+                m.enc = scaled(m.enc);
+                m
             }))
         }
     };

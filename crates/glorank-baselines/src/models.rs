@@ -27,6 +27,10 @@ pub struct Encoding {
     score: Option<Linear>,
     user_fields: Vec<Embedding>,
     user_proj: Linear,
+    /// Factor the user attribute embeddings are read with (1 unless
+    /// [`Encoding::with_user_scale`] set it).
+    #[module(skip)]
+    user_scale: f32,
 }
 
 impl Encoding {
@@ -44,7 +48,26 @@ impl Encoding {
                 .map(|&k| EmbeddingConfig::new(k.max(1), d).init(device))
                 .collect(),
             user_proj: LinearConfig::new(d, d).init(device),
+            user_scale: 1.0,
         }
+    }
+
+    /// Zeroes the user attribute tables (user ID included) and reads them multiplied by
+    /// `scale`, so under Adam they learn about `scale` times faster than the other weights:
+    /// the policy's `user_lr_scale` (`glorank_nn::ContextEmbedder::with_user_scale`).
+    pub fn with_user_scale(mut self, scale: f32) -> Self {
+        self.user_fields = self
+            .user_fields
+            .into_iter()
+            .map(|e| {
+                let [rows, d] = e.weight.dims();
+                EmbeddingConfig::new(rows, d)
+                    .with_initializer(burn::nn::Initializer::Zeros)
+                    .init(&e.weight.device())
+            })
+            .collect();
+        self.user_scale = scale;
+        self
     }
 
     /// The encoding with the ID-embedding rows of the items not flagged in `seen` set to
@@ -79,7 +102,13 @@ impl Encoding {
         let mut user = (hist * batch.history_weights.clone()).sum_dim(1);
         for (emb, values) in self.user_fields.iter().zip(&batch.user) {
             let [b] = values.dims();
-            user = user + emb.forward(values.clone().reshape([b, 1]));
+            let e = emb.forward(values.clone().reshape([b, 1]));
+            user = user
+                + if self.user_scale == 1.0 {
+                    e
+                } else {
+                    e.mul_scalar(self.user_scale)
+                };
         }
         (cand, self.user_proj.forward(user).tanh())
     }
@@ -366,5 +395,34 @@ mod tests {
                 assert!(a.iter().all(|x| *x == 0.0), "row {row}");
             }
         }
+    }
+
+    #[test]
+    fn scaled_user_tables_start_at_zero_and_keep_the_other_weights() {
+        let device = Device::flex();
+        let f = Features {
+            item_vectors: Vec::new(),
+            dim: 0,
+            items: 4,
+            user_field_sizes: vec![3, 5],
+            user_values: vec![vec![0, 2], vec![4, 1]],
+            history_len: 1,
+            retriever_score: false,
+            retriever_input: glorank_nn::RetrieverInput::Score,
+        };
+        let enc = Encoding::new(&f, 8, &device);
+        let items: Vec<f32> = enc.item.weight.val().into_data().iter::<f32>().collect();
+        assert!(
+            enc.user_fields
+                .iter()
+                .all(|e| { e.weight.val().into_data().iter::<f32>().any(|x| x != 0.0) })
+        );
+        let enc = enc.with_user_scale(10.0);
+        assert_eq!(enc.user_scale, 10.0);
+        for e in &enc.user_fields {
+            assert!(e.weight.val().into_data().iter::<f32>().all(|x| x == 0.0));
+        }
+        let kept: Vec<f32> = enc.item.weight.val().into_data().iter::<f32>().collect();
+        assert_eq!(kept, items);
     }
 }

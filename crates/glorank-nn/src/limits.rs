@@ -26,6 +26,10 @@ pub const MAX_BATCH: usize = 1 << 16;
 pub const MAX_EPOCHS: usize = 100_000;
 /// Most steps of one training stage.
 pub const MAX_STEPS: usize = 1 << 30;
+/// Largest learning-rate factor of a user table (`user_lr_scale` of the policy and the
+/// baselines): beyond it one Adam step moves a user's input by more than a whole typical
+/// embedding.
+pub const MAX_USER_LR_SCALE: f32 = 1000.0;
 /// Most data-parallel shards (threads) of one training step.
 pub const MAX_SHARDS: usize = 256;
 /// Most sampled lists per request in group-relative RL or REINFORCE.

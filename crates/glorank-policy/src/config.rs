@@ -140,9 +140,8 @@ fn parse_choice<T: Copy + std::fmt::Debug, const N: usize>(
 /// Largest item-level table [`PolicyConfig::item_buckets`] accepts (`2^24` rows).
 pub const MAX_ITEM_BUCKETS: usize = 1 << 24;
 
-/// Largest [`PolicyConfig::user_lr_scale`] accepted (beyond it one Adam step moves a user's
-/// input by more than the whole of a typical token embedding).
-pub const MAX_USER_LR_SCALE: f32 = 1000.0;
+/// Largest [`PolicyConfig::user_lr_scale`] accepted.
+pub use glorank_nn::limits::MAX_USER_LR_SCALE;
 
 /// Content vectors of the known items, keyed by their semantic IDs: what
 /// [`PolicyConfig::item_content`] adds to each candidate's input. Stored in the policy's
