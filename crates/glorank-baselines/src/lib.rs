@@ -850,5 +850,18 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(e.to_string().contains("d_model"));
+        for bad in [-1.0, f32::NAN, 1e6] {
+            let c = BaselineConfig {
+                user_lr_scale: bad,
+                ..BaselineConfig::default()
+            };
+            let e = c.validate().unwrap_err();
+            assert!(e.to_string().contains("user_lr_scale"), "{bad}: {e}");
+        }
+        let c = BaselineConfig {
+            user_lr_scale: 10.0,
+            ..BaselineConfig::default()
+        };
+        assert!(c.validate().is_ok());
     }
 }
