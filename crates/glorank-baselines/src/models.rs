@@ -370,20 +370,24 @@ impl Seq2Slate {
 mod tests {
     use super::*;
 
-    #[test]
-    fn forgotten_items_have_zero_id_rows_and_the_rest_keep_theirs() {
-        let device = Device::flex();
-        let f = Features {
+    /// Four items without content and these user attributes.
+    fn features(user_field_sizes: Vec<usize>, user_values: Vec<Vec<u32>>) -> Features {
+        Features {
             item_vectors: Vec::new(),
             dim: 0,
             items: 4,
-            user_field_sizes: Vec::new(),
-            user_values: Vec::new(),
+            user_field_sizes,
+            user_values,
             history_len: 1,
             retriever_score: false,
             retriever_input: glorank_nn::RetrieverInput::Score,
-        };
-        let enc = Encoding::new(&f, 8, &device);
+        }
+    }
+
+    #[test]
+    fn forgotten_items_have_zero_id_rows_and_the_rest_keep_theirs() {
+        let device = Device::flex();
+        let enc = Encoding::new(&features(Vec::new(), Vec::new()), 8, &device);
         let before: Vec<f32> = enc.item.weight.val().into_data().iter::<f32>().collect();
         let enc = enc.forget_unseen(&[true, false, true, false]);
         let after: Vec<f32> = enc.item.weight.val().into_data().iter::<f32>().collect();
@@ -400,16 +404,7 @@ mod tests {
     #[test]
     fn scaled_user_tables_start_at_zero_and_keep_the_other_weights() {
         let device = Device::flex();
-        let f = Features {
-            item_vectors: Vec::new(),
-            dim: 0,
-            items: 4,
-            user_field_sizes: vec![3, 5],
-            user_values: vec![vec![0, 2], vec![4, 1]],
-            history_len: 1,
-            retriever_score: false,
-            retriever_input: glorank_nn::RetrieverInput::Score,
-        };
+        let f = features(vec![3, 5], vec![vec![0, 2], vec![4, 1]]);
         let enc = Encoding::new(&f, 8, &device);
         let items: Vec<f32> = enc.item.weight.val().into_data().iter::<f32>().collect();
         assert!(

@@ -237,6 +237,12 @@ impl TrainingConfig {
             )?;
         }
         check(
+            "policy.user_lr_scale",
+            p.user_lr_scale.is_finite()
+                && (0.0..=glorank_nn::limits::MAX_USER_LR_SCALE).contains(&p.user_lr_scale),
+            "must be in [0, 1000] (0: off)",
+        )?;
+        check(
             "policy.dropout",
             (0.0..1.0).contains(&p.dropout),
             "must be in [0, 1)",
@@ -345,6 +351,7 @@ mod tests {
                 "sft.schedule.final_factor",
             ),
             ("[sft]\nlabel_loss = -0.5\n", "sft.label_loss"),
+            ("[policy]\nuser_lr_scale = -2.0\n", "policy.user_lr_scale"),
             (
                 "[sft]\nlabel_loss = 1.0\n[policy]\noutput_head = \"Global\"\n",
                 "sft.label_loss",
