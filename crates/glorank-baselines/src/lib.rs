@@ -284,10 +284,8 @@ impl BaselineConfig {
         if self.shards == 0 {
             return bad("shards", "must be > 0");
         }
-        if !(self.user_lr_scale.is_finite()
-            && (0.0..=glorank_nn::limits::MAX_USER_LR_SCALE).contains(&self.user_lr_scale))
-        {
-            return bad("user_lr_scale", "must be in [0, 1000] (0: off)");
+        if let Some(message) = glorank_nn::limits::bad_user_lr_scale(self.user_lr_scale) {
+            return bad("user_lr_scale", &message);
         }
         if self.reinforce_samples < 2 && self.reinforce_epochs > 0 {
             return bad("reinforce_samples", "must be >= 2");

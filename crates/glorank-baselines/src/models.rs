@@ -59,6 +59,8 @@ impl Encoding {
         self.user_fields = self
             .user_fields
             .into_iter()
+            // Fresh zero tables (as `ContextEmbedder::with_user_scale`): a mapped weight would
+            // lose its gradient flag on an autodiff device.
             .map(|e| {
                 let [rows, d] = e.weight.dims();
                 EmbeddingConfig::new(rows, d)

@@ -110,6 +110,8 @@ impl ContextEmbedder {
     /// starts from nothing instead of a random vector per user: each row is updated only by
     /// its own user's few requests. The other tables keep the values `new` drew.
     pub fn with_user_scale(mut self, scale: f32) -> Self {
+        // A fresh zero-initialised table, not `weight.map(zeros_like)`: a mapped tensor on an
+        // autodiff device no longer requires gradients, and the table would never learn.
         let [rows, d] = self.user_emb.weight.dims();
         let device = self.user_emb.weight.device();
         self.user_emb = EmbeddingConfig::new(rows, d)

@@ -39,3 +39,10 @@ pub const MAX_GROUP: usize = 1024;
 pub fn too_large(value: usize, max: usize) -> Option<String> {
     (value > max).then(|| format!("{value} exceeds the limit of {max}"))
 }
+
+/// `Some(message)` when `scale` is not a valid `user_lr_scale` (finite, 0 up to
+/// [`MAX_USER_LR_SCALE`]; 0 is off), `None` otherwise.
+pub fn bad_user_lr_scale(scale: f32) -> Option<String> {
+    (!(scale.is_finite() && (0.0..=MAX_USER_LR_SCALE).contains(&scale)))
+        .then(|| format!("must be in [0, {MAX_USER_LR_SCALE}] (0: off), got {scale}"))
+}

@@ -405,13 +405,8 @@ impl PolicyConfig {
                 return bad("item_content", "a vector value is not finite");
             }
         }
-        if !(self.user_lr_scale.is_finite()
-            && (0.0..=MAX_USER_LR_SCALE).contains(&self.user_lr_scale))
-        {
-            return bad(
-                "user_lr_scale",
-                &format!("must be in [0, {MAX_USER_LR_SCALE}] (0: off)"),
-            );
+        if let Some(message) = glorank_nn::limits::bad_user_lr_scale(self.user_lr_scale) {
+            return bad("user_lr_scale", &message);
         }
         if self.action_space == ActionSpace::LocalIndex && self.chosen_item_input {
             return bad(

@@ -236,12 +236,9 @@ impl TrainingConfig {
                 glorank_policy::MAX_ITEM_BUCKETS,
             )?;
         }
-        check(
-            "policy.user_lr_scale",
-            p.user_lr_scale.is_finite()
-                && (0.0..=glorank_nn::limits::MAX_USER_LR_SCALE).contains(&p.user_lr_scale),
-            "must be in [0, 1000] (0: off)",
-        )?;
+        if let Some(message) = glorank_nn::limits::bad_user_lr_scale(p.user_lr_scale) {
+            check("policy.user_lr_scale", false, &message)?;
+        }
         check(
             "policy.dropout",
             (0.0..1.0).contains(&p.dropout),
