@@ -548,6 +548,15 @@ fn shipped_configurations_parse() {
         assert_eq!(paper.policy.retriever_input, both, "{name}");
         assert_eq!(paper.baselines.retriever_input, both, "{name}");
     }
+    // The synthetic benchmark world is the demo preset with twice the sessions and the
+    // user's identity, read ten times faster by the policy and the baselines.
+    let identity = PipelineConfig::from_file(&root.join("synthetic-identity.toml")).unwrap();
+    let mut expected = PipelineConfig::demo();
+    expected.data.sessions = 20;
+    expected.data.user_id_feature = true;
+    expected.policy.user_lr_scale = 10.0;
+    expected.baselines.user_lr_scale = 10.0;
+    assert_eq!(identity, expected);
     let hardened = PipelineConfig::from_file(&root.join("ml-100k-hardened.toml")).unwrap();
     assert!(hardened.data.rerank_train_slates > 0 && !hardened.policy.use_retriever_score);
     assert!(hardened.data.pool_excludes_history && !hardened.data.user_id_feature);
