@@ -478,8 +478,7 @@ pub fn fit(
         .with_retriever_score(config.use_retriever_score)
         .with_retriever_input(config.retriever_input);
     let d = config.d_model;
-    let k = config.user_lr_scale;
-    let scaled = |enc: Encoding| if k > 0.0 { enc.with_user_scale(k) } else { enc };
+    let scaled = |enc: Encoding| enc.with_user_scale(config.user_lr_scale);
     let model = match kind {
         Baseline::Prm => Trained::Prm(glorank_nn::init_seeded(device, config.seed, || {
             let mut m = Prm::new(&f, d, config.layers, device);

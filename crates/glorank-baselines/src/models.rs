@@ -54,8 +54,12 @@ impl Encoding {
 
     /// Zeroes the user attribute tables (user ID included) and reads them multiplied by
     /// `scale`, so under Adam they learn about `scale` times faster than the other weights:
-    /// the policy's `user_lr_scale` (`glorank_nn::ContextEmbedder::with_user_scale`).
+    /// the policy's `user_lr_scale` (`glorank_nn::ContextEmbedder::with_user_scale`). A
+    /// `scale` of 0 means off and returns the encoding unchanged.
     pub fn with_user_scale(mut self, scale: f32) -> Self {
+        if scale == 0.0 {
+            return self;
+        }
         self.user_fields = self
             .user_fields
             .into_iter()

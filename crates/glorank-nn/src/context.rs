@@ -108,8 +108,12 @@ impl ContextEmbedder {
     /// weight moves by about the learning rate per step whatever its gradient's size, so the
     /// table's output then learns about `scale` times faster than the other weights, and
     /// starts from nothing instead of a random vector per user: each row is updated only by
-    /// its own user's few requests. The other tables keep the values `new` drew.
+    /// its own user's few requests. The other tables keep the values `new` drew. A `scale`
+    /// of 0 means off (`user_lr_scale`'s default) and returns the embedder unchanged.
     pub fn with_user_scale(mut self, scale: f32) -> Self {
+        if scale == 0.0 {
+            return self;
+        }
         // A fresh zero-initialised table, not `weight.map(zeros_like)`: a mapped tensor on an
         // autodiff device no longer requires gradients, and the table would never learn.
         let [rows, d] = self.user_emb.weight.dims();

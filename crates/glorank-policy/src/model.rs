@@ -169,20 +169,16 @@ impl Policy {
             }
         };
         let bos = Tensor::<2>::random([1, d], burn::tensor::Distribution::Normal(0.0, 1.0), device);
-        let embedder = ContextEmbedder::new(
-            &config.vocab_sizes,
-            &config.user_field_sizes,
-            d,
-            config.max_history,
-            config.item_buckets,
-            device,
-        );
         Self {
-            embedder: if config.user_lr_scale > 0.0 {
-                embedder.with_user_scale(config.user_lr_scale)
-            } else {
-                embedder
-            },
+            embedder: ContextEmbedder::new(
+                &config.vocab_sizes,
+                &config.user_field_sizes,
+                d,
+                config.max_history,
+                config.item_buckets,
+                device,
+            )
+            .with_user_scale(config.user_lr_scale),
             score_proj: LinearConfig::new(config.retriever_input.width(), d).init(device),
             position_emb: (config.action_space == ActionSpace::LocalIndex)
                 .then(|| EmbeddingConfig::new(config.max_candidates, d).init(device)),
