@@ -478,22 +478,21 @@ pub fn fit(
         .with_retriever_score(config.use_retriever_score)
         .with_retriever_input(config.retriever_input);
     let d = config.d_model;
-    let scaled = |enc: Encoding| enc.with_user_scale(config.user_lr_scale);
     let model = match kind {
         Baseline::Prm => Trained::Prm(glorank_nn::init_seeded(device, config.seed, || {
             let mut m = Prm::new(&f, d, config.layers, device);
-            m.enc = scaled(m.enc);
+            m.enc = m.enc.with_user_scale(config.user_lr_scale);
             m
         })),
         Baseline::Dlcm => Trained::Dlcm(glorank_nn::init_seeded(device, config.seed, || {
             let mut m = Dlcm::new(&f, d, device);
-            m.enc = scaled(m.enc);
+            m.enc = m.enc.with_user_scale(config.user_lr_scale);
             m
         })),
         Baseline::Seq2Slate => {
             Trained::Seq2Slate(glorank_nn::init_seeded(device, config.seed, || {
                 let mut m = Seq2Slate::new(&f, d, config.layers, device);
-                m.enc = scaled(m.enc);
+                m.enc = m.enc.with_user_scale(config.user_lr_scale);
                 m
             }))
         }
