@@ -1,7 +1,7 @@
 //! Batched tensor inputs of the neural baselines, built from prepared samples.
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use glorank_data::{ItemVectorSource, PreparedDataset, RerankSample, item_vectors};
+use glorank_data::{Exposures, ItemVectorSource, PreparedDataset, RerankSample, item_vectors};
 use glorank_nn::RetrieverInput;
 
 /// Item side information shared by every request: dense content vectors (when the dataset
@@ -26,6 +26,9 @@ pub struct Features {
     /// Which features the retriever scores become (the raw score by default; see
     /// [`RetrieverInput`]).
     pub retriever_input: RetrieverInput,
+    /// The training exposures, when batches carry each candidate's exposure count (see
+    /// [`crate::BaselineConfig::use_exposures`]).
+    pub exposures: Option<std::sync::Arc<Exposures>>,
 }
 
 /// The content vectors the baselines read next to their item-ID embeddings (genres, year,
@@ -59,7 +62,17 @@ impl Features {
             history_len: ds.config.history_len.max(1),
             retriever_score: false,
             retriever_input: RetrieverInput::Score,
+            exposures: None,
         }
+    }
+
+    /// The side information of `ds` with the per-candidate inputs `config` asks for: the
+    /// retriever features and the exposure counts.
+    pub fn for_config(ds: &PreparedDataset, config: &crate::BaselineConfig) -> Self {
+        Self::of(ds)
+            .with_retriever_score(config.use_retriever_score)
+            .with_retriever_input(config.retriever_input)
+            .with_exposures(ds, config.use_exposures)
     }
 
     /// With `on`, batches carry each candidate's retriever score and models built from these
@@ -74,6 +87,24 @@ impl Features {
         self.retriever_input = input;
         self
     }
+
+    /// With `on`, batches carry each candidate's exposure count over the training requests
+    /// of `ds` ([`Exposures`]), read as `ln(1 + count)`.
+    pub fn with_exposures(mut self, ds: &PreparedDataset, on: bool) -> Self {
+        self.exposures = on.then(|| std::sync::Arc::new(Exposures::new(&ds.train)));
+        self
+    }
+
+    /// Per-candidate side features: the retriever features (when batches carry them), then
+    /// the exposure feature (when they carry it). 0: none.
+    pub fn side_width(&self) -> usize {
+        let retriever = if self.retriever_score {
+            self.retriever_input.width()
+        } else {
+            0
+        };
+        retriever + usize::from(self.exposures.is_some())
+    }
 }
 
 /// One batch of requests as tensors.
@@ -83,8 +114,9 @@ pub struct Batch {
     pub candidates: Tensor<2, Int>,
     /// Candidate content vectors `[B, N, F]` (`None` without item features).
     pub candidate_vectors: Option<Tensor<3>>,
-    /// Candidate retriever scores `[B, N, 1]` (`None` unless the features ask for them).
-    pub retriever_scores: Option<Tensor<3>>,
+    /// Candidate side features `[B, N, W]`, `W = Features::side_width`: the retriever
+    /// features, then `ln(1 + exposures)` (`None` when the features ask for neither).
+    pub side_features: Option<Tensor<3>>,
     /// History item indices `[B, H]` (padding uses item 0 and is masked).
     pub history: Tensor<2, Int>,
     /// History content vectors `[B, H, F]`.
@@ -134,12 +166,22 @@ impl Batch {
         let mut hist = Vec::with_capacity(b * h);
         let mut weights = Vec::with_capacity(b * h);
         let mut clicks = Vec::with_capacity(b * n);
-        let width = f.retriever_input.width();
-        let mut scores = Vec::with_capacity(if f.retriever_score { b * n * width } else { 0 });
+        let width = f.side_width();
+        let mut side = Vec::with_capacity(b * n * width);
         for s in samples {
             cand.extend(s.candidates.iter().copied());
-            if f.retriever_score {
-                scores.extend(f.retriever_input.features(&ds.retriever_scores(s)));
+            let retriever = f
+                .retriever_score
+                .then(|| f.retriever_input.features(&ds.retriever_scores(s)));
+            let exposures = f.exposures.as_ref().map(|e| e.counts(s));
+            for c in 0..n {
+                if let Some(r) = &retriever {
+                    let w = f.retriever_input.width();
+                    side.extend_from_slice(&r[c * w..(c + 1) * w]);
+                }
+                if let Some(e) = &exposures {
+                    side.push((e[c] as f32).ln_1p());
+                }
             }
             let items = ds.history(s).items;
             let items = &items[items.len().saturating_sub(h)..];
@@ -174,9 +216,8 @@ impl Batch {
         Ok(Self {
             candidates: int2(&cand, [b, n]),
             candidate_vectors: vectors(f, &cand, b, n, device),
-            retriever_scores: f
-                .retriever_score
-                .then(|| Tensor::<3>::from_data(TensorData::new(scores, [b, n, width]), device)),
+            side_features: (width > 0)
+                .then(|| Tensor::<3>::from_data(TensorData::new(side, [b, n, width]), device)),
             history: int2(&hist, [b, h]),
             history_vectors: vectors(f, &hist, b, h, device),
             history_weights: Tensor::<3>::from_data(TensorData::new(weights, [b, h, 1]), device),

@@ -200,6 +200,10 @@ pub struct BaselineConfig {
     /// What the baselines read from the retriever scores: `score` (default), `rank` or
     /// `score-and-rank`, as the policy's `retriever_input` ([`RetrieverInput`]).
     pub retriever_input: RetrieverInput,
+    /// Give every baseline each candidate's exposure count (how often the item was a
+    /// non-clicked candidate in the user's earlier training requests), as the policy's
+    /// `use_exposures` does (default false).
+    pub use_exposures: bool,
     /// Row shards of each training step, whose gradients are computed in parallel and
     /// summed ([`glorank_nn::training::sharded_gradients`]; default 4, as the policy's
     /// `sft.shards`). The result depends on this number, not on the machine's cores.
@@ -227,6 +231,7 @@ impl Default for BaselineConfig {
             seed: 0,
             use_retriever_score: false,
             retriever_input: RetrieverInput::Score,
+            use_exposures: false,
             shards: 4,
             label_demonstrations: false,
             user_lr_scale: 0.0,
@@ -474,9 +479,7 @@ pub fn fit(
     if ds.train.is_empty() {
         return Err(BaselineError::InvalidInput("no training samples".into()));
     }
-    let f = Features::of(ds)
-        .with_retriever_score(config.use_retriever_score)
-        .with_retriever_input(config.retriever_input);
+    let f = Features::for_config(ds, config);
     let d = config.d_model;
     let model = match kind {
         Baseline::Prm => Trained::Prm(glorank_nn::init_seeded(device, config.seed, || {

@@ -23,7 +23,8 @@ const MASKED: f32 = -1.0e9;
 pub struct Encoding {
     item: Embedding,
     content: Option<Linear>,
-    /// Projection of the candidate's retriever score (when the features carry it).
+    /// Projection of the candidate's side features: retriever features and exposure count
+    /// (when the features carry any).
     score: Option<Linear>,
     user_fields: Vec<Embedding>,
     user_proj: Linear,
@@ -39,9 +40,7 @@ impl Encoding {
         Self {
             item: EmbeddingConfig::new(f.items.max(1), d).init(device),
             content: (f.dim > 0).then(|| LinearConfig::new(f.dim, d).init(device)),
-            score: f
-                .retriever_score
-                .then(|| LinearConfig::new(f.retriever_input.width(), d).init(device)),
+            score: (f.side_width() > 0).then(|| LinearConfig::new(f.side_width(), d).init(device)),
             user_fields: f
                 .user_field_sizes
                 .iter()
@@ -101,7 +100,7 @@ impl Encoding {
     /// Candidate embeddings `[B, N, d]` and the user vector `[B, 1, d]`.
     pub fn forward(&self, batch: &Batch) -> (Tensor<3>, Tensor<3>) {
         let mut cand = self.items(batch.candidates.clone(), batch.candidate_vectors.clone());
-        if let (Some(proj), Some(s)) = (&self.score, &batch.retriever_scores) {
+        if let (Some(proj), Some(s)) = (&self.score, &batch.side_features) {
             cand = cand + proj.forward(s.clone());
         }
         let hist = self.items(batch.history.clone(), batch.history_vectors.clone());
@@ -387,6 +386,7 @@ mod tests {
             history_len: 1,
             retriever_score: false,
             retriever_input: glorank_nn::RetrieverInput::Score,
+            exposures: None,
         }
     }
 

@@ -93,11 +93,11 @@ fn baselines_can_read_the_retriever_score() {
     let dev = Device::flex();
     let refs: Vec<_> = ds.valid.iter().take(4).collect();
     let plain = Batch::new(&ds, &Features::of(&ds), &refs, &dev).unwrap();
-    assert!(plain.retriever_scores.is_none());
+    assert!(plain.side_features.is_none());
     let f = Features::of(&ds).with_retriever_score(true);
     let with = Batch::new(&ds, &f, &refs, &dev).unwrap();
     let got: Vec<f32> = with
-        .retriever_scores
+        .side_features
         .unwrap()
         .into_data()
         .iter::<f32>()
@@ -118,7 +118,7 @@ fn baselines_can_read_the_retriever_score() {
     let input = glorank_baselines::RetrieverInput::ScoreAndRank;
     let f = f.with_retriever_input(input);
     let both = Batch::new(&ds, &f, &refs, &dev).unwrap();
-    let scores = both.retriever_scores.unwrap();
+    let scores = both.side_features.unwrap();
     assert_eq!(scores.dims(), [4, ds.valid[0].candidates.len(), 2]);
     let got: Vec<f32> = scores.into_data().iter::<f32>().collect();
     let want: Vec<f32> = refs
@@ -127,6 +127,42 @@ fn baselines_can_read_the_retriever_score() {
         .collect();
     assert_eq!(got, want);
     config.retriever_input = input;
+    let autodiff = Device::flex().autodiff();
+    let (model, _) = fit(Baseline::Prm, &ds, &config, (&autodiff, &dev)).unwrap();
+    let lists = model.rank(&ds, &f, &ds.valid, 6, &dev).unwrap();
+    assert!(lists.iter().all(|l| l.len() == 6));
+}
+
+/// With `use_exposures` batches end each candidate's side features with `ln(1 + count)` of
+/// its training exposures, after the retriever features, and the baselines train with it.
+#[test]
+fn baselines_can_read_exposure_counts() {
+    use glorank_baselines::{Batch, Features};
+    let ds = world();
+    let dev = Device::flex();
+    let mut config = BaselineConfig::default().with(1, 64, 1e-3);
+    config.use_retriever_score = true;
+    config.use_exposures = true;
+    config.reinforce_epochs = 0;
+    let f = Features::for_config(&ds, &config);
+    assert_eq!(f.side_width(), 2);
+    let refs: Vec<_> = ds.test.iter().take(4).collect();
+    let side = Batch::new(&ds, &f, &refs, &dev)
+        .unwrap()
+        .side_features
+        .unwrap();
+    let got: Vec<f32> = side.into_data().iter::<f32>().collect();
+    let exposures = glorank_data::Exposures::new(&ds.train);
+    let mut want = Vec::new();
+    for s in &refs {
+        for (score, count) in ds.retriever_scores(s).into_iter().zip(exposures.counts(s)) {
+            want.extend([score, (count as f32).ln_1p()]);
+        }
+    }
+    assert_eq!(got, want);
+    // The test requests come after every training request of their user: some candidate
+    // has been shown before.
+    assert!(want.chunks(2).any(|c| c[1] > 0.0));
     let autodiff = Device::flex().autodiff();
     let (model, _) = fit(Baseline::Prm, &ds, &config, (&autodiff, &dev)).unwrap();
     let lists = model.rank(&ds, &f, &ds.valid, 6, &dev).unwrap();

@@ -333,7 +333,8 @@ pub fn bench(args: &BenchArgs) -> Result<(), CliError> {
             let ids = SemanticIds::load(&run.semantic_ids_file())?;
             let policy_dir = run.trained_policy()?;
             let (policy, config) = Policy::load(&policy_dir, &dev)?;
-            let builder = glorank::train::RequestBuilder::new(&ds, &ids)?;
+            let builder = glorank::train::RequestBuilder::new(&ds, &ids)?
+                .with_exposures(config.use_exposures);
             let pool: Vec<_> = ds
                 .test
                 .iter()

@@ -38,6 +38,7 @@
 
 mod config;
 mod error;
+mod exposures;
 mod held_out;
 mod prepared;
 mod progress;
@@ -51,6 +52,7 @@ mod vectors;
 
 pub use config::{DataConfig, DatasetKind, VectorKind};
 pub use error::{DataError, Result};
+pub use exposures::Exposures;
 pub use held_out::{HELD_OUT_RIDGE, HELD_OUT_TITLE_BUCKETS};
 pub use prepared::{
     DATASET_FILE, FORMAT_VERSION, History, PrepareStats, PreparedDataset, RerankSample,

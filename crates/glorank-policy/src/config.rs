@@ -194,6 +194,12 @@ pub struct PolicyConfig {
     /// or both ([`RetrieverInput`]).
     #[serde(default)]
     pub retriever_input: RetrieverInput,
+    /// Add a projection of each candidate's exposure count, `ln(1 + count)`: how often the
+    /// item was shown to this user before without a click (default false; a served request
+    /// must then carry `exposures`). Under pools whose retrieved items recur across a user's
+    /// requests this separates them from the logged ones, as the "pool novelty" rule does.
+    #[serde(default)]
+    pub use_exposures: bool,
     /// Add to each global head the dot product of the decoder state with that level's token
     /// embeddings (weight tying on top of the linear head; default false).
     #[serde(default)]
@@ -252,6 +258,7 @@ impl PolicyConfig {
             action_space: ActionSpace::Global,
             use_retriever_score: false,
             retriever_input: RetrieverInput::Score,
+            use_exposures: false,
             tie_heads: false,
             item_buckets: 0,
             output_head: OutputHead::CandidateAware,

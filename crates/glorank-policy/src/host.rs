@@ -356,6 +356,7 @@ mod tests {
                         .collect(),
                     candidates: (0..pool).map(tuple).collect(),
                     retriever_scores: (0..pool).map(|i| (i as f32 * 0.3).sin()).collect(),
+                    exposures: Vec::new(),
                 }
             })
             .collect()

@@ -40,6 +40,7 @@
 //!     history: vec![HistoryItem { tuple: vec![1, 2, 0], labels: 1 }],
 //!     candidates: (0..6).map(|i| vec![i % 8, (i * 3) % 8, 0]).collect(),
 //!     retriever_scores: vec![],
+//!     exposures: vec![],
 //! };
 //! let mut greedy = Decoder::new(DecodeStrategy::Greedy, 0)?;
 //! let lists = decode(&policy, &[request], &mut greedy, &device)?;

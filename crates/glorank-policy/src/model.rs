@@ -23,6 +23,10 @@ pub struct Request {
     /// Stage-1 retriever score of each candidate (empty: all zero; a policy with
     /// [`PolicyConfig::use_retriever_score`] should get them).
     pub retriever_scores: Vec<f32>,
+    /// How often each candidate was shown to this user before without a click (empty: all
+    /// zero; a policy with [`PolicyConfig::use_exposures`] should get them).
+    #[serde(default)]
+    pub exposures: Vec<u32>,
 }
 
 /// A batch of requests as tensors on one device (built by [`Policy::encode_inputs`]).
@@ -62,7 +66,8 @@ pub struct Policy {
     /// Token, user, label, recency and segment embeddings (token tables shared by history,
     /// candidates and decoder).
     pub(crate) embedder: ContextEmbedder,
-    /// Projection of the retriever features (`retriever_input.width() -> d`).
+    /// Projection of the per-candidate side features: the retriever features, then the
+    /// exposure feature when it is on (`retriever_input.width() + use_exposures -> d`).
     pub(crate) score_proj: Linear,
     /// Local-index ablation only: an embedding of each candidate's input position
     /// (`max_candidates x d`), so that the fixed head over positions can tell which item sits
@@ -91,6 +96,9 @@ pub struct Policy {
     /// The features built from the retriever scores.
     #[module(skip)]
     pub(crate) retriever_input: RetrieverInput,
+    /// Whether the side features end with `ln(1 + exposures)`.
+    #[module(skip)]
+    pub(crate) use_exposures: bool,
     pub(crate) tie_heads: bool,
     /// Whether the decoder reads the encoder output of each chosen candidate
     /// ([`PolicyConfig::chosen_item_input`]).
@@ -179,7 +187,11 @@ impl Policy {
                 device,
             )
             .with_user_scale(config.user_lr_scale),
-            score_proj: LinearConfig::new(config.retriever_input.width(), d).init(device),
+            score_proj: LinearConfig::new(
+                config.retriever_input.width() + usize::from(config.use_exposures),
+                d,
+            )
+            .init(device),
             position_emb: (config.action_space == ActionSpace::LocalIndex)
                 .then(|| EmbeddingConfig::new(config.max_candidates, d).init(device)),
             encoder: Encoder::new(
@@ -207,6 +219,7 @@ impl Policy {
             local_index: config.action_space == ActionSpace::LocalIndex,
             use_score: config.use_retriever_score,
             retriever_input: config.retriever_input,
+            use_exposures: config.use_exposures,
             tie_heads: config.tie_heads,
             chosen_item_input: config.chosen_item_input,
             content_proj: config
@@ -293,6 +306,11 @@ impl Policy {
                 "request {r}: retriever_scores and candidates differ in length"
             )));
         }
+        if !req.exposures.is_empty() && req.exposures.len() != req.candidates.len() {
+            return Err(PolicyError::InvalidInput(format!(
+                "request {r}: exposures and candidates differ in length"
+            )));
+        }
         for c in &req.candidates {
             self.embedder
                 .check_tuple(&format!("request {r}, candidate"), c)?;
@@ -363,20 +381,29 @@ impl Policy {
         let ctx = self.embedder.context(&contexts, device);
         let s = 1 + ctx.history_len + n;
         let mut pad = Vec::with_capacity(b * s);
-        let width = self.retriever_input.width();
+        let retriever_width = self.retriever_input.width();
+        let width = retriever_width + usize::from(self.use_exposures);
         let mut score = vec![0f32; b * n * width];
         for (r, req) in requests.iter().enumerate() {
             pad.extend_from_slice(&ctx.pad[r * (s - n)..(r + 1) * (s - n)]);
             pad.extend((0..n).map(|c| c >= req.candidates.len()));
+            let row = &mut score[r * n * width..(r + 1) * n * width];
             if self.use_score {
                 let f = self.retriever_input.features(&req.retriever_scores);
-                score[r * n * width..r * n * width + f.len()].copy_from_slice(&f);
+                for (c, f) in f.chunks(retriever_width).enumerate() {
+                    row[c * width..c * width + retriever_width].copy_from_slice(f);
+                }
+            }
+            if self.use_exposures {
+                for (c, &e) in req.exposures.iter().enumerate() {
+                    row[c * width + retriever_width] = (e as f32).ln_1p();
+                }
             }
         }
         let rows: Vec<&[Vec<u32>]> = requests.iter().map(|r| r.candidates.as_slice()).collect();
         let cand_items = self.embedder.embed_items(&rows, n, device);
         let mut cand = cand_items.clone() + self.embedder.segment(segment::ITEMS, b, n, device);
-        if self.use_score {
+        if self.use_score || self.use_exposures {
             let s = Tensor::<3>::from_data(TensorData::new(score, [b, n, width]), device);
             cand = cand + linear_rows(&self.score_proj, s);
         }

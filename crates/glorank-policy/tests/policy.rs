@@ -75,6 +75,7 @@ fn request(rng: &mut ChaCha8Rng, n: usize, h: usize) -> Request {
             })
             .collect(),
         retriever_scores: (0..n).map(|_| rng.random_range(-1.0..1.0)).collect(),
+        exposures: Vec::new(),
         candidates,
     }
 }
@@ -748,4 +749,50 @@ fn a_scaled_user_table_starts_silent_and_is_saved_with_its_scale() {
             .to_string();
         assert!(err.contains("user_lr_scale"), "{bad}: {err}");
     }
+}
+
+/// With `use_exposures` the policy reads each candidate's exposure count after the retriever
+/// features: the counts change its scores, saved policies keep the option, a wrongly sized
+/// list is an error, and a policy without the option ignores them.
+#[test]
+fn exposure_counts_are_read_only_by_a_policy_trained_with_them() {
+    let dev = Device::flex();
+    let mut cfg = config(ActionSpace::Global);
+    cfg.use_retriever_score = true;
+    cfg.use_exposures = true;
+    let policy = Policy::new(&cfg, &dev).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let plain = request(&mut rng, 8, 3);
+    let mut seen = plain.clone();
+    seen.exposures = (0..8).map(|c| c * 3).collect();
+    let lists = vec![vec![1, 2, 3]];
+    let without = log_prob(&policy, std::slice::from_ref(&plain), &lists, &dev);
+    let with = log_prob(&policy, std::slice::from_ref(&seen), &lists, &dev);
+    assert_ne!(with, without);
+    // All-zero counts read as no counts (ln(1 + 0) = 0).
+    let mut zeros = plain.clone();
+    zeros.exposures = vec![0; 8];
+    assert_eq!(log_prob(&policy, &[zeros], &lists, &dev), without);
+    let dir = tempfile::tempdir().unwrap();
+    policy.save(&cfg, dir.path()).unwrap();
+    let (loaded, loaded_cfg) = Policy::load(dir.path(), &dev).unwrap();
+    assert!(loaded_cfg.use_exposures);
+    assert_eq!(
+        log_prob(&loaded, std::slice::from_ref(&seen), &lists, &dev),
+        with
+    );
+    let mut short = seen.clone();
+    short.exposures.pop();
+    let err = policy
+        .encode_inputs(&[short], &dev)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("exposures"), "{err}");
+    // Without the option the counts are not read.
+    cfg.use_exposures = false;
+    let blind = Policy::new(&cfg, &dev).unwrap();
+    assert_eq!(
+        log_prob(&blind, &[seen], &lists, &dev),
+        log_prob(&blind, &[plain], &lists, &dev)
+    );
 }

@@ -256,6 +256,12 @@ impl PyReranker {
         self.inner.uses_retriever_score()
     }
 
+    /// Whether requests must carry `exposures`.
+    #[getter]
+    fn uses_exposures(&self) -> bool {
+        self.inner.uses_exposures()
+    }
+
     /// The decoding strategy, as text.
     #[getter]
     fn decode(&self) -> String {

@@ -52,6 +52,10 @@ pub struct PolicyOptions {
     /// `score` (the raw score, default), `rank` (the candidate's rank in its pool, scaled to
     /// [0, 1]) or `score-and-rank` ([`RetrieverInput`]).
     pub retriever_input: RetrieverInput,
+    /// Feed each candidate's exposure count: how often the item was a non-clicked
+    /// candidate in the user's earlier training requests (default false; see
+    /// [`PolicyConfig::use_exposures`] and [`glorank_data::Exposures`]).
+    pub use_exposures: bool,
     /// `global` semantic IDs (default) or the `local-index` (LAS) ablation.
     pub action_space: ActionSpace,
     /// Rows of the zero-initialised item-level embedding added next to the semantic-ID
@@ -88,6 +92,7 @@ impl Default for PolicyOptions {
             tie_heads: false,
             use_retriever_score: false,
             retriever_input: RetrieverInput::Score,
+            use_exposures: false,
             action_space: ActionSpace::Global,
             item_buckets: 0,
             output_head: OutputHead::CandidateAware,
@@ -114,6 +119,7 @@ impl PolicyOptions {
             .with_action_space(self.action_space);
         c.use_retriever_score = self.use_retriever_score;
         c.retriever_input = self.retriever_input;
+        c.use_exposures = self.use_exposures;
         c
     }
 }

@@ -1,15 +1,17 @@
 //! From prepared samples to policy requests.
 
 use crate::{Result, TrainError};
-use glorank_data::{PreparedDataset, RerankSample};
+use glorank_data::{Exposures, PreparedDataset, RerankSample};
 use glorank_policy::{HistoryItem, PolicyConfig, Request};
 use glorank_tokenizer::SemanticIds;
 
 /// Builds policy [`Request`]s from a [`PreparedDataset`] and the semantic IDs of its items.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RequestBuilder<'a> {
     ds: &'a PreparedDataset,
     ids: &'a SemanticIds,
+    /// The training exposures, when requests carry them ([`RequestBuilder::with_exposures`]).
+    exposures: Option<std::sync::Arc<Exposures>>,
 }
 
 impl<'a> RequestBuilder<'a> {
@@ -27,7 +29,19 @@ impl<'a> RequestBuilder<'a> {
                 ds.num_items()
             )));
         }
-        Ok(Self { ds, ids })
+        Ok(Self {
+            ds,
+            ids,
+            exposures: None,
+        })
+    }
+
+    /// With `on`, requests carry each candidate's exposure count ([`Exposures`] over the
+    /// dataset's training requests), as a policy with
+    /// [`PolicyConfig::use_exposures`] needs; without, they carry none.
+    pub fn with_exposures(mut self, on: bool) -> Self {
+        self.exposures = on.then(|| std::sync::Arc::new(Exposures::new(&self.ds.train)));
+        self
     }
 
     /// Categories of each user attribute (empty when the dataset has none).
@@ -57,7 +71,8 @@ impl<'a> RequestBuilder<'a> {
     }
 
     /// The request of one sample: user attributes, history (tuples and label bits, oldest
-    /// first), candidate tuples in the sample's (shuffled) order, retriever scores.
+    /// first), candidate tuples in the sample's (shuffled) order, retriever scores, and the
+    /// exposure counts when the builder has them.
     pub fn request(&self, sample: &RerankSample) -> Request {
         let user = sample.user as usize;
         let user_features = self
@@ -81,6 +96,11 @@ impl<'a> RequestBuilder<'a> {
                 .collect(),
             candidates: sample.candidates.iter().map(|&i| self.tuple(i)).collect(),
             retriever_scores: self.ds.retriever_scores(sample),
+            exposures: self
+                .exposures
+                .as_ref()
+                .map(|e| e.counts(sample))
+                .unwrap_or_default(),
         }
     }
 

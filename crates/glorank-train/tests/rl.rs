@@ -30,6 +30,7 @@ fn request(rng: &mut ChaCha8Rng) -> Request {
         }],
         candidates: set.into_iter().collect(),
         retriever_scores: vec![],
+        exposures: vec![],
     }
 }
 

@@ -175,6 +175,7 @@ pub fn synthetic_requests(
                     .collect(),
                 candidates: set.into_iter().collect(),
                 retriever_scores: (0..pool).map(|_| rng.random_range(-1.0..1.0)).collect(),
+                exposures: Vec::new(),
             }
         })
         .collect()

@@ -54,6 +54,11 @@ pub struct RerankRequest {
     /// by one trained without.
     #[serde(default)]
     pub retriever_scores: Option<Vec<f32>>,
+    /// How often each candidate was shown to this user before without a click, in
+    /// candidate order. Required by a policy trained with `use_exposures` (an error names it
+    /// when missing); ignored by one trained without.
+    #[serde(default)]
+    pub exposures: Option<Vec<u32>>,
 }
 
 impl RerankRequest {
@@ -120,6 +125,8 @@ pub struct Reranker {
     user_values: Vec<Vec<u32>>,
     tokenizer: Option<Mutex<Box<dyn ItemTokenizer>>>,
     uses_retriever_score: bool,
+    /// Whether requests must carry `exposures`.
+    uses_exposures: bool,
     uses_user_id: bool,
     device: Device,
     strategy: DecodeStrategy,
@@ -226,6 +233,7 @@ impl Reranker {
             ids,
             tokenizer,
             uses_retriever_score: policy_config.use_retriever_score,
+            uses_exposures: policy_config.use_exposures,
             uses_user_id,
             device,
             strategy: DecodeStrategy::beam_or_greedy(eval_beam),
@@ -320,6 +328,11 @@ impl Reranker {
     /// Whether requests must carry `retriever_scores` (the policy was trained with them).
     pub fn uses_retriever_score(&self) -> bool {
         self.uses_retriever_score
+    }
+
+    /// Whether requests must carry `exposures` (the policy was trained with them).
+    pub fn uses_exposures(&self) -> bool {
+        self.uses_exposures
     }
 
     /// Items per generated list.
@@ -449,11 +462,29 @@ impl Reranker {
             }
             None => Vec::new(),
         };
+        let exposures = match &r.exposures {
+            Some(e) if e.len() != r.candidates.len() => {
+                return Err(Error::InvalidRequest(format!(
+                    "{} exposures for {} candidates",
+                    e.len(),
+                    r.candidates.len()
+                )));
+            }
+            Some(e) if self.uses_exposures => e.clone(),
+            Some(_) => Vec::new(),
+            None if self.uses_exposures => {
+                return Err(Error::InvalidRequest(
+                    "this policy was trained with use_exposures: the request needs exposures (one count per candidate)".into(),
+                ));
+            }
+            None => Vec::new(),
+        };
         Ok(Request {
             user_features,
             history,
             candidates: candidates.into_iter().flatten().collect(),
             retriever_scores,
+            exposures,
         })
     }
 

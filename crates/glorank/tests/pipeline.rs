@@ -832,7 +832,7 @@ fn shuffled_pools_keep_items_labels_and_logged_positions_together() {
 }
 
 #[test]
-fn a_policy_that_reads_retriever_scores_is_served_them() {
+fn a_policy_that_reads_retriever_scores_and_exposures_is_served_them() {
     use glorank::policy::{Policy, decode};
     use glorank::train::{RequestBuilder, TrainingConfig};
     use glorank::trie::{DecodeStrategy, Decoder};
@@ -847,18 +847,20 @@ fn a_policy_that_reads_retriever_scores_is_served_them() {
     let (_, ids) = stages::tokenize(&ds, &tok, run.tokenizer_dir()).unwrap();
     let mut training = TrainingConfig::default();
     training.policy.use_retriever_score = true;
+    training.policy.use_exposures = true;
     training.policy.d_model = 16;
     training.policy.heads = 2;
     training.policy.layers = 1;
     let config = stages::policy_config(&ds, &ids, &training).unwrap();
-    assert!(config.use_retriever_score);
+    assert!(config.use_retriever_score && config.use_exposures);
     let dev = Device::flex();
     let policy = Policy::new(&config, &dev).unwrap();
     policy.save(&config, &run.policy_sft()).unwrap();
 
     let reranker = Reranker::load(run.root()).unwrap();
-    assert!(reranker.uses_retriever_score());
-    let builder = RequestBuilder::new(&ds, &ids).unwrap();
+    assert!(reranker.uses_retriever_score() && reranker.uses_exposures());
+    let builder = RequestBuilder::new(&ds, &ids).unwrap().with_exposures(true);
+    let exposures = glorank::data::Exposures::new(&ds.train);
     let mut greedy = Decoder::new(DecodeStrategy::Greedy, 0).unwrap();
     let mut served_differently = 0;
     for sample in ds.test.iter().take(8) {
@@ -870,9 +872,15 @@ fn a_policy_that_reads_retriever_scores_is_served_them() {
         assert!(e.contains("retriever_scores"), "{e}");
         request.retriever_scores = Some(vec![0.5; candidates.len() - 1]);
         assert!(reranker.rerank(&request).is_err());
-        // With the retriever's scores the served list is the evaluated one.
+        // With the retriever's scores but no exposure counts, neither.
         let scores = ds.retriever_scores(sample);
         request.retriever_scores = Some(scores.clone());
+        let e = reranker.rerank(&request).unwrap_err().to_string();
+        assert!(e.contains("exposures"), "{e}");
+        request.exposures = Some(vec![0; candidates.len() + 1]);
+        assert!(reranker.rerank(&request).is_err());
+        // With both the served list is the evaluated one.
+        request.exposures = Some(exposures.counts(sample));
         let served = reranker.rerank(&request).unwrap();
         let decoded = decode(&policy, &[builder.request(sample)], &mut greedy, &dev).unwrap();
         let evaluated: Vec<String> = decoded[0][0]

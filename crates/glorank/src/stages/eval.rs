@@ -138,7 +138,9 @@ impl<'a> EvalContext<'a> {
         simulator: Option<&'a UserResponseModel>,
         device: &Device,
     ) -> Result<Self> {
-        let builder = RequestBuilder::new(ds, ids)?;
+        // Exposure counts for every request: a policy trained with them reads them, the
+        // others ignore them.
+        let builder = RequestBuilder::new(ds, ids)?.with_exposures(true);
         let world = ds
             .synthetic
             .as_ref()
@@ -356,9 +358,7 @@ impl<'a> EvalContext<'a> {
         config: &BaselineConfig,
         autodiff: &Device,
     ) -> Result<Vec<(MethodResult, f64)>> {
-        let features = Features::of(self.ds)
-            .with_retriever_score(config.use_retriever_score)
-            .with_retriever_input(config.retriever_input);
+        let features = Features::for_config(self.ds, config);
         let mut rows = Vec::new();
         for kind in [Baseline::Prm, Baseline::Seq2Slate, Baseline::Dlcm] {
             let t0 = std::time::Instant::now();

@@ -190,7 +190,7 @@ pub fn train_sft_stage(
     (autodiff, plain): (&Device, &Device),
     observer: &mut dyn TrainObserver,
 ) -> Result<glorank_train::SftOutcome> {
-    let builder = RequestBuilder::new(ds, ids)?;
+    let builder = RequestBuilder::new(ds, ids)?.with_exposures(policy_config.use_exposures);
     let train = builder.requests(&ds.train);
     let valid = builder.requests(&ds.valid);
     let logged: Vec<Vec<usize>> = match training.sft.demonstrations {
@@ -250,7 +250,7 @@ pub fn train_rl_stage(
     }
     let (initial, policy_config) = Policy::load(&sft_dir, autodiff)?;
     let (reference, _) = Policy::load(&sft_dir, plain)?;
-    let builder = RequestBuilder::new(ds, ids)?;
+    let builder = RequestBuilder::new(ds, ids)?.with_exposures(policy_config.use_exposures);
     let train = builder.requests(&ds.train);
     let valid = builder.requests(&ds.valid);
     let train_rel = clicks(&ds.train);
