@@ -440,45 +440,27 @@ impl Reranker {
             used.insert(dedupe.clone());
             *slot = Some(dedupe);
         }
-        let retriever_scores = match &r.retriever_scores {
-            Some(s) if s.len() != r.candidates.len() => {
-                return Err(Error::InvalidRequest(format!(
-                    "{} retriever_scores for {} candidates",
-                    s.len(),
-                    r.candidates.len()
-                )));
-            }
-            Some(s) if s.iter().any(|x| !x.is_finite()) => {
-                return Err(Error::InvalidRequest(
-                    "retriever_scores must be finite numbers".into(),
-                ));
-            }
-            Some(s) if self.uses_retriever_score => s.clone(),
-            Some(_) => Vec::new(),
-            None if self.uses_retriever_score => {
-                return Err(Error::InvalidRequest(
-                    "this policy was trained with use_retriever_score: the request needs retriever_scores (one per candidate)".into(),
-                ));
-            }
-            None => Vec::new(),
-        };
-        let exposures = match &r.exposures {
-            Some(e) if e.len() != r.candidates.len() => {
-                return Err(Error::InvalidRequest(format!(
-                    "{} exposures for {} candidates",
-                    e.len(),
-                    r.candidates.len()
-                )));
-            }
-            Some(e) if self.uses_exposures => e.clone(),
-            Some(_) => Vec::new(),
-            None if self.uses_exposures => {
-                return Err(Error::InvalidRequest(
-                    "this policy was trained with use_exposures: the request needs exposures (one count per candidate)".into(),
-                ));
-            }
-            None => Vec::new(),
-        };
+        if r.retriever_scores
+            .as_ref()
+            .is_some_and(|s| s.iter().any(|x| !x.is_finite()))
+        {
+            return Err(Error::InvalidRequest(
+                "retriever_scores must be finite numbers".into(),
+            ));
+        }
+        let n = r.candidates.len();
+        let retriever_scores = per_candidate(
+            r.retriever_scores.as_deref(),
+            ("retriever_scores", "use_retriever_score"),
+            n,
+            self.uses_retriever_score,
+        )?;
+        let exposures = per_candidate(
+            r.exposures.as_deref(),
+            ("exposures", "use_exposures"),
+            n,
+            self.uses_exposures,
+        )?;
         Ok(Request {
             user_features,
             history,
@@ -562,5 +544,26 @@ impl Reranker {
                     .collect())
             })
             .collect()
+    }
+}
+/// A per-candidate input of a request (`field`, read by policies trained with `option`),
+/// checked: one value per candidate when given, present when `read`. Returns the values
+/// when the policy reads them, else nothing.
+fn per_candidate<T: Clone>(
+    given: Option<&[T]>,
+    (field, option): (&str, &str),
+    candidates: usize,
+    read: bool,
+) -> Result<Vec<T>> {
+    match given {
+        Some(v) if v.len() != candidates => Err(Error::InvalidRequest(format!(
+            "{} {field} for {candidates} candidates",
+            v.len()
+        ))),
+        Some(v) if read => Ok(v.to_vec()),
+        None if read => Err(Error::InvalidRequest(format!(
+            "this policy was trained with {option}: the request needs {field} (one per candidate)"
+        ))),
+        _ => Ok(Vec::new()),
     }
 }
