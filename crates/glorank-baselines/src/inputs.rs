@@ -180,7 +180,7 @@ impl Batch {
                     side.extend_from_slice(&r[c * w..(c + 1) * w]);
                 }
                 if let Some(e) = &exposures {
-                    side.push((e[c] as f32).ln_1p());
+                    side.push(glorank_nn::exposure_feature(e[c]));
                 }
             }
             let items = ds.history(s).items;

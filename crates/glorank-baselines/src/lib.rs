@@ -103,30 +103,20 @@ pub fn popularity(counts: &[u32], len: usize) -> Vec<usize> {
 /// negatives recur across a user's pools while the logged items are new.
 #[derive(Debug, Clone, Default)]
 pub struct PoolNovelty {
-    counts: std::collections::HashMap<(u32, u32), u32>,
+    exposures: glorank_data::Exposures,
 }
 
 impl PoolNovelty {
     /// Counts over the training requests `train`.
     pub fn new(train: &[RerankSample]) -> Self {
-        let mut counts = std::collections::HashMap::new();
-        for s in train {
-            for (&item, label) in s.candidates.iter().zip(&s.labels) {
-                if !label.click() {
-                    *counts.entry((s.user, item)).or_insert(0) += 1;
-                }
-            }
+        Self {
+            exposures: glorank_data::Exposures::new(train),
         }
-        Self { counts }
     }
 
     /// The count of each candidate of `sample`.
     pub fn counts(&self, sample: &RerankSample) -> Vec<u32> {
-        sample
-            .candidates
-            .iter()
-            .map(|&i| self.counts.get(&(sample.user, i)).copied().unwrap_or(0))
-            .collect()
+        self.exposures.totals(sample)
     }
 
     /// A score per candidate of `sample`, higher first: minus its count.

@@ -50,6 +50,20 @@ impl Exposures {
             })
             .collect()
     }
+
+    /// How often each candidate of `sample` was a non-clicked candidate of the same user in
+    /// any training request, whenever it started (the "pool novelty" rule's counts).
+    pub fn totals(&self, sample: &RerankSample) -> Vec<u32> {
+        sample
+            .candidates
+            .iter()
+            .map(|&item| {
+                self.starts
+                    .get(&(sample.user, item))
+                    .map_or(0, |v| v.len() as u32)
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]

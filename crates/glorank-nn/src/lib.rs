@@ -50,7 +50,7 @@ pub use context::{Context, ContextEmbedder, HistoryItem, item_bucket, segment};
 pub use device::{Backend, is_host_device};
 pub use init::{init_seeded, with_seeded_device};
 pub use layers::MASKED;
-pub use retriever::RetrieverInput;
+pub use retriever::{RetrieverInput, exposure_feature};
 
 use std::path::{Path, PathBuf};
 

@@ -60,6 +60,12 @@ impl RetrieverInput {
     }
 }
 
+/// The feature a model reads from a candidate's exposure count
+/// (`glorank_data::Exposures`): `ln(1 + count)`, so zero counts read as no feature.
+pub fn exposure_feature(count: u32) -> f32 {
+    (count as f32).ln_1p()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,9 @@ use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, L
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use glorank_nn::layers::{CrossKv, DecoderLayer, Encoder, key_padding_bias, linear_rows};
-use glorank_nn::{ContextEmbedder, HistoryItem, MASKED, RetrieverInput, init_seeded, segment};
+use glorank_nn::{
+    ContextEmbedder, HistoryItem, MASKED, RetrieverInput, exposure_feature, init_seeded, segment,
+};
 use glorank_trie::CandidateTrie;
 use serde::{Deserialize, Serialize};
 
@@ -396,7 +398,7 @@ impl Policy {
             }
             if self.use_exposures {
                 for (c, &e) in req.exposures.iter().enumerate() {
-                    row[c * width + retriever_width] = (e as f32).ln_1p();
+                    row[c * width + retriever_width] = exposure_feature(e);
                 }
             }
         }
