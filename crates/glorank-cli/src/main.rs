@@ -84,6 +84,8 @@ enum Command {
     Bench(serve::BenchArgs),
     /// Mean and 95% CI over runs (seeds) of several `metrics.json` files.
     Aggregate(serve::AggregateArgs),
+    /// Paired per-request differences between methods, from `predictions.jsonl`.
+    Compare(serve::CompareArgs),
 }
 
 /// Arguments of `glorank tokenize`; every default is [`TokenizerConfig`]'s.
@@ -412,6 +414,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::serve(&args),
         Command::Bench(args) => serve::bench(&args),
         Command::Aggregate(args) => serve::aggregate(&args),
+        Command::Compare(args) => serve::compare(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

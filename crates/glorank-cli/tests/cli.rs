@@ -486,6 +486,50 @@ fn run_rerank_and_bench_on_a_tiny_pipeline() {
         closed.status.success() && !stderr.contains("panicked"),
         "{stderr}"
     );
+    // compare: the paired mean difference over the same requests is the difference of the
+    // two rows' means in metrics.json; a run against itself differs by exactly zero.
+    let compared = glorank()
+        .args([
+            "compare",
+            o,
+            "GloRank SFT+RL",
+            "MF order",
+            "--metric",
+            "ndcg",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&compared.stdout);
+    assert!(compared.status.success(), "{text}");
+    let line = text.lines().find(|l| l.contains("- MF order:")).unwrap();
+    let printed: f64 = line
+        .split_once(": ")
+        .unwrap()
+        .1
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&m).unwrap()).unwrap();
+    let mean = |row: &str| metrics[row]["ndcg"]["mean"].as_f64().unwrap();
+    assert!(
+        (printed - (mean("GloRank SFT+RL") - mean("MF order"))).abs() < 1e-4,
+        "{text}"
+    );
+    let itself = glorank()
+        .args(["compare", o, "MF order", "MF order", "--against", o])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&itself.stdout);
+    assert!(text.contains("+0.0000 (+0.0000 to +0.0000)"), "{text}");
+    let unknown = glorank()
+        .args(["compare", o, "No such method"])
+        .output()
+        .unwrap();
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("it has: MF order"));
     // `[]` or a run's summary.json are not metrics files.
     let not_metrics = out.join("not-metrics.json");
     std::fs::write(&not_metrics, "[]").unwrap();

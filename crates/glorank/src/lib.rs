@@ -48,6 +48,7 @@
 //! ```
 
 pub mod bench;
+pub mod compare;
 mod config;
 pub mod fixtures;
 mod pipeline;

@@ -194,8 +194,9 @@ fn held_out_section(
     metrics[HELD_OUT_KEYS[2]] = pools;
 }
 
-/// One JSON line per request and method: request id, method, candidate item ids, their click
-/// labels and the generated list of item ids, so the metrics can be recomputed independently.
+/// One JSON line per request and method ([`crate::compare::Prediction`]): request id, user,
+/// method, candidate item ids, their click labels and the generated list of item ids, so
+/// the metrics can be recomputed independently.
 pub(crate) fn predictions_jsonl(
     ds: &PreparedDataset,
     samples: &[RerankSample],
@@ -204,20 +205,20 @@ pub(crate) fn predictions_jsonl(
     let mut out = String::new();
     for r in rows {
         for (k, (s, list)) in samples.iter().zip(&r.lists).enumerate() {
-            let cands: Vec<&str> = s
+            let candidates: Vec<String> = s
                 .candidates
                 .iter()
-                .map(|&i| ds.item_ids[i as usize].as_str())
+                .map(|&i| ds.item_ids[i as usize].clone())
                 .collect();
-            let line = serde_json::json!({
-                "request": k,
-                "user": ds.user_ids[s.user as usize],
-                "method": r.name,
-                "candidates": cands,
-                "clicks": s.click_relevance().iter().map(|&c| c as u8).collect::<Vec<_>>(),
-                "list": list.iter().map(|&p| cands[p]).collect::<Vec<_>>(),
-            });
-            out.push_str(&line.to_string());
+            let line = crate::compare::Prediction {
+                list: list.iter().map(|&p| candidates[p].clone()).collect(),
+                clicks: s.click_relevance().iter().map(|&c| c as u8).collect(),
+                candidates,
+                method: r.name.clone(),
+                request: k,
+                user: ds.user_ids[s.user as usize].clone(),
+            };
+            out.push_str(&crate::compare::to_json_line(&line));
             out.push('\n');
         }
     }
