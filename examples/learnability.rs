@@ -34,12 +34,12 @@
 //!   grade, 0 for the rest), so the gap is what turning the labels into a demonstration
 //!   loses.
 
+use glorank::compare::Predictions;
 use glorank::data::{PreparedDataset, RerankSample, SyntheticWorld};
 use glorank::metrics::Summary;
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::path::PathBuf;
 
 /// One labelled (request, item) pair in dataset indices.
@@ -453,36 +453,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // lists "top appeal (true model)") is not counted twice.
     let own: Vec<String> = fractions.keys().cloned().collect();
     let path = run.join("predictions.jsonl");
-    if let Ok(file) = std::fs::File::open(&path) {
-        for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-            let bad = |what: &str| format!("{}:{}: {what}", path.display(), n + 1);
-            let row: serde_json::Value =
-                serde_json::from_str(&line?).map_err(|e| bad(&e.to_string()))?;
-            let (Some(method), Some(request), Some(user), Some(list)) = (
-                row["method"].as_str(),
-                row["request"].as_u64(),
-                row["user"].as_str().and_then(SyntheticWorld::user_index),
-                row["list"].as_array(),
-            ) else {
-                return Err(bad("needs \"method\", \"request\", \"user\" and \"list\"").into());
+    if path.exists() {
+        let predictions = Predictions::read(&path)?;
+        for row in predictions.lines() {
+            let bad = |what: &str| format!("{}: {what}", path.display());
+            let request = row.request;
+            let (method, Some(user)) = (&row.method, SyntheticWorld::user_index(&row.user)) else {
+                return Err(bad(&format!("request {request}: not a synthetic user id")).into());
             };
             if own.iter().any(|o| o == method) {
                 continue;
             }
-            let items: Vec<usize> = list
+            let items: Vec<usize> = row
+                .list
                 .iter()
-                .map(|v| v.as_str().and_then(SyntheticWorld::item_index))
+                .map(|id| SyntheticWorld::item_index(id))
                 .collect::<Option<_>>()
                 .ok_or_else(|| bad("a list item is not a synthetic item id"))?;
-            let Some(&(test_user, best)) = best_clicks.get(&request) else {
+            let Some(&(test_user, best)) = best_clicks.get(&(request as u64)) else {
                 return Err(bad(&format!("request {request} is not a test request")).into());
             };
-            let same_pool = row["candidates"].as_array().is_some_and(|c| {
-                c.len() == ds.test[request as usize].candidates.len()
-                    && c.iter()
-                        .zip(&ds.test[request as usize].candidates)
-                        .all(|(id, &i)| id.as_str() == Some(ds.item_ids[i as usize].as_str()))
-            });
+            let same_pool = row.candidates.len() == ds.test[request].candidates.len()
+                && row
+                    .candidates
+                    .iter()
+                    .zip(&ds.test[request].candidates)
+                    .all(|(id, &i)| *id == ds.item_ids[i as usize]);
             if user != test_user || !same_pool {
                 return Err(bad(&format!(
                     "request {request} has another user or other candidates in dataset.bin: \

@@ -18,11 +18,11 @@
 //! tighter than comparing the two rows' own intervals, because both lists face the same
 //! user and pool.
 
+use glorank::compare::Predictions;
 use glorank::data::{PreparedDataset, SyntheticWorld};
 use glorank::metrics::Summary;
 use glorank::tokenizer::{IDS_FILE, SemanticIds};
 use std::collections::{BTreeMap, HashSet};
-use std::io::BufRead;
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -42,24 +42,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // method -> (relevance logit, redundancy, true clicks, true clicks in the best order).
     let mut truth: BTreeMap<String, [f64; 4]> = BTreeMap::new();
     // (method, request) -> true clicks, for the paired comparison.
-    let mut per_request: BTreeMap<(String, u64), f64> = BTreeMap::new();
-    let path = run.join("predictions.jsonl");
-    let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let bad = |what: &str| format!("{}:{}: {what}", path.display(), n + 1);
-        let row: serde_json::Value =
-            serde_json::from_str(&line?).map_err(|e| bad(&e.to_string()))?;
-        let method = row["method"].as_str().ok_or_else(|| bad("no \"method\""))?;
-        let list = row["list"].as_array().ok_or_else(|| bad("no \"list\""))?;
+    let mut per_request: BTreeMap<(String, usize), f64> = BTreeMap::new();
+    let predictions = Predictions::read(&run)?;
+    for row in predictions.lines() {
+        let bad = |what: &str| format!("{}: {what}", predictions.path().display());
+        let (method, list) = (row.method.as_str(), &row.list);
         let mut first = Vec::with_capacity(list.len());
         let mut world_items = Vec::with_capacity(list.len());
-        for item in list {
-            let id = item
-                .as_str()
-                .ok_or_else(|| bad("a list item is not a string"))?;
+        for id in list {
             world_items.extend(SyntheticWorld::item_index(id));
             let i = *index
-                .get(id)
+                .get(id.as_str())
                 .ok_or_else(|| bad(&format!("unknown item {id:?}")))?;
             let tuple = ids
                 .tuple(i)
@@ -76,7 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let s = sums.entry(method.to_string()).or_default();
         *s = (s.0 + 1, s.1 + pairs, s.2 + distinct);
-        let user = row["user"].as_str().and_then(SyntheticWorld::user_index);
+        let user = SyntheticWorld::user_index(&row.user);
         if let (Some(w), Some(u)) = (&world, user)
             && world_items.len() == list.len()
         {
@@ -100,9 +93,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             t[1] += redundancy / (k - 1.0).max(1.0);
             let clicks = w.expected_clicks(u, &world_items);
             t[2] += clicks;
-            if let Some(r) = row["request"].as_u64() {
-                per_request.insert((method.to_string(), r), clicks);
-            }
+            per_request.insert((method.to_string(), row.request), clicks);
             t[3] += w.expected_clicks(u, &best);
         }
     }

@@ -56,23 +56,11 @@ fn main() -> Result<(), glorank::Error> {
 
     // Serve: rerank the candidates of the first test request by item id.
     let reranker = Reranker::load(&dir)?;
-    let first =
-        std::fs::read_to_string(dir.join("predictions.jsonl")).map_err(|e| glorank::Error::Io {
-            path: dir.join("predictions.jsonl"),
-            source: e,
-        })?;
-    let line: serde_json::Value =
-        serde_json::from_str(first.lines().next().unwrap_or("{}")).unwrap_or_default();
-    let candidates: Vec<String> = line["candidates"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|c| c.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
+    let predictions = glorank::compare::Predictions::read(&dir)?;
+    let first = predictions.lines().first();
+    let candidates = first.map(|p| p.candidates.clone()).unwrap_or_default();
     let mut request = RerankRequest::new(candidates);
-    request.user = line["user"].as_str().map(String::from);
+    request.user = first.map(|p| p.user.clone());
     println!(
         "reranked list for {:?}: {:?}",
         request.user,
