@@ -40,27 +40,29 @@ impl Exposures {
     /// How often each candidate of `sample` was a non-clicked candidate of the same user in a
     /// training request starting before `sample.slate_start`, in candidate order.
     pub fn counts(&self, sample: &RerankSample) -> Vec<u32> {
-        sample
-            .candidates
-            .iter()
-            .map(|&item| {
-                self.starts
-                    .get(&(sample.user, item))
-                    .map_or(0, |v| v.partition_point(|&t| t < sample.slate_start) as u32)
-            })
-            .collect()
+        self.per_candidate(sample, |starts| {
+            starts.partition_point(|&t| t < sample.slate_start)
+        })
     }
 
     /// How often each candidate of `sample` was a non-clicked candidate of the same user in
     /// any training request, whenever it started (the "pool novelty" rule's counts).
     pub fn totals(&self, sample: &RerankSample) -> Vec<u32> {
+        self.per_candidate(sample, <[u32]>::len)
+    }
+
+    /// `count` of each candidate's sorted training starts (empty for a candidate never
+    /// shown to this user without a click), in candidate order.
+    fn per_candidate(&self, sample: &RerankSample, count: impl Fn(&[u32]) -> usize) -> Vec<u32> {
         sample
             .candidates
             .iter()
             .map(|&item| {
-                self.starts
+                let starts = self
+                    .starts
                     .get(&(sample.user, item))
-                    .map_or(0, |v| v.len() as u32)
+                    .map_or(&[][..], Vec::as_slice);
+                count(starts) as u32
             })
             .collect()
     }
