@@ -18,9 +18,8 @@
 //! tighter than comparing the two rows' own intervals, because both lists face the same
 //! user and pool.
 
-use glorank::compare::Predictions;
+use glorank::compare::{PerRequest, Predictions, paired_difference};
 use glorank::data::{PreparedDataset, SyntheticWorld};
-use glorank::metrics::Summary;
 use glorank::tokenizer::{IDS_FILE, SemanticIds};
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -41,8 +40,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let world = ds.synthetic.as_ref().map(SyntheticWorld::new).transpose()?;
     // method -> (relevance logit, redundancy, true clicks, true clicks in the best order).
     let mut truth: BTreeMap<String, [f64; 4]> = BTreeMap::new();
-    // (method, request) -> true clicks, for the paired comparison.
-    let mut per_request: BTreeMap<(String, usize), f64> = BTreeMap::new();
+    // method -> each request's true clicks (with its candidates), for the paired comparison.
+    let mut per_request: BTreeMap<String, PerRequest> = BTreeMap::new();
     let predictions = Predictions::read(&run)?;
     for row in predictions.lines() {
         let bad = |what: &str| format!("{}: {what}", predictions.path().display());
@@ -93,7 +92,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             t[1] += redundancy / (k - 1.0).max(1.0);
             let clicks = w.expected_clicks(u, &world_items);
             t[2] += clicks;
-            per_request.insert((method.to_string(), row.request), clicks);
+            per_request
+                .entry(method.to_string())
+                .or_insert_with(|| PerRequest {
+                    method: method.to_string(),
+                    values: BTreeMap::new(),
+                })
+                .values
+                .insert(row.request, (clicks, row.candidates.clone()));
             t[3] += w.expected_clicks(u, &best);
         }
     }
@@ -129,13 +135,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     if let Some((a, b)) = pair {
-        let diffs: Vec<f64> = per_request
-            .iter()
-            .filter(|((m, _), _)| m == a)
-            .filter_map(|((_, r), x)| per_request.get(&(b.to_string(), *r)).map(|y| x - y))
-            .collect();
-        let d = Summary::from_values(&diffs)
-            .map_err(|e| format!("no request listed by both {a:?} and {b:?}: {e}"))?;
+        let side = |m: &str| {
+            per_request.get(m).cloned().unwrap_or_else(|| PerRequest {
+                method: m.to_string(),
+                values: BTreeMap::new(),
+            })
+        };
+        let d = paired_difference(&side(a), &side(b))?;
         println!();
         println!(
             "true clicks, {a} minus {b}, paired over {} requests: {:.4} (95% interval {:.4} to {:.4})",

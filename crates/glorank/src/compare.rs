@@ -91,17 +91,12 @@ impl Metric {
         }
     }
 
-    /// This metric's value among `m`.
+    /// This metric's value among `m`, looked up by name in [`ListMetrics::named`].
     pub fn of(self, m: &ListMetrics) -> f64 {
-        match self {
-            Metric::Precision => m.precision,
-            Metric::Recall => m.recall,
-            Metric::F1 => m.f1,
-            Metric::Ndcg => m.ndcg,
-            Metric::Map => m.map,
-            Metric::MapHits => m.map_hits,
-            Metric::Hit => m.hit,
-        }
+        m.named()
+            .into_iter()
+            .find_map(|(name, value)| (name == self.name()).then_some(value))
+            .expect("every Metric::name is a name of ListMetrics::named")
     }
 }
 
@@ -217,13 +212,12 @@ impl Predictions {
     pub fn per_request(&self, method: &str, metric: Metric) -> Result<PerRequest> {
         let mut values = BTreeMap::new();
         for p in self.lines.iter().filter(|p| p.method == method) {
-            let position: BTreeMap<&str, usize> = p
-                .candidates
+            // `read` checked that every listed item is a candidate.
+            let list: Vec<usize> = p
+                .list
                 .iter()
-                .enumerate()
-                .map(|(k, c)| (c.as_str(), k))
+                .filter_map(|item| p.candidates.iter().position(|c| c == item))
                 .collect();
-            let list: Vec<usize> = p.list.iter().map(|c| position[c.as_str()]).collect();
             let relevance: Vec<f64> = p.clicks.iter().map(|&c| f64::from(c)).collect();
             let m = ListMetrics::compute(&list, &relevance, list.len())?;
             values.insert(p.request, (metric.of(&m), p.candidates.clone()));
