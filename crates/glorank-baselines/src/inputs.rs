@@ -1,11 +1,13 @@
-//! Batched tensor inputs of the neural baselines, built from prepared samples.
+//! Batched tensor inputs of the neural baselines: the item and user side information
+//! ([`Features`]) and one batch of requests as tensors ([`Batch`]), built from plain rows
+//! ([`BatchRow`]); `glorank-train` builds the rows from prepared samples.
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use glorank_data::{Exposures, ItemVectorSource, PreparedDataset, RerankSample, item_vectors};
-use glorank_nn::RetrieverInput;
+use glorank_nn::ModelInputs;
 
-/// Item side information shared by every request: dense content vectors (when the dataset
-/// has item features) and the user attribute table.
+/// Item side information shared by every request: dense content vectors (when the data has
+/// item features) and the user attribute table, plus which per-candidate inputs the batches
+/// carry.
 #[derive(Debug, Clone)]
 pub struct Features {
     /// Row-major item content vectors, `items x dim` (empty when `dim == 0`).
@@ -20,91 +22,33 @@ pub struct Features {
     pub user_values: Vec<Vec<u32>>,
     /// Longest history.
     pub history_len: usize,
-    /// Whether batches carry each candidate's retriever score (see
-    /// [`crate::BaselineConfig::use_retriever_score`]).
-    pub retriever_score: bool,
-    /// Which features the retriever scores become (the raw score by default; see
-    /// [`RetrieverInput`]).
-    pub retriever_input: RetrieverInput,
-    /// The training exposures, when batches carry each candidate's exposure count (see
-    /// [`crate::BaselineConfig::use_exposures`]).
-    pub exposures: Option<std::sync::Arc<Exposures>>,
+    /// Which per-candidate inputs the batches carry and the models read (the retriever
+    /// features, the exposure count) and the user tables' learning-rate factor.
+    pub inputs: ModelInputs,
 }
 
-/// The content vectors the baselines read next to their item-ID embeddings (genres, year,
-/// 16 title-word buckets); GloRank's `policy.item_content` reads the same.
-pub const CONTENT_VECTORS: ItemVectorSource = ItemVectorSource::Content { title_buckets: 16 };
-
 impl Features {
-    /// The side information of `ds`: content vectors (genres, year, 16 title-hash buckets)
-    /// when it has item features, user attributes when it has them.
-    pub fn of(ds: &PreparedDataset) -> Self {
-        let (item_vectors, dim) = match &ds.item_features {
-            Some(_) => match item_vectors(ds, &CONTENT_VECTORS) {
-                Ok(v) => (v.data, v.dim),
-                Err(_) => (Vec::new(), 0),
-            },
-            None => (Vec::new(), 0),
-        };
-        let (user_field_sizes, user_values) = match &ds.user_features {
-            Some(u) => (
-                u.fields.iter().map(|f| f.vocabulary.len()).collect(),
-                u.fields.iter().map(|f| f.values.clone()).collect(),
-            ),
-            None => (Vec::new(), Vec::new()),
-        };
-        Self {
-            item_vectors,
-            dim,
-            items: ds.num_items(),
-            user_field_sizes,
-            user_values,
-            history_len: ds.config.history_len.max(1),
-            retriever_score: false,
-            retriever_input: RetrieverInput::Score,
-            exposures: None,
-        }
-    }
-
-    /// The side information of `ds` with the per-candidate inputs `config` asks for: the
-    /// retriever features and the exposure counts.
-    pub fn for_config(ds: &PreparedDataset, config: &crate::BaselineConfig) -> Self {
-        Self::of(ds)
-            .with_retriever_score(config.use_retriever_score)
-            .with_retriever_input(config.retriever_input)
-            .with_exposures(ds, config.use_exposures)
-    }
-
-    /// With `on`, batches carry each candidate's retriever score and models built from these
-    /// features read it.
-    pub fn with_retriever_score(mut self, on: bool) -> Self {
-        self.retriever_score = on;
-        self
-    }
-
-    /// Reads the retriever scores as `input` (when batches carry them).
-    pub fn with_retriever_input(mut self, input: RetrieverInput) -> Self {
-        self.retriever_input = input;
-        self
-    }
-
-    /// With `on`, batches carry each candidate's exposure count over the training requests
-    /// of `ds` ([`Exposures`]), read as `ln(1 + count)`.
-    pub fn with_exposures(mut self, ds: &PreparedDataset, on: bool) -> Self {
-        self.exposures = on.then(|| std::sync::Arc::new(Exposures::new(&ds.train)));
-        self
-    }
-
     /// Per-candidate side features: the retriever features (when batches carry them), then
     /// the exposure feature (when they carry it). 0: none.
     pub fn side_width(&self) -> usize {
-        let retriever = if self.retriever_score {
-            self.retriever_input.width()
-        } else {
-            0
-        };
-        retriever + usize::from(self.exposures.is_some())
+        self.inputs.candidate_side_width()
     }
+}
+
+/// One request of a [`Batch`], as plain values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchRow<'a> {
+    /// The user's index (a row of [`Features::user_values`]).
+    pub user: u32,
+    /// Candidate item indices, in pool order.
+    pub candidates: &'a [u32],
+    /// History item indices, oldest first (the last [`Features::history_len`] are read).
+    pub history: &'a [u32],
+    /// Per-candidate side features, candidate-major: `candidates.len() x
+    /// Features::side_width()` values (the retriever features, then the exposure feature).
+    pub side: Vec<f32>,
+    /// Click label of each candidate (0 or 1).
+    pub clicks: Vec<f32>,
 }
 
 /// One batch of requests as tensors.
@@ -143,48 +87,41 @@ fn vectors(f: &Features, items: &[u32], b: usize, n: usize, device: &Device) -> 
 }
 
 impl Batch {
-    /// The batch of `samples` (all with the same pool size).
+    /// The batch of `rows` (all with the same pool size).
     ///
     /// # Errors
     /// [`BaselineError::InvalidInput`](crate::BaselineError::InvalidInput) when pool sizes
-    /// differ within the batch or the batch is empty.
-    pub fn new(
-        ds: &PreparedDataset,
-        f: &Features,
-        samples: &[&RerankSample],
-        device: &Device,
-    ) -> crate::Result<Self> {
-        let b = samples.len();
-        let n = samples.first().map(|s| s.candidates.len()).unwrap_or(0);
-        if b == 0 || n == 0 || samples.iter().any(|s| s.candidates.len() != n) {
+    /// differ within the batch, the batch is empty, or a row's side features or clicks do
+    /// not have one entry per candidate.
+    pub fn new(f: &Features, rows: &[BatchRow<'_>], device: &Device) -> crate::Result<Self> {
+        let b = rows.len();
+        let n = rows.first().map(|r| r.candidates.len()).unwrap_or(0);
+        if b == 0 || n == 0 || rows.iter().any(|r| r.candidates.len() != n) {
             return Err(crate::BaselineError::InvalidInput(
                 "a batch needs samples with one common, non-zero pool size".into(),
             ));
+        }
+        let width = f.side_width();
+        if let Some(r) = rows
+            .iter()
+            .position(|r| r.side.len() != n * width || r.clicks.len() != n)
+        {
+            return Err(crate::BaselineError::InvalidInput(format!(
+                "batch row {r}: {} side values and {} clicks for {n} candidates of width {width}",
+                rows[r].side.len(),
+                rows[r].clicks.len()
+            )));
         }
         let h = f.history_len;
         let mut cand = Vec::with_capacity(b * n);
         let mut hist = Vec::with_capacity(b * h);
         let mut weights = Vec::with_capacity(b * h);
         let mut clicks = Vec::with_capacity(b * n);
-        let width = f.side_width();
         let mut side = Vec::with_capacity(b * n * width);
-        for s in samples {
-            cand.extend(s.candidates.iter().copied());
-            let retriever = f
-                .retriever_score
-                .then(|| f.retriever_input.features(&ds.retriever_scores(s)));
-            let exposures = f.exposures.as_ref().map(|e| e.counts(s));
-            for c in 0..n {
-                if let Some(r) = &retriever {
-                    let w = f.retriever_input.width();
-                    side.extend_from_slice(&r[c * w..(c + 1) * w]);
-                }
-                if let Some(e) = &exposures {
-                    side.push(glorank_nn::exposure_feature(e[c]));
-                }
-            }
-            let items = ds.history(s).items;
-            let items = &items[items.len().saturating_sub(h)..];
+        for r in rows {
+            cand.extend_from_slice(r.candidates);
+            side.extend_from_slice(&r.side);
+            let items = &r.history[r.history.len().saturating_sub(h)..];
             let w = if items.is_empty() {
                 0.0
             } else {
@@ -194,7 +131,7 @@ impl Batch {
                 hist.push(items.get(k).copied().unwrap_or(0));
                 weights.push(if k < items.len() { w } else { 0.0 });
             }
-            clicks.extend(s.click_relevance().iter().map(|&c| c as f32));
+            clicks.extend_from_slice(&r.clicks);
         }
         let int2 = |v: &[u32], d: [usize; 2]| {
             Tensor::<2, Int>::from_data(
@@ -206,9 +143,9 @@ impl Batch {
             .user_values
             .iter()
             .map(|vals| {
-                let v: Vec<i64> = samples
+                let v: Vec<i64> = rows
                     .iter()
-                    .map(|s| i64::from(vals[s.user as usize]))
+                    .map(|r| i64::from(vals[r.user as usize]))
                     .collect();
                 Tensor::<1, Int>::from_data(TensorData::new(v, [b]), device)
             })

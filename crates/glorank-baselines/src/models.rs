@@ -371,6 +371,30 @@ impl Seq2Slate {
     }
 }
 
+/// The encoding edits every baseline offers: the user tables' learning-rate factor and the
+/// forgetting of unseen items' ID rows (see [`Encoding`]).
+macro_rules! encoding_edits {
+    ($($model:ty),+) => {$(
+        impl $model {
+            /// The model with its user tables zeroed and read scaled by `scale`
+            /// ([`Encoding::with_user_scale`]; 0: unchanged).
+            pub fn with_user_scale(mut self, scale: f32) -> Self {
+                self.enc = self.enc.with_user_scale(scale);
+                self
+            }
+
+            /// The model with the ID rows of the items not flagged in `seen` zeroed
+            /// ([`Encoding::forget_unseen`]).
+            pub fn forget_unseen(mut self, seen: &[bool]) -> Self {
+                self.enc = self.enc.forget_unseen(seen);
+                self
+            }
+        }
+    )+};
+}
+
+encoding_edits!(Prm, Dlcm, Seq2Slate);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,9 +408,7 @@ mod tests {
             user_field_sizes,
             user_values,
             history_len: 1,
-            retriever_score: false,
-            retriever_input: glorank_nn::RetrieverInput::Score,
-            exposures: None,
+            inputs: glorank_nn::ModelInputs::default(),
         }
     }
 

@@ -68,7 +68,7 @@ pub use readers::movielens::{read_ml1m, read_ml100k};
 pub use readers::tabular::{CsvConfig, read_amazon_csv, read_csv, read_implicit};
 pub use retriever::{MfModel, RetrieverConfig, fit_als};
 pub use synthetic::{SyntheticConfig, SyntheticWorld};
-pub use vectors::{ItemVectorSource, ItemVectors, item_vectors, title_words};
+pub use vectors::{CONTENT_VECTORS, ItemVectorSource, ItemVectors, item_vectors, title_words};
 
 use std::path::PathBuf;
 

@@ -32,6 +32,10 @@ pub enum ItemVectorSource {
     File(PathBuf),
 }
 
+/// The content vectors the baselines read next to their item-ID embeddings (genres, year,
+/// 16 title-word buckets); the policy's `item_content` option reads the same.
+pub const CONTENT_VECTORS: ItemVectorSource = ItemVectorSource::Content { title_buckets: 16 };
+
 /// Dense item vectors, row-major `[items, dim]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ItemVectors {

@@ -11,11 +11,9 @@
 //!   and recency) and item embeddings with segment embeddings; each model owns its own
 //!   instance (its own weights).
 //! * [`HistoryItem`]: one history interaction as the models read it.
-//! * [`training`]: the one training-loop skeleton ([`training::drive`] over a
-//!   [`training::TrainingLoop`]), the shared optimizer step with global-norm clipping and
-//!   non-finite skip, atomic checkpoints, the JSONL log and the progress observer.
 //! * [`layers`]: multi-head attention with an explicit key/value cache and the pre-LayerNorm
 //!   encoder and decoder layers built from it.
+//! * [`ModelInputs`]: the model-input switches (the `[inputs]` section) every model reads.
 //! * [`RetrieverInput`]: the features a model reads from a request's retriever scores (the
 //!   raw score, its rank in the pool, or both).
 //! * [`dropout`]: inverted dropout with a seeded, parallel, counter-based mask.
@@ -40,15 +38,16 @@ mod device;
 pub mod dropout;
 pub mod host;
 mod init;
+mod inputs;
 pub mod layers;
 pub mod limits;
 pub mod persist;
 mod retriever;
-pub mod training;
 
 pub use context::{Context, ContextEmbedder, HistoryItem, item_bucket, segment};
 pub use device::{Backend, is_host_device};
 pub use init::{init_seeded, with_seeded_device};
+pub use inputs::ModelInputs;
 pub use layers::MASKED;
 pub use retriever::{RetrieverInput, exposure_feature};
 
@@ -69,6 +68,14 @@ pub enum NnError {
         /// The underlying error.
         #[source]
         source: std::io::Error,
+    },
+    /// A configuration value is invalid.
+    #[error("invalid configuration `{field}`: {message}")]
+    InvalidConfig {
+        /// The field, with its section (`inputs.user_lr_scale`).
+        field: String,
+        /// Why it is rejected.
+        message: String,
     },
     /// A file has the wrong format or content (the message carries serde's line and column,
     /// or burn's shape mismatch).
@@ -94,7 +101,7 @@ impl NnError {
     pub fn path(&self) -> Option<&Path> {
         match self {
             Self::Io { path, .. } | Self::Format { path, .. } => Some(path),
-            Self::InvalidInput(_) => None,
+            Self::InvalidInput(_) | Self::InvalidConfig { .. } => None,
         }
     }
 }

@@ -325,7 +325,9 @@ impl HostScorer<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ActionSpace, HistoryItem, OutputHead, PolicyConfig, PolicyScorer, RetrieverInput};
+    use crate::{
+        ActionSpace, HistoryItem, OutputHead, PolicyArch, PolicyConfig, PolicyScorer, RetrieverInput,
+    };
     use glorank_trie::{CandidateTrie, DecodeStrategy};
 
     /// Requests with histories and pools of different lengths, retriever scores and a user
@@ -363,14 +365,14 @@ mod tests {
     }
 
     fn config(head: OutputHead, action: ActionSpace, tie: bool, chosen: bool) -> PolicyConfig {
-        let mut c = PolicyConfig::new(vec![8, 8, 4])
+        let mut c = PolicyConfig::new(vec![8, 8, 4]).with_shape(3, 10, 16);
+        c.arch = PolicyArch::default()
             .with_size(32, 4, 2)
-            .with_shape(3, 10, 16);
-        c.output_head = head;
-        c.action_space = action;
-        c.tie_heads = tie;
-        c.chosen_item_input = chosen;
-        c.use_retriever_score = true;
+            .with_output_head(head)
+            .with_tied_heads(tie)
+            .with_chosen_item_input(chosen);
+        c.arch.action_space = action;
+        c.inputs.retriever_score = true;
         c.user_field_sizes = vec![3];
         c
     }
@@ -455,7 +457,7 @@ mod tests {
                 false,
                 false,
             );
-            c.retriever_input = input;
+            c.inputs.retriever_input = input;
             let policy = Policy::new(&c, &device).unwrap();
             HostPolicy::new(&policy)
                 .first_item_logprobs(reqs)
@@ -480,7 +482,7 @@ mod tests {
             false,
             false,
         );
-        c.retriever_input = RetrieverInput::ScoreAndRank;
+        c.inputs.retriever_input = RetrieverInput::ScoreAndRank;
         let policy = Policy::new(&c, &device).unwrap();
         let want = crate::first_item_logprobs(&policy, &reqs, &device)
             .unwrap()

@@ -28,12 +28,14 @@
 //!   could not know which item sits where); the global policy has none.
 //!
 //! ```
-//! use glorank_policy::{HistoryItem, Policy, PolicyConfig, Request, decode};
+//! use glorank_policy::{HistoryItem, Policy, PolicyArch, PolicyConfig, Request, decode};
 //! use glorank_trie::{DecodeStrategy, Decoder};
 //! use burn::tensor::Device;
 //!
 //! let device = Device::flex();
-//! let config = PolicyConfig::new(vec![8, 8, 4]).with_size(32, 4, 1).with_shape(3, 10, 10);
+//! let config = PolicyConfig::new(vec![8, 8, 4])
+//!     .with_arch(PolicyArch::default().with_size(32, 4, 1))
+//!     .with_shape(3, 10, 10);
 //! let policy = Policy::new(&config, &device)?;
 //! let request = Request {
 //!     user_features: vec![],
@@ -54,9 +56,10 @@ mod model;
 mod scorer;
 
 pub use config::{
-    ActionSpace, ItemContent, MAX_ITEM_BUCKETS, MAX_USER_LR_SCALE, OutputHead, PolicyConfig,
+    ActionSpace, ItemContent, MAX_ITEM_BUCKETS, MAX_USER_LR_SCALE, OutputHead, PolicyArch,
+    PolicyConfig,
 };
-pub use glorank_nn::{HistoryItem, RetrieverInput};
+pub use glorank_nn::{HistoryItem, ModelInputs, RetrieverInput};
 pub use host::{HostPolicy, HostScorer};
 pub use model::{EncodedBatch, Policy, Request};
 pub use scorer::{
@@ -125,7 +128,14 @@ impl Policy {
     /// match (named), or weights that do not match the configuration.
     pub fn load(dir: &Path, device: &Device) -> Result<(Self, PolicyConfig)> {
         persist::verify_checksums(dir)?;
-        let config: PolicyConfig = persist::load_json(&dir.join(CONFIG_FILE))?;
+        let path = dir.join(CONFIG_FILE);
+        let saved: serde_json::Value = persist::load_json(&path)?;
+        let config = PolicyConfig::from_saved(saved).map_err(|e| {
+            PolicyError::Nn(glorank_nn::NnError::Format {
+                path: path.clone(),
+                message: e.to_string(),
+            })
+        })?;
         let policy = persist::load_weights(Policy::new(&config, device)?, &dir.join(WEIGHTS_FILE))?;
         Ok((policy, config))
     }

@@ -23,10 +23,10 @@ pub struct Request {
     /// Semantic-ID tuple of each candidate.
     pub candidates: Vec<Vec<u32>>,
     /// Stage-1 retriever score of each candidate (empty: all zero; a policy with
-    /// [`PolicyConfig::use_retriever_score`] should get them).
+    /// [`ModelInputs::retriever_score`](glorank_nn::ModelInputs::retriever_score) should get them).
     pub retriever_scores: Vec<f32>,
     /// How often each candidate was shown to this user before without a click (empty: all
-    /// zero; a policy with [`PolicyConfig::use_exposures`] should get them).
+    /// zero; a policy with [`ModelInputs::exposures`](glorank_nn::ModelInputs::exposures) should get them).
     #[serde(default)]
     pub exposures: Vec<u32>,
 }
@@ -103,10 +103,10 @@ pub struct Policy {
     pub(crate) use_exposures: bool,
     pub(crate) tie_heads: bool,
     /// Whether the decoder reads the encoder output of each chosen candidate
-    /// ([`PolicyConfig::chosen_item_input`]).
+    /// ([`PolicyArch::chosen_item_input`](crate::PolicyArch::chosen_item_input)).
     pub(crate) chosen_item_input: bool,
     /// Projection of the candidates' content vectors (`dim -> d`; present with
-    /// [`PolicyConfig::item_content`]).
+    /// [`PolicyConfig::content`]).
     pub(crate) content_proj: Option<Linear>,
     /// The content vectors by semantic ID.
     #[module(skip)]
@@ -153,22 +153,22 @@ impl ContentTable {
 }
 
 impl Policy {
-    /// A freshly initialised policy on `device`; the same `config.seed` gives the same weights.
+    /// A freshly initialised policy on `device`; the same `config.arch.seed` gives the same weights.
     ///
     /// # Errors
     /// [`PolicyError::InvalidConfig`] for an invalid configuration.
     pub fn new(config: &PolicyConfig, device: &Device) -> Result<Self> {
         config.validate()?;
-        Ok(init_seeded(device, config.seed, || {
+        Ok(init_seeded(device, config.arch.seed, || {
             Self::build(config, device)
         }))
     }
 
     /// Builds the modules (called under [`init_seeded`]).
     fn build(config: &PolicyConfig, device: &Device) -> Self {
-        let d = config.d_model;
-        let heads = match config.action_space {
-            ActionSpace::Global if !config.output_head.uses_global() => Vec::new(),
+        let d = config.arch.d_model;
+        let heads = match config.arch.action_space {
+            ActionSpace::Global if !config.arch.output_head.uses_global() => Vec::new(),
             ActionSpace::Global => config
                 .vocab_sizes
                 .iter()
@@ -185,51 +185,51 @@ impl Policy {
                 &config.user_field_sizes,
                 d,
                 config.max_history,
-                config.item_buckets,
+                config.arch.item_buckets,
                 device,
             )
-            .with_user_scale(config.user_lr_scale),
+            .with_user_scale(config.inputs.user_lr_scale),
             score_proj: LinearConfig::new(
-                config.retriever_input.width() + usize::from(config.use_exposures),
+                config.inputs.retriever_input.width() + usize::from(config.inputs.exposures),
                 d,
             )
             .init(device),
-            position_emb: (config.action_space == ActionSpace::LocalIndex)
+            position_emb: (config.arch.action_space == ActionSpace::LocalIndex)
                 .then(|| EmbeddingConfig::new(config.max_candidates, d).init(device)),
             encoder: Encoder::new(
                 d,
-                config.heads,
-                config.d_ff,
-                config.encoder_layers,
-                config.dropout,
+                config.arch.heads,
+                config.arch.d_ff(),
+                config.arch.layers,
+                config.arch.dropout,
                 device,
             ),
             bos: Param::from_tensor(bos),
             level_emb: EmbeddingConfig::new(config.depth(), d).init(device),
             slot_emb: EmbeddingConfig::new(config.list_len, d).init(device),
-            layers: (0..config.decoder_layers)
-                .map(|_| DecoderLayer::new(d, config.heads, config.d_ff, config.dropout, device))
+            layers: (0..config.arch.layers)
+                .map(|_| DecoderLayer::new(d, config.arch.heads, config.arch.d_ff(), config.arch.dropout, device))
                 .collect(),
             final_norm: LayerNormConfig::new(d).init(device),
             heads,
-            pointer_query: (config.action_space == ActionSpace::Global
-                && config.output_head.uses_pointer())
+            pointer_query: (config.arch.action_space == ActionSpace::Global
+                && config.arch.output_head.uses_pointer())
             .then(|| LinearConfig::new(d, d).init(device)),
             depth: config.depth(),
             list_len: config.list_len,
             max_candidates: config.max_candidates,
-            local_index: config.action_space == ActionSpace::LocalIndex,
-            use_score: config.use_retriever_score,
-            retriever_input: config.retriever_input,
-            use_exposures: config.use_exposures,
-            tie_heads: config.tie_heads,
-            chosen_item_input: config.chosen_item_input,
+            local_index: config.arch.action_space == ActionSpace::LocalIndex,
+            use_score: config.inputs.retriever_score,
+            retriever_input: config.inputs.retriever_input,
+            use_exposures: config.inputs.exposures,
+            tie_heads: config.arch.tie_heads,
+            chosen_item_input: config.arch.chosen_item_input,
             content_proj: config
-                .item_content
+                .content
                 .as_ref()
                 .map(|c| LinearConfig::new(c.dim, d).init(device)),
             content: config
-                .item_content
+                .content
                 .as_ref()
                 .map(|c| std::sync::Arc::new(ContentTable::new(c))),
         }
@@ -510,13 +510,13 @@ impl Policy {
     }
 
     /// Whether step `t`'s decoder input carries the candidate completed at `t - 1`: under
-    /// [`PolicyConfig::chosen_item_input`], at the first token of every slot after the first.
+    /// [`PolicyArch::chosen_item_input`](crate::PolicyArch::chosen_item_input), at the first token of every slot after the first.
     fn reads_chosen_at(&self, t: usize) -> bool {
         self.chosen_item_input && !self.local_index && t > 0 && t.is_multiple_of(self.depth)
     }
 
     /// The candidate each row completed at step `t - 1`, when the decoder reads chosen
-    /// candidates ([`PolicyConfig::chosen_item_input`]) and `t` starts a slot after the
+    /// candidates ([`PolicyArch::chosen_item_input`](crate::PolicyArch::chosen_item_input)) and `t` starts a slot after the
     /// first; `None` otherwise. `prefix(row)` is the row's tokens so far, `tuples[request]`
     /// the request's candidate tuples ([`Policy::head_tuples`]).
     ///

@@ -5,7 +5,8 @@ use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::Device;
 use glorank_policy::{
-    ActionSpace, HistoryItem, ItemContent, OutputHead, Policy, PolicyConfig, Request, decode,
+    ActionSpace, HistoryItem, ItemContent, ModelInputs, OutputHead, Policy, PolicyArch, PolicyConfig,
+    Request, decode,
 };
 use glorank_trie::{CandidateTrie, DecodeStrategy, Decoder};
 use rand::rngs::ChaCha8Rng;
@@ -17,12 +18,28 @@ const VOCAB: [usize; 3] = [6, 5, 3];
 
 fn config(space: ActionSpace) -> PolicyConfig {
     PolicyConfig::new(VOCAB.to_vec())
-        .with_size(32, 4, 2)
+        .with_arch(
+            PolicyArch::default()
+                .with_size(32, 4, 2)
+                .with_action_space(space)
+                .with_tied_heads(space == ActionSpace::Global)
+                .with_seed(11),
+        )
         .with_shape(3, 8, 12)
         .with_user_fields(vec![2, 3])
-        .with_action_space(space)
-        .with_tied_heads(space == ActionSpace::Global)
-        .with_seed(11)
+}
+
+/// Architecture edits on a whole configuration (without the local-index normalisation of
+/// [`PolicyConfig::with_arch`], so invalid combinations stay testable).
+trait EditArch {
+    fn arch_with(self, edit: impl FnOnce(PolicyArch) -> PolicyArch) -> Self;
+}
+
+impl EditArch for PolicyConfig {
+    fn arch_with(mut self, edit: impl FnOnce(PolicyArch) -> PolicyArch) -> Self {
+        self.arch = edit(self.arch);
+        self
+    }
 }
 
 /// Every architecture the tests cover: the local-index ablation and the global policy with
@@ -38,13 +55,13 @@ fn variants() -> Vec<PolicyConfig> {
 fn global_variants() -> Vec<PolicyConfig> {
     let mut v: Vec<PolicyConfig> = OutputHead::ALL
         .into_iter()
-        .map(|h| config(ActionSpace::Global).with_output_head(h))
+        .map(|h| config(ActionSpace::Global).arch_with(|a| a.with_output_head(h)))
         .collect();
     for h in [OutputHead::Global, OutputHead::CandidateAware] {
         v.push(
             config(ActionSpace::Global)
-                .with_output_head(h)
-                .with_chosen_item_input(true),
+                .arch_with(|a| a.with_output_head(h))
+                .arch_with(|a| a.with_chosen_item_input(true)),
         );
     }
     v
@@ -108,7 +125,7 @@ fn incremental_decoding_matches_teacher_forcing() {
     let dev = Device::flex();
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     for cfg in variants() {
-        let space = (cfg.action_space, cfg.output_head);
+        let space = (cfg.arch.action_space, cfg.arch.output_head);
         let policy = Policy::new(&cfg, &dev).unwrap();
         let reqs: Vec<Request> = (0..5).map(|k| request(&mut rng, 6 + k, k * 2)).collect();
         for strategy in [
@@ -183,7 +200,7 @@ fn padding_does_not_change_real_outputs() {
             &[list[0].clone(), vec![0, 1, 2]],
             &dev,
         )[0];
-        let head = cfg.output_head;
+        let head = cfg.arch.output_head;
         assert!((alone - padded).abs() < 1e-4, "{head}: {alone} vs {padded}");
     }
     let policy = Policy::new(&config(ActionSpace::Global), &dev).unwrap();
@@ -232,7 +249,7 @@ fn save_load_and_seeding() {
     // Same seed, same weights; another seed, other weights.
     let again = Policy::new(&cfg, &dev).unwrap();
     assert_eq!(log_prob(&again, &reqs, &lists, &dev), before);
-    let other = Policy::new(&cfg.clone().with_seed(12), &dev).unwrap();
+    let other = Policy::new(&cfg.clone().arch_with(|a| a.with_seed(12)), &dev).unwrap();
     assert_ne!(log_prob(&other, &reqs, &lists, &dev), before);
     // A config that does not match the weights is a clear error.
     let mut wrong = cfg.clone();
@@ -266,8 +283,8 @@ fn bad_requests_are_errors() {
     assert!(policy.trie(&r).is_err());
     let r = request(&mut rng, 13, 1);
     assert!(policy.encode_inputs(&[r], &dev).is_err());
-    assert!(Policy::new(&config(ActionSpace::Global).with_size(30, 4, 1), &dev).is_err());
-    let huge = config(ActionSpace::Global).with_item_buckets(glorank_policy::MAX_ITEM_BUCKETS + 1);
+    assert!(Policy::new(&config(ActionSpace::Global).arch_with(|a| a.with_size(30, 4, 1)), &dev).is_err());
+    let huge = config(ActionSpace::Global).arch_with(|a| a.with_item_buckets(glorank_policy::MAX_ITEM_BUCKETS + 1));
     let err = Policy::new(&huge, &dev).unwrap_err().to_string();
     assert!(err.contains("item_buckets"), "{err}");
 }
@@ -282,8 +299,8 @@ fn a_training_step_raises_the_target_log_prob() {
 fn training_raises_the_target_log_prob(head: OutputHead) {
     let train = Device::flex().autodiff();
     let cfg = config(ActionSpace::Global)
-        .with_dropout(0.0)
-        .with_output_head(head);
+        .arch_with(|a| a.with_dropout(0.0))
+        .arch_with(|a| a.with_output_head(head));
     let mut policy = Policy::new(&cfg, &train).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let reqs: Vec<Request> = (0..4).map(|_| request(&mut rng, 8, 2)).collect();
@@ -318,13 +335,24 @@ fn output_heads_parse_save_and_refuse_the_local_index_space() {
         assert_eq!(serde_json::from_str::<OutputHead>(&json).unwrap(), head);
     }
     assert!("candidate".parse::<OutputHead>().is_err());
-    // A saved configuration from before the option reads as the global head.
-    let mut value = serde_json::to_value(config(ActionSpace::Global)).unwrap();
-    value.as_object_mut().unwrap().remove("output_head");
-    let old: PolicyConfig = serde_json::from_value(value).unwrap();
-    assert_eq!(old.output_head, OutputHead::Global);
+    // A configuration saved in the earlier flat layout, before the output-head option,
+    // reads as the global head with its architecture and inputs in their sections.
+    let flat = serde_json::json!({
+        "vocab_sizes": VOCAB, "user_field_sizes": [2, 3], "d_model": 32, "heads": 4,
+        "encoder_layers": 2, "decoder_layers": 2, "d_ff": 128, "dropout": 0.1,
+        "max_history": 8, "max_candidates": 12, "list_len": 3, "action_space": "Global",
+        "use_retriever_score": true, "seed": 11
+    });
+    let old = PolicyConfig::from_saved(flat.clone()).unwrap();
+    assert_eq!(old.arch.output_head, OutputHead::Global);
+    assert_eq!((old.arch.d_model, old.arch.layers, old.arch.seed), (32, 2, 11));
+    assert!(old.inputs.retriever_score && old.content.is_none());
+    let mut uneven = flat;
+    uneven["decoder_layers"] = 1.into();
+    let err = PolicyConfig::from_saved(uneven).unwrap_err().to_string();
+    assert!(err.contains("decoder_layers"), "{err}");
     let err = Policy::new(
-        &config(ActionSpace::LocalIndex).with_output_head(OutputHead::Pointer),
+        &config(ActionSpace::LocalIndex).arch_with(|a| a.with_output_head(OutputHead::Pointer)),
         &Device::flex(),
     )
     .unwrap_err()
@@ -332,7 +360,7 @@ fn output_heads_parse_save_and_refuse_the_local_index_space() {
     assert!(err.contains("output_head"), "{err}");
     // Saving and loading keeps the head and the weights.
     let dev = Device::flex();
-    let cfg = config(ActionSpace::Global).with_output_head(OutputHead::CandidateAware);
+    let cfg = config(ActionSpace::Global).arch_with(|a| a.with_output_head(OutputHead::CandidateAware));
     let policy = Policy::new(&cfg, &dev).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(15);
     let reqs = vec![request(&mut rng, 8, 3)];
@@ -340,7 +368,7 @@ fn output_heads_parse_save_and_refuse_the_local_index_space() {
     let dir = tempfile::tempdir().unwrap();
     policy.save(&cfg, dir.path()).unwrap();
     let (loaded, loaded_cfg) = Policy::load(dir.path(), &dev).unwrap();
-    assert_eq!(loaded_cfg.output_head, OutputHead::CandidateAware);
+    assert_eq!(loaded_cfg.arch.output_head, OutputHead::CandidateAware);
     assert_eq!(
         log_prob(&loaded, &reqs, &lists, &dev),
         log_prob(&policy, &reqs, &lists, &dev)
@@ -375,7 +403,7 @@ fn the_pointer_head_is_an_item_softmax_whatever_the_tokens() {
     req.retriever_scores = vec![0.0; 6];
     let uniform = |n: usize| (n as f32).recip().ln();
     for head in OutputHead::ALL {
-        let mut cfg = config(ActionSpace::Global).with_output_head(head);
+        let mut cfg = config(ActionSpace::Global).arch_with(|a| a.with_output_head(head));
         cfg.tie_heads = false;
         let policy = Policy::new(&cfg, &dev).unwrap().map(&mut Zero);
         let first =
@@ -454,7 +482,7 @@ fn first_item_logprobs_match_teacher_forcing_of_lists_that_start_with_the_item()
     let dev = Device::flex();
     let mut rng = ChaCha8Rng::seed_from_u64(4);
     for cfg in variants() {
-        let space = (cfg.action_space, cfg.output_head);
+        let space = (cfg.arch.action_space, cfg.arch.output_head);
         let policy = Policy::new(&cfg, &dev).unwrap();
         let reqs: Vec<Request> = (0..3).map(|k| request(&mut rng, 5 + k, k)).collect();
         let got = glorank_policy::first_item_logprobs(&policy, &reqs, &dev).unwrap();
@@ -485,9 +513,9 @@ fn the_chosen_item_input_changes_only_later_slots() {
     let dev = Device::flex();
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let reqs: Vec<Request> = (0..3).map(|k| request(&mut rng, 8 + k, k)).collect();
-    let plain_cfg = config(ActionSpace::Global).with_output_head(OutputHead::CandidateAware);
+    let plain_cfg = config(ActionSpace::Global).arch_with(|a| a.with_output_head(OutputHead::CandidateAware));
     let plain = Policy::new(&plain_cfg, &dev).unwrap();
-    let chosen = Policy::new(&plain_cfg.clone().with_chosen_item_input(true), &dev).unwrap();
+    let chosen = Policy::new(&plain_cfg.clone().arch_with(|a| a.with_chosen_item_input(true)), &dev).unwrap();
     assert_eq!(plain.parameter_count(), chosen.parameter_count());
     let lists: Vec<Vec<usize>> = reqs
         .iter()
@@ -518,7 +546,7 @@ fn the_chosen_item_input_changes_only_later_slots() {
     }
     // The local-index ablation refuses it.
     let err = Policy::new(
-        &config(ActionSpace::LocalIndex).with_chosen_item_input(true),
+        &config(ActionSpace::LocalIndex).arch_with(|a| a.with_chosen_item_input(true)),
         &dev,
     )
     .unwrap_err()
@@ -555,8 +583,8 @@ fn item_content_is_looked_up_by_semantic_id() {
     let mut rng = ChaCha8Rng::seed_from_u64(9);
     let reqs: Vec<Request> = (0..3).map(|k| request(&mut rng, 7 + k, k)).collect();
     let content = content_of(&reqs, &mut rng);
-    let mut cfg = config(ActionSpace::Global).with_output_head(OutputHead::CandidateAware);
-    cfg.item_content = Some(content.clone());
+    let mut cfg = config(ActionSpace::Global).arch_with(|a| a.with_output_head(OutputHead::CandidateAware));
+    cfg = cfg.with_content(content.clone());
     let policy = Policy::new(&cfg, &dev).unwrap();
     let scores = |p: &Policy| glorank_policy::first_item_logprobs(p, &reqs, &dev).unwrap();
     let base = scores(&policy);
@@ -565,7 +593,7 @@ fn item_content_is_looked_up_by_semantic_id() {
     with_zero.tuples.push(reqs[0].candidates[0].clone());
     with_zero.vectors.extend([0.0; 4]);
     let mut cfg_zero = cfg.clone();
-    cfg_zero.item_content = Some(with_zero.clone());
+    cfg_zero.content = Some(with_zero.clone());
     let zero = scores(&Policy::new(&cfg_zero, &dev).unwrap());
     for (a, b) in base.iter().flatten().zip(zero.iter().flatten()) {
         assert!((a - b).abs() < 1e-5, "{a} vs {b}");
@@ -575,14 +603,14 @@ fn item_content_is_looked_up_by_semantic_id() {
     let last = moved.vectors.len() - 4;
     moved.vectors[last..].copy_from_slice(&[2.0, -2.0, 1.5, -1.5]);
     let mut cfg_moved = cfg.clone();
-    cfg_moved.item_content = Some(moved);
+    cfg_moved.content = Some(moved);
     let other = scores(&Policy::new(&cfg_moved, &dev).unwrap());
     assert!((other[0][0] - base[0][0]).abs() > 1e-4);
     // Saved and loaded with the table.
     let dir = tempfile::tempdir().unwrap();
     policy.save(&cfg, dir.path()).unwrap();
     let (loaded, loaded_cfg) = Policy::load(dir.path(), &dev).unwrap();
-    assert_eq!(loaded_cfg.item_content, Some(content.clone()));
+    assert_eq!(loaded_cfg.content, Some(content.clone()));
     assert_eq!(scores(&loaded), base);
     // The host path agrees with burn's.
     let host = glorank_policy::HostPolicy::new(&policy);
@@ -612,9 +640,9 @@ fn item_content_is_looked_up_by_semantic_id() {
         let mut bad = content.clone();
         edit(&mut bad);
         let mut c = cfg.clone();
-        c.item_content = Some(bad);
+        c.content = Some(bad);
         let err = Policy::new(&c, &dev).unwrap_err().to_string();
-        assert!(err.contains("item_content") && err.contains(why), "{err}");
+        assert!(err.contains("content") && err.contains(why), "{err}");
     }
 }
 
@@ -627,11 +655,11 @@ fn first_slot_scores_give_the_first_token_distribution() {
     let mut rng = ChaCha8Rng::seed_from_u64(21);
     // The local-index ablation's tokens are the candidates themselves.
     for cfg in [
-        config(ActionSpace::Global).with_output_head(OutputHead::CandidateAware),
-        config(ActionSpace::Global).with_output_head(OutputHead::Pointer),
+        config(ActionSpace::Global).arch_with(|a| a.with_output_head(OutputHead::CandidateAware)),
+        config(ActionSpace::Global).arch_with(|a| a.with_output_head(OutputHead::Pointer)),
         config(ActionSpace::LocalIndex),
     ] {
-        let head = (cfg.action_space, cfg.output_head);
+        let head = (cfg.arch.action_space, cfg.arch.output_head);
         let local = cfg.action_space == ActionSpace::LocalIndex;
         let policy = Policy::new(&cfg, &dev).unwrap();
         let reqs: Vec<Request> = (0..4).map(|k| request(&mut rng, 5 + 2 * k, k)).collect();
@@ -685,7 +713,7 @@ fn first_slot_scores_give_the_first_token_distribution() {
         }
     }
     let global = Policy::new(
-        &config(ActionSpace::Global).with_output_head(OutputHead::Global),
+        &config(ActionSpace::Global).arch_with(|a| a.with_output_head(OutputHead::Global)),
         &dev,
     )
     .unwrap();
@@ -707,8 +735,8 @@ fn a_scaled_user_table_starts_silent_and_is_saved_with_its_scale() {
     let train = Device::flex().autodiff();
     let dev = Device::flex();
     let cfg = config(ActionSpace::Global)
-        .with_dropout(0.0)
-        .with_user_lr_scale(10.0);
+        .arch_with(|a| a.with_dropout(0.0))
+        .with_inputs(ModelInputs::default().with_user_lr_scale(10.0));
     let mut rng = ChaCha8Rng::seed_from_u64(31);
     let a = request(&mut rng, 8, 2);
     let mut b = a.clone();
@@ -740,11 +768,11 @@ fn a_scaled_user_table_starts_silent_and_is_saved_with_its_scale() {
     let dir = tempfile::tempdir().unwrap();
     trained.save(&cfg, dir.path()).unwrap();
     let (loaded, loaded_cfg) = Policy::load(dir.path(), &dev).unwrap();
-    assert_eq!(loaded_cfg.user_lr_scale, 10.0);
+    assert_eq!(loaded_cfg.inputs.user_lr_scale, 10.0);
     assert_eq!(for_user(&loaded, &a), pa);
     assert_eq!(for_user(&loaded, &b), pb);
     for bad in [-1.0, f32::NAN, 1e6] {
-        let err = Policy::new(&config(ActionSpace::Global).with_user_lr_scale(bad), &dev)
+        let err = Policy::new(&config(ActionSpace::Global).with_inputs(ModelInputs::default().with_user_lr_scale(bad)), &dev)
             .unwrap_err()
             .to_string();
         assert!(err.contains("user_lr_scale"), "{bad}: {err}");
@@ -758,8 +786,8 @@ fn a_scaled_user_table_starts_silent_and_is_saved_with_its_scale() {
 fn exposure_counts_are_read_only_by_a_policy_trained_with_them() {
     let dev = Device::flex();
     let mut cfg = config(ActionSpace::Global);
-    cfg.use_retriever_score = true;
-    cfg.use_exposures = true;
+    cfg.inputs.retriever_score = true;
+    cfg.inputs.exposures = true;
     let policy = Policy::new(&cfg, &dev).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(21);
     let plain = request(&mut rng, 8, 3);
@@ -776,7 +804,7 @@ fn exposure_counts_are_read_only_by_a_policy_trained_with_them() {
     let dir = tempfile::tempdir().unwrap();
     policy.save(&cfg, dir.path()).unwrap();
     let (loaded, loaded_cfg) = Policy::load(dir.path(), &dev).unwrap();
-    assert!(loaded_cfg.use_exposures);
+    assert!(loaded_cfg.inputs.exposures);
     assert_eq!(
         log_prob(&loaded, std::slice::from_ref(&seen), &lists, &dev),
         with
@@ -789,7 +817,7 @@ fn exposure_counts_are_read_only_by_a_policy_trained_with_them() {
         .to_string();
     assert!(err.contains("exposures"), "{err}");
     // Without the option the counts are not read.
-    cfg.use_exposures = false;
+    cfg.inputs.exposures = false;
     let blind = Policy::new(&cfg, &dev).unwrap();
     assert_eq!(
         log_prob(&blind, &[seen], &lists, &dev),

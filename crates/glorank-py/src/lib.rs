@@ -9,15 +9,20 @@
 //!   into semantic-ID codes);
 //! * `decode`: the prefix-trie constrained decoder over a Python scoring callback or a numpy
 //!   score table;
-//! * the list-wise metrics (`list_metrics`, `auc`, `confidence_interval`).
+//! * the list-wise metrics (`list_metrics`, `auc`, `confidence_interval`);
+//! * the pipeline: `load_config` reads the configuration tree (a TOML file and
+//!   `section.key=value` changes) as `glorank run` does, `run` runs every stage into a run
+//!   directory, `read_metrics` reads a run's `metrics.json`.
 //!
 //! Rust errors become `glorank.GlorankError` with the Rust error's message. The Python
 //! side (`python/glorank/`) re-exports these names and ships the type stubs.
 
-use glorank::metrics::{ListMetrics, Summary};
-use glorank::tokenizer::{ItemTokenizer, SemanticIds, load_tokenizer};
-use glorank::trie::{CandidateTrie, DecodeStrategy, Decoder, StepBatch, StepScorer};
-use glorank::{RerankRequest, Reranker, RunDir};
+use glorank::components::{
+    CandidateTrie, Decoder, ItemTokenizer, ListMetrics, SemanticIds, StepBatch, StepScorer,
+    Summary, load_tokenizer,
+};
+use glorank::evaluation::MetricsFile;
+use glorank::{Config, DecodeStrategy, Hooks, NoObserver, NoProgress, Pipeline, RerankRequest, Reranker, RunDir};
 use numpy::{PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
@@ -122,7 +127,7 @@ struct PyReranker {
 impl PyReranker {
     /// Loads `run_dir` (its RL policy, else its SFT one; or `policy`), decoding with
     /// `decode` ("greedy", "beam:W", "sample:T" or "sample:T:K"; default: as the run's
-    /// evaluation, a beam of its `eval_beam` when above 1, else greedy) and a
+    /// evaluation, a beam of its `eval.beam` when above 1, else greedy) and a
     /// `prefix_penalty` (each token loses it per earlier item of the list sharing its
     /// semantic-ID prefix; default 0: none).
     #[new]
@@ -557,7 +562,7 @@ fn list_metrics<'py>(
 /// `None` when `labels` hold only one class.
 #[pyfunction]
 fn auc(scores: PyReadonlyArray1<'_, f64>, labels: Vec<bool>) -> PyResult<Option<f64>> {
-    glorank::metrics::auc(scores.as_slice().map_err(err)?, &labels).map_err(err)
+    glorank::components::auc(scores.as_slice().map_err(err)?, &labels).map_err(err)
 }
 
 /// The mean of `values` and the half-width of its Student-t 95% confidence interval.
@@ -567,12 +572,108 @@ fn confidence_interval(values: PyReadonlyArray1<'_, f64>) -> PyResult<(f64, f64)
     Ok((s.mean, s.half_width()))
 }
 
+/// A JSON value as a Python object (through the `json` module).
+fn to_python<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
+    let text = serde_json::to_string(value).map_err(err)?;
+    py.import("json")?.call_method1("loads", (text,))
+}
+
+/// The configuration `glorank run` would read: the defaults or a preset (`"quick"`,
+/// `"demo"`), the TOML file `config` laid over it, then the `section.key=value` changes.
+fn resolve_config(
+    config: Option<PathBuf>,
+    preset: Option<&str>,
+    overrides: &[String],
+) -> PyResult<Config> {
+    let base = match preset {
+        None => Config::default(),
+        Some("quick") => Config::quick(),
+        Some("demo") => Config::demo(),
+        Some(other) => {
+            return Err(err(format!(
+                "unknown preset `{other}` (expected \"quick\" or \"demo\")"
+            )));
+        }
+    };
+    let c = match config {
+        Some(path) => base.overlay_file(&path).map_err(err)?,
+        None => base,
+    };
+    c.with_overrides(overrides).map_err(err)
+}
+
+/// The configuration tree as a dict, read as `glorank run` reads it: the defaults (or the
+/// `preset` "quick" or "demo"), the TOML file `config`, then `overrides` such as
+/// `["sft.epochs=3"]`. Errors name the file, line or key.
+#[pyfunction]
+#[pyo3(signature = (config = None, overrides = Vec::new(), preset = None))]
+fn load_config<'py>(
+    py: Python<'py>,
+    config: Option<PathBuf>,
+    overrides: Vec<String>,
+    preset: Option<&str>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let c = resolve_config(config, preset, &overrides)?;
+    to_python(py, &serde_json::to_value(&c).map_err(err)?)
+}
+
+/// Runs every stage of the configuration (as `load_config` reads it) into the run directory
+/// `out` and returns its `metrics.json` as a dict; `data_path` sets `data.path`, `seed`
+/// every seed. An interrupted run continues where it stopped. With `verbose`, one line per
+/// stage goes to standard error.
+#[pyfunction]
+#[pyo3(signature = (out, config = None, overrides = Vec::new(), preset = None, data_path = None, seed = None, verbose = false))]
+#[allow(clippy::too_many_arguments)]
+fn run<'py>(
+    py: Python<'py>,
+    out: PathBuf,
+    config: Option<PathBuf>,
+    overrides: Vec<String>,
+    preset: Option<&str>,
+    data_path: Option<PathBuf>,
+    seed: Option<u64>,
+    verbose: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let mut c = resolve_config(config, preset, &[])?;
+    if let Some(p) = data_path {
+        c.data.path = Some(p);
+    }
+    if let Some(s) = seed {
+        c = c.with_seed(s);
+    }
+    let c = c.with_overrides(&overrides).map_err(err)?;
+    let metrics = py
+        .detach(|| {
+            let mut observer = NoObserver;
+            let mut say = |line: &str| {
+                if verbose {
+                    eprintln!("{line}");
+                }
+            };
+            let mut hooks = Hooks::new(&mut observer, &NoProgress, &mut say);
+            Pipeline::new(c).run_with(&out, &mut hooks)?;
+            MetricsFile::read(&RunDir::new(&out).metrics_file())
+        })
+        .map_err(err)?;
+    to_python(py, &metrics.to_json())
+}
+
+/// The `metrics.json` of a run directory (or the file itself) as a dict: method -> metric ->
+/// {n, mean, std_err, ci_low, ci_high}, plus the slices the run has. Errors name the file and
+/// the entry that is not a method's figures.
+#[pyfunction]
+fn read_metrics(py: Python<'_>, path: PathBuf) -> PyResult<Bound<'_, PyAny>> {
+    let file = MetricsFile::read(&path).map_err(err)?;
+    to_python(py, &file.to_json())
+}
+
 /// Writes a tiny run directory (synthetic world, semantic IDs, tokenizer, an untrained
-/// policy) into `path` in a few seconds, for tests and examples; returns `path`.
+/// policy) into `path` in a few seconds, for the package's own tests; returns `path`. Not
+/// public API.
 #[pyfunction]
 #[pyo3(signature = (path, seed = 0))]
-fn write_tiny_run(py: Python<'_>, path: PathBuf, seed: u64) -> PyResult<PathBuf> {
-    py.detach(|| glorank::fixtures::write_tiny_run(&path, seed))
+fn _write_tiny_run(py: Python<'_>, path: PathBuf, seed: u64) -> PyResult<PathBuf> {
+    py.detach(|| glorank::testing::write_tiny_run(&path, seed))
         .map_err(err)?;
     Ok(path)
 }
@@ -589,6 +690,9 @@ fn _glorank(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(list_metrics, m)?)?;
     m.add_function(wrap_pyfunction!(auc, m)?)?;
     m.add_function(wrap_pyfunction!(confidence_interval, m)?)?;
-    m.add_function(wrap_pyfunction!(write_tiny_run, m)?)?;
+    m.add_function(wrap_pyfunction!(load_config, m)?)?;
+    m.add_function(wrap_pyfunction!(run, m)?)?;
+    m.add_function(wrap_pyfunction!(read_metrics, m)?)?;
+    m.add_function(wrap_pyfunction!(_write_tiny_run, m)?)?;
     Ok(())
 }

@@ -12,7 +12,7 @@ import glorank
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     path = tmp_path_factory.mktemp("run") / "tiny"
-    glorank.write_tiny_run(str(path), seed=2)
+    glorank._glorank._write_tiny_run(str(path), seed=2)
     return path
 
 
@@ -162,3 +162,35 @@ def test_metrics():
     assert mean == pytest.approx(2.0) and half > 0
     with pytest.raises(glorank.GlorankError):
         glorank.list_metrics([9], relevance, 1)
+
+
+def test_load_config_reads_the_tree_as_glorank_run_does(tmp_path):
+    c = glorank.load_config(overrides=["sft.epochs=3", "rl.optim.batch_size=32"])
+    assert c["sft"]["epochs"] == 3
+    assert c["rl"]["optim"]["batch_size"] == 32
+    assert c["rl"]["optim"]["learning_rate"] == 5e-05
+    quick = glorank.load_config(preset="quick")
+    assert quick["eval"]["beam"] == 8 and quick["data"]["users"] == 450
+    path = tmp_path / "c.toml"
+    path.write_text("[policy]\nuse_exposures = true\n")
+    with pytest.raises(glorank.GlorankError, match="inputs.exposures"):
+        glorank.load_config(str(path))
+    with pytest.raises(glorank.GlorankError, match="epochz"):
+        glorank.load_config(overrides=["sft.epochz=3"])
+
+
+def test_run_writes_a_run_directory_and_returns_its_metrics(tmp_path):
+    tiny = [
+        "data.users=60", "data.items=40", "data.sessions=4", "data.k_core=3",
+        "data.pool_size=12", "data.history=8", "tokenizer.codes=4", "tokenizer.levels=2",
+        "policy.d_model=16", "policy.heads=2", "evaluator.epochs=1", "simulator.epochs=1",
+        "sft.epochs=1", "rl.steps=2", "rl.eval_every=1", "baselines.epochs=1",
+        "baselines.d_model=16", "eval.las=false", "eval.beam=1", "sft.valid_beam=1",
+        "rl.valid_beam=1",
+    ]
+    metrics = glorank.run(str(tmp_path / "run"), preset="quick", overrides=tiny)
+    assert 0.0 <= metrics["GloRank SFT+RL"]["precision"]["mean"] <= 1.0
+    assert "PRM" in metrics and "GloRank-LAS" not in metrics
+    assert glorank.read_metrics(str(tmp_path / "run")) == metrics
+    reranker = glorank.Reranker(str(tmp_path / "run"))
+    assert reranker.decode == "greedy"

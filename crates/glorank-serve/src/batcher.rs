@@ -8,8 +8,7 @@
 //! runtime's.
 
 use crate::metrics::Metrics;
-use glorank::trie::DecodeStrategy;
-use glorank::{RerankRequest, Reranker};
+use glorank::{DecodeStrategy, RerankRequest, Reranker};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;

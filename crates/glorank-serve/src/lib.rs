@@ -1,7 +1,8 @@
 //! # glorank-serve
 //!
 //! An HTTP server for a trained GloRank [`Reranker`](glorank::Reranker), behind
-//! `glorank serve --model RUN --addr HOST:PORT`:
+//! `glorank serve --model RUN --set serve.addr=HOST:PORT`, configured by the `[serve]`
+//! section ([`glorank::ServeConfig`], re-exported here):
 //!
 //! * `POST /rerank`: one request (the JSON object `glorank rerank` reads) answered with
 //!   `{"list": [...]}`, or an array of them answered with an array of `{"list": [...]}` /
@@ -17,14 +18,15 @@
 //! Concurrent calls are batched dynamically (see [`batcher`]): up to
 //! [`ServeConfig::max_batch`] requests that arrive within [`ServeConfig::max_wait_ms`] of
 //! each other are decoded together. Shutdown (SIGTERM or Ctrl-C with
-//! [`ServeConfig::handle_signals`], or [`Server::shutdown`]) stops accepting connections and
+//! [`Server::start_with_signals`], or [`Server::shutdown`]) stops accepting connections and
 //! finishes the requests in flight.
 //!
 //! ```no_run
-//! use glorank_serve::{ServeConfig, Server};
+//! use glorank::Config;
+//! use glorank_serve::Server;
 //!
 //! let reranker = glorank::Reranker::load("runs/demo-quick".as_ref())?;
-//! let config = ServeConfig { addr: "127.0.0.1:8080".into(), ..ServeConfig::default() };
+//! let config = Config::default().with_overrides(&["serve.addr=127.0.0.1:8080"])?.serve;
 //! let server = Server::start(reranker, &config)?;
 //! println!("listening on http://{}", server.local_addr());
 //! server.shutdown()?; // or server.wait() to run until SIGTERM
@@ -34,6 +36,8 @@
 pub mod batcher;
 pub mod metrics;
 
+pub use glorank::ServeConfig;
+
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -42,10 +46,9 @@ use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use batcher::{Answer, Batcher, EnqueueError, Job};
-use glorank::trie::{DecodeStrategy, MAX_BEAM_WIDTH};
-use glorank::{RerankRequest, Reranker};
+use glorank::{DecodeStrategy, RerankRequest, Reranker};
 use metrics::Metrics;
-use serde::{Deserialize, Serialize};
+
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -57,14 +60,6 @@ use tokio::sync::oneshot;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServeError {
-    /// A configuration value is out of range.
-    #[error("invalid server configuration `{field}`: {message}")]
-    InvalidConfig {
-        /// The field.
-        field: &'static str,
-        /// Why.
-        message: String,
-    },
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -84,7 +79,7 @@ pub enum ServeError {
     UnknownParameter(String),
     /// A call's `decode` parameter is not a decoding strategy.
     #[error("decode: {0}")]
-    Decode(#[from] glorank::trie::TrieError),
+    Decode(glorank::Error),
     /// A member of a call's array is not a request.
     #[error("malformed request (batch index {index}): {source}")]
     MalformedRequest {
@@ -104,77 +99,6 @@ pub enum ServeError {
 /// Result alias of this crate.
 pub type Result<T, E = ServeError> = std::result::Result<T, E>;
 
-/// Settings of [`Server::start`], checked by [`ServeConfig::validate`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ServeConfig {
-    /// Address to listen on, `HOST:PORT` (port 0: any free port).
-    pub addr: String,
-    /// Most requests decoded in one batch (a single call larger than this is decoded alone).
-    pub max_batch: usize,
-    /// Longest wait, in milliseconds, for more requests after the first of a batch. The
-    /// default 0 is continuous batching: the worker takes whatever queued up while it was
-    /// busy, so a lone request is not delayed and a loaded server still decodes in batches
-    /// (measured in docs/benchmarks.md); a wait trades latency for larger batches.
-    pub max_wait_ms: u64,
-    /// Largest request body, in bytes (larger: 413).
-    pub max_body_bytes: usize,
-    /// Most requests in one call's array (more: 413).
-    pub max_requests_per_call: usize,
-    /// Widest beam a call may ask for with `?decode=beam:W`.
-    pub max_beam: usize,
-    /// Calls waiting for the batcher; when full, new calls get 503.
-    pub queue: usize,
-    /// Stop gracefully on SIGTERM and Ctrl-C (the CLI sets it; tests and embedders stop the
-    /// server with [`Server::shutdown`]).
-    pub handle_signals: bool,
-}
-
-impl Default for ServeConfig {
-    fn default() -> Self {
-        Self {
-            addr: "127.0.0.1:8080".into(),
-            max_batch: 64,
-            max_wait_ms: 0,
-            max_body_bytes: 1 << 20,
-            max_requests_per_call: 256,
-            max_beam: 16,
-            queue: 1024,
-            handle_signals: false,
-        }
-    }
-}
-
-impl ServeConfig {
-    /// Checks every bound.
-    ///
-    /// # Errors
-    /// [`ServeError::InvalidConfig`] naming the first bad field.
-    pub fn validate(&self) -> Result<()> {
-        let check = |field: &'static str, v: u64, lo: u64, hi: u64| {
-            if v < lo || v > hi {
-                return Err(ServeError::InvalidConfig {
-                    field,
-                    message: format!("{v} is outside {lo}..={hi}"),
-                });
-            }
-            Ok(())
-        };
-        check("max_batch", self.max_batch as u64, 1, 65_536)?;
-        check("max_wait_ms", self.max_wait_ms, 0, 10_000)?;
-        check("max_body_bytes", self.max_body_bytes as u64, 64, 256 << 20)?;
-        check(
-            "max_requests_per_call",
-            self.max_requests_per_call as u64,
-            1,
-            65_536,
-        )?;
-        check("max_beam", self.max_beam as u64, 1, MAX_BEAM_WIDTH as u64)?;
-        check("queue", self.queue as u64, 1, 1 << 20)?;
-        Ok(())
-    }
-}
-
 /// A running server: one thread with the async runtime (connections, parsing) and one
 /// batch worker (decoding).
 pub struct Server {
@@ -191,12 +115,27 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// Binds `config.addr` and starts serving `reranker` in the background.
+    /// Binds `config.addr` and starts serving `reranker` in the background; tests and
+    /// embedders stop it with [`Server::shutdown`].
     ///
     /// # Errors
-    /// [`ServeError::InvalidConfig`], [`ServeError::Bind`] when the address is taken or
-    /// invalid, [`ServeError::Io`] when the runtime cannot start.
+    /// [`ServeError::Rerank`] for an invalid configuration (naming the field),
+    /// [`ServeError::Bind`] when the address is taken or invalid, [`ServeError::Io`] when the
+    /// runtime cannot start.
     pub fn start(reranker: Reranker, config: &ServeConfig) -> Result<Self> {
+        Self::launch(reranker, config, false)
+    }
+
+    /// [`Server::start`] that also stops gracefully on SIGTERM and Ctrl-C (what `glorank
+    /// serve` runs).
+    ///
+    /// # Errors
+    /// As [`Server::start`].
+    pub fn start_with_signals(reranker: Reranker, config: &ServeConfig) -> Result<Self> {
+        Self::launch(reranker, config, true)
+    }
+
+    fn launch(reranker: Reranker, config: &ServeConfig, signals: bool) -> Result<Self> {
         config.validate()?;
         let bind = |source| ServeError::Bind {
             addr: config.addr.clone(),
@@ -224,7 +163,6 @@ impl Server {
             config: config.clone(),
         });
         let (stop_tx, stop_rx) = oneshot::channel();
-        let signals = config.handle_signals;
         let thread = std::thread::Builder::new()
             .name("glorank-serve".into())
             .spawn(move || {
@@ -268,7 +206,7 @@ impl Server {
         self.join()
     }
 
-    /// Serves until a signal stops it (with [`ServeConfig::handle_signals`]).
+    /// Serves until a signal stops it (after [`Server::start_with_signals`]).
     ///
     /// # Errors
     /// What the server thread ended with.
@@ -415,7 +353,11 @@ fn parse_query(query: Option<&str>, default: DecodeStrategy) -> Result<DecodeStr
         if key != "decode" {
             return Err(ServeError::UnknownParameter(key.to_string()));
         }
-        strategy = value.replace("%3A", ":").replace("%3a", ":").parse()?;
+        strategy = value
+            .replace("%3A", ":")
+            .replace("%3a", ":")
+            .parse::<DecodeStrategy>()
+            .map_err(|e| ServeError::Decode(e.into()))?;
     }
     Ok(strategy)
 }
@@ -586,26 +528,6 @@ impl App {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn default_config_is_valid_and_bounds_name_the_field() {
-        ServeConfig::default().validate().unwrap();
-        let bad = ServeConfig {
-            max_beam: MAX_BEAM_WIDTH + 1,
-            ..ServeConfig::default()
-        };
-        assert!(bad.validate().unwrap_err().to_string().contains("max_beam"));
-        let bad = ServeConfig {
-            max_batch: 0,
-            ..ServeConfig::default()
-        };
-        assert!(
-            bad.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("max_batch")
-        );
-    }
 
     #[test]
     fn query_selects_the_decoding_and_rejects_other_parameters() {

@@ -126,6 +126,9 @@ impl From<glorank_nn::NnError> for TokenizerError {
             glorank_nn::NnError::Io { path, source } => Self::Io { path, source },
             glorank_nn::NnError::Format { path, message } => Self::Format { path, message },
             glorank_nn::NnError::InvalidInput(m) => Self::InvalidInput(m),
+            glorank_nn::NnError::InvalidConfig { field, message } => {
+                Self::InvalidConfig { field, message }
+            }
             other => Self::InvalidInput(other.to_string()),
         }
     }

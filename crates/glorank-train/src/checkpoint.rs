@@ -1,5 +1,5 @@
 //! Where a trainer writes, and the trainer-state JSON helpers; the generic checkpoint
-//! machinery is [`glorank_nn::training`].
+//! machinery is the skeleton ([`crate::write_dir_atomic`], [`crate::latest`]).
 
 use crate::{Result, TrainError};
 use serde::Serialize;

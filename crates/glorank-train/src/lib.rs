@@ -17,8 +17,14 @@
 //!   checkpoints (model, optimizer, step, log) from which `resume` reaches the same weights
 //!   as an uninterrupted run: every random stream is derived from `(seed, step)`
 //!   ([`derive_seed`]).
-//! * [`TrainingConfig`] holds every stage's hyper-parameters, read from TOML with checked
-//!   values; [`list_metrics`] and [`average_reward`] evaluate generated lists.
+//! * [`fit`] trains the baselines (PRM, DLCM, Seq2Slate of `glorank-baselines`) on
+//!   [`BaselineData`].
+//! * Every trainer runs in one skeleton ([`drive`] over a [`TrainingLoop`]) with one
+//!   data-parallel update ([`sharded_step`]) and shares one [`OptimConfig`] type (batch,
+//!   rate and schedule, weight decay, clipping, shards, seed); each section's
+//!   configuration ([`SftConfig`], [`RlConfig`], [`RewardTrainConfig`],
+//!   [`BaselineConfig`]) checks its values before anything is allocated.
+//! * [`list_metrics`] and [`average_reward`] evaluate generated lists.
 //!
 //! ```
 //! use glorank_train::group_advantages;
@@ -32,26 +38,33 @@
 //! ```
 
 mod advantage;
+mod baselines;
 mod checkpoint;
 mod config;
 mod eval;
+mod optim;
 mod policy_run;
 mod requests;
 mod reward;
 mod rl;
 mod schedule;
 mod sft;
+mod skeleton;
 
 pub use advantage::{GroupAdvantages, group_advantages};
 pub use checkpoint::StageOutput;
-pub use config::{Demonstrations, PolicyOptions, RewardSource, TrainingConfig};
+pub use baselines::{BaselineConfig, BaselineData, EpochLog, Trained, fit, seen_in_training};
+pub use config::{Demonstrations, RewardSource};
 pub use eval::{
     EvaluatorReward, LabelReward, ListReward, average_reward, greedy_lists, list_metrics,
     policy_lists,
 };
-pub use glorank_nn::training::{
-    JsonlLog, NoObserver, RunStatus, StepOutcome, TrainObserver, clip_global_norm, latest,
-    write_dir_atomic,
+pub use optim::OptimConfig;
+pub use skeleton::{
+    JsonlLog, MIN_SHARD_ROWS, NoObserver, OPTIMIZER_FILE, RunStatus, STATE_FILE, StepOutcome,
+    TrainObserver, TrainingLoop, apply_gradients, clip_global_norm, drive, latest,
+    load_optimizer, optimizer_step, save_optimizer, shard_ranges, sharded_gradients,
+    sharded_step, sum_gradients, write_dir_atomic,
 };
 pub use requests::RequestBuilder;
 pub use reward::{
@@ -119,6 +132,9 @@ pub enum TrainError {
     /// Metric errors.
     #[error(transparent)]
     Metrics(#[from] glorank_metrics::MetricsError),
+    /// Baseline-model errors.
+    #[error(transparent)]
+    Baseline(#[from] glorank_baselines::BaselineError),
 }
 
 /// Result alias of this crate.

@@ -5,7 +5,7 @@ use crate::checkpoint::{StageOutput, load_json, save_json};
 use crate::{Result, TrainError};
 use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::tensor::Device;
-use glorank_nn::training::{
+use crate::skeleton::{
     JsonlLog, STATE_FILE, latest, load_optimizer, save_optimizer, write_dir_atomic,
 };
 use glorank_policy::{Policy, PolicyConfig};

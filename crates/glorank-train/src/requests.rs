@@ -38,7 +38,7 @@ impl<'a> RequestBuilder<'a> {
 
     /// With `on`, requests carry each candidate's exposure count ([`Exposures`] over the
     /// dataset's training requests), as a policy with
-    /// [`PolicyConfig::use_exposures`] needs; without, they carry none.
+    /// [`ModelInputs::exposures`](glorank_nn::ModelInputs::exposures) needs; without, they carry none.
     pub fn with_exposures(mut self, on: bool) -> Self {
         self.exposures = on.then(|| std::sync::Arc::new(Exposures::new(&self.ds.train)));
         self

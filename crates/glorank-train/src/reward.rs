@@ -10,7 +10,8 @@ use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::tensor::Device;
 use glorank_data::RerankSample;
 use glorank_metrics::auc;
-use glorank_nn::training::{
+use crate::optim::OptimConfig;
+use crate::skeleton::{
     NoObserver, RunStatus, STATE_FILE, TrainObserver, TrainingLoop, drive, latest, load_optimizer,
     save_optimizer, sharded_step, write_dir_atomic,
 };
@@ -21,46 +22,36 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// Hyper-parameters of [`train_reward_model`] (and of the examples it trains on).
+/// Hyper-parameters of [`train_reward_model`] and of the examples it trains on (the
+/// `[evaluator]` and `[simulator]` sections).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct RewardTrainConfig {
     /// Maximum epochs (default 10).
     pub epochs: usize,
-    /// Examples per step (default 64).
-    pub batch_size: usize,
-    /// AdamW learning rate (default 1e-3).
-    pub learning_rate: f64,
     /// Epochs without a better validation click AUC before stopping (default 3).
     pub patience: usize,
-    /// Seed of the batch order and the pool-sampled lists (default 0).
-    pub seed: u64,
     /// Lists sampled uniformly from each request's pool as extra examples (default 2).
     pub pool_lists: usize,
     /// Model width; 0 keeps the role's default (evaluator 64, simulator 96).
     pub d_model: usize,
     /// Transformer layers; 0 keeps the role's default (evaluator 2, simulator 3).
     pub layers: usize,
-    /// Read each listed item's retriever score (default false; the "paper" preset).
-    pub use_retriever_score: bool,
-    /// Data-parallel row shards of each batch (default 4; see [`crate::SftConfig::shards`]).
-    pub shards: usize,
+    /// The optimiser; its seed also seeds the weights and the pool-sampled lists (default:
+    /// [`OptimConfig::default`]).
+    pub optim: OptimConfig,
 }
 
 impl Default for RewardTrainConfig {
     fn default() -> Self {
         Self {
             epochs: 10,
-            batch_size: 64,
-            learning_rate: 1e-3,
             patience: 3,
-            seed: 0,
             pool_lists: 2,
             d_model: 0,
             layers: 0,
-            use_retriever_score: false,
-            shards: 4,
+            optim: OptimConfig::default(),
         }
     }
 }
@@ -73,15 +64,21 @@ impl RewardTrainConfig {
         self
     }
 
-    /// Sets the learning rate.
-    pub fn with_learning_rate(mut self, lr: f64) -> Self {
-        self.learning_rate = lr;
+    /// Sets the optimiser.
+    pub fn with_optim(mut self, optim: OptimConfig) -> Self {
+        self.optim = optim;
         self
     }
 
     /// Sets the seed.
     pub fn with_seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
+        self.optim.seed = seed;
+        self
+    }
+
+    /// Sets the learning rate.
+    pub fn with_learning_rate(mut self, learning_rate: f64) -> Self {
+        self.optim.learning_rate = learning_rate;
         self
     }
 
@@ -92,32 +89,29 @@ impl RewardTrainConfig {
     pub fn validate(&self, section: &str) -> Result<()> {
         let f = |name: &str| format!("{section}.{name}");
         check(&f("epochs"), self.epochs > 0, "must be > 0")?;
-        check(&f("batch_size"), self.batch_size > 0, "must be > 0")?;
-        check(
-            &f("learning_rate"),
-            self.learning_rate.is_finite() && self.learning_rate > 0.0,
-            "must be finite and > 0",
-        )?;
         check(&f("patience"), self.patience > 0, "must be > 0")?;
-        check(&f("shards"), self.shards > 0, "must be > 0")?;
         {
             use glorank_nn::limits::*;
             check_max(&f("epochs"), self.epochs, MAX_EPOCHS)?;
-            check_max(&f("batch_size"), self.batch_size, MAX_BATCH)?;
             check_max(&f("d_model"), self.d_model, MAX_D_MODEL)?;
             check_max(&f("layers"), self.layers, MAX_LAYERS)?;
             check_max(&f("pool_lists"), self.pool_lists, MAX_GROUP)?;
-            check_max(&f("shards"), self.shards, MAX_SHARDS)?;
         }
         check(
             &f("d_model"),
             self.d_model.is_multiple_of(4),
             "must be 0 (role default) or a multiple of 4 (4 heads)",
-        )
+        )?;
+        self.optim.validate(section)
     }
 
-    /// Applies the size fields to a role's default model configuration.
-    pub fn model_config(&self, base: glorank_reward::RewardConfig) -> glorank_reward::RewardConfig {
+    /// Applies the size fields and the retriever-score input of `inputs` to a role's
+    /// default model configuration.
+    pub fn model_config(
+        &self,
+        base: glorank_reward::RewardConfig,
+        inputs: &glorank_nn::ModelInputs,
+    ) -> glorank_reward::RewardConfig {
         let d = if self.d_model > 0 {
             self.d_model
         } else {
@@ -130,7 +124,7 @@ impl RewardTrainConfig {
         };
         let heads = base.heads;
         base.with_size(d, heads, layers)
-            .with_retriever_score(self.use_retriever_score)
+            .with_retriever_score(inputs.retriever_score)
     }
 }
 
@@ -294,7 +288,9 @@ pub fn train_reward_model_in(
         return Err(TrainError::InvalidInput("no training examples".into()));
     }
     config.validate("reward")?;
-    let mut optim = AdamWConfig::new().init();
+    let mut optim = AdamWConfig::new()
+        .with_weight_decay(config.optim.weight_decay)
+        .init();
     let mut st = RewardState::default();
     let mut best: Option<UserResponseModel> = None;
     if let Some(c) = checkpoint.filter(|c| c.resume)
@@ -307,7 +303,7 @@ pub fn train_reward_model_in(
             best = Some(UserResponseModel::load(&dir.join(BEST_DIR), eval_device)?.0);
         }
     }
-    let per_epoch = data.train.len().div_ceil(config.batch_size) as u64;
+    let per_epoch = data.train.len().div_ceil(config.optim.batch_size) as u64;
     let mut run = RewardLoop {
         model: Some(model),
         optim,
@@ -385,12 +381,12 @@ impl TrainingLoop for RewardLoop<'_> {
             self.order.sort_unstable();
             self.order
                 .shuffle(&mut ChaCha8Rng::seed_from_u64(crate::derive_seed(
-                    config.seed,
+                    config.optim.seed,
                     &[6, epoch as u64],
                 )));
             self.loss_sum = 0.0;
         }
-        let bs = config.batch_size;
+        let bs = config.optim.batch_size;
         let k = self.in_epoch as usize;
         let idx = &self.order[k * bs..((k + 1) * bs).min(self.order.len())];
         let batch: Vec<RewardExample> = idx.iter().map(|&i| self.data.train[i].clone()).collect();
@@ -404,15 +400,18 @@ impl TrainingLoop for RewardLoop<'_> {
         // same masks, and held for the step so concurrent trainings cannot interleave.
         let (model, outcome) = glorank_nn::with_seeded_device(
             train_device,
-            crate::derive_seed(config.seed, &[7, step]),
+            crate::derive_seed(config.optim.seed, &[7, step]),
             || -> Result<_> {
                 let count = UserResponseModel::loss_count(&batch);
                 sharded_step(
                     model,
                     optim,
                     train_device,
-                    (batch.len(), config.shards),
-                    (config.learning_rate, None),
+                    (batch.len(), config.optim.shards),
+                    (
+                        config.optim.rate(step - 1, self.per_epoch * config.epochs as u64),
+                        config.optim.clip(),
+                    ),
                     |m: &UserResponseModel, rows| {
                         let sum = m.loss_sum(&batch[rows], train_device)?;
                         Ok::<_, TrainError>(sum.div_scalar(count.max(1.0)))

@@ -6,14 +6,12 @@ use crate::checkpoint::StageOutput;
 use crate::config::{RewardSource, check, check_beam, check_max};
 use crate::eval::{ListReward, greedy_lists, list_metrics};
 use crate::policy_run::PolicyRun;
-use crate::schedule::LrSchedule;
+use crate::optim::OptimConfig;
 use crate::{Result, TrainError, derive_seed};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::{Device, Tensor, TensorData};
-use glorank_nn::training::{
-    RunStatus, StepOutcome, TrainObserver, TrainingLoop, drive, sharded_step,
-};
+use crate::skeleton::{RunStatus, StepOutcome, TrainObserver, TrainingLoop, drive, sharded_step};
 use glorank_policy::{Policy, PolicyConfig, Request, decode};
 use glorank_trie::{CandidateTrie, DecodeStrategy, Decoder};
 use rand::SeedableRng;
@@ -23,15 +21,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::time::Instant;
 
-/// Hyper-parameters of [`rl_step`] and [`train_rl`].
+/// Hyper-parameters of [`rl_step`] and [`train_rl`] (the `[rl]` section).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct RlConfig {
     /// Optimisation steps (default 300).
     pub steps: usize,
-    /// Requests per step (default 16).
-    pub batch_size: usize,
     /// Lists sampled per request, `G` (default 8).
     pub group_size: usize,
     /// Sampling temperature (default 1.0).
@@ -40,24 +36,12 @@ pub struct RlConfig {
     pub kl_coef: f64,
     /// Floor of the group standard deviation (default 1e-3).
     pub std_floor: f32,
-    /// AdamW learning rate (default 5e-5), the base of `schedule`.
-    pub learning_rate: f64,
-    /// How the learning rate moves over the `steps` (default: constant).
-    pub schedule: LrSchedule,
-    /// AdamW weight decay (default 0).
-    pub weight_decay: f32,
-    /// Global gradient-norm bound; 0 disables clipping (default 1.0).
-    pub grad_clip_norm: f32,
     /// The reward (default: the evaluator).
     pub reward: RewardSource,
     /// Validation every this many steps and at the end (0: only at the end; default 50).
     pub eval_every: usize,
     /// A checkpoint every this many steps and at the end (default 50).
     pub checkpoint_every: usize,
-    /// Seed of the request batches, the sampling and dropout (default 0).
-    pub seed: u64,
-    /// Data-parallel row shards of each update (default 4; see [`crate::SftConfig::shards`]).
-    pub shards: usize,
     /// Beam width of the validation lists (default 1: greedy); as
     /// [`crate::SftConfig::valid_beam`], set it to the width of the final evaluation so
     /// `keep_best` picks the best step under that decoding.
@@ -66,28 +50,29 @@ pub struct RlConfig {
     /// included) instead of the last step's, as SFT keeps its best epoch (default false:
     /// the last step). Without validation requests the last step is kept.
     pub keep_best: bool,
+    /// The optimiser; `batch_size` counts requests per step, each sampled `group_size`
+    /// times (default: 16 requests, rate 5e-5 constant, no weight decay, gradient norm
+    /// clipped at 1, 4 shards, seed 0).
+    pub optim: OptimConfig,
 }
 
 impl Default for RlConfig {
     fn default() -> Self {
         Self {
             steps: 300,
-            batch_size: 16,
             group_size: 8,
             temperature: 1.0,
             kl_coef: 0.05,
             std_floor: 1e-3,
-            learning_rate: 5e-5,
-            schedule: LrSchedule::default(),
-            weight_decay: 0.0,
-            grad_clip_norm: 1.0,
             reward: RewardSource::Evaluator,
             eval_every: 50,
             checkpoint_every: 50,
-            seed: 0,
-            shards: 4,
-            keep_best: false,
             valid_beam: 1,
+            keep_best: false,
+            optim: OptimConfig::default()
+                .with(16, 5e-5)
+                .with_weight_decay(0.0)
+                .with_grad_clip_norm(1.0),
         }
     }
 }
@@ -97,22 +82,34 @@ impl RlConfig {
     pub fn with(mut self, group_size: usize, kl_coef: f64, learning_rate: f64) -> Self {
         self.group_size = group_size;
         self.kl_coef = kl_coef;
-        self.learning_rate = learning_rate;
+        self.optim.learning_rate = learning_rate;
         self
     }
 
     /// Sets steps, requests per step and the evaluation/checkpoint interval.
     pub fn with_steps(mut self, steps: usize, batch_size: usize, every: usize) -> Self {
         self.steps = steps;
-        self.batch_size = batch_size;
+        self.optim.batch_size = batch_size;
         self.eval_every = every;
         self.checkpoint_every = every;
         self
     }
 
-    /// Sets the learning-rate schedule.
-    pub fn with_schedule(mut self, schedule: LrSchedule) -> Self {
-        self.schedule = schedule;
+    /// Sets the optimiser.
+    pub fn with_optim(mut self, optim: OptimConfig) -> Self {
+        self.optim = optim;
+        self
+    }
+
+    /// Sets the optimiser's learning-rate schedule.
+    pub fn with_schedule(mut self, schedule: crate::LrSchedule) -> Self {
+        self.optim.schedule = schedule;
+        self
+    }
+
+    /// Sets the seed of the request batches, the sampling and dropout.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.optim.seed = seed;
         self
     }
 
@@ -122,30 +119,22 @@ impl RlConfig {
         self
     }
 
-    /// Sets the seed.
-    pub fn with_seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
-        self
-    }
-
     /// Checks the values.
     ///
     /// # Errors
     /// [`TrainError::InvalidConfig`] naming the field.
     pub fn validate(&self) -> Result<()> {
+        self.optim.validate("rl")?;
         check("rl.steps", self.steps > 0, "must be > 0")?;
-        check("rl.batch_size", self.batch_size > 0, "must be > 0")?;
         check("rl.group_size", self.group_size >= 2, "must be >= 2")?;
-        check("rl.shards", self.shards > 0, "must be > 0")?;
         {
-            use glorank_nn::limits::{MAX_BATCH, MAX_GROUP, MAX_SHARDS, MAX_STEPS};
-            check_max("rl.shards", self.shards, MAX_SHARDS)?;
+            use glorank_nn::limits::{MAX_BATCH, MAX_GROUP, MAX_STEPS};
             check_max("rl.steps", self.steps, MAX_STEPS)?;
             check_max("rl.group_size", self.group_size, MAX_GROUP)?;
             check_beam("rl.valid_beam", self.valid_beam)?;
             check_max(
-                "rl.batch_size x rl.group_size",
-                self.batch_size.saturating_mul(self.group_size),
+                "rl.optim.batch_size x rl.group_size",
+                self.optim.batch_size.saturating_mul(self.group_size),
                 MAX_BATCH,
             )?;
         }
@@ -163,17 +152,6 @@ impl RlConfig {
             "rl.std_floor",
             self.std_floor.is_finite() && self.std_floor > 0.0,
             "must be finite and > 0",
-        )?;
-        check(
-            "rl.learning_rate",
-            self.learning_rate.is_finite() && self.learning_rate > 0.0,
-            "must be finite and > 0",
-        )?;
-        self.schedule.validate("rl.schedule")?;
-        check(
-            "rl.grad_clip_norm",
-            self.grad_clip_norm.is_finite() && self.grad_clip_norm >= 0.0,
-            "must be finite and >= 0",
         )?;
         check(
             "rl.checkpoint_every",
@@ -273,8 +251,8 @@ pub fn rl_step(
         policy,
         optim,
         train,
-        (n, config.shards),
-        (config.learning_rate, Some(config.grad_clip_norm)),
+        (n, config.optim.shards),
+        (config.optim.learning_rate, config.optim.clip()),
         |p: &Policy, range: std::ops::Range<usize>| {
             let m = range.len();
             let batch = p.encode_inputs(&rows[range.clone()], train)?;
@@ -428,7 +406,7 @@ pub fn train_rl(
     let (run, st) = PolicyRun::start(
         policy_config,
         Some(initial),
-        config.weight_decay,
+        config.optim.weight_decay,
         (out, resume),
         (device, plain),
         |st: &RlState| &st.log,
@@ -438,7 +416,7 @@ pub fn train_rl(
         run,
         st,
         total,
-        batch: config.batch_size.min(n),
+        batch: config.optim.batch_size.min(n),
         reference,
         data,
         config,
@@ -514,7 +492,7 @@ impl TrainingLoop for RlLoop<'_> {
         let (config, (device, plain)) = (self.config, self.run.devices);
         let (n, bs) = (self.data.train.len(), self.batch);
         let st = &mut self.st;
-        let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(config.seed, &[3, st.step]));
+        let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(config.optim.seed, &[3, st.step]));
         let ids: Vec<usize> = sample(&mut rng, n, bs).into_vec();
         let reqs: Vec<Request> = ids.iter().map(|&i| self.data.train[i].clone()).collect();
         let mut decoder = Decoder::new(
@@ -522,22 +500,18 @@ impl TrainingLoop for RlLoop<'_> {
                 temperature: config.temperature,
                 top_k: None,
             },
-            derive_seed(config.seed, &[4, st.step]),
+            derive_seed(config.optim.seed, &[4, st.step]),
         )?;
         // The step's rate from the schedule; `rl_step` reads it from the configuration.
-        let step_config = RlConfig {
-            learning_rate: config
-                .schedule
-                .rate(config.learning_rate, st.step, self.total),
-            ..config.clone()
-        };
+        let mut step_config = config.clone();
+        step_config.optim.learning_rate = config.optim.rate(st.step, self.total);
         let t0 = Instant::now();
         let policy = self.run.take()?;
         let (optim, reference, reward) = (&mut self.run.optim, self.reference, self.data.reward);
         // Dropout: the device RNG seeded per step and held for the step (see SFT).
         let (p, s) = glorank_nn::with_seeded_device(
             device,
-            derive_seed(config.seed, &[2, st.step]),
+            derive_seed(config.optim.seed, &[2, st.step]),
             || {
                 rl_step(
                     policy,
@@ -591,7 +565,7 @@ impl TrainingLoop for RlLoop<'_> {
                 "skipped_steps": st.skipped_steps,
                 "train_samples_per_s": st.samples as f64 / st.train_seconds.max(1e-9),
                 // The rate of the last step before this record.
-                "learning_rate": config.schedule.rate(config.learning_rate, st.step - 1, total),
+                "learning_rate": config.optim.rate(st.step - 1, total),
             });
             self.st.sums = [0.0; 4];
             self.st.count = 0;

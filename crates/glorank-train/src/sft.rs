@@ -5,16 +5,14 @@ use crate::checkpoint::StageOutput;
 use crate::config::{Demonstrations, check, check_beam, check_max};
 use crate::eval::{EvaluatorReward, ListReward, greedy_lists, list_metrics};
 use crate::policy_run::PolicyRun;
-use crate::schedule::LrSchedule;
+use crate::optim::OptimConfig;
 use crate::{Result, TrainError, derive_seed};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 use glorank_metrics::MetricsSummary;
-use glorank_nn::training::{
-    RunStatus, StepOutcome, TrainObserver, TrainingLoop, drive, sharded_step,
-};
+use crate::skeleton::{RunStatus, StepOutcome, TrainObserver, TrainingLoop, drive, sharded_step};
 use glorank_policy::{Policy, PolicyConfig, Request};
 use glorank_reward::UserResponseModel;
 use glorank_trie::CandidateTrie;
@@ -25,28 +23,18 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::time::Instant;
 
-/// Hyper-parameters of [`train_sft`].
+/// Hyper-parameters of [`train_sft`] (the `[sft]` section).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct SftConfig {
     /// Maximum epochs (default 10).
     pub epochs: usize,
-    /// Demonstrations per step (default 64).
-    pub batch_size: usize,
-    /// AdamW learning rate (default 1e-3), the base of `schedule`.
-    pub learning_rate: f64,
-    /// How the learning rate moves over the planned `epochs` (default: constant).
-    pub schedule: LrSchedule,
-    /// AdamW weight decay (default 1e-4).
-    pub weight_decay: f32,
-    /// Global gradient-norm bound; 0 disables clipping (default 1.0).
-    pub grad_clip_norm: f32,
     /// Epochs without a better validation NDCG@L before stopping (default 3).
     pub patience: usize,
     /// Beam width of the validation lists that pick the best epoch (default 1: greedy).
     /// Set it to the width the policy will be evaluated or served with (the pipeline's
-    /// `eval_beam`), so the epoch kept is the best under that decoding.
+    /// `eval.beam`), so the epoch kept is the best under that decoding.
     pub valid_beam: usize,
     /// What to imitate (default: the logged slate by rating).
     pub demonstrations: Demonstrations,
@@ -60,31 +48,21 @@ pub struct SftConfig {
     /// A checkpoint every this many steps, besides the one at each epoch end (0: epoch ends
     /// only; default 200).
     pub checkpoint_every: usize,
-    /// Seed of the batch order and dropout (default 0).
-    pub seed: u64,
-    /// Row shards of each batch, each run forward and backward on its own thread with the
-    /// gradients summed (default 4; 1 runs the whole batch on the calling thread). The
-    /// result depends on the seed and this count, not on the machine's cores; see
-    /// [`glorank_nn::training::sharded_gradients`].
-    pub shards: usize,
+    /// The optimiser (default: batch 64, rate 1e-3 constant, weight decay 1e-4, gradient
+    /// norm clipped at 1, 4 shards, seed 0).
+    pub optim: OptimConfig,
 }
 
 impl Default for SftConfig {
     fn default() -> Self {
         Self {
             epochs: 10,
-            batch_size: 64,
-            learning_rate: 1e-3,
-            schedule: LrSchedule::default(),
-            weight_decay: 1e-4,
-            grad_clip_norm: 1.0,
             patience: 3,
             valid_beam: 1,
             demonstrations: Demonstrations::Logged,
             label_loss: 0.0,
             checkpoint_every: 200,
-            seed: 0,
-            shards: 4,
+            optim: OptimConfig::default().with_grad_clip_norm(1.0),
         }
     }
 }
@@ -93,14 +71,19 @@ impl SftConfig {
     /// Sets epochs, batch size and learning rate.
     pub fn with(mut self, epochs: usize, batch_size: usize, learning_rate: f64) -> Self {
         self.epochs = epochs;
-        self.batch_size = batch_size;
-        self.learning_rate = learning_rate;
+        self.optim = self.optim.with(batch_size, learning_rate);
         self
     }
 
-    /// Sets the learning-rate schedule.
-    pub fn with_schedule(mut self, schedule: LrSchedule) -> Self {
-        self.schedule = schedule;
+    /// Sets the optimiser.
+    pub fn with_optim(mut self, optim: OptimConfig) -> Self {
+        self.optim = optim;
+        self
+    }
+
+    /// Sets the optimiser's learning-rate schedule.
+    pub fn with_schedule(mut self, schedule: crate::LrSchedule) -> Self {
+        self.optim.schedule = schedule;
         self
     }
 
@@ -110,61 +93,25 @@ impl SftConfig {
         self
     }
 
-    /// Sets the seed.
-    pub fn with_seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
-        self
-    }
-
-    /// Sets the data-parallel shards of each batch.
-    pub fn with_shards(mut self, shards: usize) -> Self {
-        self.shards = shards;
-        self
-    }
-
     /// Checks the values.
     ///
     /// # Errors
     /// [`TrainError::InvalidConfig`] naming the field.
     pub fn validate(&self) -> Result<()> {
         check("sft.epochs", self.epochs > 0, "must be > 0")?;
-        check("sft.batch_size", self.batch_size > 0, "must be > 0")?;
-        check(
-            "sft.learning_rate",
-            self.learning_rate.is_finite() && self.learning_rate > 0.0,
-            "must be finite and > 0",
-        )?;
-        check(
-            "sft.weight_decay",
-            self.weight_decay.is_finite() && self.weight_decay >= 0.0,
-            "must be finite and >= 0",
-        )?;
-        check(
-            "sft.grad_clip_norm",
-            self.grad_clip_norm.is_finite() && self.grad_clip_norm >= 0.0,
-            "must be finite and >= 0",
-        )?;
+        check_max("sft.epochs", self.epochs, glorank_nn::limits::MAX_EPOCHS)?;
         check(
             "sft.label_loss",
             self.label_loss.is_finite() && self.label_loss >= 0.0,
             "must be finite and >= 0",
         )?;
-        self.schedule.validate("sft.schedule")?;
         check("sft.patience", self.patience > 0, "must be > 0")?;
-        check("sft.shards", self.shards > 0, "must be > 0")?;
         check_beam("sft.valid_beam", self.valid_beam)?;
-        check_max("sft.shards", self.shards, glorank_nn::limits::MAX_SHARDS)?;
-        check_max("sft.epochs", self.epochs, glorank_nn::limits::MAX_EPOCHS)?;
-        check_max(
-            "sft.batch_size",
-            self.batch_size,
-            glorank_nn::limits::MAX_BATCH,
-        )?;
         if let Demonstrations::BestOfK { k } = self.demonstrations {
             check("sft.demonstrations.k", k >= 2, "must be >= 2")?;
             check_max("sft.demonstrations.k", k, glorank_nn::limits::MAX_GROUP)?;
         }
-        Ok(())
+        self.optim.validate("sft")
     }
 }
 
@@ -173,7 +120,7 @@ impl SftConfig {
 /// `labels = Some((labels, weight))`, `weight` times the mean label loss (see
 /// [`SftConfig::label_loss`]; `labels[r]` holds one value per candidate of `requests[r]`,
 /// positive for a click), backward over `shards` row shards in parallel
-/// ([`sharded_step`]), global gradient-norm clipping to `clip` (0: off), optimizer step.
+/// ([`sharded_step`]), global gradient-norm clipping to `clip` (`None`: off), optimizer step.
 /// `device` is the autodiff device the policy lives on. A non-finite loss or gradient skips
 /// the update (reported).
 ///
@@ -186,7 +133,7 @@ pub fn sft_step(
     requests: &[Request],
     lists: &[Vec<usize>],
     labels: Option<(&[Vec<f64>], f32)>,
-    (learning_rate, clip, shards): (f64, f32, usize),
+    (learning_rate, clip, shards): (f64, Option<f32>, usize),
     device: &Device,
 ) -> Result<(Policy, StepOutcome)> {
     if lists.len() != requests.len() {
@@ -220,7 +167,7 @@ pub fn sft_step(
         optim,
         device,
         (requests.len(), shards),
-        (learning_rate, Some(clip)),
+        (learning_rate, clip),
         |p: &Policy, rows| {
             let tries: Vec<CandidateTrie> = requests[rows.clone()]
                 .iter()
@@ -414,12 +361,12 @@ pub fn train_sft(
     let (run, st) = PolicyRun::start(
         policy_config,
         None,
-        config.weight_decay,
+        config.optim.weight_decay,
         (out, resume),
         (device, plain),
         |st: &SftState| &st.log,
     )?;
-    let per_epoch = n.div_ceil(config.batch_size) as u64;
+    let per_epoch = n.div_ceil(config.optim.batch_size) as u64;
     let total = per_epoch * config.epochs as u64;
     let mut run = SftLoop {
         run,
@@ -465,7 +412,7 @@ impl TrainingLoop for SftLoop<'_> {
     fn step(&mut self) -> Result<f64> {
         let (n, bs, config, device) = (
             self.data.train.len(),
-            self.config.batch_size,
+            self.config.optim.batch_size,
             self.config,
             self.run.devices.0,
         );
@@ -474,7 +421,7 @@ impl TrainingLoop for SftLoop<'_> {
         if self.order.0 != epoch {
             let mut idx: Vec<usize> = (0..n).collect();
             idx.shuffle(&mut ChaCha8Rng::seed_from_u64(derive_seed(
-                config.seed,
+                config.optim.seed,
                 &[1, epoch],
             )));
             self.order = (epoch, idx);
@@ -493,9 +440,7 @@ impl TrainingLoop for SftLoop<'_> {
         } else {
             Vec::new()
         };
-        let learning_rate = config
-            .schedule
-            .rate(config.learning_rate, st.step, self.total);
+        let learning_rate = config.optim.rate(st.step, self.total);
         let t0 = Instant::now();
         let policy = self.run.take()?;
         let optim = &mut self.run.optim;
@@ -503,7 +448,7 @@ impl TrainingLoop for SftLoop<'_> {
         // masks) and held for the step (concurrent trainings cannot interleave their draws).
         let (p, outcome) = glorank_nn::with_seeded_device(
             device,
-            derive_seed(config.seed, &[2, st.step]),
+            derive_seed(config.optim.seed, &[2, st.step]),
             || {
                 sft_step(
                     policy,
@@ -511,7 +456,7 @@ impl TrainingLoop for SftLoop<'_> {
                     &reqs,
                     &demos,
                     (config.label_loss > 0.0).then_some((labels.as_slice(), config.label_loss)),
-                    (learning_rate, config.grad_clip_norm, config.shards),
+                    (learning_rate, config.optim.clip(), config.optim.shards),
                     device,
                 )
             },
@@ -543,11 +488,7 @@ impl TrainingLoop for SftLoop<'_> {
                 "skipped_steps": st.skipped_steps,
                 "train_samples_per_s": st.samples as f64 / st.train_seconds.max(1e-9),
                 // The rate of the epoch's last step.
-                "learning_rate": self.config.schedule.rate(
-                    self.config.learning_rate,
-                    st.step - 1,
-                    self.total,
-                ),
+                "learning_rate": self.config.optim.rate(st.step - 1, self.total),
             });
             let score = if self.data.valid.is_empty() {
                 f64::NEG_INFINITY

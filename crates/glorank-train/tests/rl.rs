@@ -3,7 +3,7 @@
 use burn::module::Module;
 use burn::optim::AdamConfig;
 use burn::tensor::Device;
-use glorank_policy::{HistoryItem, Policy, PolicyConfig, Request, decode};
+use glorank_policy::{HistoryItem, Policy, PolicyArch, PolicyConfig, Request, decode};
 use glorank_train::{ListReward, RlConfig, rl_step};
 use glorank_trie::{DecodeStrategy, Decoder};
 use rand::rngs::ChaCha8Rng;
@@ -76,10 +76,8 @@ fn rl_steps_raise_a_verifiable_reward() {
     let mut rng = ChaCha8Rng::seed_from_u64(4);
     let reqs: Vec<Request> = (0..8).map(|_| request(&mut rng)).collect();
     let config = PolicyConfig::new(VOCAB.to_vec())
-        .with_size(16, 2, 1)
         .with_shape(3, 4, 10)
-        .with_dropout(0.0)
-        .with_seed(2);
+        .with_arch(PolicyArch::default().with_size(16, 2, 1).with_dropout(0.0).with_seed(2));
     let (train, plain) = (Device::flex().autodiff(), Device::flex());
     let mut policy = Policy::new(&config, &train).unwrap();
     let reference = Policy::new(&config, &plain).unwrap();

@@ -3,6 +3,7 @@
 use burn::module::Module;
 use burn::optim::AdamWConfig;
 use burn::tensor::Device;
+use glorank_policy::PolicyArch;
 use glorank_train::{RequestBuilder, greedy_metrics, sft_step};
 
 mod common;
@@ -28,10 +29,7 @@ fn sft_fits_its_demonstrations() {
 
     let config = builder
         .policy_config()
-        .with_size(32, 4, 1)
-        .with_dropout(0.0)
-        .with_tied_heads(true)
-        .with_seed(3);
+        .with_arch(PolicyArch::default().with_size(32, 4, 1).with_dropout(0.0).with_tied_heads(true).with_seed(3));
     let train = Device::flex().autodiff();
     let mut policy = glorank_policy::Policy::new(&config, &train).unwrap();
     let mut optim = AdamWConfig::new().init();
@@ -39,7 +37,7 @@ fn sft_fits_its_demonstrations() {
     for _ in 0..24 {
         for (k, (r, d)) in train_reqs.chunks(32).zip(demos.chunks(32)).enumerate() {
             let (p, out) =
-                sft_step(policy, &mut optim, r, d, None, (3e-3, 0.0, 2), &train).unwrap();
+                sft_step(policy, &mut optim, r, d, None, (3e-3, None, 2), &train).unwrap();
             policy = p;
             if k == 0 {
                 losses.push(out.loss);
@@ -88,9 +86,7 @@ fn sharded_steps_match_the_single_graph_step_and_repeat() {
     let step = |dropout: f64, shards: usize, seed: u64| {
         let config = builder
             .policy_config()
-            .with_size(16, 2, 1)
-            .with_dropout(dropout)
-            .with_seed(5);
+        .with_arch(PolicyArch::default().with_size(16, 2, 1).with_dropout(dropout).with_seed(5));
         let policy = glorank_policy::Policy::new(&config, &train).unwrap();
         let mut optim = AdamWConfig::new().init();
         let (p, out) = glorank_nn::with_seeded_device(&train, seed, || {
@@ -100,7 +96,7 @@ fn sharded_steps_match_the_single_graph_step_and_repeat() {
                 &reqs,
                 &demos,
                 None,
-                (1e-2, 0.0, shards),
+                (1e-2, None, shards),
                 &train,
             )
         })
@@ -181,9 +177,7 @@ fn the_label_loss_moves_the_first_slot_to_the_positives() {
     let train = Device::flex().autodiff();
     let config = builder
         .policy_config()
-        .with_size(16, 2, 1)
-        .with_dropout(0.0)
-        .with_seed(4);
+        .with_arch(PolicyArch::default().with_size(16, 2, 1).with_dropout(0.0).with_seed(4));
     let fit = |weight: Option<f32>| {
         let mut policy = glorank_policy::Policy::new(&config, &train).unwrap();
         let mut optim = AdamWConfig::new().init();
@@ -194,7 +188,7 @@ fn the_label_loss_moves_the_first_slot_to_the_positives() {
                 &reqs,
                 &demos,
                 weight.map(|w| (labels.as_slice(), w)),
-                (1e-2, 1.0, 2),
+                (1e-2, Some(1.0), 2),
                 &train,
             )
             .unwrap();
@@ -219,7 +213,7 @@ fn the_label_loss_moves_the_first_slot_to_the_positives() {
         &reqs,
         &demos,
         Some((short, 1.0)),
-        (1e-2, 1.0, 1),
+        (1e-2, Some(1.0), 1),
         &train,
     )
     .unwrap_err();
@@ -235,7 +229,7 @@ fn the_label_loss_moves_the_first_slot_to_the_positives() {
         &reqs,
         &demos,
         Some((labels.as_slice(), 1.0)),
-        (1e-2, 1.0, 1),
+        (1e-2, Some(1.0), 1),
         &train,
     )
     .unwrap_err();

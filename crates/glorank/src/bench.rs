@@ -3,10 +3,12 @@
 //!
 //! ```
 //! use glorank::bench::{BenchOptions, bench_policy, synthetic_lists, synthetic_requests};
-//! use glorank::policy::{Policy, PolicyConfig};
+//! use glorank::policy::{Policy, PolicyArch, PolicyConfig};
 //!
 //! let device = glorank::Device::flex();
-//! let config = PolicyConfig::new(vec![8, 8, 4]).with_size(16, 2, 1).with_shape(3, 10, 10);
+//! let config = PolicyConfig::new(vec![8, 8, 4])
+//!     .with_arch(PolicyArch::default().with_size(16, 2, 1))
+//!     .with_shape(3, 10, 10);
 //! let policy = Policy::new(&config, &device)?;
 //! let requests = synthetic_requests(&[8, 8, 4], 10, 10, 4, 1);
 //! let lists = synthetic_lists(requests.len(), 10, 3);
@@ -18,6 +20,7 @@
 //! ```
 
 use crate::Result;
+use burn::module::Module;
 use burn::tensor::Device;
 use glorank_nn::HistoryItem;
 use glorank_policy::{
@@ -56,6 +59,9 @@ pub struct BenchOptions {
     /// Decode with burn's operations on the device even on a CPU (default `false`: a CPU
     /// decodes on a [`HostPolicy`] built once before the timings).
     pub decode_on_device: bool,
+    /// Also decode this many requests greedily on flex and on the benchmark's device with
+    /// the same weights and count the identical lists (default 0: no parity check).
+    pub parity: usize,
 }
 
 impl Default for BenchOptions {
@@ -66,8 +72,9 @@ impl Default for BenchOptions {
             rounds: 3,
             train_batch: 256,
             train_steps: 3,
-            train_shards: glorank_train::SftConfig::default().shards,
+            train_shards: glorank_train::SftConfig::default().optim.shards,
             decode_on_device: false,
+            parity: 0,
         }
     }
 }
@@ -219,16 +226,17 @@ pub fn decode_parity(
 /// left out (a few percent). A teacher-forced training sample costs about three times this
 /// (forward plus a backward of twice its cost).
 pub fn policy_flops(config: &PolicyConfig, sequence: usize) -> f64 {
-    let (d, ff, s) = (config.d_model as f64, config.d_ff as f64, sequence as f64);
+    let a = &config.arch;
+    let (d, ff, s) = (a.d_model as f64, a.d_ff() as f64, sequence as f64);
     let encoder_layer = 8.0 * s * d * d + 4.0 * s * s * d + 4.0 * s * d * ff;
-    let global = config.action_space == glorank_policy::ActionSpace::Global;
+    let global = a.action_space == glorank_policy::ActionSpace::Global;
     let depth = config.vocab_sizes.len();
     let steps = if global {
         depth * config.list_len
     } else {
         config.list_len
     };
-    let mut decoder = config.decoder_layers as f64 * 4.0 * s * d * d; // cross K, V
+    let mut decoder = a.layers as f64 * 4.0 * s * d * d; // cross K, V
     for t in 0..steps {
         let per_layer =
             8.0 * d * d + 4.0 * (t + 1) as f64 * d + 4.0 * d * d + 4.0 * s * d + 4.0 * d * ff;
@@ -237,9 +245,9 @@ pub fn policy_flops(config: &PolicyConfig, sequence: usize) -> f64 {
         } else {
             config.max_candidates
         } as f64;
-        decoder += config.decoder_layers as f64 * per_layer + 2.0 * d * head;
+        decoder += a.layers as f64 * per_layer + 2.0 * d * head;
     }
-    config.encoder_layers as f64 * encoder_layer + decoder
+    a.layers as f64 * encoder_layer + decoder
 }
 
 /// The f32 matrix-multiply rate of `device` in GFLOP/s: the best of five products of two
@@ -358,6 +366,92 @@ pub fn bench_policy(
     })
 }
 
+/// What [`bench_run`] and [`bench_synthetic`] measured, and on what.
+#[derive(Debug, Clone)]
+pub struct Benched {
+    /// The timings.
+    pub report: BenchReport,
+    /// What was timed (the policy and the requests), in words.
+    pub what: String,
+    /// The policy's width.
+    pub d_model: usize,
+    /// With [`BenchOptions::parity`] above 0: how many greedy lists were identical on the
+    /// flex CPU and on the benchmark's device, of how many.
+    pub parity: Option<(usize, usize)>,
+}
+
+/// Times the policy a run serves ([`crate::RunDir::trained_policy`]) on up to 512 of the
+/// run's requests (test, then validation, then training), on `device`.
+///
+/// # Errors
+/// Missing or changed artifacts (named), decoding and training errors.
+pub fn bench_run(run: &crate::RunDir, options: &BenchOptions, device: &Device) -> Result<Benched> {
+    run.verify(&["dataset", "tokenizer"])?;
+    let ds = glorank_data::PreparedDataset::load(run.root())?;
+    let ids = glorank_tokenizer::SemanticIds::load(&run.semantic_ids_file())?;
+    let policy_dir = run.trained_policy()?;
+    let (policy, config) = Policy::load(&policy_dir, device)?;
+    let builder =
+        glorank_train::RequestBuilder::new(&ds, &ids)?.with_exposures(config.inputs.exposures);
+    let pool: Vec<_> = ds
+        .test
+        .iter()
+        .chain(&ds.valid)
+        .chain(&ds.train)
+        .take(512)
+        .cloned()
+        .collect();
+    let lists: Vec<Vec<usize>> = pool.iter().map(|s| ds.demonstration(s)).collect();
+    let what = format!(
+        "policy {}; dataset {}, N = {}, L = {}",
+        policy_dir.display(),
+        ds.name,
+        ds.config.pool_size,
+        ds.config.slate_len
+    );
+    bench_with(policy, &config, &builder.requests(&pool), &lists, what, options, device)
+}
+
+/// Times the default-dimension policy ([`DEFAULT_VOCAB`], [`PolicyConfig::new`]'s
+/// architecture, seeded on the CPU and moved to `device`) on 512 generated requests (pools
+/// of 50, lists of 6, histories of 50): no run directory needed.
+///
+/// # Errors
+/// Decoding and training errors.
+pub fn bench_synthetic(options: &BenchOptions, device: &Device) -> Result<Benched> {
+    let config = PolicyConfig::new(DEFAULT_VOCAB.to_vec());
+    // Seeded on the CPU, then moved: the same weights on every device.
+    let policy = Policy::new(&config, &Device::flex())?.to_device(device);
+    let requests = synthetic_requests(&DEFAULT_VOCAB, 50, 50, 512, 1);
+    let lists = synthetic_lists(requests.len(), 50, config.list_len);
+    let what = "default-dimension policy on generated requests (N = 50, L = 6, histories of 50)";
+    bench_with(policy, &config, &requests, &lists, what.into(), options, device)
+}
+
+fn bench_with(
+    policy: Policy,
+    config: &PolicyConfig,
+    requests: &[Request],
+    lists: &[Vec<usize>],
+    what: String,
+    options: &BenchOptions,
+    device: &Device,
+) -> Result<Benched> {
+    let parity = (options.parity > 0)
+        .then(|| {
+            let n = options.parity.min(requests.len());
+            let cpu = policy.clone().to_device(&Device::flex());
+            decode_parity(&cpu, &policy, &requests[..n], device)
+        })
+        .transpose()?;
+    Ok(Benched {
+        report: bench_policy(&policy, config, requests, lists, options, device)?,
+        what,
+        d_model: config.arch.d_model,
+        parity,
+    })
+}
+
 /// Samples per second of [`BenchOptions::train_steps`] SFT steps of `batch` on a fresh
 /// policy of `config` on `device`'s autodiff form, after one warm-up step.
 fn time_training(
@@ -382,7 +476,7 @@ fn time_training(
             &requests[lo..hi],
             &lists[lo..hi],
             None,
-            (1e-4, 1.0, options.train_shards),
+            (1e-4, Some(1.0), options.train_shards),
             &train_dev,
         )?;
         model = next;
@@ -402,14 +496,16 @@ mod tests {
     fn the_same_weights_decode_the_same_lists_on_the_same_device() {
         let device = Device::flex();
         let config = PolicyConfig::new(vec![8, 8, 4])
-            .with_size(16, 2, 1)
+            .with_arch(glorank_policy::PolicyArch::default().with_size(16, 2, 1))
             .with_shape(3, 10, 10);
         let policy = glorank_policy::Policy::new(&config, &device).unwrap();
         let requests = synthetic_requests(&[8, 8, 4], 10, 10, 40, 3);
         let (same, total) = decode_parity(&policy, &policy.clone(), &requests, &device).unwrap();
         assert_eq!((same, total), (40, 40));
         // Another policy decodes other lists for some requests.
-        let other = glorank_policy::Policy::new(&config.clone().with_seed(9), &device).unwrap();
+        let mut seeded = config.clone();
+        seeded.arch.seed = 9;
+        let other = glorank_policy::Policy::new(&seeded, &device).unwrap();
         let (same, _) = decode_parity(&policy, &other, &requests, &device).unwrap();
         assert!(same < 40, "{same}");
     }
@@ -423,7 +519,9 @@ mod tests {
         let f = policy_flops(&config, 101);
         assert!((110e6..150e6).contains(&f), "{f}");
         // The local-index ablation decodes 6 steps instead of 24.
-        let las = config.clone().with_action_space(ActionSpace::LocalIndex);
+        let las = config
+            .clone()
+            .with_arch(config.arch.clone().with_action_space(ActionSpace::LocalIndex));
         assert!(policy_flops(&las, 101) < f);
         // The encoder grows quadratically with the sequence.
         assert!(policy_flops(&config, 202) > 2.0 * policy_flops(&config, 101) - 40e6);

@@ -11,10 +11,14 @@
 //! This crate re-exports the workspace under one name and adds the two high-level entry
 //! points:
 //!
-//! * [`Pipeline`] runs every stage (prepare, tokenize, evaluator and simulator, SFT, RL,
-//!   evaluation and the baselines) from one [`PipelineConfig`] into one run directory; each
-//!   stage reuses the artifacts already there, so re-running after an interruption redoes
-//!   only what is missing.
+//! * [`Config`] is the one configuration tree (one TOML file, every default written once).
+//! * [`Pipeline`] runs every [`Stage`] (prepare, tokenize, evaluator and simulator, SFT, RL,
+//!   the LAS ablation, evaluation with the baselines) from one [`Config`] into one
+//!   [`RunDir`], or one stage at a time through the same code; each stage reuses the
+//!   artifacts already there, so re-running after an interruption redoes only what is
+//!   missing.
+//! * [`evaluation`] writes and reads the result files (`metrics.json`,
+//!   `predictions.jsonl`), compares methods request by request and aggregates runs.
 //! * [`Reranker`] loads a run directory and reranks requests given as item ids (cold items
 //!   with side-feature vectors are encoded through the tokenizer).
 //!
@@ -32,10 +36,10 @@
 //!    [`baselines`]: MF order, PRM, Seq2Slate, DLCM and the oracle for comparison.
 //!
 //! ```no_run
-//! use glorank::{Pipeline, PipelineConfig, Reranker, RerankRequest};
+//! use glorank::{Config, Pipeline, Reranker, RerankRequest};
 //!
 //! // Everything on the embedded synthetic world, in a few minutes on a laptop.
-//! let report = Pipeline::new(PipelineConfig::quick()).run("runs/quick".as_ref())?;
+//! let report = Pipeline::new(Config::quick()).run("runs/quick".as_ref())?;
 //! println!("{}", report.table);
 //!
 //! // Serve the trained policy.
@@ -48,14 +52,16 @@
 //! ```
 
 pub mod bench;
-pub mod compare;
 mod config;
-pub mod fixtures;
+pub mod evaluation;
 mod pipeline;
 mod report;
 mod reranker;
 mod run_dir;
-pub mod stages;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod testing;
+mod training;
 
 pub use glorank_baselines as baselines;
 pub use glorank_data as data;
@@ -69,12 +75,33 @@ pub use glorank_trie as trie;
 
 pub use burn;
 pub use burn::tensor::Device;
-pub use config::TokenizerConfig;
-pub use glorank_data::DataConfig;
-pub use pipeline::{MAX_EVAL_BEAM, Pipeline, PipelineConfig, PipelineReport};
-pub use report::{line_chart_svg, write_report};
+pub use config::{Config, EvalConfig, MAX_EVAL_BEAM, ServeConfig, TokenizerConfig};
+pub use pipeline::{
+    EvalPlan, EvalReport, Hooks, Pipeline, PipelineReport, Split, Stage,
+};
+pub use report::{line_chart_svg, stage_summary, write_report};
 pub use reranker::{ColdItem, RerankHistoryItem, RerankRequest, Reranker};
 pub use run_dir::{ARTIFACTS, ArtifactRecord, Freshness, MANIFEST_FILE, Manifest, RunDir};
+
+// The sections and choices of the configuration tree, and what a front-end reports
+// through, named where the tree is.
+pub use glorank_data::{DataConfig, DatasetKind, NoProgress, Progress, VectorKind};
+pub use glorank_nn::{Backend, ModelInputs, RetrieverInput};
+pub use glorank_policy::{ActionSpace, OutputHead, PolicyArch};
+pub use glorank_tokenizer::TokenizerMethod;
+pub use glorank_train::{
+    BaselineConfig, Demonstrations, LrDecay, LrSchedule, NoObserver, OptimConfig,
+    RewardSource, RewardTrainConfig, RlConfig, RunStatus, SftConfig, TrainObserver,
+};
+pub use glorank_trie::DecodeStrategy;
+
+/// The components the language bindings expose on their own: the semantic-ID table and
+/// the tokenizer, the constrained decoder over any scorer, and the list-wise metrics.
+pub mod components {
+    pub use glorank_metrics::{ListMetrics, Summary, auc};
+    pub use glorank_tokenizer::{ItemTokenizer, SemanticIds, load_tokenizer};
+    pub use glorank_trie::{CandidateTrie, Decoder, StepBatch, StepScorer};
+}
 
 use std::path::PathBuf;
 
@@ -151,3 +178,25 @@ pub enum Error {
 
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The bytes of `path`.
+///
+/// # Errors
+/// [`Error::Io`] naming it.
+pub(crate) fn read_bytes(path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })
+}
+
+/// The text of `path`.
+///
+/// # Errors
+/// [`Error::Io`] naming it (also for text that is not UTF-8).
+pub(crate) fn read_text(path: &std::path::Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })
+}

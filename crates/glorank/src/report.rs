@@ -1,7 +1,8 @@
 //! `report.md` with SVG training curves.
 
 use crate::Result;
-use crate::pipeline::{PipelineConfig, PipelineReport};
+use crate::pipeline::PipelineReport;
+use crate::{Config, RunDir, Stage};
 use glorank_data::PreparedDataset;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -128,7 +129,7 @@ fn series(path: &Path, x: &str, y: &str) -> Vec<(f64, f64)> {
 pub fn write_report(
     report: &PipelineReport,
     ds: &PreparedDataset,
-    config: &PipelineConfig,
+    config: &Config,
 ) -> Result<()> {
     let run = crate::RunDir::new(&report.dir);
     let las = run.las();
@@ -227,6 +228,111 @@ pub fn write_report(
     let _ = writeln!(md, "\n## Configuration\n\n```toml\n{}```", config.to_toml());
     glorank_nn::persist::write_atomic(&run.report_file(), md.as_bytes())?;
     Ok(())
+}
+
+/// What a stage built, as a printable table: the prepared dataset's counts (before and after
+/// the k-core filter, per split, the retriever's recall, the held-out items, the time of
+/// each step) for [`Stage::Prepare`], the codebook statistics for [`Stage::Tokenize`];
+/// `None` for the other stages, or a tokenizer without statistics.
+///
+/// # Errors
+/// Missing or unreadable artifacts (named).
+pub fn stage_summary(run: &RunDir, stage: Stage) -> Result<Option<String>> {
+    match stage {
+        Stage::Prepare => {
+            let ds = PreparedDataset::load(run.root())?;
+            Ok(Some(dataset_summary(&ds, run.root())))
+        }
+        Stage::Tokenize => {
+            let path = run.tokenizer_stats_file();
+            if !path.exists() {
+                return Ok(None);
+            }
+            let stats: glorank_tokenizer::TokenizerStats = glorank_nn::persist::load_json(&path)?;
+            Ok(Some(stats.table()))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The summary table of a prepared dataset written to `dir`.
+fn dataset_summary(ds: &PreparedDataset, dir: &Path) -> String {
+    let (s, c) = (&ds.stats, &ds.config);
+    let mut out = format!(
+        "prepared `{}` -> {} (seed {}, {}-core, L={}, N={}, history {})\n",
+        ds.name,
+        dir.display(),
+        c.seed,
+        c.k_core,
+        c.slate_len,
+        c.pool_size,
+        c.history_len
+    );
+    let mut row = |a: &str, b: String, c: String| {
+        let _ = writeln!(out, "  {a:<32} {b:>14} {c:>16}");
+    };
+    row("", "before filter".into(), "after filter".into());
+    row("users", s.raw_users.to_string(), s.users.to_string());
+    row("items", s.raw_items.to_string(), s.items.to_string());
+    row(
+        "interactions",
+        s.raw_interactions.to_string(),
+        s.interactions.to_string(),
+    );
+    row(
+        "repeated pairs removed",
+        s.duplicate_pairs.to_string(),
+        format!("{} k-core rounds", s.k_core_rounds),
+    );
+    let _ = writeln!(out, "  {:<32} {:>14} {:>16} {:>10}", "", "train", "valid", "test");
+    let _ = writeln!(
+        out,
+        "  {:<32} {:>14} {:>16} {:>10}",
+        "slates (requests)", s.train_slates, s.valid_slates, s.test_slates
+    );
+    let [p0, p1, p2] = s.mean_positives;
+    let _ = writeln!(
+        out,
+        "  {:<32} {p0:>14.3} {p1:>16.3} {p2:>10.3}",
+        "mean positives (clicks) per slate"
+    );
+    let recall = s
+        .retriever_recall
+        .map(|r| format!("{r:.4}"))
+        .unwrap_or_else(|| "n/a".into());
+    let mut line = |a: String, b: String| {
+        let _ = writeln!(out, "  {a:<32} {b:>14}");
+    };
+    line(format!("retriever recall@{}", c.pool_size), recall);
+    line(
+        "retriever train interactions".into(),
+        s.retriever_train_interactions.to_string(),
+    );
+    line(
+        "cold items (0 train interactions)".into(),
+        s.cold_items.to_string(),
+    );
+    if s.held_out_items > 0 {
+        line("held-out items (test only)".into(), s.held_out_items.to_string());
+        line(
+            "interactions removed for them".into(),
+            s.held_out_interactions.to_string(),
+        );
+        let _ = writeln!(
+            out,
+            "  {:<32} {:>13.1}%   (logged {:.1}%)",
+            "held-out among retrieved (test)",
+            100.0 * s.held_out_test_shares[1],
+            100.0 * s.held_out_test_shares[0]
+        );
+    }
+    let steps: Vec<String> = s
+        .seconds
+        .iter()
+        .map(|(k, v)| format!("{k} {v:.2}s"))
+        .collect();
+    let _ = writeln!(out, "  {:<32} {:>14}", "steps", steps.join(", "));
+    out
 }
 
 #[cfg(test)]

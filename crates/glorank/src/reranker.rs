@@ -147,7 +147,7 @@ impl Reranker {
     /// Loads a run directory: `dataset.bin`, `semantic_ids.json`, the tokenizer when present
     /// (`tokenizer.json`), and the RL policy (`policy_rl/`), or the SFT one (`policy_sft/`)
     /// when there is no RL policy. It decodes as the run's evaluation did: with a beam of the
-    /// run's `eval_beam` when its `config.toml` sets one above 1 (the demo presets: 8), else
+    /// run's `eval.beam` when its `config.toml` sets one above 1 (the demo presets: 8), else
     /// greedily; [`Reranker::with_strategy`] changes that.
     ///
     /// # Errors
@@ -189,12 +189,8 @@ impl Reranker {
         // The same check evaluation makes: the table must describe this dataset's items.
         glorank_train::RequestBuilder::new(&ds, &ids)?;
         let (policy, policy_config) = Policy::load(policy_dir, &device)?;
-        // Decode as the run's evaluation did: a pipeline run records `eval_beam`.
-        let eval_beam = if run.config_file().exists() {
-            crate::PipelineConfig::from_file(&run.config_file())?.eval_beam
-        } else {
-            1
-        };
+        // Decode as the run's evaluation did: a pipeline run records its beam.
+        let eval_beam = run.eval_beam()?;
         let tokenizer = if run.tokenizer_file().exists() {
             Some(Mutex::new(load_tokenizer(
                 run.tokenizer_dir(),
@@ -232,8 +228,8 @@ impl Reranker {
             policy,
             ids,
             tokenizer,
-            uses_retriever_score: policy_config.use_retriever_score,
-            uses_exposures: policy_config.use_exposures,
+            uses_retriever_score: policy_config.inputs.retriever_score,
+            uses_exposures: policy_config.inputs.exposures,
             uses_user_id,
             device,
             strategy: DecodeStrategy::beam_or_greedy(eval_beam),
@@ -245,6 +241,65 @@ impl Reranker {
     pub fn with_beam(mut self, width: usize) -> Self {
         self.strategy = DecodeStrategy::beam_or_greedy(width);
         self
+    }
+
+    /// Serves JSON Lines: one request per line of `input` (blank lines skipped), one answer
+    /// per line of `output`: `{"list": [...]}`, or `{"error": "...", "line": N}` for a line
+    /// that is longer than `max_line_bytes`, not UTF-8, not a request or not servable (the
+    /// next lines are still served). What `glorank rerank` does with standard input.
+    ///
+    /// # Errors
+    /// Reading `input` or writing `output` failed (a closed pipe among them).
+    pub fn serve_lines(
+        &self,
+        input: &mut dyn std::io::BufRead,
+        output: &mut dyn std::io::Write,
+        max_line_bytes: usize,
+    ) -> std::io::Result<()> {
+        use glorank_data::{BoundedLine, read_line_bounded};
+        let mut buf = Vec::new();
+        let mut n = 0usize;
+        loop {
+            let got = read_line_bounded(input, &mut buf, max_line_bytes)?;
+            n += 1;
+            let error = |message: String| serde_json::json!({"error": message, "line": n});
+            let answer = match got {
+                BoundedLine::Eof => break,
+                BoundedLine::TooLong { bytes } => error(format!(
+                    "request of {bytes} bytes is longer than serve.max_line_bytes {max_line_bytes}"
+                )),
+                BoundedLine::Line => match std::str::from_utf8(&buf) {
+                    Err(e) => error(format!(
+                        "request is not valid UTF-8 (byte {} of the line)",
+                        e.valid_up_to()
+                    )),
+                    Ok(line) if line.trim().is_empty() => continue,
+                    Ok(line) => match serde_json::from_str::<RerankRequest>(line) {
+                        Err(e) => error(format!("malformed request: {e}")),
+                        Ok(r) => match self.rerank(&r) {
+                            Ok(list) => serde_json::json!({ "list": list }),
+                            Err(e) => error(e.to_string()),
+                        },
+                    },
+                },
+            };
+            writeln!(output, "{answer}")?;
+        }
+        output.flush()
+    }
+
+    /// Decodes as the `[serve]` section says: its `decode` strategy when it names one (the
+    /// run's evaluation decoding otherwise) and its `prefix_penalty`.
+    ///
+    /// # Errors
+    /// An invalid section (see [`crate::ServeConfig::validate`]).
+    pub fn with_serving(self, serve: &crate::ServeConfig) -> Result<Self> {
+        serve.validate()?;
+        let r = self.with_prefix_penalty(serve.prefix_penalty)?;
+        Ok(match serve.decode {
+            Some(d) => r.with_strategy(d),
+            None => r,
+        })
     }
 
     /// Decodes with `strategy` (by default the run's evaluation decoding, see

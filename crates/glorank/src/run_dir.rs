@@ -82,6 +82,11 @@ impl RunDir {
         self.file(glorank_tokenizer::IDS_FILE)
     }
 
+    /// `stats.json`: the codebook statistics of the fitted tokenizer.
+    pub fn tokenizer_stats_file(&self) -> PathBuf {
+        self.file(glorank_tokenizer::STATS_FILE)
+    }
+
     /// `tokenizer.json`: the fitted tokenizer (needed to encode cold items).
     pub fn tokenizer_file(&self) -> PathBuf {
         self.file(glorank_tokenizer::TOKENIZER_FILE)
@@ -162,6 +167,104 @@ impl RunDir {
         self.file(name)
     }
 
+    /// Whether `dir` holds a saved policy (its `policy.json`).
+    pub fn is_policy(dir: &Path) -> bool {
+        dir.join(glorank_policy::CONFIG_FILE).exists()
+    }
+
+    /// Writes `config.toml` (atomically).
+    ///
+    /// # Errors
+    /// File errors naming it.
+    pub fn write_config(&self, config: &crate::Config) -> Result<()> {
+        Ok(glorank_nn::persist::write_atomic(
+            &self.config_file(),
+            config.to_toml().as_bytes(),
+        )?)
+    }
+
+    /// The configuration the run was made with (its `config.toml`), when it has one.
+    ///
+    /// # Errors
+    /// A `config.toml` that does not parse (named, with TOML's line and column; a run made
+    /// before the configuration had one root gets the keys that moved).
+    pub fn config(&self) -> Result<Option<crate::Config>> {
+        let path = self.config_file();
+        if !path.exists() {
+            return Ok(None);
+        }
+        crate::Config::from_file(&path).map(Some)
+    }
+
+    /// The beam width the run's evaluation decoded with: `eval.beam` of its `config.toml`
+    /// (or `eval_beam`, where a run made before the configuration had one root kept it), 1
+    /// without one.
+    ///
+    /// # Errors
+    /// A `config.toml` that is not TOML, or whose beam is not a number from 1 to
+    /// [`crate::MAX_EVAL_BEAM`].
+    pub fn eval_beam(&self) -> Result<usize> {
+        let path = self.config_file();
+        if !path.exists() {
+            return Ok(1);
+        }
+        let bad = |message: String| Error::Format {
+            path: path.clone(),
+            message,
+        };
+        let doc: toml::Table =
+            toml::from_str(&crate::read_text(&path)?).map_err(|e| bad(e.to_string()))?;
+        let beam = doc
+            .get("eval")
+            .and_then(|e| e.get("beam"))
+            .or_else(|| doc.get("eval_beam"));
+        match beam {
+            None => Ok(1),
+            Some(v) => v
+                .as_integer()
+                .and_then(|b| usize::try_from(b).ok())
+                .filter(|b| (1..=crate::MAX_EVAL_BEAM).contains(b))
+                .ok_or_else(|| bad(format!("eval.beam: expected 1..={}, got {v}", crate::MAX_EVAL_BEAM))),
+        }
+    }
+
+    /// Copies the finished artifacts `names` of `from` (their files and their manifest
+    /// records) into this run directory, where it lacks them: a run that trains on another
+    /// run's prepared data. Files are hard-linked where the file system allows, copied
+    /// otherwise.
+    ///
+    /// # Errors
+    /// [`Error::Missing`] when `from` has no finished record of an artifact; file errors.
+    pub fn import(&self, from: &RunDir, names: &[&str]) -> Result<()> {
+        self.create()?;
+        let theirs = from.manifest()?;
+        let mut ours = self.manifest()?;
+        for name in names {
+            if ours.artifacts.contains_key(*name) || self.artifact_checksum(name)?.is_some() {
+                continue;
+            }
+            let record = theirs
+                .artifacts
+                .get(*name)
+                .filter(|r| !r.checksum.is_empty())
+                .ok_or_else(|| Error::Missing {
+                    path: from.manifest_file(),
+                    hint: format!("no finished artifact `{name}` to use"),
+                })?;
+            for (src, dst) in from.artifact_parts(name).iter().zip(self.artifact_parts(name)) {
+                if src.is_file() && std::fs::hard_link(src, &dst).is_err() {
+                    std::fs::copy(src, &dst).map_err(|e| Error::Io {
+                        path: dst.clone(),
+                        source: e,
+                    })?;
+                }
+            }
+            ours.artifacts.insert(name.to_string(), record.clone());
+        }
+        ours.version = 1;
+        self.save_manifest(&ours)
+    }
+
     /// The policy the run serves: `policy_rl/`, or `policy_sft/` when the run has no RL
     /// policy at all.
     ///
@@ -178,10 +281,9 @@ impl RunDir {
             .get("rl")
             .is_some_and(|r| !r.checksum.is_empty());
         if rl.exists() || recorded {
-            let config = rl.join(glorank_policy::CONFIG_FILE);
-            if !config.exists() {
+            if !Self::is_policy(&rl) {
                 return Err(Error::Missing {
-                    path: config,
+                    path: rl.join(glorank_policy::CONFIG_FILE),
                     hint:
                         "the RL policy is incomplete; rerun `glorank run` (or `glorank train rl`) \
                            or remove policy_rl/ to serve the SFT policy"
@@ -191,7 +293,7 @@ impl RunDir {
             return Ok(rl);
         }
         let sft = self.policy_sft();
-        if sft.join(glorank_policy::CONFIG_FILE).exists() {
+        if Self::is_policy(&sft) {
             return Ok(sft);
         }
         Err(Error::Missing {
@@ -349,6 +451,15 @@ impl RunDir {
         )?)
     }
 
+    /// The first file or directory of artifact `name` (the one that decides whether it
+    /// exists).
+    pub(crate) fn artifact_path(&self, name: &str) -> PathBuf {
+        self.artifact_parts(name)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| self.manifest_file())
+    }
+
     /// The files and directories that make up artifact `name` (the first one decides
     /// whether it exists).
     fn artifact_parts(&self, name: &str) -> Vec<PathBuf> {
@@ -357,7 +468,7 @@ impl RunDir {
             "tokenizer" => vec![
                 self.semantic_ids_file(),
                 self.tokenizer_file(),
-                self.file(glorank_tokenizer::STATS_FILE),
+                self.tokenizer_stats_file(),
                 self.file(glorank_tokenizer::WEIGHTS_FILE),
             ],
             "evaluator" => vec![self.reward_model(RewardRole::Evaluator)],

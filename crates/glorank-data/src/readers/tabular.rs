@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 /// Column layout of a generic interactions CSV (a header row is required).
 ///
-/// In TOML (`[data.csv]`), `delimiter` is a one-character string and a missing
-/// `rating_column` / `timestamp_column` means implicit data / row order.
+/// In TOML (`[data.csv]`), `delimiter` is a one-character string (or `"tab"`), and
+/// `rating_column = "none"` / `timestamp_column = "none"` mean implicit data / row order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
@@ -25,9 +25,12 @@ pub struct CsvConfig {
     pub user_column: String,
     /// Header name of the item-id column.
     pub item_column: String,
-    /// Header name of the rating column; `None` for implicit data (every row is a click).
+    /// Header name of the rating column; `None` (`"none"` in TOML) for implicit data
+    /// (every row is a click).
+    #[serde(with = "optional_column")]
     pub rating_column: Option<String>,
-    /// Header name of the time column (integer); `None` orders by row.
+    /// Header name of the time column (integer); `None` (`"none"` in TOML) orders by row.
+    #[serde(with = "optional_column")]
     pub timestamp_column: Option<String>,
     /// Inclusive range of valid ratings.
     pub rating_range: (f32, f32),
@@ -43,6 +46,9 @@ mod delimiter_char {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
         let text = String::deserialize(d)?;
+        if text.eq_ignore_ascii_case("tab") || text == "\\t" {
+            return Ok(b'\t');
+        }
         let mut chars = text.chars();
         match (chars.next(), chars.next()) {
             (Some(c), None) if c.is_ascii() => Ok(c as u8),
@@ -50,6 +56,21 @@ mod delimiter_char {
                 "delimiter {text:?}: expected one ASCII character"
             ))),
         }
+    }
+}
+
+/// Serde of an optional column name: `"none"` (any case) or an empty string is no column.
+mod optional_column {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(c: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(c.as_deref().unwrap_or("none"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        let text = String::deserialize(d)?;
+        let none = text.is_empty() || text.eq_ignore_ascii_case("none");
+        Ok((!none).then_some(text))
     }
 }
 

@@ -8,7 +8,9 @@ Python bindings of the Rust library (https://github.com/glorank/glorank-rs):
   numpy arrays in and out;
 * :func:`decode`: the prefix-trie constrained decoder over a Python scoring callback or a
   numpy score table;
-* :func:`list_metrics`, :func:`auc`, :func:`confidence_interval`: the list-wise metrics.
+* :func:`list_metrics`, :func:`auc`, :func:`confidence_interval`: the list-wise metrics;
+* :func:`load_config`, :func:`run`, :func:`read_metrics`: the configuration tree as
+  ``glorank run`` reads it, the whole pipeline into a run directory, a run's metrics.
 
 Errors of the library raise :class:`GlorankError` with the Rust error's message.
 """
@@ -23,7 +25,9 @@ from ._glorank import (
     confidence_interval,
     decode,
     list_metrics,
-    write_tiny_run,
+    load_config,
+    read_metrics,
+    run,
 )
 
 __all__ = [
@@ -36,5 +40,7 @@ __all__ = [
     "confidence_interval",
     "decode",
     "list_metrics",
-    "write_tiny_run",
+    "load_config",
+    "read_metrics",
+    "run",
 ]

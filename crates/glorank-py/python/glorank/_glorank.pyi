@@ -101,5 +101,27 @@ def list_metrics(
 ) -> dict[str, float]: ...
 def auc(scores: npt.NDArray[np.float64], labels: Sequence[bool]) -> Optional[float]: ...
 def confidence_interval(values: npt.NDArray[np.float64]) -> tuple[float, float]: ...
-def write_tiny_run(path: StrPath, seed: int = 0) -> "Path":
-    """Writes a tiny run directory with an untrained policy (for tests and examples)."""
+def load_config(
+    config: Optional[StrPath] = None,
+    overrides: Sequence[str] = (),
+    preset: Optional[str] = None,
+) -> dict[str, Any]:
+    """The configuration tree as ``glorank run`` reads it: the defaults or a preset
+    ("quick", "demo"), the TOML file ``config``, then ``section.key=value`` overrides."""
+
+def run(
+    out: StrPath,
+    config: Optional[StrPath] = None,
+    overrides: Sequence[str] = (),
+    preset: Optional[str] = None,
+    data_path: Optional[StrPath] = None,
+    seed: Optional[int] = None,
+    verbose: bool = False,
+) -> dict[str, Any]:
+    """Runs every stage into the run directory ``out``; returns its ``metrics.json``."""
+
+def read_metrics(path: StrPath) -> dict[str, Any]:
+    """A run's ``metrics.json`` (the run directory or the file) as a dict."""
+
+def _write_tiny_run(path: StrPath, seed: int = 0) -> "Path":
+    """Writes a tiny run directory with an untrained policy (the package's tests)."""

@@ -1,5 +1,4 @@
-//! The tokenizer section of the typed configuration (the data section is
-//! [`glorank_data::DataConfig`], the training sections are [`glorank_train::TrainingConfig`]'s).
+//! The `[tokenizer]` section: how semantic IDs are learned.
 
 use crate::Result;
 use glorank_data::{ItemVectorSource, PreparedDataset, VectorKind};

@@ -1,4 +1,5 @@
-//! Small run directories written in seconds, for tests, examples and the language bindings.
+//! Small run directories written in seconds, for the workspace's own tests (the `testing`
+//! feature; not part of the public API).
 //!
 //! [`write_tiny_run`] builds a complete, loadable run directory on a tiny synthetic world:
 //! the prepared dataset, residual k-means semantic IDs (2 levels of 4 codes), the tokenizer
@@ -9,13 +10,13 @@
 //!
 //! ```
 //! let dir = tempfile::tempdir()?;
-//! let run = glorank::fixtures::write_tiny_run(dir.path(), 0)?;
+//! let run = glorank::testing::write_tiny_run(dir.path(), 0)?;
 //! let reranker = glorank::Reranker::load(run.root())?;
 //! assert_eq!(reranker.list_len(), 6);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use crate::{Result, RunDir, TokenizerConfig, stages};
+use crate::{Result, RunDir, TokenizerConfig, training};
 use glorank_data::{DatasetSource, NoProgress, PreparedDataset, ProtocolConfig, SyntheticConfig};
 use glorank_policy::Policy;
 use std::path::Path;
@@ -36,13 +37,11 @@ pub fn write_tiny_run(dir: &Path, seed: u64) -> Result<RunDir> {
         seed,
         ..TokenizerConfig::default()
     };
-    let (_, ids) = stages::tokenize(&ds, &tok, run.tokenizer_dir())?;
-    let mut training = glorank_train::TrainingConfig::default();
-    training.policy.d_model = 16;
-    training.policy.heads = 2;
-    training.policy.layers = 1;
-    training.policy.seed = seed;
-    let config = stages::policy_config(&ds, &ids, &training)?;
+    let (_, ids) = training::tokenize(&ds, &tok, run.tokenizer_dir())?;
+    let arch = glorank_policy::PolicyArch::default()
+        .with_size(16, 2, 1)
+        .with_seed(seed);
+    let config = training::policy_config(&ds, &ids, (&arch, &glorank_nn::ModelInputs::default()))?;
     let device = burn::tensor::Device::flex();
     Policy::new(&config, &device)?.save(&config, &run.policy_sft())?;
     Ok(run)

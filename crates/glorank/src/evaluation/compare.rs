@@ -1,22 +1,10 @@
-//! Paired comparisons of two methods from `predictions.jsonl`.
+//! `predictions.jsonl` and paired comparisons of two methods from it.
 //!
 //! Every evaluation writes one [`Prediction`] per test request and method: the request's
 //! candidates, their click labels and the generated list. Two methods that ranked the same
 //! requests can be compared request by request: the mean of the per-request differences of
 //! a metric, with its 95% interval, is much tighter than the two rows' own intervals, since
-//! both lists face the same user and pool. `glorank compare` prints these differences; the
-//! paired intervals in `docs/benchmarks.md` come from it.
-//!
-//! ```no_run
-//! use glorank::compare::{Metric, Predictions, paired_difference};
-//!
-//! let run = Predictions::read("runs/demo/predictions.jsonl".as_ref())?;
-//! let a = run.per_request("GloRank SFT+RL", Metric::Precision)?;
-//! let b = run.per_request("Seq2Slate", Metric::Precision)?;
-//! let diff = paired_difference(&a, &b)?;
-//! println!("{:+.4} ({:+.4} to {:+.4})", diff.mean, diff.ci_low, diff.ci_high);
-//! # Ok::<(), glorank::Error>(())
-//! ```
+//! both lists face the same user and pool. `glorank compare` prints these differences.
 
 use crate::{Error, Result};
 use glorank_metrics::{ListMetrics, Summary};
@@ -134,7 +122,7 @@ impl Predictions {
     /// list names an item that is not a candidate, or that repeats a (method, request) pair.
     pub fn read(path: &Path) -> Result<Self> {
         let path = if path.is_dir() {
-            path.join("predictions.jsonl")
+            crate::RunDir::new(path).predictions_file()
         } else {
             path.to_path_buf()
         };
@@ -277,9 +265,11 @@ pub fn paired_difference(a: &PerRequest, b: &PerRequest) -> Result<Summary> {
     Ok(Summary::from_values(&diffs)?)
 }
 
-/// Writes `p` as one JSON line (no trailing newline), the format [`Predictions::read`] reads.
-pub(crate) fn to_json_line(p: &Prediction) -> String {
-    serde_json::to_string(p).expect("a Prediction always serialises")
+impl Prediction {
+    /// This line as JSON (no trailing newline), the format [`Predictions::read`] reads.
+    pub fn to_json_line(&self) -> String {
+        serde_json::to_string(self).expect("a Prediction always serialises")
+    }
 }
 
 #[cfg(test)]
@@ -295,7 +285,7 @@ mod tests {
             request,
             user: "u".into(),
         };
-        to_json_line(&p)
+        p.to_json_line()
     }
 
     fn write(text: &str) -> (tempfile::TempDir, PathBuf) {

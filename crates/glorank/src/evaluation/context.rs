@@ -1,36 +1,25 @@
-//! Evaluation: scoring lists of every method on a split, the cold-start slices, and the
+//! The evaluation context: every method's lists on a split, scored (label metrics, Average
+//! Reward, true clicks on the synthetic world, the AUC among logged items), and the
 //! candidate-order robustness check.
 
-use super::training::clicks;
+use super::{BEST_LIST, COLD_FIRST, MethodResult, RANDOM, TOP_APPEAL};
 use crate::Result;
+use crate::training::clicks;
 use burn::tensor::Device;
-use glorank_baselines::{Baseline, BaselineConfig, Features, PoolNovelty, fit, mf_order, oracle};
-use glorank_data::{PreparedDataset, RerankSample};
-use glorank_metrics::{MetricsSummary, Summary};
+use glorank_baselines::{Baseline, mf_order, oracle};
+use glorank_data::{Exposures, PreparedDataset, RerankSample};
+use glorank_metrics::Summary;
+use glorank_nn::ModelInputs;
 use glorank_policy::{Policy, Request, first_item_logprobs};
 use glorank_reward::UserResponseModel;
 use glorank_tokenizer::SemanticIds;
-use glorank_train::{RequestBuilder, average_reward, list_metrics, policy_lists};
+use glorank_train::{
+    BaselineConfig, BaselineData, RequestBuilder, average_reward, fit, list_metrics,
+    policy_lists,
+};
 use glorank_trie::{DecodeStrategy, Decoder};
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 use std::path::Path;
-
-/// Name of the synthetic world's reference row: the best list a search with the true click
-/// model finds ([`glorank_data::SyntheticWorld::best_list`]).
-pub const BEST_LIST: &str = "best list (true model)";
-
-/// Name of the synthetic world's other reference row: the candidates by their true relevance
-/// logit `s(u, i)` ([`glorank_data::SyntheticWorld::relevance_logit`]), the list of a
-/// perfect estimate of each item's appeal that ignores position and redundancy.
-pub const TOP_APPEAL: &str = "top appeal (true model)";
-
-/// Name of the reference row that ranks candidates in a seeded random order.
-pub const RANDOM: &str = "random";
-
-/// Name of the held-out protocol's reference row: held-out (cold) candidates first, each
-/// group in the seeded random order of [`RANDOM`]. Near [`RANDOM`] when being new is no tell.
-pub const COLD_FIRST: &str = "cold first";
 
 /// Seeded uniform scores in [0, 1) for the candidates of `s`, from its user and slate (so a
 /// request gets the same order in any subset of the samples).
@@ -46,31 +35,6 @@ fn random_scores(s: &RerankSample) -> Vec<f32> {
         .collect()
 }
 
-/// One evaluated method.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MethodResult {
-    /// Method name.
-    pub name: String,
-    /// Precision/Recall/F1/NDCG/MAP/Hit@L with 95% CIs.
-    pub metrics: MetricsSummary,
-    /// Average Reward (simulator) with its 95% CI.
-    pub average_reward: Option<Summary>,
-    /// Mean true expected clicks of the lists under the synthetic world's click model.
-    pub true_reward: Option<Summary>,
-    /// AUC of clicked over non-clicked *logged* items under the method's candidate scores,
-    /// over the requests whose logged slate has both kinds: real feedback, untouched by how
-    /// the retrieved candidates were chosen (see [`logged_auc`]).
-    #[serde(default)]
-    pub logged_auc: Option<Summary>,
-    /// The lists (candidate positions), one per evaluated request.
-    #[serde(skip)]
-    pub lists: Vec<Vec<usize>>,
-    /// The method's score of every candidate, one vector per request (higher: better;
-    /// generative policies: the log-probability of generating it first), when it has them.
-    #[serde(skip)]
-    pub scores: Option<Vec<Vec<f32>>>,
-}
-
 /// The artefact-free view: per request whose logged slate holds both clicked and
 /// non-clicked items, the AUC of the clicked over the non-clicked logged items under
 /// `scores` (candidates outside the logged slate play no part); their mean with its 95%
@@ -78,7 +42,7 @@ pub struct MethodResult {
 ///
 /// # Errors
 /// Metric errors (a NaN score).
-pub fn logged_auc(samples: &[RerankSample], scores: &[Vec<f32>]) -> Result<Option<Summary>> {
+pub(crate) fn logged_auc(samples: &[RerankSample], scores: &[Vec<f32>]) -> Result<Option<Summary>> {
     let mut v = Vec::new();
     for (s, sc) in samples.iter().zip(scores) {
         let (x, y): (Vec<f64>, Vec<bool>) = s
@@ -97,7 +61,7 @@ pub fn logged_auc(samples: &[RerankSample], scores: &[Vec<f32>]) -> Result<Optio
 
 /// Evaluation context: the samples, their requests, the simulator and (synthetic data) the
 /// world's true click model.
-pub struct EvalContext<'a> {
+pub(crate) struct EvalContext<'a> {
     /// The prepared dataset.
     pub ds: &'a PreparedDataset,
     /// The evaluated samples.
@@ -268,13 +232,16 @@ impl<'a> EvalContext<'a> {
             let lists = scores.iter().map(|s| mf_order(s, l)).collect();
             self.evaluate_scored(name, lists, Some(scores))
         };
-        let novelty = PoolNovelty::new(&ds.train);
+        let novelty = Exposures::new(&ds.train);
         let mut rows = vec![
             by_score("MF order", &|s| ds.retriever_scores(s))?,
             by_score("retriever reversed", &|s| {
                 ds.retriever_scores(s).iter().map(|x| -x).collect()
             })?,
-            by_score("pool novelty", &|s| novelty.scores(s))?,
+            // Fewest non-clicked showings first: `pool_novelty`'s order as a score.
+            by_score("pool novelty", &|s| {
+                novelty.totals(s).iter().map(|&c| -(c as f32)).collect()
+            })?,
             by_score("popularity", &|s| {
                 s.candidates
                     .iter()
@@ -355,23 +322,17 @@ impl<'a> EvalContext<'a> {
     /// Training or metric errors.
     pub fn baselines(
         &self,
-        config: &BaselineConfig,
+        (config, inputs): (&BaselineConfig, &ModelInputs),
         autodiff: &Device,
     ) -> Result<Vec<(MethodResult, f64)>> {
-        let features = Features::for_config(self.ds, config);
+        let data = BaselineData::new(self.ds, inputs);
         let mut rows = Vec::new();
         for kind in [Baseline::Prm, Baseline::Seq2Slate, Baseline::Dlcm] {
             let t0 = std::time::Instant::now();
-            let (model, _) = fit(kind, self.ds, config, (autodiff, &self.device))?;
+            let (model, _) = fit(kind, &data, config, (autodiff, &self.device))?;
             let secs = t0.elapsed().as_secs_f64();
-            let lists = model.rank(
-                self.ds,
-                &features,
-                self.samples,
-                self.ds.config.slate_len,
-                &self.device,
-            )?;
-            let scores = model.scores(self.ds, &features, self.samples, &self.device)?;
+            let lists = model.rank(&data, self.samples, self.ds.config.slate_len, &self.device)?;
+            let scores = model.scores(&data, self.samples, &self.device)?;
             rows.push((
                 self.evaluate_scored(kind.name(), lists, Some(scores))?,
                 secs,
@@ -384,7 +345,7 @@ impl<'a> EvalContext<'a> {
 /// `samples` with every candidate pool re-ordered by a seeded permutation (labels, logged
 /// positions and everything else follow their items). A model that treats the pool as a set
 /// scores the same lists; a local-index model sees different inputs at each position.
-pub fn shuffle_candidates(samples: &[RerankSample], seed: u64) -> Vec<RerankSample> {
+pub(crate) fn shuffle_candidates(samples: &[RerankSample], seed: u64) -> Vec<RerankSample> {
     samples
         .iter()
         .enumerate()
@@ -413,191 +374,3 @@ pub fn shuffle_candidates(samples: &[RerankSample], seed: u64) -> Vec<RerankSamp
         .collect()
 }
 
-/// The rows restricted to the cold-start slice: requests with at least one candidate that
-/// has fewer than `threshold` training interactions (`threshold = 1`: never seen in training).
-/// Returns the number of such requests and the re-scored rows (label metrics only), or `None`
-/// when the slice is empty.
-///
-/// # Errors
-/// Metric errors.
-pub fn cold_slice(
-    ds: &PreparedDataset,
-    samples: &[RerankSample],
-    rows: &[MethodResult],
-    threshold: u32,
-) -> Result<Option<(usize, Vec<MethodResult>)>> {
-    slice_rows(ds, samples, rows, |s| {
-        s.candidates
-            .iter()
-            .any(|&i| ds.item_train_counts[i as usize] < threshold)
-    })
-}
-
-/// The held-out-items protocol's view of a split: how cold items entered the pools, the rows
-/// on requests whose logged slate holds a held-out item next to the rest, and per method how
-/// it handles clicked held-out items against clicked warm ones.
-#[derive(Debug, Clone)]
-pub struct HeldOutView {
-    /// Held-out items in the catalog.
-    pub items: usize,
-    /// Share of held-out items among the logged candidates (the slates).
-    pub logged_cold_share: f64,
-    /// Share of held-out items among the retrieved candidates (the rest of the pools).
-    pub retrieved_cold_share: f64,
-    /// Requests with at least one held-out candidate anywhere in the pool (with 10% of the
-    /// items held out, nearly all of them: this alone does not separate requests).
-    pub any_cold_requests: usize,
-    /// Requests whose logged slate holds a held-out item, and their rows (label metrics
-    /// only): the requests where being able to rank a new item changes the labels.
-    pub cold: Option<(usize, Vec<MethodResult>)>,
-    /// Requests whose logged slate holds no held-out item, and their rows.
-    pub warm: Option<(usize, Vec<MethodResult>)>,
-    /// One entry per row, in row order.
-    pub methods: Vec<HeldOutMethod>,
-}
-
-/// How one method treats held-out items against warm ones (a [`HeldOutView`] entry). Each
-/// figure is a mean over the requests where it is defined, with its 95% interval.
-#[derive(Debug, Clone)]
-pub struct HeldOutMethod {
-    /// Method name.
-    pub name: String,
-    /// Share of the clicked held-out logged items found in the list (over requests with
-    /// one). The gap to [`HeldOutMethod::found_warm`] is the cost of coldness item by item,
-    /// but a rule that puts new items first scores high here.
-    pub found_held_out: Option<Summary>,
-    /// The same for clicked warm logged items.
-    pub found_warm: Option<Summary>,
-    /// AUC of clicked held-out items over every other held-out candidate of the pool (for
-    /// methods with candidate scores): does the method tell a good new item from a bad new
-    /// one? Putting new items first does not raise it.
-    pub auc_held_out: Option<Summary>,
-    /// The same among warm candidates.
-    pub auc_warm: Option<Summary>,
-}
-
-/// The [`HeldOutView`] of `samples`, or `None` when the dataset has no held-out items.
-///
-/// # Errors
-/// Metric errors.
-pub fn held_out_view(
-    ds: &PreparedDataset,
-    samples: &[RerankSample],
-    rows: &[MethodResult],
-) -> Result<Option<HeldOutView>> {
-    if ds.held_out.is_empty() {
-        return Ok(None);
-    }
-    let [logged_cold_share, retrieved_cold_share] = ds.held_out_shares(samples);
-    let cold_logged = |s: &RerankSample| {
-        s.logged
-            .iter()
-            .any(|&p| ds.is_held_out(s.candidates[p as usize]))
-    };
-    let summary = |v: &[f64]| (!v.is_empty()).then(|| Summary::from_values(v)).transpose();
-    // Per request, independent of the method: which candidates are held out, and the
-    // clicked logged positions of each kind (held-out, warm).
-    let per_request: Vec<(Vec<bool>, [Vec<usize>; 2])> = samples
-        .iter()
-        .map(|s| {
-            let cold: Vec<bool> = s.candidates.iter().map(|&i| ds.is_held_out(i)).collect();
-            let clicked = [true, false].map(|want_cold| {
-                s.logged
-                    .iter()
-                    .map(|&p| p as usize)
-                    .filter(|&p| s.labels[p].click() && cold[p] == want_cold)
-                    .collect()
-            });
-            (cold, clicked)
-        })
-        .collect();
-    let mut methods = Vec::with_capacity(rows.len());
-    for r in rows {
-        // Per request and kind: the share of clicked logged items in the list, and the AUC
-        // of clicked over other candidates of that kind.
-        let mut found = [Vec::new(), Vec::new()];
-        let mut auc = [Vec::new(), Vec::new()];
-        for (k, ((s, list), (cold, clicked))) in
-            samples.iter().zip(&r.lists).zip(&per_request).enumerate()
-        {
-            for (kind, want_cold) in [true, false].into_iter().enumerate() {
-                let clicked = &clicked[kind];
-                if !clicked.is_empty() {
-                    let hits = clicked.iter().filter(|p| list.contains(p)).count();
-                    found[kind].push(hits as f64 / clicked.len() as f64);
-                }
-                if let Some(scores) = &r.scores {
-                    let (x, y): (Vec<f64>, Vec<bool>) = (0..s.candidates.len())
-                        .filter(|&p| cold[p] == want_cold)
-                        .map(|p| (f64::from(scores[k][p]), s.labels[p].click()))
-                        .unzip();
-                    if let Some(a) = glorank_metrics::auc(&x, &y)? {
-                        auc[kind].push(a);
-                    }
-                }
-            }
-        }
-        methods.push(HeldOutMethod {
-            name: r.name.clone(),
-            found_held_out: summary(&found[0])?,
-            found_warm: summary(&found[1])?,
-            auc_held_out: summary(&auc[0])?,
-            auc_warm: summary(&auc[1])?,
-        });
-    }
-    Ok(Some(HeldOutView {
-        items: ds.held_out.len(),
-        logged_cold_share,
-        retrieved_cold_share,
-        any_cold_requests: samples
-            .iter()
-            .filter(|s| s.candidates.iter().any(|&i| ds.is_held_out(i)))
-            .count(),
-        cold: slice_rows(ds, samples, rows, cold_logged)?,
-        warm: slice_rows(ds, samples, rows, |s| !cold_logged(s))?,
-        methods,
-    }))
-}
-
-/// The rows re-scored on the requests `keep` accepts (label metrics and the logged AUC
-/// only): the number of such requests and the rows, or `None` when there are none.
-fn slice_rows(
-    ds: &PreparedDataset,
-    samples: &[RerankSample],
-    rows: &[MethodResult],
-    keep: impl Fn(&RerankSample) -> bool,
-) -> Result<Option<(usize, Vec<MethodResult>)>> {
-    let keep: Vec<usize> = samples
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| keep(s))
-        .map(|(k, _)| k)
-        .collect();
-    if keep.is_empty() {
-        return Ok(None);
-    }
-    let kept: Vec<RerankSample> = keep.iter().map(|&k| samples[k].clone()).collect();
-    let rel = clicks(&kept);
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let lists: Vec<Vec<usize>> = keep.iter().map(|&k| r.lists[k].clone()).collect();
-        let scores: Option<Vec<Vec<f32>>> = r
-            .scores
-            .as_ref()
-            .map(|sc| keep.iter().map(|&k| sc[k].clone()).collect());
-        out.push(MethodResult {
-            name: r.name.clone(),
-            metrics: list_metrics(&lists, &rel, ds.config.slate_len)?,
-            average_reward: None,
-            true_reward: None,
-            logged_auc: scores
-                .as_ref()
-                .map(|sc| logged_auc(&kept, sc))
-                .transpose()?
-                .flatten(),
-            lists,
-            scores,
-        });
-    }
-    Ok(Some((keep.len(), out)))
-}

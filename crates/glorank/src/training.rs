@@ -1,17 +1,18 @@
-//! The training stages: tokenizer, reward models, SFT and RL, each reading what it needs
-//! from a [`RunDir`], writing its artifacts there atomically and reusing them when they exist.
+//! What the pipeline's training stages do: the tokenizer, the reward models, SFT and RL,
+//! each reading what it needs from a [`RunDir`] and writing its artifacts there atomically.
 
 use crate::{Error, Result, RunDir};
 use burn::tensor::Device;
 use glorank_data::{PreparedDataset, RerankSample};
-use glorank_policy::{Policy, PolicyConfig};
+use glorank_policy::{Policy, PolicyArch, PolicyConfig};
 use glorank_reward::{RewardConfig, RewardRole, UserResponseModel};
 use glorank_tokenizer::SemanticIds;
+use glorank_nn::ModelInputs;
 use glorank_train::{
     Demonstrations, EvaluatorReward, LabelReward, ListReward, RequestBuilder, RewardCheckpoint,
-    RewardData, RewardSource, RewardTrainConfig, RlData, SftData, TrainObserver, TrainingConfig,
-    best_of_k_demonstrations, reward_examples, train_reward_model_in, train_rl, train_sft,
-    write_dir_atomic,
+    RewardData, RewardSource, RewardTrainConfig, RlConfig, RlData, SftConfig, SftData,
+    TrainObserver, best_of_k_demonstrations, reward_examples, train_reward_model_in, train_rl,
+    train_sft, write_dir_atomic,
 };
 use std::path::Path;
 
@@ -21,7 +22,7 @@ use std::path::Path;
 ///
 /// # Errors
 /// Vector, configuration, fitting and file errors.
-pub fn tokenize(
+pub(crate) fn tokenize(
     ds: &PreparedDataset,
     config: &crate::TokenizerConfig,
     out: &Path,
@@ -42,11 +43,12 @@ pub(crate) fn clicks(samples: &[RerankSample]) -> Vec<Vec<f64>> {
 ///
 /// # Errors
 /// [`Error::Missing`] naming the directory and the command that creates it.
-pub fn load_reward(dir: &Path, device: &Device) -> Result<UserResponseModel> {
+pub(crate) fn load_reward(dir: &Path, device: &Device) -> Result<UserResponseModel> {
     if !dir.join(glorank_reward::WEIGHTS_FILE).exists() {
         return Err(Error::Missing {
             path: dir.to_path_buf(),
-            hint: "train it first (`glorank train evaluator|simulator`)".into(),
+            hint: "train it first (`glorank train evaluator` or `glorank train simulator`)"
+                .into(),
         });
     }
     Ok(UserResponseModel::load(dir, device)?.0)
@@ -54,19 +56,14 @@ pub fn load_reward(dir: &Path, device: &Device) -> Result<UserResponseModel> {
 
 /// Trains the evaluator (`role = Evaluator`: training slates only) or the simulator (every
 /// logged slate, its own seed) into [`RunDir::reward_model`], with a per-epoch checkpoint in
-/// [`RunDir::reward_checkpoint`]. With `resume` a finished model is reused and an
-/// interrupted one continued.
+/// [`RunDir::reward_checkpoint`], from which an interrupted run continues.
 ///
 /// # Errors
 /// Data, model and file errors.
-#[allow(clippy::too_many_arguments)]
-pub fn train_reward(
-    ds: &PreparedDataset,
-    ids: &SemanticIds,
-    role: RewardRole,
-    cfg: &RewardTrainConfig,
+pub(crate) fn train_reward(
+    (ds, ids): (&PreparedDataset, &SemanticIds),
+    (role, cfg, inputs): (RewardRole, &RewardTrainConfig, &ModelInputs),
     run: &RunDir,
-    resume: bool,
     (autodiff, plain): (&Device, &Device),
     observer: &mut dyn TrainObserver,
 ) -> Result<UserResponseModel> {
@@ -76,9 +73,6 @@ pub fn train_reward(
         "simulator"
     };
     let dir = run.reward_model(role);
-    if resume && dir.join(glorank_reward::WEIGHTS_FILE).exists() {
-        return load_reward(&dir, plain);
-    }
     let builder = RequestBuilder::new(ds, ids)?;
     let train_samples: Vec<RerankSample> = if role == RewardRole::Evaluator {
         ds.train.clone()
@@ -90,14 +84,16 @@ pub fn train_reward(
             .cloned()
             .collect()
     };
-    let train = reward_examples(&builder, &train_samples, cfg.pool_lists, cfg.seed);
-    let valid = reward_examples(&builder, &ds.valid, cfg.pool_lists, cfg.seed ^ 1);
+    let seed = cfg.optim.seed;
+    let train = reward_examples(&builder, &train_samples, cfg.pool_lists, seed);
+    let valid = reward_examples(&builder, &ds.valid, cfg.pool_lists, seed ^ 1);
     let c = &ds.config;
     let rcfg = cfg.model_config(
         RewardConfig::for_role(role, ids.vocab_sizes())
             .with_shape(c.slate_len, c.history_len)
             .with_user_fields(builder.user_field_sizes())
-            .with_seed(cfg.seed),
+            .with_seed(seed),
+        inputs,
     );
     let model = UserResponseModel::new(&rcfg, autodiff)?;
     run.create()?;
@@ -112,7 +108,7 @@ pub fn train_reward(
         Some(RewardCheckpoint {
             dir: &ckpt,
             config: &rcfg,
-            resume,
+            resume: true,
         }),
         (autodiff, plain),
         observer,
@@ -133,26 +129,30 @@ pub fn train_reward(
     Ok(model)
 }
 
-/// The policy configuration of a run: data-derived shapes plus the `[policy]` options.
+/// The policy configuration of a run: data-derived shapes plus the `[policy]` architecture
+/// and the `[inputs]` switches (and, with `policy.item_content`, the content table).
 ///
 /// # Errors
-/// A table that does not match the dataset.
-pub fn policy_config(
+/// A table that does not match the dataset; `policy.item_content` on a dataset without item
+/// features.
+pub(crate) fn policy_config(
     ds: &PreparedDataset,
     ids: &SemanticIds,
-    training: &TrainingConfig,
+    (arch, inputs): (&PolicyArch, &ModelInputs),
 ) -> Result<PolicyConfig> {
-    let mut config = training
-        .policy
-        .apply(RequestBuilder::new(ds, ids)?.policy_config());
-    if training.policy.item_content {
-        config.item_content = Some(item_content(ds, ids)?);
-    }
-    Ok(config)
+    let config = RequestBuilder::new(ds, ids)?
+        .policy_config()
+        .with_arch(arch.clone())
+        .with_inputs(*inputs);
+    Ok(if arch.item_content {
+        config.with_content(item_content(ds, ids)?)
+    } else {
+        config
+    })
 }
 
 /// The content vectors of `ds`'s items (genres, year, 16 title-word buckets, as the
-/// baselines read them) keyed by their semantic IDs, for [`PolicyConfig::item_content`].
+/// baselines read them) keyed by their semantic IDs, for [`PolicyConfig::content`].
 ///
 /// # Errors
 /// A dataset without item features.
@@ -163,7 +163,7 @@ fn item_content(ds: &PreparedDataset, ids: &SemanticIds) -> Result<glorank_polic
             message: format!("dataset `{}` has no item features", ds.name),
         });
     }
-    let v = glorank_data::item_vectors(ds, &glorank_baselines::CONTENT_VECTORS)?;
+    let v = glorank_data::item_vectors(ds, &glorank_data::CONTENT_VECTORS)?;
     Ok(glorank_policy::ItemContent {
         dim: v.dim,
         tuples: (0..ds.num_items())
@@ -173,38 +173,35 @@ fn item_content(ds: &PreparedDataset, ids: &SemanticIds) -> Result<glorank_polic
     })
 }
 
-/// Supervised pre-training into [`RunDir::sft`] (policy, checkpoints, log). Best-of-K
-/// demonstrations read the evaluator of `evaluator_run` (the run itself, or the main run for
-/// the LAS ablation). With `resume` a finished run is reused.
+/// Supervised pre-training into [`RunDir::sft`] (policy, checkpoints, log), continuing an
+/// interrupted run from its checkpoint. Best-of-K demonstrations read the evaluator of
+/// `evaluator_run` (the run itself, or the main run for the LAS ablation).
 ///
 /// # Errors
 /// Data, model and file errors.
-#[allow(clippy::too_many_arguments)]
-pub fn train_sft_stage(
-    ds: &PreparedDataset,
-    ids: &SemanticIds,
-    training: &TrainingConfig,
-    policy_config: &PolicyConfig,
+pub(crate) fn train_sft_stage(
+    (ds, ids): (&PreparedDataset, &SemanticIds),
+    (sft, policy_config): (&SftConfig, &PolicyConfig),
     (run, evaluator_run): (&RunDir, &RunDir),
-    resume: bool,
     (autodiff, plain): (&Device, &Device),
     observer: &mut dyn TrainObserver,
 ) -> Result<glorank_train::SftOutcome> {
-    let builder = RequestBuilder::new(ds, ids)?.with_exposures(policy_config.use_exposures);
+    let builder =
+        RequestBuilder::new(ds, ids)?.with_exposures(policy_config.inputs.exposures);
     let train = builder.requests(&ds.train);
     let valid = builder.requests(&ds.valid);
-    let logged: Vec<Vec<usize>> = match training.sft.demonstrations {
+    let logged: Vec<Vec<usize>> = match sft.demonstrations {
         Demonstrations::Labels => ds.train.iter().map(|s| ds.label_demonstration(s)).collect(),
         _ => ds.train.iter().map(|s| ds.demonstration(s)).collect(),
     };
-    let demos = match training.sft.demonstrations {
+    let demos = match sft.demonstrations {
         Demonstrations::BestOfK { k } => {
             let eval = load_reward(&evaluator_run.reward_model(RewardRole::Evaluator), plain)?;
-            best_of_k_demonstrations(&train, &logged, &eval, k, training.sft.seed, plain)?
+            best_of_k_demonstrations(&train, &logged, &eval, k, sft.optim.seed, plain)?
         }
         _ => logged,
     };
-    let train_labels = if training.sft.label_loss > 0.0 {
+    let train_labels = if sft.label_loss > 0.0 {
         clicks(&ds.train)
     } else {
         Vec::new()
@@ -218,26 +215,25 @@ pub fn train_sft_stage(
             valid: &valid,
             valid_relevance: &clicks(&ds.valid),
         },
-        &training.sft,
+        sft,
         &run.sft(),
-        resume,
+        true,
         (autodiff, plain),
         observer,
     )?)
 }
 
 /// Group-relative RL from [`RunDir::policy_sft`] into [`RunDir::rl`] (policy, checkpoints,
-/// log), against the run's evaluator or the labels.
+/// log), against the run's evaluator or the labels, continuing an interrupted run from its
+/// checkpoint.
 ///
 /// # Errors
 /// Data, model and file errors; [`Error::Missing`] without an SFT policy (or an evaluator
 /// when the reward is the evaluator).
-pub fn train_rl_stage(
-    ds: &PreparedDataset,
-    ids: &SemanticIds,
-    training: &TrainingConfig,
+pub(crate) fn train_rl_stage(
+    (ds, ids): (&PreparedDataset, &SemanticIds),
+    rl: &RlConfig,
     run: &RunDir,
-    resume: bool,
     (autodiff, plain): (&Device, &Device),
     observer: &mut dyn TrainObserver,
 ) -> Result<glorank_train::RlOutcome> {
@@ -250,18 +246,19 @@ pub fn train_rl_stage(
     }
     let (initial, policy_config) = Policy::load(&sft_dir, autodiff)?;
     let (reference, _) = Policy::load(&sft_dir, plain)?;
-    let builder = RequestBuilder::new(ds, ids)?.with_exposures(policy_config.use_exposures);
+    let builder =
+        RequestBuilder::new(ds, ids)?.with_exposures(policy_config.inputs.exposures);
     let train = builder.requests(&ds.train);
     let valid = builder.requests(&ds.valid);
     let train_rel = clicks(&ds.train);
     let evaluator = match load_reward(&run.reward_model(RewardRole::Evaluator), plain) {
         Ok(m) => Some(m),
-        Err(e) if training.rl.reward == RewardSource::Evaluator => return Err(e),
+        Err(e) if rl.reward == RewardSource::Evaluator => return Err(e),
         Err(_) => None,
     };
     let eval_reward = evaluator.as_ref().map(|m| EvaluatorReward::new(m, plain));
     let labels = LabelReward::new(&train_rel);
-    let reward: &dyn ListReward = match (&training.rl.reward, &eval_reward) {
+    let reward: &dyn ListReward = match (&rl.reward, &eval_reward) {
         (RewardSource::Evaluator, Some(r)) => r,
         _ => &labels,
     };
@@ -276,9 +273,9 @@ pub fn train_rl_stage(
             valid_relevance: &clicks(&ds.valid),
             valid_reward: eval_reward.as_ref().map(|r| r as &dyn ListReward),
         },
-        &training.rl,
+        rl,
         &run.rl(),
-        resume,
+        true,
         (autodiff, plain),
         observer,
     )?)

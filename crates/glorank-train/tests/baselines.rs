@@ -1,7 +1,11 @@
-//! Every trainable baseline learns something on a tiny synthetic world.
+//! The baselines' training loop: every trainable baseline learns something on a tiny
+//! synthetic world, reads the inputs `[inputs]` gives it, and its sharded steps match one
+//! shard.
 
 use burn::tensor::Device;
-use glorank_baselines::{Baseline, BaselineConfig, fit, mf_order, oracle};
+use glorank_baselines::{Baseline, mf_order, oracle};
+use glorank_nn::{ModelInputs, RetrieverInput};
+use glorank_train::{BaselineConfig, BaselineData, fit};
 use glorank_data::{
     DatasetSource, NoProgress, PreparedDataset, ProtocolConfig, RetrieverConfig, SyntheticConfig,
 };
@@ -53,14 +57,14 @@ fn baselines_beat_random_lists_and_the_oracle_bounds_them() {
             .collect::<Vec<_>>(),
     );
     let (train, plain) = (Device::flex().autodiff(), Device::flex());
-    let f = glorank_baselines::Features::of(&ds);
+    let data = BaselineData::new(&ds, &ModelInputs::default());
     let cfg = BaselineConfig::default()
         .with(3, 32, 3e-3)
         .with_d_model(32)
         .with_seed(1);
     for kind in [Baseline::Prm, Baseline::Dlcm, Baseline::Seq2Slate] {
-        let (model, log) = fit(kind, &ds, &cfg, (&train, &plain)).unwrap();
-        let lists = model.rank(&ds, &f, &ds.valid, 6, &plain).unwrap();
+        let (model, log) = fit(kind, &data, &cfg, (&train, &plain)).unwrap();
+        let lists = model.rank(&data, &ds.valid, 6, &plain).unwrap();
         assert!(lists.iter().all(|l| {
             let mut u = l.clone();
             u.sort_unstable();
@@ -84,73 +88,57 @@ fn baselines_beat_random_lists_and_the_oracle_bounds_them() {
     }
 }
 
-/// With `use_retriever_score` the baselines read each candidate's retriever score: batches
-/// carry it, and an epoch of PRM and Seq2Slate trains and ranks with it.
+/// With `inputs.retriever_score` the baselines read each candidate's retriever score:
+/// batches carry it (as `RetrieverInput` builds it), and an epoch of PRM and Seq2Slate
+/// trains and ranks with it.
 #[test]
 fn baselines_can_read_the_retriever_score() {
-    use glorank_baselines::{Batch, Features};
     let ds = world();
     let dev = Device::flex();
     let refs: Vec<_> = ds.valid.iter().take(4).collect();
-    let plain = Batch::new(&ds, &Features::of(&ds), &refs, &dev).unwrap();
-    assert!(plain.side_features.is_none());
-    let f = Features::of(&ds).with_retriever_score(true);
-    let with = Batch::new(&ds, &f, &refs, &dev).unwrap();
-    let got: Vec<f32> = with
-        .side_features
-        .unwrap()
-        .into_data()
-        .iter::<f32>()
-        .collect();
-    let want: Vec<f32> = refs.iter().flat_map(|s| ds.retriever_scores(s)).collect();
-    assert_eq!(got, want);
+    let plain = BaselineData::new(&ds, &ModelInputs::default());
+    assert!(plain.batch(&refs, &dev).unwrap().side_features.is_none());
     let mut config = BaselineConfig::default().with(1, 64, 1e-3);
-    config.use_retriever_score = true;
     config.reinforce_epochs = 0;
-    for kind in [Baseline::Prm, Baseline::Seq2Slate] {
-        let autodiff = Device::flex().autodiff();
-        let (model, log) = fit(kind, &ds, &config, (&autodiff, &dev)).unwrap();
-        assert_eq!(log.len(), 1);
-        let lists = model.rank(&ds, &f, &ds.valid, 6, &dev).unwrap();
-        assert!(lists.iter().all(|l| l.len() == 6));
+    for input in [RetrieverInput::Score, RetrieverInput::ScoreAndRank] {
+        let data = BaselineData::new(&ds, &ModelInputs::default().with_retriever(input));
+        let side = data.batch(&refs, &dev).unwrap().side_features.unwrap();
+        assert_eq!(
+            side.dims(),
+            [4, ds.valid[0].candidates.len(), input.width()]
+        );
+        let got: Vec<f32> = side.into_data().iter::<f32>().collect();
+        let want: Vec<f32> = refs
+            .iter()
+            .flat_map(|s| input.features(&ds.retriever_scores(s)))
+            .collect();
+        assert_eq!(got, want);
+        for kind in [Baseline::Prm, Baseline::Seq2Slate] {
+            let autodiff = Device::flex().autodiff();
+            let (model, log) = fit(kind, &data, &config, (&autodiff, &dev)).unwrap();
+            assert_eq!(log.len(), 1);
+            let lists = model.rank(&data, &ds.valid, 6, &dev).unwrap();
+            assert!(lists.iter().all(|l| l.len() == 6));
+        }
     }
-    // Score and rank in the pool: two features per candidate, as `RetrieverInput` builds them.
-    let input = glorank_baselines::RetrieverInput::ScoreAndRank;
-    let f = f.with_retriever_input(input);
-    let both = Batch::new(&ds, &f, &refs, &dev).unwrap();
-    let scores = both.side_features.unwrap();
-    assert_eq!(scores.dims(), [4, ds.valid[0].candidates.len(), 2]);
-    let got: Vec<f32> = scores.into_data().iter::<f32>().collect();
-    let want: Vec<f32> = refs
-        .iter()
-        .flat_map(|s| input.features(&ds.retriever_scores(s)))
-        .collect();
-    assert_eq!(got, want);
-    config.retriever_input = input;
-    let autodiff = Device::flex().autodiff();
-    let (model, _) = fit(Baseline::Prm, &ds, &config, (&autodiff, &dev)).unwrap();
-    let lists = model.rank(&ds, &f, &ds.valid, 6, &dev).unwrap();
-    assert!(lists.iter().all(|l| l.len() == 6));
 }
 
-/// With `use_exposures` batches end each candidate's side features with `ln(1 + count)` of
-/// its training exposures, after the retriever features, and the baselines train with it.
+/// With `inputs.exposures` batches end each candidate's side features with
+/// `ln(1 + count)` of its training exposures, after the retriever features, and the
+/// baselines train with it.
 #[test]
 fn baselines_can_read_exposure_counts() {
-    use glorank_baselines::{Batch, Features};
     let ds = world();
     let dev = Device::flex();
     let mut config = BaselineConfig::default().with(1, 64, 1e-3);
-    config.use_retriever_score = true;
-    config.use_exposures = true;
     config.reinforce_epochs = 0;
-    let f = Features::for_config(&ds, &config);
-    assert_eq!(f.side_width(), 2);
+    let inputs = ModelInputs::default()
+        .with_retriever(RetrieverInput::Score)
+        .with_exposures(true);
+    let data = BaselineData::new(&ds, &inputs);
+    assert_eq!(data.features.side_width(), 2);
     let refs: Vec<_> = ds.test.iter().take(4).collect();
-    let side = Batch::new(&ds, &f, &refs, &dev)
-        .unwrap()
-        .side_features
-        .unwrap();
+    let side = data.batch(&refs, &dev).unwrap().side_features.unwrap();
     let got: Vec<f32> = side.into_data().iter::<f32>().collect();
     let exposures = glorank_data::Exposures::new(&ds.train);
     let mut want = Vec::new();
@@ -164,8 +152,8 @@ fn baselines_can_read_exposure_counts() {
     // has been shown before.
     assert!(want.chunks(2).any(|c| c[1] > 0.0));
     let autodiff = Device::flex().autodiff();
-    let (model, _) = fit(Baseline::Prm, &ds, &config, (&autodiff, &dev)).unwrap();
-    let lists = model.rank(&ds, &f, &ds.valid, 6, &dev).unwrap();
+    let (model, _) = fit(Baseline::Prm, &data, &config, (&autodiff, &dev)).unwrap();
+    let lists = model.rank(&data, &ds.valid, 6, &dev).unwrap();
     assert!(lists.iter().all(|l| l.len() == 6));
 }
 
@@ -175,6 +163,7 @@ fn baselines_can_read_exposure_counts() {
 #[test]
 fn sharded_steps_match_one_shard() {
     let ds = world();
+    let data = BaselineData::new(&ds, &ModelInputs::default());
     let (autodiff, plain) = (Device::flex().autodiff(), Device::flex());
     for kind in [Baseline::Prm, Baseline::Dlcm, Baseline::Seq2Slate] {
         let mut logs = Vec::new();
@@ -184,8 +173,8 @@ fn sharded_steps_match_one_shard() {
                 .with_d_model(16)
                 .with_seed(2);
             config.reinforce_samples = 2;
-            config.shards = shards;
-            let (_, log) = fit(kind, &ds, &config, (&autodiff, &plain)).unwrap();
+            config.optim.shards = shards;
+            let (_, log) = fit(kind, &data, &config, (&autodiff, &plain)).unwrap();
             logs.push(log);
         }
         assert_eq!(logs[0].len(), logs[1].len());

@@ -1,4 +1,5 @@
-//! The one training-loop skeleton of the workspace and what it is built from.
+//! The one training-loop skeleton of the workspace and what it is built from (every trainer
+//! of GloRank: SFT, RL, the reward models and the baselines runs in it).
 //!
 //! Every trainer (SFT, RL, the reward models, the baselines) is a [`TrainingLoop`]: it says
 //! how many steps are done, runs one step, and reacts after it (evaluation, logging,
@@ -11,7 +12,7 @@
 //! ([`save_optimizer`]) and the trainer state; evaluations go to a [`JsonlLog`].
 //!
 //! ```
-//! use glorank_nn::training::{NoObserver, RunStatus, TrainingLoop, drive};
+//! use glorank_train::{NoObserver, RunStatus, TrainingLoop, drive};
 //!
 //! /// Gradient descent on `x^2`, stopping early once `|x| < 0.1`.
 //! struct Descend { x: f64, done: u64 }
@@ -41,7 +42,7 @@ pub use checkpoint::{
 pub use grad::{clip_global_norm, sum_gradients};
 pub use observer::{NoObserver, RunStatus, TrainObserver};
 
-use crate::NnError;
+use glorank_nn::NnError;
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
@@ -132,7 +133,7 @@ pub fn shard_ranges(rows: usize, shards: usize) -> Vec<Range<usize>> {
 /// thread, on its own copy of `model` forked onto `device` (burn's autodiff keeps one graph
 /// per set of connected tensors and runs a graph's backward under its lock, so shards that
 /// shared parameter nodes would run one after the other), with its own dropout stream
-/// derived from the caller's ([`crate::dropout::shard_seeds`]); the gradients are summed in
+/// derived from the caller's ([`glorank_nn::dropout::shard_seeds`]); the gradients are summed in
 /// shard order. The result depends on the seed and the number of shards, not on timing.
 ///
 /// # Errors
@@ -158,7 +159,7 @@ where
     if ranges.len() == 1 {
         return backward(model, 0..rows);
     }
-    let seeds = crate::dropout::shard_seeds(ranges.len(), device);
+    let seeds = glorank_nn::dropout::shard_seeds(ranges.len(), device);
     let results: Vec<Result<(GradientsParams, f32), E>> = std::thread::scope(|scope| {
         let handles: Vec<_> = ranges
             .into_iter()
@@ -167,7 +168,7 @@ where
                 let copy = model.clone().fork(device);
                 let backward = &backward;
                 scope.spawn(move || {
-                    crate::dropout::with_dropout_seed(seed, || backward(&copy, range))
+                    glorank_nn::dropout::with_dropout_seed(seed, || backward(&copy, range))
                 })
             })
             .collect();

@@ -5,7 +5,7 @@
 //! renamed to `NAME.old`, `NAME.tmp` to `NAME`, and `NAME.old` removed. A crash at any point
 //! leaves either `NAME` or `NAME.old` complete, and [`latest`] finds it.
 
-use crate::{NnError, Result};
+use glorank_nn::{NnError, Result};
 use burn::optim::ModuleOptimizer;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -109,7 +109,7 @@ impl JsonlLog {
             text.push_str(&r.to_string());
             text.push('\n');
         }
-        crate::persist::write_atomic(path, text.as_bytes())?;
+        glorank_nn::persist::write_atomic(path, text.as_bytes())?;
         Ok(Self {
             path: path.to_path_buf(),
         })
@@ -132,7 +132,7 @@ impl JsonlLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::persist::{load_json, save_json};
+    use glorank_nn::persist::{load_json, save_json};
 
     #[test]
     fn atomic_dir_replaces_and_recovers() {

@@ -1,0 +1,96 @@
+//! `glorank aggregate` and `glorank compare`: readers of the result files, through the
+//! facade's typed evaluation module.
+
+use crate::CliError;
+use glorank::evaluation::{Metric, Predictions, aggregate as aggregate_runs, paired_difference};
+use std::path::PathBuf;
+
+/// Arguments of `glorank aggregate`.
+#[derive(Debug, clap::Args)]
+pub struct AggregateArgs {
+    /// `metrics.json` files (or run directories) of runs that differ only in their seed.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Aggregate a slice of the runs instead of their full test tables: a key of
+    /// `metrics.json` that holds rows, such as `held_out_cold`, `held_out_warm` or
+    /// `cold_start_lt_5`.
+    #[arg(long)]
+    pub slice: Option<String>,
+}
+
+/// `glorank aggregate`: per method and metric, the mean over runs with a Student-t 95%
+/// confidence interval over the runs (not over requests), as a Markdown table.
+pub fn aggregate(args: &AggregateArgs) -> Result<(), CliError> {
+    out!("{}", aggregate_runs(&args.files, args.slice.as_deref())?);
+    Ok(())
+}
+
+/// Arguments of `glorank compare`.
+#[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    /// A run directory, or its `predictions.jsonl`.
+    pub predictions: PathBuf,
+    /// The method every other is compared with: each line is this method minus another.
+    pub method: String,
+    /// The methods to subtract; without any, every other method of the file (or, with
+    /// `--against`, every method of that file).
+    pub others: Vec<String>,
+    /// Read the methods to subtract from this run directory or `predictions.jsonl` instead,
+    /// for runs evaluated on the same test requests (their candidates are checked).
+    #[arg(long)]
+    pub against: Option<PathBuf>,
+    /// The per-request metric: precision, recall, f1, ndcg, map, map_hits or hit.
+    #[arg(long, default_value = "precision")]
+    pub metric: String,
+}
+
+/// `glorank compare`: for each other method, the mean per-request difference of the metric
+/// over the requests both listed, with its 95% interval.
+pub fn compare(args: &CompareArgs) -> Result<(), CliError> {
+    let metric: Metric = args.metric.parse()?;
+    let file = Predictions::read(&args.predictions)?;
+    let a = file.per_request(&args.method, metric)?;
+    let other = match &args.against {
+        Some(path) => Some(Predictions::read(path)?),
+        None => None,
+    };
+    let source = other.as_ref().unwrap_or(&file);
+    let others: Vec<String> = if args.others.is_empty() {
+        source
+            .methods()
+            .into_iter()
+            .filter(|m| other.is_some() || *m != args.method)
+            .map(String::from)
+            .collect()
+    } else {
+        args.others.clone()
+    };
+    if others.is_empty() {
+        return Err(CliError::Usage(format!(
+            "{} has no other method to compare `{}` with",
+            file.path().display(),
+            args.method
+        )));
+    }
+    let suffix = match &other {
+        Some(o) => format!(" (in {})", o.path().display()),
+        None => String::new(),
+    };
+    outln!(
+        "{} minus each method, {}, paired over the requests both listed: mean (95% interval)",
+        args.method,
+        metric.name()
+    );
+    for name in &others {
+        let b = source.per_request(name, metric)?;
+        let d = paired_difference(&a, &b)?;
+        outln!(
+            "  - {name}{suffix}: {:+.4} ({:+.4} to {:+.4}), {} requests",
+            d.mean,
+            d.ci_low,
+            d.ci_high,
+            d.n
+        );
+    }
+    Ok(())
+}
