@@ -37,11 +37,7 @@ fn main() -> Result<(), glorank::Error> {
     // stage computed it, served under a new id, as a catalogue would add a new release.
     let run = glorank::RunDir::new(&dir);
     let ds = glorank::data::PreparedDataset::load(run.root())?;
-    let tokenizer = if run.config_file().exists() {
-        glorank::PipelineConfig::from_file(&run.config_file())?.tokenizer
-    } else {
-        glorank::TokenizerConfig::default()
-    };
+    let tokenizer = run.config()?.unwrap_or_default().tokenizer;
     let vectors = glorank::data::item_vectors(&ds, &tokenizer.vector_source(&ds))?;
     let source = ds.item_ids.iter().position(|id| id == "i0").unwrap_or(0);
     let vector = vectors.data[source * vectors.dim..(source + 1) * vectors.dim].to_vec();

@@ -29,7 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .into());
     }
     let reranker = Reranker::load(&dir)?;
-    let tokenizer = glorank::PipelineConfig::from_file(&run.config_file())?.tokenizer;
+    let tokenizer = run.config()?.unwrap_or_default().tokenizer;
     let vectors = glorank::data::item_vectors(&ds, &tokenizer.vector_source(&ds))?;
     let title = |i: usize| {
         ds.item_features

@@ -34,8 +34,8 @@
 //!   grade, 0 for the rest), so the gap is what turning the labels into a demonstration
 //!   loses.
 
-use glorank::compare::Predictions;
 use glorank::data::{PreparedDataset, RerankSample, SyntheticWorld};
+use glorank::evaluation::Predictions;
 use glorank::metrics::Summary;
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};

@@ -18,8 +18,8 @@
 //! tighter than comparing the two rows' own intervals, because both lists face the same
 //! user and pool.
 
-use glorank::compare::{PerRequest, Predictions, paired_difference};
 use glorank::data::{PreparedDataset, SyntheticWorld};
+use glorank::evaluation::{PerRequest, Predictions, paired_difference};
 use glorank::tokenizer::{IDS_FILE, SemanticIds};
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;

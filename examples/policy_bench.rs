@@ -13,7 +13,7 @@ use glorank::bench::{
     BenchOptions, DEFAULT_VOCAB, bench_policy, synthetic_lists, synthetic_requests,
 };
 use glorank::burn::module::Module;
-use glorank::policy::{ActionSpace, Policy, PolicyConfig};
+use glorank::policy::{ActionSpace, Policy, PolicyArch, PolicyConfig};
 use glorank::reward::{RewardConfig, RewardRole, UserResponseModel};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -33,7 +33,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let lists = synthetic_lists(requests.len(), 50, 6);
     let options = BenchOptions::default().with_sizes(20, 256, 256);
     for space in [ActionSpace::Global, ActionSpace::LocalIndex] {
-        let config = PolicyConfig::new(DEFAULT_VOCAB.to_vec()).with_action_space(space);
+        let config = PolicyConfig::new(DEFAULT_VOCAB.to_vec())
+            .with_arch(PolicyArch::default().with_action_space(space));
         let policy = Policy::new(&config, &dev)?;
         println!("\n{}", policy.summary());
         let report = bench_policy(&policy, &config, &requests, &lists, &options, &dev)?;

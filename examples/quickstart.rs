@@ -3,7 +3,7 @@
 //!
 //! `cargo run --release -p glorank-examples --example quickstart [-- RUN_DIR]`
 
-use glorank::{Pipeline, PipelineConfig, RerankRequest, Reranker};
+use glorank::{Config, Hooks, NoObserver, NoProgress, Pipeline, RerankRequest, Reranker};
 use std::path::PathBuf;
 
 fn main() -> Result<(), glorank::Error> {
@@ -12,7 +12,7 @@ fn main() -> Result<(), glorank::Error> {
         .unwrap_or_else(|| "runs/quickstart".into())
         .into();
     // Every section is optional; this one shrinks the world, the models and the training.
-    let config = PipelineConfig::from_toml(
+    let config = Config::from_toml(
         r#"
         [data]
         users = 300
@@ -36,11 +36,13 @@ fn main() -> Result<(), glorank::Error> {
         layers = 1
         [sft]
         epochs = 6
+        [sft.optim]
         batch_size = 32
         learning_rate = 0.003
         [rl]
         steps = 30
         eval_every = 10
+        [rl.optim]
         learning_rate = 0.001
         [baselines]
         d_model = 32
@@ -48,15 +50,15 @@ fn main() -> Result<(), glorank::Error> {
         "#,
         "quickstart.toml".as_ref(),
     )?;
-    let report =
-        Pipeline::new(config).run_with(&dir, &mut glorank::train::NoObserver, &mut |stage| {
-            eprintln!("{stage}")
-        })?;
+    let mut say = |stage: &str| eprintln!("{stage}");
+    let mut observer = NoObserver;
+    let mut hooks = Hooks::new(&mut observer, &NoProgress, &mut say);
+    let report = Pipeline::new(config).run_with(&dir, &mut hooks)?;
     println!("{}", report.table);
 
     // Serve: rerank the candidates of the first test request by item id.
     let reranker = Reranker::load(&dir)?;
-    let predictions = glorank::compare::Predictions::read(&dir)?;
+    let predictions = glorank::evaluation::Predictions::read(&dir)?;
     let first = predictions.lines().first();
     let candidates = first.map(|p| p.candidates.clone()).unwrap_or_default();
     let mut request = RerankRequest::new(candidates);

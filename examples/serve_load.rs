@@ -103,11 +103,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // Over HTTP, through the dynamic batcher.
-    let config = ServeConfig {
-        addr: "127.0.0.1:0".into(),
-        max_wait_ms,
-        ..ServeConfig::default()
-    };
+    let mut config = ServeConfig::default();
+    config.addr = "127.0.0.1:0".into();
+    config.max_wait_ms = max_wait_ms;
     let server = Server::start(reranker, &config)?;
     let url = format!("http://{}/rerank", server.local_addr());
     let mut mean_batches = Vec::new();

@@ -1,7 +1,7 @@
 //! The options every configuration-reading command shares: `--config FILE` and
 //! `--set SECTION.KEY=VALUE`, named as the TOML keys they change.
 
-use crate::CliError;
+use crate::error::CliError;
 use glorank::{Config, RunDir};
 use std::path::PathBuf;
 

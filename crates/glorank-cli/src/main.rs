@@ -33,12 +33,14 @@ macro_rules! errln {
 }
 
 mod args;
+mod error;
 mod progress;
 mod results;
 mod serving;
 mod stages;
 
 use clap::{Parser, Subcommand};
+use error::CliError;
 use std::process::ExitCode;
 
 /// GloRank: generative list-wise reranking with global item identifiers.
@@ -140,29 +142,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The device of `backend` (an error names a backend this build lacks).
-fn device(backend: glorank::Backend) -> Result<glorank::Device, CliError> {
-    backend
-        .device()
-        .map_err(|e| CliError::Glorank(glorank::Error::from(e)))
-}
-
-/// Errors of the command line: the library's, with their sources, plus usage errors. This
-/// is the one place an error becomes text.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum CliError {
-    /// A library error (it names its file, line or field).
-    #[error(transparent)]
-    Glorank(#[from] glorank::Error),
-    /// An option value that does not make sense.
-    #[error("{0}")]
-    Usage(String),
-    /// The HTTP server failed (bind, runtime).
-    #[error(transparent)]
-    Serve(#[from] glorank_serve::ServeError),
-    /// Reading standard input or writing standard output failed.
-    #[error("standard input/output: {0}")]
-    Output(#[from] std::io::Error),
 }

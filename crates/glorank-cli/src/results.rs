@@ -1,7 +1,7 @@
 //! `glorank aggregate` and `glorank compare`: readers of the result files, through the
 //! facade's typed evaluation module.
 
-use crate::CliError;
+use crate::error::CliError;
 use glorank::evaluation::{Metric, Predictions, aggregate as aggregate_runs, paired_difference};
 use std::path::PathBuf;
 

@@ -1,8 +1,8 @@
 //! `glorank rerank` and `glorank serve` (a run served from standard input or over HTTP, as
 //! the `[serve]` section says) and `glorank bench`.
 
-use crate::CliError;
 use crate::args::ConfigArgs;
+use crate::error::CliError;
 use glorank::bench::{BenchOptions, bench_run, bench_synthetic};
 use glorank::{Backend, Config, Reranker, RunDir};
 use std::io::Write;
@@ -101,7 +101,7 @@ pub struct BenchArgs {
 /// `glorank bench`: [`glorank::bench`] on a run's requests (or generated ones with
 /// `--synthetic`), as a table or one JSON object.
 pub fn bench(args: &BenchArgs) -> Result<(), CliError> {
-    let dev = crate::device(args.device)?;
+    let dev = crate::error::device(args.device)?;
     let mut options = BenchOptions::default();
     options.latency_requests = args.latency_requests;
     options.batch = args.batch;
@@ -119,8 +119,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), CliError> {
     };
     let report = &benched.report;
     if args.json {
-        let mut value =
-            serde_json::to_value(report).map_err(|e| CliError::Usage(e.to_string()))?;
+        let mut value = serde_json::to_value(report).map_err(|e| CliError::Usage(e.to_string()))?;
         value["device"] = args.device.name().into();
         value["train_shards"] = options.train_shards.into();
         if let Some((same, total)) = benched.parity {

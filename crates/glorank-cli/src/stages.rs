@@ -2,8 +2,8 @@
 //! its options into the configuration tree and runs its stages through the facade's one
 //! entry point ([`glorank::Pipeline`]).
 
-use crate::CliError;
 use crate::args::{ConfigArgs, RunDirArgs};
+use crate::error::CliError;
 use crate::progress::Reporter;
 use glorank::evaluation::MethodResult;
 use glorank::{Backend, Config, EvalPlan, Pipeline, RunDir, Split, Stage, stage_summary};
@@ -175,11 +175,7 @@ pub struct BaselinesArgs {
 }
 
 /// Runs every stage of `config` into `out` and prints the table and the timings.
-fn run_pipeline(
-    pipeline: Pipeline,
-    out: &std::path::Path,
-    quiet: bool,
-) -> Result<(), CliError> {
+fn run_pipeline(pipeline: Pipeline, out: &std::path::Path, quiet: bool) -> Result<(), CliError> {
     let mut reporter = Reporter::new(quiet);
     let report = reporter.with_hooks(|hooks| pipeline.run_with(out, hooks))?;
     outln!("\n{}", report.table);
@@ -226,7 +222,7 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         base = base.with_seed(s);
     }
     let config = base.with_overrides(&args.config.set)?;
-    let pipeline = Pipeline::new(config).with_device(crate::device(args.device)?);
+    let pipeline = Pipeline::new(config).with_device(crate::error::device(args.device)?);
     run_pipeline(pipeline, &args.out, args.quiet)
 }
 
@@ -241,7 +237,7 @@ fn run_stage(
     if fresh && let Some(name) = stage.artifact() {
         run.remove(name)?;
     }
-    let pipeline = Pipeline::new(config).with_device(crate::device(device)?);
+    let pipeline = Pipeline::new(config).with_device(crate::error::device(device)?);
     let mut reporter = Reporter::new(quiet);
     reporter.with_hooks(|hooks| pipeline.run_stage(run, stage, hooks))?;
     if let Some(summary) = stage_summary(run, stage)? {
@@ -267,14 +263,24 @@ pub fn prepare(args: &PrepareArgs) -> Result<(), CliError> {
     if let Some(p) = &args.path {
         config.data.path = Some(p.clone());
     }
-    run_stage(&run, config, Stage::Prepare, (false, args.quiet, Backend::default()))
+    run_stage(
+        &run,
+        config,
+        Stage::Prepare,
+        (false, args.quiet, Backend::default()),
+    )
 }
 
 /// `glorank tokenize`.
 pub fn tokenize(args: &StageArgs) -> Result<(), CliError> {
     let (run, config) = args.run.open(&args.config)?;
     let device = config.tokenizer.device;
-    run_stage(&run, config, Stage::Tokenize, (args.fresh, args.quiet, device))
+    run_stage(
+        &run,
+        config,
+        Stage::Tokenize,
+        (args.fresh, args.quiet, device),
+    )
 }
 
 /// `glorank train`.

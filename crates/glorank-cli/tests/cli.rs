@@ -1,38 +1,53 @@
 //! End-to-end tests of the `glorank` binary.
 
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Output};
 
 fn glorank() -> Command {
     Command::new(env!("CARGO_BIN_EXE_glorank"))
 }
 
-/// Runs `glorank prepare` on a small synthetic world into `out`.
-fn prepare_small(out: &std::path::Path) -> std::process::Output {
-    prepare_small_with(out, &[])
+/// The output of `glorank ARGS`, asserted to succeed; its standard output.
+fn ok(args: &[&str]) -> String {
+    let out = glorank().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "glorank {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// [`prepare_small`] with more options.
-fn prepare_small_with(out: &std::path::Path, extra: &[&str]) -> std::process::Output {
+/// The standard error of `glorank ARGS`, asserted to fail without a panic.
+fn fails(args: &[&str]) -> String {
+    let out = glorank().args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "glorank {args:?} succeeded");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+/// The keys of a small synthetic world.
+const SMALL: [&str; 12] = [
+    "--set",
+    "data.users=60",
+    "--set",
+    "data.items=150",
+    "--set",
+    "data.sessions=4",
+    "--set",
+    "data.k_core=5",
+    "--set",
+    "data.history=20",
+    "--set",
+    "data.pool_size=30",
+];
+
+/// Runs `glorank prepare` on a small synthetic world into `out`, with more options.
+fn prepare_small(out: &Path, extra: &[&str]) -> Output {
     glorank()
-        .args([
-            "prepare",
-            "--dataset",
-            "synthetic",
-            "--users",
-            "60",
-            "--items",
-            "150",
-        ])
-        .args([
-            "--sessions",
-            "4",
-            "--k-core",
-            "5",
-            "--history",
-            "20",
-            "--pool-size",
-            "30",
-        ])
+        .args(["prepare", "--dataset", "synthetic", "--quiet"])
+        .args(SMALL)
         .args(extra)
         .arg("--out")
         .arg(out)
@@ -43,7 +58,7 @@ fn prepare_small_with(out: &std::path::Path, extra: &[&str]) -> std::process::Ou
 #[test]
 fn prepare_synthetic_writes_run_directory_and_prints_table() {
     let dir = tempfile::tempdir().unwrap();
-    let out = prepare_small(dir.path());
+    let out = prepare_small(dir.path(), &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -57,24 +72,31 @@ fn prepare_synthetic_writes_run_directory_and_prints_table() {
         "slates",
         "mean positives",
         "retriever recall@30",
-        "wall time",
+        "glorank prepare: done in",
     ] {
         assert!(stdout.contains(needle), "missing {needle:?} in\n{stdout}");
     }
     let ds = glorank::data::PreparedDataset::load(dir.path()).unwrap();
     assert_eq!(ds.test.len(), 60);
+    assert_eq!(ds.config.pool_size, 30);
+    assert!(dir.path().join("summary.json").exists());
+    // The run records the configuration it was made with, in the one tree.
+    let config = glorank::Config::from_file(&dir.path().join("config.toml")).unwrap();
+    assert_eq!((config.data.users, config.data.pool_size), (60, 30));
     // Out-of-sample pools that leave the retriever little data are worth a warning.
-    let out = prepare_small_with(&dir.path().join("oos"), &["--rerank-train-slates", "1000"]);
+    let oos = dir.path().join("oos");
+    let out = prepare_small(&oos, &["--set", "data.rerank_train_slates=1000"]);
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("warning: the stage-1 retriever"),
         "{stderr}"
     );
-    assert_eq!(ds.config.pool_size, 30);
-    assert!(dir.path().join("summary.json").exists());
     // Held-out items: counted and their shares among test candidates printed; checked.
-    let out = prepare_small_with(&dir.path().join("held"), &["--held-out-share", "0.1"]);
+    let out = prepare_small(
+        &dir.path().join("held"),
+        &["--set", "data.held_out_share=0.1"],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(
@@ -82,7 +104,10 @@ fn prepare_synthetic_writes_run_directory_and_prints_table() {
             && stdout.contains("held-out among retrieved"),
         "{stdout}"
     );
-    let bad = prepare_small_with(&dir.path().join("bad"), &["--held-out-share", "0.9"]);
+    let bad = prepare_small(
+        &dir.path().join("bad"),
+        &["--set", "data.held_out_share=0.9"],
+    );
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("held_out_share"));
 }
@@ -90,56 +115,70 @@ fn prepare_synthetic_writes_run_directory_and_prints_table() {
 #[test]
 fn errors_are_reported_not_panics() {
     let dir = tempfile::tempdir().unwrap();
-    let out = glorank()
-        .args(["prepare", "--dataset", "ml-1m", "--out"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let d = dir.path().to_str().unwrap();
+    let stderr = fails(&["prepare", "--dataset", "ml-1m", "--out", d]);
     assert!(
-        stderr.contains("--path is required for --dataset ml-1m"),
+        stderr.contains("data.path") && stderr.contains("ml-1m"),
         "{stderr}"
     );
-
     std::fs::write(dir.path().join("u.data"), "1\t2\tfive\t3\n").unwrap();
-    let out = glorank()
-        .args(["prepare", "--dataset", "ml-100k", "--path"])
-        .arg(dir.path())
-        .arg("--out")
-        .arg(dir.path().join("run"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let run = dir.path().join("run");
+    let stderr = fails(&[
+        "prepare",
+        "--dataset",
+        "ml-100k",
+        "--path",
+        d,
+        "--out",
+        run.to_str().unwrap(),
+    ]);
     assert!(stderr.contains("u.data:1: field `rating`"), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    // Options are keys of the one configuration tree: a mistyped key, a value of the wrong
+    // type and a key of the earlier layout are named.
+    let stderr = fails(&["prepare", "--out", d, "--set", "data.userz=3"]);
+    assert!(stderr.contains("userz"), "{stderr}");
+    let stderr = fails(&["prepare", "--out", d, "--set", "data.users=many"]);
+    assert!(stderr.contains("data.users"), "{stderr}");
+    let old = dir.path().join("old.toml");
+    std::fs::write(&old, "eval_beam = 8\n[sft]\nlearning_rate = 0.01\n").unwrap();
+    let stderr = fails(&["run", "--config", old.to_str().unwrap(), "--out", d]);
+    assert!(
+        stderr.contains("old.toml")
+            && stderr.contains("`eval_beam` is now `eval.beam`")
+            && stderr.contains("`sft.learning_rate` is now `sft.optim.learning_rate`"),
+        "{stderr}"
+    );
+    // A stage whose upstream artifacts are missing names them and the command that builds
+    // them.
+    let empty = dir.path().join("empty");
+    let stderr = fails(&["train", "sft", "--run", empty.to_str().unwrap(), "--quiet"]);
+    assert!(stderr.contains("glorank prepare"), "{stderr}");
 }
 
 #[test]
 fn tokenize_writes_ids_and_stats_for_both_methods() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let out = prepare_small(&data);
-    assert!(out.status.success());
+    assert!(prepare_small(&data, &[]).status.success());
+    let d = data.to_str().unwrap();
     for method in ["rqkmeans", "rqvae"] {
         let tok = dir.path().join(method);
-        let out = glorank()
-            .args([
-                "tokenize", "--method", method, "--levels", "2", "--codes", "8,4",
-            ])
-            .args(["--epochs", "3", "--data"])
-            .arg(&data)
-            .arg("--out")
-            .arg(&tok)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let stdout = ok(&[
+            "tokenize",
+            "--run",
+            tok.to_str().unwrap(),
+            "--data",
+            d,
+            "--quiet",
+            "--set",
+            &format!("tokenizer.method={method}"),
+            "--set",
+            "tokenizer.levels=2",
+            "--set",
+            "tokenizer.codes_per_level=[8, 4]",
+            "--set",
+            "tokenizer.max_epochs=3",
+        ]);
         assert!(stdout.contains("unique prefix fraction"), "{stdout}");
         let stats: serde_json::Value =
             serde_json::from_slice(&std::fs::read(tok.join("stats.json")).unwrap()).unwrap();
@@ -156,108 +195,98 @@ fn tokenize_writes_ids_and_stats_for_both_methods() {
             assert!(!stats[field].is_null(), "stats.json lacks {field}");
         }
         assert_eq!(stats["codes_per_level"], serde_json::json!([8, 4]));
-        let ds = glorank::data::PreparedDataset::load(&data).unwrap();
+        // The run uses the prepared data of `--data`.
+        let ds = glorank::data::PreparedDataset::load(&tok).unwrap();
         let (_, ids) = glorank::tokenizer::load_artifacts(&tok, glorank::Device::flex()).unwrap();
         assert_eq!(ids.len(), ds.num_items());
     }
     // Bad arguments are reported, not panics.
-    let out = glorank()
-        .args(["tokenize", "--levels", "2", "--codes", "8,4,2", "--data"])
-        .arg(&data)
-        .arg("--out")
-        .arg(dir.path().join("x"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("lists 3 sizes but `levels` is 2"));
+    let stderr = fails(&[
+        "tokenize",
+        "--run",
+        d,
+        "--set",
+        "tokenizer.levels=2",
+        "--set",
+        "tokenizer.codes_per_level=[8,4,2]",
+    ]);
+    assert!(
+        stderr.contains("lists 3 sizes but `levels` is 2"),
+        "{stderr}"
+    );
+}
+
+/// The tiny configuration of the stage tests.
+const TINY: &str = "[data]\nusers = 120\nitems = 150\nsessions = 6\npool_size = 20\nhistory = 8\n\
+    k_core = 5\nretriever_factors = 2\n[tokenizer]\nlevels = 2\ncodes = 8\n\
+    [policy]\nd_model = 16\nlayers = 1\n[evaluator]\nepochs = 1\npool_lists = 1\n\
+    [simulator]\nepochs = 1\npool_lists = 1\n[sft]\nepochs = 2\n[sft.optim]\nbatch_size = 32\n\
+    [rl]\nsteps = 4\neval_every = 2\ngroup_size = 4\n[rl.optim]\nbatch_size = 8\n\
+    [baselines]\nd_model = 16\nepochs = 1\nreinforce_samples = 2\n[eval]\nlas = false\n";
+
+/// The checksum the manifest of `run` records for `artifact`.
+fn recorded(run: &Path, artifact: &str) -> String {
+    let m = glorank::RunDir::new(run).manifest().unwrap();
+    m.artifacts[artifact].checksum.clone()
 }
 
 #[test]
-fn tokenize_with_defaults_is_the_pipeline_tokenizer_stage() {
+fn stage_commands_build_what_glorank_run_builds() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("syn");
-    assert!(prepare_small(&data).status.success());
-    let cli_out = dir.path().join("cli");
-    let out = glorank()
-        .args(["tokenize", "--data"])
-        .arg(&data)
-        .arg("--out")
-        .arg(&cli_out)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let ds = glorank::data::PreparedDataset::load(&data).unwrap();
-    // The pipeline's default tokenizer section is the library default the CLI uses.
-    let pipeline = glorank::PipelineConfig::default();
-    assert_eq!(pipeline.tokenizer, glorank::TokenizerConfig::default());
-    let lib_out = dir.path().join("lib");
-    glorank::stages::tokenize(&ds, &pipeline.tokenizer, &lib_out).unwrap();
-    let table = |d: &std::path::Path| std::fs::read(d.join("semantic_ids.json")).unwrap();
-    assert_eq!(table(&cli_out), table(&lib_out));
-    // `prepare` took its defaults from the same place.
-    assert_eq!(ds.config.seed, pipeline.data.seed);
-    assert_eq!(ds.config.slate_len, pipeline.data.slate_len);
+    let config = dir.path().join("tiny.toml");
+    std::fs::write(&config, TINY).unwrap();
+    let c = config.to_str().unwrap();
+    let whole = dir.path().join("whole");
+    ok(&[
+        "run",
+        "--config",
+        c,
+        "--out",
+        whole.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let staged = dir.path().join("staged");
+    let s = staged.to_str().unwrap();
+    ok(&["prepare", "--config", c, "--out", s, "--quiet"]);
+    ok(&["tokenize", "--run", s, "--quiet"]);
+    for stage in ["evaluator", "simulator", "sft", "rl"] {
+        ok(&["train", stage, "--run", s, "--quiet"]);
+    }
+    for artifact in [
+        "dataset",
+        "tokenizer",
+        "evaluator",
+        "simulator",
+        "sft",
+        "rl",
+    ] {
+        assert_eq!(
+            recorded(&whole, artifact),
+            recorded(&staged, artifact),
+            "{artifact}"
+        );
+    }
+    // The evaluation through `glorank baselines` writes the table `glorank run` wrote.
+    ok(&["baselines", "--run", s]);
+    let metrics = |run: &Path| std::fs::read(run.join("metrics.json")).unwrap();
+    assert_eq!(metrics(&whole), metrics(&staged));
 }
 
 #[test]
 fn train_eval_and_baselines_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("syn");
-    let run = |args: &[&str]| {
-        let out = glorank().args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "glorank {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
     let d = data.to_str().unwrap();
-    run(&[
-        "prepare",
-        "--dataset",
-        "synthetic",
-        "--users",
-        "120",
-        "--items",
-        "150",
-        "--sessions",
-        "6",
-        "--pool-size",
-        "20",
-        "--history",
-        "8",
-        "--k-core",
-        "5",
-        "--factors",
-        "2",
-        "--out",
-        d,
-        "--quiet",
-    ]);
-    run(&[
-        "tokenize", "--data", d, "--method", "rqkmeans", "--levels", "2", "--codes", "8", "--out",
-        d,
-    ]);
     let config = dir.path().join("c.toml");
-    std::fs::write(
-        &config,
-        "[policy]\nd_model = 16\nlayers = 1\n[evaluator]\nepochs = 1\npool_lists = 1\n\
-         [simulator]\nepochs = 1\npool_lists = 1\n[sft]\nepochs = 2\nbatch_size = 32\n\
-         [rl]\nsteps = 4\neval_every = 2\nbatch_size = 8\ngroup_size = 4\n\
-         [baselines]\nd_model = 16\nepochs = 1\nreinforce_samples = 2\n",
-    )
-    .unwrap();
+    std::fs::write(&config, TINY).unwrap();
+    let c = config.to_str().unwrap();
+    ok(&["prepare", "--config", c, "--out", d, "--quiet"]);
+    ok(&["tokenize", "--run", d, "--quiet"]);
+    // A run directory of its own on the prepared data of another.
     let out = dir.path().join("run");
-    let (o, c) = (out.to_str().unwrap(), config.to_str().unwrap());
+    let o = out.to_str().unwrap();
     for stage in ["evaluator", "simulator", "sft", "rl"] {
-        run(&[
-            "train", stage, "--data", d, "--out", o, "--config", c, "--quiet",
-        ]);
+        ok(&["train", stage, "--run", o, "--data", d, "--quiet"]);
     }
     for f in [
         "config.toml",
@@ -268,23 +297,39 @@ fn train_eval_and_baselines_end_to_end() {
     ] {
         assert!(out.join(f).exists(), "{f} missing");
     }
-    // Resuming a finished run does no more steps and keeps the final log.
-    run(&[
-        "train", "rl", "--data", d, "--out", o, "--config", c, "--quiet", "--resume",
+    // A finished stage is reused: no more steps, the same log.
+    let log = || std::fs::read_to_string(out.join("rl_log.jsonl")).unwrap();
+    let before = log();
+    ok(&["train", "rl", "--run", o]);
+    assert_eq!(log(), before);
+    assert_eq!(before.lines().count(), 3, "{before}");
+    // A changed section rebuilds its stage: the RL stage again, with 2 steps.
+    ok(&[
+        "train",
+        "rl",
+        "--run",
+        o,
+        "--quiet",
+        "--set",
+        "rl.steps=2",
+        "--set",
+        "rl.eval_every=1",
     ]);
-    let log = std::fs::read_to_string(out.join("rl_log.jsonl")).unwrap();
-    assert_eq!(log.lines().count(), 3, "{log}");
-    let table = run(&[
-        "eval",
-        "--data",
-        d,
-        "--model",
-        out.join("policy_rl").to_str().unwrap(),
-        "--simulator",
-        out.join("simulator").to_str().unwrap(),
-    ]);
+    let rebuilt = log();
+    assert_ne!(rebuilt, before);
+    assert!(
+        rebuilt.lines().last().unwrap().contains("\"step\":2"),
+        "{rebuilt}"
+    );
+    let policy_rl = out.join("policy_rl");
+    let p = policy_rl.to_str().unwrap();
+    let table = ok(&["eval", "--run", o, "--policy", p]);
     assert!(
         table.contains("Precision@6") && table.contains("policy_rl"),
+        "{table}"
+    );
+    assert!(
+        table.contains("Average Reward from the run's simulator"),
         "{table}"
     );
     // The reference rules and both MAP definitions stand next to the policy.
@@ -299,35 +344,30 @@ fn train_eval_and_baselines_end_to_end() {
             .unwrap()
             .to_string()
     };
-    let policy_rl = out.join("policy_rl");
-    let simulator = out.join("simulator");
-    let shuffled = run(&[
+    let shuffled = ok(&[
         "eval",
-        "--data",
-        d,
-        "--model",
-        policy_rl.to_str().unwrap(),
-        "--simulator",
-        simulator.to_str().unwrap(),
+        "--run",
+        o,
+        "--policy",
+        p,
         "--shuffle-candidates",
         "3",
     ]);
     assert_eq!(row(&table), row(&shuffled));
     // A prefix penalty decodes other lists of the same policy; a negative one is refused.
-    let eval_with = |penalty: &str| {
-        glorank()
-            .args(["eval", "--data", d, "--model", policy_rl.to_str().unwrap()])
-            .args(["--beam", "2", "--prefix-penalty", penalty])
-            .output()
-            .unwrap()
-    };
-    let penalised = eval_with("1.5");
-    assert!(penalised.status.success());
-    assert!(String::from_utf8_lossy(&penalised.stdout).contains("policy_rl"));
-    let negative = eval_with("-1");
-    assert!(!negative.status.success());
-    assert!(String::from_utf8_lossy(&negative.stderr).contains("prefix penalty"));
-    let table = run(&["baselines", "--data", d, "--out", o, "--config", c]);
+    let penalised = ok(&[
+        "eval",
+        "--run",
+        o,
+        "--set",
+        "eval.beam=2",
+        "--set",
+        "eval.prefix_penalty=1.5",
+    ]);
+    assert!(penalised.contains("policy_rl"), "{penalised}");
+    let stderr = fails(&["eval", "--run", o, "--set", "eval.prefix_penalty=-1"]);
+    assert!(stderr.contains("prefix penalty"), "{stderr}");
+    let table = ok(&["baselines", "--run", o]);
     for row in [
         "MF order",
         "retriever reversed",
@@ -341,18 +381,19 @@ fn train_eval_and_baselines_end_to_end() {
     ] {
         assert!(table.contains(row), "{row} missing from\n{table}");
     }
-    let metrics: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
-    let p = metrics["oracle"]["precision"]["mean"].as_f64().unwrap();
+    let metrics = glorank::evaluation::MetricsFile::read(&out).unwrap();
+    let p = metrics.row("oracle").unwrap().metrics.precision.mean;
     assert!(p > 0.0 && p <= 1.0);
-    // A bad configuration is an error naming the field, not a panic.
-    std::fs::write(&config, "[sft]\nbatch_size = 0\n").unwrap();
-    let bad = glorank()
-        .args(["train", "sft", "--data", d, "--out", o, "--config", c])
-        .output()
-        .unwrap();
-    assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("sft.batch_size"));
+    // A bad value is an error naming the field, not a panic.
+    let stderr = fails(&[
+        "train",
+        "sft",
+        "--run",
+        o,
+        "--set",
+        "sft.optim.batch_size=0",
+    ]);
+    assert!(stderr.contains("sft.optim.batch_size"), "{stderr}");
 }
 
 #[test]
@@ -361,11 +402,11 @@ fn run_rerank_and_bench_on_a_tiny_pipeline() {
     let config = dir.path().join("tiny.toml");
     std::fs::write(
         &config,
-        "run_baselines = false\nrun_las = false\n\
+        "[eval]\nbaselines = false\nlas = false\n\
          [data]\nusers = 100\nitems = 120\nsessions = 6\nk_core = 5\nhistory = 8\npool_size = 20\n\
          [tokenizer]\nlevels = 2\ncodes = 8\n[policy]\nd_model = 16\nlayers = 1\n\
          [evaluator]\nepochs = 1\npool_lists = 1\n[simulator]\nepochs = 1\npool_lists = 1\n\
-         [sft]\nepochs = 1\n[rl]\nsteps = 2\nbatch_size = 4\ngroup_size = 2\n",
+         [sft]\nepochs = 1\n[rl]\nsteps = 2\ngroup_size = 2\n[rl.optim]\nbatch_size = 4\n",
     )
     .unwrap();
     let out = dir.path().join("run");
@@ -419,7 +460,7 @@ fn run_rerank_and_bench_on_a_tiny_pipeline() {
     input.extend_from_slice(format!("{}\n", "x".repeat(5000)).as_bytes());
     input.extend_from_slice(format!("{good}\n").as_bytes());
     let mut child = glorank()
-        .args(["rerank", "--max-line-bytes", "4096", "--model", o])
+        .args(["rerank", "--set", "serve.max_line_bytes=4096", "--model", o])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -444,14 +485,14 @@ fn run_rerank_and_bench_on_a_tiny_pipeline() {
         lines[4]["error"]
             .as_str()
             .unwrap()
-            .contains("max-line-bytes")
+            .contains("serve.max_line_bytes")
     );
     assert_eq!(lines[5]["list"], lines[0]["list"]);
     // A beam wider than the cap, or a negative prefix penalty, is refused before anything
     // is read.
     for (flag, value, message) in [
-        ("--beam", "1000000", "beam width"),
-        ("--prefix-penalty", "-1", "prefix penalty"),
+        ("--set", "serve.decode=beam:1000000", "beam width"),
+        ("--set", "serve.prefix_penalty=-1", "prefix penalty"),
     ] {
         let refused = glorank()
             .args(["rerank", flag, value, "--model", o])
@@ -619,7 +660,7 @@ fn run_rerank_and_bench_on_a_tiny_pipeline() {
 fn serve_answers_over_http_and_stops_on_sigterm() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
-    let run = glorank::fixtures::write_tiny_run(&dir.path().join("run"), 1).unwrap();
+    let run = glorank::testing::write_tiny_run(&dir.path().join("run"), 1).unwrap();
     let ds = glorank::data::PreparedDataset::load(run.root()).unwrap();
     let candidates: Vec<&str> = ds.test[0]
         .candidates
@@ -627,7 +668,7 @@ fn serve_answers_over_http_and_stops_on_sigterm() {
         .map(|&i| ds.item_ids[i as usize].as_str())
         .collect();
     let mut child = glorank()
-        .args(["serve", "--addr", "127.0.0.1:0", "--model"])
+        .args(["serve", "--set", "serve.addr=127.0.0.1:0", "--model"])
         .arg(run.root())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -716,10 +757,10 @@ fn serve_answers_over_http_and_stops_on_sigterm() {
     assert_eq!(answer["list"], serde_json::json!(want), "{answer}");
     // A bad limit is refused before the model loads, naming the option.
     let bad = glorank()
-        .args(["serve", "--max-beam", "999", "--model"])
+        .args(["serve", "--set", "serve.max_beam=999", "--model"])
         .arg(run.root())
         .output()
         .unwrap();
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("max_beam"));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("serve.max_beam"));
 }

@@ -292,7 +292,7 @@ impl DataConfig {
                 format!("must be positive, got {}", self.behaviour_temperature),
             ));
         }
-        crate::protocol::check_held_out_share(self.held_out_share, "data.held_out_share")?;
+        crate::cut::check_held_out_share(self.held_out_share, "data.held_out_share")?;
         if self.dataset == DatasetKind::Synthetic && generated > MAX_INTERACTIONS {
             return Err(DataError::config(
                 "data.users",

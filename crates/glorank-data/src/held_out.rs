@@ -11,8 +11,8 @@
 //!
 //! [`ProtocolConfig::held_out_share`]: crate::ProtocolConfig::held_out_share
 
+use crate::cut::slate_starts;
 use crate::prepared::UserSequence;
-use crate::protocol::slate_starts;
 use crate::raw::ItemFeatures;
 use crate::retriever::{MfModel, cholesky_solve};
 use crate::rng::rng_for;

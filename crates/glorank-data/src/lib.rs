@@ -37,9 +37,11 @@
 //! ```
 
 mod config;
+mod cut;
 mod error;
 mod exposures;
 mod held_out;
+mod labels;
 mod prepared;
 mod progress;
 mod protocol;
@@ -51,17 +53,17 @@ mod synthetic;
 mod vectors;
 
 pub use config::{DataConfig, DatasetKind, VectorKind};
+pub use cut::{ProtocolConfig, USER_ID_FIELD};
 pub use error::{DataError, Result};
 pub use exposures::Exposures;
 pub use held_out::{HELD_OUT_RIDGE, HELD_OUT_TITLE_BUCKETS};
+pub use labels::{LabelThresholds, Labels};
 pub use prepared::{
     DATASET_FILE, FORMAT_VERSION, History, PrepareStats, PreparedDataset, RerankSample,
     SUMMARY_FILE, Split, UserSequence, write_atomic,
 };
 pub use progress::{NoProgress, Progress};
-pub use protocol::{
-    LabelThresholds, Labels, ProtocolConfig, USER_ID_FIELD, dedupe_pairs, k_core, prepare,
-};
+pub use protocol::{dedupe_pairs, k_core, prepare};
 pub use raw::{CategoricalField, Interaction, ItemFeatures, RawDataset, UserFeatures};
 pub use readers::limits::{BoundedLine, LineLimit, MAX_LINE_BYTES, read_line_bounded};
 pub use readers::movielens::{read_ml1m, read_ml100k};
@@ -109,7 +111,7 @@ impl DatasetSource {
     /// Reads and prepares the dataset; the synthetic world's configuration is recorded in
     /// the result so its true click model can be rebuilt, and with
     /// [`SyntheticConfig::pool_feedback`] every candidate gets the world's feedback
-    /// ([`SyntheticWorld::label_pools`]).
+    /// ([`PreparedDataset::label_pools`]).
     ///
     /// # Errors
     /// As [`DatasetSource::read`] and [`prepare`].
@@ -134,7 +136,7 @@ impl DatasetSource {
         ds.stats.seconds.insert(0, ("read".into(), read_secs));
         if let Some(w) = world {
             if w.config().pool_feedback {
-                w.label_pools(&mut ds)?;
+                ds.label_pools(&w)?;
             }
             ds.synthetic = Some(w.config().clone());
         }

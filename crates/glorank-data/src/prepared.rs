@@ -1,10 +1,11 @@
 //! The prepared dataset: requests (samples) by split, with everything later stages need, and
 //! its versioned binary file format.
 
-use crate::protocol::{Labels, ProtocolConfig};
+use crate::cut::ProtocolConfig;
+use crate::labels::Labels;
 use crate::raw::{ItemFeatures, UserFeatures};
 use crate::retriever::MfModel;
-use crate::synthetic::SyntheticConfig;
+use crate::synthetic::{SyntheticConfig, SyntheticWorld};
 use crate::{DataError, Result};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -229,6 +230,41 @@ pub struct PreparedDataset {
 }
 
 impl PreparedDataset {
+    /// Replaces the labels of every request (of a dataset prepared from `world`'s log) by
+    /// [`SyntheticWorld::pool_ratings`] under the dataset's label thresholds.
+    ///
+    /// # Errors
+    /// [`DataError::InvalidConfig`] when a user or item id of `ds` is not this world's.
+    pub fn label_pools(&mut self, world: &SyntheticWorld) -> Result<()> {
+        let ds = self;
+        let thresholds = ds.config.thresholds;
+        let (user_ids, item_ids) = (&ds.user_ids, &ds.item_ids);
+        let not_ours = |id: &str| {
+            DataError::config(
+                "synthetic.pool_feedback",
+                format!("id `{id}` is not the synthetic world's"),
+            )
+        };
+        for sample in ds.train.iter_mut().chain(&mut ds.valid).chain(&mut ds.test) {
+            let uid = &user_ids[sample.user as usize];
+            let user = SyntheticWorld::user_index(uid).ok_or_else(|| not_ours(uid))?;
+            let items = sample
+                .candidates
+                .iter()
+                .map(|&c| {
+                    let id = &item_ids[c as usize];
+                    SyntheticWorld::item_index(id).ok_or_else(|| not_ours(id))
+                })
+                .collect::<Result<Vec<usize>>>()?;
+            let ratings = world.pool_ratings(user, &items, u64::from(sample.slate_start));
+            sample.labels = ratings
+                .iter()
+                .map(|&r| Labels::from_rating(r, &thresholds, false))
+                .collect();
+        }
+        Ok(())
+    }
+
     /// Number of users.
     pub fn num_users(&self) -> usize {
         self.user_ids.len()

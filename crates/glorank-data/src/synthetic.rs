@@ -25,7 +25,7 @@
 //! * Pool feedback ([`SyntheticConfig::pool_feedback`], off by default, on in the demo
 //!   presets): every candidate of a prepared request, logged or retrieved, is relabelled with
 //!   one draw of its behaviours as if shown alone in the first slot
-//!   ([`SyntheticWorld::label_pools`]), so that the labels measure what the click model
+//!   ([`PreparedDataset::label_pools`](crate::PreparedDataset::label_pools)), so that the labels measure what the click model
 //!   rewards instead of what the behaviour policy happened to show.
 //!
 //! [`SyntheticWorld::click_probabilities`] exposes the true click model, so later stages can
@@ -459,40 +459,6 @@ impl SyntheticWorld {
                 draw_rating(&mut rng, sigmoid(s), s)
             })
             .collect()
-    }
-
-    /// Replaces the labels of every request of `ds` (prepared from this world's log) by
-    /// [`SyntheticWorld::pool_ratings`] under `ds`'s label thresholds.
-    ///
-    /// # Errors
-    /// [`DataError::InvalidConfig`] when a user or item id of `ds` is not this world's.
-    pub fn label_pools(&self, ds: &mut crate::PreparedDataset) -> Result<()> {
-        let thresholds = ds.config.thresholds;
-        let (user_ids, item_ids) = (&ds.user_ids, &ds.item_ids);
-        let not_ours = |id: &str| {
-            DataError::config(
-                "synthetic.pool_feedback",
-                format!("id `{id}` is not the synthetic world's"),
-            )
-        };
-        for sample in ds.train.iter_mut().chain(&mut ds.valid).chain(&mut ds.test) {
-            let uid = &user_ids[sample.user as usize];
-            let user = Self::user_index(uid).ok_or_else(|| not_ours(uid))?;
-            let items = sample
-                .candidates
-                .iter()
-                .map(|&c| {
-                    let id = &item_ids[c as usize];
-                    Self::item_index(id).ok_or_else(|| not_ours(id))
-                })
-                .collect::<Result<Vec<usize>>>()?;
-            let ratings = self.pool_ratings(user, &items, u64::from(sample.slate_start));
-            sample.labels = ratings
-                .iter()
-                .map(|&r| crate::Labels::from_rating(r, &thresholds, false))
-                .collect();
-        }
-        Ok(())
     }
 
     /// The world item index of an item id produced by [`SyntheticWorld::log`] (`"i17"` -> 17).

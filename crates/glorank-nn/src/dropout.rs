@@ -132,6 +132,16 @@ pub fn dropout<const D: usize>(layer: &Dropout, x: Tensor<D>) -> Tensor<D> {
     x * mask
 }
 
+/// Runs `f` (for example one training step with dropout) with the device RNG and this
+/// thread's dropout stream ([`with_dropout_seed`]) seeded by `seed`, and no
+/// other [`crate::init_seeded`] or `with_seeded_device` running in this process, so its random
+/// draws depend on `seed` alone.
+pub fn with_seeded_device<T>(device: &Device, seed: u64, f: impl FnOnce() -> T) -> T {
+    let _guard = crate::init::lock_device_rng();
+    device.seed(seed);
+    with_dropout_seed(seed, f)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,16 +17,6 @@ pub(crate) fn lock_device_rng() -> MutexGuard<'static, ()> {
     INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Runs `f` (for example one training step with dropout) with the device RNG and this
-/// thread's dropout stream ([`crate::dropout::with_dropout_seed`]) seeded by `seed`, and no
-/// other [`init_seeded`] or `with_seeded_device` running in this process, so its random
-/// draws depend on `seed` alone.
-pub fn with_seeded_device<T>(device: &Device, seed: u64, f: impl FnOnce() -> T) -> T {
-    let _guard = lock_device_rng();
-    device.seed(seed);
-    crate::dropout::with_dropout_seed(seed, f)
-}
-
 /// Builds a module with burn's initialisers seeded by `seed`, reproducibly.
 ///
 /// burn draws initial weights from a device RNG that some backends keep process-wide, and

@@ -112,7 +112,11 @@ mod tests {
         assert_eq!(d.candidate_side_width(), 0);
         assert_eq!(d.with_exposures(true).candidate_side_width(), 1);
         for bad in [-1.0, f32::NAN, 1e6] {
-            let e = d.with_user_lr_scale(bad).validate().unwrap_err().to_string();
+            let e = d
+                .with_user_lr_scale(bad)
+                .validate()
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("inputs.user_lr_scale"), "{e}");
         }
         assert!(d.with_user_lr_scale(10.0).validate().is_ok());

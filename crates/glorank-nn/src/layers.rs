@@ -17,7 +17,7 @@ pub const MASKED: f32 = -1e9;
 /// [`MASKED`] on padded keys, 0 elsewhere, as [`Encoder::forward`] and the decoder's
 /// cross-attention read it.
 pub fn key_padding_bias(pad: &[bool], b: usize, s: usize, device: &Device) -> Tensor<4> {
-    let bias = crate::host::key_bias(pad);
+    let bias = key_bias(pad);
     Tensor::<4>::from_data(burn::tensor::TensorData::new(bias, [b, 1, 1, s]), device)
 }
 
@@ -314,6 +314,11 @@ impl Encoder {
             .iter()
             .fold(x, |x, layer| layer.forward(x, key_bias.clone()))
     }
+}
+
+/// The additive key mask `[b, s]` of `pad` (`true` on padding): [`MASKED`] or 0.
+pub fn key_bias(pad: &[bool]) -> Vec<f32> {
+    pad.iter().map(|&p| if p { MASKED } else { 0.0 }).collect()
 }
 
 #[cfg(test)]

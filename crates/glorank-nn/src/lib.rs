@@ -46,7 +46,8 @@ mod retriever;
 
 pub use context::{Context, ContextEmbedder, HistoryItem, item_bucket, segment};
 pub use device::{Backend, is_host_device};
-pub use init::{init_seeded, with_seeded_device};
+pub use dropout::with_seeded_device;
+pub use init::init_seeded;
 pub use inputs::ModelInputs;
 pub use layers::MASKED;
 pub use retriever::{RetrieverInput, exposure_feature};

@@ -326,7 +326,11 @@ impl PolicyArch {
             ("d_model", self.d_model, MAX_D_MODEL),
             ("heads", self.heads, MAX_HEADS),
             ("layers", self.layers, MAX_LAYERS),
-            ("d_model (feed-forward width 4 d_model)", self.d_ff(), MAX_D_FF),
+            (
+                "d_model (feed-forward width 4 d_model)",
+                self.d_ff(),
+                MAX_D_FF,
+            ),
             (
                 "item_buckets x d_model",
                 self.item_buckets.saturating_mul(self.d_model),

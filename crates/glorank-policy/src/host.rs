@@ -326,7 +326,8 @@ impl HostScorer<'_> {
 mod tests {
     use super::*;
     use crate::{
-        ActionSpace, HistoryItem, OutputHead, PolicyArch, PolicyConfig, PolicyScorer, RetrieverInput,
+        ActionSpace, HistoryItem, OutputHead, PolicyArch, PolicyConfig, PolicyScorer,
+        RetrieverInput,
     };
     use glorank_trie::{CandidateTrie, DecodeStrategy};
 

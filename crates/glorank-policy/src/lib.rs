@@ -51,6 +51,7 @@
 //! ```
 
 mod config;
+mod decode;
 mod host;
 mod model;
 mod scorer;
@@ -59,13 +60,11 @@ pub use config::{
     ActionSpace, ItemContent, MAX_ITEM_BUCKETS, MAX_USER_LR_SCALE, OutputHead, PolicyArch,
     PolicyConfig,
 };
+pub use decode::{decode, decode_with_host, first_item_logprobs};
 pub use glorank_nn::{HistoryItem, ModelInputs, RetrieverInput};
 pub use host::{HostPolicy, HostScorer};
 pub use model::{EncodedBatch, Policy, Request};
-pub use scorer::{
-    HOST_DECODE_BLOCK, MIN_DECODE_SHARD, PolicyScorer, decode, decode_on_device, decode_with_host,
-    first_item_logprobs,
-};
+pub use scorer::{HOST_DECODE_BLOCK, MIN_DECODE_SHARD, PolicyScorer, decode_on_device};
 
 use burn::tensor::Device;
 use glorank_nn::persist;

@@ -10,7 +10,6 @@
 //! recomputing the whole prefix (`t` positions through every layer) per step: cheaper at
 //! every step, and it keeps greedy, sampling and beam on the same code path.
 
-use crate::HostPolicy;
 use crate::model::{EncodedBatch, Policy, Request, in_order, index};
 use crate::{PolicyError, Result};
 use burn::tensor::{Device, Tensor};
@@ -129,10 +128,10 @@ impl StepScorer for PolicyScorer<'_> {
     }
 }
 
-/// Fewest requests a decoding thread gets from [`decode`].
+/// Fewest requests a decoding thread gets from [`decode`](crate::decode).
 pub const MIN_DECODE_SHARD: usize = 16;
 
-/// Most requests the host path ([`HostPolicy`]) decodes together on one thread: a thread
+/// Most requests the host path ([`HostPolicy`](crate::HostPolicy)) decodes together on one thread: a thread
 /// decodes its share of a batch in blocks of this many requests. The decoder's
 /// cross-attention reads every request's encoder keys and values at every step (about
 /// 200 KB per request at the default dimensions); in blocks of 16 they stay in cache between
@@ -141,51 +140,7 @@ pub const MIN_DECODE_SHARD: usize = 16;
 /// blocks of 64, 883-926 of 32, 927-966 of 16, 887-950 of 8-12.
 pub const HOST_DECODE_BLOCK: usize = 16;
 
-/// Decodes one list per request (or `width` per request with beam search) with the policy,
-/// constrained by each request's trie. Item indices in the result are candidate positions.
-///
-/// On a CPU device (`flex`, `ndarray`) the policy's weights are copied to a [`HostPolicy`]
-/// and decoded there, which is several times faster than burn's operations; a caller that
-/// decodes often with the same weights should keep one [`HostPolicy`] instead (the copy costs
-/// a few milliseconds). On other devices, and always with [`decode_on_device`], every step
-/// runs as burn operations on `device`.
-///
-/// Batches of at least `2 x` [`MIN_DECODE_SHARD`] requests are split into contiguous shards
-/// decoded at once on the machine's threads ([`Decoder::decode_sharded`]); each request's
-/// lists are what decoding the whole batch together gives, up to floating-point rounding
-/// (which a batch's padding already affects), and sampled draws do not change.
-///
-/// # Errors
-/// Input, trie and decoding errors.
-pub fn decode(
-    policy: &Policy,
-    requests: &[Request],
-    decoder: &mut Decoder,
-    device: &Device,
-) -> Result<Vec<Vec<DecodedList>>> {
-    let host = HostPolicy::for_device(policy, device);
-    decode_with_host(host.as_ref(), policy, requests, decoder, device)
-}
-
-/// [`decode`] with the caller's [`HostPolicy`] of `policy` when it keeps one (built once for
-/// many calls), else [`decode_on_device`].
-///
-/// # Errors
-/// Input, trie and decoding errors.
-pub fn decode_with_host(
-    host: Option<&HostPolicy>,
-    policy: &Policy,
-    requests: &[Request],
-    decoder: &mut Decoder,
-    device: &Device,
-) -> Result<Vec<Vec<DecodedList>>> {
-    match host {
-        Some(host) => host.decode(requests, decoder),
-        None => decode_on_device(policy, requests, decoder, device),
-    }
-}
-
-/// [`decode`] with every step run as burn operations on `device` (the GPU path, and the
+/// [`decode`](crate::decode) with every step run as burn operations on `device` (the GPU path, and the
 /// reference the host path is tested against).
 ///
 /// # Errors
@@ -201,7 +156,7 @@ pub fn decode_on_device(
     })
 }
 
-/// Decodes `requests` in shards (see [`decode`]), each thread in blocks of at most
+/// Decodes `requests` in shards (see [`decode`](crate::decode)), each thread in blocks of at most
 /// `block_rows` requests, with the scorers `make_scorer` builds for a block; its flag says
 /// whether one thread decodes the whole batch (no other block runs at the same time, so the
 /// scorer may use every core).
@@ -238,30 +193,10 @@ where
         })
 }
 
-/// Requests scored together by [`first_item_logprobs`] (each brings one row per candidate).
-const FIRST_ITEM_CHUNK: usize = 32;
+/// Requests scored together by [`first_item_logprobs`](crate::first_item_logprobs) (each brings one row per candidate).
+pub(crate) const FIRST_ITEM_CHUNK: usize = 32;
 
-/// The log-probability of each candidate being generated as the first item of the list,
-/// per request in candidate order: how the policy scores candidates one by one (for an AUC
-/// among candidates, say). See [`glorank_trie::first_item_logprobs`]. On a CPU device it
-/// runs on a [`HostPolicy`], as [`decode`] does.
-///
-/// # Errors
-/// Input, trie and scoring errors.
-pub fn first_item_logprobs(
-    policy: &Policy,
-    requests: &[Request],
-    device: &Device,
-) -> Result<Vec<Vec<f32>>> {
-    if let Some(host) = HostPolicy::for_device(policy, device) {
-        return host.first_item_logprobs(requests);
-    }
-    first_item_chunks(policy, requests, |chunk| {
-        PolicyScorer::new(policy, chunk, device)
-    })
-}
-
-/// [`first_item_logprobs`] over chunks of [`FIRST_ITEM_CHUNK`] requests, each scored by the
+/// [`first_item_logprobs`](crate::first_item_logprobs) over chunks of [`FIRST_ITEM_CHUNK`] requests, each scored by the
 /// scorer `make_scorer` builds for it.
 pub(crate) fn first_item_chunks<S: StepScorer>(
     policy: &Policy,

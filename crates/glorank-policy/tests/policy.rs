@@ -5,8 +5,8 @@ use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::Device;
 use glorank_policy::{
-    ActionSpace, HistoryItem, ItemContent, ModelInputs, OutputHead, Policy, PolicyArch, PolicyConfig,
-    Request, decode,
+    ActionSpace, HistoryItem, ItemContent, ModelInputs, OutputHead, Policy, PolicyArch,
+    PolicyConfig, Request, decode,
 };
 use glorank_trie::{CandidateTrie, DecodeStrategy, Decoder};
 use rand::rngs::ChaCha8Rng;
@@ -253,7 +253,7 @@ fn save_load_and_seeding() {
     assert_ne!(log_prob(&other, &reqs, &lists, &dev), before);
     // A config that does not match the weights is a clear error.
     let mut wrong = cfg.clone();
-    wrong.d_model = 64;
+    wrong.arch.d_model = 64;
     std::fs::write(
         dir.path().join("policy.json"),
         serde_json::to_vec(&wrong).unwrap(),
@@ -283,8 +283,15 @@ fn bad_requests_are_errors() {
     assert!(policy.trie(&r).is_err());
     let r = request(&mut rng, 13, 1);
     assert!(policy.encode_inputs(&[r], &dev).is_err());
-    assert!(Policy::new(&config(ActionSpace::Global).arch_with(|a| a.with_size(30, 4, 1)), &dev).is_err());
-    let huge = config(ActionSpace::Global).arch_with(|a| a.with_item_buckets(glorank_policy::MAX_ITEM_BUCKETS + 1));
+    assert!(
+        Policy::new(
+            &config(ActionSpace::Global).arch_with(|a| a.with_size(30, 4, 1)),
+            &dev
+        )
+        .is_err()
+    );
+    let huge = config(ActionSpace::Global)
+        .arch_with(|a| a.with_item_buckets(glorank_policy::MAX_ITEM_BUCKETS + 1));
     let err = Policy::new(&huge, &dev).unwrap_err().to_string();
     assert!(err.contains("item_buckets"), "{err}");
 }
@@ -345,7 +352,10 @@ fn output_heads_parse_save_and_refuse_the_local_index_space() {
     });
     let old = PolicyConfig::from_saved(flat.clone()).unwrap();
     assert_eq!(old.arch.output_head, OutputHead::Global);
-    assert_eq!((old.arch.d_model, old.arch.layers, old.arch.seed), (32, 2, 11));
+    assert_eq!(
+        (old.arch.d_model, old.arch.layers, old.arch.seed),
+        (32, 2, 11)
+    );
     assert!(old.inputs.retriever_score && old.content.is_none());
     let mut uneven = flat;
     uneven["decoder_layers"] = 1.into();
@@ -360,7 +370,8 @@ fn output_heads_parse_save_and_refuse_the_local_index_space() {
     assert!(err.contains("output_head"), "{err}");
     // Saving and loading keeps the head and the weights.
     let dev = Device::flex();
-    let cfg = config(ActionSpace::Global).arch_with(|a| a.with_output_head(OutputHead::CandidateAware));
+    let cfg =
+        config(ActionSpace::Global).arch_with(|a| a.with_output_head(OutputHead::CandidateAware));
     let policy = Policy::new(&cfg, &dev).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(15);
     let reqs = vec![request(&mut rng, 8, 3)];
@@ -404,7 +415,7 @@ fn the_pointer_head_is_an_item_softmax_whatever_the_tokens() {
     let uniform = |n: usize| (n as f32).recip().ln();
     for head in OutputHead::ALL {
         let mut cfg = config(ActionSpace::Global).arch_with(|a| a.with_output_head(head));
-        cfg.tie_heads = false;
+        cfg.arch.tie_heads = false;
         let policy = Policy::new(&cfg, &dev).unwrap().map(&mut Zero);
         let first =
             glorank_policy::first_item_logprobs(&policy, std::slice::from_ref(&req), &dev).unwrap();
@@ -513,9 +524,16 @@ fn the_chosen_item_input_changes_only_later_slots() {
     let dev = Device::flex();
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let reqs: Vec<Request> = (0..3).map(|k| request(&mut rng, 8 + k, k)).collect();
-    let plain_cfg = config(ActionSpace::Global).arch_with(|a| a.with_output_head(OutputHead::CandidateAware));
+    let plain_cfg =
+        config(ActionSpace::Global).arch_with(|a| a.with_output_head(OutputHead::CandidateAware));
     let plain = Policy::new(&plain_cfg, &dev).unwrap();
-    let chosen = Policy::new(&plain_cfg.clone().arch_with(|a| a.with_chosen_item_input(true)), &dev).unwrap();
+    let chosen = Policy::new(
+        &plain_cfg
+            .clone()
+            .arch_with(|a| a.with_chosen_item_input(true)),
+        &dev,
+    )
+    .unwrap();
     assert_eq!(plain.parameter_count(), chosen.parameter_count());
     let lists: Vec<Vec<usize>> = reqs
         .iter()
@@ -583,7 +601,8 @@ fn item_content_is_looked_up_by_semantic_id() {
     let mut rng = ChaCha8Rng::seed_from_u64(9);
     let reqs: Vec<Request> = (0..3).map(|k| request(&mut rng, 7 + k, k)).collect();
     let content = content_of(&reqs, &mut rng);
-    let mut cfg = config(ActionSpace::Global).arch_with(|a| a.with_output_head(OutputHead::CandidateAware));
+    let mut cfg =
+        config(ActionSpace::Global).arch_with(|a| a.with_output_head(OutputHead::CandidateAware));
     cfg = cfg.with_content(content.clone());
     let policy = Policy::new(&cfg, &dev).unwrap();
     let scores = |p: &Policy| glorank_policy::first_item_logprobs(p, &reqs, &dev).unwrap();
@@ -660,7 +679,7 @@ fn first_slot_scores_give_the_first_token_distribution() {
         config(ActionSpace::LocalIndex),
     ] {
         let head = (cfg.arch.action_space, cfg.arch.output_head);
-        let local = cfg.action_space == ActionSpace::LocalIndex;
+        let local = cfg.arch.action_space == ActionSpace::LocalIndex;
         let policy = Policy::new(&cfg, &dev).unwrap();
         let reqs: Vec<Request> = (0..4).map(|k| request(&mut rng, 5 + 2 * k, k)).collect();
         let lists: Vec<Vec<usize>> = reqs
@@ -772,9 +791,13 @@ fn a_scaled_user_table_starts_silent_and_is_saved_with_its_scale() {
     assert_eq!(for_user(&loaded, &a), pa);
     assert_eq!(for_user(&loaded, &b), pb);
     for bad in [-1.0, f32::NAN, 1e6] {
-        let err = Policy::new(&config(ActionSpace::Global).with_inputs(ModelInputs::default().with_user_lr_scale(bad)), &dev)
-            .unwrap_err()
-            .to_string();
+        let err = Policy::new(
+            &config(ActionSpace::Global)
+                .with_inputs(ModelInputs::default().with_user_lr_scale(bad)),
+            &dev,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("user_lr_scale"), "{bad}: {err}");
     }
 }

@@ -22,7 +22,10 @@ use glorank::components::{
     Summary, load_tokenizer,
 };
 use glorank::evaluation::MetricsFile;
-use glorank::{Config, DecodeStrategy, Hooks, NoObserver, NoProgress, Pipeline, RerankRequest, Reranker, RunDir};
+use glorank::{
+    Config, DecodeStrategy, Hooks, NoObserver, NoProgress, Pipeline, RerankRequest, Reranker,
+    RunDir,
+};
 use numpy::{PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};

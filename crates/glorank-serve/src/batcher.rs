@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// One answer: the list of item ids, or the reason the request was refused.
-pub type Answer = crate::Result<Vec<String>>;
+pub type Answer = crate::error::Result<Vec<String>>;
 
 /// Requests of one HTTP call, decoded with one strategy.
 pub struct Job {
@@ -139,7 +139,7 @@ fn run_batch(reranker: &Reranker, metrics: &Metrics, jobs: Vec<Job>) {
         let mut results = reranker
             .rerank_batch_with(&requests, strategy)
             .into_iter()
-            .map(|r| r.map_err(crate::ServeError::from));
+            .map(|r| r.map_err(crate::error::ServeError::from));
         for &k in &members {
             answers[k] = Some(results.by_ref().take(jobs[k].requests.len()).collect());
         }

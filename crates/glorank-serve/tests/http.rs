@@ -3,6 +3,15 @@
 
 use glorank::{RerankRequest, Reranker};
 use glorank_serve::{ServeConfig, Server};
+
+/// The `[serve]` section with these `serve.KEY=VALUE` changes.
+fn serve(changes: &[&str]) -> ServeConfig {
+    let keys: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
+    glorank::Config::default()
+        .with_overrides(&keys)
+        .unwrap()
+        .serve
+}
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -14,7 +23,7 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let run = glorank::fixtures::write_tiny_run(dir.path(), 3).unwrap();
+    let run = glorank::testing::write_tiny_run(dir.path(), 3).unwrap();
     let ds = glorank::data::PreparedDataset::load(run.root()).unwrap();
     let requests = ds
         .test
@@ -63,13 +72,12 @@ fn in_process(reranker: &Reranker, request: &Value) -> Value {
 fn serves_good_bad_and_batched_requests_like_the_library() {
     let f = fixture();
     let reranker = Reranker::load(&f.run).unwrap();
-    let config = ServeConfig {
-        addr: "127.0.0.1:0".into(),
-        max_body_bytes: 64 << 10,
-        max_requests_per_call: 16,
-        max_beam: 4,
-        ..ServeConfig::default()
-    };
+    let config = serve(&[
+        "serve.addr=127.0.0.1:0",
+        "serve.max_body_bytes=65536",
+        "serve.max_requests_per_call=16",
+        "serve.max_beam=4",
+    ]);
     let server = Server::start(Reranker::load(&f.run).unwrap(), &config).unwrap();
     let base = format!("http://{}", server.local_addr());
     let url = format!("{base}/rerank");
@@ -205,12 +213,11 @@ fn concurrent_clients_are_batched_and_each_gets_its_own_answer() {
         .map(|r| in_process(&reranker, r))
         .collect();
     // A long batching window so that concurrent calls meet in one batch.
-    let config = ServeConfig {
-        addr: "127.0.0.1:0".into(),
-        max_batch: 64,
-        max_wait_ms: 50,
-        ..ServeConfig::default()
-    };
+    let config = serve(&[
+        "serve.addr=127.0.0.1:0",
+        "serve.max_batch=64",
+        "serve.max_wait_ms=50",
+    ]);
     let server = Server::start(reranker, &config).unwrap();
     let url = format!("http://{}/rerank", server.local_addr());
     std::thread::scope(|s| {
@@ -242,11 +249,7 @@ fn shutdown_finishes_the_requests_in_flight() {
     let reranker = Reranker::load(&f.run).unwrap();
     let expected = in_process(&reranker, &f.requests[0]);
     // The request waits 300 ms in the batcher; the shutdown comes while it waits.
-    let config = ServeConfig {
-        addr: "127.0.0.1:0".into(),
-        max_wait_ms: 300,
-        ..ServeConfig::default()
-    };
+    let config = serve(&["serve.addr=127.0.0.1:0", "serve.max_wait_ms=300"]);
     let server = Server::start(reranker, &config).unwrap();
     let addr = server.local_addr();
     let url = format!("http://{addr}/rerank");
@@ -266,10 +269,7 @@ fn a_taken_address_is_an_error_naming_it() {
     let f = fixture();
     let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = holder.local_addr().unwrap().to_string();
-    let config = ServeConfig {
-        addr: addr.clone(),
-        ..ServeConfig::default()
-    };
+    let config = serve(&[&format!("serve.addr={addr}")]);
     let e = Server::start(Reranker::load(&f.run).unwrap(), &config).unwrap_err();
     assert!(e.to_string().contains(&addr), "{e}");
 }

@@ -98,8 +98,16 @@ impl BaselineConfig {
             ("baselines.d_model", self.d_model, MAX_D_MODEL),
             ("baselines.layers", self.layers, MAX_LAYERS),
             ("baselines.epochs", self.epochs, MAX_EPOCHS),
-            ("baselines.reinforce_epochs", self.reinforce_epochs, MAX_EPOCHS),
-            ("baselines.reinforce_samples", self.reinforce_samples, MAX_GROUP),
+            (
+                "baselines.reinforce_epochs",
+                self.reinforce_epochs,
+                MAX_EPOCHS,
+            ),
+            (
+                "baselines.reinforce_samples",
+                self.reinforce_samples,
+                MAX_GROUP,
+            ),
         ] {
             check_max(field, value, max)?;
         }
@@ -162,9 +170,11 @@ impl<'a> BaselineData<'a> {
         let rows: Vec<BatchRow<'_>> = samples
             .iter()
             .map(|s| {
-                let retriever = inputs
-                    .retriever_score
-                    .then(|| inputs.retriever_input.features(&self.ds.retriever_scores(s)));
+                let retriever = inputs.retriever_score.then(|| {
+                    inputs
+                        .retriever_input
+                        .features(&self.ds.retriever_scores(s))
+                });
                 let exposures = self.exposures.as_ref().map(|e| e.counts(s));
                 let w = inputs.retriever_input.width();
                 let mut side = Vec::with_capacity(s.candidates.len() * self.features.side_width());

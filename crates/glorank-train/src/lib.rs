@@ -52,20 +52,14 @@ mod sft;
 mod skeleton;
 
 pub use advantage::{GroupAdvantages, group_advantages};
-pub use checkpoint::StageOutput;
 pub use baselines::{BaselineConfig, BaselineData, EpochLog, Trained, fit, seen_in_training};
+pub use checkpoint::StageOutput;
 pub use config::{Demonstrations, RewardSource};
 pub use eval::{
     EvaluatorReward, LabelReward, ListReward, average_reward, greedy_lists, list_metrics,
     policy_lists,
 };
 pub use optim::OptimConfig;
-pub use skeleton::{
-    JsonlLog, MIN_SHARD_ROWS, NoObserver, OPTIMIZER_FILE, RunStatus, STATE_FILE, StepOutcome,
-    TrainObserver, TrainingLoop, apply_gradients, clip_global_norm, drive, latest,
-    load_optimizer, optimizer_step, save_optimizer, shard_ranges, sharded_gradients,
-    sharded_step, sum_gradients, write_dir_atomic,
-};
 pub use requests::RequestBuilder;
 pub use reward::{
     RewardCheckpoint, RewardData, RewardEpoch, RewardTrainConfig, click_auc, reward_examples,
@@ -76,6 +70,12 @@ pub use schedule::{LrDecay, LrSchedule};
 pub use sft::{
     SftConfig, SftData, SftOutcome, beam_metrics, best_of_k_demonstrations, greedy_metrics,
     sft_step, train_sft,
+};
+pub use skeleton::{
+    JsonlLog, MIN_SHARD_ROWS, NoObserver, OPTIMIZER_FILE, RunStatus, STATE_FILE, StepOutcome,
+    TrainObserver, TrainingLoop, apply_gradients, clip_global_norm, drive, latest, load_optimizer,
+    optimizer_step, save_optimizer, shard_ranges, sharded_gradients, sharded_step, sum_gradients,
+    write_dir_atomic,
 };
 
 use std::path::PathBuf;

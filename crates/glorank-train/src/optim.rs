@@ -150,9 +150,15 @@ mod tests {
                 Box::new(|o: &mut OptimConfig| o.batch_size = 0) as Box<dyn Fn(&mut OptimConfig)>,
                 "rl.optim.batch_size",
             ),
-            (Box::new(|o| o.learning_rate = f64::NAN), "rl.optim.learning_rate"),
+            (
+                Box::new(|o| o.learning_rate = f64::NAN),
+                "rl.optim.learning_rate",
+            ),
             (Box::new(|o| o.shards = 100_000), "rl.optim.shards"),
-            (Box::new(|o| o.grad_clip_norm = -1.0), "rl.optim.grad_clip_norm"),
+            (
+                Box::new(|o| o.grad_clip_norm = -1.0),
+                "rl.optim.grad_clip_norm",
+            ),
             (
                 Box::new(|o| o.schedule.final_factor = 2.0),
                 "rl.optim.schedule.final_factor",
@@ -164,6 +170,9 @@ mod tests {
             assert!(e.contains(field), "{e}");
         }
         assert_eq!(OptimConfig::default().clip(), None);
-        assert_eq!(OptimConfig::default().with_grad_clip_norm(1.0).clip(), Some(1.0));
+        assert_eq!(
+            OptimConfig::default().with_grad_clip_norm(1.0).clip(),
+            Some(1.0)
+        );
     }
 }

@@ -2,12 +2,12 @@
 //! optimizer and where it writes, with starting, resuming and checkpointing it.
 
 use crate::checkpoint::{StageOutput, load_json, save_json};
-use crate::{Result, TrainError};
-use burn::optim::{AdamWConfig, ModuleOptimizer};
-use burn::tensor::Device;
 use crate::skeleton::{
     JsonlLog, STATE_FILE, latest, load_optimizer, save_optimizer, write_dir_atomic,
 };
+use crate::{Result, TrainError};
+use burn::optim::{AdamWConfig, ModuleOptimizer};
+use burn::tensor::Device;
 use glorank_policy::{Policy, PolicyConfig};
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -3,18 +3,18 @@
 
 use crate::checkpoint::{load_json, save_json};
 use crate::config::{check, check_max};
+use crate::optim::OptimConfig;
 use crate::requests::RequestBuilder;
+use crate::skeleton::{
+    NoObserver, RunStatus, STATE_FILE, TrainObserver, TrainingLoop, drive, latest, load_optimizer,
+    save_optimizer, sharded_step, write_dir_atomic,
+};
 use crate::{Result, TrainError};
 use burn::module::Module;
 use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::tensor::Device;
 use glorank_data::RerankSample;
 use glorank_metrics::auc;
-use crate::optim::OptimConfig;
-use crate::skeleton::{
-    NoObserver, RunStatus, STATE_FILE, TrainObserver, TrainingLoop, drive, latest, load_optimizer,
-    save_optimizer, sharded_step, write_dir_atomic,
-};
 use glorank_reward::{RewardConfig, RewardExample, UserResponseModel};
 use rand::SeedableRng;
 use rand::rngs::ChaCha8Rng;
@@ -409,7 +409,9 @@ impl TrainingLoop for RewardLoop<'_> {
                     train_device,
                     (batch.len(), config.optim.shards),
                     (
-                        config.optim.rate(step - 1, self.per_epoch * config.epochs as u64),
+                        config
+                            .optim
+                            .rate(step - 1, self.per_epoch * config.epochs as u64),
                         config.optim.clip(),
                     ),
                     |m: &UserResponseModel, rows| {

@@ -4,15 +4,15 @@
 use crate::checkpoint::StageOutput;
 use crate::config::{Demonstrations, check, check_beam, check_max};
 use crate::eval::{EvaluatorReward, ListReward, greedy_lists, list_metrics};
-use crate::policy_run::PolicyRun;
 use crate::optim::OptimConfig;
+use crate::policy_run::PolicyRun;
+use crate::skeleton::{RunStatus, StepOutcome, TrainObserver, TrainingLoop, drive, sharded_step};
 use crate::{Result, TrainError, derive_seed};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 use glorank_metrics::MetricsSummary;
-use crate::skeleton::{RunStatus, StepOutcome, TrainObserver, TrainingLoop, drive, sharded_step};
 use glorank_policy::{Policy, PolicyConfig, Request};
 use glorank_reward::UserResponseModel;
 use glorank_trie::CandidateTrie;

@@ -4,12 +4,12 @@
 
 use burn::tensor::Device;
 use glorank_baselines::{Baseline, mf_order, oracle};
-use glorank_nn::{ModelInputs, RetrieverInput};
-use glorank_train::{BaselineConfig, BaselineData, fit};
 use glorank_data::{
     DatasetSource, NoProgress, PreparedDataset, ProtocolConfig, RetrieverConfig, SyntheticConfig,
 };
 use glorank_metrics::{ListMetrics, MetricAccumulator};
+use glorank_nn::{ModelInputs, RetrieverInput};
+use glorank_train::{BaselineConfig, BaselineData, fit};
 
 /// The world of the trainer tests: 300 users, 200 items, 8 slates per user, pools of 20,
 /// a weak 2-factor retriever.

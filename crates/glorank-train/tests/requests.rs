@@ -1,7 +1,7 @@
 //! Requests built from a prepared synthetic dataset and RQ-KMeans IDs feed the policy.
 
 use burn::tensor::Device;
-use glorank_policy::{PolicyArch, Policy, decode};
+use glorank_policy::{Policy, PolicyArch, decode};
 use glorank_train::RequestBuilder;
 use glorank_trie::{DecodeStrategy, Decoder};
 
@@ -20,7 +20,8 @@ fn requests_from_a_prepared_dataset_decode_through_the_policy() {
         }
         assert_eq!(r.user_features.len(), builder.user_field_sizes().len());
     }
-    let config = builder.policy_config()
+    let config = builder
+        .policy_config()
         .with_arch(PolicyArch::default().with_size(16, 2, 1));
     let device = Device::flex();
     let policy = Policy::new(&config, &device).unwrap();

@@ -77,7 +77,12 @@ fn rl_steps_raise_a_verifiable_reward() {
     let reqs: Vec<Request> = (0..8).map(|_| request(&mut rng)).collect();
     let config = PolicyConfig::new(VOCAB.to_vec())
         .with_shape(3, 4, 10)
-        .with_arch(PolicyArch::default().with_size(16, 2, 1).with_dropout(0.0).with_seed(2));
+        .with_arch(
+            PolicyArch::default()
+                .with_size(16, 2, 1)
+                .with_dropout(0.0)
+                .with_seed(2),
+        );
     let (train, plain) = (Device::flex().autodiff(), Device::flex());
     let mut policy = Policy::new(&config, &train).unwrap();
     let reference = Policy::new(&config, &plain).unwrap();

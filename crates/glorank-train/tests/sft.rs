@@ -27,9 +27,13 @@ fn sft_fits_its_demonstrations() {
         })
         .collect();
 
-    let config = builder
-        .policy_config()
-        .with_arch(PolicyArch::default().with_size(32, 4, 1).with_dropout(0.0).with_tied_heads(true).with_seed(3));
+    let config = builder.policy_config().with_arch(
+        PolicyArch::default()
+            .with_size(32, 4, 1)
+            .with_dropout(0.0)
+            .with_tied_heads(true)
+            .with_seed(3),
+    );
     let train = Device::flex().autodiff();
     let mut policy = glorank_policy::Policy::new(&config, &train).unwrap();
     let mut optim = AdamWConfig::new().init();
@@ -84,9 +88,12 @@ fn sharded_steps_match_the_single_graph_step_and_repeat() {
     let demos: Vec<Vec<usize>> = ds.train[..30].iter().map(|s| ds.demonstration(s)).collect();
     let train = Device::flex().autodiff();
     let step = |dropout: f64, shards: usize, seed: u64| {
-        let config = builder
-            .policy_config()
-        .with_arch(PolicyArch::default().with_size(16, 2, 1).with_dropout(dropout).with_seed(5));
+        let config = builder.policy_config().with_arch(
+            PolicyArch::default()
+                .with_size(16, 2, 1)
+                .with_dropout(dropout)
+                .with_seed(5),
+        );
         let policy = glorank_policy::Policy::new(&config, &train).unwrap();
         let mut optim = AdamWConfig::new().init();
         let (p, out) = glorank_nn::with_seeded_device(&train, seed, || {
@@ -175,9 +182,12 @@ fn the_label_loss_moves_the_first_slot_to_the_positives() {
         })
         .collect();
     let train = Device::flex().autodiff();
-    let config = builder
-        .policy_config()
-        .with_arch(PolicyArch::default().with_size(16, 2, 1).with_dropout(0.0).with_seed(4));
+    let config = builder.policy_config().with_arch(
+        PolicyArch::default()
+            .with_size(16, 2, 1)
+            .with_dropout(0.0)
+            .with_seed(4),
+    );
     let fit = |weight: Option<f32>| {
         let mut policy = glorank_policy::Policy::new(&config, &train).unwrap();
         let mut optim = AdamWConfig::new().init();
@@ -221,7 +231,8 @@ fn the_label_loss_moves_the_first_slot_to_the_positives() {
         err.to_string().contains("3 label rows for 64 requests"),
         "{err}"
     );
-    let global = config.with_output_head(glorank_policy::OutputHead::Global);
+    let mut global = config.clone();
+    global.arch.output_head = glorank_policy::OutputHead::Global;
     let policy = glorank_policy::Policy::new(&global, &train).unwrap();
     let err = sft_step(
         policy,

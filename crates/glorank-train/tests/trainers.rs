@@ -7,7 +7,7 @@ use glorank_data::{
     DatasetSource, ItemVectorSource, NoProgress, ProtocolConfig, RetrieverConfig, SyntheticConfig,
     item_vectors,
 };
-use glorank_policy::{PolicyArch, Policy, PolicyConfig, Request};
+use glorank_policy::{Policy, PolicyArch, PolicyConfig, Request};
 use glorank_reward::{RewardConfig, RewardRole, UserResponseModel};
 use glorank_tokenizer::{ItemTokenizer, RqKMeans, RqKMeansConfig};
 use glorank_train::{
@@ -53,9 +53,12 @@ fn setup(users: usize) -> Setup {
         .fit(&v.data, v.dim)
         .unwrap();
     let builder = RequestBuilder::new(&ds, &ids).unwrap();
-    let mut config = builder
-        .policy_config()
-        .with_arch(PolicyArch::default().with_size(32, 4, 1).with_dropout(0.0).with_seed(3));
+    let mut config = builder.policy_config().with_arch(
+        PolicyArch::default()
+            .with_size(32, 4, 1)
+            .with_dropout(0.0)
+            .with_seed(3),
+    );
     // Retriever scores of training slates are in-sample (the retriever was fitted on them),
     // so the feature points the wrong way on validation; leave it out.
     config.inputs.retriever_score = false;

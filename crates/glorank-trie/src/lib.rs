@@ -48,13 +48,12 @@
 
 mod decode;
 mod penalty;
+mod scorer;
 mod trie;
 
-pub use decode::{
-    DecodeStrategy, DecodedList, Decoder, MAX_BEAM_WIDTH, ScorerError, ShardPlan, StepBatch,
-    StepScorer, first_item_logprobs,
-};
+pub use decode::{DecodeStrategy, Decoder, MAX_BEAM_WIDTH, ShardPlan, first_item_logprobs};
 pub use penalty::{PrefixPenalty, check_prefix_penalty};
+pub use scorer::{DecodedList, ScorerError, StepBatch, StepScorer};
 pub use trie::{CandidateTrie, ListState};
 
 /// Errors of the trie and the decoders.

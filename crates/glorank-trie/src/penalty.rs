@@ -11,7 +11,7 @@
 //! `k` leading tokens with an earlier one thus pays `k * penalty` in total, and one sharing
 //! none pays nothing; with `penalty = 0` the scores pass through unchanged.
 
-use crate::decode::{ScorerError, StepBatch, StepScorer};
+use crate::scorer::{ScorerError, StepBatch, StepScorer};
 use crate::{Result, TrieError};
 
 /// Checks a prefix penalty: finite and `>= 0`.

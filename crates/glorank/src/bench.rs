@@ -409,7 +409,15 @@ pub fn bench_run(run: &crate::RunDir, options: &BenchOptions, device: &Device) -
         ds.config.pool_size,
         ds.config.slate_len
     );
-    bench_with(policy, &config, &builder.requests(&pool), &lists, what, options, device)
+    bench_with(
+        policy,
+        &config,
+        &builder.requests(&pool),
+        &lists,
+        what,
+        options,
+        device,
+    )
 }
 
 /// Times the default-dimension policy ([`DEFAULT_VOCAB`], [`PolicyConfig::new`]'s
@@ -425,7 +433,15 @@ pub fn bench_synthetic(options: &BenchOptions, device: &Device) -> Result<Benche
     let requests = synthetic_requests(&DEFAULT_VOCAB, 50, 50, 512, 1);
     let lists = synthetic_lists(requests.len(), 50, config.list_len);
     let what = "default-dimension policy on generated requests (N = 50, L = 6, histories of 50)";
-    bench_with(policy, &config, &requests, &lists, what.into(), options, device)
+    bench_with(
+        policy,
+        &config,
+        &requests,
+        &lists,
+        what.into(),
+        options,
+        device,
+    )
 }
 
 fn bench_with(
@@ -519,9 +535,12 @@ mod tests {
         let f = policy_flops(&config, 101);
         assert!((110e6..150e6).contains(&f), "{f}");
         // The local-index ablation decodes 6 steps instead of 24.
-        let las = config
-            .clone()
-            .with_arch(config.arch.clone().with_action_space(ActionSpace::LocalIndex));
+        let las = config.clone().with_arch(
+            config
+                .arch
+                .clone()
+                .with_action_space(ActionSpace::LocalIndex),
+        );
         assert!(policy_flops(&las, 101) < f);
         // The encoder grows quadratically with the sequence.
         assert!(policy_flops(&config, 202) > 2.0 * policy_flops(&config, 101) - 40e6);

@@ -58,7 +58,7 @@ mod pipeline;
 mod report;
 mod reranker;
 mod run_dir;
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod testing;
 mod training;
@@ -76,9 +76,7 @@ pub use glorank_trie as trie;
 pub use burn;
 pub use burn::tensor::Device;
 pub use config::{Config, EvalConfig, MAX_EVAL_BEAM, ServeConfig, TokenizerConfig};
-pub use pipeline::{
-    EvalPlan, EvalReport, Hooks, Pipeline, PipelineReport, Split, Stage,
-};
+pub use pipeline::{EvalPlan, EvalReport, Hooks, Pipeline, PipelineReport, Split, Stage};
 pub use report::{line_chart_svg, stage_summary, write_report};
 pub use reranker::{ColdItem, RerankHistoryItem, RerankRequest, Reranker};
 pub use run_dir::{ARTIFACTS, ArtifactRecord, Freshness, MANIFEST_FILE, Manifest, RunDir};
@@ -90,8 +88,8 @@ pub use glorank_nn::{Backend, ModelInputs, RetrieverInput};
 pub use glorank_policy::{ActionSpace, OutputHead, PolicyArch};
 pub use glorank_tokenizer::TokenizerMethod;
 pub use glorank_train::{
-    BaselineConfig, Demonstrations, LrDecay, LrSchedule, NoObserver, OptimConfig,
-    RewardSource, RewardTrainConfig, RlConfig, RunStatus, SftConfig, TrainObserver,
+    BaselineConfig, Demonstrations, LrDecay, LrSchedule, NoObserver, OptimConfig, RewardSource,
+    RewardTrainConfig, RlConfig, RunStatus, SftConfig, TrainObserver,
 };
 pub use glorank_trie::DecodeStrategy;
 

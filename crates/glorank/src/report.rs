@@ -1,8 +1,8 @@
 //! `report.md` with SVG training curves.
 
 use crate::Result;
-use crate::pipeline::PipelineReport;
-use crate::{Config, RunDir, Stage};
+use crate::pipeline::{PipelineReport, Stage};
+use crate::{Config, RunDir};
 use glorank_data::PreparedDataset;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -126,11 +126,7 @@ fn series(path: &Path, x: &str, y: &str) -> Vec<(f64, f64)> {
 ///
 /// # Errors
 /// [`crate::Error::Nn`] when a file cannot be written.
-pub fn write_report(
-    report: &PipelineReport,
-    ds: &PreparedDataset,
-    config: &Config,
-) -> Result<()> {
+pub fn write_report(report: &PipelineReport, ds: &PreparedDataset, config: &Config) -> Result<()> {
     let run = crate::RunDir::new(&report.dir);
     let las = run.las();
     let (sft, rl) = (run.sft().log, run.rl().log);
@@ -284,7 +280,11 @@ fn dataset_summary(ds: &PreparedDataset, dir: &Path) -> String {
         s.duplicate_pairs.to_string(),
         format!("{} k-core rounds", s.k_core_rounds),
     );
-    let _ = writeln!(out, "  {:<32} {:>14} {:>16} {:>10}", "", "train", "valid", "test");
+    let _ = writeln!(
+        out,
+        "  {:<32} {:>14} {:>16} {:>10}",
+        "", "train", "valid", "test"
+    );
     let _ = writeln!(
         out,
         "  {:<32} {:>14} {:>16} {:>10}",
@@ -313,7 +313,10 @@ fn dataset_summary(ds: &PreparedDataset, dir: &Path) -> String {
         s.cold_items.to_string(),
     );
     if s.held_out_items > 0 {
-        line("held-out items (test only)".into(), s.held_out_items.to_string());
+        line(
+            "held-out items (test only)".into(),
+            s.held_out_items.to_string(),
+        );
         line(
             "interactions removed for them".into(),
             s.held_out_interactions.to_string(),

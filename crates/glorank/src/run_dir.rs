@@ -172,6 +172,11 @@ impl RunDir {
         dir.join(glorank_policy::CONFIG_FILE).exists()
     }
 
+    /// Whether `dir` holds a saved reward model (its weights).
+    pub fn is_reward_model(dir: &Path) -> bool {
+        dir.join(glorank_reward::WEIGHTS_FILE).exists()
+    }
+
     /// Writes `config.toml` (atomically).
     ///
     /// # Errors
@@ -224,7 +229,12 @@ impl RunDir {
                 .as_integer()
                 .and_then(|b| usize::try_from(b).ok())
                 .filter(|b| (1..=crate::MAX_EVAL_BEAM).contains(b))
-                .ok_or_else(|| bad(format!("eval.beam: expected 1..={}, got {v}", crate::MAX_EVAL_BEAM))),
+                .ok_or_else(|| {
+                    bad(format!(
+                        "eval.beam: expected 1..={}, got {v}",
+                        crate::MAX_EVAL_BEAM
+                    ))
+                }),
         }
     }
 
@@ -251,7 +261,11 @@ impl RunDir {
                     path: from.manifest_file(),
                     hint: format!("no finished artifact `{name}` to use"),
                 })?;
-            for (src, dst) in from.artifact_parts(name).iter().zip(self.artifact_parts(name)) {
+            for (src, dst) in from
+                .artifact_parts(name)
+                .iter()
+                .zip(self.artifact_parts(name))
+            {
                 if src.is_file() && std::fs::hard_link(src, &dst).is_err() {
                     std::fs::copy(src, &dst).map_err(|e| Error::Io {
                         path: dst.clone(),

@@ -18,7 +18,8 @@
 
 use crate::{Result, RunDir, TokenizerConfig, training};
 use glorank_data::{DatasetSource, NoProgress, PreparedDataset, ProtocolConfig, SyntheticConfig};
-use glorank_policy::Policy;
+use glorank_nn::ModelInputs;
+use glorank_policy::{Policy, PolicyArch};
 use std::path::Path;
 
 /// Writes a tiny run directory into `dir` (created if needed) and returns it: 40 users,
@@ -28,20 +29,36 @@ use std::path::Path;
 /// # Errors
 /// File errors writing `dir`.
 pub fn write_tiny_run(dir: &Path, seed: u64) -> Result<RunDir> {
-    let run = RunDir::new(dir);
-    let ds = tiny_dataset(seed)?;
-    ds.save(run.root())?;
     let tok = TokenizerConfig {
         levels: 2,
         codes: 4,
         seed,
         ..TokenizerConfig::default()
     };
-    let (_, ids) = training::tokenize(&ds, &tok, run.tokenizer_dir())?;
-    let arch = glorank_policy::PolicyArch::default()
-        .with_size(16, 2, 1)
-        .with_seed(seed);
-    let config = training::policy_config(&ds, &ids, (&arch, &glorank_nn::ModelInputs::default()))?;
+    let arch = PolicyArch::default().with_size(16, 2, 1).with_seed(seed);
+    write_run(
+        dir,
+        &tiny_dataset(seed)?,
+        &tok,
+        (&arch, &ModelInputs::default()),
+    )
+}
+
+/// Writes a run directory of `ds` into `dir`: the dataset, semantic IDs from `tokenizer`,
+/// and a seeded, untrained policy of `arch` reading `inputs` in `policy_sft/`.
+///
+/// # Errors
+/// Tokenizer, configuration and file errors.
+pub fn write_run(
+    dir: &Path,
+    ds: &PreparedDataset,
+    tokenizer: &TokenizerConfig,
+    (arch, inputs): (&PolicyArch, &ModelInputs),
+) -> Result<RunDir> {
+    let run = RunDir::new(dir);
+    ds.save(run.root())?;
+    let (_, ids) = training::tokenize(ds, tokenizer, run.tokenizer_dir())?;
+    let config = training::policy_config(ds, &ids, (arch, inputs))?;
     let device = burn::tensor::Device::flex();
     Policy::new(&config, &device)?.save(&config, &run.policy_sft())?;
     Ok(run)
@@ -64,4 +81,30 @@ pub fn tiny_dataset(seed: u64) -> Result<PreparedDataset> {
             .with_shape(6, 8, 12),
         &NoProgress,
     )?)
+}
+
+/// A small prepared synthetic world: pools of 12, lists of 6, histories of 8, 3-core.
+pub fn small_world(users: usize, items: usize, sessions: usize) -> PreparedDataset {
+    DatasetSource::Synthetic(SyntheticConfig::small(users, items).with_sessions(sessions))
+        .prepare(
+            &ProtocolConfig::default()
+                .with_k_core(3)
+                .with_shape(6, 8, 12),
+            &NoProgress,
+        )
+        .unwrap()
+}
+
+/// A synthetic world of 120 users and 150 items with 10% held-out items: pools of 20, lists
+/// of 6, histories of 8, 3-core.
+pub fn held_out_world() -> PreparedDataset {
+    DatasetSource::Synthetic(SyntheticConfig::small(120, 150).with_sessions(6))
+        .prepare(
+            &ProtocolConfig::default()
+                .with_k_core(3)
+                .with_shape(6, 8, 20)
+                .with_held_out_share(0.1),
+            &NoProgress,
+        )
+        .unwrap()
 }

@@ -4,10 +4,10 @@
 use crate::{Error, Result, RunDir};
 use burn::tensor::Device;
 use glorank_data::{PreparedDataset, RerankSample};
+use glorank_nn::ModelInputs;
 use glorank_policy::{Policy, PolicyArch, PolicyConfig};
 use glorank_reward::{RewardConfig, RewardRole, UserResponseModel};
 use glorank_tokenizer::SemanticIds;
-use glorank_nn::ModelInputs;
 use glorank_train::{
     Demonstrations, EvaluatorReward, LabelReward, ListReward, RequestBuilder, RewardCheckpoint,
     RewardData, RewardSource, RewardTrainConfig, RlConfig, RlData, SftConfig, SftData,
@@ -44,11 +44,10 @@ pub(crate) fn clicks(samples: &[RerankSample]) -> Vec<Vec<f64>> {
 /// # Errors
 /// [`Error::Missing`] naming the directory and the command that creates it.
 pub(crate) fn load_reward(dir: &Path, device: &Device) -> Result<UserResponseModel> {
-    if !dir.join(glorank_reward::WEIGHTS_FILE).exists() {
+    if !RunDir::is_reward_model(dir) {
         return Err(Error::Missing {
             path: dir.to_path_buf(),
-            hint: "train it first (`glorank train evaluator` or `glorank train simulator`)"
-                .into(),
+            hint: "train it first (`glorank train evaluator` or `glorank train simulator`)".into(),
         });
     }
     Ok(UserResponseModel::load(dir, device)?.0)
@@ -186,8 +185,7 @@ pub(crate) fn train_sft_stage(
     (autodiff, plain): (&Device, &Device),
     observer: &mut dyn TrainObserver,
 ) -> Result<glorank_train::SftOutcome> {
-    let builder =
-        RequestBuilder::new(ds, ids)?.with_exposures(policy_config.inputs.exposures);
+    let builder = RequestBuilder::new(ds, ids)?.with_exposures(policy_config.inputs.exposures);
     let train = builder.requests(&ds.train);
     let valid = builder.requests(&ds.valid);
     let logged: Vec<Vec<usize>> = match sft.demonstrations {
@@ -238,7 +236,7 @@ pub(crate) fn train_rl_stage(
     observer: &mut dyn TrainObserver,
 ) -> Result<glorank_train::RlOutcome> {
     let sft_dir = run.policy_sft();
-    if !sft_dir.join(glorank_policy::CONFIG_FILE).exists() {
+    if !RunDir::is_policy(&sft_dir) {
         return Err(Error::Missing {
             path: sft_dir,
             hint: "train it first (`glorank train sft`)".into(),
@@ -246,8 +244,7 @@ pub(crate) fn train_rl_stage(
     }
     let (initial, policy_config) = Policy::load(&sft_dir, autodiff)?;
     let (reference, _) = Policy::load(&sft_dir, plain)?;
-    let builder =
-        RequestBuilder::new(ds, ids)?.with_exposures(policy_config.inputs.exposures);
+    let builder = RequestBuilder::new(ds, ids)?.with_exposures(policy_config.inputs.exposures);
     let train = builder.requests(&ds.train);
     let valid = builder.requests(&ds.valid);
     let train_rel = clicks(&ds.train);

@@ -14,7 +14,7 @@ use glorank::data::{CsvConfig, ItemVectorSource, PreparedDataset};
 use glorank::policy::Policy;
 use glorank::reward::{RewardConfig, RewardRole, UserResponseModel};
 use glorank::tokenizer::SemanticIds;
-use glorank::{Device, PipelineConfig, RerankRequest, Reranker, RunDir};
+use glorank::{Config, Device, RerankRequest, Reranker, RunDir};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
@@ -123,7 +123,7 @@ struct Corpus {
 fn corpus() -> Corpus {
     let dir = tempfile::tempdir().unwrap();
     let run_path = dir.path().join("run");
-    let run = glorank::fixtures::write_tiny_run(&run_path, 7).unwrap();
+    let run = glorank::testing::write_tiny_run(&run_path, 7).unwrap();
     let ds = PreparedDataset::load(run.root()).unwrap();
     let ids = SemanticIds::load(&run.semantic_ids_file()).unwrap();
     let dev = Device::flex();
@@ -229,7 +229,7 @@ fn feed(c: &Corpus, target: &str, bytes: &[u8], case: u64) -> bool {
             Err(_) => false,
         },
         "config" => match std::str::from_utf8(bytes) {
-            Ok(t) => PipelineConfig::from_toml(t, Path::new("fuzz.toml")).is_ok(),
+            Ok(t) => Config::from_toml(t, Path::new("fuzz.toml")).is_ok(),
             Err(_) => false,
         },
         "dataset" => {

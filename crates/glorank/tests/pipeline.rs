@@ -3,13 +3,14 @@
 
 mod common;
 
-use glorank::{Error, Pipeline, PipelineConfig, RerankRequest, Reranker};
+use glorank::{Config, Error, Hooks, NoObserver, NoProgress, Pipeline, RerankRequest, Reranker};
 use std::path::Path;
 
-fn tiny() -> PipelineConfig {
+fn tiny() -> Config {
     let text = r#"
-run_las = true
-eval_beam = 4
+[eval]
+las = true
+beam = 4
 [data]
 users = 120
 items = 150
@@ -33,19 +34,34 @@ epochs = 1
 pool_lists = 1
 [sft]
 epochs = 2
+[sft.optim]
 batch_size = 32
 [rl]
 steps = 4
-batch_size = 8
 group_size = 4
 eval_every = 2
 checkpoint_every = 2
+[rl.optim]
+batch_size = 8
 [baselines]
 d_model = 16
 epochs = 1
 reinforce_samples = 2
 "#;
-    PipelineConfig::from_toml(text, Path::new("tiny.toml")).unwrap()
+    Config::from_toml(text, Path::new("tiny.toml")).unwrap()
+}
+
+/// Runs `config` into `dir`, collecting the lines the pipeline says.
+fn run_saying(
+    config: Config,
+    dir: &Path,
+) -> (glorank::Result<glorank::PipelineReport>, Vec<String>) {
+    let mut said = Vec::new();
+    let mut say = |l: &str| said.push(l.to_string());
+    let mut observer = NoObserver;
+    let result =
+        Pipeline::new(config).run_with(dir, &mut Hooks::new(&mut observer, &NoProgress, &mut say));
+    (result, said)
 }
 
 #[test]
@@ -112,7 +128,7 @@ fn pipeline_runs_reuses_artifacts_and_serves() {
     // logged items.
     for r in &report.rows {
         let auc = r.logged_auc.as_ref().map(|a| a.mean);
-        if r.name == "oracle" || r.name == glorank::stages::BEST_LIST {
+        if r.name == "oracle" || r.name == glorank::evaluation::BEST_LIST {
             assert!(auc.is_none());
         } else {
             assert!(auc.is_some_and(|a| (0.0..=1.0).contains(&a)), "{}", r.name);
@@ -150,12 +166,8 @@ fn pipeline_runs_reuses_artifacts_and_serves() {
         );
     }
     // A second run reuses every artifact and reproduces the GloRank rows.
-    let mut said = Vec::new();
-    let again = Pipeline::new(tiny())
-        .run_with(dir.path(), &mut glorank::train::NoObserver, &mut |l| {
-            said.push(l.to_string())
-        })
-        .unwrap();
+    let (again, said) = run_saying(tiny(), dir.path());
+    let again = again.unwrap();
     for name in ["GloRank SFT", "GloRank SFT+RL", "MF order", "oracle"] {
         let a = report.rows.iter().find(|r| r.name == name).unwrap();
         let b = again.rows.iter().find(|r| r.name == name).unwrap();
@@ -172,7 +184,7 @@ fn pipeline_runs_reuses_artifacts_and_serves() {
     // request is the GloRank SFT+RL list of predictions.jsonl.
     assert_eq!(
         reranker.strategy(),
-        glorank::trie::DecodeStrategy::Beam { width: 4 }
+        glorank::DecodeStrategy::Beam { width: 4 }
     );
     let ds = glorank::data::PreparedDataset::load(dir.path()).unwrap();
     let strings = |v: &serde_json::Value| -> Vec<String> {
@@ -291,12 +303,8 @@ fn pipeline_runs_reuses_artifacts_and_serves() {
     // ablation, which shares the [sft] section), and says why.
     let mut longer = tiny();
     longer.sft.epochs = 3;
-    let mut said = Vec::new();
-    Pipeline::new(longer)
-        .run_with(dir.path(), &mut glorank::train::NoObserver, &mut |l| {
-            said.push(l.to_string())
-        })
-        .unwrap();
+    let (result, said) = run_saying(longer, dir.path());
+    result.unwrap();
     let text = said.join("\n");
     for name in ["dataset", "tokenizer", "evaluator", "simulator"] {
         assert!(text.contains(&format!("{name}: up to date")), "{text}");
@@ -325,7 +333,7 @@ fn pipeline_runs_reuses_artifacts_and_serves() {
 fn a_dataset_of_an_older_format_is_rebuilt_not_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = tiny();
-    config.run_las = false;
+    config.eval.las = false;
     Pipeline::new(config.clone()).run(dir.path()).unwrap();
     // Pretend dataset.bin was written by format version 3.
     let path = dir.path().join("dataset.bin");
@@ -341,12 +349,8 @@ fn a_dataset_of_an_older_format_is_rebuilt_not_an_error() {
         serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
     m["artifacts"]["dataset"]["checksum"] = sum.into();
     std::fs::write(&manifest, serde_json::to_vec(&m).unwrap()).unwrap();
-    let mut said = Vec::new();
-    Pipeline::new(config)
-        .run_with(dir.path(), &mut glorank::train::NoObserver, &mut |l| {
-            said.push(l.to_string())
-        })
-        .unwrap();
+    let (result, said) = run_saying(config, dir.path());
+    result.unwrap();
     assert!(
         said.iter()
             .any(|l| l.starts_with("dataset: rebuilding, written in format version 3")),
@@ -359,7 +363,7 @@ fn a_dataset_of_an_older_format_is_rebuilt_not_an_error() {
 fn a_cold_item_gets_codes_and_its_nearest_known_items() {
     use glorank::data::{PreparedDataset, item_vectors};
     let dir = tempfile::tempdir().unwrap();
-    let run = glorank::fixtures::write_tiny_run(dir.path(), 4).unwrap();
+    let run = glorank::testing::write_tiny_run(dir.path(), 4).unwrap();
     let ds = PreparedDataset::load(run.root()).unwrap();
     let reranker = Reranker::load(run.root()).unwrap();
     let vectors =
@@ -420,25 +424,23 @@ fn a_model_with_user_ids_serves_known_users_only() {
             &NoProgress,
         )
         .unwrap();
-    ds.save(run.root()).unwrap();
     let mut tok = glorank::TokenizerConfig::default();
     tok.levels = 2;
     tok.codes = 4;
-    let (_, ids) = glorank::stages::tokenize(&ds, &tok, run.tokenizer_dir()).unwrap();
-    let mut training = glorank::train::TrainingConfig::default();
-    training.policy.d_model = 16;
-    training.policy.heads = 2;
-    training.policy.layers = 1;
-    let config = glorank::stages::policy_config(&ds, &ids, &training).unwrap();
+    let arch = glorank::PolicyArch::default().with_size(16, 2, 1);
+    glorank::testing::write_run(
+        run.root(),
+        &ds,
+        &tok,
+        (&arch, &glorank::ModelInputs::default()),
+    )
+    .unwrap();
+    let (_, config) = Policy::load(&run.policy_sft(), &glorank::Device::flex()).unwrap();
     // The policy embeds the user id: its last user field has one category per user + 1.
     assert_eq!(
         config.user_field_sizes.last(),
         Some(&(ds.user_ids.len() + 1))
     );
-    Policy::new(&config, &glorank::Device::flex())
-        .unwrap()
-        .save(&config, &run.policy_sft())
-        .unwrap();
     let reranker = Reranker::load(run.root()).unwrap();
     assert!(reranker.uses_user_id());
     let mut request = RerankRequest::from_sample(&ds, &ds.test[0]);
@@ -459,68 +461,63 @@ fn reranker_is_send_and_sync() {
 
 #[test]
 fn bad_configuration_names_the_field() {
-    let e = PipelineConfig::from_toml("[data]\nusres = 3\n", Path::new("x.toml")).unwrap_err();
+    let parse = |text: &str| Config::from_toml(text, Path::new("x.toml"));
+    let e = parse("[data]\nusres = 3\n").unwrap_err();
     assert!(
         e.to_string().contains("usres") && e.to_string().contains("x.toml"),
         "{e}"
     );
-    let e = PipelineConfig::from_toml("[rl]\ngroup_size = 1\n", Path::new("x.toml")).unwrap_err();
+    let e = parse("[rl]\ngroup_size = 1\n").unwrap_err();
     assert!(e.to_string().contains("rl.group_size"), "{e}");
     // Sizes far beyond any real need are refused when the file is read, before allocation.
     for (text, field) in [
         ("[policy]\nd_model = 1000000000\n", "policy.d_model"),
         ("[data]\nusers = 1000000000\n", "data.users"),
         ("[tokenizer]\ncodes = 1000000000\n", "tokenizer.codes"),
-        ("[sft]\nbatch_size = 1000000000\n", "sft.batch_size"),
+        (
+            "[sft.optim]\nbatch_size = 1000000000\n",
+            "sft.optim.batch_size",
+        ),
         ("[evaluator]\nd_model = 1000000000\n", "evaluator.d_model"),
-        ("[baselines]\nlayers = 1000\n", "layers"),
-        ("eval_beam = 0\n", "eval_beam"),
-        ("eval_beam = 65\n", "eval_beam"),
+        ("[baselines]\nlayers = 1000\n", "baselines.layers"),
+        ("[eval]\nbeam = 0\n", "eval.beam"),
+        ("[eval]\nbeam = 65\n", "eval.beam"),
     ] {
-        let e = PipelineConfig::from_toml(text, Path::new("x.toml")).unwrap_err();
+        let e = parse(text).unwrap_err();
         assert!(e.to_string().contains(field), "{text}: {e}");
     }
     // An unknown choice is refused when the file is read, with the valid names.
-    let e = PipelineConfig::from_toml("[data]\ndataset = \"movielens\"\n", Path::new("x.toml"))
+    let e = parse("[data]\ndataset = \"movielens\"\n")
         .unwrap_err()
         .to_string();
     assert!(e.contains("movielens") && e.contains("ml-100k"), "{e}");
-    // The demo presets decode the GloRank rows' test lists with a beam of 8; a file without
-    // the key decodes greedily, as before the option.
-    assert_eq!(PipelineConfig::quick().eval_beam, 8);
-    // The demo policies read the items' content vectors, as the baselines do.
-    assert!(PipelineConfig::quick().policy.item_content);
-    assert!(PipelineConfig::demo().policy.item_content);
-    assert!(
-        !PipelineConfig::from_toml("", Path::new("x.toml"))
-            .unwrap()
-            .policy
-            .item_content
-    );
-    assert_eq!(PipelineConfig::demo().eval_beam, 8);
-    let plain = PipelineConfig::from_toml("", Path::new("x.toml")).unwrap();
-    assert_eq!(plain.eval_beam, 1);
-    // The presets validate with their evaluation's beam and decay SFT's rate; a file without
-    // the keys validates greedily at a constant rate.
-    for c in [PipelineConfig::quick(), PipelineConfig::demo()] {
+    // The demo presets decode the GloRank rows' test lists with a beam of 8 and read the
+    // items' content vectors, as the baselines do; a file without the keys does neither.
+    let plain = parse("").unwrap();
+    for c in [Config::quick(), Config::demo()] {
+        assert_eq!(c.eval.beam, 8);
+        assert!(c.policy.item_content);
+        // They validate with their evaluation's beam and decay SFT's rate.
         assert_eq!(
             (c.sft.valid_beam, c.rl.valid_beam),
-            (c.eval_beam, c.eval_beam)
+            (c.eval.beam, c.eval.beam)
         );
-        assert!(c.sft.schedule.factor(1000, 1001) < 0.2);
+        assert!(c.sft.optim.schedule.factor(1000, 1001) < 0.2);
     }
+    assert_eq!(plain.eval.beam, 1);
+    assert!(!plain.policy.item_content);
     assert_eq!((plain.sft.valid_beam, plain.rl.valid_beam), (1, 1));
-    assert_eq!(plain.sft.schedule.factor(1000, 1001), 1.0);
+    assert_eq!(plain.sft.optim.schedule.factor(1000, 1001), 1.0);
     // A file format without a path is refused before anything is written.
-    let mut c = PipelineConfig::quick();
-    c.data.dataset = glorank::data::DatasetKind::Ml100k;
+    let mut c = Config::quick();
+    c.data.dataset = glorank::DatasetKind::Ml100k;
     let dir = tempfile::tempdir().unwrap();
     let e = Pipeline::new(c).run(dir.path()).unwrap_err();
     assert!(e.to_string().contains("data.path"), "{e}");
 }
 
 #[test]
-fn shipped_configurations_parse() {
+fn shipped_configurations_say_what_they_promise() {
     let root = common::manifest_dir().join("../../configs");
     let mut names: Vec<_> = std::fs::read_dir(&root)
         .unwrap()
@@ -529,251 +526,60 @@ fn shipped_configurations_parse() {
         .collect();
     names.sort();
     assert!(names.len() >= 4, "{names:?}");
+    let read = |name: &str| Config::from_file(&root.join(name)).unwrap();
     for name in &names {
-        let c = PipelineConfig::from_file(&root.join(name)).unwrap();
+        let c = read(name);
         assert!(
             c.data.path.is_none(),
             "{name}: the data path is a command-line argument"
         );
         assert_eq!(c.data.pool_size, 50);
     }
-    // The two protocol presets say what they promise.
+    // The two protocol presets say what they promise: every model reads the retriever's
+    // score and rank, from one [inputs] section.
     for name in ["ml-1m-paper.toml", "ml-1m-paper-2core.toml"] {
-        let paper = PipelineConfig::from_file(&root.join(name)).unwrap();
+        let paper = read(name);
         assert!(paper.data.user_id_feature && !paper.data.pool_excludes_history);
         assert_eq!(paper.data.rerank_train_slates, 0);
-        assert!(paper.policy.use_retriever_score && paper.baselines.use_retriever_score);
-        assert!(paper.evaluator.use_retriever_score && paper.simulator.use_retriever_score);
-        let both = glorank::nn::RetrieverInput::ScoreAndRank;
-        assert_eq!(paper.policy.retriever_input, both, "{name}");
-        assert_eq!(paper.baselines.retriever_input, both, "{name}");
+        assert!(paper.inputs.retriever_score, "{name}");
+        assert_eq!(
+            paper.inputs.retriever_input,
+            glorank::RetrieverInput::ScoreAndRank,
+            "{name}"
+        );
     }
     // The synthetic benchmark world is the demo preset with twice the sessions and the
     // user's identity, read ten times faster by the policy and the baselines.
-    let identity = PipelineConfig::from_file(&root.join("synthetic-identity.toml")).unwrap();
-    let mut expected = PipelineConfig::demo();
+    let identity = read("synthetic-identity.toml");
+    let mut expected = Config::demo();
     expected.data.sessions = 20;
     expected.data.user_id_feature = true;
-    expected.policy.user_lr_scale = 10.0;
-    expected.baselines.user_lr_scale = 10.0;
+    expected.inputs.user_lr_scale = 10.0;
     assert_eq!(identity, expected);
-    let hardened = PipelineConfig::from_file(&root.join("ml-100k-hardened.toml")).unwrap();
-    assert!(hardened.data.rerank_train_slates > 0 && !hardened.policy.use_retriever_score);
+    let hardened = read("ml-100k-hardened.toml");
+    assert!(hardened.data.rerank_train_slates > 0 && !hardened.inputs.retriever_score);
     assert!(hardened.data.pool_excludes_history && !hardened.data.user_id_feature);
     // The held-out presets hold out 10% of the items and give semantic IDs from content.
     for name in ["ml-100k-held-out.toml", "ml-1m-held-out.toml"] {
-        let c = PipelineConfig::from_file(&root.join(name)).unwrap();
+        let c = read(name);
         assert_eq!(c.data.held_out_share, 0.1, "{name}");
-        assert_eq!(
-            c.tokenizer.vectors,
-            glorank::data::VectorKind::Content,
-            "{name}"
-        );
-        assert!(!c.policy.use_retriever_score, "{name}");
+        assert_eq!(c.tokenizer.vectors, glorank::VectorKind::Content, "{name}");
+        assert!(!c.inputs.retriever_score, "{name}");
     }
-}
-
-/// A small prepared synthetic world: pools of 12, lists of 6, histories of 8, 3-core.
-fn small_world(users: usize, items: usize, sessions: usize) -> glorank::data::PreparedDataset {
-    use glorank::data::{DatasetSource, NoProgress, ProtocolConfig, SyntheticConfig};
-    DatasetSource::Synthetic(SyntheticConfig::small(users, items).with_sessions(sessions))
-        .prepare(
-            &ProtocolConfig::default()
-                .with_k_core(3)
-                .with_shape(6, 8, 12),
-            &NoProgress,
-        )
-        .unwrap()
-}
-
-#[test]
-fn logged_auc_reads_only_the_logged_items() {
-    use glorank::stages::logged_auc;
-    let ds = small_world(60, 80, 5);
-    let mixed: Vec<_> = ds
-        .test
-        .iter()
-        .filter(|s| {
-            let clicks = s
-                .logged
-                .iter()
-                .filter(|&&p| s.labels[p as usize].click())
-                .count();
-            clicks > 0 && clicks < s.logged.len()
-        })
-        .cloned()
-        .collect();
-    assert!(!mixed.is_empty());
-    // Clicks scored 1, non-clicked logged items 0, retrieved candidates far above both:
-    // the retrieved ones play no part, so the AUC is exactly 1; reversed, exactly 0.
-    let score = |sign: f32| -> Vec<Vec<f32>> {
-        mixed
-            .iter()
-            .map(|s| {
-                let mut v = vec![100.0; s.candidates.len()];
-                for &p in &s.logged {
-                    v[p as usize] = sign * f32::from(u8::from(s.labels[p as usize].click()));
-                }
-                v
-            })
-            .collect()
-    };
-    let up = logged_auc(&mixed, &score(1.0)).unwrap().unwrap();
-    assert_eq!((up.n, up.mean), (mixed.len(), 1.0));
-    let down = logged_auc(&mixed, &score(-1.0)).unwrap().unwrap();
-    assert_eq!(down.mean, 0.0);
-    // Constant scores: every pair ties, AUC 1/2.
-    let flat: Vec<Vec<f32>> = mixed
-        .iter()
-        .map(|s| vec![0.0; s.candidates.len()])
-        .collect();
-    assert_eq!(logged_auc(&mixed, &flat).unwrap().unwrap().mean, 0.5);
-}
-
-#[test]
-fn cold_slice_keeps_requests_with_rare_candidates() {
-    use glorank::stages::{MethodResult, cold_slice};
-    let mut ds = small_world(60, 80, 5);
-    // Pretend item of the first test request's first candidate was never trained on.
-    let cold_item = ds.test[0].candidates[0] as usize;
-    ds.item_train_counts[cold_item] = 0;
-    let lists: Vec<Vec<usize>> = ds.test.iter().map(|_| (0..6).collect()).collect();
-    let rel: Vec<Vec<f64>> = ds.test.iter().map(|s| s.click_relevance()).collect();
-    let row = MethodResult {
-        name: "first six".into(),
-        metrics: glorank::train::list_metrics(&lists, &rel, 6).unwrap(),
-        average_reward: None,
-        true_reward: None,
-        logged_auc: None,
-        lists,
-        scores: Some(
-            ds.test
-                .iter()
-                .map(|s| s.click_relevance().iter().map(|&c| c as f32).collect())
-                .collect(),
-        ),
-    };
-    let (n, rows) = cold_slice(&ds, &ds.test, std::slice::from_ref(&row), 1)
-        .unwrap()
-        .unwrap();
-    let expected: Vec<usize> = (0..ds.test.len())
-        .filter(|&k| {
-            ds.test[k]
-                .candidates
-                .iter()
-                .any(|&i| i as usize == cold_item)
-        })
-        .collect();
-    assert_eq!(n, expected.len());
-    assert!(n >= 1 && rows[0].lists.len() == n);
-    let sub: Vec<Vec<f64>> = expected.iter().map(|&k| rel[k].clone()).collect();
-    let m = glorank::train::list_metrics(&rows[0].lists, &sub, 6).unwrap();
-    assert_eq!(m.precision.mean, rows[0].metrics.precision.mean);
-    // The slice keeps each request's scores: clicks scored above everything else give a
-    // logged AUC of exactly 1 wherever it is defined.
-    assert_eq!(rows[0].scores.as_ref().map(Vec::len), Some(n));
-    if let Some(auc) = &rows[0].logged_auc {
-        assert_eq!(auc.mean, 1.0);
-    }
-}
-
-/// A synthetic world of 120 users and 150 items with 10% held-out items: pools of 20, lists
-/// of 6, histories of 8, 3-core.
-fn held_out_world() -> glorank::data::PreparedDataset {
-    use glorank::data::{DatasetSource, NoProgress, ProtocolConfig, SyntheticConfig};
-    DatasetSource::Synthetic(SyntheticConfig::small(120, 150).with_sessions(6))
-        .prepare(
-            &ProtocolConfig::default()
-                .with_k_core(3)
-                .with_shape(6, 8, 20)
-                .with_held_out_share(0.1),
-            &NoProgress,
-        )
-        .unwrap()
-}
-
-#[test]
-fn held_out_items_get_reference_rows_and_a_cold_warm_split() {
-    use glorank::stages::{COLD_FIRST, EvalContext, RANDOM, held_out_view};
-    use glorank::tokenizer::SemanticIds;
-    let ds = held_out_world();
-    assert_eq!(ds.held_out.len(), 15);
-    let codes = (0..ds.num_items() as u32)
-        .map(|i| vec![i % 8, i / 8 % 8])
-        .collect();
-    let (ids, _) = SemanticIds::from_codes(codes, &[8, 8], 4).unwrap();
-    let ctx = EvalContext::new(&ds, &ids, &ds.test, None, &glorank::Device::flex()).unwrap();
-    let (mut rows, last) = ctx.reference_rows().unwrap();
-    let row = |name: &str| rows.iter().find(|r| r.name == name).unwrap();
-    // "cold first" puts every held-out candidate ahead of every warm one, and otherwise
-    // keeps the random row's order.
-    for (k, s) in ds.test.iter().enumerate() {
-        let cold: Vec<usize> = (0..s.candidates.len())
-            .filter(|&p| ds.is_held_out(s.candidates[p]))
-            .collect();
-        let list = &row(COLD_FIRST).lists[k];
-        let head = cold.len().min(list.len());
-        assert!(list[..head].iter().all(|p| cold.contains(p)), "request {k}");
-        if cold.is_empty() {
-            assert_eq!(list, &row(RANDOM).lists[k]);
-        }
-    }
-    rows.extend(last);
-    let v = held_out_view(&ds, &ds.test, &rows).unwrap().unwrap();
-    // The split is by the logged slate; the pool-wide count is at least the cold side.
-    let cold_logged = ds
-        .test
-        .iter()
-        .filter(|s| {
-            s.logged
-                .iter()
-                .any(|&p| ds.is_held_out(s.candidates[p as usize]))
-        })
-        .count();
-    assert!(v.any_cold_requests >= cold_logged);
-    // The oracle's lists hold every clicked logged item, held-out or warm.
-    let m = |name: &str| v.methods.iter().find(|m| m.name == name).unwrap();
-    let (cold, warm) = (&m("oracle").found_held_out, &m("oracle").found_warm);
-    assert_eq!((cold.unwrap().mean, warm.unwrap().mean), (1.0, 1.0));
-    // Popularity gives every held-out item the same score (no training interactions), so it
-    // cannot tell a good one from a bad one: AUC exactly 1/2 among held-out candidates.
-    let (cold, warm) = (&m("popularity").auc_held_out, &m("popularity").auc_warm);
-    assert_eq!(cold.unwrap().mean, 0.5);
-    assert!((0.0..=1.0).contains(&warm.unwrap().mean));
-    assert_eq!(v.items, 15);
-    assert!(v.logged_cold_share > 0.0 && v.retrieved_cold_share > 0.0);
-    let (n_cold, cold_rows) = v.cold.unwrap();
-    assert_eq!(n_cold, cold_logged);
-    let (n_warm, warm_rows) = v.warm.unwrap();
-    assert_eq!(n_cold + n_warm, ds.test.len());
-    assert_eq!(cold_rows.len(), rows.len());
-    assert_eq!(warm_rows[0].lists.len(), n_warm);
-    // Without held-out items there is no view and no extra rows.
-    let plain = small_world(60, 80, 5);
-    assert!(held_out_view(&plain, &plain.test, &rows).unwrap().is_none());
 }
 
 #[test]
 fn a_held_out_item_is_served_from_its_content_vector_alone() {
     use glorank::data::{VectorKind, item_vectors};
-    use glorank::{Device, RunDir, TokenizerConfig, stages};
+    use glorank::{ModelInputs, PolicyArch, TokenizerConfig};
     let dir = tempfile::tempdir().unwrap();
-    let run = RunDir::new(dir.path());
-    let ds = held_out_world();
-    ds.save(run.root()).unwrap();
+    let ds = glorank::testing::held_out_world();
     let mut tok = TokenizerConfig::default();
     tok.levels = 2;
     tok.codes = 8;
     tok.vectors = VectorKind::Content;
-    let (_, ids) = stages::tokenize(&ds, &tok, run.tokenizer_dir()).unwrap();
-    let mut training = glorank::train::TrainingConfig::default();
-    training.policy.d_model = 16;
-    training.policy.heads = 2;
-    training.policy.layers = 1;
-    let config = stages::policy_config(&ds, &ids, &training).unwrap();
-    glorank::policy::Policy::new(&config, &Device::flex())
-        .unwrap()
-        .save(&config, &run.policy_sft())
+    let arch = PolicyArch::default().with_size(16, 2, 1);
+    let run = glorank::testing::write_run(dir.path(), &ds, &tok, (&arch, &ModelInputs::default()))
         .unwrap();
     let reranker = Reranker::load(run.root()).unwrap();
     let vectors = item_vectors(&ds, &tok.vector_source(&ds)).unwrap();
@@ -808,54 +614,28 @@ fn a_held_out_item_is_served_from_its_content_vector_alone() {
 }
 
 #[test]
-fn shuffled_pools_keep_items_labels_and_logged_positions_together() {
-    let ds = small_world(40, 60, 4);
-    let shuffled = glorank::stages::shuffle_candidates(&ds.test, 7);
-    let mut moved = 0;
-    for (a, b) in ds.test.iter().zip(&shuffled) {
-        let mut x = a.candidates.clone();
-        let mut y = b.candidates.clone();
-        x.sort_unstable();
-        y.sort_unstable();
-        assert_eq!(x, y);
-        for (p, &item) in b.candidates.iter().enumerate() {
-            let q = a.candidates.iter().position(|&i| i == item).unwrap();
-            assert_eq!(a.labels[q], b.labels[p]);
-        }
-        for (&pa, &pb) in a.logged.iter().zip(&b.logged) {
-            assert_eq!(a.candidates[pa as usize], b.candidates[pb as usize]);
-        }
-        moved += usize::from(a.candidates != b.candidates);
-    }
-    assert!(moved * 2 > ds.test.len(), "most pools change order");
-    assert_eq!(glorank::stages::shuffle_candidates(&ds.test, 7), shuffled);
-}
-
-#[test]
 fn a_policy_that_reads_retriever_scores_and_exposures_is_served_them() {
     use glorank::policy::{Policy, decode};
-    use glorank::train::{RequestBuilder, TrainingConfig};
-    use glorank::trie::{DecodeStrategy, Decoder};
-    use glorank::{Device, RunDir, TokenizerConfig, stages};
-    let ds = small_world(60, 80, 5);
+    use glorank::tokenizer::SemanticIds;
+    use glorank::train::RequestBuilder;
+    use glorank::trie::Decoder;
+    use glorank::{
+        DecodeStrategy, Device, ModelInputs, PolicyArch, RetrieverInput, TokenizerConfig,
+    };
+    let ds = glorank::testing::small_world(60, 80, 5);
     let dir = tempfile::tempdir().unwrap();
-    let run = RunDir::new(dir.path());
-    ds.save(run.root()).unwrap();
     let mut tok = TokenizerConfig::default();
     tok.levels = 2;
     tok.codes = 4;
-    let (_, ids) = stages::tokenize(&ds, &tok, run.tokenizer_dir()).unwrap();
-    let mut training = TrainingConfig::default();
-    training.policy.use_retriever_score = true;
-    training.policy.use_exposures = true;
-    training.policy.d_model = 16;
-    training.policy.heads = 2;
-    training.policy.layers = 1;
-    let config = stages::policy_config(&ds, &ids, &training).unwrap();
-    assert!(config.use_retriever_score && config.use_exposures);
+    let inputs = ModelInputs::default()
+        .with_retriever(RetrieverInput::Score)
+        .with_exposures(true);
+    let arch = PolicyArch::default().with_size(16, 2, 1);
+    let run = glorank::testing::write_run(dir.path(), &ds, &tok, (&arch, &inputs)).unwrap();
     let dev = Device::flex();
-    let policy = Policy::new(&config, &dev).unwrap();
-    policy.save(&config, &run.policy_sft()).unwrap();
+    let (policy, config) = Policy::load(&run.policy_sft(), &dev).unwrap();
+    assert!(config.inputs.retriever_score && config.inputs.exposures);
+    let ids = SemanticIds::load(&run.semantic_ids_file()).unwrap();
 
     let reranker = Reranker::load(run.root()).unwrap();
     assert!(reranker.uses_retriever_score() && reranker.uses_exposures());

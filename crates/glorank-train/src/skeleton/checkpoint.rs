@@ -5,8 +5,8 @@
 //! renamed to `NAME.old`, `NAME.tmp` to `NAME`, and `NAME.old` removed. A crash at any point
 //! leaves either `NAME` or `NAME.old` complete, and [`latest`] finds it.
 
-use glorank_nn::{NnError, Result};
 use burn::optim::ModuleOptimizer;
+use glorank_nn::{NnError, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 

@@ -42,10 +42,10 @@ pub use checkpoint::{
 pub use grad::{clip_global_norm, sum_gradients};
 pub use observer::{NoObserver, RunStatus, TrainObserver};
 
-use glorank_nn::NnError;
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
+use glorank_nn::NnError;
 use std::ops::{ControlFlow, Range};
 
 /// What one optimizer step did.

@@ -2,8 +2,9 @@
 //! (the defaults, a preset or a run's own configuration), keys of the earlier layout
 //! refused with their new place, and `section.key=value` assignments.
 
-use super::Config;
 use crate::{Error, Result};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use std::path::Path;
 
 /// Keys of the layout before the configuration tree had one root, and where each moved.
@@ -88,8 +89,12 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
     }
 }
 
-/// `text` laid over `base` (see [`Config::from_toml`]), checked.
-pub(super) fn parse_over(base: &Config, text: &str, origin: &Path) -> Result<Config> {
+/// `text` laid over `base` (see [`super::Config::from_toml`]); the caller checks the values.
+pub(super) fn parse_over<T: Serialize + DeserializeOwned>(
+    base: &T,
+    text: &str,
+    origin: &Path,
+) -> Result<T> {
     let doc: toml::Table = toml::from_str(text).map_err(|e| format_error(origin, e.to_string()))?;
     let moved = moved_keys(&doc);
     if !moved.is_empty() {
@@ -106,23 +111,21 @@ pub(super) fn parse_over(base: &Config, text: &str, origin: &Path) -> Result<Con
         ));
     }
     // Unknown keys and wrong types, with the line and column of the file itself.
-    toml::from_str::<Config>(text).map_err(|e| format_error(origin, e.to_string()))?;
+    toml::from_str::<T>(text).map_err(|e| format_error(origin, e.to_string()))?;
     let mut merged = match toml::Value::try_from(base) {
         Ok(toml::Value::Table(t)) => t,
         Ok(_) => toml::Table::new(),
         Err(e) => return Err(format_error(origin, format!("the base configuration: {e}"))),
     };
     merge(&mut merged, doc);
-    let config: Config = toml::Value::Table(merged)
+    toml::Value::Table(merged)
         .try_into()
-        .map_err(|e: toml::de::Error| format_error(origin, e.to_string()))?;
-    config.validate()?;
-    Ok(config)
+        .map_err(|e: toml::de::Error| format_error(origin, e.to_string()))
 }
 
 /// `config` with one `section.key=value` assignment applied (see
-/// [`Config::with_overrides`]).
-pub(super) fn assign(config: &Config, assignment: &str) -> Result<Config> {
+/// [`super::Config::with_overrides`]); the caller checks the values.
+pub(super) fn assign<T: Serialize + DeserializeOwned>(config: &T, assignment: &str) -> Result<T> {
     let bad = |message: String| Error::InvalidConfig {
         field: assignment.to_string(),
         message,

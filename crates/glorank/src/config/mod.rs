@@ -100,11 +100,9 @@ impl EvalConfig {
                 message: format!("expected 1..={MAX_EVAL_BEAM}, got {}", self.beam),
             });
         }
-        glorank_trie::check_prefix_penalty(self.prefix_penalty).map_err(|e| {
-            Error::InvalidConfig {
-                field: "eval.prefix_penalty".into(),
-                message: e.to_string(),
-            }
+        glorank_trie::check_prefix_penalty(self.prefix_penalty).map_err(|e| Error::InvalidConfig {
+            field: "eval.prefix_penalty".into(),
+            message: e.to_string(),
         })
     }
 }
@@ -167,7 +165,7 @@ impl Config {
     /// the earlier layout with its new place); [`Error::InvalidConfig`] and the sections'
     /// errors naming the field.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Self> {
-        load::parse_over(&Self::default(), text, origin)
+        Self::default().overlay(text, origin)
     }
 
     /// Reads a TOML file ([`Config::from_toml`]).
@@ -185,7 +183,9 @@ impl Config {
     /// # Errors
     /// As [`Config::from_toml`].
     pub fn overlay(&self, text: &str, origin: &Path) -> Result<Self> {
-        load::parse_over(self, text, origin)
+        let c = load::parse_over(self, text, origin)?;
+        c.validate()?;
+        Ok(c)
     }
 
     /// This configuration with a TOML file laid over it ([`Config::overlay`]).
@@ -210,6 +210,7 @@ impl Config {
         for a in assignments {
             c = load::assign(&c, a.as_ref())?;
         }
+        c.validate()?;
         Ok(c)
     }
 

@@ -25,7 +25,10 @@ fn round_trip_and_partial_files() {
     // A tagged choice replaces the base's whole table.
     let labels = Config::quick();
     let back = labels
-        .overlay("[sft.demonstrations]\nkind = \"logged\"\n", Path::new("o.toml"))
+        .overlay(
+            "[sft.demonstrations]\nkind = \"logged\"\n",
+            Path::new("o.toml"),
+        )
         .unwrap();
     assert_eq!(back.sft.demonstrations, Demonstrations::Logged);
     let best = Config::default()
@@ -72,9 +75,21 @@ fn keys_of_the_earlier_layout_name_their_new_place() {
             "sft.learning_rate",
             "sft.optim.learning_rate",
         ),
-        ("[rl]\nbatch_size = 8\n", "rl.batch_size", "rl.optim.batch_size"),
-        ("[sft.schedule]\nwarmup_steps = 2\n", "sft.schedule", "sft.optim.schedule"),
-        ("[simulator]\nseed = 1\n", "simulator.seed", "simulator.optim.seed"),
+        (
+            "[rl]\nbatch_size = 8\n",
+            "rl.batch_size",
+            "rl.optim.batch_size",
+        ),
+        (
+            "[sft.schedule]\nwarmup_steps = 2\n",
+            "sft.schedule",
+            "sft.optim.schedule",
+        ),
+        (
+            "[simulator]\nseed = 1\n",
+            "simulator.seed",
+            "simulator.optim.seed",
+        ),
     ] {
         let e = parse(text).unwrap_err().to_string();
         assert!(
@@ -89,7 +104,9 @@ fn errors_name_the_file_line_and_field() {
     let e = parse("[rl]\ngroup_sise = 4\n").unwrap_err().to_string();
     assert!(e.contains("c.toml") && e.contains("group_sise"), "{e}");
     assert!(e.contains("line 2"), "{e}");
-    let e = parse("[sft]\nepochs = \"three\"\n").unwrap_err().to_string();
+    let e = parse("[sft]\nepochs = \"three\"\n")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("line 2") && e.contains("epochs"), "{e}");
     for (text, field) in [
         ("[sft.optim]\nbatch_size = 0\n", "sft.optim.batch_size"),
@@ -108,15 +125,23 @@ fn errors_name_the_file_line_and_field() {
         ),
         ("[eval]\nbeam = 0\n", "eval.beam"),
         ("[serve]\nmax_batch = 0\n", "serve.max_batch"),
-        ("[serve]\nmax_line_bytes = 1000000000000\n", "serve.max_line_bytes"),
+        (
+            "[serve]\nmax_line_bytes = 1000000000000\n",
+            "serve.max_line_bytes",
+        ),
         ("[baselines]\nd_model = 30\n", "baselines.d_model"),
-        ("[evaluator.optim]\nlearning_rate = -1.0\n", "evaluator.optim.learning_rate"),
+        (
+            "[evaluator.optim]\nlearning_rate = -1.0\n",
+            "evaluator.optim.learning_rate",
+        ),
         ("[tokenizer]\nlevels = 1000\n", "tokenizer.levels"),
     ] {
         let e = parse(text).unwrap_err().to_string();
         assert!(e.contains(field), "{text}: {e}");
     }
-    let e = parse("[serve]\ndecode = \"beam:0\"\n").unwrap_err().to_string();
+    let e = parse("[serve]\ndecode = \"beam:0\"\n")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("decode") || e.contains("beam"), "{e}");
 }
 
@@ -166,7 +191,12 @@ fn assignments_set_one_key_and_name_their_mistakes() {
 fn seeds_move_together() {
     let c = Config::default().with_seed(5);
     assert_eq!(
-        (c.data.seed, c.policy.seed, c.sft.optim.seed, c.rl.optim.seed),
+        (
+            c.data.seed,
+            c.policy.seed,
+            c.sft.optim.seed,
+            c.rl.optim.seed
+        ),
         (5, 5, 5, 5)
     );
     assert_eq!(c.simulator.optim.seed, 6);

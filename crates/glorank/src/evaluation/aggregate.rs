@@ -43,7 +43,9 @@ pub fn aggregate(files: &[PathBuf], slice: Option<&str>) -> Result<String> {
         });
     }
     let Some(first) = runs.first() else {
-        return Err(Error::InvalidRequest("aggregate needs metrics.json files".into()));
+        return Err(Error::InvalidRequest(
+            "aggregate needs metrics.json files".into(),
+        ));
     };
     let methods: Vec<&str> = first.iter().map(|(n, _)| n.as_str()).collect();
     let get = |run: &[(String, MethodMetrics)], method: &str, key: &str| {

@@ -14,8 +14,7 @@ use glorank_policy::{Policy, Request, first_item_logprobs};
 use glorank_reward::UserResponseModel;
 use glorank_tokenizer::SemanticIds;
 use glorank_train::{
-    BaselineConfig, BaselineData, RequestBuilder, average_reward, fit, list_metrics,
-    policy_lists,
+    BaselineConfig, BaselineData, RequestBuilder, average_reward, fit, list_metrics, policy_lists,
 };
 use glorank_trie::{DecodeStrategy, Decoder};
 use rayon::prelude::*;
@@ -374,3 +373,184 @@ pub(crate) fn shuffle_candidates(samples: &[RerankSample], seed: u64) -> Vec<Rer
         .collect()
 }
 
+#[cfg(test)]
+mod tests {
+    //! The evaluation's parts on small synthetic worlds: the AUC among logged items, the
+    //! cold-start slice, the held-out view and its reference rows, the shuffled pools.
+
+    use super::*;
+    use crate::evaluation::slices::{cold_slice, held_out_view};
+    use crate::testing::{held_out_world, small_world};
+
+    #[test]
+    fn logged_auc_reads_only_the_logged_items() {
+        let ds = small_world(60, 80, 5);
+        let mixed: Vec<_> = ds
+            .test
+            .iter()
+            .filter(|s| {
+                let clicks = s
+                    .logged
+                    .iter()
+                    .filter(|&&p| s.labels[p as usize].click())
+                    .count();
+                clicks > 0 && clicks < s.logged.len()
+            })
+            .cloned()
+            .collect();
+        assert!(!mixed.is_empty());
+        // Clicks scored 1, non-clicked logged items 0, retrieved candidates far above both:
+        // the retrieved ones play no part, so the AUC is exactly 1; reversed, exactly 0.
+        let score = |sign: f32| -> Vec<Vec<f32>> {
+            mixed
+                .iter()
+                .map(|s| {
+                    let mut v = vec![100.0; s.candidates.len()];
+                    for &p in &s.logged {
+                        v[p as usize] = sign * f32::from(u8::from(s.labels[p as usize].click()));
+                    }
+                    v
+                })
+                .collect()
+        };
+        let up = logged_auc(&mixed, &score(1.0)).unwrap().unwrap();
+        assert_eq!((up.n, up.mean), (mixed.len(), 1.0));
+        let down = logged_auc(&mixed, &score(-1.0)).unwrap().unwrap();
+        assert_eq!(down.mean, 0.0);
+        // Constant scores: every pair ties, AUC 1/2.
+        let flat: Vec<Vec<f32>> = mixed
+            .iter()
+            .map(|s| vec![0.0; s.candidates.len()])
+            .collect();
+        assert_eq!(logged_auc(&mixed, &flat).unwrap().unwrap().mean, 0.5);
+    }
+
+    #[test]
+    fn cold_slice_keeps_requests_with_rare_candidates() {
+        let mut ds = small_world(60, 80, 5);
+        // Pretend item of the first test request's first candidate was never trained on.
+        let cold_item = ds.test[0].candidates[0] as usize;
+        ds.item_train_counts[cold_item] = 0;
+        let lists: Vec<Vec<usize>> = ds.test.iter().map(|_| (0..6).collect()).collect();
+        let rel: Vec<Vec<f64>> = ds.test.iter().map(|s| s.click_relevance()).collect();
+        let row = MethodResult {
+            name: "first six".into(),
+            metrics: glorank_train::list_metrics(&lists, &rel, 6).unwrap(),
+            average_reward: None,
+            true_reward: None,
+            logged_auc: None,
+            lists,
+            scores: Some(
+                ds.test
+                    .iter()
+                    .map(|s| s.click_relevance().iter().map(|&c| c as f32).collect())
+                    .collect(),
+            ),
+        };
+        let (n, rows) = cold_slice(&ds, &ds.test, std::slice::from_ref(&row), 1)
+            .unwrap()
+            .unwrap();
+        let expected: Vec<usize> = (0..ds.test.len())
+            .filter(|&k| {
+                ds.test[k]
+                    .candidates
+                    .iter()
+                    .any(|&i| i as usize == cold_item)
+            })
+            .collect();
+        assert_eq!(n, expected.len());
+        assert!(n >= 1 && rows[0].lists.len() == n);
+        let sub: Vec<Vec<f64>> = expected.iter().map(|&k| rel[k].clone()).collect();
+        let m = glorank_train::list_metrics(&rows[0].lists, &sub, 6).unwrap();
+        assert_eq!(m.precision.mean, rows[0].metrics.precision.mean);
+        // The slice keeps each request's scores: clicks scored above everything else give a
+        // logged AUC of exactly 1 wherever it is defined.
+        assert_eq!(rows[0].scores.as_ref().map(Vec::len), Some(n));
+        if let Some(auc) = &rows[0].logged_auc {
+            assert_eq!(auc.mean, 1.0);
+        }
+    }
+
+    #[test]
+    fn held_out_items_get_reference_rows_and_a_cold_warm_split() {
+        let ds = held_out_world();
+        assert_eq!(ds.held_out.len(), 15);
+        let codes = (0..ds.num_items() as u32)
+            .map(|i| vec![i % 8, i / 8 % 8])
+            .collect();
+        let (ids, _) = SemanticIds::from_codes(codes, &[8, 8], 4).unwrap();
+        let ctx = EvalContext::new(&ds, &ids, &ds.test, None, &Device::flex()).unwrap();
+        let (mut rows, last) = ctx.reference_rows().unwrap();
+        let row = |name: &str| rows.iter().find(|r| r.name == name).unwrap();
+        // "cold first" puts every held-out candidate ahead of every warm one, and otherwise
+        // keeps the random row's order.
+        for (k, s) in ds.test.iter().enumerate() {
+            let cold: Vec<usize> = (0..s.candidates.len())
+                .filter(|&p| ds.is_held_out(s.candidates[p]))
+                .collect();
+            let list = &row(COLD_FIRST).lists[k];
+            let head = cold.len().min(list.len());
+            assert!(list[..head].iter().all(|p| cold.contains(p)), "request {k}");
+            if cold.is_empty() {
+                assert_eq!(list, &row(RANDOM).lists[k]);
+            }
+        }
+        rows.extend(last);
+        let v = held_out_view(&ds, &ds.test, &rows).unwrap().unwrap();
+        // The split is by the logged slate; the pool-wide count is at least the cold side.
+        let cold_logged = ds
+            .test
+            .iter()
+            .filter(|s| {
+                s.logged
+                    .iter()
+                    .any(|&p| ds.is_held_out(s.candidates[p as usize]))
+            })
+            .count();
+        assert!(v.any_cold_requests >= cold_logged);
+        // The oracle's lists hold every clicked logged item, held-out or warm.
+        let m = |name: &str| v.methods.iter().find(|m| m.name == name).unwrap();
+        let (cold, warm) = (&m("oracle").found_held_out, &m("oracle").found_warm);
+        assert_eq!((cold.unwrap().mean, warm.unwrap().mean), (1.0, 1.0));
+        // Popularity gives every held-out item the same score (no training interactions), so it
+        // cannot tell a good one from a bad one: AUC exactly 1/2 among held-out candidates.
+        let (cold, warm) = (&m("popularity").auc_held_out, &m("popularity").auc_warm);
+        assert_eq!(cold.unwrap().mean, 0.5);
+        assert!((0.0..=1.0).contains(&warm.unwrap().mean));
+        assert_eq!(v.items, 15);
+        assert!(v.logged_cold_share > 0.0 && v.retrieved_cold_share > 0.0);
+        let (n_cold, cold_rows) = v.cold.unwrap();
+        assert_eq!(n_cold, cold_logged);
+        let (n_warm, warm_rows) = v.warm.unwrap();
+        assert_eq!(n_cold + n_warm, ds.test.len());
+        assert_eq!(cold_rows.len(), rows.len());
+        assert_eq!(warm_rows[0].lists.len(), n_warm);
+        // Without held-out items there is no view and no extra rows.
+        let plain = small_world(60, 80, 5);
+        assert!(held_out_view(&plain, &plain.test, &rows).unwrap().is_none());
+    }
+
+    #[test]
+    fn shuffled_pools_keep_items_labels_and_logged_positions_together() {
+        let ds = small_world(40, 60, 4);
+        let shuffled = shuffle_candidates(&ds.test, 7);
+        let mut moved = 0;
+        for (a, b) in ds.test.iter().zip(&shuffled) {
+            let mut x = a.candidates.clone();
+            let mut y = b.candidates.clone();
+            x.sort_unstable();
+            y.sort_unstable();
+            assert_eq!(x, y);
+            for (p, &item) in b.candidates.iter().enumerate() {
+                let q = a.candidates.iter().position(|&i| i == item).unwrap();
+                assert_eq!(a.labels[q], b.labels[p]);
+            }
+            for (&pa, &pb) in a.logged.iter().zip(&b.logged) {
+                assert_eq!(a.candidates[pa as usize], b.candidates[pb as usize]);
+            }
+            moved += usize::from(a.candidates != b.candidates);
+        }
+        assert!(moved * 2 > ds.test.len(), "most pools change order");
+        assert_eq!(shuffle_candidates(&ds.test, 7), shuffled);
+    }
+}

@@ -258,8 +258,8 @@ impl MetricsFile {
             path: path.clone(),
             message,
         };
-        let value: Value = serde_json::from_slice(&crate::read_bytes(&path)?)
-            .map_err(|e| bad(e.to_string()))?;
+        let value: Value =
+            serde_json::from_slice(&crate::read_bytes(&path)?).map_err(|e| bad(e.to_string()))?;
         let Value::Object(entries) = value else {
             return Err(bad("not a metrics.json (not a JSON object)".into()));
         };
@@ -271,7 +271,8 @@ impl MetricsFile {
             if is_method_row(v) {
                 rows.push((key.clone(), parse_row(key, v)?));
             } else if key == HELD_OUT_KEYS[2] {
-                pools = Some(HeldOutPools::deserialize(v).map_err(|e| bad(format!("`{key}`: {e}")))?);
+                pools =
+                    Some(HeldOutPools::deserialize(v).map_err(|e| bad(format!("`{key}`: {e}")))?);
             } else if let Some(o) = v.as_object().filter(|o| o.values().all(is_method_row)) {
                 let slice = o
                     .iter()
@@ -486,7 +487,14 @@ mod tests {
         let names: Vec<&str> = back.rows.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["MF order", "GloRank SFT+RL", "Zeta"]);
         assert_eq!(back.row("GloRank SFT+RL"), Some(&file.rows[1].1));
-        assert_eq!(back.row("GloRank SFT+RL").unwrap().get("average_reward").unwrap().mean, 2.5);
+        assert_eq!(
+            back.row("GloRank SFT+RL")
+                .unwrap()
+                .get("average_reward")
+                .unwrap()
+                .mean,
+            2.5
+        );
         assert_eq!(back.slice("cold_start_lt_5").unwrap().len(), 1);
         // Keys sorted in the JSON.
         let text = std::fs::read_to_string(&path).unwrap();
@@ -505,7 +513,10 @@ mod tests {
         ] {
             std::fs::write(&path, text).unwrap();
             let e = MetricsFile::read(&path).unwrap_err().to_string();
-            assert!(e.contains("metrics.json") && e.contains(needle), "{text}: {e}");
+            assert!(
+                e.contains("metrics.json") && e.contains(needle),
+                "{text}: {e}"
+            );
         }
     }
 }

@@ -1,7 +1,7 @@
 //! One pipeline call on one run directory: the stages it runs or requires, what they have
 //! loaded, the upstream checksums and the timings.
 
-use super::{EvalPlan, EvalReport, Hooks, Pipeline, Split, Stage, stage_error};
+use super::plan::{EvalPlan, EvalReport, Hooks, Split, Stage, stage_error};
 use crate::evaluation::context::{EvalContext, shuffle_candidates};
 use crate::evaluation::{table, write_results};
 use crate::run_dir::Freshness;
@@ -48,16 +48,20 @@ pub(super) struct Session<'a, 'h, 'hh> {
 impl<'a, 'h, 'hh> Session<'a, 'h, 'hh> {
     /// Checks the configuration, creates the run directory and records the configuration
     /// in its `config.toml`.
-    pub(super) fn start(p: &'a Pipeline, run: &RunDir, hooks: &'h mut Hooks<'hh>) -> Result<Self> {
-        p.config.validate()?;
+    pub(super) fn start(
+        (config, device): (&'a Config, &Device),
+        run: &RunDir,
+        hooks: &'h mut Hooks<'hh>,
+    ) -> Result<Self> {
+        config.validate()?;
         run.create()?;
-        run.write_config(&p.config)?;
+        run.write_config(config)?;
         Ok(Self {
-            config: &p.config,
+            config,
             run: run.clone(),
             hooks,
-            plain: p.device.clone(),
-            autodiff: p.device.clone().autodiff(),
+            plain: device.clone(),
+            autodiff: device.clone().autodiff(),
             inputs: BTreeMap::new(),
             done: HashSet::new(),
             ds: None,
@@ -81,7 +85,6 @@ impl<'a, 'h, 'hh> Session<'a, 'h, 'hh> {
             .push((name.to_string(), self.clock.elapsed().as_secs_f64()));
         self.clock = Instant::now();
     }
-
 
     /// The recorded checksums of `names` next to the dataset's and the tokenizer's.
     fn inputs_with(&self, names: &[&str]) -> Result<BTreeMap<String, String>> {
@@ -157,7 +160,10 @@ impl<'a, 'h, 'hh> Session<'a, 'h, 'hh> {
             }
             Stage::Sft | Stage::Las => {
                 self.require(Stage::Tokenize)?;
-                if matches!(self.config.sft.demonstrations, Demonstrations::BestOfK { .. }) {
+                if matches!(
+                    self.config.sft.demonstrations,
+                    Demonstrations::BestOfK { .. }
+                ) {
                     self.require(Stage::Evaluator)?;
                 }
                 self.sft(stage, build)?;
@@ -233,7 +239,9 @@ impl<'a, 'h, 'hh> Session<'a, 'h, 'hh> {
     fn build_dataset(&mut self, config: &Value) -> Result<PreparedDataset> {
         self.say("prepare: building the dataset");
         let data = &self.config.data;
-        let ds = data.source()?.prepare(&data.protocol(), self.hooks.progress)?;
+        let ds = data
+            .source()?
+            .prepare(&data.protocol(), self.hooks.progress)?;
         ds.save(self.run.root())?;
         self.run.finish("dataset", config, &BTreeMap::new())?;
         Ok(ds)
@@ -246,8 +254,11 @@ impl<'a, 'h, 'hh> Session<'a, 'h, 'hh> {
         let inputs = self.inputs.clone();
         let ids = if self.plan(Stage::Tokenize, &config, &inputs, build)? {
             self.say("tokenize: learning semantic IDs");
-            let (tokenizer, ids) =
-                training::tokenize(loaded(&self.ds, "dataset")?, &c.tokenizer, self.run.tokenizer_dir())?;
+            let (tokenizer, ids) = training::tokenize(
+                loaded(&self.ds, "dataset")?,
+                &c.tokenizer,
+                self.run.tokenizer_dir(),
+            )?;
             if let Some(stats) = tokenizer.stats().filter(|s| s.dedupe_overflow) {
                 self.say(&format!(
                     "  warning: up to {} items share one code prefix, more than \
@@ -286,7 +297,10 @@ impl<'a, 'h, 'hh> Session<'a, 'h, 'hh> {
             self.say(name);
             let devices = (&self.autodiff, &self.plain);
             training::train_reward(
-                (loaded(&self.ds, "dataset")?, loaded(&self.ids, "tokenizer")?),
+                (
+                    loaded(&self.ds, "dataset")?,
+                    loaded(&self.ids, "tokenizer")?,
+                ),
                 (role, cfg, inputs),
                 &self.run,
                 devices,
@@ -313,10 +327,14 @@ impl<'a, 'h, 'hh> Session<'a, 'h, 'hh> {
         };
         let best_of_k = matches!(c.sft.demonstrations, Demonstrations::BestOfK { .. });
         let inputs = self.inputs_with(if best_of_k { &["evaluator"] } else { &[] })?;
-        let config = json!({"policy": section(&arch), "inputs": section(&c.inputs), "sft": section(&c.sft)});
+        let config =
+            json!({"policy": section(&arch), "inputs": section(&c.inputs), "sft": section(&c.sft)});
         if self.plan(stage, &config, &inputs, build)? {
             self.say(label);
-            let (ds, ids) = (loaded(&self.ds, "dataset")?, loaded(&self.ids, "tokenizer")?);
+            let (ds, ids) = (
+                loaded(&self.ds, "dataset")?,
+                loaded(&self.ids, "tokenizer")?,
+            );
             let policy_config = training::policy_config(ds, ids, (&arch, &c.inputs))?;
             let out = training::train_sft_stage(
                 (ds, ids),
@@ -347,7 +365,10 @@ impl<'a, 'h, 'hh> Session<'a, 'h, 'hh> {
         if self.plan(Stage::Rl, &config, &inputs, build)? {
             self.say("RL");
             let out = training::train_rl_stage(
-                (loaded(&self.ds, "dataset")?, loaded(&self.ids, "tokenizer")?),
+                (
+                    loaded(&self.ds, "dataset")?,
+                    loaded(&self.ids, "tokenizer")?,
+                ),
                 &c.rl,
                 &self.run,
                 (&self.autodiff, &self.plain),
@@ -407,7 +428,11 @@ impl<'a, 'h, 'hh> Session<'a, 'h, 'hh> {
             "test"
         };
         self.say(&format!("evaluation on the {split} split"));
-        let (c, ds, ids) = (self.config, loaded(&self.ds, "dataset")?, loaded(&self.ids, "tokenizer")?);
+        let (c, ds, ids) = (
+            self.config,
+            loaded(&self.ds, "dataset")?,
+            loaded(&self.ids, "tokenizer")?,
+        );
         let split = if plan.split == Split::Valid {
             &ds.valid
         } else {
