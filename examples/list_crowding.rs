@@ -2,7 +2,7 @@
 //! run's `predictions.jsonl`, the mean number of item pairs (of `L (L - 1) / 2`) that share
 //! their first-level token, and the mean number of distinct first-level tokens per list.
 //! Greedy token-by-token decoding picks the first token with the most probability mass,
-//! not the first token of the most probable item, and its lists crowd (docs/benchmarks.md,
+//! not the first token of the most probable item, and its lists crowd (docs/notebook/2026-12-01-greedy-tokens-crowd-the-list.md,
 //! "Greedy tokens crowd the list").
 //!
 //! On a synthetic run it also splits each method's true expected clicks by where they are

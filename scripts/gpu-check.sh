@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check of issue 14, as one script for a lent GPU machine (which has no Rust
-# toolchain: the binary is built ahead, see docs/benchmarks.md, "The GPU path").
+# toolchain: the binary is built ahead, see docs/notebook/2026-11-30-the-gpu-path-script-and-binary-recipe-not-run-no-gpu-lent-in.md).
 #
 #   scripts/gpu-check.sh [BIN] [ML1M_DIR] [OUT_DIR]
 #

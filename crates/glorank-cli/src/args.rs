@@ -56,14 +56,19 @@ pub struct RunDirArgs {
 }
 
 impl RunDirArgs {
-    /// The run directory, with the data of `--data` imported when it has none; and the
+    /// The run directory, with the artifacts `imports` of `--data` brought in when it has
+    /// none (the dataset, and for the stages after it the semantic IDs); and the
     /// configuration `config` describes for it.
-    pub fn open(&self, config: &ConfigArgs) -> Result<(RunDir, Config), CliError> {
+    pub fn open(
+        &self,
+        config: &ConfigArgs,
+        imports: &[&str],
+    ) -> Result<(RunDir, Config), CliError> {
         let run = RunDir::new(&self.run);
         let data = self.data.as_ref().map(RunDir::new);
         let c = config.for_run(&run, data.as_ref())?;
         if let Some(d) = &data {
-            run.import(d, &["dataset", "tokenizer"])?;
+            run.import(d, imports)?;
         }
         Ok((run, c))
     }

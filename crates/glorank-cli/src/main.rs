@@ -5,7 +5,8 @@
 //! demo` run every stage of the pipeline into a run directory; `prepare`, `tokenize`,
 //! `train`, `eval` and `baselines` run one stage in a run directory through the same entry
 //! point, starting from the configuration the run was made with. `rerank` and `serve` serve a
-//! run, `bench` times it, `aggregate` and `compare` read the result files.
+//! run, `bench` times it, `aggregate` and `compare` read the result files, `config` prints
+//! the configuration a command would run with.
 
 /// `println!` that returns a write error (a closed pipe: `glorank eval | head`) to the caller
 /// instead of panicking; the enclosing function returns `Result<_, CliError>`.
@@ -81,12 +82,15 @@ enum Command {
     Aggregate(results::AggregateArgs),
     /// Paired per-request differences between methods, from `predictions.jsonl`.
     Compare(results::CompareArgs),
+    /// Print the whole configuration tree a command would run with, as TOML.
+    Config(stages::ConfigCommandArgs),
 }
 
 /// glibc malloc settings for tensor workloads: keep freed blocks in the heap instead of
 /// returning each large tensor's pages to the kernel (`mmap`/`munmap` and a page fault per
-/// page, serialised on the process's memory lock). Measured in docs/benchmarks.md: system
-/// time about a third, training throughput +3-4%, on the 2-core development machine.
+/// page, serialised on the process's memory lock). Measured in
+/// `docs/notebook/2026-11-30-speed-work-dropout-data-parallel-steps-sharded-decoding.md`:
+/// system time about a third, training throughput +3-4%, on the 2-core development machine.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MALLOC_TUNABLES: &str = "glibc.malloc.mmap_threshold=1073741824:\
 glibc.malloc.trim_threshold=1073741824:glibc.malloc.top_pad=268435456";
@@ -132,6 +136,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => serving::bench(&args),
         Command::Aggregate(args) => results::aggregate(&args),
         Command::Compare(args) => results::compare(&args),
+        Command::Config(args) => stages::config(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -99,8 +99,8 @@ impl TrainObserver for StepBar {
     }
 }
 
-/// Everything a pipeline call reports to: bars and timestamped lines (nothing with
-/// `quiet` but errors).
+/// Everything a pipeline call reports to: bars and timestamped lines (with `quiet`, only
+/// the warnings).
 pub struct Reporter {
     bars: Bars,
     steps: StepBar,
@@ -130,8 +130,9 @@ impl Reporter {
     /// Runs `f` with the pipeline hooks of this reporter.
     pub fn with_hooks<T>(&mut self, f: impl FnOnce(&mut Hooks<'_>) -> T) -> T {
         let (start, quiet) = (self.start, self.quiet);
+        // Warnings are printed even when quiet.
         let mut say = |line: &str| {
-            if !quiet {
+            if !quiet || line.trim_start().starts_with("warning:") {
                 errln!("[{:>6.1}s] {line}", start.elapsed().as_secs_f64());
             }
         };

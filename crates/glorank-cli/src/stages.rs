@@ -174,6 +174,41 @@ pub struct BaselinesArgs {
     pub config: ConfigArgs,
 }
 
+/// Which preset `glorank config` starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Preset {
+    /// `glorank demo --quick`'s configuration.
+    Quick,
+    /// `glorank demo`'s configuration.
+    Demo,
+}
+
+/// Arguments of `glorank config`.
+#[derive(Debug, clap::Args)]
+pub struct ConfigCommandArgs {
+    /// Start from a demo preset instead of the defaults.
+    #[arg(long, value_enum, conflicts_with = "run")]
+    pub preset: Option<Preset>,
+    /// Start from the configuration this run directory was made with.
+    #[arg(long)]
+    pub run: Option<PathBuf>,
+    /// A file and single keys laid over it.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+/// `glorank config`: the whole configuration tree a command would run with, as TOML.
+pub fn config(args: &ConfigCommandArgs) -> Result<(), CliError> {
+    let base = match (args.preset, &args.run) {
+        (Some(Preset::Quick), _) => Config::quick(),
+        (Some(Preset::Demo), _) => Config::demo(),
+        (None, Some(run)) => RunDir::new(run).config()?.unwrap_or_default(),
+        (None, None) => Config::default(),
+    };
+    out!("{}", args.config.over(base)?.to_toml());
+    Ok(())
+}
+
 /// Runs every stage of `config` into `out` and prints the table and the timings.
 fn run_pipeline(pipeline: Pipeline, out: &std::path::Path, quiet: bool) -> Result<(), CliError> {
     let mut reporter = Reporter::new(quiet);
@@ -273,7 +308,7 @@ pub fn prepare(args: &PrepareArgs) -> Result<(), CliError> {
 
 /// `glorank tokenize`.
 pub fn tokenize(args: &StageArgs) -> Result<(), CliError> {
-    let (run, config) = args.run.open(&args.config)?;
+    let (run, config) = args.run.open(&args.config, &["dataset"])?;
     let device = config.tokenizer.device;
     run_stage(
         &run,
@@ -286,7 +321,7 @@ pub fn tokenize(args: &StageArgs) -> Result<(), CliError> {
 /// `glorank train`.
 pub fn train(args: &TrainArgs) -> Result<(), CliError> {
     let c = &args.common;
-    let (run, config) = c.run.open(&c.config)?;
+    let (run, config) = c.run.open(&c.config, &["dataset", "tokenizer"])?;
     let stage = match args.stage {
         TrainStage::Evaluator => Stage::Evaluator,
         TrainStage::Simulator => Stage::Simulator,
@@ -316,7 +351,7 @@ fn print_table(
 /// `glorank eval`: the policy next to the reference rules that learn nothing, so the table
 /// says how separable these pools are by construction.
 pub fn eval(args: &EvalArgs) -> Result<(), CliError> {
-    let (run, config) = args.run.open(&args.config)?;
+    let (run, config) = args.run.open(&args.config, &["dataset", "tokenizer"])?;
     let policy = match &args.policy {
         Some(p) => p.clone(),
         None => run.trained_policy()?,
@@ -338,7 +373,7 @@ pub fn eval(args: &EvalArgs) -> Result<(), CliError> {
 /// rules, the oracle and the run's GloRank policies, prints the table and writes
 /// `metrics.json` and `predictions.jsonl` into the run.
 pub fn baselines(args: &BaselinesArgs) -> Result<(), CliError> {
-    let (run, config) = args.run.open(&args.config)?;
+    let (run, config) = args.run.open(&args.config, &["dataset", "tokenizer"])?;
     let mut policies = Vec::new();
     for spec in &args.policies {
         let (name, dir) = spec

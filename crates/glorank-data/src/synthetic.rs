@@ -74,7 +74,7 @@ pub struct SyntheticConfig {
     /// Give every candidate of every request feedback from the true click model (default
     /// false). Off, a request's labels are the logged slate's feedback and the retrieved
     /// candidates, never shown, are labelled 0, although the retriever's top unseen items
-    /// are as clickable as the shown ones (`docs/benchmarks.md`, "The synthetic world: why
+    /// are as clickable as the shown ones (`docs/notebook/2026-11-30-the-synthetic-world-why-its-labels-contradict-its-truth-meas.md`, "The synthetic world: why
     /// its labels contradict its truth"). On, each candidate, logged or not, gets the
     /// behaviours of one draw as if it were shown alone in the first slot
     /// ([`SyntheticWorld::pool_ratings`]), so the labels are unbiased draws of each item's

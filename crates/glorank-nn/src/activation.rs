@@ -2,7 +2,7 @@
 //!
 //! burn's flex backend computes GELU and its gradient one element at a time through the
 //! math library's `erff` and `expf`; in a policy training step that was about a fifth of the
-//! time (measured by swapping in ReLU, see `docs/benchmarks.md`). [`gelu`] computes the same
+//! time (measured by swapping in ReLU, see `docs/notebook/2026-11-30-training-folded-linear-layers-and-a-vectorised-gelu.md`). [`gelu`] computes the same
 //! function with [`crate::host::erf_f32`] and [`crate::host::exp_f32`] (straight-line
 //! arithmetic that the compiler turns into 8-wide AVX2 code, [`crate::host::with_simd`]) on
 //! flex tensors, plain or under autodiff, with a hand-written backward step; on any other
