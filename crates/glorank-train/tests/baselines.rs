@@ -2,27 +2,18 @@
 //! synthetic world, reads the inputs `[inputs]` gives it, and its sharded steps match one
 //! shard.
 
+mod common;
+
 use burn::tensor::Device;
 use glorank_baselines::{Baseline, mf_order, oracle};
-use glorank_data::{
-    DatasetSource, NoProgress, PreparedDataset, ProtocolConfig, RetrieverConfig, SyntheticConfig,
-};
+use glorank_data::PreparedDataset;
 use glorank_metrics::{ListMetrics, MetricAccumulator};
 use glorank_nn::{ModelInputs, RetrieverInput};
 use glorank_train::{BaselineConfig, BaselineData, fit};
 
-/// The world of the trainer tests: 300 users, 200 items, 8 slates per user, pools of 20,
-/// a weak 2-factor retriever.
+/// The world of the trainer tests: 300 users, a weak 2-factor retriever.
 fn world() -> PreparedDataset {
-    DatasetSource::Synthetic(SyntheticConfig::small(300, 200).with_sessions(8))
-        .prepare(
-            &ProtocolConfig::default()
-                .with_k_core(5)
-                .with_shape(6, 12, 20)
-                .with_retriever(RetrieverConfig::default().with_factors(2)),
-            &NoProgress,
-        )
-        .unwrap()
+    common::weak_retriever_world(300)
 }
 
 fn precision(ds: &PreparedDataset, lists: &[Vec<usize>]) -> f64 {

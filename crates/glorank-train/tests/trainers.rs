@@ -1,12 +1,11 @@
 //! The training loops on a tiny synthetic world: SFT generalises, RL improves the evaluator
 //! reward over SFT, and interrupted runs resume to the same weights.
 
+mod common;
+
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
-use glorank_data::{
-    DatasetSource, ItemVectorSource, NoProgress, ProtocolConfig, RetrieverConfig, SyntheticConfig,
-    item_vectors,
-};
+use glorank_data::{ItemVectorSource, item_vectors};
 use glorank_policy::{Policy, PolicyArch, PolicyConfig, Request};
 use glorank_reward::{RewardConfig, RewardRole, UserResponseModel};
 use glorank_tokenizer::{ItemTokenizer, RqKMeans, RqKMeansConfig};
@@ -38,15 +37,7 @@ struct Setup {
 /// nothing a small policy learns from 1,800 requests beats a random list on validation
 /// (measured: 0.096 vs 0.091); with 2 factors the negatives are easier, as in a real pool.
 fn setup(users: usize) -> Setup {
-    let ds = DatasetSource::Synthetic(SyntheticConfig::small(users, 200).with_sessions(8))
-        .prepare(
-            &ProtocolConfig::default()
-                .with_k_core(5)
-                .with_shape(6, 12, 20)
-                .with_retriever(RetrieverConfig::default().with_factors(2)),
-            &NoProgress,
-        )
-        .unwrap();
+    let ds = common::weak_retriever_world(users);
     let v = item_vectors(&ds, &ItemVectorSource::Concat { title_buckets: 8 }).unwrap();
     let ids = RqKMeans::new(RqKMeansConfig::new(2, 16).with_seed(1))
         .unwrap()
