@@ -40,8 +40,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let report = bench_policy(&policy, &config, &requests, &lists, &options, &dev)?;
         for d in &report.decode {
             println!(
-                "  {:<7} batch 1 p50 latency {:>7.1} ms (p99 {:>7.1}) | batch 256: {:>7.0} requests/s",
-                d.strategy, d.p50_ms, d.p99_ms, d.batch_requests_per_s
+                "  {:<7} batch 1 p50 latency {:>7.1} ms (p99 {:>7.1}) | batch {}: {:>7.0} requests/s",
+                d.strategy,
+                d.p50_ms.unwrap_or(f64::NAN),
+                d.p99_ms.unwrap_or(f64::NAN),
+                report.batch,
+                d.batch_requests_per_s
             );
         }
         println!(

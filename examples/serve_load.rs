@@ -4,6 +4,11 @@
 //!
 //! `cargo run --release -p glorank-examples --example serve_load -- RUN_DIR [SECONDS [MAX_WAIT_MS]]`
 //!
+//! With `--url http://HOST:PORT CLIENTS SECONDS` after RUN_DIR it only drives a server that
+//! is already running (`glorank serve`, what `scripts/serve_load.sh` does): CLIENTS
+//! concurrent clients for SECONDS, and one JSON line with the requests, the errors (answers
+//! other than 200, and connections that failed) and the p50/p99 latency.
+//!
 //! RUN_DIR is a trained run (`glorank demo` writes `runs/demo`); the requests are its test
 //! pools (user, history and candidates, as a serving system would send them). Clients and
 //! server share the machine, as they would on one host; the table says how many threads
@@ -39,12 +44,96 @@ fn row(what: &str, n: usize, secs: f64, ms: &mut [f64]) {
     );
 }
 
+/// What `clients` concurrent clients got from `url` in `seconds`: each call's latency in
+/// milliseconds and the number of calls answered other than 200 or not answered.
+fn drive(url: &str, bodies: &[String], clients: usize, seconds: f64) -> (Vec<f64>, usize) {
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let per_client: Vec<(Vec<f64>, usize)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..clients)
+            .map(|c| {
+                s.spawn(move || {
+                    let agent: ureq::Agent = ureq::Agent::config_builder()
+                        .http_status_as_error(false)
+                        .timeout_global(Some(Duration::from_secs(30)))
+                        .build()
+                        .into();
+                    let (mut ms, mut errors) = (Vec::new(), 0);
+                    let mut k = c;
+                    while Instant::now() < deadline {
+                        let t = Instant::now();
+                        let ok = agent
+                            .post(url)
+                            .header("content-type", "application/json")
+                            .send(bodies[k % bodies.len()].as_str())
+                            .ok()
+                            .and_then(|mut r| {
+                                let status = r.status().as_u16();
+                                r.body_mut().read_to_string().ok().map(|_| status == 200)
+                            })
+                            .unwrap_or(false);
+                        ms.push(t.elapsed().as_secs_f64() * 1e3);
+                        errors += usize::from(!ok);
+                        k += clients;
+                    }
+                    (ms, errors)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client thread"))
+            .collect()
+    });
+    let errors = per_client.iter().map(|(_, e)| e).sum();
+    (
+        per_client.into_iter().flat_map(|(ms, _)| ms).collect(),
+        errors,
+    )
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let dir: PathBuf = args
         .next()
-        .ok_or("usage: serve_load RUN_DIR [SECONDS]")?
+        .ok_or(
+            "usage: serve_load RUN_DIR [SECONDS [MAX_WAIT_MS]] | RUN_DIR --url URL CLIENTS SECONDS",
+        )?
         .into();
+    let rest: Vec<String> = args.collect();
+    if rest.first().map(String::as_str) == Some("--url") {
+        let [_, url, clients, seconds] = &rest[..] else {
+            return Err("usage: serve_load RUN_DIR --url http://HOST:PORT CLIENTS SECONDS".into());
+        };
+        let (clients, seconds): (usize, f64) = (clients.parse()?, seconds.parse()?);
+        let ds = PreparedDataset::load(&dir)?;
+        let bodies: Vec<String> = requests(&ds)
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<_, _>>()?;
+        let url = format!("{}/rerank", url.trim_end_matches('/'));
+        let t0 = Instant::now();
+        let (mut ms, errors) = drive(&url, &bodies, clients, seconds);
+        let secs = t0.elapsed().as_secs_f64();
+        let (p50, p99) = if ms.is_empty() {
+            (f64::NAN, f64::NAN)
+        } else {
+            percentiles(&mut ms)
+        };
+        println!(
+            "{}",
+            serde_json::json!({
+                "clients": clients,
+                "seconds": secs,
+                "requests": ms.len(),
+                "errors": errors,
+                "requests_per_s": ms.len() as f64 / secs,
+                "p50_ms": p50,
+                "p99_ms": p99,
+            })
+        );
+        return Ok(());
+    }
+    let mut args = rest.into_iter();
     let seconds: f64 = args.next().map_or(Ok(5.0), |s| s.parse())?;
     let max_wait_ms: u64 = args
         .next()
@@ -112,35 +201,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for clients in [1usize, 8, 64] {
         let before = server.metrics().batches();
         let t0 = Instant::now();
-        let deadline = t0 + Duration::from_secs_f64(seconds);
-        let mut ms: Vec<f64> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..clients)
-                .map(|c| {
-                    let (url, bodies) = (&url, &bodies);
-                    s.spawn(move || {
-                        let agent = ureq::Agent::new_with_defaults();
-                        let mut ms = Vec::new();
-                        let mut k = c;
-                        while Instant::now() < deadline {
-                            let t = Instant::now();
-                            let mut r = agent
-                                .post(url.as_str())
-                                .header("content-type", "application/json")
-                                .send(bodies[k % bodies.len()].as_str())
-                                .expect("the server answers");
-                            r.body_mut().read_to_string().expect("an answer body");
-                            ms.push(t.elapsed().as_secs_f64() * 1e3);
-                            k += clients;
-                        }
-                        ms
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().expect("client thread"))
-                .collect()
-        });
+        let (mut ms, errors) = drive(&url, &bodies, clients, seconds);
+        if errors > 0 {
+            return Err(format!("{errors} calls failed with {clients} clients").into());
+        }
         let n = ms.len();
         row(
             &format!("HTTP, {clients} concurrent clients"),

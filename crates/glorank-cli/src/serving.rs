@@ -33,6 +33,13 @@ impl ServingArgs {
             None => Reranker::load(&self.model),
         }?
         .with_serving(&config.serve)?;
+        if !reranker.verified() {
+            errln!(
+                "warning: {} has no manifest.json; its dataset, tokenizer and policy are served \
+                 without checking that they are the files the run wrote",
+                self.model.display()
+            );
+        }
         Ok((config, reranker))
     }
 }
@@ -147,15 +154,32 @@ pub fn bench(args: &BenchArgs) -> Result<(), CliError> {
         "decoding",
         "p50 (ms)",
         "p99 (ms)",
-        format!("batch {} (req/s)", options.batch)
+        format!("batch {} (req/s)", report.batch)
     );
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.2}"));
     for d in &report.decode {
         outln!(
-            "{:<10} {:>12.2} {:>12.2} {:>22.0}",
+            "{:<10} {:>12} {:>12} {:>22.0}",
             d.strategy,
-            d.p50_ms,
-            d.p99_ms,
+            ms(d.p50_ms),
+            ms(d.p99_ms),
             d.batch_requests_per_s
+        );
+    }
+    if report.latency_requests == 0 {
+        outln!("latency not measured (--latency-requests 0)");
+    } else if report.latency_requests < options.latency_requests {
+        outln!(
+            "latency over {} requests (all there are; {} asked)",
+            report.latency_requests,
+            options.latency_requests
+        );
+    }
+    if report.batch < options.batch {
+        outln!(
+            "throughput batch {} (all the requests there are; {} asked)",
+            report.batch,
+            options.batch
         );
     }
     outln!(

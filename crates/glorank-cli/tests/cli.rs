@@ -620,6 +620,41 @@ fn run_rerank_and_bench_on_a_tiny_pipeline() {
         text.contains("greedy") && text.contains("beam4") && text.contains("samples/s"),
         "{text}"
     );
+    // The report says what was measured, not what was asked.
+    let bench = glorank()
+        .args([
+            "bench",
+            "--model",
+            o,
+            "--latency-requests",
+            "0",
+            "--batch",
+            "1000000",
+            "--train-steps",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&bench.stdout);
+    assert!(
+        bench.status.success(),
+        "{}",
+        String::from_utf8_lossy(&bench.stderr)
+    );
+    assert!(text.contains("latency not measured"), "{text}");
+    assert!(
+        text.contains("(all the requests there are; 1000000 asked)"),
+        "{text}"
+    );
+    assert!(!text.contains("batch 1000000 (req/s)"), "{text}");
+    let greedy = text.lines().find(|l| l.starts_with("greedy")).unwrap();
+    assert_eq!(greedy.split_whitespace().nth(1), Some("-"), "{text}");
+    let zero = glorank()
+        .args(["bench", "--model", o, "--batch", "0"])
+        .output()
+        .unwrap();
+    assert!(!zero.status.success());
+    assert!(String::from_utf8_lossy(&zero.stderr).contains("--batch"));
     // Without a run directory: the default-dimension policy on generated requests, as JSON.
     let synthetic = glorank()
         .args([
@@ -646,6 +681,35 @@ fn run_rerank_and_bench_on_a_tiny_pipeline() {
     assert_eq!(json["decode"][1]["strategy"], "beam4");
     let none = glorank().args(["bench"]).output().unwrap();
     assert!(!none.status.success());
+}
+
+#[test]
+fn aggregate_says_when_a_cell_has_fewer_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let row = |mean: f64| {
+        let s = serde_json::json!({"n": 1, "mean": mean, "std_err": 0.0, "ci_low": mean, "ci_high": mean});
+        serde_json::json!({"precision": s, "recall": s, "f1": s, "ndcg": s, "map": s,
+            "map_hits": s, "hit": s})
+    };
+    let a = dir.path().join("a.json");
+    let b = dir.path().join("b.json");
+    std::fs::write(
+        &a,
+        serde_json::json!({"A": row(0.5), "B": row(0.25)}).to_string(),
+    )
+    .unwrap();
+    std::fs::write(&b, serde_json::json!({"A": row(0.7)}).to_string()).unwrap();
+    let text = ok(&["aggregate", a.to_str().unwrap(), b.to_str().unwrap()]);
+    let line = text.lines().find(|l| l.starts_with("| B |")).unwrap();
+    assert!(line.contains("0.2500 (1 of 2 runs)"), "{text}");
+    let line = text.lines().find(|l| l.starts_with("| A |")).unwrap();
+    assert!(!line.contains("of 2 runs"), "{text}");
+    // A malformed figure is an error naming the file and the entry, not a skipped cell.
+    let mut bad = serde_json::json!({"A": row(0.5)});
+    bad["A"]["ndcg"]["mean"] = "high".into();
+    std::fs::write(&b, bad.to_string()).unwrap();
+    let e = fails(&["aggregate", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert!(e.contains("b.json") && e.contains("`A`"), "{e}");
 }
 
 #[test]

@@ -230,6 +230,19 @@ fn is_zero(x: &f64) -> bool {
     *x == 0.0
 }
 
+/// Bytes as GiB.
+fn gib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 30) as f64
+}
+
+/// The machine's memory (`MemTotal` of `/proc/meminfo`), where the system tells it.
+pub fn machine_memory_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib.saturating_mul(1024))
+}
+
 /// Upper bounds of [`DataConfig`]'s sizes, checked before anything is allocated.
 pub mod limits {
     /// Most users (synthetic world).
@@ -301,7 +314,52 @@ impl DataConfig {
                 ),
             ));
         }
+        if let (Some(need), Some(have)) = (self.memory_estimate(), machine_memory_bytes())
+            && need > have
+        {
+            return Err(DataError::config(
+                "data.users",
+                format!(
+                    "this synthetic world needs at least {:.1} GiB by its estimate (world, log and \
+                     requests of {} users x {} items x {} sessions), more than this machine's {:.1} GiB",
+                    gib(need),
+                    self.users,
+                    self.items,
+                    self.sessions,
+                    gib(have)
+                ),
+            ));
+        }
         Ok(())
+    }
+
+    /// A lower bound, in bytes, of the memory a synthetic world of this configuration takes
+    /// while it is prepared: its item and user factors and content, its logged interactions,
+    /// the prepared requests (pools, histories, lists) and the retriever's factors. `None`
+    /// for datasets read from files (their size is known only once read).
+    pub fn memory_estimate(&self) -> Option<u64> {
+        if self.dataset != DatasetKind::Synthetic {
+            return None;
+        }
+        let d = crate::SyntheticConfig::default().latent_dim as u64;
+        let (users, items) = (self.users as u64, self.items as u64);
+        let requests = users.saturating_mul(self.sessions as u64);
+        let world = items
+            .saturating_mul(8 * d + 136)
+            .saturating_add(users.saturating_mul(8 * d + 8));
+        let log = requests
+            .saturating_mul(self.slate_len as u64)
+            .saturating_mul(std::mem::size_of::<crate::Interaction>() as u64);
+        let per_request =
+            16 * self.pool_size as u64 + 8 * (self.history + self.slate_len) as u64 + 64;
+        let samples = requests.saturating_mul(per_request);
+        let retriever = (users + items).saturating_mul(8 * self.retriever_factors as u64);
+        Some(
+            world
+                .saturating_add(log)
+                .saturating_add(samples)
+                .saturating_add(retriever),
+        )
     }
 
     /// The dataset to read.
@@ -360,6 +418,36 @@ impl DataConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_synthetic_world_larger_than_the_machine_is_refused() {
+        let c = DataConfig {
+            users: limits::MAX_USERS,
+            items: limits::MAX_ITEMS,
+            ..DataConfig::default()
+        };
+        let need = c.memory_estimate().unwrap();
+        // 10^7 users x 10^7 items with the default sessions: over 100 GiB by the estimate.
+        assert!(need > 100 << 30, "{need}");
+        if let Some(have) = machine_memory_bytes()
+            && need > have
+        {
+            let e = c.validate().unwrap_err().to_string();
+            assert!(
+                e.contains("GiB by its estimate") && e.contains("data.users"),
+                "{e}"
+            );
+        }
+        // The default world is far below any machine.
+        assert!(DataConfig::default().memory_estimate().unwrap() < 1 << 30);
+        assert!(DataConfig::default().validate().is_ok());
+        // Datasets read from files have no estimate before they are read.
+        let file = DataConfig {
+            dataset: DatasetKind::Ml100k,
+            ..DataConfig::default()
+        };
+        assert_eq!(file.memory_estimate(), None);
+    }
 
     #[test]
     fn the_behaviour_temperature_reaches_the_world_and_is_checked() {

@@ -52,7 +52,7 @@ mod rng;
 mod synthetic;
 mod vectors;
 
-pub use config::{DataConfig, DatasetKind, VectorKind};
+pub use config::{DataConfig, DatasetKind, VectorKind, machine_memory_bytes};
 pub use cut::{ProtocolConfig, USER_ID_FIELD};
 pub use error::{DataError, Result};
 pub use exposures::Exposures;
@@ -65,7 +65,9 @@ pub use prepared::{
 pub use progress::{NoProgress, Progress};
 pub use protocol::{dedupe_pairs, k_core, prepare};
 pub use raw::{CategoricalField, Interaction, ItemFeatures, RawDataset, UserFeatures};
-pub use readers::limits::{BoundedLine, LineLimit, MAX_LINE_BYTES, read_line_bounded};
+pub use readers::limits::{
+    BoundedLine, LineLimit, MAX_LINE_BYTES, Skipped, read_line_bounded, skip_line,
+};
 pub use readers::movielens::{read_ml1m, read_ml100k};
 pub use readers::tabular::{CsvConfig, read_amazon_csv, read_csv, read_implicit};
 pub use retriever::{MfModel, RetrieverConfig, fit_als};

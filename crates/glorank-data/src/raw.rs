@@ -158,6 +158,11 @@ impl Interner {
         self.map.get(id).copied()
     }
 
+    /// The original ids in dense order (first seen first).
+    pub(crate) fn ids(&self) -> &[String] {
+        &self.ids
+    }
+
     /// The original ids in dense order.
     pub(crate) fn into_ids(self) -> Vec<String> {
         self.ids

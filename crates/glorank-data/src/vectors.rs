@@ -3,7 +3,7 @@
 
 use crate::prepared::PreparedDataset;
 use crate::raw::ItemFeatures;
-use crate::readers::text::{Encoding, for_each_line, parse_num, read_all};
+use crate::readers::text::{Encoding, MAX_BINARY_BYTES, for_each_line, open, parse_num};
 use crate::{DataError, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -193,26 +193,49 @@ pub(crate) fn content_matrix(f: &ItemFeatures, title_buckets: usize) -> ItemVect
     ItemVectors { dim, data }
 }
 
-/// Reads a 2-D float `.npy` file with `rows` rows.
+/// Longest `.npy` header read (numpy writes under 200 bytes).
+const MAX_NPY_HEADER: usize = 64 << 10;
+
+/// Reads a 2-D float `.npy` file with `rows` rows: the header first (bounded), then exactly
+/// the bytes its shape announces (at most [`MAX_BINARY_BYTES`]), so an endless or oversized
+/// input ends with an error before anything large is allocated.
 fn read_npy(path: &Path, rows: usize) -> Result<ItemVectors> {
-    let bytes = read_all(path, "item vectors (.npy)")?;
+    use std::io::Read;
+    let mut r = open(path, "item vectors (.npy)")?;
     let err = |field: &str, msg: String| DataError::parse(path, 1, field, msg);
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+    let io = |e: std::io::Error| DataError::io(path, e);
+    // Reads up to `n` bytes; fewer only at the end of the file.
+    let mut take = |n: usize| -> Result<Vec<u8>> {
+        let mut v = Vec::with_capacity(n.min(1 << 20));
+        (&mut r).take(n as u64).read_to_end(&mut v).map_err(io)?;
+        Ok(v)
+    };
+    let lead = take(10)?;
+    if lead.len() < 10 || &lead[..6] != b"\x93NUMPY" {
         return Err(err("magic", "not a .npy file (missing \\x93NUMPY)".into()));
     }
-    let major = bytes[6];
-    let (hlen, start) = match major {
-        1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
-        2 | 3 if bytes.len() >= 12 => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
+    let hlen = match lead[6] {
+        1 => usize::from(u16::from_le_bytes([lead[8], lead[9]])),
+        2 | 3 => {
+            let more = take(2)?;
+            if more.len() < 2 {
+                return Err(err("header", "truncated header".into()));
+            }
+            u32::from_le_bytes([lead[8], lead[9], more[0], more[1]]) as usize
+        }
         v => return Err(err("version", format!("unsupported .npy version {v}"))),
     };
-    let header = bytes
-        .get(start..start + hlen)
-        .ok_or_else(|| err("header", "truncated header".into()))?;
-    let header = String::from_utf8_lossy(header);
+    if hlen > MAX_NPY_HEADER {
+        return Err(err(
+            "header",
+            format!("header of {hlen} bytes; the limit is {MAX_NPY_HEADER}"),
+        ));
+    }
+    let header = take(hlen)?;
+    if header.len() < hlen {
+        return Err(err("header", "truncated header".into()));
+    }
+    let header = String::from_utf8_lossy(&header);
     let value_of = |key: &str| -> Option<String> {
         let at = header.find(&format!("'{key}'"))? + key.len() + 2;
         let rest = header[at..].trim_start().strip_prefix(':')?.trim_start();
@@ -265,11 +288,29 @@ fn read_npy(path: &Path, rows: usize) -> Result<ItemVectors> {
     if dim == 0 {
         return Err(err("shape", "zero columns".into()));
     }
-    let body = &bytes[start + hlen..];
-    if body.len() != n * dim * width {
+    let expected = n
+        .checked_mul(dim)
+        .and_then(|c| c.checked_mul(width))
+        .filter(|&b| b as u64 <= MAX_BINARY_BYTES)
+        .ok_or_else(|| {
+            err(
+                "shape",
+                format!(
+                    "({n}, {dim}) of {width}-byte floats is larger than the {MAX_BINARY_BYTES}-byte limit of binary inputs"
+                ),
+            )
+        })?;
+    // One byte more than announced tells a longer file from an exact one.
+    let body = take(expected + 1)?;
+    if body.len() != expected {
+        let found = if body.len() > expected {
+            "more".to_string()
+        } else {
+            body.len().to_string()
+        };
         return Err(err(
             "data",
-            format!("{} bytes of data, expected {}", body.len(), n * dim * width),
+            format!("{found} bytes of data, expected {expected} (shape ({n}, {dim}))"),
         ));
     }
     let data = if width == 4 {

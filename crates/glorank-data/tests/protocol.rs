@@ -440,3 +440,36 @@ fn pool_feedback_labels_every_candidate_from_the_true_click_model() {
         assert_eq!(demo, logged);
     }
 }
+
+/// A vector file that never ends (a device, a FIFO) is an error naming it, within seconds
+/// and bounded memory: a `.npy` is read header first, a CSV line by line up to the limit.
+#[cfg(unix)]
+#[test]
+fn endless_vector_files_are_errors_naming_them() {
+    let ds = synthetic();
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["v.npy", "v.csv"] {
+        let p = dir.path().join(name);
+        std::os::unix::fs::symlink("/dev/zero", &p).unwrap();
+        let t0 = std::time::Instant::now();
+        let e = item_vectors(&ds, &ItemVectorSource::File(p))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(name), "{e}");
+        assert!(t0.elapsed().as_secs() < 30, "{name}: {:?}", t0.elapsed());
+    }
+    // A .npy whose header announces more data than the limit is refused before reading it.
+    let p = dir.path().join("huge.npy");
+    let header = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, 4000000000), }}",
+        ds.num_items()
+    );
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    std::fs::write(&p, bytes).unwrap();
+    let e = item_vectors(&ds, &ItemVectorSource::File(p))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("huge.npy") && e.contains("limit"), "{e}");
+}

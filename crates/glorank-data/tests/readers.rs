@@ -436,3 +436,59 @@ fn flate2_writer(path: &Path) -> flate2::write::GzEncoder<std::fs::File> {
         flate2::Compression::fast(),
     )
 }
+
+#[test]
+fn ratings_of_unlisted_items_and_users_name_their_line() {
+    let flags = "0|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0|1|0|0";
+    let items = ml100k_item(242, "Kolya (1996)", flags);
+    let users = b"196|49|M|writer|55105\n186|39|F|executive|00000\n";
+    // Item 302 (line 2) is rated but not in u.item.
+    let ratings = b"196\t242\t3\t881250949\n186\t302\t3\t891717742\n186\t242\t3\t891717743\n";
+    let dir = folder(&[
+        ("u.data", ratings),
+        ("u.item", items.as_bytes()),
+        ("u.user", users),
+    ]);
+    let e = read_ml100k(dir.path()).unwrap_err();
+    assert!(e.to_string().contains("u.item"), "{e}");
+    assert_parse(e, "u.data", 2, "item");
+    // User 7 (line 3) is rated but not in u.user.
+    let both = ml100k_item(242, "Kolya (1996)", flags) + &ml100k_item(302, "L.A. (1997)", flags);
+    let ratings = b"196\t242\t3\t881250949\n186\t302\t3\t891717742\n7\t242\t3\t891717743\n";
+    let dir = folder(&[
+        ("u.data", ratings),
+        ("u.item", both.as_bytes()),
+        ("u.user", users),
+    ]);
+    assert_parse(read_ml100k(dir.path()).unwrap_err(), "u.data", 3, "user");
+    // MovieLens-1M: movie 5 is listed but not rated (fine); a rated movie must be listed.
+    let dir = ml1m(
+        b"1::1193::5::978300760\n2::999::4::978300000\n",
+        ML1M_MOVIES,
+        ML1M_USERS,
+    );
+    assert_parse(read_ml1m(dir.path()).unwrap_err(), "ratings.dat", 2, "item");
+}
+
+/// Endless inputs (a device or a FIFO that never sends a newline) end with an error at the
+/// line limit, naming the file, within seconds and bounded memory.
+#[cfg(unix)]
+#[test]
+fn endless_inputs_end_with_an_error_naming_the_file() {
+    let flags = "0|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0|1|0|0";
+    for endless in ["u.data", "u.item", "u.user"] {
+        let items = ml100k_item(242, "Kolya (1996)", flags);
+        let files: Vec<(&str, &[u8])> = vec![
+            ("u.data", b"196\t242\t3\t881250949\n"),
+            ("u.item", items.as_bytes()),
+            ("u.user", b"196|49|M|writer|55105\n"),
+        ];
+        let files: Vec<_> = files.into_iter().filter(|(n, _)| *n != endless).collect();
+        let dir = folder(&files);
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join(endless)).unwrap();
+        let t0 = std::time::Instant::now();
+        let e = read_ml100k(dir.path()).unwrap_err().to_string();
+        assert!(e.contains(endless) && e.contains("limit"), "{e}");
+        assert!(t0.elapsed().as_secs() < 30, "{endless}: {:?}", t0.elapsed());
+    }
+}

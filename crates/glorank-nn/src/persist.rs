@@ -57,13 +57,38 @@ pub fn save_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     write_atomic(path, &json)
 }
 
-/// Reads JSON from `path`.
+/// Largest JSON file [`load_json`] reads (model configurations, tokenizers, summaries):
+/// 1 GiB.
+pub const MAX_JSON_BYTES: u64 = 1 << 30;
+
+/// The bytes of `path`, refusing a file (or a stream such as a FIFO or `/dev/zero`) longer
+/// than `max` bytes after reading at most `max + 1` of them.
 ///
 /// # Errors
-/// [`NnError::Io`] for a missing or unreadable file, [`NnError::Format`] for content that
-/// does not parse (with serde's line and column).
+/// The I/O error of opening or reading; [`std::io::ErrorKind::InvalidData`] for a file over
+/// `max` bytes.
+pub fn read_capped(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let hint = file.metadata().map_or(0, |m| m.len()).min(max);
+    let mut bytes = Vec::with_capacity(hint as usize);
+    file.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("longer than the {max}-byte limit of this file"),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Reads JSON from `path` (at most [`MAX_JSON_BYTES`]).
+///
+/// # Errors
+/// [`NnError::Io`] for a missing, unreadable or oversized file, [`NnError::Format`] for
+/// content that does not parse (with serde's line and column).
 pub fn load_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let bytes = std::fs::read(path).map_err(|e| NnError::io(path, e))?;
+    let bytes = read_capped(path, MAX_JSON_BYTES).map_err(|e| NnError::io(path, e))?;
     serde_json::from_slice(&bytes).map_err(|e| NnError::Format {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -88,11 +113,12 @@ pub fn save_weights<M: Module + Clone>(module: &M, path: &Path) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| NnError::io(path, e))
 }
 
-/// Loads burnpack weights from `path` into `module` (built from the matching configuration).
+/// Loads burnpack weights from `path` into `module` (built from the matching configuration),
+/// refusing weights that hold a NaN or an infinity.
 ///
 /// # Errors
 /// [`NnError::Io`] when the file is missing; [`NnError::Format`] when the weights do not
-/// match the module's shapes.
+/// match the module's shapes, or naming the first tensor with a non-finite value.
 pub fn load_weights<M: Module>(module: M, path: &Path) -> Result<M> {
     if !path.exists() {
         return Err(NnError::io(
@@ -100,10 +126,75 @@ pub fn load_weights<M: Module>(module: M, path: &Path) -> Result<M> {
             std::io::Error::new(std::io::ErrorKind::NotFound, "weights not found"),
         ));
     }
-    module.try_load_file(path).map_err(|e| NnError::Format {
+    let module = module.try_load_file(path).map_err(|e| NnError::Format {
         path: path.to_path_buf(),
         message: format!("weights do not match the configuration: {e}"),
-    })
+    })?;
+    if let Some(found) = first_non_finite(&module) {
+        return Err(NnError::Format {
+            path: path.to_path_buf(),
+            message: format!(
+                "tensor `{}` holds {} at element {}; the weights are corrupted (a diverged \
+                 training or an edited file)",
+                found.tensor, found.value, found.index
+            ),
+        });
+    }
+    Ok(module)
+}
+
+/// A parameter value that is NaN or infinite, and where.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NonFinite {
+    /// The parameter's path in the module (`layers.0.attn.query.weight`).
+    pub tensor: String,
+    /// Its flat (row-major) index.
+    pub index: usize,
+    /// The value (NaN, inf or -inf).
+    pub value: f32,
+}
+
+/// The first parameter value of `module` that is NaN or infinite, in module order.
+pub fn first_non_finite<M: Module>(module: &M) -> Option<NonFinite> {
+    let mut scan = NonFiniteScan {
+        path: Vec::new(),
+        found: None,
+    };
+    module.visit(&mut scan);
+    scan.found
+}
+
+/// The [`ModuleVisitor`](burn::module::ModuleVisitor) behind [`first_non_finite`].
+struct NonFiniteScan {
+    path: Vec<String>,
+    found: Option<NonFinite>,
+}
+
+impl burn::module::ModuleVisitor for NonFiniteScan {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(
+        &mut self,
+        param: &burn::module::Param<burn::tensor::Tensor<D>>,
+    ) {
+        if self.found.is_some() {
+            return;
+        }
+        let data = param.val().into_data();
+        if let Some((index, value)) = data.iter::<f32>().enumerate().find(|(_, v)| !v.is_finite()) {
+            self.found = Some(NonFinite {
+                tensor: self.path.join("."),
+                index,
+                value,
+            });
+        }
+    }
 }
 
 /// Name of the checksum list inside a model or checkpoint directory.
@@ -255,6 +346,49 @@ mod tests {
         std::fs::remove_file(d.join("best/w.bin")).unwrap();
         let e = verify_checksums(d).unwrap_err().to_string();
         assert!(e.contains("missing"), "{e}");
+    }
+
+    #[test]
+    fn non_finite_weights_are_refused_naming_the_file_and_tensor() {
+        let device = burn::tensor::Device::flex();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("attn.bpk");
+        let mut attn = crate::layers::Attention::new(8, 2, &device);
+        save_weights(&attn, &path).unwrap();
+        let fresh = || crate::layers::Attention::new(8, 2, &device);
+        assert!(load_weights(fresh(), &path).is_ok());
+        // One NaN in the value projection's bias, one infinity in its weight.
+        attn.value.weight = attn.value.weight.map(|w| {
+            let mut v = w.clone().into_data().try_to_vec::<f32>().unwrap();
+            v[5] = f32::INFINITY;
+            burn::tensor::Tensor::from_data(burn::tensor::TensorData::new(v, w.dims()), &device)
+        });
+        save_weights(&attn, &path).unwrap();
+        let e = load_weights(fresh(), &path).unwrap_err().to_string();
+        assert!(
+            e.contains("attn.bpk") && e.contains("`value.weight`") && e.contains("element 5"),
+            "{e}"
+        );
+        assert_eq!(
+            first_non_finite(&attn),
+            Some(NonFinite {
+                tensor: "value.weight".into(),
+                index: 5,
+                value: f32::INFINITY
+            })
+        );
+    }
+
+    #[test]
+    fn a_capped_read_refuses_an_endless_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.json");
+        std::fs::write(&path, vec![b' '; 2048]).unwrap();
+        assert_eq!(read_capped(&path, 4096).unwrap().len(), 2048);
+        let e = read_capped(&path, 1024).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+        #[cfg(unix)]
+        assert!(read_capped(Path::new("/dev/zero"), 1 << 20).is_err());
     }
 
     #[test]

@@ -105,11 +105,11 @@ fn to_json(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
     )))
 }
 
-/// A request from a dict (or anything [`to_json`] reads) or a JSON string.
+/// A request from a dict (or anything [`to_json`] reads) or a JSON string (read as every
+/// front-end reads it: a key named twice is refused).
 fn to_request(obj: &Bound<'_, PyAny>) -> PyResult<RerankRequest> {
     if let Ok(s) = obj.cast::<PyString>() {
-        return serde_json::from_str(s.to_str()?)
-            .map_err(|e| err(format!("malformed request: {e}")));
+        return RerankRequest::from_json(s.to_str()?).map_err(err);
     }
     serde_json::from_value(to_json(obj, 0)?).map_err(|e| err(format!("malformed request: {e}")))
 }
@@ -133,9 +133,13 @@ impl PyReranker {
     /// evaluation, a beam of its `eval.beam` when above 1, else greedy) and a
     /// `prefix_penalty` (each token loses it per earlier item of the list sharing its
     /// semantic-ID prefix; default 0: none).
+    ///
+    /// A run directory without a `manifest.json` is served as it is, with a `UserWarning`
+    /// saying so (see `verified`).
     #[new]
     #[pyo3(signature = (run_dir, policy = None, decode = None, prefix_penalty = 0.0))]
     fn new(
+        py: Python<'_>,
         run_dir: PathBuf,
         policy: Option<PathBuf>,
         decode: Option<&str>,
@@ -156,9 +160,30 @@ impl PyReranker {
             Some(s) => inner.with_strategy(s),
             None => inner,
         };
+        if !inner.verified() {
+            let message = std::ffi::CString::new(format!(
+                "{} has no manifest.json; its dataset, tokenizer and policy are served without \
+                 checking that they are the files the run wrote",
+                run_dir.display()
+            ))
+            .map_err(err)?;
+            PyErr::warn(
+                py,
+                &py.get_type::<pyo3::exceptions::PyUserWarning>(),
+                &message,
+                1,
+            )?;
+        }
         Ok(Self {
             inner: Box::new(inner),
         })
+    }
+
+    /// Whether the run directory had a `manifest.json` the served files were checked
+    /// against when they were loaded.
+    #[getter]
+    fn verified(&self) -> bool {
+        self.inner.verified()
     }
 
     /// Reranks one request (a dict or a JSON string); returns the list of item ids.

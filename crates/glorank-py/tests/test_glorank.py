@@ -194,3 +194,121 @@ def test_run_writes_a_run_directory_and_returns_its_metrics(tmp_path):
     assert glorank.read_metrics(str(tmp_path / "run")) == metrics
     reranker = glorank.Reranker(str(tmp_path / "run"))
     assert reranker.decode == "greedy"
+
+
+def test_duplicate_keys_are_refused_as_everywhere(reranker):
+    items = known_items(reranker, 12)
+    doubled = json.dumps({"candidates": items})[:-1] + ', "candidates": []}'
+    with pytest.raises(glorank.GlorankError, match="duplicate key `candidates`"):
+        reranker.rerank(doubled)
+
+
+def test_a_run_without_manifest_is_served_with_a_warning(run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    assert glorank.Reranker(str(run)).verified
+    (copy / "manifest.json").unlink()
+    with pytest.warns(UserWarning, match="no manifest.json"):
+        unverified = glorank.Reranker(str(copy))
+    assert not unverified.verified
+
+
+# Values the fuzzer puts where a request field, an argument or a list element goes.
+STRANGE = [
+    None, True, 0, -1, 2**31, 2**64, -(2**70), 0.5, float("nan"), float("inf"), "", "x" * 1000,
+    "é", [], [[[]]], {}, {"a": 1}, b"bytes", (1, 2), np.float32(1.0),
+    np.array([1.0, np.nan]), np.zeros((2, 2)), object(),
+]
+
+
+def mutate_request(rng, request):
+    """One random change of a request dict (a key dropped, added or given a strange value)."""
+    out = dict(request)
+    roll = rng.random()
+    keys = ["candidates", "history", "user", "retriever_scores", "exposures",
+            "candidate_vectors", "bogus"]
+    key = rng.choice(keys)
+    if roll < 0.2:
+        out.pop(key, None)
+    elif roll < 0.6:
+        out[key] = rng.choice(STRANGE)
+    elif roll < 0.8 and isinstance(out.get("candidates"), list):
+        c = list(out["candidates"])
+        if c:
+            c[rng.randrange(len(c))] = rng.choice(STRANGE)
+        out["candidates"] = c
+    else:
+        # A deep nesting, past the converter's depth bound.
+        v = 1
+        for _ in range(rng.randrange(1, 200)):
+            v = [v]
+        out[key] = v
+    return out
+
+
+def mutate_text(rng, text):
+    """Byte-level edits of a JSON string (flips, truncation, duplication)."""
+    b = bytearray(text.encode())
+    for _ in range(rng.randrange(1, 4)):
+        roll = rng.random()
+        if roll < 0.4 and b:
+            b[rng.randrange(len(b))] = rng.randrange(32, 127)
+        elif roll < 0.6 and b:
+            del b[rng.randrange(len(b)):]
+        elif b:
+            i, j = sorted(rng.randrange(len(b)) for _ in range(2))
+            b[j:j] = b[i:j]
+    return b.decode(errors="replace")
+
+
+def test_fuzz_the_entry_points_argument_checks(run, reranker):
+    """A seeded fuzzer over what Python users pass: requests (dicts and JSON strings),
+    batches, decode strategies, penalties and metric inputs. Each call either answers or
+    raises GlorankError / TypeError / ValueError / OverflowError; nothing else escapes and
+    the process does not crash."""
+    import random
+
+    rng = random.Random(20261207)
+    items = known_items(reranker, 12)
+    good = {"candidates": items, "history": [{"item": items[0], "labels": 3}]}
+    allowed = (glorank.GlorankError, TypeError, ValueError, OverflowError)
+    answered = refused = 0
+    for case in range(2000):
+        kind = case % 5
+        try:
+            if kind == 0:
+                reranker.rerank(mutate_request(rng, good))
+            elif kind == 1:
+                reranker.rerank(mutate_text(rng, json.dumps(good)))
+            elif kind == 2:
+                batch = [mutate_request(rng, good) for _ in range(rng.randrange(0, 4))]
+                if rng.random() < 0.3:
+                    batch.append(rng.choice(STRANGE))
+                reranker.rerank_batch(batch, errors=rng.choice(["raise", "none", "bogus"]))
+            elif kind == 3:
+                decode = rng.choice(["greedy", "beam:0", "beam:-1", "beam:1e9", "sample:nan",
+                                     "sample:0", "sample:1:0", "sample:1:99999999999", "",
+                                     "beam:", "x" * 100, "beam:3"])
+                glorank.decode(np.array([[0, 1], [1, 0]], dtype=np.uint32), [2, 2],
+                               rng.choice([0, 1, 2, 3, -1]),
+                               np.zeros((2, 2), dtype=np.float32), decode=decode,
+                               seed=rng.choice([0, 1, 2**63]))
+            else:
+                relevance = np.array([rng.choice([0.0, 1.0, float("nan"), -1.0])
+                                      for _ in range(rng.randrange(0, 6))])
+                glorank.list_metrics([rng.randrange(-2, 8) for _ in range(rng.randrange(0, 4))],
+                                     relevance, rng.choice([0, 1, 4, 2**40]))
+            answered += 1
+        except allowed:
+            refused += 1
+    # Both outcomes happen: the mutations reach past the first check.
+    assert answered > 0 and refused > 0, (answered, refused)
+    # Constructor arguments: a strange decode or penalty is refused with a message.
+    for decode in ["beam:0", "sample:-1", "nope"]:
+        with pytest.raises(allowed):
+            glorank.Reranker(str(run), decode=decode)
+    for penalty in [float("nan"), float("inf"), -1.0]:
+        with pytest.raises(allowed):
+            glorank.Reranker(str(run), prefix_penalty=penalty)

@@ -120,6 +120,9 @@ fn work(
 
 /// Decodes `jobs` together, one decode per strategy, and answers each.
 fn run_batch(reranker: &Reranker, metrics: &Metrics, jobs: Vec<Job>) {
+    // A call nobody waits for any more (its client went away, or the server shut down and
+    // dropped it) is not decoded.
+    let jobs: Vec<Job> = jobs.into_iter().filter(|j| !j.reply.is_closed()).collect();
     let mut strategies: Vec<DecodeStrategy> = Vec::new();
     for j in &jobs {
         if !strategies.contains(&j.strategy) {

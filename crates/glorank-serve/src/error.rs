@@ -25,14 +25,6 @@ pub enum ServeError {
     /// A call's `decode` parameter is not a decoding strategy.
     #[error("decode: {0}")]
     Decode(glorank::Error),
-    /// A member of a call's array is not a request.
-    #[error("malformed request (batch index {index}): {source}")]
-    MalformedRequest {
-        /// Its position in the array.
-        index: usize,
-        /// What the JSON parser says.
-        source: serde_json::Error,
-    },
     /// The model refused a request (unknown item, too few candidates...).
     #[error(transparent)]
     Rerank(#[from] glorank::Error),

@@ -17,9 +17,16 @@
 //!
 //! Concurrent calls are batched dynamically (see [`batcher`]): up to
 //! [`ServeConfig::max_batch`] requests that arrive within [`ServeConfig::max_wait_ms`] of
-//! each other are decoded together. Shutdown (SIGTERM or Ctrl-C with
-//! [`Server::start_with_signals`], or [`Server::shutdown`]) stops accepting connections and
-//! finishes the requests in flight.
+//! each other are decoded together.
+//!
+//! Slow and stalled clients are bounded (see [`conn`]): a request's head must arrive within
+//! [`ServeConfig::header_timeout_ms`], its body within [`ServeConfig::body_timeout_ms`]
+//! (408), a body announced larger than [`ServeConfig::max_body_bytes`] is refused with 413
+//! from its `Content-Length` alone, and a connection doing nothing for
+//! [`ServeConfig::idle_timeout_ms`] is closed. Shutdown (SIGTERM or Ctrl-C with
+//! [`Server::start_with_signals`], or [`Server::shutdown`]) stops accepting connections at
+//! once, lets the calls in flight finish within [`ServeConfig::shutdown_grace_ms`], drops the
+//! rest and returns.
 //!
 //! ```no_run
 //! use glorank::Config;
@@ -34,6 +41,7 @@
 //! ```
 
 pub mod batcher;
+pub mod conn;
 mod error;
 pub mod metrics;
 
@@ -42,14 +50,13 @@ pub use error::{Result, ServeError};
 pub use glorank::ServeConfig;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{StatusCode, Uri, header};
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use batcher::{Answer, Batcher, EnqueueError, Job};
-use glorank::{DecodeStrategy, RerankRequest, Reranker};
+use glorank::{DecodeStrategy, RerankCall, RerankRequest, Reranker};
 use metrics::Metrics;
 
 use serde_json::{Value, json};
@@ -123,19 +130,18 @@ impl Server {
             config: config.clone(),
         });
         let (stop_tx, stop_rx) = oneshot::channel();
+        let config = config.clone();
         let thread = std::thread::Builder::new()
             .name("glorank-serve".into())
             .spawn(move || {
                 runtime.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener)?;
                     let router = router(app.clone());
-                    axum::serve(listener, router)
-                        .with_graceful_shutdown(stop_signal(stop_rx, signals))
-                        .await?;
+                    conn::serve(listener, router, &config, stop_signal(stop_rx, signals)).await;
                     Ok::<(), ServeError>(())
                 })
-                // The runtime is gone, so are the handlers; dropping the last `App` stops
-                // the batch worker after the queued jobs.
+                // The runtime is gone, so are the handlers and the connections; dropping the
+                // last `App` stops the batch worker, which skips the calls nobody waits for.
             })?;
         Ok(Self {
             addr,
@@ -228,13 +234,11 @@ struct App {
 }
 
 fn router(app: Arc<App>) -> Router {
-    let max_body_bytes = app.config.max_body_bytes;
     Router::new()
         .route("/rerank", post(rerank))
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(app)
 }
 
@@ -252,13 +256,12 @@ fn error(status: StatusCode, message: impl Into<String>) -> (StatusCode, Value) 
     (status, json!({ "error": message.into() }))
 }
 
-async fn rerank(
-    State(app): State<Arc<App>>,
-    uri: Uri,
-    body: std::result::Result<Bytes, BytesRejection>,
-) -> Response {
+async fn rerank(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
     let t0 = Instant::now();
-    let (status, value) = app.rerank(uri.query(), body).await;
+    let (status, value) = match app.read_body(&headers, body).await {
+        Ok(body) => app.rerank(uri.query(), &body).await,
+        Err(refused) => refused,
+    };
     if status != StatusCode::OK {
         // A whole call refused counts as one refused request (batch answers count their own).
         app.metrics.outcomes(0, 1);
@@ -323,25 +326,63 @@ fn parse_query(query: Option<&str>, default: DecodeStrategy) -> Result<DecodeStr
 }
 
 impl App {
-    /// The status and JSON answer of one `POST /rerank`.
-    async fn rerank(
+    /// The body of a call, read within the limits: 413 for a `Content-Length` above
+    /// `max_body_bytes` (before reading a byte of the body) or a body that grows past it,
+    /// 408 for a body not received within `body_timeout_ms`.
+    async fn read_body(
         &self,
-        query: Option<&str>,
-        body: std::result::Result<Bytes, BytesRejection>,
-    ) -> (StatusCode, Value) {
-        let body = match body {
-            Ok(b) => b,
-            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                return error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!(
-                        "request body is larger than this server's limit of {} bytes",
-                        self.config.max_body_bytes
-                    ),
-                );
-            }
-            Err(rejection) => return error(rejection.status(), rejection.body_text()),
+        headers: &HeaderMap,
+        body: Body,
+    ) -> std::result::Result<Bytes, (StatusCode, Value)> {
+        let limit = self.config.max_body_bytes;
+        let too_large = |what: String| {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "{what} is larger than this server's limit of {limit} bytes (serve.max_body_bytes)"
+                ),
+            )
         };
+        if let Some(length) = headers.get(header::CONTENT_LENGTH) {
+            let length = length
+                .to_str()
+                .ok()
+                .and_then(|l| l.trim().parse::<u64>().ok())
+                .ok_or_else(|| error(StatusCode::BAD_REQUEST, "Content-Length is not a number"))?;
+            if length > limit as u64 {
+                return Err(too_large(format!(
+                    "request body of {length} bytes (Content-Length)"
+                )));
+            }
+        }
+        let timeout = Duration::from_millis(self.config.body_timeout_ms);
+        match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+            Ok(Ok(bytes)) => Ok(bytes),
+            Ok(Err(e)) => {
+                let e = e.into_inner();
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    Err(too_large("request body".into()))
+                } else {
+                    Err(error(
+                        StatusCode::BAD_REQUEST,
+                        format!("reading the request body: {e}"),
+                    ))
+                }
+            }
+            Err(_) => Err(error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "request body not received within {} ms (serve.body_timeout_ms)",
+                    self.config.body_timeout_ms
+                ),
+            )),
+        }
+    }
+
+    /// The status and JSON answer of one `POST /rerank`.
+    async fn rerank(&self, query: Option<&str>, body: &[u8]) -> (StatusCode, Value) {
         let strategy = match parse_query(query, self.reranker.strategy()) {
             Ok(s) => s,
             Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
@@ -360,46 +401,22 @@ impl App {
                 ),
             );
         }
-        let value: Value = match serde_json::from_slice(&body) {
-            Ok(v) => v,
-            Err(e) if e.is_syntax() || e.is_eof() => {
-                let what = match std::str::from_utf8(&body) {
-                    Ok(_) => format!("malformed request: {e}"),
-                    Err(u) => format!(
-                        "request is not valid UTF-8 (byte {} of the body)",
-                        u.valid_up_to()
-                    ),
-                };
-                return error(StatusCode::BAD_REQUEST, what);
-            }
-            Err(e) => return error(StatusCode::BAD_REQUEST, format!("malformed request: {e}")),
+        let call = match RerankCall::parse(body) {
+            Ok(call) => call,
+            Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
         };
-        match value {
-            Value::Array(items) => {
-                if items.is_empty() {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        "empty batch: give at least one request",
-                    );
-                }
-                if items.len() > self.config.max_requests_per_call {
+        match call {
+            RerankCall::Batch(parsed) => {
+                if parsed.len() > self.config.max_requests_per_call {
                     return error(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         format!(
-                            "{} requests in one call; this server takes at most {}",
-                            items.len(),
+                            "{} requests in one call; this server takes at most {} (serve.max_requests_per_call)",
+                            parsed.len(),
                             self.config.max_requests_per_call
                         ),
                     );
                 }
-                let parsed: Vec<Result<RerankRequest>> = items
-                    .into_iter()
-                    .enumerate()
-                    .map(|(index, v)| {
-                        serde_json::from_value(v)
-                            .map_err(|source| ServeError::MalformedRequest { index, source })
-                    })
-                    .collect();
                 let valid: Vec<RerankRequest> = parsed
                     .iter()
                     .filter_map(|p| p.as_ref().ok().cloned())
@@ -410,7 +427,10 @@ impl App {
                 };
                 let answers: Vec<Answer> = parsed
                     .into_iter()
-                    .map(|p| p.and_then(|_| decoded.next().unwrap_or(Err(ServeError::LostAnswer))))
+                    .map(|p| match p {
+                        Ok(_) => decoded.next().unwrap_or(Err(ServeError::LostAnswer)),
+                        Err(e) => Err(ServeError::Rerank(e)),
+                    })
                     .collect();
                 let lists = answers.iter().filter(|a| a.is_ok()).count() as u64;
                 self.metrics.outcomes(lists, answers.len() as u64 - lists);
@@ -423,13 +443,7 @@ impl App {
                     .collect();
                 (StatusCode::OK, Value::Array(body))
             }
-            Value::Object(_) => {
-                let request: RerankRequest = match serde_json::from_value(value) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        return error(StatusCode::BAD_REQUEST, format!("malformed request: {e}"));
-                    }
-                };
+            RerankCall::One(request) => {
                 let answer = match self.decode(vec![request], strategy).await {
                     Ok(mut d) => d.pop().unwrap_or(Err(ServeError::LostAnswer)),
                     Err(e) => return e,
@@ -442,10 +456,7 @@ impl App {
                     Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
                 }
             }
-            _ => error(
-                StatusCode::BAD_REQUEST,
-                "malformed request: expected a request object or an array of them",
-            ),
+            _ => error(StatusCode::BAD_REQUEST, "unsupported call"),
         }
     }
 

@@ -273,3 +273,154 @@ fn a_taken_address_is_an_error_naming_it() {
     let e = Server::start(Reranker::load(&f.run).unwrap(), &config).unwrap_err();
     assert!(e.to_string().contains(&addr), "{e}");
 }
+
+/// Opens a raw connection to `addr` and writes `bytes` (a request head, maybe part of a
+/// body), with a read timeout for what follows.
+fn raw(addr: std::net::SocketAddr, bytes: &[u8]) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(bytes).unwrap();
+    s
+}
+
+/// What the server sends on `s` until it closes the connection (or the read timeout).
+fn read_until_closed(s: &mut std::net::TcpStream) -> (String, Duration) {
+    use std::io::Read;
+    let t0 = std::time::Instant::now();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    (String::from_utf8_lossy(&out).into_owned(), t0.elapsed())
+}
+
+#[test]
+fn a_body_announced_too_large_is_refused_from_its_header_alone() {
+    let f = fixture();
+    let config = serve(&["serve.addr=127.0.0.1:0", "serve.max_body_bytes=65536"]);
+    let server = Server::start(Reranker::load(&f.run).unwrap(), &config).unwrap();
+    // 52 bytes of a body announced as 10 MB: the answer comes without waiting for the rest.
+    let head = "POST /rerank HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                Content-Length: 10000000\r\n\r\n";
+    let mut s = raw(
+        server.local_addr(),
+        format!("{head}{}", "x".repeat(52)).as_bytes(),
+    );
+    let (answer, took) = read_until_closed(&mut s);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(
+        answer.contains("10000000") && answer.contains("max_body_bytes"),
+        "{answer}"
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn slow_heads_bodies_and_idle_connections_are_closed_in_time() {
+    let f = fixture();
+    let config = serve(&[
+        "serve.addr=127.0.0.1:0",
+        "serve.header_timeout_ms=300",
+        "serve.body_timeout_ms=300",
+        "serve.idle_timeout_ms=60000",
+    ]);
+    let server = Server::start(Reranker::load(&f.run).unwrap(), &config).unwrap();
+    let addr = server.local_addr();
+    // A head that never ends: the connection is closed after the header timeout.
+    let mut s = raw(addr, b"POST /rerank HTTP/1.1\r\nHost: x\r\n");
+    let (_, took) = read_until_closed(&mut s);
+    assert!(took < Duration::from_secs(5), "head: {took:?}");
+    // A body that never ends: 408 after the body timeout.
+    let mut s = raw(
+        addr,
+        b"POST /rerank HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"cand",
+    );
+    let (answer, took) = read_until_closed(&mut s);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("body_timeout_ms"), "{answer}");
+    assert!(took < Duration::from_secs(5), "body: {took:?}");
+    // The server still answers.
+    let (status, _) = post(
+        &agent(),
+        &format!("http://{addr}/rerank"),
+        &f.requests[0].to_string(),
+    );
+    assert_eq!(status, 200);
+    server.shutdown().unwrap();
+
+    // A connection that sends nothing is closed after the idle timeout (the header timeout
+    // is a minute here, so only the idle one can close it).
+    let config = serve(&[
+        "serve.addr=127.0.0.1:0",
+        "serve.header_timeout_ms=60000",
+        "serve.idle_timeout_ms=300",
+    ]);
+    let server = Server::start(Reranker::load(&f.run).unwrap(), &config).unwrap();
+    let mut s = raw(server.local_addr(), b"");
+    let (_, took) = read_until_closed(&mut s);
+    assert!(took < Duration::from_secs(5), "idle: {took:?}");
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn shutdown_ends_within_its_grace_whatever_slow_clients_do() {
+    let f = fixture();
+    let config = serve(&[
+        "serve.addr=127.0.0.1:0",
+        "serve.header_timeout_ms=60000",
+        "serve.body_timeout_ms=60000",
+        "serve.idle_timeout_ms=60000",
+        "serve.shutdown_grace_ms=500",
+    ]);
+    let server = Server::start(Reranker::load(&f.run).unwrap(), &config).unwrap();
+    let addr = server.local_addr();
+    // Ten clients dribbling heads, ten dribbling bodies.
+    let mut held = Vec::new();
+    for _ in 0..10 {
+        held.push(raw(addr, b"POST /rerank HTTP/1.1\r\nHost: x\r\nConte"));
+        held.push(raw(
+            addr,
+            b"POST /rerank HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"c",
+        ));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let t0 = std::time::Instant::now();
+    server.shutdown().unwrap();
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(3), "shutdown took {took:?}");
+    // Nothing listens any more, and the held connections were closed.
+    assert!(std::net::TcpStream::connect(addr).is_err());
+    for mut s in held {
+        let (_, t) = read_until_closed(&mut s);
+        assert!(t < Duration::from_secs(5));
+    }
+}
+
+#[test]
+fn a_key_named_twice_is_refused_as_the_command_line_refuses_it() {
+    let f = fixture();
+    let config = serve(&["serve.addr=127.0.0.1:0"]);
+    let server = Server::start(Reranker::load(&f.run).unwrap(), &config).unwrap();
+    let url = format!("http://{}/rerank", server.local_addr());
+    let body = f.requests[0].to_string();
+    let doubled = format!("{}, \"candidates\": []}}", body.trim_end_matches('}'));
+    let (status, answer) = post(&agent(), &url, &doubled);
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate key `candidates`"),
+        "{answer}"
+    );
+    // The same body through the library's parser, as `glorank rerank` and Python read it.
+    let e = RerankRequest::from_json(&doubled).unwrap_err().to_string();
+    assert!(e.contains("duplicate key `candidates`"), "{e}");
+    server.shutdown().unwrap();
+}

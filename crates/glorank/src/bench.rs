@@ -41,9 +41,11 @@ pub const DEFAULT_VOCAB: [usize; 4] = [256, 256, 256, 32];
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct BenchOptions {
-    /// Requests decoded one at a time for the latency percentiles (default 200).
+    /// Requests decoded one at a time for the latency percentiles (default 200; 0 skips the
+    /// latency measurement, and the report's percentiles are then `None`).
     pub latency_requests: usize,
-    /// Batch size of the throughput measurement (default 256).
+    /// Batch size of the throughput measurement (default 256; at most the requests there
+    /// are, and the report says the batch it measured).
     pub batch: usize,
     /// Timed rounds over the batch (default 3).
     pub rounds: usize,
@@ -79,7 +81,34 @@ impl Default for BenchOptions {
     }
 }
 
+/// Largest batch (decoding or training) and most latency requests a benchmark takes.
+pub const MAX_BENCH_SIZE: usize = 1 << 20;
+
 impl BenchOptions {
+    /// Checks every bound.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidConfig`] naming the first bad option by its flag
+    /// (`--batch`...).
+    pub fn validate(&self) -> Result<()> {
+        let check = |field: &str, v: usize, lo: usize| {
+            if v < lo || v > MAX_BENCH_SIZE {
+                return Err(crate::Error::InvalidConfig {
+                    field: format!("--{}", field.replace('_', "-")),
+                    message: format!("{v} is outside {lo}..={MAX_BENCH_SIZE}"),
+                });
+            }
+            Ok(())
+        };
+        check("latency_requests", self.latency_requests, 0)?;
+        check("batch", self.batch, 1)?;
+        check("rounds", self.rounds, 1)?;
+        check("train_batch", self.train_batch, 1)?;
+        check("train_steps", self.train_steps, 0)?;
+        check("train_shards", self.train_shards, 1)?;
+        check("parity", self.parity, 0)
+    }
+
     /// Sets the latency requests, the throughput batch and the training batch.
     pub fn with_sizes(mut self, latency_requests: usize, batch: usize, train_batch: usize) -> Self {
         self.latency_requests = latency_requests;
@@ -94,11 +123,13 @@ impl BenchOptions {
 pub struct DecodeTiming {
     /// `greedy` or `beam4`.
     pub strategy: String,
-    /// Median latency of one request decoded alone, in milliseconds.
-    pub p50_ms: f64,
-    /// 99th-percentile latency of one request decoded alone, in milliseconds.
-    pub p99_ms: f64,
-    /// Requests per second when decoding [`BenchOptions::batch`] requests at once.
+    /// Median latency of one request decoded alone, in milliseconds (`None`: not measured,
+    /// [`BenchOptions::latency_requests`] was 0).
+    pub p50_ms: Option<f64>,
+    /// 99th-percentile latency of one request decoded alone, in milliseconds (`None`: not
+    /// measured).
+    pub p99_ms: Option<f64>,
+    /// Requests per second when decoding [`BenchReport::batch`] requests at once.
     pub batch_requests_per_s: f64,
 }
 
@@ -114,18 +145,25 @@ pub struct BenchReport {
     pub parameters: usize,
     /// Greedy and beam-4 decoding.
     pub decode: Vec<DecodeTiming>,
+    /// Requests timed one by one for the latency percentiles (0: none).
+    pub latency_requests: usize,
+    /// Batch size of the decoding throughput measured (the asked batch, or all the
+    /// requests there are when fewer).
+    pub batch: usize,
+    /// Requests the benchmark had.
+    pub requests: usize,
     /// Batch size of the training steps.
     pub train_batch: usize,
     /// Teacher-forced SFT steps (forward, backward, clipping, AdamW): samples per second.
     pub train_samples_per_s: f64,
-    /// Greedy decoding throughput at [`BenchOptions::batch`] requests (requests/s).
+    /// Greedy decoding throughput at [`BenchReport::batch`] requests (requests/s).
     pub greedy_requests_per_s_b256: f64,
-    /// Greedy median latency of one request alone (ms).
-    pub greedy_p50_ms_b1: f64,
-    /// Greedy 99th-percentile latency of one request alone (ms).
-    pub greedy_p99_ms_b1: f64,
-    /// Beam-4 median latency of one request alone (ms).
-    pub beam4_p50_ms_b1: f64,
+    /// Greedy median latency of one request alone (ms; `None`: not measured).
+    pub greedy_p50_ms_b1: Option<f64>,
+    /// Greedy 99th-percentile latency of one request alone (ms; `None`: not measured).
+    pub greedy_p99_ms_b1: Option<f64>,
+    /// Beam-4 median latency of one request alone (ms; `None`: not measured).
+    pub beam4_p50_ms_b1: Option<f64>,
     /// Floating-point operations of one request's greedy decode by [`policy_flops`].
     pub flops_per_request: f64,
     /// Training throughput in GFLOP/s (a sample costs three requests: forward and backward).
@@ -291,6 +329,7 @@ pub fn bench_policy(
     options: &BenchOptions,
     device: &Device,
 ) -> Result<BenchReport> {
+    options.validate()?;
     if requests.is_empty() || lists.len() != requests.len() {
         return Err(crate::Error::InvalidRequest(format!(
             "benchmark needs requests and one list per request ({} requests, {} lists)",
@@ -298,6 +337,8 @@ pub fn bench_policy(
             lists.len()
         )));
     }
+    let n_latency = options.latency_requests.min(requests.len());
+    let batch_size = options.batch.min(requests.len());
     let peak_before = matmul_peak_gflops(device);
     let host = (!options.decode_on_device)
         .then(|| HostPolicy::for_device(policy, device))
@@ -313,15 +354,14 @@ pub fn bench_policy(
     ] {
         let mut decoder = Decoder::new(strategy, 0)?;
         run(&requests[..1], &mut decoder)?; // warm-up
-        let n = options.latency_requests.clamp(1, requests.len());
-        let mut lat = Vec::with_capacity(n);
-        for r in requests.iter().take(n) {
+        let mut lat = Vec::with_capacity(n_latency);
+        for r in requests.iter().take(n_latency) {
             let t = Instant::now();
             run(std::slice::from_ref(r), &mut decoder)?;
             lat.push(t.elapsed().as_secs_f64() * 1e3);
         }
         lat.sort_by(f64::total_cmp);
-        let batch = &requests[..options.batch.clamp(1, requests.len())];
+        let batch = &requests[..batch_size];
         let t = Instant::now();
         let rounds = options.rounds.max(1);
         for _ in 0..rounds {
@@ -329,8 +369,8 @@ pub fn bench_policy(
         }
         decode_rows.push(DecodeTiming {
             strategy: name.into(),
-            p50_ms: percentile(&lat, 0.5),
-            p99_ms: percentile(&lat, 0.99),
+            p50_ms: (!lat.is_empty()).then(|| percentile(&lat, 0.5)),
+            p99_ms: (!lat.is_empty()).then(|| percentile(&lat, 0.99)),
             batch_requests_per_s: (rounds * batch.len()) as f64 / t.elapsed().as_secs_f64(),
         });
     }
@@ -352,6 +392,9 @@ pub fn bench_policy(
         machine: machine_name(),
         threads: std::thread::available_parallelism().map_or(0, |n| n.get()),
         parameters: policy.parameter_count(),
+        latency_requests: n_latency,
+        batch: batch_size,
+        requests: requests.len(),
         train_batch: bs,
         train_samples_per_s,
         greedy_requests_per_s_b256: greedy.batch_requests_per_s,
@@ -386,10 +429,16 @@ pub struct Benched {
 /// # Errors
 /// Missing or changed artifacts (named), decoding and training errors.
 pub fn bench_run(run: &crate::RunDir, options: &BenchOptions, device: &Device) -> Result<Benched> {
-    run.verify(&["dataset", "tokenizer"])?;
+    options.validate()?;
+    let policy_dir = run.trained_policy()?;
+    let served = if policy_dir == run.policy_rl() {
+        "rl"
+    } else {
+        "sft"
+    };
+    run.verify(&["dataset", "tokenizer", served])?;
     let ds = glorank_data::PreparedDataset::load(run.root())?;
     let ids = glorank_tokenizer::SemanticIds::load(&run.semantic_ids_file())?;
-    let policy_dir = run.trained_policy()?;
     let (policy, config) = Policy::load(&policy_dir, device)?;
     let builder =
         glorank_train::RequestBuilder::new(&ds, &ids)?.with_exposures(config.inputs.exposures);
@@ -427,6 +476,7 @@ pub fn bench_run(run: &crate::RunDir, options: &BenchOptions, device: &Device) -
 /// # Errors
 /// Decoding and training errors.
 pub fn bench_synthetic(options: &BenchOptions, device: &Device) -> Result<Benched> {
+    options.validate()?;
     let config = PolicyConfig::new(DEFAULT_VOCAB.to_vec());
     // Seeded on the CPU, then moved: the same weights on every device.
     let policy = Policy::new(&config, &Device::flex())?.to_device(device);

@@ -54,6 +54,7 @@
 pub mod bench;
 mod config;
 pub mod evaluation;
+mod json;
 mod pipeline;
 mod report;
 mod reranker;
@@ -78,8 +79,12 @@ pub use burn::tensor::Device;
 pub use config::{Config, EvalConfig, MAX_EVAL_BEAM, ServeConfig, TokenizerConfig};
 pub use pipeline::{EvalPlan, EvalReport, Hooks, Pipeline, PipelineReport, Split, Stage};
 pub use report::{line_chart_svg, stage_summary, write_report};
-pub use reranker::{ColdItem, RerankHistoryItem, RerankRequest, Reranker};
-pub use run_dir::{ARTIFACTS, ArtifactRecord, Freshness, MANIFEST_FILE, Manifest, RunDir};
+pub use reranker::{
+    ColdItem, ENDLESS_LINE_FACTOR, RerankCall, RerankHistoryItem, RerankRequest, Reranker,
+};
+pub use run_dir::{
+    ARTIFACTS, ArtifactRecord, EVALUATION, Freshness, MANIFEST_FILE, Manifest, RunDir,
+};
 
 // The sections and choices of the configuration tree, and what a front-end reports
 // through, named where the tree is.
@@ -153,6 +158,10 @@ pub enum Error {
     /// A request cannot be served (the message names the item or field).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// A request (or a call's body) is not one: not UTF-8, not JSON, a key named twice, an
+    /// unknown or missing field (the message says which).
+    #[error("malformed request: {0}")]
+    MalformedRequest(String),
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {
@@ -177,24 +186,31 @@ pub enum Error {
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The bytes of `path`.
+/// Largest metadata file the facade reads whole (configurations, manifests, metrics):
+/// 256 MiB.
+const MAX_METADATA_BYTES: u64 = 256 << 20;
+
+/// The bytes of `path` (at most [`MAX_METADATA_BYTES`]).
 ///
 /// # Errors
-/// [`Error::Io`] naming it.
+/// [`Error::Io`] naming it (also for a file over the limit).
 pub(crate) fn read_bytes(path: &std::path::Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| Error::Io {
+    glorank_nn::persist::read_capped(path, MAX_METADATA_BYTES).map_err(|e| Error::Io {
         path: path.to_path_buf(),
         source: e,
     })
 }
 
-/// The text of `path`.
+/// The text of `path` (at most [`MAX_METADATA_BYTES`]).
 ///
 /// # Errors
-/// [`Error::Io`] naming it (also for text that is not UTF-8).
+/// [`Error::Io`] naming it (also for a file over the limit or text that is not UTF-8).
 pub(crate) fn read_text(path: &std::path::Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| Error::Io {
+    String::from_utf8(read_bytes(path)?).map_err(|e| Error::Io {
         path: path.to_path_buf(),
-        source: e,
+        source: std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not UTF-8 (byte {})", e.utf8_error().valid_up_to()),
+        ),
     })
 }

@@ -61,7 +61,78 @@ pub struct RerankRequest {
     pub exposures: Option<Vec<u32>>,
 }
 
+/// The body of one call to a serving front-end: one request, or a batch of them, each parsed
+/// on its own so that one malformed request does not fail the others.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RerankCall {
+    /// One request object.
+    One(RerankRequest),
+    /// An array of request objects; each is a request or the reason it is not one.
+    Batch(Vec<Result<RerankRequest>>),
+}
+
+impl RerankCall {
+    /// Reads a call's body: a request object or an array of them (object keys repeated are
+    /// refused, as everywhere).
+    ///
+    /// # Errors
+    /// [`Error::MalformedRequest`] for a body that is not UTF-8, not JSON, neither an object
+    /// nor an array, an empty array, or (for one object) not a request.
+    pub fn parse(body: &[u8]) -> Result<Self> {
+        let bad = Error::MalformedRequest;
+        let text = std::str::from_utf8(body).map_err(|e| {
+            bad(format!(
+                "not valid UTF-8 (byte {} of the body)",
+                e.valid_up_to()
+            ))
+        })?;
+        if text.trim_start().starts_with('[') {
+            let items: Vec<crate::json::Strict> =
+                serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+            if items.is_empty() {
+                return Err(bad("empty batch: give at least one request".into()));
+            }
+            return Ok(Self::Batch(
+                items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(index, s)| {
+                        RerankRequest::from_strict(s)
+                            .map_err(|e| bad(format!("batch index {index}: {e}")))
+                    })
+                    .collect(),
+            ));
+        }
+        let value: crate::json::Strict =
+            serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        if !value.value.is_object() {
+            return Err(bad("expected a request object or an array of them".into()));
+        }
+        RerankRequest::from_strict(value)
+            .map(Self::One)
+            .map_err(bad)
+    }
+}
+
 impl RerankRequest {
+    /// Reads one request from JSON, as every front-end reads it: unknown fields and keys
+    /// named twice are refused.
+    ///
+    /// # Errors
+    /// [`Error::MalformedRequest`] naming what is wrong.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let value: crate::json::Strict =
+            serde_json::from_str(text).map_err(|e| Error::MalformedRequest(e.to_string()))?;
+        Self::from_strict(value).map_err(Error::MalformedRequest)
+    }
+
+    /// A request from a parsed value, refusing a repeated key.
+    fn from_strict(value: crate::json::Strict) -> std::result::Result<Self, String> {
+        let value = value.into_value()?;
+        serde_json::from_value(value).map_err(|e| e.to_string())
+    }
+
     /// A request with these candidates and nothing else.
     pub fn new(candidates: Vec<String>) -> Self {
         Self {
@@ -91,6 +162,10 @@ impl RerankRequest {
         }
     }
 }
+
+/// A request line of [`Reranker::serve_lines`] that goes on for this many times
+/// `max_line_bytes` without a newline ends the stream (an input without end).
+pub const ENDLESS_LINE_FACTOR: u64 = 64;
 
 /// How a cold item (an id the model does not know) is seen: the codes its vector is given
 /// and the known items that share the most of them.
@@ -131,6 +206,8 @@ pub struct Reranker {
     device: Device,
     strategy: DecodeStrategy,
     prefix_penalty: f32,
+    /// Whether the run directory has a manifest its artifacts were checked against.
+    verified: bool,
 }
 
 impl std::fmt::Debug for Reranker {
@@ -184,6 +261,7 @@ impl Reranker {
             ""
         };
         run.verify(&["dataset", "tokenizer", served])?;
+        let verified = run.manifest_file().exists();
         let ds = PreparedDataset::load(run.root())?;
         let ids = SemanticIds::load(&run.semantic_ids_file())?;
         // The same check evaluation makes: the table must describe this dataset's items.
@@ -234,7 +312,16 @@ impl Reranker {
             device,
             strategy: DecodeStrategy::beam_or_greedy(eval_beam),
             prefix_penalty: 0.0,
+            verified,
         })
+    }
+
+    /// Whether the run directory had a manifest (`manifest.json`) that the dataset, the
+    /// tokenizer and the served policy were checked against at load. `false`: a directory
+    /// without one (written by hand or by an old version), whose files are served as they
+    /// are; front-ends say so.
+    pub fn verified(&self) -> bool {
+        self.verified
     }
 
     /// Decodes with beam search of this width (1: greedy).
@@ -248,15 +335,21 @@ impl Reranker {
     /// that is longer than `max_line_bytes`, not UTF-8, not a request or not servable (the
     /// next lines are still served). What `glorank rerank` does with standard input.
     ///
+    /// A line longer than `max_line_bytes` is answered as soon as it passes the limit, and
+    /// its rest skipped; a line that goes on for [`ENDLESS_LINE_FACTOR`] times the limit
+    /// without a newline ends the stream with an error (an input without end, such as
+    /// `/dev/zero`).
+    ///
     /// # Errors
-    /// Reading `input` or writing `output` failed (a closed pipe among them).
+    /// Reading `input` or writing `output` failed (a closed pipe among them); an endless line
+    /// ([`std::io::ErrorKind::InvalidData`], naming the line).
     pub fn serve_lines(
         &self,
         input: &mut dyn std::io::BufRead,
         output: &mut dyn std::io::Write,
         max_line_bytes: usize,
     ) -> std::io::Result<()> {
-        use glorank_data::{BoundedLine, read_line_bounded};
+        use glorank_data::{BoundedLine, Skipped, read_line_bounded, skip_line};
         let mut buf = Vec::new();
         let mut n = 0usize;
         loop {
@@ -265,17 +358,37 @@ impl Reranker {
             let error = |message: String| serde_json::json!({"error": message, "line": n});
             let answer = match got {
                 BoundedLine::Eof => break,
-                BoundedLine::TooLong { bytes } => error(format!(
-                    "request of {bytes} bytes is longer than serve.max_line_bytes {max_line_bytes}"
-                )),
+                BoundedLine::TooLong => {
+                    writeln!(
+                        output,
+                        "{}",
+                        error(format!(
+                            "request longer than serve.max_line_bytes {max_line_bytes}"
+                        ))
+                    )?;
+                    output.flush()?;
+                    let cap = (max_line_bytes as u64).saturating_mul(ENDLESS_LINE_FACTOR);
+                    match skip_line(input, cap)? {
+                        Skipped::Newline { .. } => continue,
+                        Skipped::Eof => break,
+                        Skipped::Endless => {
+                            return Err(std::io::Error::new(
+                                std::io::ErrorKind::InvalidData,
+                                format!(
+                                    "line {n} has no end: more than {cap} bytes without a newline"
+                                ),
+                            ));
+                        }
+                    }
+                }
                 BoundedLine::Line => match std::str::from_utf8(&buf) {
                     Err(e) => error(format!(
                         "request is not valid UTF-8 (byte {} of the line)",
                         e.valid_up_to()
                     )),
                     Ok(line) if line.trim().is_empty() => continue,
-                    Ok(line) => match serde_json::from_str::<RerankRequest>(line) {
-                        Err(e) => error(format!("malformed request: {e}")),
+                    Ok(line) => match RerankRequest::from_json(line) {
+                        Err(e) => error(e.to_string()),
                         Ok(r) => match self.rerank(&r) {
                             Ok(list) => serde_json::json!({ "list": list }),
                             Err(e) => error(e.to_string()),

@@ -149,12 +149,12 @@ impl RunDir {
 
     /// `metrics.json`: every method's metrics with confidence intervals.
     pub fn metrics_file(&self) -> PathBuf {
-        self.file("metrics.json")
+        self.file(METRICS_FILE)
     }
 
     /// `predictions.jsonl`: one line per request and method.
     pub fn predictions_file(&self) -> PathBuf {
-        self.file("predictions.jsonl")
+        self.file(PREDICTIONS_FILE)
     }
 
     /// `report.md`: the table and the training curves.
@@ -354,6 +354,18 @@ mod tests {
     }
 }
 
+/// The manifest's name for what an evaluation wrote into the run (`metrics.json` and
+/// `predictions.jsonl`), recorded so that `glorank compare`, `glorank aggregate` and
+/// `read_metrics` read the figures the run wrote. Not a stage's artifact: nothing is built
+/// from it.
+pub const EVALUATION: &str = "evaluation";
+
+/// File name of an evaluation's figures in a run directory.
+const METRICS_FILE: &str = "metrics.json";
+
+/// File name of an evaluation's lists in a run directory.
+const PREDICTIONS_FILE: &str = "predictions.jsonl";
+
 /// File name of the run manifest.
 pub const MANIFEST_FILE: &str = "manifest.json";
 
@@ -490,6 +502,7 @@ impl RunDir {
             "sft" => vec![self.policy_sft()],
             "rl" => vec![self.policy_rl()],
             "las" => vec![self.las().policy_sft()],
+            EVALUATION => vec![self.metrics_file(), self.predictions_file()],
             _ => Vec::new(),
         }
     }
@@ -516,11 +529,25 @@ impl RunDir {
         v
     }
 
-    /// The current checksum of artifact `name`, or `None` when it does not exist.
+    /// The current checksum of artifact `name`, or `None` when it does not exist: one
+    /// `FILE=crc32:...` per part that exists (`FILE` relative to the run directory), joined
+    /// by `+`, so that a mismatch names its file.
     ///
     /// # Errors
     /// I/O errors naming the file.
     pub fn artifact_checksum(&self, name: &str) -> Result<Option<String>> {
+        Ok(self.part_checksums(name)?.map(|parts| {
+            parts
+                .iter()
+                .map(|(file, sum)| format!("{file}={sum}"))
+                .collect::<Vec<_>>()
+                .join("+")
+        }))
+    }
+
+    /// The checksum of each existing part of artifact `name` (its file relative to the run
+    /// directory, and its checksum), or `None` when the artifact does not exist.
+    fn part_checksums(&self, name: &str) -> Result<Option<Vec<(String, String)>>> {
         let parts = self.artifact_parts(name);
         match parts.first() {
             Some(first) if first.exists() => {}
@@ -528,13 +555,94 @@ impl RunDir {
         }
         let mut sums = Vec::new();
         for p in parts.iter().filter(|p| p.exists()) {
-            sums.push(if p.is_dir() {
+            let sum = if p.is_dir() {
                 glorank_nn::persist::dir_checksum(p)?
             } else {
                 glorank_nn::persist::file_checksum(p)?
-            });
+            };
+            sums.push((self.relative(p), sum));
         }
-        Ok(Some(sums.join("+")))
+        Ok(Some(sums))
+    }
+
+    /// `p` relative to the run directory, with `/`.
+    fn relative(&self, p: &Path) -> String {
+        let rel = p.strip_prefix(&self.root).unwrap_or(p);
+        rel.components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    /// The file of artifact `name` that differs from the `recorded` checksum, and how
+    /// (`None`: unchanged, or the artifact does not exist). Reads both the per-file
+    /// checksums and the older form that joined the checksums without their file names.
+    fn changed_part(&self, name: &str, recorded: &str) -> Result<Option<(PathBuf, String)>> {
+        let Some(now) = self.part_checksums(name)? else {
+            return Ok(None);
+        };
+        let recorded_parts: Vec<&str> = recorded.split('+').collect();
+        let named = recorded_parts.iter().all(|p| p.contains('='));
+        if named {
+            let recorded: Vec<(&str, &str)> = recorded_parts
+                .iter()
+                .filter_map(|p| p.split_once('='))
+                .collect();
+            for (file, sum) in &recorded {
+                match now.iter().find(|(f, _)| f == file) {
+                    None => {
+                        return Ok(Some((
+                            self.root.join(file),
+                            "was deleted since the run recorded it".into(),
+                        )));
+                    }
+                    Some((_, current)) if current != sum => {
+                        return Ok(Some(pinpoint(
+                            self.root.join(file),
+                            format!(
+                                "changed since the run recorded it (checksum {current}, recorded {sum}); it was edited or corrupted"
+                            ),
+                        )));
+                    }
+                    Some(_) => {}
+                }
+            }
+            if let Some((file, _)) = now
+                .iter()
+                .find(|(f, _)| !recorded.iter().any(|(r, _)| r == f))
+            {
+                return Ok(Some((
+                    self.root.join(file),
+                    "appeared since the run recorded the artifact without it".into(),
+                )));
+            }
+            return Ok(None);
+        }
+        // The older form: the checksums of the parts that existed, in order, without names.
+        let current: Vec<&str> = now.iter().map(|(_, s)| s.as_str()).collect();
+        if current == recorded_parts {
+            return Ok(None);
+        }
+        if current.len() == recorded_parts.len() {
+            let k = (0..current.len())
+                .find(|&k| current[k] != recorded_parts[k])
+                .unwrap_or(0);
+            return Ok(Some(pinpoint(
+                self.root.join(&now[k].0),
+                format!(
+                    "changed since the run recorded it (checksum {}, recorded {}); it was edited or corrupted",
+                    current[k], recorded_parts[k]
+                ),
+            )));
+        }
+        let files: Vec<&str> = now.iter().map(|(f, _)| f.as_str()).collect();
+        Ok(Some((
+            self.artifact_parts(name).swap_remove(0),
+            format!(
+                "a file of artifact `{name}` was deleted or added since the run recorded it (it now has {})",
+                files.join(", ")
+            ),
+        )))
     }
 
     /// Whether artifact `name` may be reused for `config` and `inputs`.
@@ -557,15 +665,14 @@ impl RunDir {
                 None => Freshness::Missing,
             });
         };
-        if let Some(now) = &current
+        if current.is_some()
             && !record.checksum.is_empty()
-            && now != &record.checksum
+            && let Some((path, how)) = self.changed_part(name, &record.checksum)?
         {
             return Err(Error::Format {
-                path: self.artifact_parts(name).swap_remove(0),
+                path,
                 message: format!(
-                    "artifact `{name}` changed since the run recorded it (checksum {now}, recorded {}); it was edited or corrupted. Delete it to rebuild it",
-                    record.checksum
+                    "artifact `{name}`: {how}. Delete the artifact's files to rebuild it"
                 ),
             });
         }
@@ -696,6 +803,27 @@ impl RunDir {
             })
     }
 
+    /// Verifies a result file (`metrics.json`, `predictions.jsonl`, or the run directory
+    /// holding them) against its run's manifest record of the evaluation, when the file is
+    /// a run's and the run recorded it.
+    ///
+    /// # Errors
+    /// As [`RunDir::verify`], naming the file that changed.
+    pub(crate) fn verify_result_file(path: &Path) -> Result<()> {
+        let run = if path.is_dir() {
+            RunDir::new(path)
+        } else {
+            match (path.parent(), path.file_name().and_then(|n| n.to_str())) {
+                (Some(dir), Some(METRICS_FILE | PREDICTIONS_FILE)) => RunDir::new(dir),
+                _ => return Ok(()),
+            }
+        };
+        if !run.manifest_file().exists() {
+            return Ok(());
+        }
+        run.verify(&[EVALUATION])
+    }
+
     /// Checks that the recorded artifacts `names` are unchanged (for loaders: `Reranker`,
     /// `glorank bench`); artifacts without a record pass.
     ///
@@ -710,20 +838,32 @@ impl RunDir {
             if record.checksum.is_empty() {
                 continue;
             }
-            if let Some(now) = self.artifact_checksum(name)?
-                && now != record.checksum
-            {
+            if let Some((path, how)) = self.changed_part(name, &record.checksum)? {
                 return Err(Error::Format {
-                    path: self.artifact_parts(name).swap_remove(0),
-                    message: format!(
-                        "artifact `{name}` changed since the run recorded it (checksum {now}, recorded {}); it was edited or corrupted",
-                        record.checksum
-                    ),
+                    path,
+                    message: format!("artifact `{name}`: {how}"),
                 });
             }
         }
         Ok(())
     }
+}
+
+/// For a directory part that changed, the file inside it that its own `checksums.json`
+/// says changed (or went missing), when it says so; else the directory itself.
+fn pinpoint(path: PathBuf, how: String) -> (PathBuf, String) {
+    if path.is_dir()
+        && let Err(glorank_nn::NnError::Format {
+            path: file,
+            message,
+        }) = glorank_nn::persist::verify_checksums(&path)
+    {
+        return (
+            file,
+            format!("{message} (the directory changed since the run recorded it)"),
+        );
+    }
+    (path, how)
 }
 
 /// `dir` with `suffix` appended to its last component.

@@ -45,7 +45,8 @@ pub fn write_tiny_run(dir: &Path, seed: u64) -> Result<RunDir> {
 }
 
 /// Writes a run directory of `ds` into `dir`: the dataset, semantic IDs from `tokenizer`,
-/// and a seeded, untrained policy of `arch` reading `inputs` in `policy_sft/`.
+/// and a seeded, untrained policy of `arch` reading `inputs` in `policy_sft/`, each recorded
+/// in the run's manifest (so loaders verify them, as in a pipeline's run).
 ///
 /// # Errors
 /// Tokenizer, configuration and file errors.
@@ -61,6 +62,10 @@ pub fn write_run(
     let config = training::policy_config(ds, &ids, (arch, inputs))?;
     let device = burn::tensor::Device::flex();
     Policy::new(&config, &device)?.save(&config, &run.policy_sft())?;
+    let none = std::collections::BTreeMap::new();
+    for name in ["dataset", "tokenizer", "sft"] {
+        run.finish(name, &serde_json::Value::Null, &none)?;
+    }
     Ok(run)
 }
 

@@ -1,6 +1,6 @@
 //! A seeded mutation fuzzer over every input the project reads: the data readers, the
-//! request parser (and serving what parses), the configuration parser and every artifact
-//! loader. Each case mutates a valid input (bit flips, byte edits, truncation, chunk
+//! request parser and the HTTP server's body parser (and serving what parses), the
+//! configuration parser and every artifact loader. Each case mutates a valid input (bit flips, byte edits, truncation, chunk
 //! duplication and deletion, number swaps, random bytes) and feeds it to its reader inside
 //! `catch_unwind`: an error is fine, a panic is a failure. An abort (out of memory) would end
 //! the process, so a run that completes had none.
@@ -14,7 +14,7 @@ use glorank::data::{CsvConfig, ItemVectorSource, PreparedDataset};
 use glorank::policy::Policy;
 use glorank::reward::{RewardConfig, RewardRole, UserResponseModel};
 use glorank::tokenizer::SemanticIds;
-use glorank::{Config, Device, RerankRequest, Reranker, RunDir};
+use glorank::{Config, Device, RerankCall, RerankRequest, Reranker, RunDir};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
@@ -162,6 +162,9 @@ fn corpus() -> Corpus {
             t.into_bytes()
         }),
         ("request", request.to_string().into_bytes()),
+        // The HTTP server's body parser: one request, or a batch with a bad member.
+        ("http_call", request.to_string().into_bytes()),
+        ("http_call", serde_json::json!([request, {"candidates": 7}, request]).to_string().into_bytes()),
         ("config", std::fs::read(
             common::manifest_dir().join("../../configs/ml-100k.toml"),
         )
@@ -224,9 +227,17 @@ fn feed(c: &Corpus, target: &str, bytes: &[u8], case: u64) -> bool {
             let p = write("vectors.csv");
             glorank::data::item_vectors(&c.ds, &ItemVectorSource::File(p)).is_ok()
         }
-        "request" => match serde_json::from_slice::<RerankRequest>(bytes) {
-            Ok(r) => c.reranker.rerank(&r).is_ok(),
-            Err(_) => false,
+        "request" => match std::str::from_utf8(bytes).map(RerankRequest::from_json) {
+            Ok(Ok(r)) => c.reranker.rerank(&r).is_ok(),
+            _ => false,
+        },
+        "http_call" => match RerankCall::parse(bytes) {
+            Ok(RerankCall::One(r)) => c.reranker.rerank(&r).is_ok(),
+            Ok(RerankCall::Batch(parsed)) => {
+                let valid: Vec<RerankRequest> = parsed.into_iter().filter_map(Result::ok).collect();
+                c.reranker.rerank_batch(&valid).iter().all(Result::is_ok)
+            }
+            Ok(_) | Err(_) => false,
         },
         "config" => match std::str::from_utf8(bytes) {
             Ok(t) => Config::from_toml(t, Path::new("fuzz.toml")).is_ok(),

@@ -677,3 +677,97 @@ fn a_policy_that_reads_retriever_scores_and_exposures_is_served_them() {
     }
     assert!(served_differently > 0);
 }
+
+#[test]
+fn a_damaged_run_directory_names_the_file_that_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    type Edit = fn(&Path);
+    let truncate: Edit = |p| {
+        let bytes = std::fs::read(p).unwrap();
+        std::fs::write(p, &bytes[..bytes.len() / 2]).unwrap();
+    };
+    let append: Edit = |p| {
+        let mut bytes = std::fs::read(p).unwrap();
+        bytes.extend_from_slice(b"\n ");
+        std::fs::write(p, bytes).unwrap();
+    };
+    let delete: Edit = |p| std::fs::remove_file(p).unwrap();
+    let cases: [(&str, Edit, &str); 5] = [
+        ("tokenizer.json", truncate, "changed"),
+        ("tokenizer.json", delete, "deleted"),
+        ("summary.json", append, "changed"),
+        ("stats.json", append, "changed"),
+        ("policy_sft/policy.json", append, "changed"),
+    ];
+    for (k, (file, edit, how)) in cases.into_iter().enumerate() {
+        let run = glorank::testing::write_tiny_run(&dir.path().join(k.to_string()), 1).unwrap();
+        let path = run.root().join(file);
+        edit(&path);
+        let e = Reranker::load(run.root()).unwrap_err().to_string();
+        let name = Path::new(file).file_name().unwrap().to_str().unwrap();
+        assert!(e.contains(name) && e.contains(how), "{file}: {e}");
+        if name != "semantic_ids.json" {
+            assert!(!e.contains("semantic_ids.json"), "{file}: {e}");
+        }
+    }
+    // Without a manifest the files are served as they are, and the reranker says so.
+    let run = glorank::testing::write_tiny_run(&dir.path().join("bare"), 1).unwrap();
+    assert!(Reranker::load(run.root()).unwrap().verified());
+    std::fs::remove_file(run.manifest_file()).unwrap();
+    assert!(!Reranker::load(run.root()).unwrap().verified());
+}
+
+#[test]
+fn an_endless_request_stream_ends_with_an_error_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = glorank::testing::write_tiny_run(dir.path(), 1).unwrap();
+    let reranker = Reranker::load(run.root()).unwrap();
+    // `/dev/zero` on standard input: the line passes the limit, is answered, and the stream
+    // ends with an error after ENDLESS_LINE_FACTOR times the limit without a newline.
+    let mut input = std::io::BufReader::new(std::io::repeat(0));
+    let mut output = Vec::new();
+    let e = reranker
+        .serve_lines(&mut input, &mut output, 1024)
+        .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+    assert!(e.to_string().contains("line 1"), "{e}");
+    let answer: serde_json::Value =
+        serde_json::from_slice(output.split(|&b| b == b'\n').next().unwrap()).unwrap();
+    assert!(
+        answer["error"].as_str().unwrap().contains("max_line_bytes"),
+        "{answer}"
+    );
+    // A long line that does end is answered and the next one served.
+    let mut text = "x".repeat(5000);
+    text.push('\n');
+    let request = RerankRequest::from_sample(
+        &glorank::data::PreparedDataset::load(run.root()).unwrap(),
+        &glorank::data::PreparedDataset::load(run.root())
+            .unwrap()
+            .test[0],
+    );
+    text.push_str(&serde_json::to_string(&request).unwrap());
+    text.push('\n');
+    let mut output = Vec::new();
+    reranker
+        .serve_lines(&mut text.as_bytes(), &mut output, 1024)
+        .unwrap();
+    let lines: Vec<serde_json::Value> = String::from_utf8(output)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        lines[0]["error"].is_string() && lines[1]["list"].is_array(),
+        "{lines:?}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn result_files_without_end_are_errors_naming_them() {
+    let e = glorank::evaluation::Predictions::read(Path::new("/dev/zero"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("/dev/zero") && e.contains("line 1"), "{e}");
+}

@@ -13,17 +13,15 @@ pub enum BoundedLine {
     Eof,
     /// A line (now in the buffer, without its `\n`).
     Line,
-    /// A line longer than the limit; it was read through its end and dropped (the buffer is
-    /// empty). `bytes` is its length.
-    TooLong {
-        /// The line's length in bytes (without the `\n`).
-        bytes: usize,
-    },
+    /// A line that passed the limit: reading stopped there, inside the line (the buffer is
+    /// empty). A data file's reader stops with an error; a stream that goes on with the next
+    /// line skips the rest of this one with [`skip_line`].
+    TooLong,
 }
 
 /// Reads one line into `buf` (cleared first, `\n` removed), holding at most `max` bytes of it
-/// in memory: a longer line is consumed to its end and reported as
-/// [`BoundedLine::TooLong`], so the next call reads the next line.
+/// in memory. A line longer than `max` is [`BoundedLine::TooLong`] as soon as it passes
+/// `max` bytes, so an endless input without a newline (a FIFO, `/dev/zero`) ends there too.
 ///
 /// # Errors
 /// The reader's I/O errors.
@@ -33,7 +31,6 @@ pub fn read_line_bounded<R: BufRead + ?Sized>(
     max: usize,
 ) -> std::io::Result<BoundedLine> {
     buf.clear();
-    let mut len = 0usize;
     let mut any = false;
     loop {
         let available = match reader.fill_buf() {
@@ -42,10 +39,10 @@ pub fn read_line_bounded<R: BufRead + ?Sized>(
             Err(e) => return Err(e),
         };
         if available.is_empty() {
-            return Ok(match (any, len > max) {
-                (false, _) => BoundedLine::Eof,
-                (true, false) => BoundedLine::Line,
-                (true, true) => BoundedLine::TooLong { bytes: len },
+            return Ok(if any {
+                BoundedLine::Line
+            } else {
+                BoundedLine::Eof
             });
         }
         any = true;
@@ -53,19 +50,63 @@ pub fn read_line_bounded<R: BufRead + ?Sized>(
             Some(p) => (&available[..p], p + 1, true),
             None => (available, available.len(), false),
         };
-        len += chunk.len();
-        if len <= max {
-            buf.extend_from_slice(chunk);
-        } else {
+        if buf.len() + chunk.len() > max {
+            // Stop inside the line: consume only what fits, never more than `max` in memory.
+            let fits = max - buf.len();
+            reader.consume(fits);
             buf.clear();
+            return Ok(BoundedLine::TooLong);
         }
+        buf.extend_from_slice(chunk);
         reader.consume(used);
         if end {
-            return Ok(if len > max {
-                BoundedLine::TooLong { bytes: len }
-            } else {
-                BoundedLine::Line
+            return Ok(BoundedLine::Line);
+        }
+    }
+}
+
+/// How [`skip_line`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skipped {
+    /// At the line's newline (consumed); `bytes` were skipped before it.
+    Newline {
+        /// Bytes skipped, without the newline.
+        bytes: u64,
+    },
+    /// At the end of the input.
+    Eof,
+    /// After `cap` bytes without a newline: the line does not end within the cap (an endless
+    /// stream), and the caller should stop reading it.
+    Endless,
+}
+
+/// Consumes the rest of the current line (through its `\n`), at most `cap` bytes of it, in
+/// constant memory.
+///
+/// # Errors
+/// The reader's I/O errors.
+pub fn skip_line<R: BufRead + ?Sized>(reader: &mut R, cap: u64) -> std::io::Result<Skipped> {
+    let mut skipped = 0u64;
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(a) => a,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok(Skipped::Eof);
+        }
+        if let Some(p) = available.iter().position(|&b| b == b'\n') {
+            reader.consume(p + 1);
+            return Ok(Skipped::Newline {
+                bytes: skipped + p as u64,
             });
+        }
+        let n = available.len();
+        reader.consume(n);
+        skipped += n as u64;
+        if skipped >= cap {
+            return Ok(Skipped::Endless);
         }
     }
 }
@@ -119,7 +160,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn long_lines_are_skipped_and_the_next_is_read() {
+    fn long_lines_stop_at_the_limit_and_the_next_is_read_after_skipping() {
         let text = b"ab\nabcdefgh\ncd\r\nxyz12345";
         let mut r = std::io::BufReader::with_capacity(3, &text[..]);
         let mut buf = Vec::new();
@@ -130,9 +171,13 @@ mod tests {
         assert_eq!(buf, b"ab");
         assert_eq!(
             read_line_bounded(&mut r, &mut buf, 4).unwrap(),
-            BoundedLine::TooLong { bytes: 8 }
+            BoundedLine::TooLong
         );
         assert!(buf.is_empty());
+        assert_eq!(
+            skip_line(&mut r, 100).unwrap(),
+            Skipped::Newline { bytes: 4 }
+        );
         assert_eq!(
             read_line_bounded(&mut r, &mut buf, 4).unwrap(),
             BoundedLine::Line
@@ -140,8 +185,9 @@ mod tests {
         assert_eq!(buf, b"cd\r");
         assert_eq!(
             read_line_bounded(&mut r, &mut buf, 4).unwrap(),
-            BoundedLine::TooLong { bytes: 8 }
+            BoundedLine::TooLong
         );
+        assert_eq!(skip_line(&mut r, 100).unwrap(), Skipped::Eof);
         assert_eq!(
             read_line_bounded(&mut r, &mut buf, 4).unwrap(),
             BoundedLine::Eof
@@ -149,14 +195,15 @@ mod tests {
     }
 
     #[test]
-    fn an_endless_line_costs_at_most_the_limit() {
-        // 1 MiB of zeros without a newline, limit 1 KiB: memory stays bounded.
-        let zeros = std::io::repeat(0).take(1 << 20);
-        let mut r = std::io::BufReader::new(zeros);
+    fn an_endless_line_ends_at_the_limit_in_bounded_memory() {
+        // An input without end and without a newline: the read returns once the limit is
+        // passed, holding at most the limit; skipping gives up at its cap.
+        let mut r = std::io::BufReader::new(std::io::repeat(0));
         let mut buf = Vec::new();
         let got = read_line_bounded(&mut r, &mut buf, 1024).unwrap();
-        assert_eq!(got, BoundedLine::TooLong { bytes: 1 << 20 });
+        assert_eq!(got, BoundedLine::TooLong);
         assert!(buf.capacity() <= 64 * 1024, "{}", buf.capacity());
+        assert_eq!(skip_line(&mut r, 1 << 20).unwrap(), Skipped::Endless);
         let mut limited = LineLimit::new(std::io::repeat(b'x').take(10_000), 100);
         let mut sink = Vec::new();
         let e = limited.read_to_end(&mut sink).unwrap_err();

@@ -90,14 +90,26 @@ pub(crate) fn split_title_year(title: &str) -> (String, Option<u16>) {
 }
 
 /// Reads one ratings file of `sep`-separated `user, item, rating, timestamp` rows.
+/// The ratings of a MovieLens ratings file, and the line on which each user and each item
+/// (by dense index) is first rated.
+struct Ratings {
+    interactions: Vec<Interaction>,
+    user_lines: Vec<usize>,
+    item_lines: Vec<usize>,
+}
+
 fn read_ratings(
     path: &Path,
     sep: &str,
     hint: &str,
     users: &mut Interner,
     items: &mut Interner,
-) -> Result<Vec<Interaction>> {
-    let mut out = Vec::new();
+) -> Result<Ratings> {
+    let mut out = Ratings {
+        interactions: Vec::new(),
+        user_lines: Vec::new(),
+        item_lines: Vec::new(),
+    };
     let names = ["user", "item", "rating", "timestamp"];
     for_each_line(path, Encoding::Utf8, hint, |ln, line| {
         let f = split_exact(path, ln, line, sep, &names)?;
@@ -105,15 +117,54 @@ fn read_ratings(
         let item: u64 = parse_num(path, ln, "item", f[1])?;
         let rating = parse_rating(path, ln, f[2], ML_RATING_RANGE)?;
         let timestamp: i64 = parse_num(path, ln, "timestamp", f[3])?;
-        out.push(Interaction {
-            user: users.intern(&user.to_string()),
-            item: items.intern(&item.to_string()),
+        let user = users.intern(&user.to_string());
+        let item = items.intern(&item.to_string());
+        if user as usize == out.user_lines.len() {
+            out.user_lines.push(ln);
+        }
+        if item as usize == out.item_lines.len() {
+            out.item_lines.push(ln);
+        }
+        out.interactions.push(Interaction {
+            user,
+            item,
             rating,
             timestamp,
         });
         Ok(())
     })?;
     Ok(out)
+}
+
+/// Refuses ratings of an id that the side file (`u.item`, `movies.dat`...) does not list:
+/// the error names the ratings line that first rates such an id.
+fn check_listed(
+    ratings: &Path,
+    side: &Path,
+    field: &str,
+    ids: &[String],
+    first_lines: &[usize],
+    listed: &HashMap<u64, usize>,
+) -> Result<()> {
+    let unlisted = |id: &String| id.parse::<u64>().map_or(true, |v| !listed.contains_key(&v));
+    let missing = ids.iter().filter(|id| unlisted(id)).count();
+    if let Some((id, &ln)) = ids
+        .iter()
+        .zip(first_lines)
+        .filter(|(id, _)| unlisted(id))
+        .min_by_key(|(_, ln)| **ln)
+    {
+        return Err(DataError::parse(
+            ratings,
+            ln,
+            field,
+            format!(
+                "{field} {id} is rated but not listed in {} ({missing} rated {field}s are missing from it)",
+                side.display()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Remembers where an id was first defined, to reject a second definition.
@@ -177,13 +228,8 @@ pub fn read_ml1m(dir: &Path) -> Result<RawDataset> {
     let hint = "MovieLens-1M: the ml-1m folder from GroupLens";
     let mut users = Interner::default();
     let mut items = Interner::default();
-    let interactions = read_ratings(
-        &find_file(dir, "ratings.dat"),
-        "::",
-        hint,
-        &mut users,
-        &mut items,
-    )?;
+    let ratings_path = find_file(dir, "ratings.dat");
+    let ratings = read_ratings(&ratings_path, "::", hint, &mut users, &mut items)?;
 
     let movies = find_file(dir, "movies.dat");
     let mut feats = ItemFeatures::unknown(items.len(), Vec::new());
@@ -213,6 +259,14 @@ pub fn read_ml1m(dir: &Path) -> Result<RawDataset> {
         Ok(())
     })?;
     feats.genre_names = genre_vocab.vocabulary;
+    check_listed(
+        &ratings_path,
+        &movies,
+        "item",
+        items.ids(),
+        &ratings.item_lines,
+        &seen,
+    )?;
 
     let users_path = find_file(dir, "users.dat");
     let mut uf = user_fields(users.len());
@@ -250,12 +304,20 @@ pub fn read_ml1m(dir: &Path) -> Result<RawDataset> {
         }
         Ok(())
     })?;
+    check_listed(
+        &ratings_path,
+        &users_path,
+        "user",
+        users.ids(),
+        &ratings.user_lines,
+        &seen,
+    )?;
 
     Ok(RawDataset {
         name: "ml-1m".into(),
         user_ids: users.into_ids(),
         item_ids: items.into_ids(),
-        interactions,
+        interactions: ratings.interactions,
         implicit: false,
         item_features: Some(feats),
         user_features: Some(uf),
@@ -278,13 +340,8 @@ pub fn read_ml100k(dir: &Path) -> Result<RawDataset> {
     let hint = "MovieLens-100K: the ml-100k folder from GroupLens";
     let mut users = Interner::default();
     let mut items = Interner::default();
-    let interactions = read_ratings(
-        &find_file(dir, "u.data"),
-        "\t",
-        hint,
-        &mut users,
-        &mut items,
-    )?;
+    let ratings_path = find_file(dir, "u.data");
+    let ratings = read_ratings(&ratings_path, "\t", hint, &mut users, &mut items)?;
 
     let item_path = find_file(dir, "u.item");
     let genre_names: Vec<String> = ML100K_GENRES.iter().map(|s| s.to_string()).collect();
@@ -330,6 +387,14 @@ pub fn read_ml100k(dir: &Path) -> Result<RawDataset> {
         feats.genres[i] = genres;
         Ok(())
     })?;
+    check_listed(
+        &ratings_path,
+        &item_path,
+        "item",
+        items.ids(),
+        &ratings.item_lines,
+        &seen,
+    )?;
 
     let user_path = find_file(dir, "u.user");
     let mut uf = user_fields(users.len());
@@ -350,12 +415,20 @@ pub fn read_ml100k(dir: &Path) -> Result<RawDataset> {
         }
         Ok(())
     })?;
+    check_listed(
+        &ratings_path,
+        &user_path,
+        "user",
+        users.ids(),
+        &ratings.user_lines,
+        &seen,
+    )?;
 
     Ok(RawDataset {
         name: "ml-100k".into(),
         user_ids: users.into_ids(),
         item_ids: items.into_ids(),
-        interactions,
+        interactions: ratings.interactions,
         implicit: false,
         item_features: Some(feats),
         user_features: Some(uf),

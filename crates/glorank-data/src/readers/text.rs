@@ -3,7 +3,7 @@
 
 use super::limits::{BoundedLine, LineLimit, MAX_LINE_BYTES, read_line_bounded};
 use crate::{DataError, Result};
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 /// Text encoding of an input file.
@@ -63,13 +63,13 @@ pub(crate) fn for_each_line(
         line_no += 1;
         match got {
             BoundedLine::Eof => break,
-            BoundedLine::TooLong { bytes } => {
+            BoundedLine::TooLong => {
                 return Err(DataError::parse(
                     path,
                     line_no,
                     "line",
                     format!(
-                        "{bytes} bytes, longer than the {MAX_LINE_BYTES}-byte limit (not a text file of this format?)"
+                        "longer than the {MAX_LINE_BYTES}-byte limit (not a text file of this format, or an input without end?)"
                     ),
                 ));
             }
@@ -201,24 +201,6 @@ pub(crate) fn truncate(s: &str) -> String {
         let t: String = s.chars().take(57).collect();
         format!("{t}...")
     }
-}
-
-/// Reads a whole file into memory (for small binary inputs such as `.npy`).
-pub(crate) fn read_all(path: &Path, hint: &str) -> Result<Vec<u8>> {
-    let r = open(path, hint)?;
-    let mut v = Vec::new();
-    r.take(MAX_BINARY_BYTES + 1)
-        .read_to_end(&mut v)
-        .map_err(|e| DataError::io(path, e))?;
-    if v.len() as u64 > MAX_BINARY_BYTES {
-        return Err(DataError::parse(
-            path,
-            1,
-            "file",
-            format!("larger than the {MAX_BINARY_BYTES}-byte limit of binary inputs"),
-        ));
-    }
-    Ok(v)
 }
 
 /// Largest binary input (`.npy` item vectors) read into memory: 4 GiB.

@@ -44,6 +44,22 @@ pub struct ServeConfig {
     /// Longest request line `glorank rerank` reads from standard input, in bytes; a longer
     /// one gets an error line and is skipped (default 1 MiB).
     pub max_line_bytes: usize,
+    /// Milliseconds a client has to send a request's whole head (request line and headers),
+    /// counted from when the server starts waiting for it: after the connection opens, or
+    /// after the previous answer on a kept-alive connection, so this also bounds how long a
+    /// kept-alive connection may sit idle. Late: the connection is closed (default 10 000).
+    pub header_timeout_ms: u64,
+    /// Milliseconds a client has, after a request's head, to send its whole body. Late: 408
+    /// and the connection is closed (default 30 000).
+    pub body_timeout_ms: u64,
+    /// Milliseconds a connection may go without a byte read or written while none of its
+    /// requests is being decoded (a client that stops reading its answer, a stalled
+    /// transfer). Then it is closed (default 60 000).
+    pub idle_timeout_ms: u64,
+    /// On shutdown (SIGTERM, Ctrl-C, `glorank_serve::Server::shutdown`) the server stops accepting at
+    /// once, lets the calls in flight finish for at most this many milliseconds, then drops
+    /// what is left and exits (default 10 000; 0 drops them at once).
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for ServeConfig {
@@ -59,6 +75,10 @@ impl Default for ServeConfig {
             max_beam: 16,
             queue: 1024,
             max_line_bytes: 1 << 20,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+            idle_timeout_ms: 60_000,
+            shutdown_grace_ms: 10_000,
         }
     }
 }
@@ -107,6 +127,11 @@ impl ServeConfig {
             1,
             glorank_data::MAX_LINE_BYTES as u64,
         )?;
+        const HOUR_MS: u64 = 3_600_000;
+        check("header_timeout_ms", self.header_timeout_ms, 1, HOUR_MS)?;
+        check("body_timeout_ms", self.body_timeout_ms, 1, HOUR_MS)?;
+        check("idle_timeout_ms", self.idle_timeout_ms, 1, HOUR_MS)?;
+        check("shutdown_grace_ms", self.shutdown_grace_ms, 0, HOUR_MS)?;
         fn field(name: &'static str) -> impl Fn(glorank_trie::TrieError) -> Error {
             move |e| Error::InvalidConfig {
                 field: format!("serve.{name}"),

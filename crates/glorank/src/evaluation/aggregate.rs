@@ -22,7 +22,8 @@ const COLUMNS: [(&str, &str); 9] = [
 /// directory) with a Student-t 95% interval over the runs (not over requests), as a Markdown
 /// table. With `slice` (`held_out_cold`, `cold_start_lt_5`, ...) the runs' rows on that
 /// slice instead of their full tables. Methods are those of the first run, in table order;
-/// columns are the figures some run has.
+/// columns are the figures some run has. A cell over fewer runs than the header's (a run
+/// without that method or figure) says over how many ("(2 of 3 runs)").
 ///
 /// # Errors
 /// A file that is not a `metrics.json` (named, with the entry); a run without `slice`;
@@ -77,9 +78,17 @@ pub fn aggregate(files: &[PathBuf], slice: Option<&str>) -> Result<String> {
                     .iter()
                     .filter_map(|r| get(r, m, k).map(|s| s.mean))
                     .collect();
+                // A cell over fewer runs than the header's says over how many.
+                let of = if v.len() < runs.len() {
+                    format!(" ({} of {} runs)", v.len(), runs.len())
+                } else {
+                    String::new()
+                };
                 match Summary::from_values(&v) {
-                    Ok(s) if v.len() > 1 => format!("{:.4} ± {:.4}", s.mean, s.half_width()),
-                    Ok(s) => format!("{:.4}", s.mean),
+                    Ok(s) if v.len() > 1 => {
+                        format!("{:.4} ± {:.4}{of}", s.mean, s.half_width())
+                    }
+                    Ok(s) => format!("{:.4}{of}", s.mean),
                     Err(_) => "-".into(),
                 }
             })

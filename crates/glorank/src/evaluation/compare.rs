@@ -10,8 +10,10 @@ use crate::{Error, Result};
 use glorank_metrics::{ListMetrics, Summary};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
+
+/// Longest line of a `predictions.jsonl` read (a list with its candidates and clicks).
+const MAX_LINE: usize = glorank_data::MAX_LINE_BYTES;
 
 /// One line of `predictions.jsonl`: a method's list for one test request.
 ///
@@ -130,19 +132,31 @@ impl Predictions {
             path: path.clone(),
             source,
         };
+        crate::RunDir::verify_result_file(&path)?;
         let file = std::fs::File::open(&path).map_err(io)?;
+        let mut reader = std::io::BufReader::new(file);
         let mut lines = Vec::new();
         let mut seen = std::collections::HashSet::new();
-        for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-            let line = line.map_err(io)?;
-            if line.trim().is_empty() {
-                continue;
-            }
+        let mut buf = Vec::new();
+        for i in 0.. {
             let bad = |message: String| Error::Format {
                 path: path.clone(),
                 message: format!("line {}: {message}", i + 1),
             };
-            let p: Prediction = serde_json::from_str(&line).map_err(|e| bad(e.to_string()))?;
+            let line = match glorank_data::read_line_bounded(&mut reader, &mut buf, MAX_LINE)
+                .map_err(io)?
+            {
+                glorank_data::BoundedLine::Eof => break,
+                glorank_data::BoundedLine::TooLong => {
+                    return Err(bad(format!("longer than {MAX_LINE} bytes")));
+                }
+                glorank_data::BoundedLine::Line => std::str::from_utf8(&buf)
+                    .map_err(|e| bad(format!("not UTF-8 (byte {})", e.valid_up_to())))?,
+            };
+            if line.trim().is_empty() {
+                continue;
+            }
+            let p: Prediction = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
             if p.clicks.len() != p.candidates.len() {
                 return Err(bad(format!(
                     "{} clicks for {} candidates",

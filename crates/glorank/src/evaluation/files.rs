@@ -258,6 +258,7 @@ impl MetricsFile {
             path: path.clone(),
             message,
         };
+        RunDir::verify_result_file(&path)?;
         let value: Value =
             serde_json::from_slice(&crate::read_bytes(&path)?).map_err(|e| bad(e.to_string()))?;
         let Value::Object(entries) = value else {
@@ -443,6 +444,12 @@ pub(crate) fn write_results(
     glorank_nn::persist::write_atomic(
         &run.predictions_file(),
         predictions_jsonl(ds, samples, rows).as_bytes(),
+    )?;
+    // Recorded, so that later readers get the figures this evaluation wrote.
+    run.finish(
+        crate::run_dir::EVALUATION,
+        &serde_json::Value::Null,
+        &std::collections::BTreeMap::new(),
     )?;
     Ok(text)
 }
