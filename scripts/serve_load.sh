@@ -13,7 +13,7 @@
 # Everything is bounded: the clients stop at SECONDS (each call times out after 30 s), the
 # script gives the server 30 s to exit after SIGTERM and kills it after that (reported).
 # Prints one Markdown row: clients, seconds, requests, errors, p50/p99, RSS before and
-# after, shutdown time. Exits non-zero when a call failed or the server did not exit.
+# after, shutdown time; then the RSS sampled every 5 s during the load. Exits non-zero when a call failed or the server did not exit.
 set -euo pipefail
 RUN=${1:-runs/demo-quick}
 CLIENTS=${2:-64}
@@ -42,8 +42,14 @@ rss() { awk '/^VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$PID/status"; }
 # One warm-up call, so the first RSS is the served model's, not the bare process's.
 "$CLIENT" "$RUN" --url "$URL" 1 1 >/dev/null
 BEFORE=$(rss)
+# Resident memory every 5 s while the clients send, to tell a plateau from a leak.
+( while kill -0 "$PID" 2>/dev/null; do sleep 5; rss; echo; done ) >"$LOG.rss" 2>/dev/null &
+SAMPLER=$!
 RESULT=$(timeout $((SECS + 60)) "$CLIENT" "$RUN" --url "$URL" "$CLIENTS" "$SECS")
+kill "$SAMPLER" 2>/dev/null || true
 AFTER=$(rss)
+SERIES=$(grep -v '^$' "$LOG.rss" | paste -sd, -)
+rm -f "$LOG.rss"
 T0=$(date +%s%N)
 kill -TERM "$PID"
 EXITED=no
@@ -55,7 +61,7 @@ STOP=$(( ($(date +%s%N) - T0) / 1000000 ))
 [ "$EXITED" = yes ] || kill -9 "$PID"
 wait "$PID" 2>/dev/null || true
 PID=
-python3 - "$RESULT" "$BEFORE" "$AFTER" "$STOP" "$EXITED" <<'EOF'
+python3 - "$RESULT" "$BEFORE" "$AFTER" "$STOP" "$EXITED" "$SERIES" <<'EOF'
 import json, sys
 r = json.loads(sys.argv[1])
 before, after, stop, exited = sys.argv[2], sys.argv[3], int(sys.argv[4]) / 1000, sys.argv[5]
@@ -64,5 +70,6 @@ print("|---|---|---|---|---|---|---|---|---|---|")
 print(f"| {r['clients']} | {r['seconds']:.0f} | {r['requests']} | {r['errors']} | {r['requests_per_s']:.0f} "
       f"| {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {before} | {after} | "
       f"{f'{stop:.2f} s' if exited == 'yes' else 'did not exit (killed)'} |")
+print(f"\nRSS every 5 s during the load (MiB): {sys.argv[6]}")
 sys.exit(0 if r["errors"] == 0 and exited == "yes" else 1)
 EOF

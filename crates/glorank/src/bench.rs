@@ -431,11 +431,7 @@ pub struct Benched {
 pub fn bench_run(run: &crate::RunDir, options: &BenchOptions, device: &Device) -> Result<Benched> {
     options.validate()?;
     let policy_dir = run.trained_policy()?;
-    let served = if policy_dir == run.policy_rl() {
-        "rl"
-    } else {
-        "sft"
-    };
+    let served = run.policy_artifact(&policy_dir).unwrap_or("");
     run.verify(&["dataset", "tokenizer", served])?;
     let ds = glorank_data::PreparedDataset::load(run.root())?;
     let ids = glorank_tokenizer::SemanticIds::load(&run.semantic_ids_file())?;

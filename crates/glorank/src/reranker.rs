@@ -253,13 +253,7 @@ impl Reranker {
         }
         // The recorded artifacts must be the bytes the run wrote (the policy directory checks
         // its own checksums when it loads).
-        let served = if policy_dir == run.policy_rl() {
-            "rl"
-        } else if policy_dir == run.policy_sft() {
-            "sft"
-        } else {
-            ""
-        };
+        let served = run.policy_artifact(policy_dir).unwrap_or("");
         run.verify(&["dataset", "tokenizer", served])?;
         let verified = run.manifest_file().exists();
         let ds = PreparedDataset::load(run.root())?;

@@ -803,6 +803,26 @@ impl RunDir {
             })
     }
 
+    /// The manifest name of the run's policy directory `dir` (`sft`, `rl`, `las`), however
+    /// the path is spelled; `None` for a directory outside the run's policies.
+    pub(crate) fn policy_artifact(&self, dir: &Path) -> Option<&'static str> {
+        let same = |a: &Path, b: &Path| {
+            a == b
+                || matches!(
+                    (a.canonicalize(), b.canonicalize()),
+                    (Ok(x), Ok(y)) if x == y
+                )
+        };
+        [
+            ("sft", self.policy_sft()),
+            ("rl", self.policy_rl()),
+            ("las", self.las().policy_sft()),
+        ]
+        .into_iter()
+        .find(|(_, p)| same(p, dir))
+        .map(|(name, _)| name)
+    }
+
     /// Verifies a result file (`metrics.json`, `predictions.jsonl`, or the run directory
     /// holding them) against its run's manifest record of the evaluation, when the file is
     /// a run's and the run recorded it.

@@ -692,19 +692,34 @@ fn a_damaged_run_directory_names_the_file_that_changed() {
         std::fs::write(p, bytes).unwrap();
     };
     let delete: Edit = |p| std::fs::remove_file(p).unwrap();
-    let cases: [(&str, Edit, &str); 5] = [
+    // A flipped weight byte whose directory's checksums.json was rewritten to match: only
+    // the manifest still knows the directory changed.
+    let forged: Edit = |p| {
+        let mut bytes = std::fs::read(p).unwrap();
+        let k = bytes.len() / 2;
+        bytes[k] ^= 0x40;
+        std::fs::write(p, bytes).unwrap();
+        glorank::nn::persist::write_checksums(p.parent().unwrap()).unwrap();
+    };
+    let cases: [(&str, Edit, &str); 6] = [
         ("tokenizer.json", truncate, "changed"),
         ("tokenizer.json", delete, "deleted"),
         ("summary.json", append, "changed"),
         ("stats.json", append, "changed"),
         ("policy_sft/policy.json", append, "changed"),
+        ("policy_sft/policy.bpk", forged, "changed"),
     ];
     for (k, (file, edit, how)) in cases.into_iter().enumerate() {
         let run = glorank::testing::write_tiny_run(&dir.path().join(k.to_string()), 1).unwrap();
         let path = run.root().join(file);
         edit(&path);
         let e = Reranker::load(run.root()).unwrap_err().to_string();
-        let name = Path::new(file).file_name().unwrap().to_str().unwrap();
+        // The file, or for a forged directory the directory the manifest recorded.
+        let name = if file.ends_with(".bpk") {
+            "policy_sft"
+        } else {
+            Path::new(file).file_name().unwrap().to_str().unwrap()
+        };
         assert!(e.contains(name) && e.contains(how), "{file}: {e}");
         if name != "semantic_ids.json" {
             assert!(!e.contains("semantic_ids.json"), "{file}: {e}");

@@ -33,11 +33,7 @@ pub fn read_line_bounded<R: BufRead + ?Sized>(
     buf.clear();
     let mut any = false;
     loop {
-        let available = match reader.fill_buf() {
-            Ok(a) => a,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
+        let available = filled(reader)?;
         if available.is_empty() {
             return Ok(if any {
                 BoundedLine::Line
@@ -65,6 +61,19 @@ pub fn read_line_bounded<R: BufRead + ?Sized>(
     }
 }
 
+/// The reader's buffered bytes, filled if empty (retrying an interrupted read); empty at
+/// the end of the input.
+fn filled<R: BufRead + ?Sized>(reader: &mut R) -> std::io::Result<&[u8]> {
+    loop {
+        match reader.fill_buf() {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+            Ok(_) => break,
+        }
+    }
+    reader.fill_buf()
+}
+
 /// How [`skip_line`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Skipped {
@@ -88,11 +97,7 @@ pub enum Skipped {
 pub fn skip_line<R: BufRead + ?Sized>(reader: &mut R, cap: u64) -> std::io::Result<Skipped> {
     let mut skipped = 0u64;
     loop {
-        let available = match reader.fill_buf() {
-            Ok(a) => a,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
+        let available = filled(reader)?;
         if available.is_empty() {
             return Ok(Skipped::Eof);
         }

@@ -126,6 +126,19 @@ fn errors_name_the_file_line_and_field() {
         ("[eval]\nbeam = 0\n", "eval.beam"),
         ("[serve]\nmax_batch = 0\n", "serve.max_batch"),
         (
+            "[serve]\nheader_timeout_ms = 0\n",
+            "serve.header_timeout_ms",
+        ),
+        (
+            "[serve]\nbody_timeout_ms = 7200000\n",
+            "serve.body_timeout_ms",
+        ),
+        ("[serve]\nidle_timeout_ms = 0\n", "serve.idle_timeout_ms"),
+        (
+            "[serve]\nshutdown_grace_ms = 7200000\n",
+            "serve.shutdown_grace_ms",
+        ),
+        (
             "[serve]\nmax_line_bytes = 1000000000000\n",
             "serve.max_line_bytes",
         ),

@@ -402,6 +402,13 @@ impl<'a, 'h, 'hh> Session<'a, 'h, 'hh> {
                 }
             }
         }
+        // A policy named by its directory is verified like a stage's: when it is one of the
+        // run's own, against the manifest's record of it.
+        for (_, dir) in &plan.policies {
+            if let Some(name) = self.run.policy_artifact(dir) {
+                self.run.verify(&[name])?;
+            }
+        }
         out.extend(plan.policies.iter().cloned());
         Ok(out)
     }
