@@ -9,6 +9,10 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DataError {
+    /// A serving request (or a logged one) is not one: not JSON, a key named twice, an
+    /// unknown or missing field (the message says which).
+    #[error("malformed request: {0}")]
+    MalformedRequest(String),
     /// An input file does not exist.
     #[error("{}: file not found{}", path.display(), hint.as_deref().map(|h| format!(" ({h})")).unwrap_or_default())]
     MissingFile {

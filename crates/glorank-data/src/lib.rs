@@ -41,12 +41,15 @@ mod cut;
 mod error;
 mod exposures;
 mod held_out;
+pub mod json;
 mod labels;
+mod log;
 mod prepared;
 mod progress;
 mod protocol;
 mod raw;
 mod readers;
+mod request;
 mod retriever;
 mod rng;
 mod synthetic;
@@ -58,6 +61,9 @@ pub use error::{DataError, Result};
 pub use exposures::Exposures;
 pub use held_out::{HELD_OUT_RIDGE, HELD_OUT_TITLE_BUCKETS};
 pub use labels::{LabelThresholds, Labels};
+pub use log::{
+    LogConfig, LoggedRequest, REPORTED_INVALID, RequestLog, RowError, log_files, read_request_log,
+};
 pub use prepared::{
     DATASET_FILE, FORMAT_VERSION, History, PrepareStats, PreparedDataset, RerankSample,
     SUMMARY_FILE, Split, UserSequence, write_atomic,
@@ -70,6 +76,7 @@ pub use readers::limits::{
 };
 pub use readers::movielens::{read_ml1m, read_ml100k};
 pub use readers::tabular::{CsvConfig, read_amazon_csv, read_csv, read_implicit};
+pub use request::{RerankHistoryItem, RerankRequest};
 pub use retriever::{MfModel, RetrieverConfig, fit_als};
 pub use synthetic::{SyntheticConfig, SyntheticWorld};
 pub use vectors::{CONTENT_VECTORS, ItemVectorSource, ItemVectors, item_vectors, title_words};

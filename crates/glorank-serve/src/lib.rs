@@ -308,6 +308,23 @@ async fn not_found(uri: Uri) -> Response {
     json_response(status, &body)
 }
 
+/// How long, and how many bytes, the server reads and discards of a body it refused from its
+/// header before closing the connection (a "lingering close").
+const DRAIN: (Duration, usize) = (Duration::from_secs(1), 4 << 20);
+
+/// Reads and discards `body` for at most [`DRAIN`]'s time and bytes.
+async fn drain(mut body: Body) {
+    use http_body_util::BodyExt;
+    let deadline = tokio::time::Instant::now() + DRAIN.0;
+    let mut read = 0usize;
+    while read < DRAIN.1 {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => read += frame.data_ref().map_or(0, |d| d.len()),
+            _ => break,
+        }
+    }
+}
+
 /// The `decode` strategy of a query string (`decode=beam:4`); other parameters are errors.
 fn parse_query(query: Option<&str>, default: DecodeStrategy) -> Result<DecodeStrategy> {
     let mut strategy = default;
@@ -350,6 +367,10 @@ impl App {
                 .and_then(|l| l.trim().parse::<u64>().ok())
                 .ok_or_else(|| error(StatusCode::BAD_REQUEST, "Content-Length is not a number"))?;
             if length > limit as u64 {
+                // Answer now, and read what the client is already sending for a short while
+                // in the background: closing with unread bytes would reset the connection
+                // and the client could lose the answer.
+                tokio::spawn(drain(body));
                 return Err(too_large(format!(
                     "request body of {length} bytes (Content-Length)"
                 )));

@@ -54,7 +54,6 @@
 pub mod bench;
 mod config;
 pub mod evaluation;
-mod json;
 mod pipeline;
 mod report;
 mod reranker;
@@ -77,11 +76,10 @@ pub use glorank_trie as trie;
 pub use burn;
 pub use burn::tensor::Device;
 pub use config::{Config, EvalConfig, MAX_EVAL_BEAM, ServeConfig, TokenizerConfig};
+pub use glorank_data::{RerankHistoryItem, RerankRequest};
 pub use pipeline::{EvalPlan, EvalReport, Hooks, Pipeline, PipelineReport, Split, Stage};
 pub use report::{line_chart_svg, stage_summary, write_report};
-pub use reranker::{
-    ColdItem, ENDLESS_LINE_FACTOR, RerankCall, RerankHistoryItem, RerankRequest, Reranker,
-};
+pub use reranker::{ColdItem, ENDLESS_LINE_FACTOR, RerankCall, Reranker};
 pub use run_dir::{
     ARTIFACTS, ArtifactRecord, EVALUATION, Freshness, MANIFEST_FILE, Manifest, RunDir,
 };

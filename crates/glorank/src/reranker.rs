@@ -2,64 +2,14 @@
 
 use crate::{Error, Result};
 use burn::tensor::Device;
-use glorank_data::PreparedDataset;
+use glorank_data::{PreparedDataset, RerankRequest};
 use glorank_policy::{HistoryItem, HostPolicy, Policy, Request, decode_with_host};
 use glorank_tokenizer::{ItemTokenizer, SemanticIds, load_tokenizer};
 use glorank_trie::{DecodeStrategy, Decoder};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
-
-/// One interaction of a request's history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RerankHistoryItem {
-    /// Item id (as in the training data, e.g. `"1193"` for MovieLens).
-    pub item: String,
-    /// Behaviour bits: click 1, like 2, star 4 (default 1).
-    #[serde(default = "one")]
-    pub labels: u8,
-}
-
-fn one() -> u8 {
-    1
-}
-
-/// A request to rerank, in item ids (the JSON form read by `glorank rerank`):
-///
-/// ```json
-/// {"user": "u17", "history": [{"item": "i3", "labels": 1}],
-///  "candidates": ["i1", "i2", "new-item"],
-///  "candidate_vectors": {"new-item": [0.1, 0.0, ...]},
-///  "retriever_scores": [2.1, 1.7, 0.4]}
-/// ```
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RerankRequest {
-    /// A user id of the training data, whose attributes are used (unknown or absent: the
-    /// first category of every attribute).
-    #[serde(default)]
-    pub user: Option<String>,
-    /// History, oldest first; items unknown to the model are skipped.
-    #[serde(default)]
-    pub history: Vec<RerankHistoryItem>,
-    /// Candidate item ids, at least L of them, no repeats.
-    pub candidates: Vec<String>,
-    /// Side-feature vectors of cold candidates (ids unknown to the model), in the
-    /// tokenizer's input space; they are encoded to semantic IDs (cold start).
-    #[serde(default)]
-    pub candidate_vectors: BTreeMap<String, Vec<f32>>,
-    /// The stage-1 retriever's score of each candidate, in candidate order. Required by a
-    /// policy trained with `use_retriever_score` (an error names it when missing); ignored
-    /// by one trained without.
-    #[serde(default)]
-    pub retriever_scores: Option<Vec<f32>>,
-    /// How often each candidate was shown to this user before without a click, in
-    /// candidate order. Required by a policy trained with `use_exposures` (an error names it
-    /// when missing); ignored by one trained without.
-    #[serde(default)]
-    pub exposures: Option<Vec<u32>>,
-}
 
 /// The body of one call to a serving front-end: one request, or a batch of them, each parsed
 /// on its own so that one malformed request does not fail the others.
@@ -88,7 +38,7 @@ impl RerankCall {
             ))
         })?;
         if text.trim_start().starts_with('[') {
-            let items: Vec<crate::json::Strict> =
+            let items: Vec<glorank_data::json::Strict> =
                 serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
             if items.is_empty() {
                 return Err(bad("empty batch: give at least one request".into()));
@@ -104,7 +54,7 @@ impl RerankCall {
                     .collect(),
             ));
         }
-        let value: crate::json::Strict =
+        let value: glorank_data::json::Strict =
             serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
         if !value.value.is_object() {
             return Err(bad("expected a request object or an array of them".into()));
@@ -112,54 +62,6 @@ impl RerankCall {
         RerankRequest::from_strict(value)
             .map(Self::One)
             .map_err(bad)
-    }
-}
-
-impl RerankRequest {
-    /// Reads one request from JSON, as every front-end reads it: unknown fields and keys
-    /// named twice are refused.
-    ///
-    /// # Errors
-    /// [`Error::MalformedRequest`] naming what is wrong.
-    pub fn from_json(text: &str) -> Result<Self> {
-        let value: crate::json::Strict =
-            serde_json::from_str(text).map_err(|e| Error::MalformedRequest(e.to_string()))?;
-        Self::from_strict(value).map_err(Error::MalformedRequest)
-    }
-
-    /// A request from a parsed value, refusing a repeated key.
-    fn from_strict(value: crate::json::Strict) -> std::result::Result<Self, String> {
-        let value = value.into_value()?;
-        serde_json::from_value(value).map_err(|e| e.to_string())
-    }
-
-    /// A request with these candidates and nothing else.
-    pub fn new(candidates: Vec<String>) -> Self {
-        Self {
-            candidates,
-            ..Self::default()
-        }
-    }
-
-    /// The request a serving system would send for `sample` of `ds`: its user, its history
-    /// with label bits and its candidates, in item ids (no retriever scores, no vectors).
-    pub fn from_sample(ds: &PreparedDataset, sample: &glorank_data::RerankSample) -> Self {
-        let item = |i: u32| ds.item_ids[i as usize].clone();
-        Self {
-            user: Some(ds.user_ids[sample.user as usize].clone()),
-            history: ds
-                .history(sample)
-                .items
-                .iter()
-                .zip(ds.history_labels(sample))
-                .map(|(&i, l)| RerankHistoryItem {
-                    item: item(i),
-                    labels: l.0,
-                })
-                .collect(),
-            candidates: sample.candidates.iter().map(|&i| item(i)).collect(),
-            ..Self::default()
-        }
     }
 }
 

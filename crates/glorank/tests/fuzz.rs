@@ -1,6 +1,6 @@
 //! A seeded mutation fuzzer over every input the project reads: the data readers, the
-//! request parser and the HTTP server's body parser (and serving what parses), the
-//! configuration parser and every artifact loader. Each case mutates a valid input (bit flips, byte edits, truncation, chunk
+//! request parser and the HTTP server's body parser (and serving what parses), the request
+//! log reader, the configuration parser and every artifact loader. Each case mutates a valid input (bit flips, byte edits, truncation, chunk
 //! duplication and deletion, number swaps, random bytes) and feeds it to its reader inside
 //! `catch_unwind`: an error is fine, a panic is a failure. An abort (out of memory) would end
 //! the process, so a run that completes had none.
@@ -10,7 +10,7 @@
 
 mod common;
 
-use glorank::data::{CsvConfig, ItemVectorSource, PreparedDataset};
+use glorank::data::{CsvConfig, ItemVectorSource, LogConfig, PreparedDataset};
 use glorank::policy::Policy;
 use glorank::reward::{RewardConfig, RewardRole, UserResponseModel};
 use glorank::tokenizer::SemanticIds;
@@ -156,7 +156,7 @@ fn corpus() -> Corpus {
         ("csv", b"user,item,rating,timestamp\nu1,i1,5,10\nu1,i2,3,11\nu2,i1,4,12\n".to_vec()),
         ("vectors_csv", {
             let mut t = String::new();
-            for id in ds.item_ids.iter().take(5) {
+            for id in &ds.item_ids {
                 t.push_str(&format!("{id},0.1,0.2,0.3\n"));
             }
             t.into_bytes()
@@ -165,6 +165,18 @@ fn corpus() -> Corpus {
         // The HTTP server's body parser: one request, or a batch with a bad member.
         ("http_call", request.to_string().into_bytes()),
         ("http_call", serde_json::json!([request, {"candidates": 7}, request]).to_string().into_bytes()),
+        ("request_log", {
+            let mut row = request.clone();
+            // A log row's vectors belong to its candidates.
+            row.as_object_mut().unwrap().remove("candidate_vectors");
+            row["request_id"] = "r1".into();
+            row["timestamp"] = 1.into();
+            row["shown"] = serde_json::json!([candidates[0], candidates[1]]);
+            row["feedback"] = serde_json::json!({"click": [1, 0], "like": [0, 0]});
+            let mut second = row.clone();
+            second["request_id"] = 2.into();
+            format!("{row}\n{second}\n").into_bytes()
+        }),
         ("config", std::fs::read(
             common::manifest_dir().join("../../configs/ml-100k.toml"),
         )
@@ -214,10 +226,32 @@ fn feed(c: &Corpus, target: &str, bytes: &[u8], case: u64) -> bool {
     match target {
         "ml100k" => {
             write("u.data");
+            // The item and user files of the seed's ids, so a valid u.data is accepted.
+            let flags = "|0".repeat(19);
+            let items: String = [10, 11]
+                .iter()
+                .map(|i| format!("{i}|Item {i} (1995)|01-Jan-1995||http://x{flags}\n"))
+                .collect();
+            std::fs::write(scratch.join("u.item"), items).unwrap();
+            std::fs::write(
+                scratch.join("u.user"),
+                "1|24|M|technician|85711\n2|53|F|other|94043\n",
+            )
+            .unwrap();
             glorank::data::read_ml100k(&scratch).is_ok()
         }
         "ml1m" => {
             write("ratings.dat");
+            std::fs::write(
+                scratch.join("movies.dat"),
+                "1193::One Flew (1975)::Drama\n661::James (1996)::Animation\n",
+            )
+            .unwrap();
+            std::fs::write(
+                scratch.join("users.dat"),
+                "1::F::1::10::48067\n2::M::56::16::70072\n",
+            )
+            .unwrap();
             glorank::data::read_ml1m(&scratch).is_ok()
         }
         "amazon" => glorank::data::read_amazon_csv(&write("ratings.csv")).is_ok(),
@@ -239,6 +273,12 @@ fn feed(c: &Corpus, target: &str, bytes: &[u8], case: u64) -> bool {
             }
             Ok(_) | Err(_) => false,
         },
+        "request_log" => {
+            let config = LogConfig::default()
+                .with_signals(&["click", "like"], "click")
+                .with_max_invalid(1);
+            glorank::data::read_request_log(&write("log.jsonl"), &config).is_ok()
+        }
         "config" => match std::str::from_utf8(bytes) {
             Ok(t) => Config::from_toml(t, Path::new("fuzz.toml")).is_ok(),
             Err(_) => false,
@@ -310,6 +350,18 @@ fn fuzz(cases: u64, seed: u64) -> (u64, u64, Vec<String>) {
     }
     std::panic::set_hook(hook);
     (cases, accepted, panics)
+}
+
+#[test]
+fn every_seed_is_accepted_unmutated() {
+    // The fuzzer starts from valid inputs: each seed must pass its reader as it is.
+    let c = corpus();
+    for (case, (target, bytes)) in c.seeds.iter().enumerate() {
+        assert!(
+            feed(&c, target, bytes, case as u64),
+            "seed `{target}` is refused"
+        );
+    }
 }
 
 #[test]

@@ -1,21 +1,28 @@
-//! One way to read JSON for every front-end (`glorank rerank`, the HTTP server, the Python
-//! bindings): serde_json's reading, except that an object naming a key twice is refused (at
-//! any depth) instead of keeping the last value.
+//! One way to read JSON for every input that comes as JSON (serving requests from `glorank
+//! rerank`, the HTTP server and the Python bindings; request logs): serde_json's reading,
+//! except that an object naming a key twice is found (at any depth) and refused instead of
+//! keeping the last value.
+//!
+//! ```
+//! use glorank_data::json::Strict;
+//! let s: Strict = serde_json::from_str(r#"{"a": 1, "a": 2}"#).unwrap();
+//! assert_eq!(s.into_value().unwrap_err(), "duplicate key `a`");
+//! ```
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 /// A JSON value and the first key an object of it named twice (at any depth).
-pub(crate) struct Strict {
+pub struct Strict {
     /// The value (with the last of a repeated key's values).
-    pub(crate) value: Value,
+    pub value: Value,
     /// The first repeated key, if any.
-    pub(crate) duplicate: Option<String>,
+    pub duplicate: Option<String>,
 }
 
 impl Strict {
     /// The value, or a message naming the repeated key.
-    pub(crate) fn into_value(self) -> Result<Value, String> {
+    pub fn into_value(self) -> Result<Value, String> {
         match self.duplicate {
             Some(key) => Err(format!("duplicate key `{key}`")),
             None => Ok(self.value),
