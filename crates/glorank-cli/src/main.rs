@@ -84,6 +84,9 @@ enum Command {
     Compare(results::CompareArgs),
     /// Print the whole configuration tree a command would run with, as TOML.
     Config(stages::ConfigCommandArgs),
+    /// Write a run's prepared requests as a request log (JSON Lines: the serving request,
+    /// what was shown, the feedback).
+    ExportLog(results::ExportLogArgs),
 }
 
 /// glibc malloc settings for tensor workloads: keep freed blocks in the heap instead of
@@ -137,6 +140,7 @@ fn main() -> ExitCode {
         Command::Aggregate(args) => results::aggregate(&args),
         Command::Compare(args) => results::compare(&args),
         Command::Config(args) => stages::config(&args),
+        Command::ExportLog(args) => results::export_log(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -25,6 +25,24 @@ pub fn aggregate(args: &AggregateArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Arguments of `glorank export-log`.
+#[derive(Debug, clap::Args)]
+pub struct ExportLogArgs {
+    /// Run directory with a prepared dataset.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// The JSON Lines file to write (see docs/datasets.md, "Request logs").
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// `glorank export-log`: the run's prepared requests as a request log.
+pub fn export_log(args: &ExportLogArgs) -> Result<(), CliError> {
+    let rows = glorank::RunDir::new(&args.run).export_request_log(&args.out)?;
+    outln!("{rows} logged requests written to {}", args.out.display());
+    Ok(())
+}
+
 /// Arguments of `glorank compare`.
 #[derive(Debug, clap::Args)]
 pub struct CompareArgs {

@@ -684,6 +684,36 @@ fn run_rerank_and_bench_on_a_tiny_pipeline() {
 }
 
 #[test]
+fn export_log_writes_the_runs_requests_as_a_request_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = glorank::testing::write_tiny_run(&dir.path().join("run"), 1).unwrap();
+    let out = dir.path().join("log.jsonl");
+    let text = ok(&[
+        "export-log",
+        "--run",
+        run.root().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let ds = glorank::data::PreparedDataset::load(run.root()).unwrap();
+    let n = ds.train.len() + ds.valid.len() + ds.test.len();
+    assert!(text.starts_with(&format!("{n} logged requests")), "{text}");
+    let config =
+        glorank::data::LogConfig::default().with_signals(&["click", "like", "star"], "click");
+    let log = glorank::data::read_request_log(&out, &config).unwrap();
+    assert_eq!(log.requests.len(), n);
+    assert_eq!(log.requests[0].request_id, "train-0");
+    let e = fails(&[
+        "export-log",
+        "--run",
+        "no/such/run",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(e.contains("no/such/run"), "{e}");
+}
+
+#[test]
 fn aggregate_says_when_a_cell_has_fewer_runs() {
     let dir = tempfile::tempdir().unwrap();
     let row = |mean: f64| {

@@ -330,10 +330,81 @@ impl LoggedRequest {
         Ok(())
     }
 
+    /// The logged request of `sample` of a prepared dataset: its serving request
+    /// ([`RerankRequest::from_sample`]), its logged slate as `shown` (in exposure order), the
+    /// slate's behaviours as the signals `click`, `like` and `star` (0 or 1), the time of
+    /// the slate's first interaction and `request_id`. What `glorank export-log` writes, so
+    /// the protocols of the rating datasets and the synthetic world can be read as logs.
+    pub fn from_sample(
+        ds: &crate::PreparedDataset,
+        sample: &crate::RerankSample,
+        request_id: String,
+    ) -> Self {
+        let request = RerankRequest::from_sample(ds, sample);
+        let logged: Vec<usize> = sample.logged.iter().map(|&p| usize::from(p)).collect();
+        let shown = logged
+            .iter()
+            .map(|&p| request.candidates[p].clone())
+            .collect();
+        let signal = |bit: fn(crate::Labels) -> bool| -> Vec<f32> {
+            logged
+                .iter()
+                .map(|&p| if bit(sample.labels[p]) { 1.0 } else { 0.0 })
+                .collect()
+        };
+        let feedback = BTreeMap::from([
+            ("click".to_string(), signal(crate::Labels::click)),
+            ("like".to_string(), signal(crate::Labels::like)),
+            ("star".to_string(), signal(crate::Labels::star)),
+        ]);
+        let timestamp = ds
+            .sequences
+            .get(sample.user as usize)
+            .and_then(|s| s.timestamps.get(sample.slate_start as usize))
+            .copied()
+            .unwrap_or_default();
+        Self {
+            request_id,
+            timestamp,
+            request,
+            shown,
+            feedback,
+        }
+    }
+
     /// The label of each shown item: its value of `config.label`.
     pub fn labels<'a>(&'a self, config: &LogConfig) -> &'a [f32] {
         self.feedback.get(&config.label).map_or(&[], Vec::as_slice)
     }
+}
+
+/// Writes `rows` as JSON Lines to `path`, atomically (a temporary file renamed), creating
+/// the parent directory; returns the number of rows written.
+///
+/// # Errors
+/// [`DataError::Io`] naming the file.
+pub fn write_request_log(
+    path: &Path,
+    rows: impl IntoIterator<Item = impl std::borrow::Borrow<LoggedRequest>>,
+) -> Result<usize> {
+    use std::io::Write;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+    }
+    let tmp = path.with_extension("jsonl.tmp");
+    let io = |e| DataError::io(path, e);
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
+    let mut n = 0;
+    for row in rows {
+        writeln!(out, "{}", row.borrow().to_json()).map_err(io)?;
+        n += 1;
+    }
+    out.into_inner()
+        .map_err(|e| io(e.into_error()))?
+        .sync_all()
+        .map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    Ok(n)
 }
 
 /// The files of a request log: `path` itself, or the `*.jsonl` / `*.jsonl.gz` files of a

@@ -473,3 +473,36 @@ fn endless_vector_files_are_errors_naming_them() {
         .to_string();
     assert!(e.contains("huge.npy") && e.contains("limit"), "{e}");
 }
+
+/// The protocol's requests written as a request log read back as the same rows, every one
+/// valid, with the logged slate's clicks as the label.
+#[test]
+fn prepared_requests_round_trip_through_a_request_log() {
+    use glorank_data::{LogConfig, LoggedRequest, read_request_log, write_request_log};
+    let ds = synthetic();
+    let config = LogConfig::default().with_signals(&["click", "like", "star"], "click");
+    let rows: Vec<LoggedRequest> = ds
+        .train
+        .iter()
+        .chain(&ds.test)
+        .enumerate()
+        .map(|(k, s)| LoggedRequest::from_sample(&ds, s, format!("r{k}")))
+        .collect();
+    for (row, sample) in rows.iter().zip(ds.train.iter().chain(&ds.test)) {
+        row.check(&config).unwrap();
+        let clicks: f32 = row.labels(&config).iter().sum();
+        let logged_clicks = sample
+            .logged
+            .iter()
+            .filter(|&&p| sample.labels[p as usize].click())
+            .count();
+        assert_eq!(clicks as usize, logged_clicks);
+        assert_eq!(row.shown.len(), sample.logged.len());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.jsonl");
+    assert_eq!(write_request_log(&path, &rows).unwrap(), rows.len());
+    let back = read_request_log(&path, &config).unwrap();
+    assert_eq!(back.invalid, 0);
+    assert_eq!(back.requests, rows);
+}

@@ -803,6 +803,30 @@ impl RunDir {
             })
     }
 
+    /// Writes the run's prepared requests (training, validation, then test) as a request
+    /// log in JSON Lines ([`glorank_data::LoggedRequest::from_sample`]: the serving
+    /// request, the logged slate as `shown`, its `click`/`like`/`star` feedback, ids
+    /// `train-K`, `valid-K`, `test-K`); returns the number of rows. The protocols of the rating
+    /// datasets and the synthetic world can so be read as logs.
+    ///
+    /// # Errors
+    /// A missing or changed dataset (named); file errors.
+    pub fn export_request_log(&self, out: &Path) -> Result<usize> {
+        self.verify(&["dataset"])?;
+        let ds = glorank_data::PreparedDataset::load(self.root())?;
+        let rows = [
+            ("train", &ds.train),
+            ("valid", &ds.valid),
+            ("test", &ds.test),
+        ]
+        .into_iter()
+        .flat_map(|(split, samples)| samples.iter().enumerate().map(move |(k, s)| (split, k, s)))
+        .map(|(split, k, s)| {
+            glorank_data::LoggedRequest::from_sample(&ds, s, format!("{split}-{k}"))
+        });
+        Ok(glorank_data::write_request_log(out, rows)?)
+    }
+
     /// The manifest name of the run's policy directory `dir` (`sft`, `rl`, `las`), however
     /// the path is spelled; `None` for a directory outside the run's policies.
     pub(crate) fn policy_artifact(&self, dir: &Path) -> Option<&'static str> {
