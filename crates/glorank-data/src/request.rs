@@ -34,26 +34,26 @@ fn one() -> u8 {
 pub struct RerankRequest {
     /// A user id of the training data, whose attributes are used (unknown or absent: the
     /// first category of every attribute).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// History, oldest first; items unknown to the model are skipped.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<RerankHistoryItem>,
     /// Candidate item ids, at least L of them, no repeats.
     pub candidates: Vec<String>,
     /// Side-feature vectors of cold candidates (ids unknown to the model), in the
     /// tokenizer's input space; they are encoded to semantic IDs (cold start).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub candidate_vectors: BTreeMap<String, Vec<f32>>,
     /// The stage-1 retriever's score of each candidate, in candidate order. Required by a
     /// policy trained with `use_retriever_score` (an error names it when missing); ignored
     /// by one trained without.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retriever_scores: Option<Vec<f32>>,
     /// How often each candidate was shown to this user before without a click, in
     /// candidate order. Required by a policy trained with `use_exposures` (an error names it
     /// when missing); ignored by one trained without.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exposures: Option<Vec<u32>>,
 }
 
