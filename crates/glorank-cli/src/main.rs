@@ -87,6 +87,9 @@ enum Command {
     /// Write a run's prepared requests as a request log (JSON Lines: the serving request,
     /// what was shown, the feedback).
     ExportLog(results::ExportLogArgs),
+    /// Read and check a request log (JSON Lines) as training will: valid and invalid rows,
+    /// each invalid one named by file, line and field.
+    CheckLog(results::CheckLogArgs),
 }
 
 /// glibc malloc settings for tensor workloads: keep freed blocks in the heap instead of
@@ -141,6 +144,7 @@ fn main() -> ExitCode {
         Command::Compare(args) => results::compare(&args),
         Command::Config(args) => stages::config(&args),
         Command::ExportLog(args) => results::export_log(&args),
+        Command::CheckLog(args) => results::check_log(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

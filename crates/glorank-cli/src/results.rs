@@ -43,6 +43,49 @@ pub fn export_log(args: &ExportLogArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Arguments of `glorank check-log`.
+#[derive(Debug, clap::Args)]
+pub struct CheckLogArgs {
+    /// A request log: a JSON Lines file, or a folder of `*.jsonl` / `*.jsonl.gz` parts.
+    #[arg(long)]
+    pub path: PathBuf,
+    /// The `[log]` section from a file and single keys (`--set log.signals=[\"click\",\"like\"]`,
+    /// `--set log.max_invalid=100`).
+    #[command(flatten)]
+    pub config: crate::args::ConfigArgs,
+}
+
+/// `glorank check-log`: reads and checks a request log as training will, and says what it
+/// holds (valid rows, invalid rows within the budget with the first ones named, the rate).
+pub fn check_log(args: &CheckLogArgs) -> Result<(), CliError> {
+    let config = args.config.over(glorank::Config::default())?;
+    let t0 = std::time::Instant::now();
+    let log = glorank::read_request_log(&args.path, &config.log).map_err(glorank::Error::from)?;
+    let secs = t0.elapsed().as_secs_f64();
+    let rows = log.requests.len();
+    outln!(
+        "{rows} valid logged requests in {}; {} invalid (log.max_invalid = {})",
+        args.path.display(),
+        log.invalid,
+        config.log.max_invalid
+    );
+    for e in &log.first_invalid {
+        outln!("  skipped: {e}");
+    }
+    let shown: usize = log.requests.iter().map(|r| r.shown.len()).sum();
+    let positives: f32 = log
+        .requests
+        .iter()
+        .flat_map(|r| r.labels(&config.log))
+        .sum();
+    outln!(
+        "{shown} shown items, {positives} with a positive `{}`; read in {secs:.2} s ({:.0} rows/s)",
+        config.log.label,
+        rows as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}
+
 /// Arguments of `glorank compare`.
 #[derive(Debug, clap::Args)]
 pub struct CompareArgs {

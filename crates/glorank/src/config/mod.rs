@@ -46,7 +46,7 @@ pub use serve::ServeConfig;
 pub use tokenizer::TokenizerConfig;
 
 use crate::{Error, Result};
-use glorank_data::DataConfig;
+use glorank_data::{DataConfig, LogConfig};
 use glorank_nn::ModelInputs;
 use glorank_policy::{ActionSpace, OutputHead, PolicyArch};
 use glorank_train::{BaselineConfig, RewardTrainConfig, RlConfig, SftConfig};
@@ -136,6 +136,9 @@ pub struct Config {
     pub eval: EvalConfig,
     /// Serving (`glorank rerank`, `glorank serve`).
     pub serve: ServeConfig,
+    /// Reading request logs (`glorank check-log`): the feedback signals, the label, the
+    /// budget of invalid rows.
+    pub log: LogConfig,
 }
 
 impl Default for Config {
@@ -152,6 +155,7 @@ impl Default for Config {
             baselines: BaselineConfig::default(),
             eval: EvalConfig::default(),
             serve: ServeConfig::default(),
+            log: LogConfig::default(),
         }
     }
 }
@@ -249,6 +253,7 @@ impl Config {
         self.baselines.validate()?;
         self.eval.validate()?;
         self.serve.validate()?;
+        self.log.validate()?;
         let scores_candidates = self.policy.output_head != OutputHead::Global
             || self.policy.action_space == ActionSpace::LocalIndex;
         if self.sft.label_loss > 0.0 && !scores_candidates {

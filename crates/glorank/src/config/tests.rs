@@ -125,6 +125,8 @@ fn errors_name_the_file_line_and_field() {
         ),
         ("[eval]\nbeam = 0\n", "eval.beam"),
         ("[serve]\nmax_batch = 0\n", "serve.max_batch"),
+        ("[log]\nlabel = \"like\"\n", "log.label"),
+        ("[log]\nsignals = []\n", "log.signals"),
         (
             "[serve]\nheader_timeout_ms = 0\n",
             "serve.header_timeout_ms",
