@@ -60,28 +60,33 @@ pub struct CheckLogArgs {
 pub fn check_log(args: &CheckLogArgs) -> Result<(), CliError> {
     let config = args.config.over(glorank::Config::default())?;
     let t0 = std::time::Instant::now();
-    let log = glorank::read_request_log(&args.path, &config.log).map_err(glorank::Error::from)?;
+    // Streamed: one row in memory at a time.
+    let (mut shown, mut positives) = (0usize, 0f64);
+    let scan = glorank::scan_request_log(&args.path, &config.log, |row| {
+        shown += row.shown.len();
+        positives += row
+            .labels(&config.log)
+            .iter()
+            .map(|&v| f64::from(v))
+            .sum::<f64>();
+        Ok(())
+    })
+    .map_err(glorank::Error::from)?;
     let secs = t0.elapsed().as_secs_f64();
-    let rows = log.requests.len();
     outln!(
-        "{rows} valid logged requests in {}; {} invalid (log.max_invalid = {})",
+        "{} valid logged requests in {}; {} invalid (log.max_invalid = {})",
+        scan.rows,
         args.path.display(),
-        log.invalid,
+        scan.invalid,
         config.log.max_invalid
     );
-    for e in &log.first_invalid {
+    for e in &scan.first_invalid {
         outln!("  skipped: {e}");
     }
-    let shown: usize = log.requests.iter().map(|r| r.shown.len()).sum();
-    let positives: f32 = log
-        .requests
-        .iter()
-        .flat_map(|r| r.labels(&config.log))
-        .sum();
     outln!(
         "{shown} shown items, {positives} with a positive `{}`; read in {secs:.2} s ({:.0} rows/s)",
         config.log.label,
-        rows as f64 / secs.max(1e-9)
+        scan.rows as f64 / secs.max(1e-9)
     );
     Ok(())
 }

@@ -62,8 +62,8 @@ pub use exposures::Exposures;
 pub use held_out::{HELD_OUT_RIDGE, HELD_OUT_TITLE_BUCKETS};
 pub use labels::{LabelThresholds, Labels};
 pub use log::{
-    LogConfig, LoggedRequest, REPORTED_INVALID, RequestLog, RowError, log_files, read_request_log,
-    write_request_log,
+    LogConfig, LogScan, LoggedRequest, REPORTED_INVALID, RequestLog, RowError, log_files,
+    read_request_log, scan_request_log, write_request_log,
 };
 pub use prepared::{
     DATASET_FILE, FORMAT_VERSION, History, PrepareStats, PreparedDataset, RerankSample,

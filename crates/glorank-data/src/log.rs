@@ -435,21 +435,33 @@ pub fn log_files(path: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// What [`scan_request_log`] saw besides the valid rows it handed over.
+#[derive(Debug, Default)]
+pub struct LogScan {
+    /// Valid rows handed to the callback.
+    pub rows: usize,
+    /// Rows skipped as invalid.
+    pub invalid: usize,
+    /// The first [`REPORTED_INVALID`] of them, each naming its file, line and field.
+    pub first_invalid: Vec<DataError>,
+}
+
 /// Reads and checks a request log in JSON Lines (a file, or a folder of parts; `.gz`
-/// files are decompressed). Every row is checked ([`LoggedRequest::check`]) and request ids
-/// must be unique across the log.
+/// files are decompressed), handing each valid row to `f` as it is read, so memory holds
+/// one row (and the request ids seen, to refuse a repeated one) rather than the log. Every
+/// row is checked ([`LoggedRequest::check`]).
 ///
 /// # Errors
 /// [`DataError::InvalidConfig`] for a bad `config`; [`DataError::Parse`] naming the file,
 /// line and field of the first invalid row (or of the row past the
-/// [`LogConfig::max_invalid`] budget); file errors; a file without rows.
-pub fn read_request_log(path: &Path, config: &LogConfig) -> Result<RequestLog> {
+/// [`LogConfig::max_invalid`] budget); file errors; a file without rows; `f`'s errors.
+pub fn scan_request_log(
+    path: &Path,
+    config: &LogConfig,
+    mut f: impl FnMut(LoggedRequest) -> Result<()>,
+) -> Result<LogScan> {
     config.validate()?;
-    let mut log = RequestLog {
-        requests: Vec::new(),
-        invalid: 0,
-        first_invalid: Vec::new(),
-    };
+    let mut scan = LogScan::default();
     let mut ids: HashSet<String> = HashSet::new();
     for file in log_files(path)? {
         for_each_line(
@@ -470,12 +482,12 @@ pub fn read_request_log(path: &Path, config: &LogConfig) -> Result<RequestLog> {
                 match row {
                     Ok(row) => {
                         ids.insert(row.request_id.clone());
-                        log.requests.push(row);
-                        Ok(())
+                        scan.rows += 1;
+                        f(row)
                     }
                     Err(e) => {
                         let error = DataError::parse(&file, ln, &e.field, e.message);
-                        if log.invalid >= config.max_invalid {
+                        if scan.invalid >= config.max_invalid {
                             return Err(if config.max_invalid == 0 {
                                 error
                             } else {
@@ -490,9 +502,9 @@ pub fn read_request_log(path: &Path, config: &LogConfig) -> Result<RequestLog> {
                                 )
                             });
                         }
-                        log.invalid += 1;
-                        if log.first_invalid.len() < REPORTED_INVALID {
-                            log.first_invalid.push(error);
+                        scan.invalid += 1;
+                        if scan.first_invalid.len() < REPORTED_INVALID {
+                            scan.first_invalid.push(error);
                         }
                         Ok(())
                     }
@@ -500,7 +512,24 @@ pub fn read_request_log(path: &Path, config: &LogConfig) -> Result<RequestLog> {
             },
         )?;
     }
-    Ok(log)
+    Ok(scan)
+}
+
+/// [`scan_request_log`] keeping every valid row in memory, in file order.
+///
+/// # Errors
+/// As [`scan_request_log`].
+pub fn read_request_log(path: &Path, config: &LogConfig) -> Result<RequestLog> {
+    let mut requests = Vec::new();
+    let scan = scan_request_log(path, config, |row| {
+        requests.push(row);
+        Ok(())
+    })?;
+    Ok(RequestLog {
+        requests,
+        invalid: scan.invalid,
+        first_invalid: scan.first_invalid,
+    })
 }
 
 #[cfg(test)]

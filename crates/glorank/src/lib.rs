@@ -87,7 +87,9 @@ pub use run_dir::{
 // The sections and choices of the configuration tree, and what a front-end reports
 // through, named where the tree is.
 pub use glorank_data::{DataConfig, DatasetKind, NoProgress, Progress, VectorKind};
-pub use glorank_data::{LogConfig, LoggedRequest, RequestLog, read_request_log};
+pub use glorank_data::{
+    LogConfig, LogScan, LoggedRequest, RequestLog, read_request_log, scan_request_log,
+};
 pub use glorank_nn::{Backend, ModelInputs, RetrieverInput};
 pub use glorank_policy::{ActionSpace, OutputHead, PolicyArch};
 pub use glorank_tokenizer::TokenizerMethod;
