@@ -6,7 +6,7 @@
 //! ```
 //! use glorank_data::json::Strict;
 //! let s: Strict = serde_json::from_str(r#"{"a": 1, "a": 2}"#).unwrap();
-//! assert_eq!(s.into_value().unwrap_err(), "duplicate key `a`");
+//! assert_eq!(s.into_value().unwrap_err().to_string(), "duplicate key `a`");
 //! ```
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -20,11 +20,19 @@ pub struct Strict {
     pub duplicate: Option<String>,
 }
 
+/// A JSON object named this key twice.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("duplicate key `{0}`")]
+pub struct DuplicateKey(pub String);
+
 impl Strict {
-    /// The value, or a message naming the repeated key.
-    pub fn into_value(self) -> Result<Value, String> {
+    /// The value, or the key named twice.
+    ///
+    /// # Errors
+    /// [`DuplicateKey`] naming the first repeated key.
+    pub fn into_value(self) -> Result<Value, DuplicateKey> {
         match self.duplicate {
-            Some(key) => Err(format!("duplicate key `{key}`")),
+            Some(key) => Err(DuplicateKey(key)),
             None => Ok(self.value),
         }
     }
@@ -126,11 +134,13 @@ mod tests {
         let read = |t: &str| serde_json::from_str::<Strict>(t).unwrap().into_value();
         assert!(read(r#"{"a": 1, "b": [1, {"c": 2}]}"#).is_ok());
         assert_eq!(
-            read(r#"{"a": 1, "a": 2}"#).unwrap_err(),
+            read(r#"{"a": 1, "a": 2}"#).unwrap_err().to_string(),
             "duplicate key `a`"
         );
         assert_eq!(
-            read(r#"[{"x": {"k": 1, "k": 1}}]"#).unwrap_err(),
+            read(r#"[{"x": {"k": 1, "k": 1}}]"#)
+                .unwrap_err()
+                .to_string(),
             "duplicate key `k`"
         );
         assert_eq!(

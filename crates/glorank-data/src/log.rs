@@ -157,7 +157,9 @@ impl LoggedRequest {
     pub fn from_json(text: &str) -> std::result::Result<Self, RowError> {
         let strict: Strict =
             serde_json::from_str(text).map_err(|e| RowError::new("row", e.to_string()))?;
-        let value = strict.into_value().map_err(|e| RowError::new("row", e))?;
+        let value = strict
+            .into_value()
+            .map_err(|e| RowError::new("row", e.to_string()))?;
         let Value::Object(mut object) = value else {
             return Err(RowError::new("row", "not a JSON object"));
         };

@@ -66,17 +66,20 @@ impl RerankRequest {
     pub fn from_json(text: &str) -> Result<Self> {
         let value: Strict =
             serde_json::from_str(text).map_err(|e| DataError::MalformedRequest(e.to_string()))?;
-        Self::from_strict(value).map_err(DataError::MalformedRequest)
+        Self::from_strict(value).map_err(|e| DataError::MalformedRequest(e.to_string()))
     }
 
     /// A request from a value read by [`Strict`], refusing a repeated key, an unknown field
     /// or a missing one; the message says which.
     ///
     /// # Errors
-    /// The reason, as text (the caller adds where it was read).
-    pub fn from_strict(value: Strict) -> std::result::Result<Self, String> {
-        let value = value.into_value()?;
-        serde_json::from_value(value).map_err(|e| e.to_string())
+    /// serde_json's error naming the field or the repeated key (the caller adds where it
+    /// was read).
+    pub fn from_strict(value: Strict) -> std::result::Result<Self, serde_json::Error> {
+        let value = value
+            .into_value()
+            .map_err(<serde_json::Error as serde::de::Error>::custom)?;
+        serde_json::from_value(value)
     }
 
     /// A request with these candidates and nothing else.

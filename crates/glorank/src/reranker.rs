@@ -61,7 +61,7 @@ impl RerankCall {
         }
         RerankRequest::from_strict(value)
             .map(Self::One)
-            .map_err(bad)
+            .map_err(|e| bad(e.to_string()))
     }
 }
 

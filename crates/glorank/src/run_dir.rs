@@ -597,12 +597,7 @@ impl RunDir {
                         )));
                     }
                     Some((_, current)) if current != sum => {
-                        return Ok(Some(pinpoint(
-                            self.root.join(file),
-                            format!(
-                                "changed since the run recorded it (checksum {current}, recorded {sum}); it was edited or corrupted"
-                            ),
-                        )));
+                        return Ok(Some(pinpoint(self.root.join(file), changed(current, sum))));
                     }
                     Some(_) => {}
                 }
@@ -629,10 +624,7 @@ impl RunDir {
                 .unwrap_or(0);
             return Ok(Some(pinpoint(
                 self.root.join(&now[k].0),
-                format!(
-                    "changed since the run recorded it (checksum {}, recorded {}); it was edited or corrupted",
-                    current[k], recorded_parts[k]
-                ),
+                changed(current[k], recorded_parts[k]),
             )));
         }
         let files: Vec<&str> = now.iter().map(|(f, _)| f.as_str()).collect();
@@ -847,25 +839,40 @@ impl RunDir {
         .map(|(name, _)| name)
     }
 
-    /// Verifies a result file (`metrics.json`, `predictions.jsonl`, or the run directory
-    /// holding them) against its run's manifest record of the evaluation, when the file is
-    /// a run's and the run recorded it.
+    /// Verifies a result file (`metrics.json` or `predictions.jsonl` of a run) against its
+    /// run's manifest record of the evaluation, when the run recorded one; only that file
+    /// is read (a file of another name, or outside a run, passes).
     ///
     /// # Errors
-    /// As [`RunDir::verify`], naming the file that changed.
+    /// [`Error::Format`] naming the file when its bytes changed; file errors.
     pub(crate) fn verify_result_file(path: &Path) -> Result<()> {
-        let run = if path.is_dir() {
-            RunDir::new(path)
-        } else {
-            match (path.parent(), path.file_name().and_then(|n| n.to_str())) {
-                (Some(dir), Some(METRICS_FILE | PREDICTIONS_FILE)) => RunDir::new(dir),
-                _ => return Ok(()),
-            }
+        let (Some(dir), Some(file @ (METRICS_FILE | PREDICTIONS_FILE))) =
+            (path.parent(), path.file_name().and_then(|n| n.to_str()))
+        else {
+            return Ok(());
         };
+        let run = RunDir::new(dir);
         if !run.manifest_file().exists() {
             return Ok(());
         }
-        run.verify(&[EVALUATION])
+        let Some(record) = run.manifest()?.artifacts.remove(EVALUATION) else {
+            return Ok(());
+        };
+        let Some(sum) = record
+            .checksum
+            .split('+')
+            .find_map(|part| part.strip_prefix(file)?.strip_prefix('='))
+        else {
+            return Ok(());
+        };
+        let now = glorank_nn::persist::file_checksum(path)?;
+        if now != sum {
+            return Err(Error::Format {
+                path: path.to_path_buf(),
+                message: format!("artifact `{EVALUATION}`: {}", changed(&now, sum)),
+            });
+        }
+        Ok(())
     }
 
     /// Checks that the recorded artifacts `names` are unchanged (for loaders: `Reranker`,
@@ -891,6 +898,13 @@ impl RunDir {
         }
         Ok(())
     }
+}
+
+/// How a file whose checksum is `current` differs from its `recorded` one, in words.
+fn changed(current: &str, recorded: &str) -> String {
+    format!(
+        "changed since the run recorded it (checksum {current}, recorded {recorded}); it was edited or corrupted"
+    )
 }
 
 /// For a directory part that changed, the file inside it that its own `checksums.json`

@@ -147,13 +147,10 @@ fn check_listed(
     listed: &HashMap<u64, usize>,
 ) -> Result<()> {
     let unlisted = |id: &String| id.parse::<u64>().map_or(true, |v| !listed.contains_key(&v));
-    let missing = ids.iter().filter(|id| unlisted(id)).count();
-    if let Some((id, &ln)) = ids
-        .iter()
-        .zip(first_lines)
-        .filter(|(id, _)| unlisted(id))
-        .min_by_key(|(_, ln)| **ln)
-    {
+    // Ids are interned in the order the ratings first name them, so the first unlisted id
+    // is the one whose line comes first.
+    if let Some((id, &ln)) = ids.iter().zip(first_lines).find(|(id, _)| unlisted(id)) {
+        let missing = ids.iter().filter(|id| unlisted(id)).count();
         return Err(DataError::parse(
             ratings,
             ln,
