@@ -31,7 +31,8 @@ pub struct ExportLogArgs {
     /// Run directory with a prepared dataset.
     #[arg(long)]
     pub run: PathBuf,
-    /// The JSON Lines file to write (see docs/datasets.md, "Request logs").
+    /// The log folder to write: `requests.jsonl` and the catalogs (see docs/datasets.md,
+    /// "Request logs").
     #[arg(long)]
     pub out: PathBuf,
 }

@@ -687,7 +687,7 @@ fn run_rerank_and_bench_on_a_tiny_pipeline() {
 fn export_log_writes_the_runs_requests_as_a_request_log() {
     let dir = tempfile::tempdir().unwrap();
     let run = glorank::testing::write_tiny_run(&dir.path().join("run"), 1).unwrap();
-    let out = dir.path().join("log.jsonl");
+    let out = dir.path().join("log");
     let text = ok(&[
         "export-log",
         "--run",
@@ -698,10 +698,11 @@ fn export_log_writes_the_runs_requests_as_a_request_log() {
     let ds = glorank::data::PreparedDataset::load(run.root()).unwrap();
     let n = ds.train.len() + ds.valid.len() + ds.test.len();
     assert!(text.starts_with(&format!("{n} logged requests")), "{text}");
-    let config =
-        glorank::data::LogConfig::default().with_signals(&["click", "like", "star"], "click");
+    let config = glorank::data::LogConfig::default()
+        .with_signals(&["click", "like", "star", "rating"], "click");
     let log = glorank::data::read_request_log(&out, &config).unwrap();
     assert_eq!(log.requests.len(), n);
+    assert!(out.join("items.jsonl").exists() && out.join("vocabularies.json").exists());
     assert_eq!(log.requests[0].request_id, "train-0");
     let e = fails(&[
         "export-log",

@@ -73,6 +73,9 @@ pub enum DatasetKind {
     Implicit,
     /// A generic CSV with a header row; see [`DataConfig::csv`].
     Csv,
+    /// A request log (JSON Lines: a file, or a folder of parts and catalogs), read as the
+    /// `[log]` section says; see [`crate::prepare_log`].
+    Log,
 }
 
 named_choice!(DatasetKind, "data.dataset", [
@@ -82,6 +85,7 @@ named_choice!(DatasetKind, "data.dataset", [
     Amazon => "amazon",
     Implicit => "implicit",
     Csv => "csv",
+    Log => "log",
 ]);
 
 /// Which item vectors the tokenizer learns semantic IDs from.
@@ -392,6 +396,7 @@ impl DataConfig {
             DatasetKind::Amazon => DatasetSource::Amazon(path()?),
             DatasetKind::Implicit => DatasetSource::Implicit(path()?),
             DatasetKind::Csv => DatasetSource::Csv(path()?, self.csv.clone()),
+            DatasetKind::Log => DatasetSource::Log(path()?, crate::LogConfig::default()),
         })
     }
 

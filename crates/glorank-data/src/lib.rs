@@ -36,6 +36,7 @@
 //! # Ok::<(), glorank_data::DataError>(())
 //! ```
 
+#[macro_use]
 mod config;
 mod cut;
 mod error;
@@ -62,8 +63,10 @@ pub use exposures::Exposures;
 pub use held_out::{HELD_OUT_RIDGE, HELD_OUT_TITLE_BUCKETS};
 pub use labels::{LabelThresholds, Labels};
 pub use log::{
-    LogConfig, LogScan, LoggedRequest, REPORTED_INVALID, RequestLog, RowError, log_files,
-    read_request_log, scan_request_log, write_request_log,
+    ITEMS_FILE, ItemRecord, LogConfig, LogScan, LogSplit, LoggedRequest, NamedVocabulary,
+    REPORTED_INVALID, RequestLog, RowError, SYNTHETIC_FILE, USERS_FILE, UserRecord,
+    VOCABULARIES_FILE, Vocabularies, log_files, prepare_log, read_request_log, scan_request_log,
+    write_catalogs, write_request_log,
 };
 pub use prepared::{
     DATASET_FILE, FORMAT_VERSION, History, PrepareStats, PreparedDataset, RerankSample,
@@ -100,13 +103,27 @@ pub enum DatasetSource {
     Implicit(PathBuf),
     /// A generic CSV with named columns.
     Csv(PathBuf, CsvConfig),
+    /// A request log (a JSON Lines file, or a folder of parts and catalogs), read with
+    /// its configuration; see [`prepare_log`].
+    Log(PathBuf, LogConfig),
 }
 
 impl DatasetSource {
-    /// Reads the dataset.
+    /// This source with `log` as the configuration of a request log (other sources are
+    /// returned unchanged).
+    pub fn with_log(self, log: &LogConfig) -> Self {
+        match self {
+            Self::Log(path, _) => Self::Log(path, log.clone()),
+            other => other,
+        }
+    }
+
+    /// Reads the dataset's interactions.
     ///
     /// # Errors
-    /// The reader's [`DataError`] (file, line and field of the first bad input).
+    /// The reader's [`DataError`] (file, line and field of the first bad input);
+    /// [`DataError::InvalidConfig`] for a request log, which holds requests, not
+    /// interactions (see [`DatasetSource::prepare`]).
     pub fn read(&self) -> Result<RawDataset> {
         match self {
             Self::Synthetic(cfg) => Ok(SyntheticWorld::new(cfg)?.log()),
@@ -115,10 +132,14 @@ impl DatasetSource {
             Self::Amazon(p) => read_amazon_csv(p),
             Self::Implicit(p) => read_implicit(p),
             Self::Csv(p, cfg) => read_csv(p, cfg),
+            Self::Log(..) => Err(DataError::config(
+                "data.dataset",
+                "a request log holds requests, not interactions: prepare it",
+            )),
         }
     }
 
-    /// Reads and prepares the dataset; the synthetic world's configuration is recorded in
+    /// Reads and prepares the dataset (a request log with [`prepare_log`]); the synthetic world's configuration is recorded in
     /// the result so its true click model can be rebuilt, and with
     /// [`SyntheticConfig::pool_feedback`] every candidate gets the world's feedback
     /// ([`PreparedDataset::label_pools`]).
@@ -130,6 +151,9 @@ impl DatasetSource {
         config: &ProtocolConfig,
         progress: &dyn Progress,
     ) -> Result<PreparedDataset> {
+        if let Self::Log(path, log) = self {
+            return prepare_log(path, log, config, progress);
+        }
         let t = std::time::Instant::now();
         progress.stage("reading", 0);
         let world = match self {

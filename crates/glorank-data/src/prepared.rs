@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 const MAGIC: &[u8; 8] = b"GLRKDATA";
 
 /// Version of the binary format; bumped whenever [`PreparedDataset`] changes shape.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 
 /// File name of the prepared dataset inside a run directory.
 pub const DATASET_FILE: &str = "dataset.bin";
@@ -79,10 +79,25 @@ impl RerankSample {
 pub struct History<'a> {
     /// Item indices.
     pub items: &'a [u32],
-    /// Their ratings.
-    pub ratings: &'a [f32],
-    /// Their timestamps.
-    pub timestamps: &'a [i64],
+}
+
+/// What a request read from a log carries beyond its [`RerankSample`]: the request's own
+/// history, the values that order its shown items, the log's retriever scores.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LogRecord {
+    /// The log's id of the request.
+    pub request_id: String,
+    /// When it was served.
+    pub timestamp: i64,
+    /// History item indices, oldest first (at most the protocol's `history_len`).
+    pub history: Vec<u32>,
+    /// Their behaviour bits.
+    pub history_labels: Vec<Labels>,
+    /// One value per shown item, in display order, that orders a demonstration (the
+    /// `log.order_by` signal, or the grade).
+    pub shown_values: Vec<f32>,
+    /// The log's retriever score of each candidate, in the sample's candidate order.
+    pub retriever_scores: Option<Vec<f32>>,
 }
 
 /// Counts and timings of a `prepare` run.
@@ -227,6 +242,11 @@ pub struct PreparedDataset {
     /// The generating configuration, for the synthetic world (its true click model can be
     /// rebuilt from it).
     pub synthetic: Option<SyntheticConfig>,
+    /// For a dataset read from a request log ([`crate::prepare_log`]): each request's
+    /// record, indexed by its sample's `slate_start` (the request's rank in time order);
+    /// histories, demonstrations and retriever scores are read from it, not from
+    /// `sequences` and `retriever`.
+    pub log: Option<Vec<LogRecord>>,
 }
 
 impl PreparedDataset {
@@ -314,27 +334,42 @@ impl PreparedDataset {
 
     /// The history window of `sample` (up to `history_len` interactions, oldest first).
     pub fn history(&self, sample: &RerankSample) -> History<'_> {
+        if let Some(r) = self.log_record(sample) {
+            return History { items: &r.history };
+        }
         let seq = &self.sequences[sample.user as usize];
         let end = sample.slate_start as usize;
         let start = end.saturating_sub(self.config.history_len);
         History {
             items: &seq.items[start..end],
-            ratings: &seq.ratings[start..end],
-            timestamps: &seq.timestamps[start..end],
         }
+    }
+
+    /// The log record of `sample` (`None` unless the dataset was read from a log).
+    pub fn log_record(&self, sample: &RerankSample) -> Option<&LogRecord> {
+        self.log.as_ref().map(|l| &l[sample.slate_start as usize])
     }
 
     /// Labels of the history items.
     pub fn history_labels(&self, sample: &RerankSample) -> Vec<Labels> {
-        self.history(sample)
-            .ratings
+        if let Some(r) = self.log_record(sample) {
+            return r.history_labels.clone();
+        }
+        let seq = &self.sequences[sample.user as usize];
+        let end = sample.slate_start as usize;
+        let start = end.saturating_sub(self.config.history_len);
+        seq.ratings[start..end]
             .iter()
             .map(|&r| Labels::from_rating(r, &self.config.thresholds, self.implicit))
             .collect()
     }
 
-    /// Ratings of the logged slate, in exposure order.
+    /// Ratings of the logged slate, in exposure order (for a log, the values that order its
+    /// shown items: see [`LogRecord::shown_values`]).
     pub fn logged_ratings(&self, sample: &RerankSample) -> &[f32] {
+        if let Some(r) = self.log_record(sample) {
+            return &r.shown_values;
+        }
         let seq = &self.sequences[sample.user as usize];
         let s = sample.slate_start as usize;
         &seq.ratings[s..s + sample.logged.len()]
@@ -376,8 +411,24 @@ impl PreparedDataset {
         order
     }
 
-    /// Retriever scores of the sample's candidates.
+    /// Whether every request has retriever scores: always for a prepared rating dataset
+    /// (its stage-1 retriever's), for a log when its rows carry `retriever_scores`.
+    pub fn has_retriever_scores(&self) -> bool {
+        self.log
+            .as_ref()
+            .is_none_or(|l| l.iter().all(|r| r.retriever_scores.is_some()))
+    }
+
+    /// Retriever scores of the sample's candidates (the log's, for a dataset read from a
+    /// log; zeros where a log row has none, see
+    /// [`PreparedDataset::has_retriever_scores`]).
     pub fn retriever_scores(&self, sample: &RerankSample) -> Vec<f32> {
+        if let Some(r) = self.log_record(sample) {
+            return r
+                .retriever_scores
+                .clone()
+                .unwrap_or_else(|| vec![0.0; sample.candidates.len()]);
+        }
         sample
             .candidates
             .iter()
@@ -481,13 +532,37 @@ impl PreparedDataset {
                 return Err(corrupt("a user sequence is inconsistent"));
             }
         }
+        if let Some(log) = &self.log {
+            for r in log {
+                if r.history.len() != r.history_labels.len()
+                    || r.history.iter().any(|&i| i as usize >= ni)
+                {
+                    return Err(corrupt(&format!(
+                        "log record `{}` is inconsistent",
+                        r.request_id
+                    )));
+                }
+            }
+        }
         for s in self.train.iter().chain(&self.valid).chain(&self.test) {
-            let seq_len = self
-                .sequences
-                .get(s.user as usize)
-                .map_or(0, |q| q.items.len());
+            let seq_len = match &self.log {
+                Some(log) => {
+                    let r = log.get(s.slate_start as usize);
+                    let ok = r.is_some_and(|r| {
+                        r.shown_values.len() == s.logged.len()
+                            && r.retriever_scores
+                                .as_ref()
+                                .is_none_or(|x| x.len() == s.candidates.len())
+                    });
+                    if ok { usize::MAX } else { 0 }
+                }
+                None => self
+                    .sequences
+                    .get(s.user as usize)
+                    .map_or(0, |q| q.items.len()),
+            };
             if s.user as usize >= nu
-                || s.slate_start as usize + s.logged.len() > seq_len
+                || (s.slate_start as usize).saturating_add(s.logged.len()) > seq_len
                 || s.labels.len() != s.candidates.len()
                 || s.candidates.iter().any(|&i| i as usize >= ni)
                 || s.logged.iter().any(|&p| p as usize >= s.candidates.len())

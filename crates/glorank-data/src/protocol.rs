@@ -274,17 +274,7 @@ pub fn prepare(
         .collect();
     let mut user_features = raw.user_features.as_ref().map(|f| f.select(&old_users));
     if config.user_id_feature {
-        let field = crate::CategoricalField {
-            name: USER_ID_FIELD.into(),
-            vocabulary: std::iter::once("<unknown>".to_string())
-                .chain(user_ids.iter().cloned())
-                .collect(),
-            values: (1..=user_ids.len() as u32).collect(),
-        };
-        user_features
-            .get_or_insert_with(crate::UserFeatures::default)
-            .fields
-            .push(field);
+        add_user_id_feature(&mut user_features, &user_ids);
     }
     let mut ds = PreparedDataset {
         name: raw.name,
@@ -306,6 +296,7 @@ pub fn prepare(
         held_out,
         stats,
         synthetic: None,
+        log: None,
     };
     ds.stats.fill_split_counts(&ds.train, &ds.valid, &ds.test);
     ds.stats.held_out_test_shares = ds.held_out_shares(&ds.test);
@@ -477,6 +468,25 @@ fn user_samples(
         }
     }
     Ok(out)
+}
+
+/// Adds the user's identity as the categorical user feature [`USER_ID_FIELD`] (category
+/// `k + 1` for user `k`; 0 stays the unknown user).
+pub(crate) fn add_user_id_feature(
+    user_features: &mut Option<crate::UserFeatures>,
+    user_ids: &[String],
+) {
+    let field = crate::CategoricalField {
+        name: USER_ID_FIELD.into(),
+        vocabulary: std::iter::once("<unknown>".to_string())
+            .chain(user_ids.iter().cloned())
+            .collect(),
+        values: (1..=user_ids.len() as u32).collect(),
+    };
+    user_features
+        .get_or_insert_with(crate::UserFeatures::default)
+        .fields
+        .push(field);
 }
 
 #[cfg(test)]

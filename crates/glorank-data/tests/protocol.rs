@@ -480,7 +480,7 @@ fn endless_vector_files_are_errors_naming_them() {
 fn prepared_requests_round_trip_through_a_request_log() {
     use glorank_data::{LogConfig, LoggedRequest, read_request_log, write_request_log};
     let ds = synthetic();
-    let config = LogConfig::default().with_signals(&["click", "like", "star"], "click");
+    let config = LogConfig::default().with_signals(&["click", "like", "star", "rating"], "click");
     let rows: Vec<LoggedRequest> = ds
         .train
         .iter()
@@ -505,4 +505,65 @@ fn prepared_requests_round_trip_through_a_request_log() {
     let back = read_request_log(&path, &config).unwrap();
     assert_eq!(back.invalid, 0);
     assert_eq!(back.requests, rows);
+}
+
+/// Every request of a prepared dataset, written as a log folder with its catalogs and
+/// prepared again with the rating protocol's reading (each user's last request test, the
+/// one before validation), comes back as the same sample: same user and item numbering,
+/// candidates, labels, logged slate, history, demonstration and retriever scores.
+#[test]
+fn a_log_folder_prepares_to_the_same_requests() {
+    use glorank_data::{
+        LogConfig, LogSplit, LoggedRequest, NoProgress, prepare_log, write_catalogs,
+        write_request_log,
+    };
+    let ds = synthetic();
+    let dir = tempfile::tempdir().unwrap();
+    let all = ds.train.iter().chain(&ds.valid).chain(&ds.test);
+    let rows: Vec<LoggedRequest> = all
+        .clone()
+        .enumerate()
+        .map(|(k, s)| LoggedRequest::from_sample(&ds, s, format!("r{k}")))
+        .collect();
+    write_request_log(&dir.path().join("requests.jsonl"), &rows).unwrap();
+    write_catalogs(dir.path(), &ds).unwrap();
+    let config = LogConfig::default()
+        .with_signals(&["click", "like", "star", "rating"], "click")
+        .with_grades(&["like", "star"], Some("rating"))
+        .with_split(LogSplit::User, 0.0, 0.0);
+    let log = prepare_log(dir.path(), &config, &ds.config, &NoProgress).unwrap();
+    assert_eq!((&log.user_ids, &log.item_ids), (&ds.user_ids, &ds.item_ids));
+    assert_eq!(log.item_features, ds.item_features);
+    assert_eq!(log.user_features, ds.user_features);
+    assert_eq!(log.retriever.item_factors, ds.retriever.item_factors);
+    let again = log.train.iter().chain(&log.valid).chain(&log.test);
+    assert_eq!(
+        (log.train.len(), log.valid.len(), log.test.len()),
+        (ds.train.len(), ds.valid.len(), ds.test.len())
+    );
+    for (a, b) in all.zip(again) {
+        assert_eq!(
+            (a.user, &a.candidates, &a.labels, &a.logged),
+            (b.user, &b.candidates, &b.labels, &b.logged)
+        );
+        assert_eq!(ds.history(a).items, log.history(b).items);
+        assert_eq!(ds.history_labels(a), log.history_labels(b));
+        assert_eq!(ds.demonstration(a), log.demonstration(b));
+        assert_eq!(ds.retriever_scores(a), log.retriever_scores(b));
+    }
+    // A row that breaks the protocol's shape names its line and field.
+    let mut long = rows[0].clone();
+    long.request_id = "extra".into();
+    long.shown = long.request.candidates[..7].to_vec();
+    for v in long.feedback.values_mut() {
+        v.resize(7, 0.0);
+    }
+    write_request_log(&dir.path().join("requests.jsonl"), [&rows[0], &long]).unwrap();
+    let e = prepare_log(dir.path(), &config, &ds.config, &NoProgress)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("requests.jsonl:2") && e.contains("shown") && e.contains("slate_len"),
+        "{e}"
+    );
 }

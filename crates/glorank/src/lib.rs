@@ -81,14 +81,15 @@ pub use pipeline::{EvalPlan, EvalReport, Hooks, Pipeline, PipelineReport, Split,
 pub use report::{line_chart_svg, stage_summary, write_report};
 pub use reranker::{ColdItem, ENDLESS_LINE_FACTOR, RerankCall, Reranker};
 pub use run_dir::{
-    ARTIFACTS, ArtifactRecord, EVALUATION, Freshness, MANIFEST_FILE, Manifest, RunDir,
+    ARTIFACTS, ArtifactRecord, EVALUATION, Freshness, LOG_REQUESTS_FILE, MANIFEST_FILE, Manifest,
+    RunDir,
 };
 
 // The sections and choices of the configuration tree, and what a front-end reports
 // through, named where the tree is.
 pub use glorank_data::{DataConfig, DatasetKind, NoProgress, Progress, VectorKind};
 pub use glorank_data::{
-    LogConfig, LogScan, LoggedRequest, RequestLog, read_request_log, scan_request_log,
+    LogConfig, LogScan, LogSplit, LoggedRequest, RequestLog, read_request_log, scan_request_log,
 };
 pub use glorank_nn::{Backend, ModelInputs, RetrieverInput};
 pub use glorank_policy::{ActionSpace, OutputHead, PolicyArch};

@@ -35,6 +35,10 @@ pub struct RunDir {
     root: PathBuf,
 }
 
+/// File name of the requests in a request-log folder written by
+/// [`RunDir::export_request_log`].
+pub const LOG_REQUESTS_FILE: &str = "requests.jsonl";
+
 impl RunDir {
     /// The run directory at `root` (nothing is created).
     pub fn new(root: impl Into<PathBuf>) -> Self {
@@ -795,11 +799,17 @@ impl RunDir {
             })
     }
 
-    /// Writes the run's prepared requests (training, validation, then test) as a request
-    /// log in JSON Lines ([`glorank_data::LoggedRequest::from_sample`]: the serving
-    /// request, the logged slate as `shown`, its `click`/`like`/`star` feedback, ids
-    /// `train-K`, `valid-K`, `test-K`); returns the number of rows. The protocols of the rating
-    /// datasets and the synthetic world can so be read as logs.
+    /// Writes the run's prepared requests as a request-log folder `out`:
+    /// `requests.jsonl` (training, validation, then test requests, each
+    /// [`glorank_data::LoggedRequest::from_sample`]: the serving request with the
+    /// retriever's scores, the logged slate as `shown`, its `click`/`like`/`star`/`rating`
+    /// feedback, ids `train-K`, `valid-K`, `test-K`) and the catalogs
+    /// ([`glorank_data::write_catalogs`]: items with their stage-1 factors and content
+    /// features, users with their attributes, the vocabularies) and, when the run has one,
+    /// `config.toml`: the run's configuration reading the folder as a log
+    /// ([`RunDir::exported_log_config`]); returns the number of requests.
+    /// `glorank run --config OUT/config.toml --data-path OUT` reads the same requests, in the
+    /// same order, with the same numbering of items and users, as the run did.
     ///
     /// # Errors
     /// A missing or changed dataset (named); file errors.
@@ -816,7 +826,25 @@ impl RunDir {
         .map(|(split, k, s)| {
             glorank_data::LoggedRequest::from_sample(&ds, s, format!("{split}-{k}"))
         });
-        Ok(glorank_data::write_request_log(out, rows)?)
+        let n = glorank_data::write_request_log(&out.join(LOG_REQUESTS_FILE), rows)?;
+        glorank_data::write_catalogs(out, &ds)?;
+        if let Some(mut config) = self.config()? {
+            config.data.dataset = glorank_data::DatasetKind::Log;
+            config.data.path = None;
+            config.log = Self::exported_log_config();
+            RunDir::new(out).write_config(&config)?;
+        }
+        Ok(n)
+    }
+
+    /// How [`RunDir::export_request_log`]'s logs are read as the run read its dataset: the
+    /// signals `click` (the label), `like` and `star` (its grades) and `rating` (the order of
+    /// demonstrations), each user's last request test and the one before validation.
+    pub fn exported_log_config() -> glorank_data::LogConfig {
+        glorank_data::LogConfig::default()
+            .with_signals(&["click", "like", "star", "rating"], "click")
+            .with_grades(&["like", "star"], Some("rating"))
+            .with_split(glorank_data::LogSplit::User, 0.0, 0.0)
     }
 
     /// The manifest name of the run's policy directory `dir` (`sft`, `rl`, `las`), however

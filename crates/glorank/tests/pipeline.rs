@@ -3,53 +3,9 @@
 
 mod common;
 
+use common::tiny;
 use glorank::{Config, Error, Hooks, NoObserver, NoProgress, Pipeline, RerankRequest, Reranker};
 use std::path::Path;
-
-fn tiny() -> Config {
-    let text = r#"
-[eval]
-las = true
-beam = 4
-[data]
-users = 120
-items = 150
-sessions = 6
-k_core = 5
-history = 8
-pool_size = 20
-retriever_factors = 2
-[tokenizer]
-levels = 2
-codes = 8
-[policy]
-d_model = 16
-layers = 1
-item_content = true
-[evaluator]
-epochs = 1
-pool_lists = 1
-[simulator]
-epochs = 1
-pool_lists = 1
-[sft]
-epochs = 2
-[sft.optim]
-batch_size = 32
-[rl]
-steps = 4
-group_size = 4
-eval_every = 2
-checkpoint_every = 2
-[rl.optim]
-batch_size = 8
-[baselines]
-d_model = 16
-epochs = 1
-reinforce_samples = 2
-"#;
-    Config::from_toml(text, Path::new("tiny.toml")).unwrap()
-}
 
 /// Runs `config` into `dir`, collecting the lines the pipeline says.
 fn run_saying(

@@ -2,7 +2,9 @@
 //! Reward, true clicks on the synthetic world, the AUC among logged items), and the
 //! candidate-order robustness check.
 
-use super::{BEST_LIST, COLD_FIRST, MethodResult, RANDOM, TOP_APPEAL};
+use super::{
+    BEST_LIST, COLD_FIRST, LOGGED_ORDER, MethodResult, RANDOM, RETRIEVER_ORDER, TOP_APPEAL,
+};
 use crate::Result;
 use crate::training::clicks;
 use burn::tensor::Device;
@@ -232,22 +234,38 @@ impl<'a> EvalContext<'a> {
             self.evaluate_scored(name, lists, Some(scores))
         };
         let novelty = Exposures::new(&ds.train);
-        let mut rows = vec![
-            by_score("MF order", &|s| ds.retriever_scores(s))?,
-            by_score("retriever reversed", &|s| {
+        let mut rows = Vec::new();
+        if ds.log.is_some() {
+            // The list the logging system showed, in display order, then the rest.
+            rows.push(by_score(LOGGED_ORDER, &|s| {
+                let mut score = vec![-1.0; s.candidates.len()];
+                for (k, &p) in s.logged.iter().enumerate() {
+                    score[usize::from(p)] = (s.logged.len() - k) as f32;
+                }
+                score
+            })?);
+        }
+        if ds.has_retriever_scores() {
+            let name = if ds.log.is_some() {
+                RETRIEVER_ORDER
+            } else {
+                "MF order"
+            };
+            rows.push(by_score(name, &|s| ds.retriever_scores(s))?);
+            rows.push(by_score("retriever reversed", &|s| {
                 ds.retriever_scores(s).iter().map(|x| -x).collect()
-            })?,
-            // Fewest non-clicked showings first: `pool_novelty`'s order as a score.
-            by_score("pool novelty", &|s| {
-                novelty.totals(s).iter().map(|&c| -(c as f32)).collect()
-            })?,
-            by_score("popularity", &|s| {
-                s.candidates
-                    .iter()
-                    .map(|&i| ds.item_train_counts[i as usize] as f32)
-                    .collect()
-            })?,
-        ];
+            })?);
+        }
+        // Fewest non-clicked showings first: `pool_novelty`'s order as a score.
+        rows.push(by_score("pool novelty", &|s| {
+            novelty.totals(s).iter().map(|&c| -(c as f32)).collect()
+        })?);
+        rows.push(by_score("popularity", &|s| {
+            s.candidates
+                .iter()
+                .map(|&i| ds.item_train_counts[i as usize] as f32)
+                .collect()
+        })?);
         if !ds.held_out.is_empty() {
             // The held-out protocol's leak check: if being new told anything, held-out
             // items first would beat random lists.

@@ -53,9 +53,18 @@ pub const RANDOM: &str = "random";
 /// group in the seeded random order of [`RANDOM`]. Near [`RANDOM`] when being new is no tell.
 pub const COLD_FIRST: &str = "cold first";
 
+/// Name of a request log's reference row: the shown items in display order, first.
+pub const LOGGED_ORDER: &str = "logged order";
+
+/// Name of a request log's reference row: candidates by the log's retriever scores (the
+/// rating datasets' row of the same rule is "MF order", our stage-1 retriever's).
+pub const RETRIEVER_ORDER: &str = "retriever order";
+
 /// The rows of the comparison table, in the order the pipeline writes them; `aggregate`
 /// prints known methods in this order, others after them.
-pub const METHOD_ORDER: [&str; 15] = [
+pub const METHOD_ORDER: [&str; 17] = [
+    LOGGED_ORDER,
+    RETRIEVER_ORDER,
     "MF order",
     "retriever reversed",
     "pool novelty",

@@ -197,6 +197,9 @@ impl<'a, 'h, 'hh> Session<'a, 'h, 'hh> {
         let mut config = section(&self.config.data);
         if let Some(o) = config.as_object_mut() {
             o.remove("path"); // where the files are is not what they hold
+            if self.config.data.dataset == glorank_data::DatasetKind::Log {
+                o.insert("log".into(), section(&self.config.log));
+            }
         }
         let none = BTreeMap::new();
         let ds = if self.plan(Stage::Prepare, &config, &none, build)? {
@@ -229,6 +232,15 @@ impl<'a, 'h, 'hh> Session<'a, 'h, 'hh> {
         for w in ds.stats.warnings() {
             self.say(&format!("  warning: {w}"));
         }
+        if self.config.inputs.retriever_score && !ds.has_retriever_scores() {
+            return Err(crate::Error::InvalidConfig {
+                field: "inputs.retriever_score".into(),
+                message: "the models read each candidate's retriever score, and the log's \
+                          rows carry no `retriever_scores`: give them, or set \
+                          inputs.retriever_score = false"
+                    .into(),
+            });
+        }
         self.ds = Some(ds);
         self.inputs
             .insert("dataset".into(), self.run.recorded_checksum("dataset")?);
@@ -241,6 +253,7 @@ impl<'a, 'h, 'hh> Session<'a, 'h, 'hh> {
         let data = &self.config.data;
         let ds = data
             .source()?
+            .with_log(&self.config.log)
             .prepare(&data.protocol(), self.hooks.progress)?;
         ds.save(self.run.root())?;
         self.run.finish("dataset", config, &BTreeMap::new())?;
