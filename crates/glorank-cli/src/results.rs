@@ -35,11 +35,14 @@ pub struct ExportLogArgs {
     /// "Request logs").
     #[arg(long)]
     pub out: PathBuf,
+    /// The requests' file format: jsonl or parquet.
+    #[arg(long, default_value = "jsonl")]
+    pub format: glorank::LogFormat,
 }
 
 /// `glorank export-log`: the run's prepared requests as a request log.
 pub fn export_log(args: &ExportLogArgs) -> Result<(), CliError> {
-    let rows = glorank::RunDir::new(&args.run).export_request_log(&args.out)?;
+    let rows = glorank::RunDir::new(&args.run).export_request_log(&args.out, args.format)?;
     outln!("{rows} logged requests written to {}", args.out.display());
     Ok(())
 }

@@ -702,6 +702,20 @@ fn export_log_writes_the_runs_requests_as_a_request_log() {
         .with_signals(&["click", "like", "star", "rating"], "click");
     let log = glorank::data::read_request_log(&out, &config).unwrap();
     assert_eq!(log.requests.len(), n);
+    // The same requests in Parquet.
+    let parquet = dir.path().join("parquet");
+    ok(&[
+        "export-log",
+        "--run",
+        run.root().to_str().unwrap(),
+        "--out",
+        parquet.to_str().unwrap(),
+        "--format",
+        "parquet",
+    ]);
+    assert!(parquet.join("requests.parquet").exists());
+    let again = glorank::data::read_request_log(&parquet, &config).unwrap();
+    assert_eq!(again.requests, log.requests);
     assert!(out.join("items.jsonl").exists() && out.join("vocabularies.json").exists());
     assert_eq!(log.requests[0].request_id, "train-0");
     let e = fails(&[

@@ -154,7 +154,12 @@ impl PrepareStats {
     /// its data), or too few training requests to learn from.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if self.interactions > 0 && self.retriever_train_interactions * 2 < self.interactions {
+        // A log's stage-1 retriever is the logging system's: no warning about ours.
+        let ours = self.retriever_train_interactions > 0;
+        if ours
+            && self.interactions > 0
+            && self.retriever_train_interactions * 2 < self.interactions
+        {
             out.push(format!(
                 "the stage-1 retriever was fitted on {} of {} interactions ({:.1}%): \
                  rerank_train_slates leaves it little data, so its candidate pools are weak; \

@@ -36,7 +36,7 @@ pub struct RunDir {
 }
 
 /// File name of the requests in a request-log folder written by
-/// [`RunDir::export_request_log`].
+/// [`RunDir::export_request_log`] (`.parquet` in Parquet).
 pub const LOG_REQUESTS_FILE: &str = "requests.jsonl";
 
 impl RunDir {
@@ -800,7 +800,7 @@ impl RunDir {
     }
 
     /// Writes the run's prepared requests as a request-log folder `out`:
-    /// `requests.jsonl` (training, validation, then test requests, each
+    /// `requests.jsonl` or `requests.parquet` after `format` (training, validation, then test requests, each
     /// [`glorank_data::LoggedRequest::from_sample`]: the serving request with the
     /// retriever's scores, the logged slate as `shown`, its `click`/`like`/`star`/`rating`
     /// feedback, ids `train-K`, `valid-K`, `test-K`) and the catalogs
@@ -813,7 +813,7 @@ impl RunDir {
     ///
     /// # Errors
     /// A missing or changed dataset (named); file errors.
-    pub fn export_request_log(&self, out: &Path) -> Result<usize> {
+    pub fn export_request_log(&self, out: &Path, format: glorank_data::LogFormat) -> Result<usize> {
         self.verify(&["dataset"])?;
         let ds = glorank_data::PreparedDataset::load(self.root())?;
         let rows = [
@@ -826,7 +826,16 @@ impl RunDir {
         .map(|(split, k, s)| {
             glorank_data::LoggedRequest::from_sample(&ds, s, format!("{split}-{k}"))
         });
-        let n = glorank_data::write_request_log(&out.join(LOG_REQUESTS_FILE), rows)?;
+        let config = Self::exported_log_config();
+        let file = out
+            .join(LOG_REQUESTS_FILE)
+            .with_extension(format.extension());
+        let n = match format {
+            glorank_data::LogFormat::Parquet => {
+                glorank_data::write_request_log_parquet(&file, rows, &config.signals)?
+            }
+            _ => glorank_data::write_request_log(&file, rows)?,
+        };
         glorank_data::write_catalogs(out, &ds)?;
         if let Some(mut config) = self.config()? {
             config.data.dataset = glorank_data::DatasetKind::Log;

@@ -20,7 +20,9 @@ fn a_run_on_its_exported_log_gives_the_same_test_metrics() {
     let native_dir = dir.path().join("native");
     let native = Pipeline::new(tiny()).run(&native_dir).unwrap();
     let log = dir.path().join("log");
-    let n = RunDir::new(&native_dir).export_request_log(&log).unwrap();
+    let n = RunDir::new(&native_dir)
+        .export_request_log(&log, glorank::LogFormat::Parquet)
+        .unwrap();
     assert!(n > 0);
     let mut config = Config::from_file(&log.join("config.toml")).unwrap();
     assert_eq!(config.data.dataset, glorank::DatasetKind::Log);

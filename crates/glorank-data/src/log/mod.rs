@@ -20,6 +20,7 @@
 
 mod catalog;
 mod config;
+mod parquet;
 mod prepare;
 mod read;
 
@@ -28,6 +29,7 @@ pub use catalog::{
     VOCABULARIES_FILE, Vocabularies, write_catalogs,
 };
 pub use config::{LogConfig, LogSplit};
+pub use parquet::{BATCH_ROWS, write_request_log_parquet};
 pub use prepare::prepare_log;
 pub use read::{
     LogScan, RequestLog, log_files, read_request_log, scan_request_log, write_request_log,
@@ -35,8 +37,40 @@ pub use read::{
 
 use crate::RerankRequest;
 use crate::json::Strict;
+use crate::{DataError, Result};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::str::FromStr;
+
+/// The file format of a request log's parts.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum LogFormat {
+    /// JSON Lines (`.jsonl`, `.jsonl.gz` read too).
+    #[default]
+    Jsonl,
+    /// Parquet (`.parquet`).
+    Parquet,
+}
+
+named_choice!(LogFormat, "format", [
+    Jsonl => "jsonl",
+    Parquet => "parquet",
+]);
+
+impl LogFormat {
+    /// The file extension of a part in this format.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Jsonl => "jsonl",
+            Self::Parquet => "parquet",
+        }
+    }
+}
 
 /// How many invalid rows a read reports by name when a budget lets it skip them.
 pub const REPORTED_INVALID: usize = 10;

@@ -278,6 +278,7 @@ pub fn prepare_log(
     seconds.push(("split".to_string(), t.elapsed().as_secs_f64()));
 
     let t = Instant::now();
+    // `retriever_train_interactions` stays 0: no retriever of ours built the pools.
     let mut stats = PrepareStats {
         raw_users: nu,
         raw_items: ni,
@@ -306,7 +307,6 @@ pub fn prepare_log(
                 }
             }
             let pairs: Vec<(u32, u32)> = pairs.into_iter().collect();
-            stats.retriever_train_interactions = pairs.len();
             fit_als(&pairs, nu, ni, &config.retriever, config.seed, progress)?
         }
     };

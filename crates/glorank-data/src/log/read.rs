@@ -48,8 +48,8 @@ pub fn write_request_log(
     Ok(n)
 }
 
-/// The files of a request log: `path` itself, or the `*.jsonl` / `*.jsonl.gz` files of a
-/// folder in name order (as Spark and other engines write a table as parts), the catalogs
+/// The files of a request log: `path` itself, or the `*.jsonl`, `*.jsonl.gz` and
+/// `*.parquet` files of a folder in name order (as Spark and other engines write a table as parts), the catalogs
 /// (`items.jsonl`, `users.jsonl`) left out.
 ///
 /// # Errors
@@ -64,7 +64,10 @@ pub fn log_files(path: &Path) -> Result<Vec<PathBuf>> {
         let p = entry.map_err(|e| DataError::io(path, e))?.path();
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let catalog = [super::ITEMS_FILE, super::USERS_FILE].contains(&name);
-        if !catalog && (name.ends_with(".jsonl") || name.ends_with(".jsonl.gz")) {
+        let part = [".jsonl", ".jsonl.gz", ".parquet"]
+            .iter()
+            .any(|e| name.ends_with(e));
+        if !catalog && part {
             files.push(p);
         }
     }
@@ -72,7 +75,7 @@ pub fn log_files(path: &Path) -> Result<Vec<PathBuf>> {
     if files.is_empty() {
         return Err(DataError::MissingFile {
             path: path.join("*.jsonl"),
-            hint: Some("a request log folder holds .jsonl or .jsonl.gz files".into()),
+            hint: Some("a request log folder holds .jsonl, .jsonl.gz or .parquet files".into()),
         });
     }
     Ok(files)
@@ -118,54 +121,54 @@ pub(crate) fn scan_rows(
     let mut scan = LogScan::default();
     let mut ids: HashSet<String> = HashSet::new();
     for file in log_files(path)? {
-        for_each_line(
-            &file,
-            Encoding::Utf8,
-            "a request log (JSON Lines)",
-            |ln, line| {
-                let row = LoggedRequest::from_json(line).and_then(|row| {
-                    row.check(config)?;
-                    extra(&row)?;
-                    if ids.contains(&row.request_id) {
-                        return Err(RowError::new(
-                            "request_id",
-                            format!("`{}` appears on an earlier row", row.request_id),
-                        ));
-                    }
-                    Ok(row)
-                });
-                match row {
-                    Ok(row) => {
-                        ids.insert(row.request_id.clone());
-                        scan.rows += 1;
-                        f(row)
-                    }
-                    Err(e) => {
-                        let error = DataError::parse(&file, ln, &e.field, e.message);
-                        if scan.invalid >= config.max_invalid {
-                            return Err(if config.max_invalid == 0 {
-                                error
-                            } else {
-                                DataError::parse(
-                                    &file,
-                                    ln,
-                                    &e.field,
-                                    format!(
-                                        "{error} (one invalid row more than log.max_invalid = {})",
-                                        config.max_invalid
-                                    ),
-                                )
-                            });
-                        }
-                        scan.invalid += 1;
-                        if scan.first_invalid.len() < REPORTED_INVALID {
-                            scan.first_invalid.push(error);
-                        }
-                        Ok(())
-                    }
+        let handle = |ln: usize, line: &str| {
+            let row = LoggedRequest::from_json(line).and_then(|row| {
+                row.check(config)?;
+                extra(&row)?;
+                if ids.contains(&row.request_id) {
+                    return Err(RowError::new(
+                        "request_id",
+                        format!("`{}` appears on an earlier row", row.request_id),
+                    ));
                 }
-            },
-        )?;
+                Ok(row)
+            });
+            match row {
+                Ok(row) => {
+                    ids.insert(row.request_id.clone());
+                    scan.rows += 1;
+                    f(row)
+                }
+                Err(e) => {
+                    let error = DataError::parse(&file, ln, &e.field, e.message);
+                    if scan.invalid >= config.max_invalid {
+                        return Err(if config.max_invalid == 0 {
+                            error
+                        } else {
+                            DataError::parse(
+                                &file,
+                                ln,
+                                &e.field,
+                                format!(
+                                    "{error} (one invalid row more than log.max_invalid = {})",
+                                    config.max_invalid
+                                ),
+                            )
+                        });
+                    }
+                    scan.invalid += 1;
+                    if scan.first_invalid.len() < REPORTED_INVALID {
+                        scan.first_invalid.push(error);
+                    }
+                    Ok(())
+                }
+            }
+        };
+        if super::parquet::is_parquet(&file) {
+            super::parquet::for_each_parquet_row(&file, handle)?;
+        } else {
+            for_each_line(&file, Encoding::Utf8, "a request log (JSON Lines)", handle)?;
+        }
     }
     Ok(scan)
 }
