@@ -114,6 +114,47 @@ fn to_request(obj: &Bound<'_, PyAny>) -> PyResult<RerankRequest> {
     serde_json::from_value(to_json(obj, 0)?).map_err(|e| err(format!("malformed request: {e}")))
 }
 
+/// The columns of a request-log row that are not part of the serving request.
+const LOG_ONLY: [&str; 4] = ["request_id", "timestamp", "shown", "feedback"];
+
+/// `obj` as a pyarrow table: itself when it is one (or a record batch), a pandas DataFrame
+/// converted by pyarrow, `None` for any other object.
+fn as_arrow<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
+    if obj.hasattr("to_pylist")? && obj.hasattr("schema")? {
+        return Ok(Some(obj.clone()));
+    }
+    let dataframe = obj.hasattr("to_dict")? && obj.hasattr("columns")? && obj.hasattr("iloc")?;
+    if !dataframe {
+        return Ok(None);
+    }
+    let pa = obj
+        .py()
+        .import("pyarrow")
+        .map_err(|e| err(format!("a pandas DataFrame is read through pyarrow: {e}")))?;
+    let kwargs = PyDict::new(obj.py());
+    kwargs.set_item("preserve_index", false)?;
+    let table = pa
+        .getattr("Table")?
+        .call_method("from_pandas", (obj,), Some(&kwargs))?;
+    Ok(Some(table))
+}
+
+/// The serving request of one row of a table of requests or logged requests: the log-only
+/// columns (`request_id`, `timestamp`, `shown`, `feedback`) and null cells left out.
+fn row_request(row: &Bound<'_, PyAny>) -> PyResult<RerankRequest> {
+    let row = row.cast::<PyDict>()?;
+    let request = PyDict::new(row.py());
+    for (key, value) in row.iter() {
+        let log_only = key
+            .extract::<String>()
+            .is_ok_and(|k| LOG_ONLY.contains(&k.as_str()));
+        if !log_only && !value.is_none() {
+            request.set_item(key, value)?;
+        }
+    }
+    to_request(request.as_any())
+}
+
 fn parse_strategy(decode: &str) -> PyResult<DecodeStrategy> {
     decode.parse().map_err(err)
 }
@@ -192,7 +233,10 @@ impl PyReranker {
         py.detach(|| self.inner.rerank(&request)).map_err(err)
     }
 
-    /// Reranks many requests in one batched decode. With `errors="raise"` the first invalid
+    /// Reranks many requests in one batched decode: an iterable of requests, or a table of
+    /// them (a pyarrow Table or a pandas DataFrame with the request's columns; the columns
+    /// of a logged request, `request_id`, `timestamp`, `shown` and `feedback`, and null
+    /// cells are left out), one list per row. With `errors="raise"` the first invalid
     /// request raises `GlorankError` naming its index; with `errors="none"` it gets `None`.
     #[pyo3(signature = (requests, errors = "raise"))]
     fn rerank_batch(
@@ -210,8 +254,14 @@ impl PyReranker {
                 )));
             }
         };
-        let parsed: Vec<PyResult<RerankRequest>> =
-            requests.try_iter()?.map(|r| to_request(&r?)).collect();
+        let parsed: Vec<PyResult<RerankRequest>> = match as_arrow(requests)? {
+            Some(table) => table
+                .call_method0("to_pylist")?
+                .try_iter()?
+                .map(|r| row_request(&r?))
+                .collect(),
+            None => requests.try_iter()?.map(|r| to_request(&r?)).collect(),
+        };
         let mut valid = Vec::new();
         let mut slots = Vec::with_capacity(parsed.len());
         for (k, p) in parsed.into_iter().enumerate() {
@@ -645,12 +695,42 @@ fn load_config<'py>(
     to_python(py, &serde_json::to_value(&c).map_err(err)?)
 }
 
+/// Writes the request-log table `table` (pyarrow) into `out/input/requests.parquet` and
+/// returns the folder. A run directory holds the table it was made from: another table is
+/// refused rather than mixed with the artifacts of the first.
+fn write_table(out: &std::path::Path, table: &Bound<'_, PyAny>) -> PyResult<PathBuf> {
+    let dir = out.join("input");
+    std::fs::create_dir_all(&dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
+    let file = dir.join("requests.parquet");
+    let tmp = dir.join(".requests.parquet.tmp");
+    let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+    table
+        .py()
+        .import("pyarrow.parquet")?
+        .call_method1("write_table", (table, path(&tmp)))?;
+    let read =
+        |p: &std::path::Path| std::fs::read(p).map_err(|e| err(format!("{}: {e}", p.display())));
+    if file.exists() && read(&file)? != read(&tmp)? {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err(format!(
+            "{} was made from another table ({}); run a new table into a new directory",
+            out.display(),
+            file.display()
+        )));
+    }
+    std::fs::rename(&tmp, &file).map_err(|e| err(format!("{}: {e}", file.display())))?;
+    Ok(dir)
+}
+
 /// Runs every stage of the configuration (as `load_config` reads it) into the run directory
 /// `out` and returns its `metrics.json` as a dict; `data_path` sets `data.path`, `seed`
-/// every seed. An interrupted run continues where it stopped. With `verbose`, one line per
-/// stage goes to standard error.
+/// every seed. `data` is the data itself: a path (as `data_path`), or a request log as a
+/// pyarrow Table or a pandas DataFrame with the log's columns (docs/datasets.md, "Request
+/// logs"), written to `out/input/requests.parquet` and read as `data.dataset = "log"`. An
+/// interrupted run continues where it stopped. With `verbose`, one line per stage goes to
+/// standard error.
 #[pyfunction]
-#[pyo3(signature = (out, config = None, overrides = Vec::new(), preset = None, data_path = None, seed = None, verbose = false))]
+#[pyo3(signature = (out, config = None, overrides = Vec::new(), preset = None, data_path = None, seed = None, verbose = false, data = None))]
 #[allow(clippy::too_many_arguments)]
 fn run<'py>(
     py: Python<'py>,
@@ -661,10 +741,20 @@ fn run<'py>(
     data_path: Option<PathBuf>,
     seed: Option<u64>,
     verbose: bool,
+    data: Option<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut c = resolve_config(config, preset, &[])?;
     if let Some(p) = data_path {
         c.data.path = Some(p);
+    }
+    if let Some(data) = data {
+        match as_arrow(&data)? {
+            Some(table) => {
+                c.data.path = Some(write_table(&out, &table)?);
+                c.data.dataset = glorank::DatasetKind::Log;
+            }
+            None => c.data.path = Some(data.extract::<PathBuf>()?),
+        }
     }
     if let Some(s) = seed {
         c = c.with_seed(s);

@@ -196,6 +196,61 @@ def test_run_writes_a_run_directory_and_returns_its_metrics(tmp_path):
     assert reranker.decode == "greedy"
 
 
+def log_rows(users=40, per_user=6, items=60, seed=0):
+    """A small request log: pools of 12 from 60 items, 6 shown, clicks likelier on items
+    whose number is a multiple of 3, each user's earlier clicks as its history."""
+    rng = np.random.default_rng(seed)
+    rows, t = [], 0
+    for u in range(users):
+        history = []
+        for k in range(per_user):
+            pool = [f"i{j}" for j in rng.choice(items, 12, replace=False)]
+            shown = pool[:6]
+            clicks = [float(rng.random() < (0.6 if int(i[1:]) % 3 == 0 else 0.1)) for i in shown]
+            t += 1
+            rows.append({
+                "request_id": f"r{t}", "timestamp": t, "user": f"u{u}",
+                "history": [{"item": i, "labels": 1} for i in history[-8:]],
+                "candidates": pool, "retriever_scores": [float(x) for x in rng.random(12)],
+                "shown": shown, "feedback": {"click": clicks},
+            })
+            history += [i for i, c in zip(shown, clicks) if c > 0]
+    return rows
+
+
+def test_run_on_a_log_table_and_rerank_a_table_of_requests(tmp_path):
+    import pandas as pd
+    import pyarrow as pa
+
+    rows = log_rows()
+    table = pa.Table.from_pylist(rows)
+    tiny = [
+        "data.pool_size=12", "data.history=8", "tokenizer.codes=4", "tokenizer.levels=2",
+        "policy.d_model=16", "policy.heads=2", "policy.item_content=false",
+        "evaluator.epochs=1", "simulator.epochs=1", "sft.epochs=1", "rl.steps=2",
+        "rl.eval_every=1", "baselines.epochs=1", "baselines.d_model=16", "eval.las=false",
+        "eval.beam=1", "sft.valid_beam=1", "rl.valid_beam=1",
+    ]
+    out = tmp_path / "run"
+    metrics = glorank.run(str(out), preset="quick", overrides=tiny, data=table)
+    assert "logged order" in metrics and "retriever order" in metrics
+    assert (out / "input" / "requests.parquet").exists()
+    # The same table again continues the run; another table is refused.
+    assert glorank.run(str(out), preset="quick", overrides=tiny, data=table) == metrics
+    with pytest.raises(glorank.GlorankError, match="another table"):
+        glorank.run(str(out), preset="quick", overrides=tiny, data=pa.Table.from_pylist(rows[:-1]))
+    # A pandas DataFrame and a Parquet path are read alike.
+    frame = glorank.run(str(tmp_path / "frame"), preset="quick", overrides=tiny,
+                        data=pd.DataFrame(rows))
+    assert frame == metrics
+    reranker = glorank.Reranker(str(out))
+    served = [{k: v for k, v in r.items() if k in ("user", "history", "candidates",
+                                                    "retriever_scores")} for r in rows[-5:]]
+    expected = reranker.rerank_batch(served)
+    assert reranker.rerank_batch(pa.Table.from_pylist(rows[-5:])) == expected
+    assert reranker.rerank_batch(pd.DataFrame(rows[-5:])) == expected
+
+
 def test_duplicate_keys_are_refused_as_everywhere(reranker):
     items = known_items(reranker, 12)
     doubled = json.dumps({"candidates": items})[:-1] + ', "candidates": []}'

@@ -229,7 +229,7 @@ pub fn write_request_log_parquet(
         serde_json::to_writer(&mut line, &row.to_json()).map_err(|e| bad(n, e.to_string()))?;
         line.push(b'\n');
         decoder.decode(&line).map_err(|e| bad(n, e.to_string()))?;
-        if n % BATCH_ROWS == 0
+        if n.is_multiple_of(BATCH_ROWS)
             && let Some(batch) = decoder.flush().map_err(|e| bad(n, e.to_string()))?
         {
             writer.write(&batch).map_err(|e| bad(n, e.to_string()))?;

@@ -33,9 +33,10 @@ class Reranker:
     def rerank(self, request: Request) -> list[str]:
         """Reranks one request; returns the list of item ids, best first."""
     def rerank_batch(
-        self, requests: Sequence[Request], errors: Literal["raise", "none"] = "raise"
+        self, requests: Union[Sequence[Request], Any], errors: Literal["raise", "none"] = "raise"
     ) -> list[Optional[list[str]]]:
-        """Reranks many requests in one batched decode."""
+        """Reranks many requests in one batched decode: a sequence of requests, or a pyarrow
+        Table / pandas DataFrame of them (log-only columns ignored)."""
     def semantic_id(self, item: str) -> Optional[npt.NDArray[np.uint32]]: ...
     def cold_item(self, vector: npt.NDArray[np.float32], neighbours: int = 5) -> ColdItem:
         """The codes a cold item's vector gets and the known items sharing most of them."""
@@ -117,8 +118,10 @@ def run(
     data_path: Optional[StrPath] = None,
     seed: Optional[int] = None,
     verbose: bool = False,
+    data: Optional[Union[StrPath, Any]] = None,
 ) -> dict[str, Any]:
-    """Runs every stage into the run directory ``out``; returns its ``metrics.json``."""
+    """Runs every stage into the run directory ``out``; returns its ``metrics.json``.
+    ``data``: a data path, or a request log as a pyarrow Table or pandas DataFrame."""
 
 def read_metrics(path: StrPath) -> dict[str, Any]:
     """A run's ``metrics.json`` (the run directory or the file) as a dict."""
