@@ -10,7 +10,7 @@
 
 mod common;
 
-use glorank::data::{CsvConfig, ItemVectorSource, LogConfig, PreparedDataset};
+use glorank::data::{CsvConfig, ItemVectorSource, LogConfig, LoggedRequest, PreparedDataset};
 use glorank::policy::Policy;
 use glorank::reward::{RewardConfig, RewardRole, UserResponseModel};
 use glorank::tokenizer::SemanticIds;
@@ -120,6 +120,20 @@ struct Corpus {
     seeds: Vec<(&'static str, Vec<u8>)>,
 }
 
+/// Two logged requests (JSON Lines) from the serving request `request`.
+fn log_seed(request: &serde_json::Value, candidates: &[String]) -> Vec<u8> {
+    let mut row = request.clone();
+    // A log row's vectors belong to its candidates.
+    row.as_object_mut().unwrap().remove("candidate_vectors");
+    row["request_id"] = "r1".into();
+    row["timestamp"] = 1.into();
+    row["shown"] = serde_json::json!([candidates[0], candidates[1]]);
+    row["feedback"] = serde_json::json!({"click": [1, 0], "like": [0, 0]});
+    let mut second = row.clone();
+    second["request_id"] = 2.into();
+    format!("{row}\n{second}\n").into_bytes()
+}
+
 fn corpus() -> Corpus {
     let dir = tempfile::tempdir().unwrap();
     let run_path = dir.path().join("run");
@@ -165,17 +179,24 @@ fn corpus() -> Corpus {
         // The HTTP server's body parser: one request, or a batch with a bad member.
         ("http_call", request.to_string().into_bytes()),
         ("http_call", serde_json::json!([request, {"candidates": 7}, request]).to_string().into_bytes()),
-        ("request_log", {
-            let mut row = request.clone();
-            // A log row's vectors belong to its candidates.
-            row.as_object_mut().unwrap().remove("candidate_vectors");
-            row["request_id"] = "r1".into();
-            row["timestamp"] = 1.into();
-            row["shown"] = serde_json::json!([candidates[0], candidates[1]]);
-            row["feedback"] = serde_json::json!({"click": [1, 0], "like": [0, 0]});
-            let mut second = row.clone();
-            second["request_id"] = 2.into();
-            format!("{row}\n{second}\n").into_bytes()
+        ("request_log", log_seed(&request, &candidates)),
+        ("request_log_parquet", {
+            let text = String::from_utf8(log_seed(&request, &candidates)).unwrap();
+            let rows: Vec<LoggedRequest> = text
+                .lines()
+                .map(|l| LoggedRequest::from_json(l).unwrap())
+                .collect();
+            let p = dir.path().join("seed.parquet");
+            let signals = ["click".to_string(), "like".to_string()];
+            glorank::data::write_request_log_parquet(&p, &rows, &signals).unwrap();
+            read(&p)
+        }),
+        ("items_catalog", {
+            let mut t = String::new();
+            for id in &ds.item_ids {
+                t.push_str(&format!("{{\"item\": \"{id}\", \"vector\": [0.1, 0.2], \"categories\": [\"a\"]}}\n"));
+            }
+            t.into_bytes()
         }),
         ("config", std::fs::read(
             common::manifest_dir().join("../../configs/ml-100k.toml"),
@@ -278,6 +299,28 @@ fn feed(c: &Corpus, target: &str, bytes: &[u8], case: u64) -> bool {
                 .with_signals(&["click", "like"], "click")
                 .with_max_invalid(1);
             glorank::data::read_request_log(&write("log.jsonl"), &config).is_ok()
+        }
+        "request_log_parquet" => {
+            let config = LogConfig::default()
+                .with_signals(&["click", "like"], "click")
+                .with_max_invalid(1);
+            glorank::data::read_request_log(&write("log.parquet"), &config).is_ok()
+        }
+        "items_catalog" => {
+            // A log folder: the seed's requests and this catalog, every request trained on.
+            write("items.jsonl");
+            let requests = c
+                .seeds
+                .iter()
+                .find(|(t, _)| *t == "request_log")
+                .map(|(_, b)| b.clone())
+                .unwrap_or_default();
+            std::fs::write(scratch.join("requests.jsonl"), requests).unwrap();
+            let config = LogConfig::default()
+                .with_signals(&["click", "like"], "click")
+                .with_split(glorank::LogSplit::Time, 0.0, 0.0);
+            let protocol = glorank::data::ProtocolConfig::default().with_shape(6, 8, 12);
+            glorank::data::prepare_log(&scratch, &config, &protocol, &glorank::NoProgress).is_ok()
         }
         "config" => match std::str::from_utf8(bytes) {
             Ok(t) => Config::from_toml(t, Path::new("fuzz.toml")).is_ok(),
