@@ -90,6 +90,9 @@ enum Command {
     /// Read and check a request log (JSON Lines) as training will: valid and invalid rows,
     /// each invalid one named by file, line and field.
     CheckLog(results::CheckLogArgs),
+    /// Write a synthetic request log of any size (Parquet parts and catalogs), in time and
+    /// memory linear in the requests.
+    SynthLog(results::SynthLogArgs),
 }
 
 /// glibc malloc settings for tensor workloads: keep freed blocks in the heap instead of
@@ -145,6 +148,7 @@ fn main() -> ExitCode {
         Command::Config(args) => stages::config(&args),
         Command::ExportLog(args) => results::export_log(&args),
         Command::CheckLog(args) => results::check_log(&args),
+        Command::SynthLog(args) => results::synth_log(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

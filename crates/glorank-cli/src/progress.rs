@@ -122,6 +122,11 @@ impl Reporter {
         }
     }
 
+    /// The progress bars, for a call outside the pipeline.
+    pub fn progress(&self) -> &dyn Progress {
+        &self.bars
+    }
+
     /// Seconds since the reporter started.
     pub fn elapsed(&self) -> f64 {
         self.start.elapsed().as_secs_f64()

@@ -47,6 +47,54 @@ pub fn export_log(args: &ExportLogArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Arguments of `glorank synth-log`.
+#[derive(Debug, clap::Args)]
+pub struct SynthLogArgs {
+    /// The log folder to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Requests to write.
+    #[arg(long)]
+    pub requests: usize,
+    /// Users of the synthetic world.
+    #[arg(long, default_value_t = 100_000)]
+    pub users: usize,
+    /// Items of the synthetic world.
+    #[arg(long, default_value_t = 20_000)]
+    pub items: usize,
+    /// Candidates per request.
+    #[arg(long, default_value_t = 50)]
+    pub pool_size: usize,
+    /// Rows per Parquet part.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub part_rows: usize,
+    /// The world's seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// `glorank synth-log`: a synthetic request log, written as it is generated.
+pub fn synth_log(args: &SynthLogArgs) -> Result<(), CliError> {
+    let t0 = std::time::Instant::now();
+    let world = glorank::SyntheticConfig::small(args.users, args.items).with_seed(args.seed);
+    let mut config = glorank::SyntheticLogConfig::new(world, args.requests);
+    config.pool_size = args.pool_size;
+    config.part_rows = args.part_rows;
+    let reporter = crate::progress::Reporter::new(args.quiet);
+    let n = glorank::write_synthetic_log(&config, &args.out, reporter.progress())
+        .map_err(glorank::Error::from)?;
+    let secs = t0.elapsed().as_secs_f64();
+    outln!(
+        "{n} logged requests written to {} in {secs:.1} s ({:.0} requests/s)",
+        args.out.display(),
+        n as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}
+
 /// Arguments of `glorank check-log`.
 #[derive(Debug, clap::Args)]
 pub struct CheckLogArgs {

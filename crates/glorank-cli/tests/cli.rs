@@ -729,6 +729,38 @@ fn export_log_writes_the_runs_requests_as_a_request_log() {
 }
 
 #[test]
+fn synth_log_writes_a_log_that_check_log_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("log");
+    let text = ok(&[
+        "synth-log",
+        "--out",
+        out.to_str().unwrap(),
+        "--requests",
+        "30",
+        "--users",
+        "20",
+        "--items",
+        "100",
+        "--pool-size",
+        "12",
+        "--part-rows",
+        "10",
+        "--quiet",
+    ]);
+    assert!(text.starts_with("30 logged requests"), "{text}");
+    assert!(out.join("part-00002.parquet").exists());
+    let text = ok(&[
+        "check-log",
+        "--path",
+        out.to_str().unwrap(),
+        "--set",
+        "log.signals=[\"click\",\"like\",\"star\",\"rating\"]",
+    ]);
+    assert!(text.contains("30 valid"), "{text}");
+}
+
+#[test]
 fn aggregate_says_when_a_cell_has_fewer_runs() {
     let dir = tempfile::tempdir().unwrap();
     let row = |mean: f64| {

@@ -191,7 +191,7 @@ impl SyntheticConfig {
 /// The rating of one exposure with click probability `p` and relevance logit `s`: a click
 /// gives 3, plus 1 for a like (`P = sigmoid(s - 0.5)`), plus 1 for a star (`P = sigmoid(s -
 /// 2)`, given a like); a skip gives 1 or 2.
-fn draw_rating(rng: &mut impl rand::Rng, p: f64, s: f64) -> f32 {
+pub(crate) fn draw_rating(rng: &mut impl rand::Rng, p: f64, s: f64) -> f32 {
     if rng.random_bool(p) {
         let like = rng.random_bool(sigmoid(s - 0.5));
         let star = like && rng.random_bool(sigmoid(s - 2.0));
@@ -329,6 +329,16 @@ impl SyntheticWorld {
                 fields: vec![favourite, region],
             },
         })
+    }
+
+    /// The items' content features.
+    pub(crate) fn item_features(&self) -> &ItemFeatures {
+        &self.item_features
+    }
+
+    /// The users' attributes.
+    pub(crate) fn user_features(&self) -> &UserFeatures {
+        &self.user_features
     }
 
     /// The configuration this world was generated from.

@@ -89,8 +89,8 @@ pub use run_dir::{
 // through, named where the tree is.
 pub use glorank_data::{DataConfig, DatasetKind, NoProgress, Progress, VectorKind};
 pub use glorank_data::{
-    LogConfig, LogFormat, LogScan, LogSplit, LoggedRequest, RequestLog, read_request_log,
-    scan_request_log,
+    LogConfig, LogFormat, LogScan, LogSplit, LoggedRequest, RequestLog, SyntheticConfig,
+    SyntheticLogConfig, read_request_log, scan_request_log, write_synthetic_log,
 };
 pub use glorank_nn::{Backend, ModelInputs, RetrieverInput};
 pub use glorank_policy::{ActionSpace, OutputHead, PolicyArch};

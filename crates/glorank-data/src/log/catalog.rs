@@ -354,56 +354,90 @@ impl Catalogs {
 /// # Errors
 /// [`DataError::Io`] naming the file.
 pub fn write_catalogs(dir: &Path, ds: &PreparedDataset) -> Result<()> {
-    let features = ds.item_features.as_ref();
-    let items = ds.item_ids.iter().enumerate().map(|(i, id)| ItemRecord {
-        item: id.clone(),
-        vector: Some(ds.retriever.item(i).to_vec()),
-        categories: features
-            .map(|f| {
-                f.genres[i]
-                    .iter()
-                    .map(|&g| f.genre_names[g as usize].clone())
-                    .collect()
-            })
-            .unwrap_or_default(),
-        year: features.and_then(|f| f.years[i]),
-        title: features
-            .map(|f| f.titles[i].clone())
-            .filter(|t| !t.is_empty()),
-    });
-    write_lines(&dir.join(ITEMS_FILE), items)?;
-    let fields: Vec<&CategoricalField> = ds
-        .user_features
-        .iter()
-        .flat_map(|f| &f.fields)
-        .filter(|f| f.name != USER_ID_FIELD)
-        .collect();
-    if !fields.is_empty() {
-        let users = ds.user_ids.iter().enumerate().map(|(u, id)| UserRecord {
-            user: id.clone(),
-            features: fields
-                .iter()
-                .filter(|f| f.values[u] != 0)
-                .map(|f| (f.name.clone(), f.vocabulary[f.values[u] as usize].clone()))
-                .collect(),
+    let factors = |i: usize| Some(ds.retriever.item(i).to_vec());
+    CatalogSource {
+        item_ids: &ds.item_ids,
+        item_features: ds.item_features.as_ref(),
+        item_vector: &factors,
+        user_ids: &ds.user_ids,
+        user_features: ds.user_features.as_ref(),
+        synthetic: ds.synthetic.as_ref(),
+    }
+    .write(dir)
+}
+
+/// What the catalogs of a log folder are written from.
+pub(crate) struct CatalogSource<'a> {
+    /// Item ids, in the order they are numbered.
+    pub item_ids: &'a [String],
+    /// Their content features.
+    pub item_features: Option<&'a ItemFeatures>,
+    /// The vector of item `i`, if it has one.
+    pub item_vector: &'a dyn Fn(usize) -> Option<Vec<f32>>,
+    /// User ids, in the order they are numbered.
+    pub user_ids: &'a [String],
+    /// Their attributes.
+    pub user_features: Option<&'a UserFeatures>,
+    /// The synthetic world the log comes from.
+    pub synthetic: Option<&'a crate::SyntheticConfig>,
+}
+
+impl CatalogSource<'_> {
+    /// Writes `items.jsonl`, `users.jsonl` (when users have attributes; the protocol's
+    /// `user_id` attribute left out), `vocabularies.json` and `synthetic.json` (for a
+    /// synthetic world) into `dir`.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let features = self.item_features;
+        let items = self.item_ids.iter().enumerate().map(|(i, id)| ItemRecord {
+            item: id.clone(),
+            vector: (self.item_vector)(i),
+            categories: features
+                .map(|f| {
+                    f.genres[i]
+                        .iter()
+                        .map(|&g| f.genre_names[g as usize].clone())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            year: features.and_then(|f| f.years[i]),
+            title: features
+                .map(|f| f.titles[i].clone())
+                .filter(|t| !t.is_empty()),
         });
-        write_lines(&dir.join(USERS_FILE), users)?;
-    }
-    let vocabularies = Vocabularies {
-        categories: features.map(|f| f.genre_names.clone()).unwrap_or_default(),
-        user_features: fields
+        write_lines(&dir.join(ITEMS_FILE), items)?;
+        let fields: Vec<&CategoricalField> = self
+            .user_features
             .iter()
-            .map(|f| NamedVocabulary {
-                name: f.name.clone(),
-                categories: f.vocabulary[1..].to_vec(),
-            })
-            .collect(),
-    };
-    write_json(&dir.join(VOCABULARIES_FILE), &vocabularies)?;
-    if let Some(world) = &ds.synthetic {
-        write_json(&dir.join(SYNTHETIC_FILE), world)?;
+            .flat_map(|f| &f.fields)
+            .filter(|f| f.name != USER_ID_FIELD)
+            .collect();
+        if !fields.is_empty() {
+            let users = self.user_ids.iter().enumerate().map(|(u, id)| UserRecord {
+                user: id.clone(),
+                features: fields
+                    .iter()
+                    .filter(|f| f.values[u] != 0)
+                    .map(|f| (f.name.clone(), f.vocabulary[f.values[u] as usize].clone()))
+                    .collect(),
+            });
+            write_lines(&dir.join(USERS_FILE), users)?;
+        }
+        let vocabularies = Vocabularies {
+            categories: features.map(|f| f.genre_names.clone()).unwrap_or_default(),
+            user_features: fields
+                .iter()
+                .map(|f| NamedVocabulary {
+                    name: f.name.clone(),
+                    categories: f.vocabulary[1..].to_vec(),
+                })
+                .collect(),
+        };
+        write_json(&dir.join(VOCABULARIES_FILE), &vocabularies)?;
+        if let Some(world) = self.synthetic {
+            write_json(&dir.join(SYNTHETIC_FILE), world)?;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Writes `value` as pretty JSON, atomically.
@@ -415,15 +449,22 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     crate::write_atomic(path, &bytes)
 }
 
-/// Writes `records` as JSON Lines, atomically.
+/// Writes `records` as JSON Lines, atomically (a temporary file renamed), streamed.
 fn write_lines<T: Serialize>(path: &Path, records: impl Iterator<Item = T>) -> Result<()> {
-    let mut bytes = Vec::new();
+    use std::io::Write;
+    let tmp = path.with_extension("jsonl.tmp");
+    let io = |e: std::io::Error| DataError::io(path, e);
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
     for r in records {
-        serde_json::to_writer(&mut bytes, &r).map_err(|e| DataError::Corrupt {
+        serde_json::to_writer(&mut out, &r).map_err(|e| DataError::Corrupt {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        bytes.push(b'\n');
+        out.write_all(b"\n").map_err(io)?;
     }
-    crate::write_atomic(path, &bytes)
+    out.into_inner()
+        .map_err(|e| io(e.into_error()))?
+        .sync_all()
+        .map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
 }

@@ -18,11 +18,12 @@
 //! object per line, a file or a folder of `*.jsonl` / `*.jsonl.gz` files) and checks every
 //! row; the schema is documented in `docs/datasets.md`.
 
-mod catalog;
+pub(crate) mod catalog;
 mod config;
 mod parquet;
 mod prepare;
 mod read;
+mod synthetic;
 
 pub use catalog::{
     ITEMS_FILE, ItemRecord, NamedVocabulary, SYNTHETIC_FILE, USERS_FILE, UserRecord,
@@ -34,6 +35,7 @@ pub use prepare::prepare_log;
 pub use read::{
     LogScan, RequestLog, log_files, read_request_log, scan_request_log, write_request_log,
 };
+pub use synthetic::{SyntheticLogConfig, write_synthetic_log};
 
 use crate::RerankRequest;
 use crate::json::Strict;

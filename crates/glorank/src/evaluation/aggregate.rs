@@ -6,7 +6,7 @@ use glorank_metrics::Summary;
 use std::path::PathBuf;
 
 /// The figures `aggregate` prints, with their column names, in column order.
-const COLUMNS: [(&str, &str); 9] = [
+const COLUMNS: [(&str, &str); 10] = [
     ("precision", "Precision"),
     ("recall", "Recall"),
     ("f1", "F1"),
@@ -16,6 +16,7 @@ const COLUMNS: [(&str, &str); 9] = [
     ("average_reward", "Average Reward"),
     ("true_expected_clicks", "true clicks"),
     ("logged_auc", "AUC logged"),
+    ("logged_ndcg", "NDCG logged"),
 ];
 
 /// Per method and figure, the mean over the runs `files` (each a `metrics.json` or a run

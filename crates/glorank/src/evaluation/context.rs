@@ -60,6 +60,40 @@ pub(crate) fn logged_auc(samples: &[RerankSample], scores: &[Vec<f32>]) -> Resul
         .transpose()?)
 }
 
+/// The ranking view of the logged slate: per request whose logged slate holds a clicked
+/// item, NDCG of the logged items reordered by `scores` (graded relevance: click, like,
+/// star; ties keep display order; the other candidates play no part), against the best
+/// order of the same items; their mean with its 95% interval, or `None` when no request
+/// qualifies.
+///
+/// # Errors
+/// Metric errors.
+pub(crate) fn logged_ndcg(
+    samples: &[RerankSample],
+    scores: &[Vec<f32>],
+) -> Result<Option<Summary>> {
+    let mut v = Vec::new();
+    for (s, sc) in samples.iter().zip(scores) {
+        let relevance: Vec<f64> = s
+            .logged
+            .iter()
+            .map(|&p| f64::from(s.labels[p as usize].grade()))
+            .collect();
+        if !s.logged.iter().any(|&p| s.labels[p as usize].click()) {
+            continue;
+        }
+        let mut order: Vec<usize> = (0..s.logged.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (x, y) = (sc[s.logged[a] as usize], sc[s.logged[b] as usize]);
+            y.total_cmp(&x).then(a.cmp(&b))
+        });
+        v.push(glorank_metrics::ndcg_at(&order, &relevance, order.len())?);
+    }
+    Ok((!v.is_empty())
+        .then(|| Summary::from_values(&v))
+        .transpose()?)
+}
+
 /// Evaluation context: the samples, their requests, the simulator and (synthetic data) the
 /// world's true click model.
 pub(crate) struct EvalContext<'a> {
@@ -191,12 +225,18 @@ impl<'a> EvalContext<'a> {
             .map(|sc| logged_auc(self.samples, sc))
             .transpose()?
             .flatten();
+        let logged_ndcg = scores
+            .as_ref()
+            .map(|sc| logged_ndcg(self.samples, sc))
+            .transpose()?
+            .flatten();
         Ok(MethodResult {
             name: name.into(),
             metrics,
             average_reward,
             true_reward,
             logged_auc: logged,
+            logged_ndcg,
             lists,
             scores,
         })
@@ -433,6 +473,24 @@ mod tests {
         };
         let up = logged_auc(&mixed, &score(1.0)).unwrap().unwrap();
         assert_eq!((up.n, up.mean), (mixed.len(), 1.0));
+        // Logged items scored by their grade are in the ideal order for NDCG, whatever the
+        // retrieved candidates score; reversed, below the ideal on every request.
+        let graded = |sign: f32| -> Vec<Vec<f32>> {
+            mixed
+                .iter()
+                .map(|s| {
+                    let mut v = vec![100.0; s.candidates.len()];
+                    for &p in &s.logged {
+                        v[p as usize] = sign * f32::from(s.labels[p as usize].grade());
+                    }
+                    v
+                })
+                .collect()
+        };
+        let best = logged_ndcg(&mixed, &graded(1.0)).unwrap().unwrap();
+        assert_eq!((best.n, best.mean), (mixed.len(), 1.0));
+        let worst = logged_ndcg(&mixed, &graded(-1.0)).unwrap().unwrap();
+        assert!(worst.mean < 1.0 && worst.ci_high < 1.0, "{worst:?}");
         let down = logged_auc(&mixed, &score(-1.0)).unwrap().unwrap();
         assert_eq!(down.mean, 0.0);
         // Constant scores: every pair ties, AUC 1/2.
@@ -457,6 +515,7 @@ mod tests {
             average_reward: None,
             true_reward: None,
             logged_auc: None,
+            logged_ndcg: None,
             lists,
             scores: Some(
                 ds.test

@@ -43,7 +43,7 @@ pub fn table(rows: &[MethodResult], cutoff: usize) -> String {
         out.push_str(&format!(" {:>15}", "true clicks"));
     }
     if with_auc {
-        out.push_str(&format!(" {:>15}", "AUC logged"));
+        out.push_str(&format!(" {:>15} {:>15}", "AUC logged", "NDCG logged"));
     }
     out.push('\n');
     let f = |s: &Summary| cell(Some(s));
@@ -64,15 +64,21 @@ pub fn table(rows: &[MethodResult], cutoff: usize) -> String {
             out.push_str(&format!(" {:>15}", cell(r.true_reward.as_ref())));
         }
         if with_auc {
-            out.push_str(&format!(" {:>15}", cell(r.logged_auc.as_ref())));
+            out.push_str(&format!(
+                " {:>15} {:>15}",
+                cell(r.logged_auc.as_ref()),
+                cell(r.logged_ndcg.as_ref())
+            ));
         }
         out.push('\n');
     }
     out.push_str(
         "(mean ± half-width of the 95% confidence interval over requests; MAP divides by \
          min(positives, L), MAP-hits averages over the hit positions as torchmetrics does; \
+         candidates without feedback (retrieved, or not shown) count as non-clicks; \
          AUC logged: clicked over non-clicked items of the logged slate under the method's \
-         candidate scores, over requests whose slate has both)\n",
+         candidate scores, over requests whose slate has both; NDCG logged: the logged \
+         items reordered by those scores, over requests whose slate has a click)\n",
     );
     out
 }
@@ -94,6 +100,9 @@ pub struct MethodMetrics {
     /// AUC of clicked over non-clicked logged items under the method's candidate scores.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logged_auc: Option<Summary>,
+    /// NDCG of the logged items reordered by the method's candidate scores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logged_ndcg: Option<Summary>,
 }
 
 impl MethodMetrics {
@@ -112,6 +121,7 @@ impl MethodMetrics {
             "average_reward" => self.average_reward,
             "true_expected_clicks" => self.true_expected_clicks,
             "logged_auc" => self.logged_auc,
+            "logged_ndcg" => self.logged_ndcg,
             _ => None,
         }
     }

@@ -106,6 +106,9 @@ pub struct MethodResult {
     /// over the requests whose logged slate has both kinds: real feedback, untouched by how
     /// the retrieved candidates were chosen.
     pub logged_auc: Option<Summary>,
+    /// NDCG of the logged items reordered by the method's candidate scores, over the
+    /// requests whose logged slate has a click (the ranking view of the same feedback).
+    pub logged_ndcg: Option<Summary>,
     /// The lists (candidate positions), one per evaluated request.
     pub lists: Vec<Vec<usize>>,
     /// The method's score of every candidate, one vector per request (higher: better;
@@ -121,6 +124,7 @@ impl MethodResult {
             average_reward: self.average_reward,
             true_expected_clicks: self.true_reward,
             logged_auc: self.logged_auc,
+            logged_ndcg: self.logged_ndcg,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! the held-out-items protocol's view.
 
 use super::MethodResult;
-use super::context::logged_auc;
+use super::context::{logged_auc, logged_ndcg};
 use crate::Result;
 use crate::training::clicks;
 use glorank_data::{PreparedDataset, RerankSample};
@@ -189,6 +189,11 @@ fn slice_rows(
             logged_auc: scores
                 .as_ref()
                 .map(|sc| logged_auc(&kept, sc))
+                .transpose()?
+                .flatten(),
+            logged_ndcg: scores
+                .as_ref()
+                .map(|sc| logged_ndcg(&kept, sc))
                 .transpose()?
                 .flatten(),
             lists,
