@@ -449,15 +449,24 @@ impl PreparedDataset {
     /// [`DataError::Io`] naming the file.
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
-        let mut bytes = Vec::with_capacity(1 << 20);
-        bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        let payload = postcard::to_allocvec(self).map_err(|e| DataError::Corrupt {
-            path: dir.join(DATASET_FILE),
-            message: format!("serialisation failed: {e}"),
+        // Streamed to the file: the dataset is not held twice (as itself and as bytes).
+        let path = dir.join(DATASET_FILE);
+        let tmp = dir.join(format!(".{DATASET_FILE}.{}.tmp", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+            out.write_all(MAGIC)?;
+            out.write_all(&FORMAT_VERSION.to_le_bytes())?;
+            let mut out = postcard::to_io(self, out).map_err(std::io::Error::other)?;
+            out.flush()?;
+            out.into_inner()
+                .map_err(std::io::IntoInnerError::into_error)?
+                .sync_all()?;
+            std::fs::rename(&tmp, &path)
+        };
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            DataError::io(&path, e)
         })?;
-        bytes.extend_from_slice(&payload);
-        write_atomic(&dir.join(DATASET_FILE), &bytes)?;
         let summary =
             serde_json::to_vec_pretty(&Summary::of(self)).map_err(|e| DataError::Corrupt {
                 path: dir.join(SUMMARY_FILE),

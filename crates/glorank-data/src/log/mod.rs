@@ -352,10 +352,11 @@ impl LoggedRequest {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn row() -> Value {
+    /// A valid logged request, as JSON.
+    pub(crate) fn row() -> Value {
         serde_json::json!({
             "request_id": "r1", "timestamp": 1700000000, "user": "u1",
             "history": [{"item": "i9", "labels": 1}],

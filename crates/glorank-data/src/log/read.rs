@@ -193,16 +193,7 @@ pub fn read_request_log(path: &Path, config: &LogConfig) -> Result<RequestLog> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::Value;
-
-    fn row() -> Value {
-        serde_json::json!({
-            "request_id": "r1", "timestamp": 1700000000, "user": "u1",
-            "history": [{"item": "i9", "labels": 1}],
-            "candidates": ["i1", "i2", "i3", "i4"], "retriever_scores": [2.0, 1.5, 1.0, 0.5],
-            "shown": ["i2", "i1"], "feedback": {"click": [1, 0]}
-        })
-    }
+    use crate::log::tests::row;
 
     #[test]
     fn a_budget_skips_counts_and_reports_invalid_rows() {
