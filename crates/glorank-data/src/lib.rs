@@ -63,11 +63,11 @@ pub use exposures::Exposures;
 pub use held_out::{HELD_OUT_RIDGE, HELD_OUT_TITLE_BUCKETS};
 pub use labels::{LabelThresholds, Labels};
 pub use log::{
-    BATCH_ROWS, ITEMS_FILE, ItemRecord, LogConfig, LogFormat, LogScan, LogSplit, LoggedRequest,
-    NamedVocabulary, REPORTED_INVALID, RequestLog, RowError, SYNTHETIC_FILE, SyntheticLogConfig,
-    USERS_FILE, UserRecord, VOCABULARIES_FILE, Vocabularies, log_files, prepare_log,
-    read_request_log, scan_request_log, write_catalogs, write_request_log,
-    write_request_log_parquet, write_synthetic_log,
+    BATCH_ROWS, ITEM_VECTORS_NPY_FILE, ITEMS_FILE, ITEMS_PARQUET_FILE, ItemRecord, LogConfig,
+    LogFormat, LogScan, LogSplit, LoggedRequest, NamedVocabulary, REPORTED_INVALID, RequestLog,
+    RowError, SYNTHETIC_FILE, SyntheticLogConfig, USERS_FILE, USERS_PARQUET_FILE, UserRecord,
+    VOCABULARIES_FILE, Vocabularies, log_files, prepare_log, read_request_log, scan_request_log,
+    write_catalogs, write_request_log, write_request_log_parquet, write_synthetic_log,
 };
 pub use prepared::{
     DATASET_FILE, FORMAT_VERSION, History, PrepareStats, PreparedDataset, RerankSample,

@@ -199,7 +199,7 @@ const MAX_NPY_HEADER: usize = 64 << 10;
 /// Reads a 2-D float `.npy` file with `rows` rows: the header first (bounded), then exactly
 /// the bytes its shape announces (at most [`MAX_BINARY_BYTES`]), so an endless or oversized
 /// input ends with an error before anything large is allocated.
-fn read_npy(path: &Path, rows: usize) -> Result<ItemVectors> {
+pub(crate) fn read_npy(path: &Path, rows: usize) -> Result<ItemVectors> {
     use std::io::Read;
     let mut r = open(path, "item vectors (.npy)")?;
     let err = |field: &str, msg: String| DataError::parse(path, 1, field, msg);

@@ -29,6 +29,16 @@ pub const ITEMS_FILE: &str = "items.jsonl";
 /// File name of the user catalog inside a request-log folder.
 pub const USERS_FILE: &str = "users.jsonl";
 
+/// The item catalog in Parquet (the same columns), read when `items.jsonl` is absent.
+pub const ITEMS_PARQUET_FILE: &str = "items.parquet";
+
+/// The user catalog in Parquet (the same columns), read when `users.jsonl` is absent.
+pub const USERS_PARQUET_FILE: &str = "users.parquet";
+
+/// The items' content vectors as a 2-D `.npy` array, one row per item of the item catalog,
+/// in its order (for catalogs that list items without their vectors).
+pub const ITEM_VECTORS_NPY_FILE: &str = "item_vectors.npy";
+
 /// File name of the synthetic world's configuration inside a log folder written from the
 /// synthetic world: with it, a run on the log scores lists with the world's true click
 /// model as a run on the world does.
@@ -128,36 +138,44 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
         .map_err(|e| DataError::parse(path, 1, "json", e))
 }
 
-/// Reads the JSON Lines of `path` as `T`s (each line strict: a repeated or unknown key is
-/// refused), checking each id is named once.
+/// Reads the records of `path` (JSON Lines, or Parquet by its extension) as `T`s (each
+/// row strict: a repeated or unknown key is refused), checking each id is named once.
 fn read_records<T: DeserializeOwned>(path: &Path, id: impl Fn(&T) -> &str) -> Result<Vec<T>> {
     let mut out: Vec<T> = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
-    for_each_line(
-        path,
-        Encoding::Utf8,
-        "a catalog (JSON Lines)",
-        |ln, line| {
-            let value: Strict = serde_json::from_str(line)
-                .map_err(|e| DataError::parse(path, ln, "row", e.to_string()))?;
-            let value = value
-                .into_value()
-                .map_err(|e| DataError::parse(path, ln, "row", e.to_string()))?;
-            let record: T = serde_json::from_value(value)
-                .map_err(|e| DataError::parse(path, ln, "row", e.to_string()))?;
-            if let Some(first) = seen.insert(id(&record).to_string(), ln) {
-                return Err(DataError::parse(
-                    path,
-                    ln,
-                    "id",
-                    format!("`{}` is listed on line {first} already", id(&record)),
-                ));
-            }
-            out.push(record);
-            Ok(())
-        },
-    )?;
+    let handle = |ln: usize, line: &str| {
+        let value: Strict = serde_json::from_str(line)
+            .map_err(|e| DataError::parse(path, ln, "row", e.to_string()))?;
+        let value = value
+            .into_value()
+            .map_err(|e| DataError::parse(path, ln, "row", e.to_string()))?;
+        let record: T = serde_json::from_value(value)
+            .map_err(|e| DataError::parse(path, ln, "row", e.to_string()))?;
+        if let Some(first) = seen.insert(id(&record).to_string(), ln) {
+            return Err(DataError::parse(
+                path,
+                ln,
+                "id",
+                format!("`{}` is listed on row {first} already", id(&record)),
+            ));
+        }
+        out.push(record);
+        Ok(())
+    };
+    if super::parquet::is_parquet(path) {
+        super::parquet::for_each_parquet_row(path, handle)?;
+    } else {
+        for_each_line(path, Encoding::Utf8, "a catalog (JSON Lines)", handle)?;
+    }
     Ok(out)
+}
+
+/// The catalog file of a log folder: its JSON Lines file, else its Parquet one.
+fn catalog_file(dir: &Path, jsonl: &str, parquet: &str) -> Option<std::path::PathBuf> {
+    [jsonl, parquet]
+        .into_iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.exists())
 }
 
 impl Catalogs {
@@ -172,9 +190,9 @@ impl Catalogs {
             return Ok(Self::default());
         }
         let mut c = Self::default();
-        let items = path.join(ITEMS_FILE);
-        if items.exists() {
+        if let Some(items) = catalog_file(path, ITEMS_FILE, ITEMS_PARQUET_FILE) {
             c.items = read_records(&items, |r: &ItemRecord| &r.item)?;
+            c.read_npy_vectors(path)?;
             let dim = c
                 .items
                 .first()
@@ -204,8 +222,7 @@ impl Catalogs {
                 }
             }
         }
-        let users = path.join(USERS_FILE);
-        if users.exists() {
+        if let Some(users) = catalog_file(path, USERS_FILE, USERS_PARQUET_FILE) {
             c.users = read_records(&users, |r: &UserRecord| &r.user)?;
         }
         let synthetic = path.join(SYNTHETIC_FILE);
@@ -218,6 +235,31 @@ impl Catalogs {
             c.vocabulary_file = Some(vocabularies);
         }
         Ok(c)
+    }
+
+    /// Gives the catalog's items the rows of `item_vectors.npy` in `dir`, when it exists.
+    ///
+    /// # Errors
+    /// The file's errors (its header, its shape against the catalog); a catalog that gives
+    /// vectors too.
+    fn read_npy_vectors(&mut self, dir: &Path) -> Result<()> {
+        let file = dir.join(ITEM_VECTORS_NPY_FILE);
+        if !file.exists() {
+            return Ok(());
+        }
+        if self.items.iter().any(|r| r.vector.is_some()) {
+            return Err(DataError::parse(
+                &file,
+                1,
+                "vector",
+                "the item catalog gives vectors too: give them in one place",
+            ));
+        }
+        let v = crate::vectors::read_npy(&file, self.items.len())?;
+        for (k, r) in self.items.iter_mut().enumerate() {
+            r.vector = Some(v.row(k).to_vec());
+        }
+        Ok(())
     }
 
     /// The items' content vectors, row-major `[items, dim]` in the order of `item_ids`, when
@@ -467,4 +509,72 @@ fn write_lines<T: Serialize>(path: &Path, records: impl Iterator<Item = T>) -> R
         .sync_all()
         .map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::types::Float32Type;
+    use arrow_array::{ArrayRef, Int64Array, ListArray, RecordBatch};
+    use std::sync::Arc;
+
+    /// A 2-D float32 `.npy` file of `rows` x `cols` holding 0, 1, 2, ...
+    fn npy(path: &Path, rows: usize, cols: usize) {
+        let mut header =
+            format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        for k in 0..rows * cols {
+            bytes.extend_from_slice(&(k as f32).to_le_bytes());
+        }
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn item_vectors_come_from_parquet_or_npy() {
+        let dir = tempfile::tempdir().unwrap();
+        // A Parquet catalog with integer ids, as another engine writes it.
+        let vectors = ListArray::from_iter_primitive::<Float32Type, _, _>(vec![
+            Some(vec![Some(1.0), Some(2.0)]),
+            Some(vec![Some(3.0), Some(4.0)]),
+        ]);
+        let batch = RecordBatch::try_from_iter(vec![
+            ("item", Arc::new(Int64Array::from(vec![7, 8])) as ArrayRef),
+            ("vector", Arc::new(vectors) as ArrayRef),
+        ])
+        .unwrap();
+        let file = std::fs::File::create(dir.path().join(ITEMS_PARQUET_FILE)).unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let c = Catalogs::read(dir.path()).unwrap();
+        let ids = ["8".to_string(), "7".to_string()];
+        assert_eq!(
+            c.vectors(&ids).unwrap(),
+            Some((2, vec![3.0, 4.0, 1.0, 2.0]))
+        );
+        // A JSON Lines catalog that lists the items, their vectors in item_vectors.npy.
+        std::fs::remove_file(dir.path().join(ITEMS_PARQUET_FILE)).unwrap();
+        std::fs::write(
+            dir.path().join(ITEMS_FILE),
+            "{\"item\": \"a\"}\n{\"item\": \"b\"}\n",
+        )
+        .unwrap();
+        npy(&dir.path().join(ITEM_VECTORS_NPY_FILE), 2, 3);
+        let c = Catalogs::read(dir.path()).unwrap();
+        let ids = ["b".to_string(), "a".to_string()];
+        assert_eq!(
+            c.vectors(&ids).unwrap(),
+            Some((3, vec![3.0, 4.0, 5.0, 0.0, 1.0, 2.0]))
+        );
+        // Rows for another number of items: an error naming the file.
+        npy(&dir.path().join(ITEM_VECTORS_NPY_FILE), 3, 3);
+        let e = Catalogs::read(dir.path()).unwrap_err().to_string();
+        assert!(e.contains(ITEM_VECTORS_NPY_FILE), "{e}");
+    }
 }

@@ -26,8 +26,9 @@ mod read;
 mod synthetic;
 
 pub use catalog::{
-    ITEMS_FILE, ItemRecord, NamedVocabulary, SYNTHETIC_FILE, USERS_FILE, UserRecord,
-    VOCABULARIES_FILE, Vocabularies, write_catalogs,
+    ITEM_VECTORS_NPY_FILE, ITEMS_FILE, ITEMS_PARQUET_FILE, ItemRecord, NamedVocabulary,
+    SYNTHETIC_FILE, USERS_FILE, USERS_PARQUET_FILE, UserRecord, VOCABULARIES_FILE, Vocabularies,
+    write_catalogs,
 };
 pub use config::{LogConfig, LogSplit};
 pub use parquet::{BATCH_ROWS, write_request_log_parquet};

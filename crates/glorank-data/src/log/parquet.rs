@@ -20,8 +20,9 @@ use std::sync::Arc;
 /// Rows per record batch read from a Parquet file.
 pub const BATCH_ROWS: usize = 4096;
 
-/// The columns whose ids are read as strings (an integer id becomes its decimal text).
-const ID_COLUMNS: [&str; 4] = ["request_id", "user", "candidates", "shown"];
+/// The columns whose ids are read as strings (an integer id becomes its decimal text): the
+/// requests' and the catalogs'.
+const ID_COLUMNS: [&str; 5] = ["request_id", "user", "candidates", "shown", "item"];
 
 /// Whether `path` names a Parquet file (by its extension).
 pub(crate) fn is_parquet(path: &Path) -> bool {

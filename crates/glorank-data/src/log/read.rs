@@ -63,7 +63,13 @@ pub fn log_files(path: &Path) -> Result<Vec<PathBuf>> {
     for entry in entries {
         let p = entry.map_err(|e| DataError::io(path, e))?.path();
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let catalog = [super::ITEMS_FILE, super::USERS_FILE].contains(&name);
+        let catalog = [
+            super::ITEMS_FILE,
+            super::USERS_FILE,
+            super::catalog::ITEMS_PARQUET_FILE,
+            super::catalog::USERS_PARQUET_FILE,
+        ]
+        .contains(&name);
         let part = [".jsonl", ".jsonl.gz", ".parquet"]
             .iter()
             .any(|e| name.ends_with(e));
