@@ -317,7 +317,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log.parquet");
         let signals = ["click".to_string(), "like".to_string()];
-        write_request_log_parquet(&path, &rows(), &signals).unwrap();
+        write_request_log_parquet(&path, rows(), &signals).unwrap();
         let good = std::fs::read(&path).unwrap();
         let damaged = dir.path().join("damaged.parquet");
         let mut escaped = Vec::new();
