@@ -146,6 +146,9 @@ pub struct PrepareStats {
     /// Wall time per step, seconds: the only field that differs between two runs with the
     /// same seed.
     pub seconds: Vec<(String, f64)>,
+    /// For a request log: fields its rows carry that training does not read, with the
+    /// number of rows carrying each (`exposures`, `candidate_vectors`).
+    pub unread_log_fields: Vec<(String, usize)>,
 }
 
 impl PrepareStats {
@@ -167,6 +170,17 @@ impl PrepareStats {
                 self.retriever_train_interactions,
                 self.interactions,
                 100.0 * self.retriever_train_interactions as f64 / self.interactions as f64
+            ));
+        }
+        for (field, rows) in self.unread_log_fields.iter().filter(|(_, n)| *n > 0) {
+            let why = match field.as_str() {
+                "exposures" => {
+                    "the models' exposure counts come from the log's own training requests"
+                }
+                _ => "content comes from the item catalog (items.jsonl)",
+            };
+            out.push(format!(
+                "{rows} rows of the log carry `{field}`, which training does not read: {why}"
             ));
         }
         if self.train_slates < 100 {

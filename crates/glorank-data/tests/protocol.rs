@@ -551,6 +551,23 @@ fn a_log_folder_prepares_to_the_same_requests() {
         assert_eq!(ds.demonstration(a), log.demonstration(b));
         assert_eq!(ds.retriever_scores(a), log.retriever_scores(b));
     }
+    assert!(
+        log.stats.warnings().is_empty(),
+        "{:?}",
+        log.stats.warnings()
+    );
+    // Fields a row carries that training does not read are said, not dropped silently.
+    let mut with_exposures = rows.clone();
+    with_exposures[0].request.exposures = Some(vec![0; with_exposures[0].request.candidates.len()]);
+    write_request_log(&dir.path().join("requests.jsonl"), &with_exposures).unwrap();
+    let warned = prepare_log(dir.path(), &config, &ds.config, &NoProgress).unwrap();
+    let warnings = warned.stats.warnings();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("1 rows of the log carry `exposures`")),
+        "{warnings:?}"
+    );
     // A row that breaks the protocol's shape names its line and field.
     let mut long = rows[0].clone();
     long.request_id = "extra".into();

@@ -235,7 +235,10 @@ pub fn prepare_log(
         items.code(&r.item);
     }
     let mut rows = Vec::new();
+    let (mut with_exposures, mut with_vectors) = (0usize, 0usize);
     let scan = scan_rows(path, log, &|row| fits(row, log, config), |row| {
+        with_exposures += usize::from(row.request.exposures.is_some());
+        with_vectors += usize::from(!row.request.candidate_vectors.is_empty());
         rows.push(encode(row, log, config, (&mut users, &mut items)));
         Ok(())
     })?;
@@ -321,6 +324,10 @@ pub fn prepare_log(
     stats.cold_items = item_train_counts.iter().filter(|&&c| c == 0).count();
     stats.fill_split_counts(&train, &valid, &test);
     stats.seconds = seconds;
+    stats.unread_log_fields = vec![
+        ("exposures".into(), with_exposures),
+        ("candidate_vectors".into(), with_vectors),
+    ];
     let item_features = catalogs.item_features(&items.ids)?;
     let mut user_features = catalogs.user_features(&users.ids)?;
     if config.user_id_feature {
