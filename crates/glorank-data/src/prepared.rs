@@ -465,21 +465,15 @@ impl PreparedDataset {
         std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
         // Streamed to the file: the dataset is not held twice (as itself and as bytes).
         let path = dir.join(DATASET_FILE);
-        let tmp = dir.join(format!(".{DATASET_FILE}.{}.tmp", std::process::id()));
-        let write = || -> std::io::Result<()> {
-            let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-            out.write_all(MAGIC)?;
-            out.write_all(&FORMAT_VERSION.to_le_bytes())?;
-            let mut out = postcard::to_io(self, out).map_err(std::io::Error::other)?;
-            out.flush()?;
-            out.into_inner()
-                .map_err(std::io::IntoInnerError::into_error)?
-                .sync_all()?;
-            std::fs::rename(&tmp, &path)
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            DataError::io(&path, e)
+        write_atomic_with(&path, |out| {
+            let io = |e: std::io::Error| DataError::io(&path, e);
+            out.write_all(MAGIC).map_err(io)?;
+            out.write_all(&FORMAT_VERSION.to_le_bytes()).map_err(io)?;
+            postcard::to_io(self, out).map_err(|e| DataError::Corrupt {
+                path: path.clone(),
+                message: format!("serialisation failed: {e}"),
+            })?;
+            Ok(())
         })?;
         let summary =
             serde_json::to_vec_pretty(&Summary::of(self)).map_err(|e| DataError::Corrupt {
@@ -632,6 +626,21 @@ impl<'a> Summary<'a> {
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed and
 /// synced, then renamed over `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |out| {
+        out.write_all(bytes).map_err(|e| DataError::io(path, e))
+    })
+}
+
+/// Writes `path` atomically from `write`, which streams the contents into a buffered
+/// temporary file in the same folder; the file is then flushed, synced and renamed over
+/// `path`. On any error the temporary file is removed and `path` is left as it was.
+///
+/// # Errors
+/// `write`'s errors; [`DataError::Io`] naming `path`.
+pub(crate) fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> Result<()>,
+) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -641,14 +650,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
+    let io = |e: std::io::Error| DataError::io(path, e);
+    let result = std::fs::File::create(&tmp)
+        .map_err(io)
+        .and_then(|file| {
+            let mut out = std::io::BufWriter::new(file);
+            write(&mut out)?;
+            out.into_inner()
+                .map_err(|e| io(e.into_error()))?
+                .sync_all()
+                .map_err(io)
+        })
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(io));
+    if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
-        DataError::io(path, e)
-    })
+    }
+    result
 }

@@ -17,143 +17,20 @@
 //! Rust errors become `glorank.GlorankError` with the Rust error's message. The Python
 //! side (`python/glorank/`) re-exports these names and ships the type stubs.
 
+mod convert;
+mod pipeline;
+
+use convert::{GlorankError, as_arrow, err, row_request, to_request};
 use glorank::components::{
     CandidateTrie, Decoder, ItemTokenizer, ListMetrics, SemanticIds, StepBatch, StepScorer,
     Summary, load_tokenizer,
 };
-use glorank::evaluation::MetricsFile;
-use glorank::{
-    Config, DecodeStrategy, Hooks, NoObserver, NoProgress, Pipeline, RerankRequest, Reranker,
-    RunDir,
-};
+use glorank::{DecodeStrategy, RerankRequest, Reranker, RunDir};
 use numpy::{PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
-use serde_json::Value;
+use pyo3::types::PyDict;
 use std::path::PathBuf;
 use std::sync::Mutex;
-
-pyo3::create_exception!(
-    _glorank,
-    GlorankError,
-    pyo3::exceptions::PyException,
-    "An error of the GloRank library; the message is the Rust error's, naming the file, field or item."
-);
-
-/// A Python exception carrying the Rust error's message.
-fn err(e: impl std::fmt::Display) -> PyErr {
-    GlorankError::new_err(e.to_string())
-}
-
-/// Deepest nesting accepted when converting a Python object to JSON.
-const MAX_DEPTH: usize = 64;
-
-/// Converts a Python object (dict, list, tuple, str, int, float, bool, None, or anything with
-/// `tolist()` such as a numpy array) into JSON.
-fn to_json(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
-    if depth > MAX_DEPTH {
-        return Err(err(format!(
-            "request nested deeper than {MAX_DEPTH} levels"
-        )));
-    }
-    if obj.is_none() {
-        return Ok(Value::Null);
-    }
-    if let Ok(b) = obj.cast::<PyBool>() {
-        return Ok(Value::Bool(b.is_true()));
-    }
-    if obj.is_instance_of::<PyInt>() {
-        if let Ok(v) = obj.extract::<i64>() {
-            return Ok(Value::from(v));
-        }
-        return Ok(Value::from(obj.extract::<u64>().map_err(err)?));
-    }
-    if obj.is_instance_of::<PyFloat>() {
-        let v: f64 = obj.extract()?;
-        return serde_json::Number::from_f64(v)
-            .map(Value::Number)
-            .ok_or_else(|| err(format!("{v} is not a finite number")));
-    }
-    if let Ok(s) = obj.cast::<PyString>() {
-        return Ok(Value::String(s.to_str()?.to_owned()));
-    }
-    if let Ok(d) = obj.cast::<PyDict>() {
-        let mut map = serde_json::Map::new();
-        for (k, v) in d.iter() {
-            let key = k
-                .cast::<PyString>()
-                .map_err(|_| err("request keys must be strings"))?
-                .to_str()?
-                .to_owned();
-            map.insert(key, to_json(&v, depth + 1)?);
-        }
-        return Ok(Value::Object(map));
-    }
-    if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
-        return obj
-            .try_iter()?
-            .map(|v| to_json(&v?, depth + 1))
-            .collect::<PyResult<Vec<_>>>()
-            .map(Value::Array);
-    }
-    if obj.hasattr("tolist")? {
-        return to_json(&obj.call_method0("tolist")?, depth + 1);
-    }
-    Err(err(format!(
-        "cannot convert a {} to JSON",
-        obj.get_type().name()?
-    )))
-}
-
-/// A request from a dict (or anything [`to_json`] reads) or a JSON string (read as every
-/// front-end reads it: a key named twice is refused).
-fn to_request(obj: &Bound<'_, PyAny>) -> PyResult<RerankRequest> {
-    if let Ok(s) = obj.cast::<PyString>() {
-        return RerankRequest::from_json(s.to_str()?).map_err(err);
-    }
-    serde_json::from_value(to_json(obj, 0)?).map_err(|e| err(format!("malformed request: {e}")))
-}
-
-/// The columns of a request-log row that are not part of the serving request.
-const LOG_ONLY: [&str; 4] = ["request_id", "timestamp", "shown", "feedback"];
-
-/// `obj` as a pyarrow table: itself when it is one (or a record batch), a pandas DataFrame
-/// converted by pyarrow, `None` for any other object.
-fn as_arrow<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
-    if obj.hasattr("to_pylist")? && obj.hasattr("schema")? {
-        return Ok(Some(obj.clone()));
-    }
-    let dataframe = obj.hasattr("to_dict")? && obj.hasattr("columns")? && obj.hasattr("iloc")?;
-    if !dataframe {
-        return Ok(None);
-    }
-    let pa = obj
-        .py()
-        .import("pyarrow")
-        .map_err(|e| err(format!("a pandas DataFrame is read through pyarrow: {e}")))?;
-    let kwargs = PyDict::new(obj.py());
-    kwargs.set_item("preserve_index", false)?;
-    let table = pa
-        .getattr("Table")?
-        .call_method("from_pandas", (obj,), Some(&kwargs))?;
-    Ok(Some(table))
-}
-
-/// The serving request of one row of a table of requests or logged requests: the log-only
-/// columns (`request_id`, `timestamp`, `shown`, `feedback`) and null cells left out.
-fn row_request(row: &Bound<'_, PyAny>) -> PyResult<RerankRequest> {
-    let row = row.cast::<PyDict>()?;
-    let request = PyDict::new(row.py());
-    for (key, value) in row.iter() {
-        let log_only = key
-            .extract::<String>()
-            .is_ok_and(|k| LOG_ONLY.contains(&k.as_str()));
-        if !log_only && !value.is_none() {
-            request.set_item(key, value)?;
-        }
-    }
-    to_request(request.as_any())
-}
 
 fn parse_strategy(decode: &str) -> PyResult<DecodeStrategy> {
     decode.parse().map_err(err)
@@ -650,152 +527,6 @@ fn confidence_interval(values: PyReadonlyArray1<'_, f64>) -> PyResult<(f64, f64)
     Ok((s.mean, s.half_width()))
 }
 
-/// A JSON value as a Python object (through the `json` module).
-fn to_python<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
-    let text = serde_json::to_string(value).map_err(err)?;
-    py.import("json")?.call_method1("loads", (text,))
-}
-
-/// The configuration `glorank run` would read: the defaults or a preset (`"quick"`,
-/// `"demo"`), the TOML file `config` laid over it, then the `section.key=value` changes.
-fn resolve_config(
-    config: Option<PathBuf>,
-    preset: Option<&str>,
-    overrides: &[String],
-) -> PyResult<Config> {
-    let base = match preset {
-        None => Config::default(),
-        Some("quick") => Config::quick(),
-        Some("demo") => Config::demo(),
-        Some(other) => {
-            return Err(err(format!(
-                "unknown preset `{other}` (expected \"quick\" or \"demo\")"
-            )));
-        }
-    };
-    let c = match config {
-        Some(path) => base.overlay_file(&path).map_err(err)?,
-        None => base,
-    };
-    c.with_overrides(overrides).map_err(err)
-}
-
-/// The configuration tree as a dict, read as `glorank run` reads it: the defaults (or the
-/// `preset` "quick" or "demo"), the TOML file `config`, then `overrides` such as
-/// `["sft.epochs=3"]`. Errors name the file, line or key.
-#[pyfunction]
-#[pyo3(signature = (config = None, overrides = Vec::new(), preset = None))]
-fn load_config<'py>(
-    py: Python<'py>,
-    config: Option<PathBuf>,
-    overrides: Vec<String>,
-    preset: Option<&str>,
-) -> PyResult<Bound<'py, PyAny>> {
-    let c = resolve_config(config, preset, &overrides)?;
-    to_python(py, &serde_json::to_value(&c).map_err(err)?)
-}
-
-/// Writes the request-log table `table` (pyarrow) into `out/input/requests.parquet` and
-/// returns the folder. A run directory holds the table it was made from: another table is
-/// refused rather than mixed with the artifacts of the first.
-fn write_table(out: &std::path::Path, table: &Bound<'_, PyAny>) -> PyResult<PathBuf> {
-    let dir = out.join("input");
-    std::fs::create_dir_all(&dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
-    let file = dir.join("requests.parquet");
-    let tmp = dir.join(".requests.parquet.tmp");
-    let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
-    table
-        .py()
-        .import("pyarrow.parquet")?
-        .call_method1("write_table", (table, path(&tmp)))?;
-    let read =
-        |p: &std::path::Path| std::fs::read(p).map_err(|e| err(format!("{}: {e}", p.display())));
-    if file.exists() && read(&file)? != read(&tmp)? {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(err(format!(
-            "{} was made from another table ({}); run a new table into a new directory",
-            out.display(),
-            file.display()
-        )));
-    }
-    std::fs::rename(&tmp, &file).map_err(|e| err(format!("{}: {e}", file.display())))?;
-    Ok(dir)
-}
-
-/// Runs every stage of the configuration (as `load_config` reads it) into the run directory
-/// `out` and returns its `metrics.json` as a dict; `data_path` sets `data.path`, `seed`
-/// every seed. `data` is the data itself: a path (as `data_path`), or a request log as a
-/// pyarrow Table or a pandas DataFrame with the log's columns (docs/datasets.md, "Request
-/// logs"), written to `out/input/requests.parquet` and read as `data.dataset = "log"`. An
-/// interrupted run continues where it stopped. With `verbose`, one line per stage goes to
-/// standard error.
-#[pyfunction]
-#[pyo3(signature = (out, config = None, overrides = Vec::new(), preset = None, data_path = None, seed = None, verbose = false, data = None))]
-#[allow(clippy::too_many_arguments)]
-fn run<'py>(
-    py: Python<'py>,
-    out: PathBuf,
-    config: Option<PathBuf>,
-    overrides: Vec<String>,
-    preset: Option<&str>,
-    data_path: Option<PathBuf>,
-    seed: Option<u64>,
-    verbose: bool,
-    data: Option<Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyAny>> {
-    let mut c = resolve_config(config, preset, &[])?;
-    if let Some(p) = data_path {
-        c.data.path = Some(p);
-    }
-    if let Some(data) = data {
-        match as_arrow(&data)? {
-            Some(table) => {
-                c.data.path = Some(write_table(&out, &table)?);
-                c.data.dataset = glorank::DatasetKind::Log;
-            }
-            None => c.data.path = Some(data.extract::<PathBuf>()?),
-        }
-    }
-    if let Some(s) = seed {
-        c = c.with_seed(s);
-    }
-    let c = c.with_overrides(&overrides).map_err(err)?;
-    let metrics = py
-        .detach(|| {
-            let mut observer = NoObserver;
-            let mut say = |line: &str| {
-                if verbose {
-                    eprintln!("{line}");
-                }
-            };
-            let mut hooks = Hooks::new(&mut observer, &NoProgress, &mut say);
-            Pipeline::new(c).run_with(&out, &mut hooks)?;
-            MetricsFile::read(&RunDir::new(&out).metrics_file())
-        })
-        .map_err(err)?;
-    to_python(py, &metrics.to_json())
-}
-
-/// The `metrics.json` of a run directory (or the file itself) as a dict: method -> metric ->
-/// {n, mean, std_err, ci_low, ci_high}, plus the slices the run has. Errors name the file and
-/// the entry that is not a method's figures.
-#[pyfunction]
-fn read_metrics(py: Python<'_>, path: PathBuf) -> PyResult<Bound<'_, PyAny>> {
-    let file = MetricsFile::read(&path).map_err(err)?;
-    to_python(py, &file.to_json())
-}
-
-/// Writes a tiny run directory (synthetic world, semantic IDs, tokenizer, an untrained
-/// policy) into `path` in a few seconds, for the package's own tests; returns `path`. Not
-/// public API.
-#[pyfunction]
-#[pyo3(signature = (path, seed = 0))]
-fn _write_tiny_run(py: Python<'_>, path: PathBuf, seed: u64) -> PyResult<PathBuf> {
-    py.detach(|| glorank::testing::write_tiny_run(&path, seed))
-        .map_err(err)?;
-    Ok(path)
-}
-
 /// The `glorank._glorank` extension module.
 #[pymodule]
 fn _glorank(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -808,9 +539,9 @@ fn _glorank(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(list_metrics, m)?)?;
     m.add_function(wrap_pyfunction!(auc, m)?)?;
     m.add_function(wrap_pyfunction!(confidence_interval, m)?)?;
-    m.add_function(wrap_pyfunction!(load_config, m)?)?;
-    m.add_function(wrap_pyfunction!(run, m)?)?;
-    m.add_function(wrap_pyfunction!(read_metrics, m)?)?;
-    m.add_function(wrap_pyfunction!(_write_tiny_run, m)?)?;
+    m.add_function(wrap_pyfunction!(pipeline::load_config, m)?)?;
+    m.add_function(wrap_pyfunction!(pipeline::run, m)?)?;
+    m.add_function(wrap_pyfunction!(pipeline::read_metrics, m)?)?;
+    m.add_function(wrap_pyfunction!(pipeline::_write_tiny_run, m)?)?;
     Ok(())
 }

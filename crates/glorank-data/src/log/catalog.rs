@@ -16,7 +16,6 @@
 
 use crate::json::Strict;
 use crate::raw::{CategoricalField, ItemFeatures, UserFeatures};
-use crate::readers::text::{Encoding, for_each_line};
 use crate::{DataError, PreparedDataset, Result, USER_ID_FIELD};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -162,11 +161,7 @@ fn read_records<T: DeserializeOwned>(path: &Path, id: impl Fn(&T) -> &str) -> Re
         out.push(record);
         Ok(())
     };
-    if super::parquet::is_parquet(path) {
-        super::parquet::for_each_parquet_row(path, handle)?;
-    } else {
-        for_each_line(path, Encoding::Utf8, "a catalog (JSON Lines)", handle)?;
-    }
+    super::parquet::for_each_json_row(path, "a catalog (JSON Lines)", handle)?;
     Ok(out)
 }
 
@@ -494,21 +489,16 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 /// Writes `records` as JSON Lines, atomically (a temporary file renamed), streamed.
 fn write_lines<T: Serialize>(path: &Path, records: impl Iterator<Item = T>) -> Result<()> {
     use std::io::Write;
-    let tmp = path.with_extension("jsonl.tmp");
-    let io = |e: std::io::Error| DataError::io(path, e);
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
-    for r in records {
-        serde_json::to_writer(&mut out, &r).map_err(|e| DataError::Corrupt {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        out.write_all(b"\n").map_err(io)?;
-    }
-    out.into_inner()
-        .map_err(|e| io(e.into_error()))?
-        .sync_all()
-        .map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    crate::prepared::write_atomic_with(path, |out| {
+        for r in records {
+            serde_json::to_writer(&mut *out, &r).map_err(|e| DataError::Corrupt {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+            out.write_all(b"\n").map_err(|e| DataError::io(path, e))?;
+        }
+        Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -308,9 +308,12 @@ impl LoggedRequest {
         request_id: String,
     ) -> Self {
         let mut request = RerankRequest::from_sample(ds, sample);
-        if ds.has_retriever_scores() {
-            request.retriever_scores = Some(ds.retriever_scores(sample));
-        }
+        // A log's own scores where it has them (one record, not the whole log, per row);
+        // a rating dataset's stage-1 retriever's otherwise.
+        request.retriever_scores = match ds.log_record(sample) {
+            Some(r) => r.retriever_scores.clone(),
+            None => Some(ds.retriever_scores(sample)),
+        };
         let logged: Vec<usize> = sample.logged.iter().map(|&p| usize::from(p)).collect();
         let shown = logged
             .iter()

@@ -9,6 +9,7 @@
 //! file, row number (from 1, in file order) and field alike.
 
 use super::LoggedRequest;
+use crate::readers::text::{Encoding, for_each_line};
 use crate::{DataError, Result};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Fields, Schema};
@@ -28,6 +29,24 @@ const ID_COLUMNS: [&str; 5] = ["request_id", "user", "candidates", "shown", "ite
 pub(crate) fn is_parquet(path: &Path) -> bool {
     path.extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("parquet"))
+}
+
+/// Calls `f(row, json)` for each row of `path`, a Parquet file by its extension
+/// ([`for_each_parquet_row`]) or else JSON Lines (one object per line; `what` names the
+/// file's kind in errors); returns the row count.
+///
+/// # Errors
+/// The reader's errors, naming the file; `f`'s errors.
+pub(crate) fn for_each_json_row(
+    path: &Path,
+    what: &str,
+    f: impl FnMut(usize, &str) -> Result<()>,
+) -> Result<usize> {
+    if is_parquet(path) {
+        for_each_parquet_row(path, f)
+    } else {
+        for_each_line(path, Encoding::Utf8, what, f)
+    }
 }
 
 /// `t` with every integer inside it (itself, or the items of a list) made a string.
@@ -215,55 +234,50 @@ pub fn write_request_log_parquet(
     rows: impl IntoIterator<Item = impl std::borrow::Borrow<LoggedRequest>>,
     signals: &[String],
 ) -> Result<usize> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
-    }
+    super::read::create_parent(path)?;
     let schema = Arc::new(log_schema(signals));
-    let tmp = path.with_extension("parquet.tmp");
-    let io = |e: std::io::Error| DataError::io(path, e);
     let bad = |row: usize, e: String| DataError::parse(path, row, "row", e);
-    let file = std::fs::File::create(&tmp).map_err(io)?;
     let props = parquet::file::properties::WriterProperties::builder()
         .set_compression(parquet::basic::Compression::SNAPPY)
         .set_max_row_group_size(BATCH_ROWS)
         .build();
-    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
-        .map_err(|e| bad(0, e.to_string()))?;
-    let mut decoder = arrow_json::ReaderBuilder::new(schema)
-        .with_batch_size(BATCH_ROWS)
-        .with_strict_mode(true)
-        .build_decoder()
-        .map_err(|e| bad(0, e.to_string()))?;
     let mut n = 0usize;
-    let mut line = Vec::new();
-    for row in rows {
-        let row = row.borrow();
-        n += 1;
-        if !row.request.candidate_vectors.is_empty() {
-            return Err(DataError::parse(
-                path,
-                n,
-                "candidate_vectors",
-                "not written to Parquet: give content vectors in items.jsonl",
-            ));
+    crate::prepared::write_atomic_with(path, |out| {
+        let mut writer = ArrowWriter::try_new(out, schema.clone(), Some(props))
+            .map_err(|e| bad(0, e.to_string()))?;
+        let mut decoder = arrow_json::ReaderBuilder::new(schema)
+            .with_batch_size(BATCH_ROWS)
+            .with_strict_mode(true)
+            .build_decoder()
+            .map_err(|e| bad(0, e.to_string()))?;
+        let mut line = Vec::new();
+        for row in rows {
+            let row = row.borrow();
+            n += 1;
+            if !row.request.candidate_vectors.is_empty() {
+                return Err(DataError::parse(
+                    path,
+                    n,
+                    "candidate_vectors",
+                    "not written to Parquet: give content vectors in items.jsonl",
+                ));
+            }
+            line.clear();
+            serde_json::to_writer(&mut line, &row.to_json()).map_err(|e| bad(n, e.to_string()))?;
+            line.push(b'\n');
+            decoder.decode(&line).map_err(|e| bad(n, e.to_string()))?;
+            if n.is_multiple_of(BATCH_ROWS)
+                && let Some(batch) = decoder.flush().map_err(|e| bad(n, e.to_string()))?
+            {
+                writer.write(&batch).map_err(|e| bad(n, e.to_string()))?;
+            }
         }
-        line.clear();
-        serde_json::to_writer(&mut line, &row.to_json()).map_err(|e| bad(n, e.to_string()))?;
-        line.push(b'\n');
-        decoder.decode(&line).map_err(|e| bad(n, e.to_string()))?;
-        if n.is_multiple_of(BATCH_ROWS)
-            && let Some(batch) = decoder.flush().map_err(|e| bad(n, e.to_string()))?
-        {
+        if let Some(batch) = decoder.flush().map_err(|e| bad(n, e.to_string()))? {
             writer.write(&batch).map_err(|e| bad(n, e.to_string()))?;
         }
-    }
-    if let Some(batch) = decoder.flush().map_err(|e| bad(n, e.to_string()))? {
-        writer.write(&batch).map_err(|e| bad(n, e.to_string()))?;
-    }
-    let file = writer.into_inner().map_err(|e| bad(n, e.to_string()))?;
-    file.sync_all().map_err(io)?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(io)?;
+        writer.into_inner().map_err(|e| bad(n, e.to_string()))?;
+        Ok(())
+    })?;
     Ok(n)
 }
 

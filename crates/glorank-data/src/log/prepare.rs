@@ -9,30 +9,12 @@ use crate::labels::Labels;
 use crate::prepared::{LogRecord, PrepareStats, PreparedDataset, RerankSample, UserSequence};
 use crate::progress::Progress;
 use crate::protocol::add_user_id_feature;
+use crate::raw::Interner;
 use crate::retriever::{MfModel, fit_als};
 use crate::{DataError, ProtocolConfig, Result};
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::time::Instant;
-
-/// Dense indices for string ids, in order of first sight.
-#[derive(Default)]
-struct Vocabulary {
-    index: HashMap<String, u32>,
-    ids: Vec<String>,
-}
-
-impl Vocabulary {
-    fn code(&mut self, id: &str) -> u32 {
-        if let Some(&k) = self.index.get(id) {
-            return k;
-        }
-        let k = self.ids.len() as u32;
-        self.index.insert(id.to_string(), k);
-        self.ids.push(id.to_string());
-        k
-    }
-}
 
 /// One valid row, in indices, before the split.
 struct Row {
@@ -89,11 +71,11 @@ fn encode(
     row: LoggedRequest,
     log: &LogConfig,
     config: &ProtocolConfig,
-    (users, items): (&mut Vocabulary, &mut Vocabulary),
+    (users, items): (&mut Interner, &mut Interner),
 ) -> Row {
     let r = row.request;
-    let user = users.code(r.user.as_deref().unwrap_or_default());
-    let candidates: Vec<u32> = r.candidates.iter().map(|c| items.code(c)).collect();
+    let user = users.intern(r.user.as_deref().unwrap_or_default());
+    let candidates: Vec<u32> = r.candidates.iter().map(|c| items.intern(c)).collect();
     let position: HashMap<&str, u16> = r
         .candidates
         .iter()
@@ -129,7 +111,7 @@ fn encode(
     let skip = r.history.len().saturating_sub(config.history_len);
     let (history, history_labels) = r.history[skip..]
         .iter()
-        .map(|h| (items.code(&h.item), Labels(h.labels)))
+        .map(|h| (items.intern(&h.item), Labels(h.labels)))
         .unzip();
     Row {
         sample: RerankSample {
@@ -227,12 +209,12 @@ pub fn prepare_log(
     let mut seconds = Vec::new();
     progress.stage("reading the log", 0);
     let catalogs = Catalogs::read(path)?;
-    let (mut users, mut items) = (Vocabulary::default(), Vocabulary::default());
+    let (mut users, mut items) = (Interner::default(), Interner::default());
     for r in &catalogs.users {
-        users.code(&r.user);
+        users.intern(&r.user);
     }
     for r in &catalogs.items {
-        items.code(&r.item);
+        items.intern(&r.item);
     }
     let mut rows = Vec::new();
     let (mut with_exposures, mut with_vectors) = (0usize, 0usize);
@@ -271,7 +253,7 @@ pub fn prepare_log(
             scan.rows
         )));
     }
-    let (nu, ni) = (users.ids.len(), items.ids.len());
+    let (nu, ni) = (users.len(), items.len());
     let mut item_train_counts = vec![0u32; ni];
     for s in &train {
         for &p in &s.logged {
@@ -289,7 +271,7 @@ pub fn prepare_log(
         items: ni,
         ..PrepareStats::default()
     };
-    let retriever = match catalogs.vectors(&items.ids)? {
+    let retriever = match catalogs.vectors(items.ids())? {
         Some((dim, item_factors)) => MfModel {
             factors: dim,
             user_factors: vec![0.0; nu * dim],
@@ -328,10 +310,10 @@ pub fn prepare_log(
         ("exposures".into(), with_exposures),
         ("candidate_vectors".into(), with_vectors),
     ];
-    let item_features = catalogs.item_features(&items.ids)?;
-    let mut user_features = catalogs.user_features(&users.ids)?;
+    let item_features = catalogs.item_features(items.ids())?;
+    let mut user_features = catalogs.user_features(users.ids())?;
     if config.user_id_feature {
-        add_user_id_feature(&mut user_features, &users.ids);
+        add_user_id_feature(&mut user_features, users.ids());
     }
     Ok(PreparedDataset {
         name: "log".into(),
@@ -340,8 +322,8 @@ pub fn prepare_log(
         item_features,
         user_features,
         sequences: vec![UserSequence::default(); nu],
-        user_ids: users.ids,
-        item_ids: items.ids,
+        user_ids: users.into_ids(),
+        item_ids: items.into_ids(),
         train,
         valid,
         test,

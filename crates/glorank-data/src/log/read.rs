@@ -2,7 +2,6 @@
 //! by row.
 
 use super::{LogConfig, LoggedRequest, REPORTED_INVALID, RowError};
-use crate::readers::text::{Encoding, for_each_line};
 use crate::{DataError, Result};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -19,6 +18,14 @@ pub struct RequestLog {
     pub first_invalid: Vec<DataError>,
 }
 
+/// Creates the folder `path` is written into, when it names one.
+pub(crate) fn create_parent(path: &Path) -> Result<()> {
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e)),
+        None => Ok(()),
+    }
+}
+
 /// Writes `rows` as JSON Lines to `path`, atomically (a temporary file renamed), creating
 /// the parent directory; returns the number of rows written.
 ///
@@ -29,22 +36,15 @@ pub fn write_request_log(
     rows: impl IntoIterator<Item = impl std::borrow::Borrow<LoggedRequest>>,
 ) -> Result<usize> {
     use std::io::Write;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
-    }
-    let tmp = path.with_extension("jsonl.tmp");
-    let io = |e| DataError::io(path, e);
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
+    create_parent(path)?;
     let mut n = 0;
-    for row in rows {
-        writeln!(out, "{}", row.borrow().to_json()).map_err(io)?;
-        n += 1;
-    }
-    out.into_inner()
-        .map_err(|e| io(e.into_error()))?
-        .sync_all()
-        .map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)?;
+    crate::prepared::write_atomic_with(path, |out| {
+        for row in rows {
+            writeln!(out, "{}", row.borrow().to_json()).map_err(|e| DataError::io(path, e))?;
+            n += 1;
+        }
+        Ok(())
+    })?;
     Ok(n)
 }
 
@@ -185,11 +185,7 @@ pub(crate) fn scan_rows(
                 }
             }
         };
-        if super::parquet::is_parquet(&file) {
-            super::parquet::for_each_parquet_row(&file, handle)?;
-        } else {
-            for_each_line(&file, Encoding::Utf8, "a request log (JSON Lines)", handle)?;
-        }
+        super::parquet::for_each_json_row(&file, "a request log (JSON Lines)", handle)?;
     }
     Ok(scan)
 }

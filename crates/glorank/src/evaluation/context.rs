@@ -55,9 +55,32 @@ pub(crate) fn logged_auc(samples: &[RerankSample], scores: &[Vec<f32>]) -> Resul
             v.push(a);
         }
     }
-    Ok((!v.is_empty())
-        .then(|| Summary::from_values(&v))
+    summary_of(&v)
+}
+
+/// The mean of `values` with its 95% interval, or `None` without values.
+///
+/// # Errors
+/// Metric errors (a NaN value).
+pub(crate) fn summary_of(values: &[f64]) -> Result<Option<Summary>> {
+    Ok((!values.is_empty())
+        .then(|| Summary::from_values(values))
         .transpose()?)
+}
+
+/// A method's two views of the logged slates under its candidate `scores`, when it has
+/// them: ([`logged_auc`], [`logged_ndcg`]).
+///
+/// # Errors
+/// Metric errors.
+pub(crate) fn logged_views(
+    samples: &[RerankSample],
+    scores: Option<&[Vec<f32>]>,
+) -> Result<(Option<Summary>, Option<Summary>)> {
+    match scores {
+        Some(sc) => Ok((logged_auc(samples, sc)?, logged_ndcg(samples, sc)?)),
+        None => Ok((None, None)),
+    }
 }
 
 /// The ranking view of the logged slate: per request whose logged slate holds a clicked
@@ -89,9 +112,7 @@ pub(crate) fn logged_ndcg(
         });
         v.push(glorank_metrics::ndcg_at(&order, &relevance, order.len())?);
     }
-    Ok((!v.is_empty())
-        .then(|| Summary::from_values(&v))
-        .transpose()?)
+    summary_of(&v)
 }
 
 /// Evaluation context: the samples, their requests, the simulator and (synthetic data) the
@@ -214,28 +235,17 @@ impl<'a> EvalContext<'a> {
                         v.push(w.expected_clicks(u, &items));
                     }
                 }
-                (!v.is_empty())
-                    .then(|| Summary::from_values(&v))
-                    .transpose()?
+                summary_of(&v)?
             }
             None => None,
         };
-        let logged = scores
-            .as_ref()
-            .map(|sc| logged_auc(self.samples, sc))
-            .transpose()?
-            .flatten();
-        let logged_ndcg = scores
-            .as_ref()
-            .map(|sc| logged_ndcg(self.samples, sc))
-            .transpose()?
-            .flatten();
+        let (logged_auc, logged_ndcg) = logged_views(self.samples, scores.as_deref())?;
         Ok(MethodResult {
             name: name.into(),
             metrics,
             average_reward,
             true_reward,
-            logged_auc: logged,
+            logged_auc,
             logged_ndcg,
             lists,
             scores,

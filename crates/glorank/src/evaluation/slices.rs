@@ -2,7 +2,7 @@
 //! the held-out-items protocol's view.
 
 use super::MethodResult;
-use super::context::{logged_auc, logged_ndcg};
+use super::context::{logged_views, summary_of};
 use crate::Result;
 use crate::training::clicks;
 use glorank_data::{PreparedDataset, RerankSample};
@@ -90,7 +90,6 @@ pub(crate) fn held_out_view(
             .iter()
             .any(|&p| ds.is_held_out(s.candidates[p as usize]))
     };
-    let summary = |v: &[f64]| (!v.is_empty()).then(|| Summary::from_values(v)).transpose();
     // Per request, independent of the method: which candidates are held out, and the
     // clicked logged positions of each kind (held-out, warm).
     let per_request: Vec<(Vec<bool>, [Vec<usize>; 2])> = samples
@@ -135,10 +134,10 @@ pub(crate) fn held_out_view(
         }
         methods.push(HeldOutMethod {
             name: r.name.clone(),
-            found_held_out: summary(&found[0])?,
-            found_warm: summary(&found[1])?,
-            auc_held_out: summary(&auc[0])?,
-            auc_warm: summary(&auc[1])?,
+            found_held_out: summary_of(&found[0])?,
+            found_warm: summary_of(&found[1])?,
+            auc_held_out: summary_of(&auc[0])?,
+            auc_warm: summary_of(&auc[1])?,
         });
     }
     Ok(Some(HeldOutView {
@@ -181,21 +180,14 @@ fn slice_rows(
             .scores
             .as_ref()
             .map(|sc| keep.iter().map(|&k| sc[k].clone()).collect());
+        let (logged_auc, logged_ndcg) = logged_views(&kept, scores.as_deref())?;
         out.push(MethodResult {
             name: r.name.clone(),
             metrics: list_metrics(&lists, &rel, ds.config.slate_len)?,
             average_reward: None,
             true_reward: None,
-            logged_auc: scores
-                .as_ref()
-                .map(|sc| logged_auc(&kept, sc))
-                .transpose()?
-                .flatten(),
-            logged_ndcg: scores
-                .as_ref()
-                .map(|sc| logged_ndcg(&kept, sc))
-                .transpose()?
-                .flatten(),
+            logged_auc,
+            logged_ndcg,
             lists,
             scores,
         });
