@@ -8,7 +8,7 @@
 //! reference rule "pool novelty" ranks by the same counts over all training requests.
 
 use crate::RerankSample;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// For each (user, item), the sequence positions of the training requests in which the item
 /// was a non-clicked candidate, sorted.
@@ -20,21 +20,34 @@ pub struct Exposures {
 impl Exposures {
     /// The exposures of the training requests `train`.
     pub fn new(train: &[RerankSample]) -> Self {
-        let mut starts: HashMap<(u32, u32), Vec<u32>> = HashMap::new();
+        let mut exposures = Self::default();
         for s in train {
-            for (&item, label) in s.candidates.iter().zip(&s.labels) {
-                if !label.click() {
-                    starts
-                        .entry((s.user, item))
-                        .or_default()
-                        .push(s.slate_start);
-                }
+            exposures.add(s, None);
+        }
+        exposures.sorted()
+    }
+
+    /// Adds the exposures of one training request: of every (user, item) pair, or only of
+    /// the pairs in `keep` (the pairs of the requests to be scored, when the training
+    /// requests are streamed from disk and all their pairs would not fit in memory). Call
+    /// [`Exposures::sorted`] after the last one.
+    pub fn add(&mut self, s: &RerankSample, keep: Option<&HashSet<(u32, u32)>>) {
+        for (&item, label) in s.candidates.iter().zip(&s.labels) {
+            if !label.click() && keep.is_none_or(|k| k.contains(&(s.user, item))) {
+                self.starts
+                    .entry((s.user, item))
+                    .or_default()
+                    .push(s.slate_start);
             }
         }
-        for v in starts.values_mut() {
+    }
+
+    /// These exposures, ready to count (each pair's starts sorted).
+    pub fn sorted(mut self) -> Self {
+        for v in self.starts.values_mut() {
             v.sort_unstable();
         }
-        Self { starts }
+        self
     }
 
     /// How often each candidate of `sample` was a non-clicked candidate of the same user in a

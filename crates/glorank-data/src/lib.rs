@@ -53,6 +53,7 @@ mod readers;
 mod request;
 mod retriever;
 mod rng;
+mod store;
 mod synthetic;
 mod vectors;
 
@@ -64,15 +65,16 @@ pub use held_out::{HELD_OUT_RIDGE, HELD_OUT_TITLE_BUCKETS};
 pub use labels::{LabelThresholds, Labels};
 pub use log::{
     BATCH_ROWS, ITEM_VECTORS_NPY_FILE, ITEMS_FILE, ITEMS_PARQUET_FILE, ItemRecord, LogConfig,
-    LogFormat, LogScan, LogSplit, LoggedRequest, NamedVocabulary, REPORTED_INVALID, RequestLog,
+    LogFormat, LogScan, LogSplit, LogStore, LoggedRequest, NamedVocabulary, REPORTED_INVALID, RequestLog,
     RowError, SYNTHETIC_FILE, SyntheticLogConfig, USERS_FILE, USERS_PARQUET_FILE, UserRecord,
-    VOCABULARIES_FILE, Vocabularies, log_files, prepare_log, read_request_log, scan_request_log,
+    VOCABULARIES_FILE, Vocabularies, log_files, prepare_log, prepare_log_into, read_request_log, scan_request_log,
     write_catalogs, write_request_log, write_request_log_parquet, write_synthetic_log,
 };
 pub use prepared::{
     DATASET_FILE, FORMAT_VERSION, History, PrepareStats, PreparedDataset, RerankSample,
-    SUMMARY_FILE, Split, UserSequence, write_atomic,
+    SUMMARY_FILE, Split, UserSequence, demonstration_by, write_atomic,
 };
+pub use store::{StoreReader, StoredRequest, TRAIN_STORE_FILE, TrainStore};
 pub use progress::{NoProgress, Progress};
 pub use protocol::{dedupe_pairs, k_core, prepare};
 pub use raw::{CategoricalField, Interaction, ItemFeatures, RawDataset, UserFeatures};
@@ -138,6 +140,26 @@ impl DatasetSource {
                 "a request log holds requests, not interactions: prepare it",
             )),
         }
+    }
+
+    /// [`DatasetSource::prepare`], saving the dataset into `dir`
+    /// ([`PreparedDataset::save`]); a request log is prepared with [`prepare_log_into`], so
+    /// `log.store = "disk"` writes its training requests there as they are read.
+    ///
+    /// # Errors
+    /// As [`DatasetSource::prepare`]; [`DataError::Io`] naming a file of `dir`.
+    pub fn prepare_into(
+        &self,
+        config: &ProtocolConfig,
+        dir: &std::path::Path,
+        progress: &dyn Progress,
+    ) -> Result<PreparedDataset> {
+        if let Self::Log(path, log) = self {
+            return prepare_log_into(path, log, config, dir, progress);
+        }
+        let ds = self.prepare(config, progress)?;
+        ds.save(dir)?;
+        Ok(ds)
     }
 
     /// Reads and prepares the dataset (a request log with [`prepare_log`]); the synthetic world's configuration is recorded in

@@ -5,6 +5,7 @@ use crate::cut::ProtocolConfig;
 use crate::labels::Labels;
 use crate::raw::{ItemFeatures, UserFeatures};
 use crate::retriever::MfModel;
+use crate::store::{StoreReader, TRAIN_STORE_FILE, TrainStore};
 use crate::synthetic::{SyntheticConfig, SyntheticWorld};
 use crate::{DataError, Result};
 use serde::{Deserialize, Serialize};
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 const MAGIC: &[u8; 8] = b"GLRKDATA";
 
 /// Version of the binary format; bumped whenever [`PreparedDataset`] changes shape.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 
 /// File name of the prepared dataset inside a run directory.
 pub const DATASET_FILE: &str = "dataset.bin";
@@ -98,6 +99,19 @@ pub struct LogRecord {
     pub shown_values: Vec<f32>,
     /// The log's retriever score of each candidate, in the sample's candidate order.
     pub retriever_scores: Option<Vec<f32>>,
+}
+
+/// Positions in `sample.candidates` of its logged slate ordered by `values` (one per logged
+/// item, in exposure order), descending, ties by exposure order: the demonstration of
+/// [`PreparedDataset::demonstration`], for a request whose values are at hand (a request
+/// read from a store, with its [`LogRecord::shown_values`]).
+pub fn demonstration_by(sample: &RerankSample, values: &[f32]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..sample.logged.len()).collect();
+    order.sort_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
+    order
+        .into_iter()
+        .map(|k| sample.logged[k] as usize)
+        .collect()
 }
 
 /// Counts and timings of a `prepare` run.
@@ -242,7 +256,8 @@ pub struct PreparedDataset {
     pub user_features: Option<UserFeatures>,
     /// Chronological interactions of each user.
     pub sequences: Vec<UserSequence>,
-    /// Train requests.
+    /// Train requests (empty while they are kept on disk: see
+    /// [`PreparedDataset::train_store`]).
     pub train: Vec<RerankSample>,
     /// Validation requests.
     pub valid: Vec<RerankSample>,
@@ -266,6 +281,29 @@ pub struct PreparedDataset {
     /// histories, demonstrations and retriever scores are read from it, not from
     /// `sequences` and `retriever`.
     pub log: Option<Vec<LogRecord>>,
+    /// When `log` holds only some requests' records (the validation and test requests of a
+    /// dataset whose training requests are on disk): the rank in time of each record of
+    /// `log`, ascending. `None`: `log` is indexed by rank.
+    pub log_ranks: Option<Vec<u32>>,
+    /// Where the training requests are when they are kept on disk (`log.store = "disk"`):
+    /// the records of [`TRAIN_STORE_FILE`](crate::TRAIN_STORE_FILE) next to
+    /// `dataset.bin`. `train` is then empty; [`PreparedDataset::train_reader`] reads them
+    /// a request at a time, [`PreparedDataset::load_train`] all at once.
+    pub train_store: Option<TrainStore>,
+    /// The directory the dataset was loaded from or prepared into (where its store is).
+    #[serde(skip)]
+    pub(crate) dir: Location,
+}
+
+/// Where a dataset lives on disk. Not part of what it holds: two equal datasets may live
+/// in two directories, so any two locations compare equal.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Location(pub(crate) Option<PathBuf>);
+
+impl PartialEq for Location {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl PreparedDataset {
@@ -365,8 +403,103 @@ impl PreparedDataset {
     }
 
     /// The log record of `sample` (`None` unless the dataset was read from a log).
+    ///
+    /// # Panics
+    /// When the dataset keeps only some records (its training requests are on disk) and
+    /// `sample` is a training request: read those through [`PreparedDataset::train_reader`].
     pub fn log_record(&self, sample: &RerankSample) -> Option<&LogRecord> {
-        self.log.as_ref().map(|l| &l[sample.slate_start as usize])
+        let log = self.log.as_ref()?;
+        Some(match &self.log_ranks {
+            None => &log[sample.slate_start as usize],
+            Some(ranks) => {
+                let k = ranks
+                    .binary_search(&sample.slate_start)
+                    .expect("a request whose record is on disk: read it from the store");
+                &log[k]
+            }
+        })
+    }
+
+    /// The directory the dataset was loaded from or prepared into (`None` for a dataset
+    /// built in memory).
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.0.as_deref()
+    }
+
+    /// Number of training requests (in memory or on disk).
+    pub fn train_len(&self) -> usize {
+        self.train_store
+            .as_ref()
+            .map_or(self.train.len(), TrainStore::len)
+    }
+
+    /// Whether the training requests are kept on disk ([`PreparedDataset::train_store`]).
+    pub fn train_on_disk(&self) -> bool {
+        self.train_store.is_some()
+    }
+
+    /// A reader of the training requests kept on disk (`None` when they are in memory).
+    ///
+    /// # Errors
+    /// A dataset that was neither loaded from nor prepared into a directory; the store's
+    /// errors ([`StoreReader::open`]).
+    pub fn train_reader(&self) -> Result<Option<StoreReader<'_>>> {
+        let Some(store) = &self.train_store else {
+            return Ok(None);
+        };
+        let dir = self.dir.0.as_ref().ok_or_else(|| {
+            DataError::config(
+                "log.store",
+                "the training requests are on disk, but the dataset has no directory",
+            )
+        })?;
+        StoreReader::open(&dir.join(TRAIN_STORE_FILE), store).map(Some)
+    }
+
+    /// This dataset with its training requests in memory: itself, or (training requests on
+    /// disk) a copy with them loaded ([`PreparedDataset::load_train`]), for a stage that
+    /// reads them all at once.
+    ///
+    /// # Errors
+    /// As [`PreparedDataset::train_reader`].
+    pub fn with_train_loaded(&self) -> Result<std::borrow::Cow<'_, Self>> {
+        if !self.train_on_disk() {
+            return Ok(std::borrow::Cow::Borrowed(self));
+        }
+        let mut copy = self.clone();
+        copy.load_train()?;
+        Ok(std::borrow::Cow::Owned(copy))
+    }
+
+    /// Reads the training requests kept on disk into memory (`train` and `log`), so every
+    /// stage can read them at once; a dataset in memory is left as it is.
+    ///
+    /// # Errors
+    /// As [`PreparedDataset::train_reader`].
+    pub fn load_train(&mut self) -> Result<()> {
+        let mut stored = Vec::with_capacity(self.train_len());
+        match self.train_reader()? {
+            None => return Ok(()),
+            Some(reader) => reader.for_each(|_, r| {
+                stored.push(r);
+                Ok(())
+            })?,
+        }
+        let ranks = self.log_ranks.take().unwrap_or_default();
+        let kept = self.log.take().unwrap_or_default();
+        let mut records: Vec<(u32, LogRecord)> = ranks.into_iter().zip(kept).collect();
+        for r in stored {
+            records.push((r.sample.slate_start, r.record));
+            self.train.push(r.sample);
+        }
+        records.sort_by_key(|(rank, _)| *rank);
+        let dense = records.iter().enumerate().all(|(k, (r, _))| *r as usize == k);
+        if !dense {
+            self.log_ranks = Some(records.iter().map(|(r, _)| *r).collect());
+        }
+        self.log = Some(records.into_iter().map(|(_, r)| r).collect());
+        self.train_store = None;
+        Ok(())
     }
 
     /// Labels of the history items.
@@ -397,13 +530,7 @@ impl PreparedDataset {
     /// The default SFT demonstration: positions in `candidates` of the logged slate ordered by
     /// rating, descending, ties by time (exposure order).
     pub fn demonstration(&self, sample: &RerankSample) -> Vec<usize> {
-        let ratings = self.logged_ratings(sample);
-        let mut order: Vec<usize> = (0..sample.logged.len()).collect();
-        order.sort_by(|&a, &b| ratings[b].total_cmp(&ratings[a]).then(a.cmp(&b)));
-        order
-            .into_iter()
-            .map(|k| sample.logged[k] as usize)
-            .collect()
+        demonstration_by(sample, self.logged_ratings(sample))
     }
 
     /// The labels' demonstration: positions in `candidates` of the `slate_len` candidates
@@ -436,6 +563,7 @@ impl PreparedDataset {
         self.log
             .as_ref()
             .is_none_or(|l| l.iter().all(|r| r.retriever_scores.is_some()))
+            && self.train_store.as_ref().is_none_or(|s| s.retriever_scores)
     }
 
     /// Retriever scores of the sample's candidates (the log's, for a dataset read from a
@@ -463,6 +591,22 @@ impl PreparedDataset {
     /// [`DataError::Io`] naming the file.
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+        if let (Some(_), Some(from)) = (&self.train_store, &self.dir.0) {
+            // The training requests on disk go with the dataset.
+            let (from, to) = (from.join(TRAIN_STORE_FILE), dir.join(TRAIN_STORE_FILE));
+            let same = matches!(
+                (from.canonicalize(), to.canonicalize()),
+                (Ok(a), Ok(b)) if a == b
+            );
+            if !same {
+                let mut input = std::fs::File::open(&from).map_err(|e| DataError::io(&from, e))?;
+                write_atomic_with(&to, |out| {
+                    std::io::copy(&mut input, out)
+                        .map(drop)
+                        .map_err(|e| DataError::io(&from, e))
+                })?;
+            }
+        }
         // Streamed to the file: the dataset is not held twice (as itself and as bytes).
         let path = dir.join(DATASET_FILE);
         write_atomic_with(&path, |out| {
@@ -518,10 +662,11 @@ impl PreparedDataset {
                 expected: FORMAT_VERSION,
             });
         }
-        let ds: Self = postcard::from_bytes(&bytes[12..]).map_err(|e| DataError::Corrupt {
+        let mut ds: Self = postcard::from_bytes(&bytes[12..]).map_err(|e| DataError::Corrupt {
             path: path.clone(),
             message: e.to_string(),
         })?;
+        ds.dir = Location(path.parent().map(Path::to_path_buf));
         ds.check_consistency(&path)?;
         Ok(ds)
     }
@@ -554,6 +699,15 @@ impl PreparedDataset {
                 return Err(corrupt("a user sequence is inconsistent"));
             }
         }
+        if let Some(ranks) = &self.log_ranks {
+            let sorted = ranks.windows(2).all(|w| w[0] < w[1]);
+            if !sorted || self.log.as_ref().is_none_or(|l| l.len() != ranks.len()) {
+                return Err(corrupt("the ranks of the log records are not one per record, ascending"));
+            }
+        }
+        if self.train_store.is_some() && (!self.train.is_empty() || self.log.is_none()) {
+            return Err(corrupt("training requests both on disk and in memory, or without a log"));
+        }
         if let Some(log) = &self.log {
             for r in log {
                 if r.history.len() != r.history_labels.len()
@@ -569,7 +723,10 @@ impl PreparedDataset {
         for s in self.train.iter().chain(&self.valid).chain(&self.test) {
             let seq_len = match &self.log {
                 Some(log) => {
-                    let r = log.get(s.slate_start as usize);
+                    let r = match &self.log_ranks {
+                        None => log.get(s.slate_start as usize),
+                        Some(ranks) => ranks.binary_search(&s.slate_start).ok().map(|k| &log[k]),
+                    };
                     let ok = r.is_some_and(|r| {
                         r.shown_values.len() == s.logged.len()
                             && r.retriever_scores

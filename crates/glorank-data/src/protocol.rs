@@ -297,6 +297,9 @@ pub fn prepare(
         stats,
         synthetic: None,
         log: None,
+        log_ranks: None,
+        train_store: None,
+        dir: Default::default(),
     };
     ds.stats.fill_split_counts(&ds.train, &ds.valid, &ds.test);
     ds.stats.held_out_test_shares = ds.held_out_shares(&ds.test);

@@ -584,3 +584,78 @@ fn a_log_folder_prepares_to_the_same_requests() {
         "{e}"
     );
 }
+
+/// A log prepared with its training requests on disk (`log.store = "disk"`) is the same
+/// dataset as in memory: the same split, numbering, item vectors (ALS here: no catalog) and
+/// statistics, the validation and test requests with their records, and the stored
+/// training requests read back one at a time or all at once.
+#[test]
+fn a_log_kept_on_disk_prepares_to_the_same_dataset() {
+    use glorank_data::{
+        LogConfig, LogStore, LoggedRequest, NoProgress, PreparedDataset, TRAIN_STORE_FILE,
+        prepare_log, prepare_log_into, write_request_log,
+    };
+    let ds = synthetic();
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<LoggedRequest> = ds
+        .train
+        .iter()
+        .chain(&ds.valid)
+        .chain(&ds.test)
+        .enumerate()
+        .map(|(k, s)| {
+            let mut row = LoggedRequest::from_sample(&ds, s, format!("r{k}"));
+            // Out of time order in the file, with ties: the split sorts by time.
+            row.timestamp = ((k * 7919) % 500) as i64;
+            row
+        })
+        .collect();
+    let log_dir = dir.path().join("log");
+    write_request_log(&log_dir.join("requests.jsonl"), &rows).unwrap();
+    let config =
+        LogConfig::default().with_signals(&["click", "like", "star", "rating"], "click");
+    let memory = prepare_log(&log_dir, &config, &ds.config, &NoProgress).unwrap();
+    let disk_config = config.clone().with_store(LogStore::Disk);
+    assert!(prepare_log(&log_dir, &disk_config, &ds.config, &NoProgress).is_err());
+    let run = dir.path().join("run");
+    let disk = prepare_log_into(&log_dir, &disk_config, &ds.config, &run, &NoProgress).unwrap();
+    assert!(run.join(TRAIN_STORE_FILE).exists());
+    // No spill file is left behind.
+    let names: Vec<String> = std::fs::read_dir(&run)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+    assert!(disk.train.is_empty() && disk.train_len() == memory.train.len());
+    assert_eq!((&disk.valid, &disk.test), (&memory.valid, &memory.test));
+    assert_eq!(disk.retriever.item_factors, memory.retriever.item_factors);
+    assert_eq!(disk.item_train_counts, memory.item_train_counts);
+    let (mut a, mut b) = (disk.stats.clone(), memory.stats.clone());
+    a.seconds.clear();
+    b.seconds.clear();
+    assert_eq!(a, b);
+    for s in memory.valid.iter().chain(&memory.test) {
+        assert_eq!(disk.log_record(s), memory.log_record(s));
+        assert_eq!(disk.demonstration(s), memory.demonstration(s));
+    }
+    let reader = disk.train_reader().unwrap().unwrap();
+    for (i, s) in memory.train.iter().enumerate().rev().step_by(5) {
+        let r = reader.get(i).unwrap();
+        assert_eq!(&r.sample, s);
+        assert_eq!(Some(&r.record), memory.log_record(s));
+    }
+    // Saved and loaded: the same training requests, all at once.
+    let mut loaded = PreparedDataset::load(&run).unwrap();
+    assert!(loaded.train_on_disk());
+    let copy = loaded.with_train_loaded().unwrap().into_owned();
+    loaded.load_train().unwrap();
+    for d in [&loaded, &copy] {
+        assert!(!d.train_on_disk());
+        assert_eq!((&d.train, &d.log, &d.log_ranks), (&memory.train, &memory.log, &None));
+    }
+    // A store that is not this dataset's is refused, naming the file.
+    let other = PreparedDataset::load(&run).unwrap();
+    std::fs::write(run.join(TRAIN_STORE_FILE), b"GLRKREQS\x01\0\0\0").unwrap();
+    let e = other.train_reader().unwrap_err().to_string();
+    assert!(e.contains(TRAIN_STORE_FILE), "{e}");
+}

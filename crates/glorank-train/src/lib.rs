@@ -60,7 +60,7 @@ pub use eval::{
     policy_lists,
 };
 pub use optim::OptimConfig;
-pub use requests::RequestBuilder;
+pub use requests::{RequestBuilder, StoredExamples};
 pub use reward::{
     RewardCheckpoint, RewardData, RewardEpoch, RewardTrainConfig, click_auc, reward_examples,
     train_reward_model, train_reward_model_in,
@@ -68,7 +68,7 @@ pub use reward::{
 pub use rl::{RlConfig, RlData, RlOutcome, RlStepStats, rl_step, train_rl};
 pub use schedule::{LrDecay, LrSchedule};
 pub use sft::{
-    SftConfig, SftData, SftOutcome, beam_metrics, best_of_k_demonstrations, greedy_metrics,
+    InMemoryExamples, SftBatch, SftConfig, SftData, SftExamples, SftOutcome, beam_metrics, best_of_k_demonstrations, greedy_metrics,
     sft_step, train_sft,
 };
 pub use skeleton::{
@@ -135,6 +135,9 @@ pub enum TrainError {
     /// Baseline-model errors.
     #[error(transparent)]
     Baseline(#[from] glorank_baselines::BaselineError),
+    /// Data errors (reading the training requests a dataset keeps on disk).
+    #[error(transparent)]
+    Data(#[from] glorank_data::DataError),
 }
 
 /// Result alias of this crate.

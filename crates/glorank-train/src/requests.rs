@@ -1,7 +1,10 @@
 //! From prepared samples to policy requests.
 
-use crate::{Result, TrainError};
-use glorank_data::{Exposures, PreparedDataset, RerankSample};
+use crate::{Result, SftBatch, SftExamples, TrainError};
+use glorank_data::{
+    Exposures, Labels, PreparedDataset, RerankSample, StoreReader, StoredRequest,
+    demonstration_by,
+};
 use glorank_policy::{HistoryItem, PolicyConfig, Request};
 use glorank_tokenizer::SemanticIds;
 
@@ -74,6 +77,36 @@ impl<'a> RequestBuilder<'a> {
     /// first), candidate tuples in the sample's (shuffled) order, retriever scores, and the
     /// exposure counts when the builder has them.
     pub fn request(&self, sample: &RerankSample) -> Request {
+        self.request_with(
+            sample,
+            self.ds.history(sample).items,
+            self.ds.history_labels(sample),
+            self.ds.retriever_scores(sample),
+        )
+    }
+
+    /// The request of a training request read from the dataset's store (its history and
+    /// retriever scores are in its own record).
+    pub fn stored_request(&self, stored: &StoredRequest) -> Request {
+        let r = &stored.record;
+        self.request_with(
+            &stored.sample,
+            &r.history,
+            r.history_labels.clone(),
+            r.retriever_scores
+                .clone()
+                .unwrap_or_else(|| vec![0.0; stored.sample.candidates.len()]),
+        )
+    }
+
+    /// The request of `sample` with this history and these retriever scores.
+    fn request_with(
+        &self,
+        sample: &RerankSample,
+        history: &[u32],
+        labels: Vec<Labels>,
+        retriever_scores: Vec<f32>,
+    ) -> Request {
         let user = sample.user as usize;
         let user_features = self
             .ds
@@ -81,12 +114,9 @@ impl<'a> RequestBuilder<'a> {
             .as_ref()
             .map(|u| u.fields.iter().map(|f| f.values[user]).collect())
             .unwrap_or_default();
-        let history = self.ds.history(sample);
-        let labels = self.ds.history_labels(sample);
         Request {
             user_features,
             history: history
-                .items
                 .iter()
                 .zip(labels)
                 .map(|(&i, l)| HistoryItem {
@@ -95,7 +125,7 @@ impl<'a> RequestBuilder<'a> {
                 })
                 .collect(),
             candidates: sample.candidates.iter().map(|&i| self.tuple(i)).collect(),
-            retriever_scores: self.ds.retriever_scores(sample),
+            retriever_scores,
             exposures: self
                 .exposures
                 .as_ref()
@@ -107,5 +137,62 @@ impl<'a> RequestBuilder<'a> {
     /// Requests of many samples.
     pub fn requests(&self, samples: &[RerankSample]) -> Vec<Request> {
         samples.iter().map(|s| self.request(s)).collect()
+    }
+}
+
+/// SFT examples read from a dataset's training requests on disk (`log.store = "disk"`), a
+/// batch at a time: memory holds a batch, not the training set.
+#[derive(Debug)]
+pub struct StoredExamples<'a> {
+    builder: &'a RequestBuilder<'a>,
+    reader: StoreReader<'a>,
+    label_demonstrations: bool,
+}
+
+impl<'a> StoredExamples<'a> {
+    /// The stored training requests of `builder`'s dataset, with the logged demonstration
+    /// ([`PreparedDataset::demonstration`]) or, with `label_demonstrations`, the labels'
+    /// ([`PreparedDataset::label_demonstration`]). `None` when the dataset holds its
+    /// training requests in memory.
+    ///
+    /// # Errors
+    /// The store's errors (a missing or foreign file).
+    pub fn new(builder: &'a RequestBuilder<'a>, label_demonstrations: bool) -> Result<Option<Self>> {
+        let Some(reader) = builder.ds.train_reader()? else {
+            return Ok(None);
+        };
+        if builder.exposures.is_some() {
+            return Err(TrainError::InvalidInput(
+                "exposure counts need every training request in memory".into(),
+            ));
+        }
+        Ok(Some(Self {
+            builder,
+            reader,
+            label_demonstrations,
+        }))
+    }
+}
+
+impl SftExamples for StoredExamples<'_> {
+    fn len(&self) -> usize {
+        self.reader.len()
+    }
+
+    fn batch(&self, indices: &[usize], labels: bool) -> Result<SftBatch> {
+        let mut batch = SftBatch::default();
+        for &i in indices {
+            let r = self.reader.get(i)?;
+            batch.requests.push(self.builder.stored_request(&r));
+            batch.demonstrations.push(if self.label_demonstrations {
+                self.builder.ds.label_demonstration(&r.sample)
+            } else {
+                demonstration_by(&r.sample, &r.record.shown_values)
+            });
+            if labels {
+                batch.labels.push(r.sample.click_relevance());
+            }
+        }
+        Ok(batch)
     }
 }

@@ -269,21 +269,122 @@ pub fn best_of_k_demonstrations(
     Ok(out)
 }
 
-/// The inputs of [`train_sft`].
+/// The examples SFT learns from, read a batch at a time: held in memory
+/// ([`InMemoryExamples`]) or read from disk as they are needed (a log's training requests
+/// kept by `log.store = "disk"`), so a run's memory does not grow with its training set.
+pub trait SftExamples: Sync {
+    /// Number of examples.
+    fn len(&self) -> usize;
+
+    /// Whether there is no example.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The examples at `indices` (each below [`SftExamples::len`]), in that order; with
+    /// `labels`, each request's click labels too (one value per candidate, positive for a
+    /// click).
+    ///
+    /// # Errors
+    /// Reading errors; [`TrainError::InvalidInput`] when labels are asked of examples
+    /// without them.
+    fn batch(&self, indices: &[usize], labels: bool) -> Result<SftBatch>;
+}
+
+/// A batch of SFT examples ([`SftExamples::batch`]).
+#[derive(Debug, Clone, Default)]
+pub struct SftBatch {
+    /// The requests.
+    pub requests: Vec<Request>,
+    /// One demonstration (candidate positions) per request.
+    pub demonstrations: Vec<Vec<usize>>,
+    /// Click labels per request (empty unless asked for).
+    pub labels: Vec<Vec<f64>>,
+}
+
+/// SFT examples held in memory.
 #[derive(Debug, Clone, Copy)]
+pub struct InMemoryExamples<'a> {
+    requests: &'a [Request],
+    demonstrations: &'a [Vec<usize>],
+    labels: &'a [Vec<f64>],
+}
+
+impl<'a> InMemoryExamples<'a> {
+    /// Examples of `requests`, one demonstration each, and (for
+    /// [`SftConfig::label_loss`]; may be empty otherwise) one label row each.
+    ///
+    /// # Errors
+    /// [`TrainError::InvalidInput`] when the lengths differ.
+    pub fn new(
+        requests: &'a [Request],
+        demonstrations: &'a [Vec<usize>],
+        labels: &'a [Vec<f64>],
+    ) -> Result<Self> {
+        let n = requests.len();
+        if demonstrations.len() != n || !(labels.is_empty() || labels.len() == n) {
+            return Err(TrainError::InvalidInput(format!(
+                "{n} training requests but {} demonstrations and {} label rows",
+                demonstrations.len(),
+                labels.len()
+            )));
+        }
+        Ok(Self {
+            requests,
+            demonstrations,
+            labels,
+        })
+    }
+}
+
+impl SftExamples for InMemoryExamples<'_> {
+    fn len(&self) -> usize {
+        self.requests.len()
+    }
+
+    fn batch(&self, indices: &[usize], labels: bool) -> Result<SftBatch> {
+        if labels && self.labels.len() != self.requests.len() {
+            return Err(TrainError::InvalidInput(format!(
+                "sft.label_loss needs one label row per training request: {} requests, {} rows",
+                self.requests.len(),
+                self.labels.len()
+            )));
+        }
+        Ok(SftBatch {
+            requests: indices.iter().map(|&i| self.requests[i].clone()).collect(),
+            demonstrations: indices
+                .iter()
+                .map(|&i| self.demonstrations[i].clone())
+                .collect(),
+            labels: if labels {
+                indices.iter().map(|&i| self.labels[i].clone()).collect()
+            } else {
+                Vec::new()
+            },
+        })
+    }
+}
+
+/// The inputs of [`train_sft`].
+#[derive(Clone, Copy)]
 pub struct SftData<'a> {
-    /// Training requests.
-    pub train: &'a [Request],
-    /// One demonstration (candidate positions) per training request.
-    pub demonstrations: &'a [Vec<usize>],
-    /// Click label of each training request's candidates (positive: clicked), read only with
-    /// [`SftConfig::label_loss`] > 0 (may be empty otherwise).
-    pub train_labels: &'a [Vec<f64>],
+    /// Training examples: requests, demonstrations and, for [`SftConfig::label_loss`],
+    /// click labels.
+    pub train: &'a dyn SftExamples,
     /// Validation requests (may be empty: then every epoch counts as the best).
     pub valid: &'a [Request],
     /// Relevance of each validation request's candidates (gain `2^rel - 1`; binary click
     /// labels for Precision).
     pub valid_relevance: &'a [Vec<f64>],
+}
+
+impl std::fmt::Debug for SftData<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SftData")
+            .field("train", &self.train.len())
+            .field("valid", &self.valid.len())
+            .finish()
+    }
 }
 
 /// How an SFT run ended.
@@ -341,17 +442,8 @@ pub fn train_sft(
 ) -> Result<SftOutcome> {
     config.validate()?;
     let n = data.train.len();
-    if n == 0 || data.demonstrations.len() != n {
-        return Err(TrainError::InvalidInput(format!(
-            "{n} training requests but {} demonstrations",
-            data.demonstrations.len()
-        )));
-    }
-    if config.label_loss > 0.0 && data.train_labels.len() != n {
-        return Err(TrainError::InvalidInput(format!(
-            "sft.label_loss needs one label row per training request: {n} requests, {} rows",
-            data.train_labels.len()
-        )));
+    if n == 0 {
+        return Err(TrainError::InvalidInput("no training request".into()));
     }
     if data.valid.len() != data.valid_relevance.len() {
         return Err(TrainError::InvalidInput(
@@ -428,18 +520,11 @@ impl TrainingLoop for SftLoop<'_> {
         }
         let k = (st.step % self.per_epoch) as usize;
         let idx = &self.order.1[k * bs..((k + 1) * bs).min(n)];
-        let reqs: Vec<Request> = idx.iter().map(|&i| self.data.train[i].clone()).collect();
-        let demos: Vec<Vec<usize>> = idx
-            .iter()
-            .map(|&i| self.data.demonstrations[i].clone())
-            .collect();
-        let labels: Vec<Vec<f64>> = if config.label_loss > 0.0 {
-            idx.iter()
-                .map(|&i| self.data.train_labels[i].clone())
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let SftBatch {
+            requests: reqs,
+            demonstrations: demos,
+            labels,
+        } = self.data.train.batch(idx, config.label_loss > 0.0)?;
         let learning_rate = config.optim.rate(st.step, self.total);
         let t0 = Instant::now();
         let policy = self.run.take()?;

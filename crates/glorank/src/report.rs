@@ -194,7 +194,7 @@ pub fn write_report(report: &PipelineReport, ds: &PreparedDataset, config: &Conf
         "{} users, {} items; {} / {} / {} train / validation / test requests; lists of {} from pools of {}.\n",
         ds.num_users(),
         ds.num_items(),
-        ds.train.len(),
+        ds.train_len(),
         ds.valid.len(),
         ds.test.len(),
         ds.config.slate_len,

@@ -815,7 +815,8 @@ impl RunDir {
     /// A missing or changed dataset (named); file errors.
     pub fn export_request_log(&self, out: &Path, format: glorank_data::LogFormat) -> Result<usize> {
         self.verify(&["dataset"])?;
-        let ds = glorank_data::PreparedDataset::load(self.root())?;
+        let mut ds = glorank_data::PreparedDataset::load(self.root())?;
+        ds.load_train()?;
         let rows = [
             ("train", &ds.train),
             ("valid", &ds.valid),

@@ -10,7 +10,8 @@ use glorank_reward::{RewardConfig, RewardRole, UserResponseModel};
 use glorank_tokenizer::SemanticIds;
 use glorank_train::{
     Demonstrations, EvaluatorReward, LabelReward, ListReward, RequestBuilder, RewardCheckpoint,
-    RewardData, RewardSource, RewardTrainConfig, RlConfig, RlData, SftConfig, SftData,
+    InMemoryExamples, RewardData, RewardSource, RewardTrainConfig, RlConfig, RlData, SftConfig,
+    SftData, StoredExamples,
     TrainObserver, best_of_k_demonstrations, reward_examples, train_reward_model_in, train_rl,
     train_sft, write_dir_atomic,
 };
@@ -186,8 +187,38 @@ pub(crate) fn train_sft_stage(
     observer: &mut dyn TrainObserver,
 ) -> Result<glorank_train::SftOutcome> {
     let builder = RequestBuilder::new(ds, ids)?.with_exposures(policy_config.inputs.exposures);
-    let train = builder.requests(&ds.train);
     let valid = builder.requests(&ds.valid);
+    let mut data = |train: &dyn glorank_train::SftExamples| {
+        train_sft(
+            policy_config,
+            SftData {
+                train,
+                valid: &valid,
+                valid_relevance: &clicks(&ds.valid),
+            },
+            sft,
+            &run.sft(),
+            true,
+            (autodiff, plain),
+            observer,
+        )
+    };
+    let best_of_k = matches!(sft.demonstrations, Demonstrations::BestOfK { .. });
+    if ds.train_on_disk() && best_of_k {
+        return Err(Error::InvalidConfig {
+                    field: "sft.demonstrations".into(),
+                    message: "best-of-K demonstrations score every training request with the \
+                              evaluator first; with log.store = \"disk\" use `logged` or \
+                              `labels`"
+                .into(),
+        });
+    }
+    let labels = sft.demonstrations == Demonstrations::Labels;
+    if let Some(stored) = StoredExamples::new(&builder, labels)? {
+        // A dataset whose training requests are on disk: read a batch at a time.
+        return Ok(data(&stored)?);
+    }
+    let train = builder.requests(&ds.train);
     let logged: Vec<Vec<usize>> = match sft.demonstrations {
         Demonstrations::Labels => ds.train.iter().map(|s| ds.label_demonstration(s)).collect(),
         _ => ds.train.iter().map(|s| ds.demonstration(s)).collect(),
@@ -204,21 +235,7 @@ pub(crate) fn train_sft_stage(
     } else {
         Vec::new()
     };
-    Ok(train_sft(
-        policy_config,
-        SftData {
-            train: &train,
-            demonstrations: &demos,
-            train_labels: &train_labels,
-            valid: &valid,
-            valid_relevance: &clicks(&ds.valid),
-        },
-        sft,
-        &run.sft(),
-        true,
-        (autodiff, plain),
-        observer,
-    )?)
+    Ok(data(&InMemoryExamples::new(&train, &demos, &train_labels)?)?)
 }
 
 /// Group-relative RL from [`RunDir::policy_sft`] into [`RunDir::rl`] (policy, checkpoints,

@@ -1,5 +1,6 @@
 //! A request log as the pipeline's input: a run on the log exported from a run gives the
-//! same test metrics as that run, and a log's own reference rows and errors.
+//! same test metrics as that run (with the training requests kept on disk), and a log's
+//! own reference rows and errors.
 
 mod common;
 
@@ -27,9 +28,14 @@ fn a_run_on_its_exported_log_gives_the_same_test_metrics() {
     let mut config = Config::from_file(&log.join("config.toml")).unwrap();
     assert_eq!(config.data.dataset, glorank::DatasetKind::Log);
     config.data.path = Some(log.clone());
+    // The training requests kept on disk: SFT reads them a batch at a time, the other
+    // stages load them; nothing of the table may change.
+    config.log.store = glorank::data::LogStore::Disk;
     let again = Pipeline::new(config)
         .run(&dir.path().join("from-log"))
         .unwrap();
+    let prepared = glorank::data::PreparedDataset::load(&dir.path().join("from-log")).unwrap();
+    assert!(prepared.train_on_disk() && prepared.train.is_empty());
     let mut compared = 0;
     for row in &native.rows {
         // The same rule under a log's name: candidates by the log's retriever scores.

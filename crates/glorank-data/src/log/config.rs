@@ -27,6 +27,26 @@ named_choice!(LogSplit, "log.split", [
     User => "user",
 ]);
 
+/// Where the training requests of a prepared log are kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum LogStore {
+    /// In memory, with the rest of the dataset (the default; about 1 KB per request).
+    #[default]
+    Memory,
+    /// On disk next to `dataset.bin` (`train_requests.bin`), read a batch at a time by SFT:
+    /// preparation holds a few bytes per request, so a log of 10^7 requests fits in 2 GB.
+    /// Stages that read every training request at once (the reward models, RL, the
+    /// baselines) load them into memory first.
+    Disk,
+}
+
+named_choice!(LogStore, "log.store", [
+    Memory => "memory",
+    Disk => "disk",
+]);
+
 /// How a request log is read and checked (the `[log]` keys of a configuration).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -55,6 +75,9 @@ pub struct LogConfig {
     /// The signal whose value orders the shown items in a demonstration (default: none,
     /// the grade, then display order).
     pub order_by: Option<String>,
+    /// Where the prepared training requests are kept (default `memory`; `disk` for logs
+    /// larger than memory, see [`LogStore::Disk`]).
+    pub store: LogStore,
 }
 
 impl Default for LogConfig {
@@ -68,6 +91,7 @@ impl Default for LogConfig {
             test_share: 0.1,
             grades: Vec::new(),
             order_by: None,
+            store: LogStore::Memory,
         }
     }
 }
@@ -100,6 +124,12 @@ impl LogConfig {
     pub fn with_grades(mut self, grades: &[&str], order_by: Option<&str>) -> Self {
         self.grades = grades.iter().map(|s| s.to_string()).collect();
         self.order_by = order_by.map(str::to_string);
+        self
+    }
+
+    /// With the training requests kept as `store` says.
+    pub fn with_store(mut self, store: LogStore) -> Self {
+        self.store = store;
         self
     }
 

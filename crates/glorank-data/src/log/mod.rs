@@ -30,9 +30,9 @@ pub use catalog::{
     SYNTHETIC_FILE, USERS_FILE, USERS_PARQUET_FILE, UserRecord, VOCABULARIES_FILE, Vocabularies,
     write_catalogs,
 };
-pub use config::{LogConfig, LogSplit};
+pub use config::{LogConfig, LogSplit, LogStore};
 pub use parquet::{BATCH_ROWS, write_request_log_parquet};
-pub use prepare::prepare_log;
+pub use prepare::{prepare_log, prepare_log_into};
 pub use read::{
     LogScan, RequestLog, log_files, read_request_log, scan_request_log, write_request_log,
 };

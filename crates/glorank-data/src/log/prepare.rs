@@ -4,16 +4,19 @@
 
 use super::catalog::Catalogs;
 use super::read::scan_rows;
-use super::{LogConfig, LogSplit, LoggedRequest, RowError};
+use super::{LogConfig, LogSplit, LogStore, LoggedRequest, RowError};
 use crate::labels::Labels;
-use crate::prepared::{LogRecord, PrepareStats, PreparedDataset, RerankSample, UserSequence};
+use crate::prepared::{Location, LogRecord, PrepareStats, PreparedDataset, RerankSample, UserSequence};
 use crate::progress::Progress;
 use crate::protocol::add_user_id_feature;
 use crate::raw::Interner;
 use crate::retriever::{MfModel, fit_als};
+use crate::store::{StoreWriter, StoredRequest, TRAIN_STORE_FILE, write_store};
 use crate::{DataError, ProtocolConfig, Result};
-use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// One valid row, in indices, before the split.
@@ -132,20 +135,20 @@ fn encode(
     }
 }
 
-/// The split of each row (0 train, 1 validation, 2 test), given the rows' time order
-/// `order` (row indices by timestamp, then file order).
-fn split_rows(rows: &[Row], order: &[usize], log: &LogConfig) -> Vec<u8> {
-    let n = rows.len();
+/// The split of each row (0 train, 1 validation, 2 test) from the rows' `(timestamp,
+/// user)` keys, given their time order `order` (row indices by timestamp, then file
+/// order).
+fn split_rows(keys: &[(i64, u32)], order: &[u32], log: &LogConfig) -> Vec<u8> {
+    let n = keys.len();
     let mut split = vec![0u8; n];
     match log.split {
         LogSplit::Time => {
-            let time = |k: usize| rows[order[k]].record.timestamp;
+            let time = |k: usize| keys[order[k] as usize].0;
             let n_test = (n as f64 * log.test_share).ceil() as usize;
             let n_valid = (n as f64 * log.valid_share).ceil() as usize;
             let cut_test = (n_test > 0).then(|| time(n - n_test.min(n)));
             let cut_valid = (n_valid > 0).then(|| time(n.saturating_sub(n_test + n_valid)));
-            for (i, row) in rows.iter().enumerate() {
-                let t = row.record.timestamp;
+            for (i, &(t, _)) in keys.iter().enumerate() {
                 split[i] = if cut_test.is_some_and(|c| t >= c) {
                     2
                 } else if cut_valid.is_some_and(|c| t >= c) {
@@ -156,17 +159,17 @@ fn split_rows(rows: &[Row], order: &[usize], log: &LogConfig) -> Vec<u8> {
             }
         }
         LogSplit::User => {
-            let mut last: HashMap<u32, [Option<usize>; 2]> = HashMap::new();
+            let mut last: HashMap<u32, [Option<u32>; 2]> = HashMap::new();
             for &i in order {
-                let e = last.entry(rows[i].sample.user).or_default();
+                let e = last.entry(keys[i as usize].1).or_default();
                 *e = [Some(i), e[0]];
             }
             for [test, valid] in last.into_values() {
                 if let Some(t) = test {
-                    split[t] = 2;
+                    split[t as usize] = 2;
                 }
                 if let Some(v) = valid {
-                    split[v] = 1;
+                    split[v as usize] = 1;
                 }
             }
         }
@@ -174,26 +177,181 @@ fn split_rows(rows: &[Row], order: &[usize], log: &LogConfig) -> Vec<u8> {
     split
 }
 
-/// Reads the request log at `path` (JSON Lines: a file, or a folder of parts with the
-/// optional catalogs `items.jsonl`, `users.jsonl` and `vocabularies.json`) and prepares it
-/// for training: every row checked ([`LoggedRequest::check`], plus the protocol's shape:
-/// a user, at most `pool_size` and at least `slate_len` candidates, at most `slate_len`
-/// shown items), items and users numbered in catalog order then order of first sight, the
-/// split of `log.split` (file order kept within each split), the shown items' feedback as
-/// labels (unshown candidates are non-clicks). Item vectors: the catalog's, or ALS factors
-/// fitted on the training requests' clicks and histories. An item's training count is how
-/// often it was shown in a training request. The protocol's `k_core`,
-/// `rerank_train_slates` and retriever pool options do not apply to a log.
+/// The encoded rows between the two passes: in memory, or spilled to a temporary file
+/// (`log.store = "disk"`) as length-prefixed postcard records, removed when dropped.
+enum Spill {
+    Memory(Vec<Row>),
+    Disk {
+        path: PathBuf,
+        out: Option<BufWriter<File>>,
+    },
+}
+
+impl Spill {
+    fn push(&mut self, row: Row) -> Result<()> {
+        match self {
+            Self::Memory(rows) => rows.push(row),
+            Self::Disk { path, out } => {
+                let out = out.as_mut().expect("the spill is written before it is read");
+                let bytes = postcard::to_stdvec(&StoredRequest {
+                    sample: row.sample,
+                    record: row.record,
+                })
+                .map_err(|e| DataError::Corrupt {
+                    path: path.clone(),
+                    message: format!("serialisation failed: {e}"),
+                })?;
+                out.write_all(&(bytes.len() as u32).to_le_bytes())
+                    .and_then(|()| out.write_all(&bytes))
+                    .map_err(|e| DataError::io(path, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls `f` with every row, in the order they were pushed.
+    fn drain(&mut self, mut f: impl FnMut(usize, Row) -> Result<()>) -> Result<()> {
+        match self {
+            Self::Memory(rows) => {
+                for (i, row) in std::mem::take(rows).into_iter().enumerate() {
+                    f(i, row)?;
+                }
+            }
+            Self::Disk { path, out } => {
+                if let Some(w) = out.take() {
+                    w.into_inner()
+                        .map_err(|e| DataError::io(path, e.into_error()))?;
+                }
+                let io = |e: std::io::Error| DataError::io(path, e);
+                let mut input = BufReader::with_capacity(1 << 20, File::open(&*path).map_err(io)?);
+                let (mut len, mut bytes) = ([0u8; 4], Vec::new());
+                let mut i = 0;
+                loop {
+                    match input.read_exact(&mut len) {
+                        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                        r => r.map_err(io)?,
+                    }
+                    bytes.resize(u32::from_le_bytes(len) as usize, 0);
+                    input.read_exact(&mut bytes).map_err(io)?;
+                    let r: StoredRequest =
+                        postcard::from_bytes(&bytes).map_err(|e| DataError::Corrupt {
+                            path: path.clone(),
+                            message: e.to_string(),
+                        })?;
+                    f(
+                        i,
+                        Row {
+                            sample: r.sample,
+                            record: r.record,
+                        },
+                    )?;
+                    i += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Spill {
+    fn drop(&mut self) {
+        if let Self::Disk { path, out } = self {
+            drop(out.take());
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Distinct (user, item) pairs gathered in bounded memory: sorted and deduplicated
+/// whenever the buffer doubles.
+#[derive(Default)]
+struct Pairs {
+    pairs: Vec<(u32, u32)>,
+    compact: usize,
+}
+
+impl Pairs {
+    fn insert(&mut self, pair: (u32, u32)) {
+        self.pairs.push(pair);
+        if self.pairs.len() >= (2 * self.compact).max(1 << 20) {
+            self.pairs.sort_unstable();
+            self.pairs.dedup();
+            self.compact = self.pairs.len();
+        }
+    }
+
+    fn into_sorted(mut self) -> Vec<(u32, u32)> {
+        self.pairs.sort_unstable();
+        self.pairs.dedup();
+        self.pairs
+    }
+}
+
+/// Reads the request log at `path` (JSON Lines or Parquet: a file, or a folder of parts
+/// with the optional catalogs `items.jsonl`, `users.jsonl` and `vocabularies.json`) and
+/// prepares it for training: every row checked ([`LoggedRequest::check`], plus the
+/// protocol's shape: a user, at most `pool_size` and at least `slate_len` candidates, at
+/// most `slate_len` shown items), items and users numbered in catalog order then order of
+/// first sight, the split of `log.split` (file order kept within each split), the shown
+/// items' feedback as labels (unshown candidates are non-clicks). Item vectors: the
+/// catalog's, or ALS factors fitted on the training requests' clicks and histories. An
+/// item's training count is how often it was shown in a training request. The protocol's
+/// `k_core`, `rerank_train_slates` and retriever pool options do not apply to a log.
+///
+/// The dataset is in memory; with `log.store = "disk"` use [`prepare_log_into`].
 ///
 /// # Errors
 /// [`DataError::InvalidConfig`] for a bad configuration (held-out items are not available
-/// on a log); the reader's errors (file, line and field of a bad row, past the
-/// [`LogConfig::max_invalid`] budget); [`DataError::Insufficient`] when no training
-/// request is left or a catalog lacks an item's vector.
+/// on a log; `log.store = "disk"`, which needs a directory); the reader's errors (file,
+/// line and field of a bad row, past the [`LogConfig::max_invalid`] budget);
+/// [`DataError::Insufficient`] when no training request is left or a catalog lacks an
+/// item's vector.
 pub fn prepare_log(
     path: &Path,
     log: &LogConfig,
     config: &ProtocolConfig,
+    progress: &dyn Progress,
+) -> Result<PreparedDataset> {
+    if log.store == LogStore::Disk {
+        return Err(DataError::config(
+            "log.store",
+            "`disk` keeps the training requests next to the prepared dataset: prepare it \
+             into a directory (prepare_log_into, or `glorank prepare`)",
+        ));
+    }
+    prepare_log_in(path, log, config, None, progress)
+}
+
+/// [`prepare_log`], saving the dataset into `dir` ([`PreparedDataset::save`]). With
+/// `log.store = "disk"` the training requests are written to
+/// [`TRAIN_STORE_FILE`](crate::TRAIN_STORE_FILE) in `dir` as they are read, and memory
+/// holds about 40 bytes per request (its time, user, split and rank, and its id's
+/// fingerprint) plus the validation and test requests: the split and the numbering are
+/// the same as in memory.
+///
+/// # Errors
+/// As [`prepare_log`]; [`DataError::Io`] naming a file of `dir`.
+pub fn prepare_log_into(
+    path: &Path,
+    log: &LogConfig,
+    config: &ProtocolConfig,
+    dir: &Path,
+    progress: &dyn Progress,
+) -> Result<PreparedDataset> {
+    std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+    let disk = (log.store == LogStore::Disk).then_some(dir);
+    let ds = prepare_log_in(path, log, config, disk, progress)?;
+    ds.save(dir)?;
+    Ok(ds)
+}
+
+/// [`prepare_log`], with the training requests written into the store of `store_dir`
+/// when it is given.
+fn prepare_log_in(
+    path: &Path,
+    log: &LogConfig,
+    config: &ProtocolConfig,
+    store_dir: Option<&Path>,
     progress: &dyn Progress,
 ) -> Result<PreparedDataset> {
     config.validate()?;
@@ -216,49 +374,105 @@ pub fn prepare_log(
     for r in &catalogs.items {
         items.intern(&r.item);
     }
-    let mut rows = Vec::new();
+    let mut spill = match store_dir {
+        None => Spill::Memory(Vec::new()),
+        Some(dir) => {
+            let path = dir.join(format!(".{TRAIN_STORE_FILE}.{}.spill", std::process::id()));
+            let file = File::create(&path).map_err(|e| DataError::io(&path, e))?;
+            Spill::Disk {
+                out: Some(BufWriter::with_capacity(1 << 20, file)),
+                path,
+            }
+        }
+    };
+    // Per row, in file order: its time and user (all the split needs).
+    let mut keys: Vec<(i64, u32)> = Vec::new();
     let (mut with_exposures, mut with_vectors) = (0usize, 0usize);
     let scan = scan_rows(path, log, &|row| fits(row, log, config), |row| {
         with_exposures += usize::from(row.request.exposures.is_some());
         with_vectors += usize::from(!row.request.candidate_vectors.is_empty());
-        rows.push(encode(row, log, config, (&mut users, &mut items)));
-        Ok(())
+        let row = encode(row, log, config, (&mut users, &mut items));
+        keys.push((row.record.timestamp, row.sample.user));
+        if keys.len().is_multiple_of(100_000) {
+            progress.advance(100_000);
+        }
+        spill.push(row)
     })?;
     progress.finish();
     seconds.push(("read".to_string(), t.elapsed().as_secs_f64()));
 
     let t = Instant::now();
-    let mut order: Vec<usize> = (0..rows.len()).collect();
-    order.sort_by_key(|&i| (rows[i].record.timestamp, i));
-    let split = split_rows(&rows, &order, log);
-    let mut rank = vec![0u32; rows.len()];
+    let n = keys.len();
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    order.sort_unstable_by_key(|&i| (keys[i as usize].0, i));
+    let split = split_rows(&keys, &order, log);
+    drop(keys);
+    let mut rank = vec![0u32; n];
     for (k, &i) in order.iter().enumerate() {
-        rank[i] = k as u32;
+        rank[i as usize] = k as u32;
     }
-    let mut records: Vec<Option<LogRecord>> = vec![None; rows.len()];
+    drop(order);
+    let (nu, ni) = (users.len(), items.len());
+    let mut item_train_counts = vec![0u32; ni];
+    let mut counts = [(0usize, 0f64); 3];
+    let mut shown = 0usize;
+    let vectors = catalogs.vectors(items.ids())?;
+    // Learned item vectors: what each user clicked in training, and their histories.
+    let mut pairs = Pairs::default();
+    let mut records: Vec<(u32, LogRecord)> = Vec::new();
     let mut parts: [Vec<RerankSample>; 3] = Default::default();
-    for (i, row) in rows.into_iter().enumerate() {
-        let mut sample = row.sample;
+    let mut route = |i: usize, row: Row, store: Option<&mut StoreWriter<'_>>| {
+        let Row { mut sample, record } = row;
         sample.slate_start = rank[i];
-        records[rank[i] as usize] = Some(row.record);
-        parts[usize::from(split[i])].push(sample);
-    }
-    let records: Vec<LogRecord> = records.into_iter().flatten().collect();
+        let k = usize::from(split[i]);
+        shown += sample.logged.len();
+        counts[k].0 += 1;
+        counts[k].1 += sample.positives() as f64;
+        if k == 0 {
+            for &p in &sample.logged {
+                let item = sample.candidates[usize::from(p)];
+                item_train_counts[item as usize] += 1;
+                if vectors.is_none() && sample.labels[usize::from(p)].click() {
+                    pairs.insert((sample.user, item));
+                }
+            }
+            if vectors.is_none() {
+                for &h in &record.history {
+                    pairs.insert((sample.user, h));
+                }
+            }
+        }
+        match store {
+            Some(store) if k == 0 => store.push(&StoredRequest { sample, record }),
+            _ => {
+                records.push((rank[i], record));
+                parts[k].push(sample);
+                Ok(())
+            }
+        }
+    };
+    let train_store = match store_dir {
+        None => {
+            spill.drain(|i, row| route(i, row, None))?;
+            None
+        }
+        Some(dir) => Some(write_store(&dir.join(TRAIN_STORE_FILE), |w| {
+            spill.drain(|i, row| route(i, row, Some(&mut *w)))
+        })?),
+    };
+    drop(spill);
+    records.sort_unstable_by_key(|(r, _)| *r);
+    let dense = records.iter().enumerate().all(|(k, (r, _))| *r as usize == k);
+    let log_ranks = (!dense).then(|| records.iter().map(|(r, _)| *r).collect());
+    let records: Vec<LogRecord> = records.into_iter().map(|(_, r)| r).collect();
     let [train, valid, test] = parts;
-    if train.is_empty() {
+    if counts[0].0 == 0 {
         return Err(DataError::Insufficient(format!(
             "{}: no training request is left after the {} split ({} rows)",
             path.display(),
             log.split,
             scan.rows
         )));
-    }
-    let (nu, ni) = (users.len(), items.len());
-    let mut item_train_counts = vec![0u32; ni];
-    for s in &train {
-        for &p in &s.logged {
-            item_train_counts[s.candidates[usize::from(p)] as usize] += 1;
-        }
     }
     seconds.push(("split".to_string(), t.elapsed().as_secs_f64()));
 
@@ -271,40 +485,29 @@ pub fn prepare_log(
         items: ni,
         ..PrepareStats::default()
     };
-    let retriever = match catalogs.vectors(items.ids())? {
+    let retriever = match vectors {
         Some((dim, item_factors)) => MfModel {
             factors: dim,
             user_factors: vec![0.0; nu * dim],
             item_factors,
         },
-        None => {
-            // Learned item vectors: what each user clicked in training, and their histories.
-            let mut pairs = BTreeSet::new();
-            for s in &train {
-                let r = &records[s.slate_start as usize];
-                for &i in &r.history {
-                    pairs.insert((s.user, i));
-                }
-                for &p in &s.logged {
-                    if s.labels[usize::from(p)].click() {
-                        pairs.insert((s.user, s.candidates[usize::from(p)]));
-                    }
-                }
-            }
-            let pairs: Vec<(u32, u32)> = pairs.into_iter().collect();
-            fit_als(&pairs, nu, ni, &config.retriever, config.seed, progress)?
-        }
+        None => fit_als(
+            &pairs.into_sorted(),
+            nu,
+            ni,
+            &config.retriever,
+            config.seed,
+            progress,
+        )?,
     };
     seconds.push(("item vectors".to_string(), t.elapsed().as_secs_f64()));
-    let shown: usize = [&train, &valid, &test]
-        .iter()
-        .flat_map(|p| p.iter())
-        .map(|s| s.logged.len())
-        .sum();
     stats.raw_interactions = shown;
     stats.interactions = shown;
     stats.cold_items = item_train_counts.iter().filter(|&&c| c == 0).count();
-    stats.fill_split_counts(&train, &valid, &test);
+    stats.train_slates = counts[0].0;
+    stats.valid_slates = counts[1].0;
+    stats.test_slates = counts[2].0;
+    stats.mean_positives = counts.map(|(n, p)| if n == 0 { 0.0 } else { p / n as f64 });
     stats.seconds = seconds;
     stats.unread_log_fields = vec![
         ("exposures".into(), with_exposures),
@@ -333,5 +536,8 @@ pub fn prepare_log(
         stats,
         synthetic: catalogs.synthetic,
         log: Some(records),
+        log_ranks,
+        train_store,
+        dir: Location(store_dir.map(Path::to_path_buf)),
     })
 }

@@ -283,7 +283,23 @@ impl<'a> EvalContext<'a> {
             let lists = scores.iter().map(|s| mf_order(s, l)).collect();
             self.evaluate_scored(name, lists, Some(scores))
         };
-        let novelty = Exposures::new(&ds.train);
+        let novelty = match ds.train_reader()? {
+            None => Exposures::new(&ds.train),
+            Some(reader) => {
+                // Training requests on disk: one pass, counting only the scored pairs.
+                let keep: std::collections::HashSet<(u32, u32)> = self
+                    .samples
+                    .iter()
+                    .flat_map(|s| s.candidates.iter().map(move |&i| (s.user, i)))
+                    .collect();
+                let mut e = Exposures::default();
+                reader.for_each(|_, r| {
+                    e.add(&r.sample, Some(&keep));
+                    Ok(())
+                })?;
+                e.sorted()
+            }
+        };
         let mut rows = Vec::new();
         if ds.log.is_some() {
             // The list the logging system showed, in display order, then the rest.

@@ -225,7 +225,7 @@ impl<'a, 'h, 'hh> Session<'a, 'h, 'hh> {
             "  {} users, {} items, {} / {} / {} train / valid / test requests",
             ds.num_users(),
             ds.num_items(),
-            ds.train.len(),
+            ds.train_len(),
             ds.valid.len(),
             ds.test.len()
         ));
@@ -241,6 +241,15 @@ impl<'a, 'h, 'hh> Session<'a, 'h, 'hh> {
                     .into(),
             });
         }
+        if self.config.inputs.exposures && ds.train_on_disk() {
+            return Err(crate::Error::InvalidConfig {
+                field: "inputs.exposures".into(),
+                message: "exposure counts are gathered over every training request, which \
+                          log.store = \"disk\" keeps on disk: set inputs.exposures = false, \
+                          or log.store = \"memory\""
+                    .into(),
+            });
+        }
         self.ds = Some(ds);
         self.inputs
             .insert("dataset".into(), self.run.recorded_checksum("dataset")?);
@@ -248,14 +257,31 @@ impl<'a, 'h, 'hh> Session<'a, 'h, 'hh> {
         Ok(())
     }
 
+    /// For `stage`, which reads every training request at once (SFT and evaluation read
+    /// them from disk): when the dataset keeps them on disk, a copy with them loaded (said);
+    /// `None` when they are in memory already.
+    fn train_in_memory(&mut self, stage: &str) -> Result<Option<PreparedDataset>> {
+        let ds = loaded(&self.ds, "dataset")?;
+        if !ds.train_on_disk() {
+            return Ok(None);
+        }
+        let line = format!(
+            "  {stage} reads every training request: {} loaded from disk into memory",
+            ds.train_len()
+        );
+        let copy = ds.with_train_loaded()?.into_owned();
+        self.say(&line);
+        Ok(Some(copy))
+    }
+
     fn build_dataset(&mut self, config: &Value) -> Result<PreparedDataset> {
         self.say("prepare: building the dataset");
         let data = &self.config.data;
-        let ds = data
-            .source()?
-            .with_log(&self.config.log)
-            .prepare(&data.protocol(), self.hooks.progress)?;
-        ds.save(self.run.root())?;
+        let ds = data.source()?.with_log(&self.config.log).prepare_into(
+            &data.protocol(),
+            self.run.root(),
+            self.hooks.progress,
+        )?;
         self.run.finish("dataset", config, &BTreeMap::new())?;
         Ok(ds)
     }
@@ -308,10 +334,11 @@ impl<'a, 'h, 'hh> Session<'a, 'h, 'hh> {
         let upstream = self.inputs.clone();
         if self.plan(stage, &config, &upstream, build)? {
             self.say(name);
+            let full = self.train_in_memory(name)?;
             let devices = (&self.autodiff, &self.plain);
             training::train_reward(
                 (
-                    loaded(&self.ds, "dataset")?,
+                    full.as_ref().map_or_else(|| loaded(&self.ds, "dataset"), Ok)?,
                     loaded(&self.ids, "tokenizer")?,
                 ),
                 (role, cfg, inputs),
@@ -377,9 +404,10 @@ impl<'a, 'h, 'hh> Session<'a, 'h, 'hh> {
         let config = json!({"policy": section(&c.policy), "inputs": section(&c.inputs), "rl": section(&c.rl)});
         if self.plan(Stage::Rl, &config, &inputs, build)? {
             self.say("RL");
+            let full = self.train_in_memory("RL")?;
             let out = training::train_rl_stage(
                 (
-                    loaded(&self.ds, "dataset")?,
+                    full.as_ref().map_or_else(|| loaded(&self.ds, "dataset"), Ok)?,
                     loaded(&self.ids, "tokenizer")?,
                 ),
                 &c.rl,
@@ -448,9 +476,14 @@ impl<'a, 'h, 'hh> Session<'a, 'h, 'hh> {
             "test"
         };
         self.say(&format!("evaluation on the {split} split"));
+        let full = if plan.baselines {
+            self.train_in_memory("training the baselines")?
+        } else {
+            None
+        };
         let (c, ds, ids) = (
             self.config,
-            loaded(&self.ds, "dataset")?,
+            full.as_ref().map_or_else(|| loaded(&self.ds, "dataset"), Ok)?,
             loaded(&self.ids, "tokenizer")?,
         );
         let split = if plan.split == Split::Valid {
