@@ -65,16 +65,16 @@ pub use held_out::{HELD_OUT_RIDGE, HELD_OUT_TITLE_BUCKETS};
 pub use labels::{LabelThresholds, Labels};
 pub use log::{
     BATCH_ROWS, ITEM_VECTORS_NPY_FILE, ITEMS_FILE, ITEMS_PARQUET_FILE, ItemRecord, LogConfig,
-    LogFormat, LogScan, LogSplit, LogStore, LoggedRequest, NamedVocabulary, REPORTED_INVALID, RequestLog,
-    RowError, SYNTHETIC_FILE, SyntheticLogConfig, USERS_FILE, USERS_PARQUET_FILE, UserRecord,
-    VOCABULARIES_FILE, Vocabularies, log_files, prepare_log, prepare_log_into, read_request_log, scan_request_log,
-    write_catalogs, write_request_log, write_request_log_parquet, write_synthetic_log,
+    LogFormat, LogScan, LogSplit, LogStore, LoggedRequest, NamedVocabulary, REPORTED_INVALID,
+    RequestLog, RowError, SYNTHETIC_FILE, SyntheticLogConfig, USERS_FILE, USERS_PARQUET_FILE,
+    UserRecord, VOCABULARIES_FILE, Vocabularies, log_files, prepare_log, prepare_log_into,
+    read_request_log, scan_request_log, write_catalogs, write_request_log,
+    write_request_log_parquet, write_synthetic_log,
 };
 pub use prepared::{
     DATASET_FILE, FORMAT_VERSION, History, PrepareStats, PreparedDataset, RerankSample,
     SUMMARY_FILE, Split, UserSequence, demonstration_by, write_atomic,
 };
-pub use store::{StoreReader, StoredRequest, TRAIN_STORE_FILE, TrainStore};
 pub use progress::{NoProgress, Progress};
 pub use protocol::{dedupe_pairs, k_core, prepare};
 pub use raw::{CategoricalField, Interaction, ItemFeatures, RawDataset, UserFeatures};
@@ -85,6 +85,7 @@ pub use readers::movielens::{read_ml1m, read_ml100k};
 pub use readers::tabular::{CsvConfig, read_amazon_csv, read_csv, read_implicit};
 pub use request::{RerankHistoryItem, RerankRequest};
 pub use retriever::{MfModel, RetrieverConfig, fit_als};
+pub use store::{StoreReader, StoredRequest, TRAIN_STORE_FILE, TrainStore};
 pub use synthetic::{SyntheticConfig, SyntheticWorld};
 pub use vectors::{CONTENT_VECTORS, ItemVectorSource, ItemVectors, item_vectors, title_words};
 

@@ -493,7 +493,10 @@ impl PreparedDataset {
             self.train.push(r.sample);
         }
         records.sort_by_key(|(rank, _)| *rank);
-        let dense = records.iter().enumerate().all(|(k, (r, _))| *r as usize == k);
+        let dense = records
+            .iter()
+            .enumerate()
+            .all(|(k, (r, _))| *r as usize == k);
         if !dense {
             self.log_ranks = Some(records.iter().map(|(r, _)| *r).collect());
         }
@@ -702,11 +705,15 @@ impl PreparedDataset {
         if let Some(ranks) = &self.log_ranks {
             let sorted = ranks.windows(2).all(|w| w[0] < w[1]);
             if !sorted || self.log.as_ref().is_none_or(|l| l.len() != ranks.len()) {
-                return Err(corrupt("the ranks of the log records are not one per record, ascending"));
+                return Err(corrupt(
+                    "the ranks of the log records are not one per record, ascending",
+                ));
             }
         }
         if self.train_store.is_some() && (!self.train.is_empty() || self.log.is_none()) {
-            return Err(corrupt("training requests both on disk and in memory, or without a log"));
+            return Err(corrupt(
+                "training requests both on disk and in memory, or without a log",
+            ));
         }
         if let Some(log) = &self.log {
             for r in log {

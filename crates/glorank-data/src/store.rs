@@ -240,7 +240,9 @@ impl<'a> StoreReader<'a> {
     pub fn for_each(&self, mut f: impl FnMut(usize, StoredRequest) -> Result<()>) -> Result<()> {
         let mut input = BufReader::with_capacity(1 << 20, &self.file);
         input
-            .seek(SeekFrom::Start(self.store.offsets.first().copied().unwrap_or(HEADER)))
+            .seek(SeekFrom::Start(
+                self.store.offsets.first().copied().unwrap_or(HEADER),
+            ))
             .map_err(|e| DataError::io(&self.path, e))?;
         let mut bytes = Vec::new();
         for i in 0..self.len() {
@@ -266,7 +268,7 @@ mod tests {
                 user: k,
                 slate_start: 10 + k,
                 candidates: (0..5 + k).collect(),
-                labels: vec![Labels(u8::from(k % 2 == 0)); 5 + k as usize],
+                labels: vec![Labels(u8::from(k.is_multiple_of(2))); 5 + k as usize],
                 logged: vec![1, 0],
             },
             record: LogRecord {
@@ -275,7 +277,7 @@ mod tests {
                 history: vec![k; k as usize],
                 history_labels: vec![Labels(1); k as usize],
                 shown_values: vec![1.0, 0.0],
-                retriever_scores: (k % 3 == 0).then(|| vec![0.5; 5 + k as usize]),
+                retriever_scores: k.is_multiple_of(3).then(|| vec![0.5; 5 + k as usize]),
             },
         }
     }

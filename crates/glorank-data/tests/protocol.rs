@@ -612,8 +612,7 @@ fn a_log_kept_on_disk_prepares_to_the_same_dataset() {
         .collect();
     let log_dir = dir.path().join("log");
     write_request_log(&log_dir.join("requests.jsonl"), &rows).unwrap();
-    let config =
-        LogConfig::default().with_signals(&["click", "like", "star", "rating"], "click");
+    let config = LogConfig::default().with_signals(&["click", "like", "star", "rating"], "click");
     let memory = prepare_log(&log_dir, &config, &ds.config, &NoProgress).unwrap();
     let disk_config = config.clone().with_store(LogStore::Disk);
     assert!(prepare_log(&log_dir, &disk_config, &ds.config, &NoProgress).is_err());
@@ -651,7 +650,10 @@ fn a_log_kept_on_disk_prepares_to_the_same_dataset() {
     loaded.load_train().unwrap();
     for d in [&loaded, &copy] {
         assert!(!d.train_on_disk());
-        assert_eq!((&d.train, &d.log, &d.log_ranks), (&memory.train, &memory.log, &None));
+        assert_eq!(
+            (&d.train, &d.log, &d.log_ranks),
+            (&memory.train, &memory.log, &None)
+        );
     }
     // A store that is not this dataset's is refused, naming the file.
     let other = PreparedDataset::load(&run).unwrap();

@@ -68,8 +68,8 @@ pub use reward::{
 pub use rl::{RlConfig, RlData, RlOutcome, RlStepStats, rl_step, train_rl};
 pub use schedule::{LrDecay, LrSchedule};
 pub use sft::{
-    InMemoryExamples, SftBatch, SftConfig, SftData, SftExamples, SftOutcome, beam_metrics, best_of_k_demonstrations, greedy_metrics,
-    sft_step, train_sft,
+    InMemoryExamples, SftBatch, SftConfig, SftData, SftExamples, SftOutcome, beam_metrics,
+    best_of_k_demonstrations, greedy_metrics, sft_step, train_sft,
 };
 pub use skeleton::{
     JsonlLog, MIN_SHARD_ROWS, NoObserver, OPTIMIZER_FILE, RunStatus, STATE_FILE, StepOutcome,

@@ -2,8 +2,7 @@
 
 use crate::{Result, SftBatch, SftExamples, TrainError};
 use glorank_data::{
-    Exposures, Labels, PreparedDataset, RerankSample, StoreReader, StoredRequest,
-    demonstration_by,
+    Exposures, Labels, PreparedDataset, RerankSample, StoreReader, StoredRequest, demonstration_by,
 };
 use glorank_policy::{HistoryItem, PolicyConfig, Request};
 use glorank_tokenizer::SemanticIds;
@@ -157,7 +156,10 @@ impl<'a> StoredExamples<'a> {
     ///
     /// # Errors
     /// The store's errors (a missing or foreign file).
-    pub fn new(builder: &'a RequestBuilder<'a>, label_demonstrations: bool) -> Result<Option<Self>> {
+    pub fn new(
+        builder: &'a RequestBuilder<'a>,
+        label_demonstrations: bool,
+    ) -> Result<Option<Self>> {
         let Some(reader) = builder.ds.train_reader()? else {
             return Ok(None);
         };

@@ -32,6 +32,9 @@ pub struct SftConfig {
     pub epochs: usize,
     /// Epochs without a better validation NDCG@L before stopping (default 3).
     pub patience: usize,
+    /// Stop after this many steps, validating at the last one as at an epoch's end (default
+    /// 0: the epochs decide). For training sets whose epoch is longer than a run.
+    pub max_steps: usize,
     /// Beam width of the validation lists that pick the best epoch (default 1: greedy).
     /// Set it to the width the policy will be evaluated or served with (the pipeline's
     /// `eval.beam`), so the epoch kept is the best under that decoding.
@@ -58,6 +61,7 @@ impl Default for SftConfig {
         Self {
             epochs: 10,
             patience: 3,
+            max_steps: 0,
             valid_beam: 1,
             demonstrations: Demonstrations::Logged,
             label_loss: 0.0,
@@ -459,7 +463,10 @@ pub fn train_sft(
         |st: &SftState| &st.log,
     )?;
     let per_epoch = n.div_ceil(config.optim.batch_size) as u64;
-    let total = per_epoch * config.epochs as u64;
+    let mut total = per_epoch * config.epochs as u64;
+    if config.max_steps > 0 {
+        total = total.min(config.max_steps as u64);
+    }
     let mut run = SftLoop {
         run,
         st,
@@ -560,10 +567,11 @@ impl TrainingLoop for SftLoop<'_> {
     }
 
     fn after_step(&mut self, observer: &mut dyn TrainObserver) -> Result<()> {
-        let epoch_end = self.st.step.is_multiple_of(self.per_epoch);
+        // The last step of a run cut by `max_steps` validates like an epoch's end.
+        let epoch_end = self.st.step.is_multiple_of(self.per_epoch) || self.st.step == self.total;
         if epoch_end {
             let st = &self.st;
-            let e = (st.step / self.per_epoch) as usize;
+            let e = st.step.div_ceil(self.per_epoch) as usize;
             let evaluated = self.run.policy()?.valid();
             let mut record = json!({
                 "stage": "sft",

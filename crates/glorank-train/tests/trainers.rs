@@ -10,9 +10,9 @@ use glorank_policy::{Policy, PolicyArch, PolicyConfig, Request};
 use glorank_reward::{RewardConfig, RewardRole, UserResponseModel};
 use glorank_tokenizer::{ItemTokenizer, RqKMeans, RqKMeansConfig};
 use glorank_train::{
-    EvaluatorReward, ListReward, LrDecay, LrSchedule, NoObserver, RequestBuilder, RewardSource,
-    RewardTrainConfig, RlConfig, RlData, RunStatus, SftConfig, SftData, StageOutput, TrainObserver,
-    greedy_lists, reward_examples, train_reward_model, train_rl, train_sft,
+    EvaluatorReward, InMemoryExamples, ListReward, LrDecay, LrSchedule, NoObserver, RequestBuilder,
+    RewardSource, RewardTrainConfig, RlConfig, RlData, RunStatus, SftConfig, SftData, StageOutput,
+    TrainObserver, greedy_lists, reward_examples, train_reward_model, train_rl, train_sft,
 };
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -88,12 +88,11 @@ fn sft(
     obs: &mut dyn TrainObserver,
 ) -> RunStatus {
     let (train, plain) = devices();
+    let examples = InMemoryExamples::new(&s.train, &s.demos, &[]).unwrap();
     train_sft(
         &s.config,
         SftData {
-            train: &s.train,
-            demonstrations: &s.demos,
-            train_labels: &[],
+            train: &examples,
             valid: &s.valid,
             valid_relevance: &s.valid_rel,
         },
@@ -253,6 +252,32 @@ fn sft_resume_equals_uninterrupted() {
             .lines()
             .count(),
     );
+}
+
+/// `max_steps` ends a run inside its first epoch, validating (and saving the policy) at the
+/// last step as at an epoch's end.
+#[test]
+fn sft_max_steps_ends_the_run_with_a_validation() {
+    let s = setup(60);
+    let mut cfg = SftConfig::default().with(2, 16, 3e-3);
+    cfg.max_steps = 5;
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(
+        sft(&s, &cfg, dir.path(), false, &mut NoObserver),
+        RunStatus::Finished
+    );
+    let records: Vec<serde_json::Value> =
+        std::fs::read_to_string(dir.path().join("sft_log.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    assert!(s.train.len() > 5 * 16, "the test needs a longer epoch");
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["step"], 5);
+    assert_eq!(records[0]["epoch"], 1);
+    assert!(records[0]["valid_ndcg"].as_f64().is_some());
+    assert!(dir.path().join("policy_sft").join("policy.json").exists());
 }
 
 /// A directory holding an SFT policy trained for `epochs` on `s`, and that policy's

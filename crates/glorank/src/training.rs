@@ -9,11 +9,10 @@ use glorank_policy::{Policy, PolicyArch, PolicyConfig};
 use glorank_reward::{RewardConfig, RewardRole, UserResponseModel};
 use glorank_tokenizer::SemanticIds;
 use glorank_train::{
-    Demonstrations, EvaluatorReward, LabelReward, ListReward, RequestBuilder, RewardCheckpoint,
-    InMemoryExamples, RewardData, RewardSource, RewardTrainConfig, RlConfig, RlData, SftConfig,
-    SftData, StoredExamples,
-    TrainObserver, best_of_k_demonstrations, reward_examples, train_reward_model_in, train_rl,
-    train_sft, write_dir_atomic,
+    Demonstrations, EvaluatorReward, InMemoryExamples, LabelReward, ListReward, RequestBuilder,
+    RewardCheckpoint, RewardData, RewardSource, RewardTrainConfig, RlConfig, RlData, SftConfig,
+    SftData, StoredExamples, TrainObserver, best_of_k_demonstrations, reward_examples,
+    train_reward_model_in, train_rl, train_sft, write_dir_atomic,
 };
 use std::path::Path;
 
@@ -206,8 +205,8 @@ pub(crate) fn train_sft_stage(
     let best_of_k = matches!(sft.demonstrations, Demonstrations::BestOfK { .. });
     if ds.train_on_disk() && best_of_k {
         return Err(Error::InvalidConfig {
-                    field: "sft.demonstrations".into(),
-                    message: "best-of-K demonstrations score every training request with the \
+            field: "sft.demonstrations".into(),
+            message: "best-of-K demonstrations score every training request with the \
                               evaluator first; with log.store = \"disk\" use `logged` or \
                               `labels`"
                 .into(),
@@ -235,7 +234,11 @@ pub(crate) fn train_sft_stage(
     } else {
         Vec::new()
     };
-    Ok(data(&InMemoryExamples::new(&train, &demos, &train_labels)?)?)
+    Ok(data(&InMemoryExamples::new(
+        &train,
+        &demos,
+        &train_labels,
+    )?)?)
 }
 
 /// Group-relative RL from [`RunDir::policy_sft`] into [`RunDir::rl`] (policy, checkpoints,

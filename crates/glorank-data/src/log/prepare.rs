@@ -6,7 +6,9 @@ use super::catalog::Catalogs;
 use super::read::scan_rows;
 use super::{LogConfig, LogSplit, LogStore, LoggedRequest, RowError};
 use crate::labels::Labels;
-use crate::prepared::{Location, LogRecord, PrepareStats, PreparedDataset, RerankSample, UserSequence};
+use crate::prepared::{
+    Location, LogRecord, PrepareStats, PreparedDataset, RerankSample, UserSequence,
+};
 use crate::progress::Progress;
 use crate::protocol::add_user_id_feature;
 use crate::raw::Interner;
@@ -192,7 +194,9 @@ impl Spill {
         match self {
             Self::Memory(rows) => rows.push(row),
             Self::Disk { path, out } => {
-                let out = out.as_mut().expect("the spill is written before it is read");
+                let out = out
+                    .as_mut()
+                    .expect("the spill is written before it is read");
                 let bytes = postcard::to_stdvec(&StoredRequest {
                     sample: row.sample,
                     record: row.record,
@@ -462,7 +466,10 @@ fn prepare_log_in(
     };
     drop(spill);
     records.sort_unstable_by_key(|(r, _)| *r);
-    let dense = records.iter().enumerate().all(|(k, (r, _))| *r as usize == k);
+    let dense = records
+        .iter()
+        .enumerate()
+        .all(|(k, (r, _))| *r as usize == k);
     let log_ranks = (!dense).then(|| records.iter().map(|(r, _)| *r).collect());
     let records: Vec<LogRecord> = records.into_iter().map(|(_, r)| r).collect();
     let [train, valid, test] = parts;

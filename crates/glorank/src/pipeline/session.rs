@@ -338,7 +338,8 @@ impl<'a, 'h, 'hh> Session<'a, 'h, 'hh> {
             let devices = (&self.autodiff, &self.plain);
             training::train_reward(
                 (
-                    full.as_ref().map_or_else(|| loaded(&self.ds, "dataset"), Ok)?,
+                    full.as_ref()
+                        .map_or_else(|| loaded(&self.ds, "dataset"), Ok)?,
                     loaded(&self.ids, "tokenizer")?,
                 ),
                 (role, cfg, inputs),
@@ -407,7 +408,8 @@ impl<'a, 'h, 'hh> Session<'a, 'h, 'hh> {
             let full = self.train_in_memory("RL")?;
             let out = training::train_rl_stage(
                 (
-                    full.as_ref().map_or_else(|| loaded(&self.ds, "dataset"), Ok)?,
+                    full.as_ref()
+                        .map_or_else(|| loaded(&self.ds, "dataset"), Ok)?,
                     loaded(&self.ids, "tokenizer")?,
                 ),
                 &c.rl,
@@ -483,7 +485,8 @@ impl<'a, 'h, 'hh> Session<'a, 'h, 'hh> {
         };
         let (c, ds, ids) = (
             self.config,
-            full.as_ref().map_or_else(|| loaded(&self.ds, "dataset"), Ok)?,
+            full.as_ref()
+                .map_or_else(|| loaded(&self.ds, "dataset"), Ok)?,
             loaded(&self.ids, "tokenizer")?,
         );
         let split = if plan.split == Split::Valid {
