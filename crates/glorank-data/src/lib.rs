@@ -73,7 +73,8 @@ pub use log::{
 };
 pub use prepared::{
     DATASET_FILE, FORMAT_VERSION, History, PrepareStats, PreparedDataset, RerankSample,
-    SUMMARY_FILE, Split, UserSequence, demonstration_by, write_atomic,
+    SUMMARY_FILE, Split, TRAIN_STORE_FILE, TrainStore, UserSequence, demonstration_by,
+    write_atomic,
 };
 pub use progress::{NoProgress, Progress};
 pub use protocol::{dedupe_pairs, k_core, prepare};
@@ -85,7 +86,7 @@ pub use readers::movielens::{read_ml1m, read_ml100k};
 pub use readers::tabular::{CsvConfig, read_amazon_csv, read_csv, read_implicit};
 pub use request::{RerankHistoryItem, RerankRequest};
 pub use retriever::{MfModel, RetrieverConfig, fit_als};
-pub use store::{StoreReader, StoredRequest, TRAIN_STORE_FILE, TrainStore};
+pub use store::{StoreReader, StoredRequest};
 pub use synthetic::{SyntheticConfig, SyntheticWorld};
 pub use vectors::{CONTENT_VECTORS, ItemVectorSource, ItemVectors, item_vectors, title_words};
 

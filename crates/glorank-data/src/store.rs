@@ -7,15 +7,14 @@
 //! in split order, are kept in the dataset ([`TrainStore`]); a record's length is the
 //! distance to the next offset (or to the end of the file).
 
-use crate::prepared::{LogRecord, RerankSample, write_atomic_with};
+use crate::prepared::{
+    LogRecord, PreparedDataset, RerankSample, TRAIN_STORE_FILE, TrainStore, write_atomic_with,
+};
 use crate::{DataError, Result};
 use serde::{Deserialize, Serialize};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-
-/// File name of the training-request store inside a run directory.
-pub const TRAIN_STORE_FILE: &str = "train_requests.bin";
 
 /// Magic bytes at the start of the store.
 const STORE_MAGIC: &[u8; 8] = b"GLRKREQS";
@@ -25,37 +24,6 @@ const STORE_VERSION: u32 = 1;
 
 /// Bytes before the first record: the magic and the version.
 const HEADER: u64 = 12;
-
-/// Where a dataset's training requests are when they are kept on disk: the offset of each
-/// record in [`TRAIN_STORE_FILE`], in split order, and the file's length.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TrainStore {
-    /// Byte offset of each training request's record, in split order.
-    pub offsets: Vec<u64>,
-    /// Length of the store file in bytes (checked when it is opened).
-    pub bytes: u64,
-    /// Whether every stored request carries the log's retriever scores.
-    pub retriever_scores: bool,
-}
-
-impl TrainStore {
-    /// Number of stored requests.
-    pub fn len(&self) -> usize {
-        self.offsets.len()
-    }
-
-    /// Whether no request is stored.
-    pub fn is_empty(&self) -> bool {
-        self.offsets.is_empty()
-    }
-
-    /// The byte range of record `i`.
-    fn range(&self, i: usize) -> (u64, u64) {
-        let start = self.offsets[i];
-        let end = self.offsets.get(i + 1).copied().unwrap_or(self.bytes);
-        (start, end)
-    }
-}
 
 /// One stored request: its sample and its log record (with the request's rank in time as
 /// the sample's `slate_start`, as in memory).
@@ -253,6 +221,76 @@ impl<'a> StoreReader<'a> {
                 .map_err(|e| DataError::io(&self.path, e))?;
             f(i, self.decode(i, &bytes)?)?;
         }
+        Ok(())
+    }
+}
+
+/// The training requests a dataset keeps on disk.
+impl PreparedDataset {
+    /// A reader of the training requests kept on disk (`None` when they are in memory).
+    ///
+    /// # Errors
+    /// A dataset that was neither loaded from nor prepared into a directory; the store's
+    /// errors ([`StoreReader::open`]).
+    pub fn train_reader(&self) -> Result<Option<StoreReader<'_>>> {
+        let Some(store) = &self.train_store else {
+            return Ok(None);
+        };
+        let dir = self.dir.0.as_ref().ok_or_else(|| {
+            DataError::config(
+                "log.store",
+                "the training requests are on disk, but the dataset has no directory",
+            )
+        })?;
+        StoreReader::open(&dir.join(TRAIN_STORE_FILE), store).map(Some)
+    }
+
+    /// This dataset with its training requests in memory: itself, or (training requests on
+    /// disk) a copy with them loaded ([`PreparedDataset::load_train`]), for a stage that
+    /// reads them all at once.
+    ///
+    /// # Errors
+    /// As [`PreparedDataset::train_reader`].
+    pub fn with_train_loaded(&self) -> Result<std::borrow::Cow<'_, Self>> {
+        if !self.train_on_disk() {
+            return Ok(std::borrow::Cow::Borrowed(self));
+        }
+        let mut copy = self.clone();
+        copy.load_train()?;
+        Ok(std::borrow::Cow::Owned(copy))
+    }
+
+    /// Reads the training requests kept on disk into memory (`train` and `log`), so every
+    /// stage can read them at once; a dataset in memory is left as it is.
+    ///
+    /// # Errors
+    /// As [`PreparedDataset::train_reader`].
+    pub fn load_train(&mut self) -> Result<()> {
+        let mut stored = Vec::with_capacity(self.train_len());
+        match self.train_reader()? {
+            None => return Ok(()),
+            Some(reader) => reader.for_each(|_, r| {
+                stored.push(r);
+                Ok(())
+            })?,
+        }
+        let ranks = self.log_ranks.take().unwrap_or_default();
+        let kept = self.log.take().unwrap_or_default();
+        let mut records: Vec<(u32, LogRecord)> = ranks.into_iter().zip(kept).collect();
+        for r in stored {
+            records.push((r.sample.slate_start, r.record));
+            self.train.push(r.sample);
+        }
+        records.sort_by_key(|(rank, _)| *rank);
+        let dense = records
+            .iter()
+            .enumerate()
+            .all(|(k, (r, _))| *r as usize == k);
+        if !dense {
+            self.log_ranks = Some(records.iter().map(|(r, _)| *r).collect());
+        }
+        self.log = Some(records.into_iter().map(|(_, r)| r).collect());
+        self.train_store = None;
         Ok(())
     }
 }

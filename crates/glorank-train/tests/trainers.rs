@@ -266,12 +266,11 @@ fn sft_max_steps_ends_the_run_with_a_validation() {
         sft(&s, &cfg, dir.path(), false, &mut NoObserver),
         RunStatus::Finished
     );
-    let records: Vec<serde_json::Value> =
-        std::fs::read_to_string(dir.path().join("sft_log.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(dir.path().join("sft_log.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert!(s.train.len() > 5 * 16, "the test needs a longer epoch");
     assert_eq!(records.len(), 1);
     assert_eq!(records[0]["step"], 5);

@@ -6,6 +6,7 @@ use super::catalog::Catalogs;
 use super::read::scan_rows;
 use super::{LogConfig, LogSplit, LogStore, LoggedRequest, RowError};
 use crate::labels::Labels;
+use crate::prepared::TRAIN_STORE_FILE;
 use crate::prepared::{
     Location, LogRecord, PrepareStats, PreparedDataset, RerankSample, UserSequence,
 };
@@ -13,7 +14,7 @@ use crate::progress::Progress;
 use crate::protocol::add_user_id_feature;
 use crate::raw::Interner;
 use crate::retriever::{MfModel, fit_als};
-use crate::store::{StoreWriter, StoredRequest, TRAIN_STORE_FILE, write_store};
+use crate::store::{StoreWriter, StoredRequest, write_store};
 use crate::{DataError, ProtocolConfig, Result};
 use std::collections::HashMap;
 use std::fs::File;
