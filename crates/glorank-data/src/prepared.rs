@@ -147,6 +147,20 @@ pub fn demonstration_by(sample: &RerankSample, values: &[f32]) -> Vec<usize> {
         .collect()
 }
 
+/// Log records with their ranks in time, as a dataset keeps them: sorted by rank, and the
+/// ranks (for [`PreparedDataset::log_ranks`]) unless they are `0..n`.
+pub(crate) fn index_records(
+    mut records: Vec<(u32, LogRecord)>,
+) -> (Vec<LogRecord>, Option<Vec<u32>>) {
+    records.sort_unstable_by_key(|(r, _)| *r);
+    let dense = records
+        .iter()
+        .enumerate()
+        .all(|(k, (r, _))| *r as usize == k);
+    let ranks = (!dense).then(|| records.iter().map(|(r, _)| *r).collect());
+    (records.into_iter().map(|(_, r)| r).collect(), ranks)
+}
+
 /// Counts and timings of a `prepare` run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -441,16 +455,20 @@ impl PreparedDataset {
     /// When the dataset keeps only some records (its training requests are on disk) and
     /// `sample` is a training request: read those through [`PreparedDataset::train_reader`].
     pub fn log_record(&self, sample: &RerankSample) -> Option<&LogRecord> {
+        self.log.as_ref()?;
+        Some(
+            self.record_at(sample.slate_start)
+                .expect("a request whose record is on disk: read it from the store"),
+        )
+    }
+
+    /// The log record of the request of rank `rank` in time, when it is in memory.
+    fn record_at(&self, rank: u32) -> Option<&LogRecord> {
         let log = self.log.as_ref()?;
-        Some(match &self.log_ranks {
-            None => &log[sample.slate_start as usize],
-            Some(ranks) => {
-                let k = ranks
-                    .binary_search(&sample.slate_start)
-                    .expect("a request whose record is on disk: read it from the store");
-                &log[k]
-            }
-        })
+        match &self.log_ranks {
+            None => log.get(rank as usize),
+            Some(ranks) => ranks.binary_search(&rank).ok().map(|k| &log[k]),
+        }
     }
 
     /// The directory the dataset was loaded from or prepared into (`None` for a dataset
@@ -695,11 +713,8 @@ impl PreparedDataset {
         }
         for s in self.train.iter().chain(&self.valid).chain(&self.test) {
             let seq_len = match &self.log {
-                Some(log) => {
-                    let r = match &self.log_ranks {
-                        None => log.get(s.slate_start as usize),
-                        Some(ranks) => ranks.binary_search(&s.slate_start).ok().map(|k| &log[k]),
-                    };
+                Some(_) => {
+                    let r = self.record_at(s.slate_start);
                     let ok = r.is_some_and(|r| {
                         r.shown_values.len() == s.logged.len()
                             && r.retriever_scores

@@ -8,7 +8,8 @@
 //! distance to the next offset (or to the end of the file).
 
 use crate::prepared::{
-    LogRecord, PreparedDataset, RerankSample, TRAIN_STORE_FILE, TrainStore, write_atomic_with,
+    LogRecord, PreparedDataset, RerankSample, TRAIN_STORE_FILE, TrainStore, index_records,
+    write_atomic_with,
 };
 use crate::{DataError, Result};
 use serde::{Deserialize, Serialize};
@@ -274,22 +275,20 @@ impl PreparedDataset {
                 Ok(())
             })?,
         }
-        let ranks = self.log_ranks.take().unwrap_or_default();
         let kept = self.log.take().unwrap_or_default();
+        // The ranks of the records in memory: listed, or 0..n when they are dense.
+        let ranks: Vec<u32> = self
+            .log_ranks
+            .take()
+            .unwrap_or_else(|| (0..kept.len() as u32).collect());
         let mut records: Vec<(u32, LogRecord)> = ranks.into_iter().zip(kept).collect();
         for r in stored {
             records.push((r.sample.slate_start, r.record));
             self.train.push(r.sample);
         }
-        records.sort_by_key(|(rank, _)| *rank);
-        let dense = records
-            .iter()
-            .enumerate()
-            .all(|(k, (r, _))| *r as usize == k);
-        if !dense {
-            self.log_ranks = Some(records.iter().map(|(r, _)| *r).collect());
-        }
-        self.log = Some(records.into_iter().map(|(_, r)| r).collect());
+        let (log, ranks) = index_records(records);
+        self.log = Some(log);
+        self.log_ranks = ranks;
         self.train_store = None;
         Ok(())
     }

@@ -6,9 +6,9 @@ use super::catalog::Catalogs;
 use super::read::scan_rows;
 use super::{LogConfig, LogSplit, LogStore, LoggedRequest, RowError};
 use crate::labels::Labels;
-use crate::prepared::TRAIN_STORE_FILE;
 use crate::prepared::{
-    Location, LogRecord, PrepareStats, PreparedDataset, RerankSample, UserSequence,
+    Location, LogRecord, PrepareStats, PreparedDataset, RerankSample, TRAIN_STORE_FILE,
+    UserSequence, index_records,
 };
 use crate::progress::Progress;
 use crate::protocol::add_user_id_feature;
@@ -466,13 +466,7 @@ fn prepare_log_in(
         })?),
     };
     drop(spill);
-    records.sort_unstable_by_key(|(r, _)| *r);
-    let dense = records
-        .iter()
-        .enumerate()
-        .all(|(k, (r, _))| *r as usize == k);
-    let log_ranks = (!dense).then(|| records.iter().map(|(r, _)| *r).collect());
-    let records: Vec<LogRecord> = records.into_iter().map(|(_, r)| r).collect();
+    let (records, log_ranks) = index_records(records);
     let [train, valid, test] = parts;
     if counts[0].0 == 0 {
         return Err(DataError::Insufficient(format!(
